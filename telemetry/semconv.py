@@ -1,0 +1,381 @@
+"""Every name VoxPulse emits: span names, attribute keys, metric names, units and buckets.
+
+This module is the single source of truth. ``docs/semantic-conventions.md`` is generated from it
+(``python -m telemetry.semconv > docs/semantic-conventions.md``) and a test fails when the two
+differ, when a key is not classified, or when a metric attribute could carry high cardinality.
+Dashboards, alert rules and the collector config use the Prometheus names listed here.
+
+Classification of attribute keys:
+
+* ``pii`` -- the value may hold personal data (phone numbers, names, free text). Such keys carry a
+  ``pii`` segment in the key where we own the name; standard keys (GenAI tool arguments) are
+  marked here. PII values are redacted before export, or dropped, per the redaction mode.
+* ``metric_label`` -- low cardinality, allowed as a metric attribute / spanmetrics dimension.
+  ``call_id``, phone numbers, room names, trace ids and free text are never metric labels.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final
+
+__all__ = [
+    "ATTRIBUTES",
+    "DURATION_BUCKETS_S",
+    "LIVEKIT_STAGE_SPANS",
+    "METRICS",
+    "SPANMETRICS_DIMENSIONS",
+    "Attr",
+    "AttributeSpec",
+    "CallOutcome",
+    "MetricKind",
+    "MetricSpec",
+    "SpanName",
+    "Stage",
+    "render_markdown",
+]
+
+
+class Stage(str, Enum):
+    """Values of ``voice.stage``: one span per stage request carries it."""
+
+    STT = "stt"
+    LLM = "llm"
+    TTS = "tts"
+    TOOL = "tool"
+    TURN = "turn"
+
+
+class CallOutcome(str, Enum):
+    """Values of ``voice.call.outcome``."""
+
+    RESOLVED_BY_BOT = "resolved_by_bot"
+    TRANSFERRED = "transferred"
+    ABANDONED = "abandoned"
+    FAILED = "failed"
+
+
+class SpanName:
+    """Span names we create. LLM and tool spans follow the GenAI pattern ``{operation} {target}``."""
+
+    CALL: Final = "call"
+    TURN: Final = "turn"
+    STT: Final = "speech_to_text"
+    LLM_PREFIX: Final = "chat"  # "chat {model}"
+    TTS: Final = "text_to_speech"
+    TOOL_PREFIX: Final = "execute_tool"  # "execute_tool {name}"
+
+    @staticmethod
+    def llm(model: str | None) -> str:
+        return f"chat {model}" if model else "chat"
+
+    @staticmethod
+    def tool(name: str) -> str:
+        return f"execute_tool {name}"
+
+
+class Attr:
+    """Attribute keys. Every key here is classified in :data:`ATTRIBUTES`."""
+
+    # identity
+    CALL_ID: Final = "call_id"
+    CONVERSATION_ID: Final = "gen_ai.conversation.id"
+    STAGE: Final = "voice.stage"
+    # call (root span)
+    CALL_DIRECTION: Final = "voice.call.direction"
+    CALL_OUTCOME: Final = "voice.call.outcome"
+    CALL_TRANSFER_REASON: Final = "voice.call.transfer_reason"
+    CALL_SCENARIO: Final = "voice.call.scenario"
+    CALL_COST_USD: Final = "voice.call.cost_usd"
+    CALL_TURNS: Final = "voice.call.turns"
+    CALL_CALLER: Final = "voice.call.pii.caller"
+    CALL_ROOM: Final = "voice.call.room"
+    AGENT_VERSION: Final = "voice.agent.version"
+    # turn
+    TURN_INDEX: Final = "voice.turn.index"
+    TTFW_MS: Final = "voice.ttfw_ms"
+    TURN_USER_TEXT: Final = "voice.turn.pii.user_text"
+    TURN_AGENT_TEXT: Final = "voice.turn.pii.agent_text"
+    TURN_HAS_TOOL_CALLS: Final = "voice.turn.tool_calls"
+    # provider / model (GenAI conventions)
+    OPERATION: Final = "gen_ai.operation.name"
+    PROVIDER: Final = "gen_ai.provider.name"
+    MODEL: Final = "gen_ai.request.model"
+    INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+    OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+    TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
+    # streams of any stage (seconds from call to first chunk)
+    STREAM_TTFC: Final = "voice.stream.time_to_first_chunk"
+    STREAM_CHUNKS: Final = "voice.stream.chunks"
+    # stt / tts
+    STT_AUDIO_SECONDS: Final = "voice.stt.audio_seconds"
+    STT_TRANSCRIPT: Final = "voice.stt.pii.transcript"
+    TTS_VOICE: Final = "voice.tts.voice"
+    TTS_CHARACTERS: Final = "voice.tts.characters"
+    TTS_TEXT: Final = "voice.tts.pii.text"
+    # tools (GenAI conventions)
+    TOOL_NAME: Final = "gen_ai.tool.name"
+    TOOL_CALL_ID: Final = "gen_ai.tool.call.id"
+    TOOL_ARGUMENTS: Final = "gen_ai.tool.call.arguments"
+    TOOL_RESULT: Final = "gen_ai.tool.call.result"
+    TOOL_SUCCESS: Final = "voice.tool.success"
+    TOOL_ANOMALY: Final = "voice.tool.anomaly"
+    # outcome of any span
+    ERROR_TYPE: Final = "error.type"
+    CANCELLED: Final = "voice.cancelled"
+    HTTP_STATUS: Final = "http.response.status_code"
+    # telemetry self-observation
+    CALLLOG_RESULT: Final = "voxpulse.calllog.result"
+    CALLLOG_BUFFER: Final = "voxpulse.calllog.buffer"
+    EXPORT_SIGNAL: Final = "voxpulse.export.signal"
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeSpec:
+    key: str
+    description: str
+    pii: bool = False
+    metric_label: bool = False
+
+
+ATTRIBUTES: Final[tuple[AttributeSpec, ...]] = (
+    AttributeSpec(Attr.CALL_ID, "The phone call's id (room name or SIP call id); on every span of the call."),
+    AttributeSpec(Attr.CONVERSATION_ID, "GenAI conversation id; equals call_id on the root span."),
+    AttributeSpec(Attr.STAGE, "stt, llm, tts, tool or turn; exactly one span per stage request.", metric_label=True),
+    AttributeSpec(Attr.CALL_DIRECTION, "inbound or outbound.", metric_label=True),
+    AttributeSpec(
+        Attr.CALL_OUTCOME, "resolved_by_bot, transferred, abandoned or failed.", metric_label=True
+    ),
+    AttributeSpec(Attr.CALL_TRANSFER_REASON, "Why the call went to an operator (a short code).", metric_label=True),
+    AttributeSpec(Attr.CALL_SCENARIO, "Detected scenario (order, fitting, order_status, ...).", metric_label=True),
+    AttributeSpec(Attr.CALL_COST_USD, "Price table applied to the call's usage, USD."),
+    AttributeSpec(Attr.CALL_TURNS, "Number of turns in the call."),
+    AttributeSpec(Attr.CALL_CALLER, "Caller phone number (masked before export).", pii=True),
+    AttributeSpec(Attr.CALL_ROOM, "LiveKit room name."),
+    AttributeSpec(Attr.AGENT_VERSION, "Version of the agent that handled the call.", metric_label=True),
+    AttributeSpec(Attr.TURN_INDEX, "0-based index of the turn in the call."),
+    AttributeSpec(Attr.TTFW_MS, "Time to first word: end of caller speech to first agent audio, ms."),
+    AttributeSpec(Attr.TURN_USER_TEXT, "What the caller said (redacted by default).", pii=True),
+    AttributeSpec(Attr.TURN_AGENT_TEXT, "What the agent answered (redacted by default).", pii=True),
+    AttributeSpec(Attr.TURN_HAS_TOOL_CALLS, "Number of tool calls in the turn."),
+    AttributeSpec(Attr.OPERATION, "GenAI operation (chat, execute_tool, ...).", metric_label=True),
+    AttributeSpec(Attr.PROVIDER, "Provider of the STT/LLM/TTS service.", metric_label=True),
+    AttributeSpec(Attr.MODEL, "Model (or voice model) requested.", metric_label=True),
+    AttributeSpec(Attr.INPUT_TOKENS, "LLM input tokens."),
+    AttributeSpec(Attr.OUTPUT_TOKENS, "LLM output tokens."),
+    AttributeSpec(Attr.TIME_TO_FIRST_CHUNK, "LLM time to first chunk, seconds (GenAI)."),
+    AttributeSpec(Attr.STREAM_TTFC, "Any stream's time from call to first chunk, seconds."),
+    AttributeSpec(Attr.STREAM_CHUNKS, "Chunks a stream yielded."),
+    AttributeSpec(Attr.STT_AUDIO_SECONDS, "Seconds of audio sent to STT."),
+    AttributeSpec(Attr.STT_TRANSCRIPT, "STT transcript (redacted by default).", pii=True),
+    AttributeSpec(Attr.TTS_VOICE, "TTS voice.", metric_label=True),
+    AttributeSpec(Attr.TTS_CHARACTERS, "Characters synthesised."),
+    AttributeSpec(Attr.TTS_TEXT, "Text sent to TTS (redacted by default).", pii=True),
+    AttributeSpec(Attr.TOOL_NAME, "Tool (function) name.", metric_label=True),
+    AttributeSpec(Attr.TOOL_CALL_ID, "Tool call id from the LLM."),
+    AttributeSpec(Attr.TOOL_ARGUMENTS, "Tool arguments as JSON, redacted and truncated.", pii=True),
+    AttributeSpec(Attr.TOOL_RESULT, "Tool result as JSON, redacted and truncated.", pii=True),
+    AttributeSpec(Attr.TOOL_SUCCESS, "Whether the tool call succeeded."),
+    AttributeSpec(
+        Attr.TOOL_ANOMALY,
+        "Why a tool call looks anomalous (unknown_tool, repeated, injection_pattern, ...).",
+        metric_label=True,
+    ),
+    AttributeSpec(Attr.ERROR_TYPE, "Exception class or error code.", metric_label=True),
+    AttributeSpec(Attr.CANCELLED, "True when the work was cancelled (barge-in, hang-up)."),
+    AttributeSpec(Attr.HTTP_STATUS, "HTTP status of a store API response.", metric_label=True),
+    AttributeSpec(Attr.CALLLOG_RESULT, "written, buffered, flushed or dropped.", metric_label=True),
+    AttributeSpec(Attr.CALLLOG_BUFFER, "postgres, redis or memory.", metric_label=True),
+    AttributeSpec(Attr.EXPORT_SIGNAL, "traces or metrics.", metric_label=True),
+)
+
+# Spans LiveKit Agents already creates for a stage request: we annotate them with voice.stage
+# instead of adding twins (exactly one span per stage request carries voice.stage).
+LIVEKIT_STAGE_SPANS: Final[dict[str, Stage]] = {
+    "llm_request": Stage.LLM,
+    "function_tool": Stage.TOOL,
+    "tts_request": Stage.TTS,
+}
+
+# Dimensions of the collector's spanmetrics connector (otel-collector/config.yaml follows this).
+SPANMETRICS_DIMENSIONS: Final[tuple[str, ...]] = (
+    Attr.STAGE,
+    Attr.PROVIDER,
+    Attr.MODEL,
+    Attr.TOOL_NAME,
+    Attr.CALL_OUTCOME,
+)
+
+# Voice latency: tens of milliseconds to tens of seconds.
+DURATION_BUCKETS_S: Final[tuple[float, ...]] = (
+    0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 20.0, 30.0, 60.0,
+)
+CALL_DURATION_BUCKETS_S: Final[tuple[float, ...]] = (
+    5.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
+)
+COST_BUCKETS_USD: Final[tuple[float, ...]] = (
+    0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+)
+
+
+class MetricKind(str, Enum):
+    HISTOGRAM = "histogram"
+    COUNTER = "counter"
+    UP_DOWN_COUNTER = "updowncounter"
+    GAUGE = "gauge"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    name: str
+    kind: MetricKind
+    unit: str
+    description: str
+    prometheus: str
+    attributes: tuple[str, ...] = ()
+    buckets: tuple[float, ...] | None = None
+
+
+METRICS: Final[tuple[MetricSpec, ...]] = (
+    MetricSpec(
+        "voice.turn.time_to_first_word", MetricKind.HISTOGRAM, "s",
+        "End of caller speech to the first byte of agent audio, per turn.",
+        "voice_turn_time_to_first_word_seconds", (Attr.AGENT_VERSION,), DURATION_BUCKETS_S,
+    ),
+    MetricSpec(
+        "voice.stage.time_to_first_chunk", MetricKind.HISTOGRAM, "s",
+        "Time to first token (LLM), first byte (TTS) or first transcript (STT).",
+        "voice_stage_time_to_first_chunk_seconds", (Attr.STAGE, Attr.PROVIDER, Attr.MODEL), DURATION_BUCKETS_S,
+    ),
+    MetricSpec(
+        "voice.call.duration", MetricKind.HISTOGRAM, "s", "Call duration.",
+        "voice_call_duration_seconds", (Attr.CALL_DIRECTION, Attr.CALL_OUTCOME), CALL_DURATION_BUCKETS_S,
+    ),
+    MetricSpec(
+        "voice.call.cost", MetricKind.HISTOGRAM, "{USD}", "Cost of one call in USD (price table x usage).",
+        "voice_call_cost", (Attr.CALL_OUTCOME,), COST_BUCKETS_USD,
+    ),
+    MetricSpec(
+        "voice.api.spend", MetricKind.COUNTER, "{USD}", "Provider API spend in USD.",
+        "voice_api_spend_total", (Attr.STAGE, Attr.PROVIDER, Attr.MODEL),
+    ),
+    MetricSpec(
+        "voice.calls.active", MetricKind.UP_DOWN_COUNTER, "{call}", "Calls in progress.",
+        "voice_calls_active", (Attr.CALL_DIRECTION,),
+    ),
+    MetricSpec(
+        "voice.operator.queue_length", MetricKind.GAUGE, "{call}", "Callers waiting for a human operator.",
+        "voice_operator_queue_length",
+    ),
+    MetricSpec(
+        "voice.calls", MetricKind.COUNTER, "{call}", "Finished calls by outcome, scenario and direction.",
+        "voice_calls_total", (Attr.CALL_OUTCOME, Attr.CALL_SCENARIO, Attr.CALL_DIRECTION),
+    ),
+    MetricSpec(
+        "voice.transfers", MetricKind.COUNTER, "{call}", "Calls transferred to an operator, by reason.",
+        "voice_transfers_total", (Attr.CALL_TRANSFER_REASON,),
+    ),
+    MetricSpec(
+        "voice.orders.created", MetricKind.COUNTER, "{order}", "Orders the bot created.",
+        "voice_orders_created_total",
+    ),
+    MetricSpec(
+        "voice.fittings.booked", MetricKind.COUNTER, "{booking}", "Tyre-fitting appointments the bot booked.",
+        "voice_fittings_booked_total",
+    ),
+    MetricSpec(
+        "voice.store_api.errors", MetricKind.COUNTER, "{error}", "Store API errors by HTTP status code.",
+        "voice_store_api_errors_total", (Attr.HTTP_STATUS,),
+    ),
+    MetricSpec(
+        "voice.tool.anomalies", MetricKind.COUNTER, "{call}",
+        "Tool calls that look anomalous (prompt-injection suspicion).",
+        "voice_tool_anomalies_total", (Attr.TOOL_NAME, Attr.TOOL_ANOMALY),
+    ),
+    MetricSpec(
+        "voxpulse.export.dropped", MetricKind.COUNTER, "{item}",
+        "Spans the agent could not deliver (queue full or exporter failing).",
+        "voxpulse_export_dropped_total", (Attr.EXPORT_SIGNAL,),
+    ),
+    MetricSpec(
+        "voxpulse.calllog.records", MetricKind.COUNTER, "{record}",
+        "Call-history records by result (written, buffered, flushed, dropped) and buffer.",
+        "voxpulse_calllog_records_total", (Attr.CALLLOG_RESULT, Attr.CALLLOG_BUFFER),
+    ),
+)
+
+# The collector's spanmetrics connector (namespace traces.span.metrics, unit ms).
+SPANMETRICS_DURATION: Final = "traces_span_metrics_duration_milliseconds"
+SPANMETRICS_CALLS: Final = "traces_span_metrics_calls_total"
+
+
+def render_markdown() -> str:
+    """The body of docs/semantic-conventions.md."""
+    out = [
+        "# VoxPulse semantic conventions",
+        "",
+        "Generated from `telemetry/semconv.py` by `python -m telemetry.semconv`; a test keeps the two equal.",
+        "This file is the contract for the library, the collector config, dashboards, alert rules and tests.",
+        "",
+        "## Spans",
+        "",
+        "| span | created by | voice.stage |",
+        "|---|---|---|",
+        f"| `{SpanName.CALL}` | `telemetry.call()` (root of the call's trace) | |",
+        f"| `{SpanName.TURN}` | LiveKit integration, one per caller utterance and answer | `turn` |",
+        f"| `{SpanName.STT}` | `@trace_stt`, LiveKit integration (LiveKit has no STT request span) | `stt` |",
+        "| `chat {model}` | `@trace_llm` | `llm` |",
+        f"| `{SpanName.TTS}` | `@trace_tts` | `tts` |",
+        "| `execute_tool {name}` | `@trace_tool` | `tool` |",
+    ]
+    for lk_name, stage in LIVEKIT_STAGE_SPANS.items():
+        out.append(f"| `{lk_name}` | LiveKit Agents (annotated by VoxPulse) | `{stage.value}` |")
+    out += [
+        "",
+        "Every span of a call carries `call_id`. Exactly one span per stage request carries `voice.stage`.",
+        "",
+        "## Attributes",
+        "",
+        "| key | pii | metric label | description |",
+        "|---|---|---|---|",
+    ]
+    for a in ATTRIBUTES:
+        out.append(
+            f"| `{a.key}` | {'yes' if a.pii else ''} | {'yes' if a.metric_label else ''} | {a.description} |"
+        )
+    out += [
+        "",
+        "## Metrics from the agent (OTel SDK, exported with the traces)",
+        "",
+        "| OTel name | kind | unit | Prometheus name | attributes | description |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in METRICS:
+        attrs = ", ".join(f"`{k}`" for k in m.attributes)
+        out.append(
+            f"| `{m.name}` | {m.kind.value} | `{m.unit}` | `{m.prometheus}` | {attrs} | {m.description} |"
+        )
+    dims = ", ".join(f"`{d}`" for d in SPANMETRICS_DIMENSIONS)
+    out += [
+        "",
+        "## Metrics derived from spans (collector spanmetrics connector)",
+        "",
+        f"- `{SPANMETRICS_DURATION}_bucket|_sum|_count` and `{SPANMETRICS_CALLS}`",
+        f"- labels: `service_name`, `span_name`, `span_kind`, `status_code`, and the dimensions {dims}"
+        " with dots as underscores (`voice_stage`, `gen_ai_provider_name`, ...).",
+        "- exemplars carry `trace_id` and `span_id`.",
+        "",
+        "## Buckets",
+        "",
+        f"- latency (s): {', '.join(str(b) for b in DURATION_BUCKETS_S)}",
+        f"- call duration (s): {', '.join(str(b) for b in CALL_DURATION_BUCKETS_S)}",
+        f"- cost (USD): {', '.join(str(b) for b in COST_BUCKETS_USD)}",
+        "",
+    ]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render_markdown())
