@@ -1,0 +1,161 @@
+"""Span processors and exporter wrappers installed by configure().
+
+* :class:`CallIdProcessor` stamps ``call_id`` on every span started inside a call scope (or under
+  a parent that has one, or with ``call_id`` baggage from another process) and maps LiveKit's
+  stage spans to ``voice.stage``.
+* :class:`QueueingSpanProcessor` is the SDK's BatchSpanProcessor that counts, instead of logging per
+  span, the spans it drops when its queue is full.
+* :class:`SafeExporter` redacts every span before the real exporter sees it (on the export thread,
+  off the event loop), counts spans it could not deliver, and logs failure and recovery once each.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+
+from opentelemetry import baggage, context, trace
+from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import Status
+
+from telemetry import metrics as _metrics
+from telemetry.calls import current_call_id
+from telemetry.redaction import Redactor
+from telemetry.semconv import LIVEKIT_STAGE_SPANS, Attr
+
+__all__ = ["CallIdProcessor", "QueueingSpanProcessor", "SafeExporter", "redact_span"]
+
+_logger = logging.getLogger("voxpulse.export")
+_STAGE_BY_SPAN = {name: stage.value for name, stage in LIVEKIT_STAGE_SPANS.items()}
+
+
+class CallIdProcessor(SpanProcessor):
+    def on_start(self, span: Span, parent_context: context.Context | None = None) -> None:
+        call_id = current_call_id()
+        if call_id is None:
+            parent = trace.get_current_span(parent_context)
+            attrs = getattr(parent, "attributes", None)
+            if attrs:
+                value = attrs.get(Attr.CALL_ID)
+                call_id = value if isinstance(value, str) else None
+            if call_id is None and parent_context is not None:
+                value = baggage.get_baggage("call_id", parent_context)
+                call_id = value if isinstance(value, str) else None
+        if call_id is not None:
+            span.set_attribute(Attr.CALL_ID, call_id)
+        stage = _STAGE_BY_SPAN.get(span.name)
+        if stage is not None:
+            span.set_attribute(Attr.STAGE, stage)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        return None
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+class QueueingSpanProcessor(BatchSpanProcessor):
+    """BatchSpanProcessor that counts queue-full drops (one log line per burst, not per span)."""
+
+    def __init__(self, exporter: SpanExporter, *, max_queue_size: int = 4096, schedule_delay_ms: int = 1000,
+                 max_export_batch_size: int = 512) -> None:
+        super().__init__(
+            exporter, max_queue_size=max_queue_size, schedule_delay_millis=schedule_delay_ms,
+            max_export_batch_size=max_export_batch_size,
+        )
+        self.dropped = 0
+        self._dropping = False
+        self._queue_limit = max_queue_size
+
+    def _queue_len(self) -> int:
+        inner = getattr(self, "_batch_processor", None)
+        queue = getattr(inner, "_queue", None)
+        return len(queue) if queue is not None else 0
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if not span.context or not span.context.trace_flags.sampled:
+            return
+        if self._queue_len() >= self._queue_limit:
+            self.dropped += 1
+            inst = _metrics.current()
+            if inst is not None:
+                inst.export_dropped.add(1, {Attr.EXPORT_SIGNAL: "traces"})
+            if not self._dropping:
+                self._dropping = True
+                _logger.warning("span queue full (%d); dropping spans until the exporter catches up",
+                                self._queue_limit)
+            return
+        if self._dropping:
+            self._dropping = False
+            _logger.warning("span queue has room again; %d spans dropped so far", self.dropped)
+        super().on_end(span)
+
+
+def redact_span(span: ReadableSpan, redactor: Redactor) -> ReadableSpan:
+    events = [
+        Event(e.name, redactor.attributes(e.attributes), e.timestamp) for e in span.events
+    ]
+    status = span.status
+    if status.description:
+        status = Status(status.status_code, redactor.text(status.description))
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=redactor.attributes(span.attributes),
+        events=events,
+        links=span.links,
+        kind=span.kind,
+        status=status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+class SafeExporter(SpanExporter):
+    """Redacts, then exports; never raises; counts and logs (once) what could not be delivered."""
+
+    def __init__(self, inner: SpanExporter, redactor: Redactor) -> None:
+        self.inner = inner
+        self.redactor = redactor
+        self.failed_spans = 0
+        self._failing = False
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            redacted = [redact_span(s, self.redactor) for s in spans]
+            result = self.inner.export(redacted)
+        except Exception as exc:  # an exporter must not kill the export thread
+            _logger.debug("exporter raised", exc_info=exc)
+            result = SpanExportResult.FAILURE
+        with self._lock:
+            if result is SpanExportResult.SUCCESS:
+                if self._failing:
+                    self._failing = False
+                    _logger.warning("span export recovered; %d spans were not delivered while failing",
+                                    self.failed_spans)
+                return result
+            self.failed_spans += len(spans)
+            first = not self._failing
+            self._failing = True
+        inst = _metrics.current()
+        if inst is not None:
+            inst.export_dropped.add(len(spans), {Attr.EXPORT_SIGNAL: "traces"})
+        if first:
+            _logger.warning("span export failing (collector unreachable?); counting undelivered spans "
+                            "in voxpulse.export.dropped and logging again on recovery")
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)

@@ -1,0 +1,337 @@
+"""The call scope: one phone call, one trace, ``call_id`` on every span inside it.
+
+``async with telemetry.call(...)`` (or ``with``) opens the ``call`` root span, makes it current and
+remembers the call in a context variable, so every span started inside -- ours, LiveKit's,
+asyncpg's, Redis's, and spans in tasks spawned during the call (tasks copy the context) -- is
+stamped with ``call_id`` by :class:`telemetry._processors.CallIdProcessor`.
+
+Outcome, transfer reason, scenario, cost and turn count are set on the root before it ends, and
+the call's business metrics (calls by outcome, transfers, duration, cost, active calls) are
+recorded while the root is still current so their exemplars point at this trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import ParamSpec, TypeVar
+
+from opentelemetry import baggage, context, trace
+from opentelemetry.propagate import extract as _extract
+from opentelemetry.propagate import inject as _inject
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from telemetry import metrics as _metrics
+from telemetry._errors import internal_errors
+from telemetry._state import STATE
+from telemetry.semconv import Attr, CallOutcome, SpanName, Stage
+
+__all__ = ["CallScope", "call", "current_call", "inject"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_current: ContextVar[CallScope | None] = ContextVar("voxpulse_call", default=None)
+_BAGGAGE_KEY = "call_id"
+
+
+def current_call() -> CallScope | None:
+    """The call whose scope the caller runs in (also in tasks spawned inside it), or None."""
+    return _current.get()
+
+
+def current_call_id() -> str | None:
+    scope = _current.get()
+    return scope.call_id if scope is not None else None
+
+
+def inject(carrier: dict[str, str]) -> dict[str, str]:
+    """Writes W3C ``traceparent`` and ``baggage`` (with call_id) for the current call into ``carrier``."""
+    ctx = context.get_current()
+    call_id = current_call_id()
+    if call_id is not None:
+        ctx = baggage.set_baggage(_BAGGAGE_KEY, call_id, ctx)
+    _inject(carrier, context=ctx)
+    return carrier
+
+
+class CallScope:
+    """One phone call. Use through :func:`call`; single use."""
+
+    __slots__ = (
+        "_attributes", "_callbacks", "_ctx_token", "_direction", "_outcome", "_parent", "_scenario",
+        "_span", "_t0", "_token", "_transfer_reason", "_turns", "call_id", "caller", "cost_usd",
+        "ended", "room", "started_at",
+    )
+
+    def __init__(
+        self,
+        call_id: str | None = None,
+        *,
+        direction: str = "inbound",
+        caller: str | None = None,
+        room: str | None = None,
+        scenario: str | None = None,
+        parent: Mapping[str, str] | context.Context | None = None,
+        attributes: Mapping[str, AttributeValue] | None = None,
+    ) -> None:
+        self._parent = parent
+        if call_id is None and isinstance(parent, Mapping):
+            call_id = baggage.get_baggage(_BAGGAGE_KEY, _extract(parent))  # type: ignore[assignment]
+        self.call_id: str = str(call_id) if call_id else f"call-{uuid.uuid4().hex[:16]}"
+        self._direction = direction
+        self.caller = caller
+        self.room = room
+        self._scenario = scenario
+        self._attributes = dict(attributes or {})
+        self._outcome: CallOutcome | None = None
+        self._transfer_reason: str | None = None
+        self._turns = 0
+        self.cost_usd = 0.0
+        self._callbacks: list[Callable[[CallScope], None]] = []
+        self._span: trace.Span = trace.INVALID_SPAN
+        self._token: Token[CallScope | None] | None = None
+        self._ctx_token: object | None = None
+        self._t0 = 0.0
+        self.started_at = 0.0
+        self.ended = False
+
+    # -- state set during the call -------------------------------------------------------------
+
+    @property
+    def span(self) -> trace.Span:
+        return self._span
+
+    @property
+    def trace_id(self) -> str:
+        """The call's trace id as 32 hex characters ("" when tracing is off)."""
+        ctx = self._span.get_span_context()
+        return format(ctx.trace_id, "032x") if ctx.is_valid else ""
+
+    @property
+    def direction(self) -> str:
+        return self._direction
+
+    @property
+    def outcome(self) -> CallOutcome | None:
+        return self._outcome
+
+    @property
+    def transfer_reason(self) -> str | None:
+        return self._transfer_reason
+
+    @property
+    def scenario(self) -> str | None:
+        return self._scenario
+
+    @property
+    def turns(self) -> int:
+        return self._turns
+
+    def set_outcome(self, outcome: CallOutcome | str, *, reason: str | None = None) -> None:
+        """Sets the outcome; a transfer set earlier wins over a later non-transfer outcome."""
+        value = CallOutcome(outcome)
+        if self._outcome is CallOutcome.TRANSFERRED and value is not CallOutcome.TRANSFERRED:
+            return
+        self._outcome = value
+        if reason is not None:
+            self._transfer_reason = reason
+
+    def set_scenario(self, scenario: str) -> None:
+        self._scenario = scenario
+
+    def add_cost(
+        self, usd: float, *, stage: Stage | str | None = None, provider: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        """Adds to the call's cost and to the API spend counter."""
+        self.cost_usd += usd
+        inst = _metrics.current()
+        if inst is not None and usd:
+            attrs: dict[str, str] = {}
+            if stage is not None:
+                attrs[Attr.STAGE] = Stage(stage).value
+            if provider:
+                attrs[Attr.PROVIDER] = provider
+            if model:
+                attrs[Attr.MODEL] = model
+            inst.api_spend.add(usd, attrs)
+
+    def next_turn(self) -> int:
+        """Counts a new turn and returns its 0-based index."""
+        self._turns += 1
+        return self._turns - 1
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        self._span.set_attribute(key, value)
+
+    def on_end(self, callback: Callable[[CallScope], None]) -> None:
+        """Runs ``callback(scope)`` after the root span ended (errors in it are contained)."""
+        self._callbacks.append(callback)
+
+    # -- enter / exit ----------------------------------------------------------------------------
+
+    def _parent_context(self) -> context.Context | None:
+        if self._parent is None:
+            return None
+        if isinstance(self._parent, Mapping):
+            return _extract(self._parent)
+        return self._parent
+
+    def __enter__(self) -> CallScope:
+        if self._token is not None or self.ended:
+            raise RuntimeError("a CallScope is single use; open a new telemetry.call()")
+        self._t0 = time.perf_counter()
+        self.started_at = time.time()
+        self._token = _current.set(self)
+        attrs: dict[str, AttributeValue] = {
+            Attr.CALL_ID: self.call_id,
+            Attr.CONVERSATION_ID: self.call_id,
+            Attr.CALL_DIRECTION: self._direction,
+        }
+        if self.caller:
+            attrs[Attr.CALL_CALLER] = self.caller
+        if self.room:
+            attrs[Attr.CALL_ROOM] = self.room
+        if STATE.service_version:
+            attrs[Attr.AGENT_VERSION] = STATE.service_version
+        attrs.update(self._attributes)
+        parent = self._parent_context()
+        self._span = STATE.tracer.start_span(
+            SpanName.CALL, context=parent, kind=SpanKind.SERVER, attributes=attrs,
+            record_exception=False, set_status_on_exception=False,
+        )
+        ctx = trace.set_span_in_context(self._span, parent)
+        ctx = baggage.set_baggage(_BAGGAGE_KEY, self.call_id, ctx)
+        self._ctx_token = context.attach(ctx)
+        inst = _metrics.current()
+        if inst is not None:
+            inst.calls_active.add(1, {Attr.CALL_DIRECTION: self._direction})
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._finish(exc)
+
+    async def __aenter__(self) -> CallScope:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._finish(exc)
+
+    def _finish(self, exc: BaseException | None) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        span = self._span
+        with internal_errors("call.finish"):
+            if self._outcome is None:
+                if exc is None:
+                    self._outcome = CallOutcome.RESOLVED_BY_BOT
+                elif isinstance(exc, asyncio.CancelledError):
+                    self._outcome = CallOutcome.ABANDONED
+                else:
+                    self._outcome = CallOutcome.FAILED
+            if isinstance(exc, asyncio.CancelledError):
+                span.set_attribute(Attr.CANCELLED, True)
+            elif exc is not None:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                span.set_attribute(Attr.ERROR_TYPE, type(exc).__qualname__)
+            outcome = self._outcome.value
+            span.set_attributes({
+                Attr.CALL_OUTCOME: outcome,
+                Attr.CALL_TURNS: self._turns,
+                Attr.CALL_COST_USD: round(self.cost_usd, 6),
+            })
+            if self._scenario:
+                span.set_attribute(Attr.CALL_SCENARIO, self._scenario)
+            if self._transfer_reason:
+                span.set_attribute(Attr.CALL_TRANSFER_REASON, self._transfer_reason)
+            inst = _metrics.current()
+            if inst is not None:
+                # recorded while the root span is current: exemplars point at this call's trace
+                inst.calls.add(1, {
+                    Attr.CALL_OUTCOME: outcome,
+                    Attr.CALL_SCENARIO: self._scenario or "unknown",
+                    Attr.CALL_DIRECTION: self._direction,
+                })
+                if self._outcome is CallOutcome.TRANSFERRED:
+                    inst.transfers.add(1, {Attr.CALL_TRANSFER_REASON: self._transfer_reason or "unspecified"})
+                inst.call_duration.record(
+                    time.perf_counter() - self._t0,
+                    {Attr.CALL_OUTCOME: outcome, Attr.CALL_DIRECTION: self._direction},
+                )
+                inst.call_cost.record(self.cost_usd, {Attr.CALL_OUTCOME: outcome})
+                inst.calls_active.add(-1, {Attr.CALL_DIRECTION: self._direction})
+        span.end()
+        if self._ctx_token is not None:
+            try:
+                context.detach(self._ctx_token)  # type: ignore[arg-type]
+            except ValueError:
+                pass  # exited in another context than entered; nothing to restore there
+        if self._token is not None:
+            try:
+                _current.reset(self._token)
+            except ValueError:
+                _current.set(None)
+        for callback in self._callbacks:
+            with internal_errors("call.on_end"):
+                callback(self)
+
+    # -- decorator form ----------------------------------------------------------------------------
+
+    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        """``@telemetry.call(direction="inbound")`` on a coroutine function: one call per invocation.
+
+        A ``call_id`` keyword argument of the decorated function, when given, becomes the call's id.
+        """
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError("@telemetry.call() decorates coroutine functions")
+        template = self
+
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            call_id = kwargs.get("call_id")
+            scope = CallScope(
+                str(call_id) if call_id is not None else None,
+                direction=template._direction, caller=template.caller, room=template.room,
+                scenario=template._scenario, attributes=template._attributes,
+            )
+            async with scope:
+                return await fn(*args, **kwargs)
+
+        return wrapper
+
+
+def call(
+    call_id: str | None = None,
+    *,
+    direction: str = "inbound",
+    caller: str | None = None,
+    room: str | None = None,
+    scenario: str | None = None,
+    parent: Mapping[str, str] | context.Context | None = None,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> CallScope:
+    """Opens a phone call's scope: ``async with telemetry.call(call_id=...) as call:``.
+
+    ``call_id`` defaults to the one carried in ``parent`` (a carrier filled by :func:`inject` in
+    another process), else a new id. ``caller`` is the caller's phone number (a PII attribute).
+    Also usable as a decorator on a coroutine function: ``@telemetry.call(direction="inbound")``.
+    """
+    return CallScope(
+        call_id, direction=direction, caller=caller, room=room, scenario=scenario, parent=parent,
+        attributes=attributes,
+    )
+

@@ -1,0 +1,373 @@
+"""Span decorators for agent developers: ``trace_stt``, ``trace_llm``, ``trace_tts``, ``trace_tool``, ``traced``.
+
+Each works on plain functions, coroutine functions, and (async) generator functions (streams), and
+in both forms, ``@trace_llm`` and ``@trace_llm(model=..., provider=...)``; signatures are kept
+(``functools.wraps`` + ``ParamSpec``), so LiveKit's ``@function_tool`` introspection and type
+checkers see the original function.
+
+* Exceptions set ERROR status and ``error.type``, and are re-raised.
+* ``asyncio.CancelledError`` (barge-in, hang-up) marks the span ``voice.cancelled=true``, not an error.
+* Streams: the span covers the whole stream and ends when it is exhausted, closed early or
+  cancelled. Time to first chunk goes on the span and into the ``voice.stage.time_to_first_chunk``
+  histogram. The span is current only while the generator's own code runs, never across a
+  ``yield`` -- the consumer's code never runs inside the producer's span.
+* Where LiveKit already opened the span for this stage request (``function_tool`` around a tool,
+  ``llm_request`` around a custom LLM), our span is a plain child without ``voice.stage``, so each
+  stage request is counted once.
+* When telemetry is not configured (or ``OTEL_SDK_DISABLED``), the wrapped function is called with
+  a single flag check of overhead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import json
+import time
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from typing import Any, ParamSpec, TypeVar, overload
+
+from opentelemetry import context, trace
+from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from telemetry import metrics as _metrics
+from telemetry._state import STATE
+from telemetry.semconv import Attr, SpanName, Stage
+
+__all__ = ["trace_llm", "trace_stt", "trace_tool", "trace_tts", "traced"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_MAX_JSON = 1024
+_SKIP_ARGS = frozenset({"self", "cls", "ctx", "context", "run_ctx"})
+
+
+def _mark_error(span: Span, exc: BaseException) -> None:
+    if isinstance(exc, asyncio.CancelledError):
+        span.set_attribute(Attr.CANCELLED, True)
+        return
+    span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+    span.set_attribute(Attr.ERROR_TYPE, type(exc).__qualname__)
+
+
+def _to_json(value: object) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+    return text if len(text) <= _MAX_JSON else text[:_MAX_JSON] + "…"
+
+
+class _Spec:
+    """What one decorated function records; built once at decoration time."""
+
+    __slots__ = ("attributes", "capture_io", "name", "provider", "model", "stage", "sig")
+
+    def __init__(
+        self, fn: Callable[..., Any], *, stage: Stage | None, name: str,
+        attributes: Mapping[str, AttributeValue], capture_io: bool,
+    ) -> None:
+        self.stage = stage
+        self.name = name
+        self.attributes: dict[str, AttributeValue] = dict(attributes)
+        if stage is not None:
+            self.attributes[Attr.STAGE] = stage.value
+        provider = self.attributes.get(Attr.PROVIDER)
+        model = self.attributes.get(Attr.MODEL)
+        self.provider = provider if isinstance(provider, str) else None
+        self.model = model if isinstance(model, str) else None
+        self.capture_io = capture_io
+        self.sig = inspect.signature(fn) if capture_io else None
+
+    def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Span:
+        attributes = self.attributes
+        if self.stage is not None:
+            parent = trace.get_current_span()
+            parent_attrs = getattr(parent, "attributes", None)
+            if parent_attrs and parent_attrs.get(Attr.STAGE) == self.stage.value:
+                attributes = {k: v for k, v in attributes.items() if k != Attr.STAGE}
+        if self.capture_io and self.sig is not None:
+            attributes = dict(attributes)
+            attributes[Attr.TOOL_ARGUMENTS] = _to_json(self._arguments(args, kwargs))
+        return STATE.tracer.start_span(
+            self.name, attributes=attributes, record_exception=False, set_status_on_exception=False
+        )
+
+    def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        assert self.sig is not None
+        try:
+            bound = self.sig.bind_partial(*args, **kwargs)
+        except TypeError:
+            return {"args": list(args), **kwargs}
+        return {
+            k: v for k, v in bound.arguments.items()
+            if k not in _SKIP_ARGS and type(v).__name__ != "RunContext"
+        }
+
+    def succeeded(self, span: Span, result: object) -> None:
+        if self.capture_io:
+            span.set_attribute(Attr.TOOL_SUCCESS, True)
+            span.set_attribute(Attr.TOOL_RESULT, _to_json(result))
+
+    def failed(self, span: Span, exc: BaseException) -> None:
+        _mark_error(span, exc)
+        if self.capture_io:
+            span.set_attribute(Attr.TOOL_SUCCESS, False)
+
+    def first_chunk(self, span: Span, seconds: float) -> None:
+        span.set_attribute(Attr.STREAM_TTFC, seconds)
+        if self.stage is Stage.LLM:
+            span.set_attribute(Attr.TIME_TO_FIRST_CHUNK, seconds)
+        if self.stage is not None:
+            _metrics.record_time_to_first_chunk(self.stage, seconds, provider=self.provider, model=self.model)
+
+
+def _wrap(fn: Callable[..., Any], spec_factory: Callable[[Callable[..., Any]], _Spec]) -> Callable[..., Any]:
+    spec = spec_factory(fn)
+
+    if inspect.isasyncgenfunction(fn):
+
+        @functools.wraps(fn)
+        async def agen_wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
+            if not STATE.enabled:
+                async for item in fn(*args, **kwargs):
+                    yield item
+                return
+            span = spec.start(args, kwargs)
+            ctx = trace.set_span_in_context(span)
+            agen = fn(*args, **kwargs)
+            t0 = time.perf_counter()
+            chunks = 0
+            try:
+                while True:
+                    token = context.attach(ctx)
+                    try:
+                        item = await agen.__anext__()
+                        if chunks == 0:
+                            spec.first_chunk(span, time.perf_counter() - t0)
+                    except StopAsyncIteration:
+                        break
+                    finally:
+                        context.detach(token)
+                    chunks += 1
+                    yield item
+            except GeneratorExit:  # the consumer closed the stream early
+                token = context.attach(ctx)
+                try:
+                    await agen.aclose()
+                finally:
+                    context.detach(token)
+                raise
+            except BaseException as exc:
+                spec.failed(span, exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    await agen.aclose()
+                raise
+            finally:
+                span.set_attribute(Attr.STREAM_CHUNKS, chunks)
+                span.end()
+
+        return agen_wrapper
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Generator[Any, None, None]:
+            if not STATE.enabled:
+                yield from fn(*args, **kwargs)
+                return
+            span = spec.start(args, kwargs)
+            ctx = trace.set_span_in_context(span)
+            gen = fn(*args, **kwargs)
+            t0 = time.perf_counter()
+            chunks = 0
+            try:
+                while True:
+                    token = context.attach(ctx)
+                    try:
+                        item = next(gen)
+                        if chunks == 0:
+                            spec.first_chunk(span, time.perf_counter() - t0)
+                    except StopIteration:
+                        break
+                    finally:
+                        context.detach(token)
+                    chunks += 1
+                    yield item
+            except GeneratorExit:
+                gen.close()
+                raise
+            except BaseException as exc:
+                spec.failed(span, exc)
+                raise
+            finally:
+                span.set_attribute(Attr.STREAM_CHUNKS, chunks)
+                span.end()
+
+        return gen_wrapper
+
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not STATE.enabled:
+                return await fn(*args, **kwargs)
+            span = spec.start(args, kwargs)
+            token = context.attach(trace.set_span_in_context(span))
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                spec.failed(span, exc)
+                raise
+            else:
+                spec.succeeded(span, result)
+                return result
+            finally:
+                context.detach(token)
+                span.end()
+
+        return async_wrapper
+
+    @functools.wraps(fn)
+    def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not STATE.enabled:
+            return fn(*args, **kwargs)
+        span = spec.start(args, kwargs)
+        token = context.attach(trace.set_span_in_context(span))
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            spec.failed(span, exc)
+            raise
+        else:
+            spec.succeeded(span, result)
+            return result
+        finally:
+            context.detach(token)
+            span.end()
+
+    return sync_wrapper
+
+
+def _provider_attrs(provider: str | None, model: str | None, **extra: AttributeValue | None) -> dict[str, Any]:
+    attrs: dict[str, Any] = {}
+    if provider:
+        attrs[Attr.PROVIDER] = provider
+    if model:
+        attrs[Attr.MODEL] = model
+    attrs.update({k: v for k, v in extra.items() if v is not None})
+    return attrs
+
+
+# -- public decorators ------------------------------------------------------------------------------
+# Each has two forms; the overloads keep the wrapped signature for type checkers.
+
+
+@overload
+def trace_stt(fn: Callable[P, R], /) -> Callable[P, R]: ...
+@overload
+def trace_stt(
+    *, provider: str | None = None, model: str | None = None, name: str | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def trace_stt(
+    fn: Callable[..., Any] | None = None, /, *, provider: str | None = None, model: str | None = None,
+    name: str | None = None,
+) -> Any:
+    """Traces a speech-to-text request (span ``speech_to_text``, ``voice.stage=stt``)."""
+    attrs = _provider_attrs(provider, model)
+
+    def factory(f: Callable[..., Any]) -> _Spec:
+        return _Spec(f, stage=Stage.STT, name=name or SpanName.STT, attributes=attrs, capture_io=False)
+
+    return _decorate(fn, factory)
+
+
+@overload
+def trace_llm(fn: Callable[P, R], /) -> Callable[P, R]: ...
+@overload
+def trace_llm(
+    *, provider: str | None = None, model: str | None = None, name: str | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def trace_llm(
+    fn: Callable[..., Any] | None = None, /, *, provider: str | None = None, model: str | None = None,
+    name: str | None = None,
+) -> Any:
+    """Traces an LLM request (span ``chat {model}``, ``voice.stage=llm``, GenAI attributes)."""
+    attrs = _provider_attrs(provider, model)
+    attrs[Attr.OPERATION] = "chat"
+
+    def factory(f: Callable[..., Any]) -> _Spec:
+        return _Spec(f, stage=Stage.LLM, name=name or SpanName.llm(model), attributes=attrs, capture_io=False)
+
+    return _decorate(fn, factory)
+
+
+@overload
+def trace_tts(fn: Callable[P, R], /) -> Callable[P, R]: ...
+@overload
+def trace_tts(
+    *, provider: str | None = None, model: str | None = None, voice: str | None = None,
+    name: str | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def trace_tts(
+    fn: Callable[..., Any] | None = None, /, *, provider: str | None = None, model: str | None = None,
+    voice: str | None = None, name: str | None = None,
+) -> Any:
+    """Traces a text-to-speech request (span ``text_to_speech``, ``voice.stage=tts``)."""
+    attrs = _provider_attrs(provider, model, **{Attr.TTS_VOICE: voice})
+
+    def factory(f: Callable[..., Any]) -> _Spec:
+        return _Spec(f, stage=Stage.TTS, name=name or SpanName.TTS, attributes=attrs, capture_io=False)
+
+    return _decorate(fn, factory)
+
+
+@overload
+def trace_tool(fn: Callable[P, R], /) -> Callable[P, R]: ...
+@overload
+def trace_tool(*, name: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def trace_tool(fn: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:
+    """Traces a tool call (span ``execute_tool {name}``, ``voice.stage=tool``).
+
+    Arguments (without ``self``/``ctx``) and the result are recorded as JSON, truncated, under
+    the GenAI content keys, which the exporter redacts or drops per the content mode.
+    """
+
+    def factory(f: Callable[..., Any]) -> _Spec:
+        tool = name or f.__name__
+        attrs: dict[str, AttributeValue] = {Attr.OPERATION: "execute_tool", Attr.TOOL_NAME: tool}
+        return _Spec(f, stage=Stage.TOOL, name=SpanName.tool(tool), attributes=attrs, capture_io=True)
+
+    return _decorate(fn, factory)
+
+
+@overload
+def traced(fn: Callable[P, R], /) -> Callable[P, R]: ...
+@overload
+def traced(
+    *, name: str | None = None, stage: Stage | str | None = None,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def traced(
+    fn: Callable[..., Any] | None = None, /, *, name: str | None = None, stage: Stage | str | None = None,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Any:
+    """Traces any function (span named ``name`` or the function's qualified name)."""
+    stage_value = Stage(stage) if stage is not None else None
+
+    def factory(f: Callable[..., Any]) -> _Spec:
+        return _Spec(
+            f, stage=stage_value, name=name or f.__qualname__, attributes=attributes or {}, capture_io=False
+        )
+
+    return _decorate(fn, factory)
+
+
+def _decorate(fn: Callable[..., Any] | None, factory: Callable[[Callable[..., Any]], _Spec]) -> Any:
+    if fn is not None:
+        return _wrap(fn, factory)
+    return lambda f: _wrap(f, factory)

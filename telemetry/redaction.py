@@ -1,0 +1,142 @@
+"""PII redaction applied before anything leaves the process.
+
+What is found in text: phone numbers (Ukrainian ``+380XXXXXXXXX`` is masked as ``+380***XXX`` per the
+users' logging policy; other numbers of 9-15 digits in any common format as ``+***XXX``), e-mail
+addresses, card numbers (13-19 digits passing the Luhn check), and names introduced by a phrase
+("мене звати ...", "меня зовут ...", "my name is ..."). Text is also made safe to encode (lone
+surrogates replaced) and truncated.
+
+Attribute keys that may hold personal data (``semconv`` marks them ``pii``; any key with a ``pii``
+segment, e.g. LiveKit's ``lk.pii.*``; GenAI message content) follow the content mode:
+``off`` drops them, ``redacted`` (default) redacts them, ``full`` keeps them (still encodable and
+truncated). Every other string value is redacted too, as defence in depth. Raw values stay
+available to the call-history store, which never goes through this module.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Final, Literal
+
+from opentelemetry.util.types import AttributeValue
+
+from telemetry.semconv import ATTRIBUTES, Attr
+
+__all__ = ["ContentMode", "Redactor", "is_pii_key", "redact"]
+
+ContentMode = Literal["off", "redacted", "full"]
+
+_NUMBER = re.compile(r"(?<![\w+])\+?\(?\d(?:[ \t.\-()]{0,3}\d)+\)?(?![\w])")
+_EMAIL = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}")
+_NAME = re.compile(
+    r"(?i:\b(?:мене\s+звати|меня\s+зовут|моє\s+ім'?я|мое\s+имя|на\s+ім'?я|на\s+имя|my\s+name\s+is|"
+    r"прізвище|фамилия|this\s+is)\s*[:,-]?\s+)"
+    r"([A-ZА-ЯІЇЄҐЁ][\w'’-]+(?:\s+[A-ZА-ЯІЇЄҐЁ][\w'’-]+){0,2})"
+)
+
+_PII_KEYS: Final[frozenset[str]] = frozenset(a.key for a in ATTRIBUTES if a.pii) | {
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.system_instructions",
+}
+# Join keys: the call-history store and Tempo search use them verbatim. Call ids must not embed PII.
+_VERBATIM_KEYS: Final[frozenset[str]] = frozenset(
+    {Attr.CALL_ID, Attr.CONVERSATION_ID, Attr.TOOL_CALL_ID, "lk.speech_id", "lk.generation_id"}
+)
+
+
+def is_pii_key(key: str) -> bool:
+    return key in _PII_KEYS or ".pii." in f".{key}." or key.startswith("pii.")
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def _mask_number(match: re.Match[str]) -> str:
+    raw = match.group(0)
+    digits = "".join(ch for ch in raw if ch.isdigit())
+    n = len(digits)
+    if n < 9:
+        return raw
+    if 13 <= n <= 19 and _luhn(digits):
+        return "[card]"
+    if n > 15:
+        return "[number]"
+    if digits.startswith("380") and n == 12:
+        return f"+380***{digits[-3:]}"
+    if n == 10 and digits.startswith("0"):  # Ukrainian national format 0XX XXX XX XX
+        return f"+380***{digits[-3:]}"
+    return f"+***{digits[-3:]}"
+
+
+class Redactor:
+    """Redacts text and attribute maps. Thread-safe (stateless after construction)."""
+
+    __slots__ = ("content", "max_length")
+
+    def __init__(self, *, content: ContentMode = "redacted", max_length: int = 2048) -> None:
+        self.content: ContentMode = content
+        self.max_length = max_length
+
+    def safe(self, text: str) -> str:
+        """Encodable and within the length limit; nothing else changed."""
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "replace").decode("utf-8")
+        if len(text) > self.max_length:
+            text = f"{text[: self.max_length]}…[truncated {len(text) - self.max_length} chars]"
+        return text
+
+    def text(self, text: str) -> str:
+        """Redacts PII patterns, then makes the text safe."""
+        if len(text) > self.max_length * 4:  # bound the regex work on hostile input
+            text = text[: self.max_length * 4]
+        if "@" in text:
+            text = _EMAIL.sub("[email]", text)
+        text = _NUMBER.sub(_mask_number, text)
+        text = _NAME.sub(lambda m: m.group(0)[: m.start(1) - m.start(0)] + "[name]", text)
+        return self.safe(text)
+
+    def value(self, key: str, value: AttributeValue) -> AttributeValue | None:
+        """The value to export under ``key``, or None to drop the attribute."""
+        pii = is_pii_key(key)
+        if pii and self.content == "off":
+            return None
+        keep = (pii and self.content == "full") or key in _VERBATIM_KEYS
+        if isinstance(value, str):
+            return self.safe(value) if keep else self.text(value)
+        if isinstance(value, (bool, int, float)):
+            return value
+        if isinstance(value, Sequence) and value and isinstance(value[0], str):
+            fix = self.safe if keep else self.text
+            return [fix(v) for v in value if isinstance(v, str)]
+        return value
+
+    def attributes(self, attributes: Mapping[str, AttributeValue] | None) -> dict[str, AttributeValue]:
+        out: dict[str, AttributeValue] = {}
+        if not attributes:
+            return out
+        for key, value in attributes.items():
+            new = self.value(key, value)
+            if new is not None:
+                out[key] = new
+        return out
+
+
+_default = Redactor()
+
+
+def redact(text: str) -> str:
+    """Redacts phone numbers, e-mails, card numbers and introduced names in ``text``."""
+    return _default.text(text)
