@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 
 from opentelemetry import baggage, context, trace
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
@@ -31,8 +31,10 @@ _logger = logging.getLogger("voxpulse.export")
 _STAGE_BY_SPAN = {name: stage.value for name, stage in LIVEKIT_STAGE_SPANS.items()}
 
 
-class CallIdProcessor(SpanProcessor):
-    def on_start(self, span: Span, parent_context: context.Context | None = None) -> None:
+def stamp(span: Span, parent_context: context.Context | None) -> None:
+    """Puts call_id (and voice.stage on LiveKit's stage spans) on a starting span."""
+    attrs = span.attributes
+    if attrs is None or Attr.CALL_ID not in attrs:
         call_id = current_call_id()
         if call_id is None:
             parent = trace.get_current_span(parent_context)
@@ -45,9 +47,16 @@ class CallIdProcessor(SpanProcessor):
                 call_id = value if isinstance(value, str) else None
         if call_id is not None:
             span.set_attribute(Attr.CALL_ID, call_id)
-        stage = _STAGE_BY_SPAN.get(span.name)
-        if stage is not None:
-            span.set_attribute(Attr.STAGE, stage)
+    stage = _STAGE_BY_SPAN.get(span.name)
+    if stage is not None:
+        span.set_attribute(Attr.STAGE, stage)
+
+
+class CallIdProcessor(SpanProcessor):
+    """:func:`stamp` as a processor of its own (tests, custom pipelines)."""
+
+    def on_start(self, span: Span, parent_context: context.Context | None = None) -> None:
+        stamp(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
         return None
@@ -60,7 +69,8 @@ class CallIdProcessor(SpanProcessor):
 
 
 class QueueingSpanProcessor(BatchSpanProcessor):
-    """BatchSpanProcessor that counts queue-full drops (one log line per burst, not per span)."""
+    """BatchSpanProcessor that stamps call_id on start (one processor on the hot path, not two) and
+    counts queue-full drops (one log line per burst, not per span)."""
 
     def __init__(self, exporter: SpanExporter, *, max_queue_size: int = 4096, schedule_delay_ms: int = 1000,
                  max_export_batch_size: int = 512) -> None:
@@ -71,16 +81,16 @@ class QueueingSpanProcessor(BatchSpanProcessor):
         self.dropped = 0
         self._dropping = False
         self._queue_limit = max_queue_size
-
-    def _queue_len(self) -> int:
         inner = getattr(self, "_batch_processor", None)
-        queue = getattr(inner, "_queue", None)
-        return len(queue) if queue is not None else 0
+        self._queue: Sized = getattr(inner, "_queue", ())  # the SDK's deque (private; () if it moves)
+
+    def on_start(self, span: Span, parent_context: context.Context | None = None) -> None:
+        stamp(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
         if not span.context or not span.context.trace_flags.sampled:
             return
-        if self._queue_len() >= self._queue_limit:
+        if len(self._queue) >= self._queue_limit:
             self.dropped += 1
             inst = _metrics.current()
             if inst is not None:
@@ -97,6 +107,14 @@ class QueueingSpanProcessor(BatchSpanProcessor):
 
 
 def redact_span(span: ReadableSpan, redactor: Redactor) -> ReadableSpan:
+    """The span as it may leave the process (the same object when nothing needed redacting)."""
+    attributes = redactor.attributes(span.attributes)
+    original = span.attributes or {}
+    if (
+        not span.events and not span.status.description and len(attributes) == len(original)
+        and all(attributes[k] == v for k, v in original.items())
+    ):
+        return span
     events = [
         Event(e.name, redactor.attributes(e.attributes), e.timestamp) for e in span.events
     ]
@@ -108,7 +126,7 @@ def redact_span(span: ReadableSpan, redactor: Redactor) -> ReadableSpan:
         context=span.context,
         parent=span.parent,
         resource=span.resource,
-        attributes=redactor.attributes(span.attributes),
+        attributes=attributes,
         events=events,
         links=span.links,
         kind=span.kind,

@@ -345,16 +345,17 @@ def configure(
     resource = Resource.create(attrs)
 
     tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
-    tracer_provider.add_span_processor(CallIdProcessor())
-    for processor in span_processors:
-        tracer_provider.add_span_processor(processor)
     inner = _span_exporter(config)
     safe: SafeExporter | None = None
     batch: QueueingSpanProcessor | None = None
     if inner is not None:
         safe = SafeExporter(inner, redactor)
-        batch = QueueingSpanProcessor(safe)
+        batch = QueueingSpanProcessor(safe)  # also stamps call_id
         tracer_provider.add_span_processor(batch)
+    else:
+        tracer_provider.add_span_processor(CallIdProcessor())
+    for processor in span_processors:
+        tracer_provider.add_span_processor(processor)
 
     readers = [*_metric_readers(config), *metric_readers]
     meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)

@@ -34,6 +34,7 @@ from opentelemetry.util.types import AttributeValue
 
 from telemetry import metrics as _metrics
 from telemetry._state import STATE
+from telemetry.calls import current_call_id
 from telemetry.semconv import Attr, SpanName, Stage
 
 __all__ = ["trace_llm", "trace_stt", "trace_tool", "trace_tts", "traced"]
@@ -85,6 +86,9 @@ class _Spec:
 
     def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Span:
         attributes = self.attributes
+        call_id = current_call_id()
+        if call_id is not None:
+            attributes = {**attributes, Attr.CALL_ID: call_id}
         if self.stage is not None:
             parent = trace.get_current_span()
             parent_attrs = getattr(parent, "attributes", None)

@@ -26,6 +26,7 @@ NOISY: Final = ("asyncio", "httpx", "httpcore", "urllib3", "grpc", "aiohttp", "w
                 "opentelemetry", "asyncpg", "redis", "hpack", "openai")
 _RESERVED: Final = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 _MARK = "_voxpulse_handler"
+_VERBATIM: Final = frozenset({"call_id", "trace_id", "span_id"})
 # Log lines are redacted like spans, with room for tracebacks.
 _redactor = Redactor(max_length=32768)
 
@@ -56,7 +57,7 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key in _RESERVED or key.startswith("_") or value is None:
                 continue
-            line[key] = redactor.text(value) if isinstance(value, str) and key != "call_id" else value
+            line[key] = redactor.text(value) if isinstance(value, str) and key not in _VERBATIM else value
         if record.exc_info:
             line["exception"] = redactor.text(self.formatException(record.exc_info))
         return json.dumps(line, ensure_ascii=False, default=str)

@@ -46,8 +46,16 @@ _VERBATIM_KEYS: Final[frozenset[str]] = frozenset(
 )
 
 
+_key_is_pii: dict[str, bool] = {}
+
+
 def is_pii_key(key: str) -> bool:
-    return key in _PII_KEYS or ".pii." in f".{key}." or key.startswith("pii.")
+    known = _key_is_pii.get(key)
+    if known is None:
+        known = key in _PII_KEYS or ".pii." in f".{key}." or key.startswith("pii.")
+        if len(_key_is_pii) < 10_000:
+            _key_is_pii[key] = known
+    return known
 
 
 def _luhn(digits: str) -> bool:
@@ -79,14 +87,21 @@ def _mask_number(match: re.Match[str]) -> str:
     return f"+***{digits[-3:]}"
 
 
-class Redactor:
-    """Redacts text and attribute maps. Thread-safe (stateless after construction)."""
+_HINTS: Final = ("звати", "зовут", "ім'я", "имя", "name", "прізвище", "фамилия", "this is")
+_CACHE_MAX: Final = 4096
+_CACHEABLE_LEN: Final = 96
 
-    __slots__ = ("content", "max_length")
+
+class Redactor:
+    """Redacts text and attribute maps. Thread-safe: its only state is a cache of short values
+    (provider, model and span-level strings repeat), filled and read under the GIL."""
+
+    __slots__ = ("_cache", "content", "max_length")
 
     def __init__(self, *, content: ContentMode = "redacted", max_length: int = 2048) -> None:
         self.content: ContentMode = content
         self.max_length = max_length
+        self._cache: dict[str, str] = {}
 
     def safe(self, text: str) -> str:
         """Encodable and within the length limit; nothing else changed."""
@@ -100,12 +115,27 @@ class Redactor:
 
     def text(self, text: str) -> str:
         """Redacts PII patterns, then makes the text safe."""
+        short = len(text) <= _CACHEABLE_LEN
+        if short:
+            hit = self._cache.get(text)
+            if hit is not None:
+                return hit
+        out = self._text(text)
+        if short:
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            self._cache[text] = out
+        return out
+
+    def _text(self, text: str) -> str:
         if len(text) > self.max_length * 4:  # bound the regex work on hostile input
             text = text[: self.max_length * 4]
         if "@" in text:
             text = _EMAIL.sub("[email]", text)
         text = _NUMBER.sub(_mask_number, text)
-        text = _NAME.sub(lambda m: m.group(0)[: m.start(1) - m.start(0)] + "[name]", text)
+        lowered = text.lower()
+        if any(h in lowered for h in _HINTS):
+            text = _NAME.sub(lambda m: m.group(0)[: m.start(1) - m.start(0)] + "[name]", text)
         return self.safe(text)
 
     def value(self, key: str, value: AttributeValue) -> AttributeValue | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -57,6 +57,9 @@ class CapturedTelemetry:
     reader: InMemoryMetricReader
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
+    # The SDK resets exemplars on every collection; keep the ones seen per point so repeated
+    # reads return them all.
+    _exemplars: dict[tuple[str, frozenset[Any]], list[Any]] = field(default_factory=dict)
 
     def spans(self) -> list[ReadableSpan]:
         return list(self.exporter.get_finished_spans())
@@ -71,7 +74,17 @@ class CapturedTelemetry:
         data = self.reader.get_metrics_data()
         if data is None:
             return []
-        return [m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics]
+        out: list[Metric] = []
+        for metric in (m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics):
+            points = []
+            for point in metric.data.data_points:
+                key = (metric.name, frozenset((point.attributes or {}).items()))
+                seen = self._exemplars.setdefault(key, [])
+                seen.extend(getattr(point, "exemplars", None) or ())
+                del seen[:-50]
+                points.append(replace(point, exemplars=list(seen)) if hasattr(point, "exemplars") else point)
+            out.append(replace(metric, data=replace(metric.data, data_points=points)))
+        return out
 
     def metric_points(self, name: str) -> list[Any]:
         """The data points of metric ``name`` (e.g. ``voice.call.duration``), all attribute sets."""

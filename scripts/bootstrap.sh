@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Everything a fresh machine of this kind needs, idempotent and cached:
+#   Python venv (.venv) with the project and its dev tools,
+#   the collector, Tempo and the dashboard linter built from Go modules (cached in ~/.cache/voxpulse),
+#   Prometheus, Alertmanager, PostgreSQL and Redis from Debian.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv"
+  "$python" -m venv .venv
+fi
+stamp=.venv/.voxpulse-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  log "installing the project and its dev tools into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[dev]"
+  touch "$stamp"
+fi
+
+log "building or reusing the collector, Tempo and the dashboard linter; installing Debian packages"
+bash scripts/build-backends.sh --with-linter

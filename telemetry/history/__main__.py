@@ -1,0 +1,5 @@
+import sys
+
+from telemetry.history.cli import main
+
+sys.exit(main())

@@ -1,0 +1,288 @@
+"""Records -> rows: validation/sanitising (:func:`prepare`) and the batched, idempotent SQL
+(:func:`write_rows`). Prepared rows are JSON-safe lists, so the same form goes to PostgreSQL and
+to the Redis buffer (and back) unchanged; a replayed row produces the same key and is skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from telemetry.history.records import CallEnded, CallStarted, Record, ToolCallRecord, TurnRecord
+from telemetry.history.sanitize import (
+    MAX_TEXT_CHARS,
+    RejectedRecord,
+    check_id,
+    check_int,
+    check_number,
+    check_ts,
+    clean_optional,
+    clean_text,
+    to_json,
+)
+
+__all__ = ["KIND_END", "KIND_START", "KIND_TOOL", "KIND_TURN", "Row", "WriteStats", "prepare", "write_rows"]
+
+# A prepared row: [kind, col1, col2, ...] with JSON-safe values (timestamps as epoch floats).
+Row = list[Any]
+
+KIND_START: Final = "s"
+KIND_END: Final = "e"
+KIND_TURN: Final = "t"
+KIND_TOOL: Final = "c"
+
+_DIRECTIONS: Final = frozenset({"inbound", "outbound"})
+_STATUSES: Final = frozenset({"active", "completed", "failed", "transferred"})
+_SPEAKERS: Final = frozenset({"user", "agent", "system"})
+_SPEAKER_ALIASES: Final = {"assistant": "agent", "caller": "user", "customer": "user", "bot": "agent"}
+
+
+def _hex(value: object, width: int) -> str | None:
+    if not isinstance(value, str) or len(value) != width:
+        return None
+    try:
+        int(value, 16)
+    except ValueError:
+        return None
+    return value.lower()
+
+
+def _direction(value: object) -> str | None:
+    if value is None:
+        return None
+    v = clean_text(value, 16).lower()
+    if v not in _DIRECTIONS:
+        raise RejectedRecord(f"direction must be inbound or outbound, not {v!r}")
+    return v
+
+
+def prepare(rec: Record) -> Row:
+    """Validate and sanitise one record into a row. Raises :class:`RejectedRecord` (with the
+    reason) for a record that cannot be stored; never anything else for odd values."""
+    if isinstance(rec, TurnRecord):
+        speaker = clean_text(rec.speaker, 16).lower() if rec.speaker is not None else "user"
+        speaker = _SPEAKER_ALIASES.get(speaker, speaker)
+        if speaker not in _SPEAKERS:
+            raise RejectedRecord(f"speaker must be user, agent or system, not {speaker!r}")
+        idx = check_int(rec.turn_index)
+        if idx is None or idx < 0:
+            raise RejectedRecord(f"turn_index must be a non-negative int, not {rec.turn_index!r}")
+        return [
+            KIND_TURN, check_id(rec.call_id), idx, speaker, check_ts(rec.ts, "ts"),
+            clean_text(rec.text if rec.text is not None else "", MAX_TEXT_CHARS),
+            check_number(rec.stt_ms), check_number(rec.llm_ms), check_number(rec.tts_ms),
+            check_number(rec.ttfw_ms), bool(rec.interrupted), _hex(rec.trace_id, 32), _hex(rec.span_id, 16),
+        ]
+    if isinstance(rec, ToolCallRecord):
+        seq = check_int(rec.seq)
+        if seq is None:
+            raise RejectedRecord(f"seq must be an int, not {rec.seq!r}")
+        return [
+            KIND_TOOL, check_id(rec.call_id), check_ts(rec.ts, "ts"), seq, check_int(rec.turn_index),
+            clean_text(rec.name if rec.name is not None else "", 256) or "<unnamed>",
+            clean_optional(rec.tool_call_id), to_json(rec.args), to_json(rec.result), bool(rec.success),
+            None if rec.error is None else clean_text(rec.error, 4096), check_number(rec.duration_ms),
+            _hex(rec.trace_id, 32), _hex(rec.span_id, 16),
+        ]
+    if isinstance(rec, CallStarted):
+        return [
+            KIND_START, check_id(rec.call_id), check_ts(rec.started_at, "started_at"),
+            clean_optional(rec.phone, 64), clean_optional(rec.caller_name),
+            _direction(rec.direction) or "inbound", clean_optional(rec.room),
+            clean_optional(rec.agent_version),
+            clean_optional(rec.scenario, 128), _hex(rec.trace_id, 32), _hex(rec.span_id, 16),
+        ]
+    if isinstance(rec, CallEnded):
+        ended = check_ts(rec.ended_at, "ended_at")
+        started = None if rec.started_at is None else check_ts(rec.started_at, "started_at")
+        status = clean_text(rec.status, 32).lower() if rec.status is not None else "completed"
+        if status not in _STATUSES:
+            raise RejectedRecord(f"status must be one of {sorted(_STATUSES)}, not {status!r}")
+        duration = check_number(rec.duration_seconds)
+        if duration is None and started is not None:
+            duration = max(0.0, ended - started)
+        return [
+            KIND_END, check_id(rec.call_id), ended, started, status, clean_optional(rec.outcome, 64),
+            clean_optional(rec.scenario, 128), clean_optional(rec.transfer_reason, 256),
+            check_number(rec.cost_usd), duration, check_int(rec.turns), check_int(rec.orders_created, 0),
+            check_int(rec.fittings_booked, 0), clean_optional(rec.phone, 64), clean_optional(rec.caller_name),
+            _direction(rec.direction), clean_optional(rec.room), clean_optional(rec.agent_version),
+            _hex(rec.trace_id, 32), _hex(rec.span_id, 16),
+        ]
+    raise RejectedRecord(f"not a call-history record: {type(rec).__name__}")
+
+
+def row_ts(row: Row) -> list[float]:
+    """Partition timestamps of a row (for on-demand partition creation)."""
+    kind = row[0]
+    if kind == KIND_START:
+        return [row[2]]
+    if kind == KIND_END:
+        return [row[3]] if row[3] is not None else []
+    if kind in (KIND_TURN,):
+        return [row[4]]
+    return [row[2]]
+
+
+def row_trace(row: Row) -> tuple[str, str | None, str | None]:
+    """(call_id, trace_id, span_id) of a row, for the batch span's links."""
+    return row[1], row[-2], row[-1]
+
+
+def valid_row(row: object) -> bool:
+    """Shape check for rows read back from the Redis buffer."""
+    if not isinstance(row, list) or not row:
+        return False
+    n = {KIND_START: 11, KIND_END: 20, KIND_TURN: 13, KIND_TOOL: 14}.get(row[0])
+    return n is not None and len(row) == n
+
+
+_INSERT_STARTS: Final = """
+INSERT INTO calls (call_id, started_at, phone, caller_name, direction, room, agent_version, scenario,
+                   trace_id, span_id)
+SELECT u.call_id, to_timestamp(u.started_at), u.phone, u.caller_name, u.direction, u.room,
+       u.agent_version, u.scenario, u.trace_id, u.span_id
+  FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+              $8::text[], $9::text[], $10::text[])
+       AS u(call_id, started_at, phone, caller_name, direction, room, agent_version, scenario,
+            trace_id, span_id)
+ON CONFLICT (call_id, started_at) DO NOTHING
+"""
+
+_UPSERT_ENDS: Final = """
+INSERT INTO calls AS c (call_id, ended_at, started_at, status, outcome, scenario, transfer_reason,
+                        cost_usd, duration_seconds, turns, orders_created, fittings_booked, phone,
+                        caller_name, direction, room, agent_version, trace_id, span_id)
+SELECT u.call_id, to_timestamp(u.ended_at), to_timestamp(u.started_at), u.status, u.outcome,
+       u.scenario, u.transfer_reason, u.cost_usd, u.duration_seconds, u.turns, u.orders_created,
+       u.fittings_booked, u.phone, u.caller_name, coalesce(u.direction, 'inbound'), u.room,
+       u.agent_version, u.trace_id, u.span_id
+  FROM unnest($1::text[], $2::float8[], $3::float8[], $4::text[], $5::text[], $6::text[], $7::text[],
+              $8::float8[], $9::float8[], $10::int[], $11::int[], $12::int[], $13::text[], $14::text[],
+              $15::text[], $16::text[], $17::text[], $18::text[], $19::text[])
+       AS u(call_id, ended_at, started_at, status, outcome, scenario, transfer_reason, cost_usd,
+            duration_seconds, turns, orders_created, fittings_booked, phone, caller_name, direction,
+            room, agent_version, trace_id, span_id)
+ON CONFLICT (call_id, started_at) DO UPDATE SET
+    ended_at = EXCLUDED.ended_at,
+    status = EXCLUDED.status,
+    outcome = coalesce(EXCLUDED.outcome, c.outcome),
+    scenario = coalesce(EXCLUDED.scenario, c.scenario),
+    transfer_reason = coalesce(EXCLUDED.transfer_reason, c.transfer_reason),
+    cost_usd = coalesce(EXCLUDED.cost_usd, c.cost_usd),
+    duration_seconds = coalesce(EXCLUDED.duration_seconds, c.duration_seconds),
+    turns = coalesce(EXCLUDED.turns, c.turns),
+    orders_created = EXCLUDED.orders_created,
+    fittings_booked = EXCLUDED.fittings_booked,
+    room = coalesce(c.room, EXCLUDED.room),
+    agent_version = coalesce(c.agent_version, EXCLUDED.agent_version),
+    trace_id = coalesce(c.trace_id, EXCLUDED.trace_id),
+    span_id = coalesce(c.span_id, EXCLUDED.span_id),
+    updated_at = now()
+"""
+
+# A call end whose start time is unknown: update the row by call_id (any partition).
+_UPDATE_ENDS_BY_ID: Final = """
+UPDATE calls AS c SET
+    ended_at = to_timestamp(u.ended_at), status = u.status,
+    outcome = coalesce(u.outcome, c.outcome), scenario = coalesce(u.scenario, c.scenario),
+    transfer_reason = coalesce(u.transfer_reason, c.transfer_reason),
+    cost_usd = coalesce(u.cost_usd, c.cost_usd),
+    duration_seconds = coalesce(u.duration_seconds,
+                                extract(epoch FROM to_timestamp(u.ended_at) - c.started_at)),
+    turns = coalesce(u.turns, c.turns), orders_created = u.orders_created,
+    fittings_booked = u.fittings_booked, updated_at = now()
+  FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[],
+              $8::float8[], $9::int[], $10::int[], $11::int[])
+       AS u(call_id, ended_at, status, outcome, scenario, transfer_reason, cost_usd,
+            duration_seconds, turns, orders_created, fittings_booked)
+ WHERE c.call_id = u.call_id
+RETURNING c.call_id
+"""
+
+_INSERT_TURNS: Final = """
+INSERT INTO call_turns (call_id, turn_index, speaker, ts, text, stt_ms, llm_ms, tts_ms, ttfw_ms,
+                        interrupted, trace_id, span_id)
+SELECT u.call_id, u.turn_index, u.speaker, to_timestamp(u.ts), u.text, u.stt_ms, u.llm_ms, u.tts_ms,
+       u.ttfw_ms, u.interrupted, u.trace_id, u.span_id
+  FROM unnest($1::text[], $2::int[], $3::text[], $4::float8[], $5::text[], $6::float8[],
+              $7::float8[], $8::float8[], $9::float8[], $10::bool[], $11::text[], $12::text[])
+       AS u(call_id, turn_index, speaker, ts, text, stt_ms, llm_ms, tts_ms, ttfw_ms, interrupted,
+            trace_id, span_id)
+ON CONFLICT DO NOTHING
+"""
+
+_INSERT_TOOLS: Final = """
+INSERT INTO call_tool_calls (call_id, ts, seq, turn_index, name, tool_call_id, args, result, success,
+                             error, duration_ms, trace_id, span_id)
+SELECT u.call_id, to_timestamp(u.ts), u.seq, u.turn_index, u.name, u.tool_call_id, u.args::jsonb,
+       u.result::jsonb, u.success, u.error, u.duration_ms, u.trace_id, u.span_id
+  FROM unnest($1::text[], $2::float8[], $3::int8[], $4::int[], $5::text[], $6::text[], $7::text[],
+              $8::text[], $9::bool[], $10::text[], $11::float8[], $12::text[], $13::text[])
+       AS u(call_id, ts, seq, turn_index, name, tool_call_id, args, result, success, error,
+            duration_ms, trace_id, span_id)
+ON CONFLICT DO NOTHING
+"""
+
+# Per-row statements (the benchmark's baseline, and the writer's fallback to isolate a bad row).
+INSERT_TURN_ONE: Final = """
+INSERT INTO call_turns (call_id, turn_index, speaker, ts, text, stt_ms, llm_ms, tts_ms, ttfw_ms,
+                        interrupted, trace_id, span_id)
+VALUES ($1, $2, $3, to_timestamp($4), $5, $6, $7, $8, $9, $10, $11, $12)
+ON CONFLICT DO NOTHING
+"""
+
+
+@dataclass(slots=True)
+class WriteStats:
+    rows: int = 0
+    ends_without_row: list[str] = field(default_factory=list)
+
+
+def _columns(rows: Sequence[Row]) -> list[list[Any]]:
+    return [list(col) for col in zip(*(r[1:] for r in rows), strict=True)]
+
+
+async def write_rows(conn: Any, rows: Sequence[Row]) -> WriteStats:
+    """Write prepared rows in one transaction, one statement per kind (starts, ends, turns, tool
+    calls, in that order). Idempotent: replaying any subset changes nothing."""
+    starts: list[Row] = []
+    ends: dict[tuple[str, float], Row] = {}
+    ends_by_id: dict[str, Row] = {}
+    turns: list[Row] = []
+    tools: list[Row] = []
+    for r in rows:
+        k = r[0]
+        if k == KIND_TURN:
+            turns.append(r)
+        elif k == KIND_TOOL:
+            tools.append(r)
+        elif k == KIND_START:
+            starts.append(r)
+        elif r[3] is not None:
+            ends[(r[1], r[3])] = r  # the last end of a call wins (ON CONFLICT DO UPDATE once)
+        else:
+            ends_by_id[r[1]] = r
+    stats = WriteStats(rows=len(rows))
+    async with conn.transaction():
+        if starts:
+            await conn.execute(_INSERT_STARTS, *_columns(starts))
+        if ends:
+            await conn.execute(_UPSERT_ENDS, *_columns(list(ends.values())))
+        if turns:
+            await conn.execute(_INSERT_TURNS, *_columns(turns))
+        if tools:
+            await conn.execute(_INSERT_TOOLS, *_columns(tools))
+        if ends_by_id:
+            vals = list(ends_by_id.values())
+            cols = _columns([[r[0], *r[1:3], *r[4:13]] for r in vals])
+            found = await conn.fetch(_UPDATE_ENDS_BY_ID, *cols)
+            hit = {f["call_id"] for f in found}
+            stats.ends_without_row = [r[1] for r in vals if r[1] not in hit]
+    return stats
+
+
+def ts_to_datetime(ts: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, dt.UTC)

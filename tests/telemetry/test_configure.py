@@ -1,0 +1,142 @@
+"""configure(): precedence, idempotence, bad input, disabled SDK, never blocking the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import telemetry
+from telemetry._state import STATE
+from telemetry.console import ConsoleTreeExporter
+from telemetry.semconv import Attr
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("OTEL_SDK_DISABLED", "OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL",
+                 "VOXPULSE_EXPORTER", "VOXPULSE_METRICS_EXPORTER", "VOXPULSE_CONTENT"):
+        monkeypatch.delenv(name, raising=False)
+    yield
+    from telemetry import _setup
+
+    if _setup._active is not None:
+        _setup._active.shutdown_sync(timeout=2)
+
+
+def test_argument_beats_environment_beats_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    handle = telemetry.configure(exporter="none", metrics_exporter="none", setup_logs=False)
+    assert handle.config.service_name == "voxpulse-agent"
+    assert handle.config.content == "redacted"
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "from-env")
+    monkeypatch.setenv("VOXPULSE_CONTENT", "off")
+    handle = telemetry.configure(exporter="none", metrics_exporter="none", setup_logs=False)
+    assert (handle.config.service_name, handle.config.content) == ("from-env", "off")
+    handle = telemetry.configure(service_name="from-arg", content="full", exporter="none",
+                                 metrics_exporter="none", setup_logs=False)
+    assert (handle.config.service_name, handle.config.content) == ("from-arg", "full")
+    assert handle.tracer_provider is not None
+    assert handle.tracer_provider.resource.attributes["service.name"] == "from-arg"
+
+
+def test_safe_to_call_twice() -> None:
+    first = telemetry.configure(exporter="none", metrics_exporter="none", setup_logs=False)
+    assert telemetry.configure(exporter="none", metrics_exporter="none", setup_logs=False) is first
+    second = telemetry.configure(exporter="none", metrics_exporter="none", service_name="other", setup_logs=False)
+    assert second is not first and STATE.enabled
+
+
+def test_bad_values_give_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOXPULSE_EXPORTER", "kafka")
+    with pytest.raises(telemetry.TelemetryConfigError, match="VOXPULSE_EXPORTER is 'kafka'; expected one of"):
+        telemetry.configure(setup_logs=False)
+    monkeypatch.delenv("VOXPULSE_EXPORTER")
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "maybe")
+    with pytest.raises(telemetry.TelemetryConfigError, match="OTEL_SDK_DISABLED"):
+        telemetry.configure(setup_logs=False)
+    with pytest.raises(telemetry.TelemetryConfigError, match="argument is 'smtp'"):
+        telemetry.configure(metrics_exporter="smtp", disabled=True, setup_logs=False)  # type: ignore[arg-type]
+
+
+async def test_sdk_disabled_is_a_no_op_but_calls_still_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    handle = telemetry.configure(setup_logs=False)
+    assert handle.tracer_provider is None and not STATE.enabled
+
+    @telemetry.trace_llm
+    async def llm() -> str:
+        return "ok"
+
+    async with telemetry.call("off") as call:
+        assert await llm() == "ok"
+        assert telemetry.current_call() is call
+    assert call.trace_id == ""
+    assert await handle.shutdown() is True
+
+
+async def test_console_exporter_prints_each_calls_tree() -> None:
+    out = io.StringIO()
+    handle = telemetry.configure(exporter="none", metrics_exporter="none", setup_logs=False)
+    assert handle.tracer_provider is not None
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    handle.tracer_provider.add_span_processor(SimpleSpanProcessor(ConsoleTreeExporter(out)))
+
+    @telemetry.trace_tool
+    async def find_tyres(size: str) -> list[str]:
+        return [size]
+
+    async with telemetry.call("tree-1"):
+        await find_tyres("205/55 R16")
+    text = out.getvalue()
+    assert text.splitlines()[0].startswith("call  ")
+    assert "call_id=tree-1" in text and "outcome=resolved_by_bot" in text
+    assert "└─ execute_tool find_tyres" in text
+
+
+async def test_dead_collector_never_blocks_the_event_loop() -> None:
+    # Port 9 (discard) on loopback: nothing listens, every export fails.
+    handle = telemetry.configure(exporter="otlp", endpoint="http://127.0.0.1:9", metrics_exporter="otlp",
+                                 metric_export_interval_s=0.2, setup_logs=False)
+
+    @telemetry.traced(name="work", stage="llm")
+    async def work() -> None:
+        await asyncio.sleep(0)
+
+    gaps: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not stop.is_set():
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    tick = asyncio.create_task(ticker())
+    async with telemetry.call("dead"):
+        for _ in range(200):
+            await work()
+    start = time.perf_counter()
+    finished = await handle.shutdown(timeout=1.0)
+    took = time.perf_counter() - start
+    stop.set()
+    await tick
+    assert took < 2.0  # bounded by the deadline, while the SDK alone can block 30 s
+    assert finished in (True, False)
+    assert max(gaps) < 0.25, max(gaps)  # the loop kept running during export and shutdown
+    assert Attr.CALL_ID  # names import
+
+
+async def test_undelivered_spans_are_counted() -> None:
+    handle = telemetry.configure(exporter="otlp", endpoint="http://127.0.0.1:9", metrics_exporter="none",
+                                 setup_logs=False)
+    async with telemetry.call("count"):
+        pass
+    await handle.flush(timeout=15)
+    assert handle.dropped_spans >= 1
+    await handle.shutdown(timeout=1)

@@ -1,0 +1,74 @@
+"""Metrics: exemplars point at the call's trace; no metric carries a high-cardinality attribute."""
+
+from __future__ import annotations
+
+import asyncio
+
+import telemetry
+from telemetry import metrics
+from telemetry.semconv import ATTRIBUTES, Attr, CallOutcome
+from telemetry.testing import CapturedTelemetry
+
+LABELS = {a.key for a in ATTRIBUTES if a.metric_label}
+
+
+async def _a_busy_call(call_id: str) -> telemetry.CallScope:
+    @telemetry.trace_llm(model="gpt", provider="openai")
+    async def llm() -> str:
+        await asyncio.sleep(0)
+        metrics.record_time_to_first_word(0.42)
+        return "ok"
+
+    async with telemetry.call(call_id, caller="+380501234567", room="room-1") as call:
+        call.set_scenario("fitting")
+        await llm()
+        metrics.record_time_to_first_chunk("tts", 0.2, provider="cartesia", model="sonic")
+        metrics.order_created()
+        metrics.fitting_booked()
+        metrics.store_api_error(503)
+        metrics.set_operator_queue(3)
+        metrics.tool_anomaly("dump_database", "unknown_tool")
+        call.add_cost(0.02, stage="llm", provider="openai", model="gpt")
+        call.set_outcome(CallOutcome.TRANSFERRED, reason="angry_caller")
+    return call
+
+
+async def test_histogram_exemplars_carry_the_calls_trace_id(cap: CapturedTelemetry) -> None:
+    call = await _a_busy_call("ex-1")
+    trace_id = int(call.trace_id, 16)
+    for name in ("voice.turn.time_to_first_word", "voice.stage.time_to_first_chunk", "voice.call.duration",
+                 "voice.call.cost"):
+        points = cap.metric_points(name)
+        assert points, name
+        exemplars = [e for p in points for e in p.exemplars]
+        assert exemplars, name
+        assert all(e.trace_id == trace_id for e in exemplars), name
+
+
+async def test_no_metric_has_a_high_cardinality_attribute(cap: CapturedTelemetry) -> None:
+    await _a_busy_call("card-1")
+    await _a_busy_call("card-2")
+    names = set()
+    for metric in cap.metrics():
+        names.add(metric.name)
+        for point in metric.data.data_points:
+            keys = set(point.attributes or {})
+            assert keys <= LABELS, (metric.name, keys - LABELS)
+            values = " ".join(str(v) for v in (point.attributes or {}).values())
+            assert "card-" not in values and "380" not in values and "room-1" not in values
+    assert Attr.CALL_ID not in LABELS
+    assert {"voice.calls", "voice.transfers", "voice.orders.created", "voice.fittings.booked",
+            "voice.store_api.errors", "voice.operator.queue_length", "voice.tool.anomalies",
+            "voice.api.spend", "voice.calls.active"} <= names
+
+
+async def test_business_counters(cap: CapturedTelemetry) -> None:
+    await _a_busy_call("b-1")
+    calls = cap.metric_points("voice.calls")
+    assert [(dict(p.attributes), p.value) for p in calls] == [
+        ({Attr.CALL_OUTCOME: "transferred", Attr.CALL_SCENARIO: "fitting", Attr.CALL_DIRECTION: "inbound"}, 1)
+    ]
+    (active,) = cap.metric_points("voice.calls.active")
+    assert active.value == 0
+    (errors,) = cap.metric_points("voice.store_api.errors")
+    assert dict(errors.attributes) == {Attr.HTTP_STATUS: 503}
