@@ -22,7 +22,7 @@ from typing import Literal
 from opentelemetry import metrics as metrics_api
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -140,7 +140,11 @@ class Telemetry:
 
         def target() -> None:
             ok = _run_bounded(fn, timeout)
-            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(ok))
+            def resolve() -> None:
+                if not fut.done():
+                    fut.set_result(ok)
+
+            loop.call_soon_threadsafe(resolve)
 
         threading.Thread(target=target, name="voxpulse-shutdown", daemon=True).start()
         return await fut
@@ -218,7 +222,7 @@ def _metric_readers(config: TelemetryConfig) -> list[MetricReader]:
                 OTLPMetricExporter as GrpcMetricExporter,
             )
 
-            exporter = (
+            exporter: MetricExporter = (
                 GrpcMetricExporter(endpoint=config.endpoint, insecure=True) if config.endpoint
                 else GrpcMetricExporter()
             )

@@ -13,6 +13,7 @@ recorded while the root is still current so their exemplars point at this trace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import time
@@ -83,8 +84,10 @@ class CallScope:
         attributes: Mapping[str, AttributeValue] | None = None,
     ) -> None:
         self._parent = parent
-        if call_id is None and isinstance(parent, Mapping):
-            call_id = baggage.get_baggage(_BAGGAGE_KEY, _extract(parent))  # type: ignore[assignment]
+        if call_id is None and parent is not None:
+            ctx = parent if isinstance(parent, context.Context) else _extract(parent)
+            carried = baggage.get_baggage(_BAGGAGE_KEY, ctx)
+            call_id = carried if isinstance(carried, str) else None
         self.call_id: str = str(call_id) if call_id else f"call-{uuid.uuid4().hex[:16]}"
         self._direction = direction
         self.caller = caller
@@ -179,11 +182,9 @@ class CallScope:
     # -- enter / exit ----------------------------------------------------------------------------
 
     def _parent_context(self) -> context.Context | None:
-        if self._parent is None:
-            return None
-        if isinstance(self._parent, Mapping):
-            return _extract(self._parent)
-        return self._parent
+        if self._parent is None or isinstance(self._parent, context.Context):
+            return self._parent
+        return _extract(self._parent)
 
     def __enter__(self) -> CallScope:
         if self._token is not None or self.ended:
@@ -276,10 +277,9 @@ class CallScope:
                 inst.calls_active.add(-1, {Attr.CALL_DIRECTION: self._direction})
         span.end()
         if self._ctx_token is not None:
-            try:
+            # exited in another context than entered: nothing to restore there
+            with contextlib.suppress(ValueError):
                 context.detach(self._ctx_token)  # type: ignore[arg-type]
-            except ValueError:
-                pass  # exited in another context than entered; nothing to restore there
         if self._token is not None:
             try:
                 _current.reset(self._token)

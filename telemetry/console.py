@@ -38,7 +38,7 @@ def render_tree(spans: Sequence[ReadableSpan]) -> str:
     def walk(span: ReadableSpan, prefix: str, last: bool, root: bool) -> None:
         attrs = span.attributes or {}
         shown = " ".join(
-            f"{k.rsplit('.', 1)[-1]}={attrs[k]}" for k in _SHOWN
+            f"{k.rsplit('.', 1)[-1]}={attrs[k]!s}" for k in _SHOWN
             if k in attrs and (root or k != Attr.CALL_ID)
         )
         err = " ERROR" if span.status.status_code is StatusCode.ERROR else ""

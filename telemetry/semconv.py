@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Final
 
 __all__ = [
@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 
-class Stage(str, Enum):
+class Stage(StrEnum):
     """Values of ``voice.stage``: one span per stage request carries it."""
 
     STT = "stt"
@@ -48,7 +48,7 @@ class Stage(str, Enum):
     TURN = "turn"
 
 
-class CallOutcome(str, Enum):
+class CallOutcome(StrEnum):
     """Values of ``voice.call.outcome``."""
 
     RESOLVED_BY_BOT = "resolved_by_bot"
@@ -220,7 +220,7 @@ COST_BUCKETS_USD: Final[tuple[float, ...]] = (
 )
 
 
-class MetricKind(str, Enum):
+class MetricKind(StrEnum):
     HISTOGRAM = "histogram"
     COUNTER = "counter"
     UP_DOWN_COUNTER = "updowncounter"

@@ -83,7 +83,7 @@ class CapturedTelemetry:
                 seen.extend(getattr(point, "exemplars", None) or ())
                 del seen[:-50]
                 points.append(replace(point, exemplars=list(seen)) if hasattr(point, "exemplars") else point)
-            out.append(replace(metric, data=replace(metric.data, data_points=points)))
+            out.append(replace(metric, data=replace(metric.data, data_points=points)))  # type: ignore[arg-type]
         return out
 
     def metric_points(self, name: str) -> list[Any]:

@@ -103,6 +103,12 @@ def test_content_off_drops_transcripts_and_tool_arguments() -> None:
     assert Attr.TOOL_RESULT not in span.attributes
 
 
+def _remove_handler(stream: io.StringIO) -> None:
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if getattr(h, "stream", None) is not stream]
+    root.setLevel(logging.WARNING)
+
+
 def test_log_lines_are_json_with_call_ids_and_redacted(cap: CapturedTelemetry) -> None:
     out = io.StringIO()
     setup_logging(level="INFO", fmt="json", stream=out)
@@ -116,7 +122,7 @@ def test_log_lines_are_json_with_call_ids_and_redacted(cap: CapturedTelemetry) -
                 log.exception("failed")
         log.warning("outside a call")
     finally:
-        logging.getLogger().handlers = [h for h in logging.getLogger().handlers if getattr(h, "stream", None) is not out]
+        _remove_handler(out)
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     first, second, third = lines
     assert first["event"] == "order for +380***567"
@@ -134,6 +140,6 @@ def test_text_log_format(cap: CapturedTelemetry) -> None:
         with telemetry.call("t1"):
             logging.getLogger("x").debug("phone +380501234567")
     finally:
-        logging.getLogger().handlers = [h for h in logging.getLogger().handlers if getattr(h, "stream", None) is not out]
+        _remove_handler(out)
     line = out.getvalue().strip()
     assert line.endswith("phone +380***567 call_id=t1")
