@@ -66,7 +66,7 @@ def _to_json(value: object) -> str:
 class _Spec:
     """What one decorated function records; built once at decoration time."""
 
-    __slots__ = ("attributes", "capture_io", "name", "provider", "model", "stage", "sig")
+    __slots__ = ("attributes", "capture_io", "model", "name", "provider", "sig", "stage")
 
     def __init__(
         self, fn: Callable[..., Any], *, stage: Stage | None, name: str,

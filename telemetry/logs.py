@@ -17,8 +17,8 @@ from typing import Any, Final, TextIO
 from opentelemetry import trace
 
 from telemetry import _env
-from telemetry.redaction import Redactor
 from telemetry.calls import current_call_id
+from telemetry.redaction import Redactor
 
 __all__ = ["JsonFormatter", "setup_logging"]
 
