@@ -27,8 +27,11 @@ __all__ = ["ContentMode", "Redactor", "is_pii_key", "redact"]
 
 ContentMode = Literal["off", "redacted", "full"]
 
-_NUMBER = re.compile(r"(?<![\w+])\+?\(?\d(?:[ \t.\-()]{0,3}\d)+\)?(?![\w])")
-_EMAIL = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}")
+_NUMBER = re.compile(r"(?<![\d+])\+?\(?\d(?:[\s.\-()\u2010-\u2015]{0,3}\d)+\)?(?!\d)")
+# The domain part is matched by regex; the local part is found by walking left from "@" (at most
+# 64 characters), which keeps hostile input ("я" * 10**5 + "@x.ua") linear.
+_EMAIL_DOMAIN = re.compile(r"@[\w-]{1,63}(?:\.[\w-]{1,63}){0,8}\.[^\W\d_]{2,24}")
+_LOCAL_CHARS = frozenset(".%+-_")
 _NAME = re.compile(
     r"(?i:\b(?:мене\s+звати|меня\s+зовут|моє\s+ім'?я|мое\s+имя|на\s+ім'?я|на\s+имя|my\s+name\s+is|"
     r"прізвище|фамилия|this\s+is)\s*[:,-]?\s+)"
@@ -56,6 +59,25 @@ def is_pii_key(key: str) -> bool:
         if len(_key_is_pii) < 10_000:
             _key_is_pii[key] = known
     return known
+
+
+def _mask_emails(text: str) -> str:
+    out: list[str] = []
+    last = 0
+    for m in _EMAIL_DOMAIN.finditer(text):
+        start = m.start()
+        floor = max(last, start - 64)
+        while start > floor and (text[start - 1].isalnum() or text[start - 1] in _LOCAL_CHARS):
+            start -= 1
+        if start == m.start():
+            continue  # "@domain" with no local part: not an address
+        out.append(text[last:start])
+        out.append("[email]")
+        last = m.end()
+    if not out:
+        return text
+    out.append(text[last:])
+    return "".join(out)
 
 
 def _luhn(digits: str) -> bool:
@@ -131,7 +153,7 @@ class Redactor:
         if len(text) > self.max_length * 4:  # bound the regex work on hostile input
             text = text[: self.max_length * 4]
         if "@" in text:
-            text = _EMAIL.sub("[email]", text)
+            text = _mask_emails(text)
         text = _NUMBER.sub(_mask_number, text)
         lowered = text.lower()
         if any(h in lowered for h in _HINTS):
