@@ -1,0 +1,44 @@
+"""The agent's own /metrics (opentelemetry-exporter-prometheus) exposes the names semconv promises."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+
+import telemetry
+from telemetry import metrics
+from telemetry.semconv import METRICS, MetricKind
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_prometheus_names_match_semconv() -> None:
+    port = _free_port()
+    handle = telemetry.configure(exporter="none", metrics_exporter="prometheus",
+                                 prometheus_addr=f"127.0.0.1:{port}", setup_logs=False)
+    try:
+        async with telemetry.call("prom-1") as call:
+            metrics.record_time_to_first_word(0.3)
+            metrics.record_time_to_first_chunk("llm", 0.2, provider="openai", model="gpt")
+            metrics.order_created()
+            metrics.fitting_booked()
+            metrics.store_api_error(500)
+            metrics.set_operator_queue(2)
+            metrics.tool_anomaly("x", "unknown_tool")
+            call.add_cost(0.01, stage="llm")
+            call.set_outcome("transferred", reason="operator_requested")
+        metrics.calllog_records(1, result="written", buffer="postgres")
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        await handle.shutdown(timeout=2)
+    exposed = {line.split("{")[0].split(" ")[0] for line in body.splitlines() if line and not line.startswith("#")}
+    for spec in METRICS:
+        if spec.name == "voxpulse.export.dropped":
+            continue  # only exists once a span was dropped
+        wanted = f"{spec.prometheus}_bucket" if spec.kind is MetricKind.HISTOGRAM else spec.prometheus
+        assert wanted in exposed, (spec.name, wanted, sorted(n for n in exposed if n.startswith(("voice", "voxpulse"))))
+    assert "call_id" not in body and "prom-1" not in body
