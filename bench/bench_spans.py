@@ -127,7 +127,11 @@ async def run(rounds: int, ops: int) -> dict[str, object]:
         rows.append({"variant": name, "median_us": round(med, 2), "min_us": round(min(values), 2),
                      "max_us": round(max(values), 2), "ratio_vs_bare_same_attrs": round(med / base, 2),
                      "ratio_vs_bare_empty": round(med / base_empty, 2)})
-    return {"rounds": rounds, "ops_per_round": ops, "rows": rows}
+    ours = next(r for r in rows if r["variant"].startswith("@trace_llm coroutine"))
+    ratio = ours["ratio_vs_bare_same_attrs"]
+    verdict = (f"{'met' if ratio <= 1.3 else 'MISSED'}: a decorated async call costs {ratio}× a bare SDK span with the "
+               f"same attributes ({ours['ratio_vs_bare_empty']}× a bare span with none)")
+    return {"rounds": rounds, "ops_per_round": ops, "rows": rows, "verdict": verdict}
 
 
 def to_markdown(result: dict[str, object]) -> str:

@@ -1,0 +1,174 @@
+"""Call-history costs: what the agent pays per logged turn, and what the batch writer sustains.
+
+1. Enqueue cost per turn: ``CallLogger.log_turn(...)`` (builds the frozen record and appends it
+   to the queue; no I/O), median of rounds. Target <= 5 us.
+2. Sustained rows/s into PostgreSQL, same run, same database, same rows (turns):
+   the batch writer (``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING``, batches of
+   ``--batch`` rows, the logger's default) against per-row INSERTs (one autocommitted statement per row, what a naive
+   logger does). Target >= 10x.
+
+Needs the PostgreSQL of scripts/services.sh (DATABASE_URL, or .voxpulse/services/env); works in
+a throw-away database that it drops afterwards.
+
+    python -m bench.bench_history [--rounds 5] [--ops 100000] [--rows 50000] [--baseline-rows 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from telemetry.history import CallLogger, migrate
+from telemetry.history.records import TurnRecord
+from telemetry.history.store import INSERT_TURN_ONE, prepare
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _dsn() -> str:
+    dsn = os.environ.get("VOXPULSE_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if not dsn:
+        f = ROOT / ".voxpulse" / "services" / "env"
+        if f.is_file():
+            for line in f.read_text().splitlines():
+                if line.startswith("DATABASE_URL="):
+                    dsn = line.split("=", 1)[1]
+    if not dsn:
+        raise SystemExit("no DATABASE_URL: run scripts/services.sh first")
+    return dsn
+
+
+def _with_db(dsn: str, db: str) -> str:
+    u = urlsplit(dsn)
+    return urlunsplit((u.scheme, u.netloc, "/" + db, u.query, u.fragment))
+
+
+def bench_enqueue(rounds: int, ops: int) -> dict[str, float]:
+    logger = CallLogger("postgresql://unused", max_memory_records=ops * 2 + 10)  # never started: no I/O
+    logger.log_call_start("bench-call", phone="+380501112233", trace_id="ab" * 16, span_id="cd" * 8)
+    text = "Хочу замовити шини 205/55 R16 на зиму, будь ласка"
+    per_op: list[float] = []
+    for _ in range(rounds):
+        logger._pending.clear()  # a fresh queue each round (not part of the measured cost)
+        log_turn = logger.log_turn
+        t0 = time.perf_counter()
+        for i in range(ops):
+            log_turn("bench-call", i, "user", text, stt_ms=180.0, ttfw_ms=750.0)
+        per_op.append((time.perf_counter() - t0) / ops)
+    logger._pending.clear()
+    return {"median_us": statistics.median(per_op) * 1e6, "min_us": min(per_op) * 1e6,
+            "max_us": max(per_op) * 1e6}
+
+
+def _turns(call_id: str, n: int) -> list[TurnRecord]:
+    t = time.time()
+    return [TurnRecord(call_id, i, "user" if i % 2 == 0 else "agent", f"репліка {i}: шини 205/55 R16",
+                       t + i * 0.001, stt_ms=180.0, llm_ms=420.0, tts_ms=90.0, ttfw_ms=700.0)
+            for i in range(n)]
+
+
+async def bench_writer(dsn: str, rows: int, baseline_rows: int, batch: int) -> dict[str, Any]:
+    # per-row INSERTs: one statement (and one implicit transaction) per row, one connection
+    conn = await asyncpg.connect(dsn)
+    try:
+        base = [prepare(r)[1:] for r in _turns("bench-per-row", baseline_rows)]
+        stmt = await conn.prepare(INSERT_TURN_ONE)
+        t0 = time.perf_counter()
+        for r in base:
+            await stmt.fetch(*r)
+        per_row_s = time.perf_counter() - t0
+        got = await conn.fetchval("SELECT count(*) FROM call_turns WHERE call_id = 'bench-per-row'")
+        assert got == baseline_rows, got
+    finally:
+        await conn.close()
+    # the batch writer: enqueue everything, measure until it is all in PostgreSQL
+    logger = CallLogger(dsn, batch_size=batch, flush_interval=0.05, max_memory_records=rows + 10,
+                        auto_migrate=False)
+    await logger.start()
+    assert await logger.flush(30)  # connected, partitions known: measure steady state
+    recs = _turns("bench-batch", rows)
+    t0 = time.perf_counter()
+    for r in recs:
+        logger.enqueue(r)
+    assert await logger.flush(300)
+    batch_s = time.perf_counter() - t0
+    await logger.aclose()
+    conn = await asyncpg.connect(dsn)
+    try:
+        got = await conn.fetchval("SELECT count(*) FROM call_turns WHERE call_id = 'bench-batch'")
+        assert got == rows, got
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(dsn)
+    try:
+        settings = {k: await conn.fetchval(f"SHOW {k}") for k in ("fsync", "synchronous_commit", "server_version")}
+    finally:
+        await conn.close()
+    per_row_rps = baseline_rows / per_row_s
+    batch_rps = rows / batch_s
+    return {"per_row_rows_per_s": per_row_rps, "batch_rows_per_s": batch_rps, "speedup": batch_rps / per_row_rps,
+            "per_row_rows": baseline_rows, "batch_rows": rows, "batch_size": batch, "postgres": settings}
+
+
+async def run_writer(rows: int, baseline_rows: int, batch: int) -> dict[str, Any]:
+    admin_dsn = _dsn()
+    name = f"voxpulse_bench_{secrets.token_hex(3)}"
+    admin = await asyncpg.connect(admin_dsn)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        dsn = _with_db(admin_dsn, name)
+        await migrate(dsn)
+        return await bench_writer(dsn, rows, baseline_rows, batch)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--ops", type=int, default=100_000)
+    ap.add_argument("--rows", type=int, default=50_000)
+    ap.add_argument("--baseline-rows", type=int, default=5_000)
+    ap.add_argument("--batch", type=int, default=CallLogger.DEFAULT_BATCH_SIZE)
+    ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "history.json")
+    args = ap.parse_args()
+
+    enq = bench_enqueue(args.rounds, args.ops)
+    wr = asyncio.run(run_writer(args.rows, args.baseline_rows, args.batch))
+    result = {
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "enqueue_per_turn_us": enq,
+        "writer": wr,
+        "targets": {"enqueue_per_turn_us_max": 5.0, "speedup_min": 10.0},
+        "pass": enq["median_us"] <= 5.0 and wr["speedup"] >= 10.0,
+    }
+    print("| measure | value | target |")
+    print("|---|---|---|")
+    print(f"| enqueue cost per turn (`log_turn`, median of {args.rounds} x {args.ops}) | "
+          f"{enq['median_us']:.2f} µs (min {enq['min_us']:.2f}, max {enq['max_us']:.2f}) | ≤ 5 µs |")
+    print(f"| batch writer, sustained ({wr['batch_rows']} turns, batches of {wr['batch_size']}) | "
+          f"{wr['batch_rows_per_s']:,.0f} rows/s | |")
+    print(f"| per-row INSERT, same run ({wr['per_row_rows']} turns) | {wr['per_row_rows_per_s']:,.0f} rows/s | |")
+    print(f"| batch / per-row | {wr['speedup']:.1f}x | ≥ 10x |")
+    pg = wr["postgres"]
+    print(f"\nPostgreSQL {pg['server_version']}, fsync={pg['fsync']}, synchronous_commit={pg['synchronous_commit']}"
+          " (per-row INSERTs pay one commit each; with fsync=off that commit is nearly free)")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwritten {args.json.relative_to(ROOT) if args.json.is_relative_to(ROOT) else args.json}")
+
+
+if __name__ == "__main__":
+    main()
