@@ -66,6 +66,8 @@ class SpanName:
     LLM_PREFIX: Final = "chat"  # "chat {model}"
     TTS: Final = "text_to_speech"
     TOOL_PREFIX: Final = "execute_tool"  # "execute_tool {name}"
+    CALLLOG_WRITE: Final = "voxpulse.calllog.write"  # a call-history batch written to PostgreSQL
+    CALLLOG_BUFFER: Final = "voxpulse.calllog.buffer"  # a batch pushed to the Redis buffer
 
     @staticmethod
     def llm(model: str | None) -> str:
@@ -129,6 +131,9 @@ class Attr:
     # telemetry self-observation
     CALLLOG_RESULT: Final = "voxpulse.calllog.result"
     CALLLOG_BUFFER: Final = "voxpulse.calllog.buffer"
+    CALLLOG_BATCH_RECORDS: Final = "voxpulse.calllog.batch.records"
+    CALLLOG_BATCH_CALLS: Final = "voxpulse.calllog.batch.calls"
+    CALLLOG_BATCH_SOURCE: Final = "voxpulse.calllog.batch.source"
     EXPORT_SIGNAL: Final = "voxpulse.export.signal"
 
 
@@ -186,8 +191,11 @@ ATTRIBUTES: Final[tuple[AttributeSpec, ...]] = (
     AttributeSpec(Attr.ERROR_TYPE, "Exception class or error code.", metric_label=True),
     AttributeSpec(Attr.CANCELLED, "True when the work was cancelled (barge-in, hang-up)."),
     AttributeSpec(Attr.HTTP_STATUS, "HTTP status of a store API response.", metric_label=True),
-    AttributeSpec(Attr.CALLLOG_RESULT, "written, buffered, flushed or dropped.", metric_label=True),
+    AttributeSpec(Attr.CALLLOG_RESULT, "written, buffered, flushed, rejected or dropped.", metric_label=True),
     AttributeSpec(Attr.CALLLOG_BUFFER, "postgres, redis or memory.", metric_label=True),
+    AttributeSpec(Attr.CALLLOG_BATCH_RECORDS, "Records in a call-history batch."),
+    AttributeSpec(Attr.CALLLOG_BATCH_CALLS, "Distinct calls in a call-history batch (each linked)."),
+    AttributeSpec(Attr.CALLLOG_BATCH_SOURCE, "Where a flushed batch came from: memory or redis."),
     AttributeSpec(Attr.EXPORT_SIGNAL, "traces or metrics.", metric_label=True),
 )
 
@@ -329,6 +337,8 @@ def render_markdown() -> str:
         "| `chat {model}` | `@trace_llm` | `llm` |",
         f"| `{SpanName.TTS}` | `@trace_tts` | `tts` |",
         "| `execute_tool {name}` | `@trace_tool` | `tool` |",
+        f"| `{SpanName.CALLLOG_WRITE}` | call-history writer, own trace linked to each call | |",
+        f"| `{SpanName.CALLLOG_BUFFER}` | call-history writer while PostgreSQL is down | |",
     ]
     for lk_name, stage in LIVEKIT_STAGE_SPANS.items():
         out.append(f"| `{lk_name}` | LiveKit Agents (annotated by VoxPulse) | `{stage.value}` |")

@@ -49,18 +49,18 @@ from telemetry.history.records import CallEnded, CallStarted, Record, ToolCallRe
 from telemetry.history.sanitize import RejectedRecord
 from telemetry.history.schema import ensure_partitions, migrate, month_of
 from telemetry.history.store import Row, prepare, row_trace, row_ts, valid_row, write_rows
-from telemetry.semconv import Attr
+from telemetry.semconv import Attr, SpanName
 
 __all__ = ["CallLogger", "LoggerStats", "Mode"]
 
 log = logging.getLogger("telemetry.history")
 
-# Span names and attributes of the writer (proposed for telemetry.semconv).
-SPAN_WRITE: Final = "voxpulse.calllog.write"  # a batch written to PostgreSQL
-SPAN_BUFFER: Final = "voxpulse.calllog.buffer"  # a batch pushed to the Redis buffer
-ATTR_RECORDS: Final = "voxpulse.calllog.batch.records"
-ATTR_CALLS: Final = "voxpulse.calllog.batch.calls"
-ATTR_SOURCE: Final = "voxpulse.calllog.batch.source"  # memory | redis
+# Span names and attributes of the writer (telemetry.semconv).
+SPAN_WRITE: Final = SpanName.CALLLOG_WRITE
+SPAN_BUFFER: Final = SpanName.CALLLOG_BUFFER
+ATTR_RECORDS: Final = Attr.CALLLOG_BATCH_RECORDS
+ATTR_CALLS: Final = Attr.CALLLOG_BATCH_CALLS
+ATTR_SOURCE: Final = Attr.CALLLOG_BATCH_SOURCE  # memory | redis
 MAX_LINKS: Final = 64
 
 _DRAIN_RELEASE: Final = (
@@ -127,6 +127,8 @@ class CallLogger:
     ``tracer_provider``/``meter_provider``: defaults are the global ones (telemetry.configure()).
     """
 
+    DEFAULT_BATCH_SIZE: Final = 1000
+
     def __init__(
         self,
         dsn: str | None = None,
@@ -134,7 +136,7 @@ class CallLogger:
         pool: Any = None,
         redis_url: str | None = None,
         redis: aioredis.Redis | None = None,
-        batch_size: int = 500,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         flush_interval: float = 0.2,
         max_memory_records: int = 100_000,
         redis_key: str = "voxpulse:calllog:buffer",
@@ -189,15 +191,16 @@ class CallLogger:
         self._pg_delay = 0.0
         self._migrated = not auto_migrate
         self._known_months: set[dt.date] = set()
+        self._hot = (0.0, 0.0, dt.date(1970, 1, 1))  # [lo, hi) epoch seconds of the month seen last
         self._redis_ok = False
         self._redis_retry_at = 0.0
         self._redis_delay = 0.0
         self._redis_backlog = True  # unknown at start: check once
         self._mode = Mode.POSTGRES
         self._last_reason = ""
-        self._overflowing = False
-        self._overflow_logged_at = 0.0
+        self._overflow_logged_at = -1e9
         self._overflow_since_log = 0
+        self._overflow_why = ""
 
         self.stats = LoggerStats()
 
@@ -421,7 +424,7 @@ class CallLogger:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def flush(self, timeout: float = 5.0) -> bool:  # noqa: ASYNC109
+    async def flush(self, timeout: float = 5.0) -> bool:
         """Wait (bounded) until every record enqueued so far left memory: written to PostgreSQL or
         buffered in Redis. True when it did."""
         deadline = time.monotonic() + timeout
@@ -432,7 +435,7 @@ class CallLogger:
             await asyncio.sleep(0.005)
         return True
 
-    async def wait_drained(self, timeout: float = 10.0) -> bool:  # noqa: ASYNC109
+    async def wait_drained(self, timeout: float = 10.0) -> bool:
         """Wait (bounded) until memory AND the Redis buffer are written to PostgreSQL."""
         deadline = time.monotonic() + timeout
         while self._pending or self._staged or self._busy or not self._pg_ok or self.redis_backlog:
@@ -442,7 +445,7 @@ class CallLogger:
             await asyncio.sleep(0.01)
         return True
 
-    async def aclose(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    async def aclose(self, timeout: float = 5.0) -> None:
         """Flush what is in memory (to PostgreSQL, else Redis) within ``timeout`` seconds, then
         stop. Whatever could not be kept is counted as dropped and logged."""
         if self._closed:
@@ -458,6 +461,7 @@ class CallLogger:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         self._closed = True
+        self._log_overflow()
         left = len(self._pending) + len(self._staged)
         if left:
             self._pending.clear()
@@ -519,25 +523,36 @@ class CallLogger:
             if self._redis_ok and self._redis_backlog and not self._closing:
                 await self._drain_redis()
             while self._pg_ok and (self._staged or self._pending):
-                self._stage()
-                if self._staged:
-                    n = len(self._staged)
-                    if not await self._write_pg(self._staged, source="memory"):
-                        break
-                    self._left_memory(n)
-                    self._staged = []
+                self._stage(self.batch_size)
+                if not self._staged:
+                    continue
+                batch = self._staged[: self.batch_size]
+                # Pipeline: PostgreSQL works on this batch while we prepare the next one.
+                write = asyncio.ensure_future(self._write_pg(batch, source="memory"))
+                try:
+                    await self._stage_async(len(batch) + self.batch_size)
+                except BaseException:  # cancelled (aclose timeout): no orphan write left behind
+                    write.cancel()
+                    raise
+                if not await write:
+                    break
+                del self._staged[: len(batch)]
+                self._left_memory(len(batch))
         if not self._pg_ok and self._redis_ok:
             while self._redis_ok and (self._staged or self._pending):
-                self._stage()
-                if self._staged:
-                    n = len(self._staged)
-                    if not await self._push_redis(self._staged):
-                        break
-                    self.stats.buffered_redis += n
-                    self._count(n, "buffered", Mode.REDIS)
-                    self._left_memory(n)
-                    self._staged = []
+                self._stage(self.batch_size)
+                if not self._staged:
+                    continue
+                batch = self._staged[: self.batch_size]
+                if not await self._push_redis(batch):
+                    break
+                del self._staged[: len(batch)]
+                self.stats.buffered_redis += len(batch)
+                self._count(len(batch), "buffered", Mode.REDIS)
+                self._left_memory(len(batch))
         self._update_mode()
+        if self._overflow_since_log and time.monotonic() - self._overflow_logged_at >= 10.0:
+            self._log_overflow()
         if self._mode is Mode.MEMORY:
             held = len(self._staged) + len(self._pending)
             if held > self._held:
@@ -545,12 +560,20 @@ class CallLogger:
                 self._count(held - self._held, "buffered", Mode.MEMORY)
                 self._held = held
 
-    def _stage(self) -> None:
-        """Move up to batch_size records from the queue into prepared rows (rejects logged once)."""
+    async def _stage_async(self, limit: int) -> None:
+        """_stage() in slices, yielding to the loop between them (the write in flight progresses,
+        the calls' tasks never wait behind a long preparation)."""
+        while len(self._staged) < limit and self._pending:
+            self._stage(min(limit, len(self._staged) + 64))
+            await asyncio.sleep(0)
+
+    def _stage(self, limit: int) -> None:
+        """Move records from the queue into prepared rows until ``limit`` rows are staged
+        (rejected records are logged and counted once, here)."""
         staged = self._staged
         pending = self._pending
         rejected = 0
-        while len(staged) < self.batch_size and pending:
+        while len(staged) < limit and pending:
             rec = pending.popleft()
             try:
                 staged.append(prepare(rec))
@@ -611,6 +634,8 @@ class CallLogger:
         seen: dict[str, Link] = {}
         calls: set[str] = set()
         for r in rows:
+            if r[1] in calls:
+                continue
             call_id, trace_id, span_id = row_trace(r)
             calls.add(call_id)
             if trace_id and span_id and trace_id not in seen and len(seen) < MAX_LINKS:
@@ -658,9 +683,27 @@ class CallLogger:
             mid = len(rows) // 2
             return await self._write_bisect(rows[:mid]) + await self._write_bisect(rows[mid:])
 
+    def _months(self, rows: list[Row]) -> set[dt.date]:
+        """UTC months of the rows' partition keys: a range check per row, month_of() only when a
+        row falls outside the month seen last."""
+        lo, hi, cur = self._hot
+        out: set[dt.date] = set()
+        for r in rows:
+            t = row_ts(r)
+            if t is None:
+                continue
+            if not lo <= t < hi:
+                cur = month_of(t)
+                nxt = dt.date(cur.year + cur.month // 12, cur.month % 12 + 1, 1)
+                lo = dt.datetime(cur.year, cur.month, 1, tzinfo=dt.UTC).timestamp()
+                hi = dt.datetime(nxt.year, nxt.month, 1, tzinfo=dt.UTC).timestamp()
+            out.add(cur)
+        self._hot = (lo, hi, cur)
+        return out
+
     async def _write_once(self, rows: list[Row]) -> None:
         pool = self._pool
-        months = {month_of(t) for r in rows for t in row_ts(r)}
+        months = self._months(rows)
         missing = months - self._known_months
         async with asyncio.timeout(self._command_timeout + self._connect_timeout):
             async with pool.acquire() as conn:
@@ -801,12 +844,16 @@ class CallLogger:
         self.stats.dropped += n
         self._count(n, "dropped", Mode.MEMORY)
         self._overflow_since_log += n
-        now = time.monotonic()
-        if not self._overflowing or now - self._overflow_logged_at >= 10.0:
+        self._overflow_why = why
+        if time.monotonic() - self._overflow_logged_at >= 10.0:
+            self._log_overflow()
+
+    def _log_overflow(self) -> None:
+        """One line per 10 s of drops (and a final one), with the running total."""
+        if self._overflow_since_log:
             log.error("call history: dropped %d record(s): %s (total dropped %d)",
-                      self._overflow_since_log, why, self.stats.dropped)
-            self._overflowing = True
-            self._overflow_logged_at = now
+                      self._overflow_since_log, self._overflow_why, self.stats.dropped)
+            self._overflow_logged_at = time.monotonic()
             self._overflow_since_log = 0
 
     def _count(self, n: int, result: str, buffer: Mode) -> None:

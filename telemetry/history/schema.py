@@ -10,7 +10,7 @@ import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Final, TypeAlias
+from typing import Any, Final
 
 import asyncpg
 
@@ -25,9 +25,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("telemetry.history")
-
-# asyncpg has no type stubs: a DSN string, a Pool or a Connection
-DsnOrPool: TypeAlias = "str | asyncpg.Pool | asyncpg.Connection"
 
 _LOCK_KEY: Final = 0x566F7850  # "VoxP": pg_advisory_lock key of migrate()
 _NAME_RE: Final = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")

@@ -43,6 +43,7 @@ class SessionStore:
         self.max_local = max_local
         self._local: dict[str, tuple[float, dict[str, str]]] = {}
         self._redis_ok = True
+        self._dirty: set[str] = set()  # calls whose latest state is only local
 
     @classmethod
     def from_url(cls, url: str, **kwargs: object) -> SessionStore:
@@ -91,9 +92,13 @@ class SessionStore:
     async def update(self, call_id: str, fields: Mapping[str, Value]) -> None:
         """Set fields of the call's session (values stored as strings); never raises."""
         data = {k: str(v) for k, v in fields.items()}
-        self._local_update(call_id, data)
+        merged = self._local_update(call_id, data)
         if self._redis is None or not data:
             return
+        if call_id in self._dirty:
+            # Redis missed updates of this call (it may come back with an older copy): write the
+            # whole local state, not the delta
+            data = merged
         try:
             async with asyncio.timeout(self.timeout_s):
                 async with self._redis.pipeline(transaction=True) as pipe:
@@ -101,13 +106,15 @@ class SessionStore:
                     pipe.expire(self._key(call_id), self.ttl_s)
                     await pipe.execute()
         except _ERRORS as exc:
+            self._dirty.add(call_id)
             self._set_ok(False, exc)
             return
+        self._dirty.discard(call_id)
         self._set_ok(True)
 
     async def get(self, call_id: str) -> dict[str, str]:
         """The call's session (Redis first, the local copy when Redis is down or lost it)."""
-        if self._redis is not None:
+        if self._redis is not None and call_id not in self._dirty:
             try:
                 async with asyncio.timeout(self.timeout_s):
                     raw = await self._redis.hgetall(self._key(call_id))
@@ -122,6 +129,7 @@ class SessionStore:
 
     async def delete(self, call_id: str) -> None:
         self._local.pop(call_id, None)
+        self._dirty.discard(call_id)
         if self._redis is None:
             return
         try:

@@ -5,13 +5,13 @@ to the Redis buffer (and back) unchanged; a replayed row produces the same key a
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from telemetry.history.records import CallEnded, CallStarted, Record, ToolCallRecord, TurnRecord
 from telemetry.history.sanitize import (
+    MAX_SHORT_CHARS,
     MAX_TEXT_CHARS,
     RejectedRecord,
     check_id,
@@ -39,14 +39,24 @@ _SPEAKERS: Final = frozenset({"user", "agent", "system"})
 _SPEAKER_ALIASES: Final = {"assistant": "agent", "caller": "user", "customer": "user", "bot": "agent"}
 
 
+_HEX_OK: dict[str, str | None] = {}
+
+
 def _hex(value: object, width: int) -> str | None:
     if not isinstance(value, str) or len(value) != width:
         return None
+    hit = _HEX_OK.get(value, "")
+    if hit != "":
+        return hit  # the same call's ids repeat on every row
     try:
         int(value, 16)
+        out: str | None = value.lower()
     except ValueError:
-        return None
-    return value.lower()
+        out = None
+    if len(_HEX_OK) > 4096:
+        _HEX_OK.clear()
+    _HEX_OK[value] = out
+    return out
 
 
 def _direction(value: object) -> str | None:
@@ -58,9 +68,49 @@ def _direction(value: object) -> str | None:
     return v
 
 
+def _num(v: object) -> float | None:
+    # fast path for the common case (a finite float or None); x - x is NaN for NaN and +-inf
+    if type(v) is float:
+        return v if v - v == 0.0 else None
+    return None if v is None else check_number(v)
+
+
+def _text(v: object, limit: int) -> str:
+    # fast path: plain ASCII without NUL, or text that is valid UTF-8 without NUL
+    if type(v) is str and len(v) <= limit and "\x00" not in v:
+        if v.isascii():
+            return v
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            return clean_text(v, limit)
+        return v
+    return clean_text(v if v is not None else "", limit)
+
+
+def _turn_fast(rec: TurnRecord) -> Row | None:
+    """The hot path (most records are well-formed turns); None: use the checked path."""
+    cid, idx, speaker, ts = rec.call_id, rec.turn_index, rec.speaker, rec.ts
+    if (
+        type(cid) is str and 0 < len(cid) <= MAX_SHORT_CHARS and cid.isascii() and "\x00" not in cid
+        and type(idx) is int and 0 <= idx < 2**31 and speaker in _SPEAKERS
+        and type(ts) is float and 946_684_800.0 <= ts < 7_258_118_400.0
+    ):
+        return [
+            KIND_TURN, cid, idx, speaker, ts, _text(rec.text, MAX_TEXT_CHARS), _num(rec.stt_ms),
+            _num(rec.llm_ms), _num(rec.tts_ms), _num(rec.ttfw_ms), bool(rec.interrupted),
+            _hex(rec.trace_id, 32), _hex(rec.span_id, 16),
+        ]
+    return None
+
+
 def prepare(rec: Record) -> Row:
     """Validate and sanitise one record into a row. Raises :class:`RejectedRecord` (with the
     reason) for a record that cannot be stored; never anything else for odd values."""
+    if type(rec) is TurnRecord:
+        row = _turn_fast(rec)
+        if row is not None:
+            return row
     if isinstance(rec, TurnRecord):
         speaker = clean_text(rec.speaker, 16).lower() if rec.speaker is not None else "user"
         speaker = _SPEAKER_ALIASES.get(speaker, speaker)
@@ -114,16 +164,13 @@ def prepare(rec: Record) -> Row:
     raise RejectedRecord(f"not a call-history record: {type(rec).__name__}")
 
 
-def row_ts(row: Row) -> list[float]:
-    """Partition timestamps of a row (for on-demand partition creation)."""
-    kind = row[0]
-    if kind == KIND_START:
-        return [row[2]]
-    if kind == KIND_END:
-        return [row[3]] if row[3] is not None else []
-    if kind in (KIND_TURN,):
-        return [row[4]]
-    return [row[2]]
+_TS_INDEX: Final = {KIND_START: 2, KIND_END: 3, KIND_TURN: 4, KIND_TOOL: 2}
+
+
+def row_ts(row: Row) -> float | None:
+    """Partition timestamp of a row (None: a call end whose start is unknown)."""
+    ts: float | None = row[_TS_INDEX[row[0]]]
+    return ts
 
 
 def row_trace(row: Row) -> tuple[str, str | None, str | None]:
@@ -235,6 +282,41 @@ ON CONFLICT DO NOTHING
 """
 
 
+# Large batches of turns / tool calls go through COPY into a per-session temp table, then one
+# INSERT ... SELECT ... ON CONFLICT DO NOTHING (binary COPY encodes faster than unnest arrays).
+COPY_MIN_ROWS: Final = 32
+TURN_COLUMNS: Final = ("call_id", "turn_index", "speaker", "ts", "text", "stt_ms", "llm_ms", "tts_ms",
+                       "ttfw_ms", "interrupted", "trace_id", "span_id")
+TOOL_COLUMNS: Final = ("call_id", "ts", "seq", "turn_index", "name", "tool_call_id", "args", "result",
+                       "success", "error", "duration_ms", "trace_id", "span_id")
+_STAGE_TABLES: Final = """
+CREATE TEMP TABLE IF NOT EXISTS voxpulse_stage_turns (
+    call_id text, turn_index int, speaker text, ts float8, text text, stt_ms float8, llm_ms float8,
+    tts_ms float8, ttfw_ms float8, interrupted bool, trace_id text, span_id text
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS voxpulse_stage_tools (
+    call_id text, ts float8, seq int8, turn_index int, name text, tool_call_id text, args text,
+    result text, success bool, error text, duration_ms float8, trace_id text, span_id text
+) ON COMMIT DELETE ROWS
+"""
+_INSERT_TURNS_STAGED: Final = """
+INSERT INTO call_turns (call_id, turn_index, speaker, ts, text, stt_ms, llm_ms, tts_ms, ttfw_ms,
+                        interrupted, trace_id, span_id)
+SELECT call_id, turn_index, speaker, to_timestamp(ts), text, stt_ms, llm_ms, tts_ms, ttfw_ms,
+       interrupted, trace_id, span_id
+  FROM voxpulse_stage_turns
+ON CONFLICT DO NOTHING
+"""
+_INSERT_TOOLS_STAGED: Final = """
+INSERT INTO call_tool_calls (call_id, ts, seq, turn_index, name, tool_call_id, args, result, success,
+                             error, duration_ms, trace_id, span_id)
+SELECT call_id, to_timestamp(ts), seq, turn_index, name, tool_call_id, args::jsonb, result::jsonb,
+       success, error, duration_ms, trace_id, span_id
+  FROM voxpulse_stage_tools
+ON CONFLICT DO NOTHING
+"""
+
+
 @dataclass(slots=True)
 class WriteStats:
     rows: int = 0
@@ -266,14 +348,25 @@ async def write_rows(conn: Any, rows: Sequence[Row]) -> WriteStats:
         else:
             ends_by_id[r[1]] = r
     stats = WriteStats(rows=len(rows))
+    big = len(turns) >= COPY_MIN_ROWS or len(tools) >= COPY_MIN_ROWS
+    if big:
+        await conn.execute(_STAGE_TABLES)
     async with conn.transaction():
         if starts:
             await conn.execute(_INSERT_STARTS, *_columns(starts))
         if ends:
             await conn.execute(_UPSERT_ENDS, *_columns(list(ends.values())))
-        if turns:
+        if len(turns) >= COPY_MIN_ROWS:
+            await conn.copy_records_to_table(
+                "voxpulse_stage_turns", records=[r[1:] for r in turns], columns=TURN_COLUMNS)
+            await conn.execute(_INSERT_TURNS_STAGED)
+        elif turns:
             await conn.execute(_INSERT_TURNS, *_columns(turns))
-        if tools:
+        if len(tools) >= COPY_MIN_ROWS:
+            await conn.copy_records_to_table(
+                "voxpulse_stage_tools", records=[r[1:] for r in tools], columns=TOOL_COLUMNS)
+            await conn.execute(_INSERT_TOOLS_STAGED)
+        elif tools:
             await conn.execute(_INSERT_TOOLS, *_columns(tools))
         if ends_by_id:
             vals = list(ends_by_id.values())
@@ -283,6 +376,3 @@ async def write_rows(conn: Any, rows: Sequence[Row]) -> WriteStats:
             stats.ends_without_row = [r[1] for r in vals if r[1] not in hit]
     return stats
 
-
-def ts_to_datetime(ts: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ts, dt.UTC)

@@ -84,7 +84,7 @@ def shared_capture() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("shared_capture")
-@settings(max_examples=int(os.environ.get("VOXPULSE_FUZZ_EXAMPLES", "10000")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(database=None, max_examples=int(os.environ.get("VOXPULSE_FUZZ_EXAMPLES", "10000")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(transcript=texts, argument=texts)
 def test_no_phone_number_reaches_a_span_event_or_log_line(transcript: str, argument: str) -> None:
     @telemetry.trace_tool
