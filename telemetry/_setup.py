@@ -248,16 +248,23 @@ def _metric_readers(config: TelemetryConfig) -> list[MetricReader]:
     return readers
 
 
-def _route_livekit(tracer_provider: TracerProvider, content: ContentMode) -> None:
-    """Routes LiveKit Agents' own spans into our provider (metrics follow the global provider)."""
-    if importlib.util.find_spec("livekit.agents") is None:
+def _route_livekit(tracer_provider: trace.TracerProvider, content: ContentMode) -> None:
+    """Routes LiveKit Agents' own spans into our provider (metrics follow the global provider).
+
+    LiveKit's content attributes (prompts, chat context, transcripts, tool arguments, serialised on
+    the event loop for every LLM request) are captured only with ``content="full"``; otherwise our
+    own spans carry the redacted transcripts and tool arguments (turn, speech_to_text,
+    execute_tool), which costs far less CPU per call.
+    """
+    if "livekit.agents" not in sys.modules and importlib.util.find_spec("livekit.agents") is None:
         return
     from livekit.agents import telemetry as lk_telemetry
     from livekit.agents.telemetry import gen_ai as lk_gen_ai
 
-    # LiveKit's own PII filter would delete content; our exporter redacts it instead per `content`.
-    lk_telemetry.set_tracer_provider(tracer_provider, allow_pii=content != "off")
-    lk_gen_ai.set_capture_content(content != "off")
+    # allow_pii=True: LiveKit's own filter would strip every key with a `pii` segment (ours too) and
+    # every exception message; our exporter redacts instead (telemetry.redaction).
+    lk_telemetry.set_tracer_provider(tracer_provider, allow_pii=True)
+    lk_gen_ai.set_capture_content(content == "full")
 
 
 def _instrument_libraries(tracer_provider: TracerProvider) -> None:
@@ -285,6 +292,8 @@ def install(
     if tracer_provider is None:
         STATE.enabled = False
         STATE.tracer = trace.NoOpTracer()
+        if livekit:  # LiveKit would otherwise keep a previous provider
+            _route_livekit(trace.NoOpTracerProvider(), redactor.content)
         return
     STATE.tracer = tracer_provider.get_tracer(TRACER_NAME)
     STATE.enabled = True
@@ -337,7 +346,7 @@ def configure(
     redactor = Redactor(content=config.content, max_length=config.max_attribute_length)
     if config.disabled:
         handle = Telemetry(config, None, None, None, None)
-        install(None, None, redactor=redactor, service_version=service_version, livekit=False)
+        install(None, None, redactor=redactor, service_version=service_version)
         _active, _active_key = handle, config
         return handle
 

@@ -56,6 +56,8 @@ def _mark_error(span: Span, exc: BaseException) -> None:
 
 
 def _to_json(value: object) -> str:
+    if isinstance(value, str):  # already text (tools often return a sentence): not re-encoded
+        return value if len(value) <= _MAX_JSON else value[:_MAX_JSON] + "…"
     try:
         text = json.dumps(value, ensure_ascii=False, default=repr)
     except (TypeError, ValueError, RecursionError):

@@ -33,6 +33,7 @@ parent explicitly):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -156,27 +157,24 @@ def usage_costs(usage: Any, prices: PriceTable) -> list[UsageCost]:
 # ------------------------------------------------------------------------------------------------
 @runtime_checkable
 class CallLog(Protocol):
-    """What the integration feeds the call-history logger. Every method must return at once (the
-    logger buffers and writes in the background); exceptions are contained and logged."""
+    """What the integration feeds the call-history logger (``telemetry.history.CallLogger``
+    implements it). Every method must return at once: the logger buffers and writes in the
+    background. Exceptions are contained and logged."""
 
-    def call_started(
-        self, *, call_id: str, trace_id: str, started_at: float, direction: str, caller: str | None,
-        room: str | None,
-    ) -> None: ...
+    def bind_call(self, scope: Any) -> None:
+        """Logs the call's start now and its end from ``scope.on_end`` (outcome, cost, turns)."""
 
-    def turn(
-        self, *, call_id: str, index: int, speaker: str, text: str, at: float, latency_ms: float | None,
-    ) -> None: ...
+    def log_turn(
+        self, call_id: str, turn_index: int, speaker: str, text: str, *, ts: float | None = None,
+        stt_ms: float | None = None, llm_ms: float | None = None, tts_ms: float | None = None,
+        ttfw_ms: float | None = None, interrupted: bool = False,
+    ) -> bool: ...
 
-    def tool_call(
-        self, *, call_id: str, name: str, arguments: str, result: str, success: bool, duration_ms: float | None,
-        at: float,
-    ) -> None: ...
-
-    def call_ended(
-        self, *, call_id: str, ended_at: float, outcome: str, transfer_reason: str | None, scenario: str | None,
-        cost_usd: float, turns: int,
-    ) -> None: ...
+    def log_tool_call(
+        self, call_id: str, name: str, args: Any, result: Any, *, success: bool = True,
+        duration_ms: float | None = None, ts: float | None = None, turn_index: int | None = None,
+        tool_call_id: str | None = None, error: str | None = None,
+    ) -> bool: ...
 
 
 # ------------------------------------------------------------------------------------------------
@@ -208,6 +206,8 @@ class _Turn:
     tool_calls: int = 0
     tool_names: list[str] = field(default_factory=list)
     stt_done: bool = False
+    idle_at: float | None = None  # the agent went back to listening after answering
+    provider_failed: bool = False  # an STT/LLM/TTS error the framework could not recover from
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,10 +283,7 @@ class SessionInstrumentation:
         self._subscribe()
         if self.call_log is not None:
             with internal_errors("livekit.call_log.start"):
-                self.call_log.call_started(
-                    call_id=scope.call_id, trace_id=scope.trace_id, started_at=scope.started_at,
-                    direction=scope.direction, caller=scope.caller, room=scope.room,
-                )
+                self.call_log.bind_call(scope)
         return scope
 
     async def __aexit__(
@@ -323,10 +320,8 @@ class SessionInstrumentation:
 
     def _unsubscribe(self) -> None:
         for name, fn in self._handlers:
-            try:
+            with contextlib.suppress(KeyError, ValueError):
                 self.session.off(name, fn)
-            except (KeyError, ValueError):
-                pass
         self._handlers.clear()
 
     def _on_user_state(self, ev: Any) -> None:
@@ -344,6 +339,8 @@ class SessionInstrumentation:
         with internal_errors("livekit.agent_state"):
             self._agent_state = str(ev.new_state)
             t = self._turn
+            if ev.new_state == "listening" and t is not None and t.agent_started_at is not None:
+                t.idle_at = float(getattr(ev, "created_at", time.time()))
             if ev.new_state == "speaking" and t is not None and t.agent_started_at is None and t.user_text:
                 now = float(getattr(ev, "created_at", time.time()))
                 t.agent_started_at = now
@@ -383,9 +380,12 @@ class SessionInstrumentation:
             t.stt_done = True
             self._stt_span(t, m, created_at)
         if self.call_log is not None:
+            delay = m.get("transcription_delay")
             with internal_errors("livekit.call_log.turn"):
-                self.call_log.turn(call_id=self.call_id, index=t.index, speaker="user", text=text,
-                                   at=created_at, latency_ms=None)
+                self.call_log.log_turn(
+                    self.call_id, t.index, "user", text, ts=created_at,
+                    stt_ms=round(float(delay) * 1000, 1) if delay is not None else None,
+                )
 
     def _stt_span(self, t: _Turn, m: Mapping[str, Any], created_at: float) -> None:
         """One ``speech_to_text`` span per user turn: end of speech -> final transcript."""
@@ -429,11 +429,14 @@ class SessionInstrumentation:
         if interrupted:
             t.span.set_attribute(Attr.CANCELLED, True)
         if self.call_log is not None:
+            ttft, ttfb = m.get("llm_node_ttft"), m.get("tts_node_ttfb")
             with internal_errors("livekit.call_log.turn"):
-                self.call_log.turn(
-                    call_id=self.call_id, index=t.index, speaker="agent", text=text,
-                    at=float(getattr(item, "created_at", time.time())),
-                    latency_ms=round(t.ttfw_s * 1000, 1) if t.ttfw_s is not None else None,
+                self.call_log.log_turn(
+                    self.call_id, t.index, "agent", text, ts=float(getattr(item, "created_at", time.time())),
+                    llm_ms=round(float(ttft) * 1000, 1) if ttft is not None else None,
+                    tts_ms=round(float(ttfb) * 1000, 1) if ttfb is not None else None,
+                    ttfw_ms=round(t.ttfw_s * 1000, 1) if t.ttfw_s is not None else None,
+                    interrupted=interrupted,
                 )
 
     def _on_tools(self, ev: Any) -> None:
@@ -457,13 +460,15 @@ class SessionInstrumentation:
                     success = out is not None and not bool(getattr(out, "is_error", False))
                     started = float(getattr(fc, "created_at", 0.0) or 0.0)
                     ended = float(getattr(out, "created_at", 0.0) or 0.0) if out is not None else 0.0
+                    # raw values: the call history is where they stay searchable (it masks its logs)
                     with internal_errors("livekit.call_log.tool"):
-                        self.call_log.tool_call(
-                            call_id=self.call_id, name=name, arguments=STATE.redactor.text(str(fc.arguments)),
-                            result=STATE.redactor.text(str(getattr(out, "output", "") or "")),
-                            success=success,
+                        self.call_log.log_tool_call(
+                            self.call_id, name, _loads(str(fc.arguments or "{}")),
+                            _loads(str(getattr(out, "output", "") or "")), success=success,
                             duration_ms=round((ended - started) * 1000, 1) if started and ended else None,
-                            at=started or time.time(),
+                            ts=started or time.time(), turn_index=t.index if t is not None else None,
+                            tool_call_id=str(getattr(fc, "call_id", "") or "") or None,
+                            error=None if success else str(getattr(out, "output", ""))[:500],
                         )
 
     def _anomaly(self, tool: str, reason: str, t: _Turn | None) -> None:
@@ -508,6 +513,8 @@ class SessionInstrumentation:
                 src = type(getattr(ev, "source", None)).__name__
                 target = self._turn.span if self._turn is not None else self.scope.span
                 target.add_event("provider_error", {Attr.ERROR_TYPE: f"{type(err).__name__}:{src}"})
+                if self._turn is not None:
+                    self._turn.provider_failed = True
 
     def _on_close(self, ev: Any) -> None:
         with internal_errors("livekit.close"):
@@ -523,7 +530,10 @@ class SessionInstrumentation:
             else:
                 t = self._turn
                 unanswered = t is not None and (not t.answered or t.interrupted)
-                if not self.turns and t is None or unanswered:
+                if t is not None and unanswered and t.provider_failed and not t.agent_text:
+                    # the caller gave up on an answer the providers could not produce
+                    self.scope.set_outcome(CallOutcome.FAILED)
+                elif (not self.turns and t is None) or unanswered:
                     self.scope.set_outcome(CallOutcome.ABANDONED)
                 else:
                     self.scope.set_outcome(CallOutcome.RESOLVED_BY_BOT)
@@ -547,7 +557,7 @@ class SessionInstrumentation:
             return
         self._turn = None
         t.span.set_attribute(Attr.TURN_HAS_TOOL_CALLS, t.tool_calls)
-        end = at if at is not None else time.time()
+        end = t.idle_at if t.idle_at is not None else (at if at is not None else time.time())
         t.span.end(end_time=_ns(max(end, t.started_at)))
         self.turns.append(
             TurnRecord(
@@ -576,18 +586,6 @@ class SessionInstrumentation:
                 with trace.use_span(self.scope.span, end_on_exit=False):
                     for c in self.costs:
                         self.scope.add_cost(c.usd, stage=c.stage, provider=c.provider, model=c.model)
-        if self.call_log is not None:
-            scope = self.scope
-            log = self.call_log
-
-            def _ended(s: CallScope) -> None:
-                log.call_ended(
-                    call_id=s.call_id, ended_at=time.time(), outcome=(s.outcome or CallOutcome.FAILED).value,
-                    transfer_reason=s.transfer_reason, scenario=s.scenario, cost_usd=round(s.cost_usd, 6),
-                    turns=s.turns,
-                )
-
-            scope.on_end(_ended)
 
 
 def instrument_session(
@@ -657,5 +655,9 @@ def _base_emitter_on(session: Any) -> Any:
     return session.on
 
 
-def _json(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+def _loads(text: str) -> Any:
+    """A tool's JSON arguments/result as data; plain text stays text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

@@ -8,8 +8,9 @@ surrogates replaced) and truncated.
 
 Attribute keys that may hold personal data (``semconv`` marks them ``pii``; any key with a ``pii``
 segment, e.g. LiveKit's ``lk.pii.*``; GenAI message content) follow the content mode:
-``off`` drops them, ``redacted`` (default) redacts them, ``full`` keeps them (still encodable and
-truncated). Every other string value is redacted too, as defence in depth. Raw values stay
+``off`` drops them; ``redacted`` (default) redacts ours (bounded text: transcripts of a turn, tool
+arguments) and drops other libraries' (whole chat contexts, prompts: bulky, and already on our
+spans in redacted form); ``full`` keeps them all (still encodable and truncated). Every other string value is redacted too, as defence in depth. Raw values stay
 available to the call-history store, which never goes through this module.
 """
 
@@ -38,7 +39,8 @@ _NAME = re.compile(
     r"([A-ZА-ЯІЇЄҐЁ][\w'’-]+(?:\s+[A-ZА-ЯІЇЄҐЁ][\w'’-]+){0,2})"
 )
 
-_PII_KEYS: Final[frozenset[str]] = frozenset(a.key for a in ATTRIBUTES if a.pii) | {
+_OWN_PII_KEYS: Final[frozenset[str]] = frozenset(a.key for a in ATTRIBUTES if a.pii)
+_PII_KEYS: Final[frozenset[str]] = _OWN_PII_KEYS | {
     "gen_ai.input.messages",
     "gen_ai.output.messages",
     "gen_ai.system_instructions",
@@ -163,8 +165,8 @@ class Redactor:
     def value(self, key: str, value: AttributeValue) -> AttributeValue | None:
         """The value to export under ``key``, or None to drop the attribute."""
         pii = is_pii_key(key)
-        if pii and self.content == "off":
-            return None
+        if pii and (self.content == "off" or (self.content == "redacted" and key not in _OWN_PII_KEYS)):
+            return None  # others' content keys (LiveKit's lk.pii.chat_ctx, ...) are bulky: kept only in full
         keep = (pii and self.content == "full") or key in _VERBATIM_KEYS
         if isinstance(value, str):
             return self.safe(value) if keep else self.text(value)

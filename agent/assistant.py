@@ -1,0 +1,181 @@
+"""The tyre-shop voice assistant: a LiveKit ``Agent`` with function tools for the store API.
+
+Decorator order matters: ``@function_tool`` must be the OUTERMOST decorator and the telemetry
+decorator goes on the plain function below it (LiveKit reads the signature, type hints and
+docstring through ``functools.wraps``; a tool wrapped *after* ``function_tool`` is only accepted
+with a warning).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from livekit.agents import Agent, RunContext, ToolError, function_tool
+
+import telemetry
+from telemetry import metrics
+from telemetry.semconv import CallOutcome
+
+from .prompts import GREETING, INSTRUCTIONS
+from .store import StoreClient, StoreError
+
+__all__ = ["TOOL_NAMES", "TyreAssistant"]
+
+log = logging.getLogger("agent.assistant")
+
+TOOL_NAMES: frozenset[str] = frozenset(
+    {"find_tyres", "create_order", "book_fitting", "check_order_status", "transfer_to_operator"}
+)
+SEASONS = {"summer", "winter", "all_season"}
+TRANSFER_REASONS = {"customer_request", "angry_customer", "out_of_scope", "store_unavailable", "repeated_failure"}
+
+
+def _scenario(name: str, *, override: bool = False) -> None:
+    call = telemetry.current_call()
+    if call is None:
+        return
+    if override or getattr(call, "scenario", None) in (None, ""):
+        call.set_scenario(name)
+
+
+class TyreAssistant(Agent):
+    """Answers calls for the tyre shop. ``on_transfer`` is called with the reason (SIP transfer hook)."""
+
+    def __init__(
+        self,
+        store: StoreClient,
+        *,
+        greet: bool = True,
+        on_transfer: Callable[[str], Any] | None = None,
+        instructions: str = INSTRUCTIONS,
+    ) -> None:
+        super().__init__(instructions=instructions)
+        self.store = store
+        self.greet = greet
+        self.on_transfer = on_transfer
+        self.store_failures = 0
+        self.transferred: str | None = None
+
+    async def on_enter(self) -> None:
+        if self.greet:
+            self.session.say(GREETING, allow_interruptions=True)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _store_failed(self, e: StoreError) -> ToolError:
+        if e.retryable:
+            self.store_failures += 1
+            return ToolError(
+                "Сервіс магазину тимчасово недоступний. Вибачтеся; якщо це повторюється — переведіть на оператора."
+            )
+        return ToolError(f"Магазин відхилив запит: {e.message}")
+
+    # -- tools -----------------------------------------------------------------------------------
+    @function_tool
+    @telemetry.trace_tool
+    async def find_tyres(self, ctx: RunContext, size: str, season: str | None = None) -> str:
+        """Find tyres in stock by size and season, with prices.
+
+        Args:
+            size: Tyre size as on the sidewall, e.g. "205/55 R16".
+            season: One of "summer", "winter", "all_season"; omit when the caller did not say.
+        """
+        _scenario("order")
+        if season is not None and season not in SEASONS:
+            raise ToolError(f"Невідомий сезон {season!r}: summer, winter або all_season")
+        try:
+            items = await self.store.find_tyres(size, season)
+        except StoreError as e:
+            raise self._store_failed(e) from e
+        self.store_failures = 0
+        if not items:
+            return "Нічого не знайдено для цього розміру й сезону."
+        top = [
+            {k: i[k] for k in ("id", "brand", "model", "season", "price_uah", "stock")}
+            for i in items
+            if i["stock"] > 0
+        ][:3]
+        return json.dumps({"size": size, "options": top}, ensure_ascii=False)
+
+    @function_tool
+    @telemetry.trace_tool
+    async def create_order(
+        self, ctx: RunContext, tyre_id: str, quantity: int, phone: str, name: str | None = None
+    ) -> str:
+        """Create an order after the caller confirmed the model, quantity and phone number.
+
+        Args:
+            tyre_id: The id returned by find_tyres, e.g. "T0010".
+            quantity: Number of tyres (usually 4).
+            phone: Caller's phone number in international format, e.g. "+380501234567".
+            name: Caller's name, if given.
+        """
+        _scenario("order")
+        try:
+            order = await self.store.create_order(tyre_id, quantity, phone, name)
+        except StoreError as e:
+            raise self._store_failed(e) from e
+        self.store_failures = 0
+        metrics.order_created()
+        return json.dumps(order, ensure_ascii=False)
+
+    @function_tool
+    @telemetry.trace_tool
+    async def book_fitting(
+        self, ctx: RunContext, date: str, time: str, phone: str, order_id: str | None = None
+    ) -> str:
+        """Book a tyre-fitting appointment.
+
+        Args:
+            date: Date as YYYY-MM-DD.
+            time: Time as HH:MM.
+            phone: Caller's phone number, e.g. "+380501234567".
+            order_id: The caller's order number, if any.
+        """
+        _scenario("fitting", override=True)
+        try:
+            booking = await self.store.book_fitting(date, time, phone, order_id)
+        except StoreError as e:
+            raise self._store_failed(e) from e
+        self.store_failures = 0
+        metrics.fitting_booked()
+        return json.dumps(booking, ensure_ascii=False)
+
+    @function_tool
+    @telemetry.trace_tool
+    async def check_order_status(self, ctx: RunContext, order_id: str) -> str:
+        """Check the status of an order.
+
+        Args:
+            order_id: Order number, e.g. "UA-10234".
+        """
+        _scenario("order_status")
+        try:
+            status = await self.store.order_status(order_id)
+        except StoreError as e:
+            raise self._store_failed(e) from e
+        self.store_failures = 0
+        return json.dumps(status, ensure_ascii=False)
+
+    @function_tool
+    @telemetry.trace_tool
+    async def transfer_to_operator(self, ctx: RunContext, reason: str) -> str:
+        """Transfer the caller to a human operator.
+
+        Args:
+            reason: Short code: customer_request, angry_customer, out_of_scope, store_unavailable
+                or repeated_failure.
+        """
+        code = reason if reason in TRANSFER_REASONS else "other"
+        self.transferred = code
+        call = telemetry.current_call()
+        if call is not None:
+            call.set_outcome(CallOutcome.TRANSFERRED, reason=code)
+            _scenario("operator")
+        if self.on_transfer is not None:
+            res = self.on_transfer(code)
+            if hasattr(res, "__await__"):
+                await res
+        return "Переведення на оператора розпочато. Скажіть клієнту, що з'єднуєте з оператором."

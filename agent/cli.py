@@ -1,0 +1,518 @@
+"""``voxpulse``: simulate calls, run the demo, read a call's trace back from Tempo.
+
+    voxpulse simulate --calls 20 --concurrency 10 --seed 7 [--exporter auto|console|otlp|none]
+    voxpulse demo                 # stack up -> simulate -> latency table + slowest call's waterfall
+    voxpulse trace CALL_ID        # the call's trace from Tempo, as a waterfall
+    voxpulse calls | db ...       # call history (telemetry.history)
+    voxpulse stack up|down|...    # the native backend stack (agent.stack)
+    voxpulse alerts-receiver      # Alertmanager webhook receiver (agent.alert_receiver)
+
+With ``--exporter auto`` (the default) ``simulate`` exports by OTLP when a collector answers on
+127.0.0.1:4318, else it prints every call's span tree on the console: the embedded default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import importlib
+import logging
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+__all__ = ["WSpan", "main", "render_waterfall", "spans_from_tempo"]
+
+PROMETHEUS = os.environ.get("VOXPULSE_PROMETHEUS_URL", "http://127.0.0.1:9090")
+TEMPO = os.environ.get("VOXPULSE_TEMPO_URL", "http://127.0.0.1:3200")
+GRAFANA = os.environ.get("VOXPULSE_GRAFANA_URL", "http://127.0.0.1:3000")
+COLLECTOR_HTTP = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+
+def _console() -> Console:
+    cols = os.environ.get("COLUMNS")
+    if cols and cols.isdigit():
+        return Console(width=int(cols))
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+console = _console()
+
+
+# ------------------------------------------------------------------------------------------------
+# waterfall
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class WSpan:
+    span_id: str
+    parent_id: str | None
+    name: str
+    start_ns: int
+    end_ns: int
+    attributes: dict[str, Any]
+    error: bool = False
+
+    @property
+    def ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
+
+
+_SHOW = ("voice.stage", "voice.ttfw_ms", "gen_ai.tool.name", "voice.call.outcome", "voice.call.transfer_reason",
+         "voice.tool.anomaly", "error.type")
+_HIDE = {"tts_request_run", "llm_request_run", "tts_stream_adapter", "setup_toolsets", "on_user_turn_completed",
+         "eou_detection", "on_enter", "on_exit", "drain_agent_activity"}
+
+
+def render_waterfall(spans: Sequence[WSpan], *, width: int = 44, full: bool = False, title: str = "") -> Table:
+    """A trace as a table: tree of span names, duration, and a bar placed on the trace's timeline."""
+    table = Table(title=title or None, show_lines=False, pad_edge=False, expand=False)
+    table.add_column("span", no_wrap=True)
+    table.add_column("ms", justify="right")
+    table.add_column("timeline", no_wrap=True)
+    table.add_column("attributes", overflow="fold")
+    if not spans:
+        return table
+    t0 = min(s.start_ns for s in spans)
+    t1 = max(s.end_ns for s in spans)
+    total = max(1, t1 - t0)
+    by_id = {s.span_id: s for s in spans}
+
+    def shown(s: WSpan) -> bool:
+        return full or s.name not in _HIDE
+
+    children: dict[str | None, list[WSpan]] = {}
+    for s in spans:
+        if not shown(s):
+            continue
+        p = s.parent_id
+        while p in by_id and not shown(by_id[p]):  # hidden spans hand their children up
+            p = by_id[p].parent_id
+        children.setdefault(p if p in by_id else None, []).append(s)
+
+    def bar(s: WSpan) -> str:
+        a = int((s.start_ns - t0) / total * width)
+        b = max(a + 1, int((s.end_ns - t0) / total * width))
+        colour = {"stt": "cyan", "llm": "magenta", "tts": "green", "tool": "yellow", "turn": "blue"}.get(
+            str(s.attributes.get("voice.stage", "")), "white")
+        if s.error:
+            colour = "red"
+        return " " * a + f"[{colour}]" + "█" * (b - a) + f"[/{colour}]" + " " * (width - b)
+
+    def walk(s: WSpan, depth: int) -> None:
+        shown = " ".join(f"{k.rsplit('.', 1)[-1]}={s.attributes[k]}" for k in _SHOW if k in s.attributes)
+        name = ("  " * depth) + s.name
+        table.add_row(f"[red]{name}[/red]" if s.error else name, f"{s.ms:.0f}", bar(s), shown)
+        for kid in sorted(children.get(s.span_id, []), key=lambda k: k.start_ns):
+            walk(kid, depth + 1)
+
+    for top in sorted(children.get(None, []), key=lambda k: k.start_ns):
+        walk(top, 0)
+    return table
+
+
+def _attr_value(v: dict[str, Any]) -> Any:
+    for key in ("stringValue", "intValue", "doubleValue", "boolValue"):
+        if key in v:
+            return v[key]
+    if "arrayValue" in v:
+        return [_attr_value(x) for x in v["arrayValue"].get("values", [])]
+    return None
+
+
+def _hex_id(value: str | None) -> str | None:
+    if not value:
+        return None
+    if len(value) in (16, 32) and all(c in "0123456789abcdefABCDEF" for c in value):
+        return value.lower()
+    try:
+        return base64.b64decode(value).hex()
+    except ValueError:
+        return value
+
+
+def spans_from_tempo(doc: dict[str, Any]) -> list[WSpan]:
+    """Tempo's ``/api/traces/<id>`` JSON (OTLP JSON: ``batches`` or ``resourceSpans``) -> spans."""
+    out: list[WSpan] = []
+    for batch in doc.get("batches") or doc.get("resourceSpans") or doc.get("trace", {}).get("resourceSpans", []):
+        for scope in batch.get("scopeSpans") or batch.get("instrumentationLibrarySpans") or []:
+            for s in scope.get("spans", []):
+                attrs = {a["key"]: _attr_value(a.get("value", {})) for a in s.get("attributes", [])}
+                status = s.get("status", {}) or {}
+                out.append(WSpan(
+                    span_id=_hex_id(s.get("spanId")) or "",
+                    parent_id=_hex_id(s.get("parentSpanId")),
+                    name=s.get("name", "?"),
+                    start_ns=int(s.get("startTimeUnixNano", 0)),
+                    end_ns=int(s.get("endTimeUnixNano", 0)),
+                    attributes=attrs,
+                    error=status.get("code") in (2, "STATUS_CODE_ERROR"),
+                ))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# backends
+# ------------------------------------------------------------------------------------------------
+def _reachable(url: str, timeout: float = 0.5) -> bool:
+    try:
+        host_port = url.split("://", 1)[-1].split("/", 1)[0]
+        host, _, port = host_port.rpartition(":")
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def fetch_trace(trace_id: str, *, tempo: str = TEMPO, timeout: float = 10.0) -> list[WSpan]:
+    r = httpx.get(f"{tempo}/api/traces/{trace_id}", timeout=timeout)
+    r.raise_for_status()
+    return spans_from_tempo(r.json())
+
+
+def find_trace_id(call_id: str, *, tempo: str = TEMPO, timeout: float = 10.0) -> str | None:
+    q = '{span.call_id="' + call_id.replace('"', "") + '"}'
+    r = httpx.get(f"{tempo}/api/search", params={"q": q, "limit": 5, "start": int(time.time()) - 6 * 86400,
+                                                 "end": int(time.time()) + 60}, timeout=timeout)
+    r.raise_for_status()
+    traces = r.json().get("traces") or []
+    return str(traces[0]["traceID"]) if traces else None
+
+
+def prom_query(expr: str, *, prom: str = PROMETHEUS) -> list[dict[str, Any]]:
+    r = httpx.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=10.0)
+    r.raise_for_status()
+    result: list[dict[str, Any]] = r.json()["data"]["result"]
+    return result
+
+
+def prom_exemplars(expr: str, start: float, end: float, *, prom: str = PROMETHEUS) -> list[dict[str, Any]]:
+    r = httpx.get(f"{prom}/api/v1/query_exemplars", params={"query": expr, "start": start, "end": end},
+                  timeout=10.0)
+    r.raise_for_status()
+    out: list[dict[str, Any]] = []
+    for series in r.json().get("data") or []:
+        for ex in series.get("exemplars", []):
+            out.append({"labels": ex.get("labels", {}), "value": float(ex.get("value", 0)),
+                        "series": series.get("seriesLabels", {})})
+    return out
+
+
+SPANMETRICS = "traces_span_metrics_duration_milliseconds_bucket"
+TTFW_METRIC = "voice_turn_time_to_first_word_seconds_bucket"
+
+
+def latency_table(prom: str = PROMETHEUS) -> tuple[Table, int]:
+    """p50/p95/p99 per stage from the collector's span metrics (+ TTFW from the SDK histogram)."""
+    table = Table(title="Latency per stage (Prometheus, span metrics)")
+    for col in ("stage", "p50 ms", "p95 ms", "p99 ms", "spans"):
+        table.add_column(col, justify="right" if col != "stage" else "left")
+    rows: dict[str, list[str]] = {}
+    for q in (0.5, 0.95, 0.99):
+        expr = f'histogram_quantile({q}, sum by (le, voice_stage) ({SPANMETRICS}{{voice_stage!=""}}))'
+        for r in prom_query(expr, prom=prom):
+            stage = r["metric"].get("voice_stage", "?")
+            v = float(r["value"][1])
+            rows.setdefault(stage, []).append("-" if v != v else f"{v:.0f}")
+    counts = {r["metric"].get("voice_stage", "?"): float(r["value"][1]) for r in prom_query(
+        'sum by (voice_stage) (traces_span_metrics_calls_total{voice_stage!=""})', prom=prom)}
+    ttfw: list[str] = []
+    for q in (0.5, 0.95, 0.99):
+        res = prom_query(f"histogram_quantile({q}, sum by (le) ({TTFW_METRIC}))", prom=prom)
+        if res:
+            v = float(res[0]["value"][1])
+            ttfw.append("-" if v != v else f"{v * 1000:.0f}")
+    order = ["stt", "llm", "tool", "tts", "turn"]
+    for stage in sorted(rows, key=lambda s: order.index(s) if s in order else 99):
+        table.add_row(stage, *rows[stage], f"{counts.get(stage, 0):.0f}")
+    if len(ttfw) == 3:
+        table.add_row("[bold]time to first word[/bold]", *ttfw, "")
+    return table, len(rows)
+
+
+# ------------------------------------------------------------------------------------------------
+# simulate
+# ------------------------------------------------------------------------------------------------
+def _configure(exporter: str, *, metric_interval_s: float | None = None) -> Any:
+    import telemetry
+
+    metrics_exporter = "otlp" if exporter == "otlp" else "none"
+    return telemetry.configure(
+        service_name=os.environ.get("OTEL_SERVICE_NAME", "tyre-agent"), service_version="sim",
+        exporter=exporter, metrics_exporter=metrics_exporter,  # type: ignore[arg-type]
+        metric_export_interval_s=metric_interval_s, setup_logs=False,
+    )
+
+
+def _resolve_exporter(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    return "otlp" if _reachable(COLLECTOR_HTTP) else "console"
+
+
+async def _simulate(args: argparse.Namespace, exporter: str) -> Any:
+    from agent.simulator import SimOptions, simulate
+
+    if not getattr(args, "verbose", False):  # the simulated faults would flood the progress bar
+        for name in ("livekit", "livekit.agents", "voxpulse.livekit", "agent"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    handle = _configure(exporter, metric_interval_s=args.metric_interval)
+    options = SimOptions(playout_scale=args.playout_scale)
+    progress = Progress(
+        TextColumn("[bold]simulating calls"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.fields[last]}"), console=console, transient=False,
+        disable=args.quiet,
+    )
+    with progress:
+        task = progress.add_task("calls", total=args.calls, last="")
+
+        def done(r: Any) -> None:
+            ttfw = f"{max(r.ttfw_ms):.0f} ms" if r.ttfw_ms else "-"
+            progress.update(task, advance=1, last=f"{r.call_id} {r.scenario} -> {r.outcome} (max TTFW {ttfw})")
+
+        summary = await simulate(
+            calls=args.calls, concurrency=args.concurrency, seed=args.seed,
+            scenarios=args.scenario or None, options=options, store_error_rate=args.store_error_rate,
+            on_call_done=done,
+        )
+    ok = await handle.flush(timeout=10.0)
+    dropped = handle.dropped_spans
+    await handle.shutdown(timeout=5.0)
+    return summary, ok, dropped
+
+
+def print_summary(summary: Any, *, limit: int = 40) -> None:
+    table = Table(title=f"{len(summary.calls)} calls, concurrency {summary.concurrency}, seed {summary.seed}, "
+                        f"{summary.wall_s:.1f} s ({summary.calls_per_s:.2f} calls/s)")
+    for col in ("call_id", "scenario", "outcome", "turns", "TTFW per turn (ms)", "cost $", "trace_id"):
+        table.add_column(col)
+    for c in summary.calls[:limit]:
+        outcome = c.outcome + (f" ({c.transfer_reason})" if c.transfer_reason else "")
+        if c.error:
+            outcome += f" [red]{c.error}[/red]"
+        if c.anomalies:
+            outcome += " [yellow]anomaly[/yellow]"
+        table.add_row(c.call_id, c.scenario, outcome, str(len(c.turns)),
+                      " ".join(f"{t.ttfw_ms:.0f}" for t in c.turns if t.ttfw_ms is not None),
+                      f"{c.cost_usd:.4f}", c.trace_id)
+    console.print(table)
+    v = sorted(summary.ttfw_ms())
+    if v:
+        p = summary.percentile
+        console.print(f"TTFW over {len(v)} turns: p50 {p(v, 50):.0f} ms, p95 {p(v, 95):.0f} ms, "
+                      f"p99 {p(v, 99):.0f} ms, max {v[-1]:.0f} ms")
+    bad = [c for c in summary.calls if c.outcome != c.expected or c.error]
+    if bad:
+        console.print(f"[yellow]{len(bad)} calls ended differently than their scenario expects "
+                      "(provider faults, slow tails)[/yellow]")
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    exporter = _resolve_exporter(args.exporter)
+    if args.exporter == "auto" and exporter == "console":
+        console.print(f"[dim]no collector on {COLLECTOR_HTTP}: printing each call's trace on the console[/dim]")
+    summary, ok, dropped = asyncio.run(_simulate(args, exporter))
+    print_summary(summary)
+    if exporter == "otlp":
+        console.print(f"spans exported to {COLLECTOR_HTTP}; flush {'ok' if ok else 'timed out'}; "
+                      f"dropped spans: {dropped}")
+    return 0 if all(not c.error for c in summary.calls) else 1
+
+
+# ------------------------------------------------------------------------------------------------
+# trace / demo
+# ------------------------------------------------------------------------------------------------
+def cmd_trace(args: argparse.Namespace) -> int:
+    ident: str = args.call_id
+    try:
+        if len(ident) == 32 and all(c in "0123456789abcdef" for c in ident.lower()):
+            trace_id: str | None = ident.lower()
+        else:
+            trace_id = find_trace_id(ident, tempo=args.tempo)
+        if trace_id is None:
+            console.print(f"[red]no trace with call_id={ident} in Tempo ({args.tempo})[/red]")
+            return 1
+        spans = fetch_trace(trace_id, tempo=args.tempo)
+    except httpx.HTTPError as e:
+        console.print(f"[red]Tempo at {args.tempo} did not answer: {e}[/red]")
+        return 2
+    console.print(render_waterfall(spans, full=args.full, title=f"call {ident}  trace {trace_id}"))
+    return 0
+
+
+def _wait_for(pred: Callable[[], bool], timeout: float, interval: float = 1.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+            if pred():
+                return True
+        time.sleep(interval)
+    return False
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    stack = _optional("agent.stack")
+    if stack is not None and not args.no_stack:
+        console.rule("[bold]1. backend stack")
+        try:
+            with console.status("starting collector, Tempo, Prometheus, Alertmanager ..."):
+                result = stack.up(use_docker=args.docker, env={"VOXPULSE_SPANMETRICS_FLUSH": "2s"})
+            console.print(", ".join(f"{k}: {v}" for k, v in result.items()))
+        except Exception as e:  # no binaries, ports busy: say so and fall back to the console
+            console.print(f"[yellow]stack not started: {e}[/yellow]")
+    collector_up = _reachable(COLLECTOR_HTTP)
+    console.rule("[bold]2. simulated calls")
+    args.exporter = "otlp" if collector_up else "console"
+    if not collector_up:
+        console.print("[yellow]no collector reachable: running with the console exporter[/yellow]")
+    t_start = time.time()
+    summary, ok, dropped = asyncio.run(_simulate(args, args.exporter))
+    print_summary(summary, limit=args.calls)
+    if not collector_up:
+        return 0
+    console.print(f"exported; flush {'ok' if ok else 'timed out'}, dropped spans {dropped}")
+
+    console.rule("[bold]3. latency per stage from Prometheus")
+    if not _reachable(args.prometheus):
+        console.print(f"[red]Prometheus at {args.prometheus} is not reachable; the traces went to the collector."
+                      "[/red] `voxpulse stack status` shows what runs.")
+        return 1
+    want = int(sum(1 + len(c.turns) for c in summary.calls) * 0.9)
+
+    def have_data() -> bool:
+        res = prom_query('sum(traces_span_metrics_calls_total{voice_stage="turn"})', prom=args.prometheus)
+        return bool(res) and float(res[0]["value"][1]) >= min(want, sum(len(c.turns) for c in summary.calls))
+
+    with console.status("waiting for Prometheus to scrape the span metrics ..."):
+        fresh = _wait_for(have_data, args.wait)
+    if not fresh:
+        console.print(f"[yellow]Prometheus at {args.prometheus} has no (complete) span metrics yet[/yellow]")
+    try:
+        table, _n = latency_table(args.prometheus)
+        console.print(table)
+    except httpx.HTTPError as e:
+        console.print(f"[red]Prometheus query failed: {e}[/red]")
+
+    console.rule("[bold]4. the slowest call, through its exemplar")
+    trace_id: str | None = None
+    how = ""
+    for expr in (TTFW_METRIC, f'{SPANMETRICS}{{voice_stage="turn"}}', f'{SPANMETRICS}{{span_name="call"}}'):
+        try:
+            exemplars = prom_exemplars(expr, t_start - 60, time.time() + 60, prom=args.prometheus)
+        except httpx.HTTPError:
+            exemplars = []
+        exemplars = [e for e in exemplars if e["labels"].get("trace_id")]
+        if exemplars:
+            top = max(exemplars, key=lambda e: e["value"])
+            trace_id = top["labels"]["trace_id"]
+            how = f"exemplar of {expr.split('{')[0]} (value {top['value']:.3g})"
+            break
+    if trace_id is None:
+        slow = summary.slowest()
+        if slow is not None:
+            trace_id, how = slow.trace_id, "simulator summary (no exemplar found in Prometheus)"
+    if trace_id:
+        spans: list[WSpan] = []
+
+        def got_trace() -> bool:
+            nonlocal spans
+            spans = fetch_trace(trace_id or "", tempo=args.tempo)
+            return bool(spans) and any(s.name == "call" for s in spans)
+
+        if _reachable(args.tempo):
+            with console.status("fetching the trace from Tempo ..."):
+                _wait_for(got_trace, args.wait)
+        call_id = next((str(s.attributes.get("call_id")) for s in spans if s.name == "call"), "?")
+        console.print(f"slowest call: {call_id}, trace {trace_id} (via {how})")
+        if spans:
+            console.print(render_waterfall(spans, title=f"call {call_id}"))
+        else:
+            console.print(f"[yellow]Tempo at {args.tempo} does not have trace {trace_id} yet[/yellow]")
+
+    console.rule("[bold]5. open")
+    console.print(f"Prometheus: {args.prometheus}/graph?g0.expr="
+                  + quote(f"histogram_quantile(0.95, sum by (le, voice_stage) ({SPANMETRICS}))"))
+    if trace_id:
+        console.print(f"Tempo:      {args.tempo}/api/traces/{trace_id}")
+        console.print(f"Grafana:    {GRAFANA}/explore?left=" + quote(
+            '{"datasource":"tempo","queries":[{"query":"' + trace_id + '","queryType":"traceql"}]}'))
+    console.print(f"Grafana dashboards: {GRAFANA}/dashboards (docker compose)")
+    console.print("trace of any call: voxpulse trace <call_id>")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------
+# entry point
+# ------------------------------------------------------------------------------------------------
+def _optional(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
+def _add_sim_args(p: argparse.ArgumentParser, calls: int, concurrency: int) -> None:
+    p.add_argument("--calls", "-n", type=int, default=calls)
+    p.add_argument("--concurrency", "-c", type=int, default=concurrency)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
+    p.add_argument("--store-error-rate", type=float, default=0.02, help="random store API 5xx rate")
+    p.add_argument("--playout-scale", type=float, default=0.1, help="agent audio plays this x real time")
+    p.add_argument("--metric-interval", type=float, default=2.0, help="SDK metric export interval, s")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", "-v", action="store_true", help="show the agent's and LiveKit's warnings")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voxpulse", description="OpenTelemetry for LiveKit voice agents")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("simulate", help="run simulated calls through real AgentSessions (offline)")
+    _add_sim_args(p, 20, 10)
+    p.add_argument("--exporter", choices=["auto", "console", "otlp", "none"], default="auto")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("demo", help="stack up, simulate, latency table and the slowest call's waterfall")
+    _add_sim_args(p, 30, 10)
+    p.add_argument("--no-stack", action="store_true", help="do not start the stack (use what runs)")
+    p.add_argument("--docker", action="store_true", help="docker compose instead of native processes")
+    p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for Prometheus/Tempo")
+    p.add_argument("--prometheus", default=PROMETHEUS)
+    p.add_argument("--tempo", default=TEMPO)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("trace", help="a call's trace from Tempo as a waterfall")
+    p.add_argument("call_id", help="call_id (or a 32-hex trace id)")
+    p.add_argument("--tempo", default=TEMPO)
+    p.add_argument("--full", action="store_true", help="also LiveKit's internal spans")
+    p.set_defaults(func=cmd_trace)
+
+    for module in ("telemetry.history.cli", "agent.stack", "agent.alert_receiver"):
+        mod = _optional(module)
+        if mod is not None and hasattr(mod, "register_cli"):
+            mod.register_cli(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,727 @@
+"""Run the VoxPulse backend stack natively: OTel Collector, Tempo, Prometheus and Alertmanager.
+
+Each component is a background process started in its own session (it outlives the CLI that
+started it) with the repository's own config file, its state under ``state_dir/<name>/``, its
+log in ``state_dir/logs/<name>.log`` and its pid in ``state_dir/run/<name>.pid``. ``up()`` waits
+on each component's readiness endpoint; it is idempotent (what already runs is left alone).
+
+Binaries come from ``scripts/build-backends.sh`` (cached in ``$VOXPULSE_CACHE_DIR/bin``, default
+``~/.cache/voxpulse/bin``) or from ``PATH`` (Debian's prometheus, prometheus-alertmanager).
+
+Standard library plus httpx only (rich is used for the CLI table when it is installed).
+
+    from agent import stack
+    stack.up()                      # {'tempo': 'started', 'otelcol': 'started', ...}
+    stack.status()                  # [ComponentStatus(...), ...]
+    stack.kill("otelcol"); stack.start("otelcol")   # fault tests
+    stack.down()
+
+CLI (wired into ``voxpulse`` by :func:`register_cli`, or ``python -m agent.stack``):
+``stack up|down|status|logs|build|restart``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+__all__ = [
+    "COMPONENTS",
+    "DEFAULT_STATE_DIR",
+    "ROOT",
+    "Component",
+    "ComponentStatus",
+    "StackError",
+    "binaries",
+    "cache_dir",
+    "docker_available",
+    "down",
+    "ensure_built",
+    "kill",
+    "logs",
+    "main",
+    "register_cli",
+    "restart",
+    "start",
+    "status",
+    "stop",
+    "up",
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_STATE_DIR = Path(".voxpulse/stack")
+
+
+class StackError(RuntimeError):
+    """A component could not be started, did not become ready, or a binary is missing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """One process of the stack: how to find its binary, start it and tell that it is ready."""
+
+    name: str
+    binary_names: tuple[str, ...]
+    ready_url: str
+    ports: tuple[int, ...]
+    argv: Callable[[Path, Path], list[str]]  # (binary, component state dir) -> argv
+    env: Callable[[Path], dict[str, str]] = field(default=lambda _state: {})
+    description: str = ""
+    stop_timeout_s: float = 20.0  # SIGTERM, then SIGKILL after this long
+
+
+def _otelcol_argv(binary: Path, _state: Path) -> list[str]:
+    return [str(binary), f"--config={ROOT / 'otel-collector' / 'config.yaml'}"]
+
+
+def _tempo_argv(binary: Path, _state: Path) -> list[str]:
+    return [str(binary), f"-config.file={ROOT / 'tempo' / 'tempo.yaml'}", "-config.expand-env=true"]
+
+
+def _tempo_env(state: Path) -> dict[str, str]:
+    return {"VOXPULSE_TEMPO_DATA": str(state)}
+
+
+def _prometheus_argv(binary: Path, state: Path) -> list[str]:
+    return [
+        str(binary),
+        f"--config.file={ROOT / 'prometheus' / 'prometheus.yml'}",
+        f"--storage.tsdb.path={state / 'data'}",
+        "--storage.tsdb.retention.time=15d",
+        "--web.listen-address=127.0.0.1:9090",
+        "--enable-feature=exemplar-storage",
+        "--web.enable-lifecycle",
+    ]
+
+
+_FALLBACK_ALERTMANAGER = """\
+# Written by agent/stack.py because prometheus/alertmanager.yml does not exist yet.
+route:
+  receiver: "null"
+receivers:
+  - name: "null"
+"""
+
+
+def _alertmanager_config(state: Path) -> Path:
+    """$VOXPULSE_ALERTMANAGER_CONFIG (a config rendered with secrets), else the committed one."""
+    rendered = os.environ.get("VOXPULSE_ALERTMANAGER_CONFIG")
+    if rendered:
+        return Path(rendered).resolve()
+    repo = ROOT / "prometheus" / "alertmanager.yml"
+    if repo.is_file():
+        return repo
+    fallback = state / "alertmanager.fallback.yml"
+    fallback.write_text(_FALLBACK_ALERTMANAGER, encoding="utf-8")
+    return fallback
+
+
+def _alertmanager_argv(binary: Path, state: Path) -> list[str]:
+    return [
+        str(binary),
+        f"--config.file={_alertmanager_config(state)}",
+        f"--storage.path={state / 'data'}",
+        "--web.listen-address=127.0.0.1:9093",
+        "--cluster.listen-address=",  # no HA gossip: one instance
+    ]
+
+
+# Start order: Tempo before the collector that exports to it; Alertmanager before Prometheus.
+COMPONENTS: dict[str, Component] = {
+    c.name: c
+    for c in (
+        Component(
+            "tempo",
+            ("tempo",),
+            "http://127.0.0.1:3200/ready",
+            (3200, 4417, 4418, 9096),
+            _tempo_argv,
+            _tempo_env,
+            "Grafana Tempo (traces, TraceQL by call_id)",
+            # Tempo 2.8's query-frontend can hang on shutdown after searches, once the ingester
+            # has already flushed every trace (flush_all_on_shutdown, within a second): don't wait
+            # long for the rest.
+            stop_timeout_s=10.0,
+        ),
+        Component(
+            "otelcol",
+            ("otelcol", "voxpulse-otelcol"),
+            "http://127.0.0.1:13133/",
+            (4317, 4318, 8888, 8889, 13133),
+            _otelcol_argv,
+            description="OpenTelemetry Collector (OTLP in, span metrics, redaction)",
+        ),
+        Component(
+            "alertmanager",
+            ("alertmanager", "prometheus-alertmanager"),
+            "http://127.0.0.1:9093/-/ready",
+            (9093,),
+            _alertmanager_argv,
+            description="Prometheus Alertmanager",
+        ),
+        Component(
+            "prometheus",
+            ("prometheus",),
+            "http://127.0.0.1:9090/-/ready",
+            (9090,),
+            _prometheus_argv,
+            description="Prometheus (exemplar storage, 15 d retention)",
+        ),
+    )
+}
+
+# Processes started by this Python process, so that they can be reaped (no zombies in tests).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentStatus:
+    name: str
+    running: bool
+    ready: bool
+    pid: int | None
+    url: str
+    log: Path
+    binary: Path | None
+
+
+# ---------------------------------------------------------------------------------------------
+# binaries
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("VOXPULSE_CACHE_DIR") or Path.home() / ".cache" / "voxpulse")
+
+
+def _find(names: Iterable[str]) -> Path | None:
+    dirs = [cache_dir() / "bin", Path.home() / ".cache" / "voxpulse" / "bin"]
+    for name in names:
+        for d in dirs:
+            p = d / name
+            if p.is_file() and os.access(p, os.X_OK):
+                return p
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+    return None
+
+
+_TOOLS: dict[str, tuple[str, ...]] = {
+    "otelcol": ("otelcol", "voxpulse-otelcol"),
+    "tempo": ("tempo",),
+    "prometheus": ("prometheus",),
+    "promtool": ("promtool",),
+    "alertmanager": ("alertmanager", "prometheus-alertmanager"),
+    "amtool": ("amtool",),
+    "dashboard-linter": ("dashboard-linter",),
+    "docker-compose": ("docker-compose",),
+}
+
+
+def binaries() -> dict[str, Path | None]:
+    """Where each tool is: $VOXPULSE_CACHE_DIR/bin, ~/.cache/voxpulse/bin, then PATH (None: missing)."""
+    return {tool: _find(names) for tool, names in _TOOLS.items()}
+
+
+def ensure_built(
+    *, with_linter: bool = False, with_compose: bool = False, debian: bool = True
+) -> dict[str, Path | None]:
+    """Run scripts/build-backends.sh (seconds when everything is cached) and return :func:`binaries`.
+
+    A first build takes minutes (collector and Tempo from Go sources on 2 cores).
+    """
+    script = ROOT / "scripts" / "build-backends.sh"
+    runs: list[list[str]] = []
+    for only in ("otelcol", "tempo"):
+        runs.append([str(script), f"--only={only}"])
+    if with_linter:
+        runs.append([str(script), "--only=linter"])
+    if with_compose:
+        runs.append([str(script), "--only=compose"])
+    if debian and (_find(_TOOLS["prometheus"]) is None or _find(_TOOLS["alertmanager"]) is None):
+        runs.append([str(script), "--only=debian"])
+    for argv in runs:
+        proc = subprocess.run(argv, cwd=ROOT, check=False)
+        if proc.returncode != 0:
+            raise StackError(f"{' '.join(argv)} failed with exit code {proc.returncode}")
+    return binaries()
+
+
+# ---------------------------------------------------------------------------------------------
+# processes
+
+
+def _state(state_dir: Path | str | None) -> Path:
+    p = (
+        Path(state_dir)
+        if state_dir is not None
+        else Path(os.environ.get("VOXPULSE_STACK_DIR", DEFAULT_STATE_DIR))
+    )
+    return p if p.is_absolute() else ROOT / p
+
+
+def _pidfile(state: Path, name: str) -> Path:
+    return state / "run" / f"{name}.pid"
+
+
+def _logfile(state: Path, name: str) -> Path:
+    return state / "logs" / f"{name}.log"
+
+
+def _reap(pid: int) -> None:
+    child = _children.get(pid)
+    if child is not None:
+        if child.poll() is not None:
+            _children.pop(pid, None)
+        return
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _alive(pid: int) -> bool:
+    _reap(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    if state == "Z":  # exited; reap it if it is our child (a zombie of another parent just waits)
+        _reap(pid)
+        return False
+    return True
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22), "" if unknown."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _read_pid(state: Path, name: str) -> int | None:
+    try:
+        fields = _pidfile(state, name).read_text().split()
+        pid = int(fields[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    if not _alive(pid):
+        return None
+    # guard against a recycled pid: same start time as the process we started
+    recorded = fields[1] if len(fields) > 1 else ""
+    now = _start_time(pid)
+    if recorded and now and recorded != now:
+        return None
+    return pid
+
+
+def _port_busy(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _ready(url: str, timeout: float = 1.0) -> bool:
+    try:
+        return httpx.get(url, timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 256 * 1024))
+            data = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def _spawn(comp: Component, state: Path, env: Mapping[str, str] | None) -> int:
+    binary = _find(comp.binary_names)
+    if binary is None:
+        raise StackError(
+            f"{comp.name}: binary not found ({' or '.join(comp.binary_names)}); "
+            "run scripts/build-backends.sh or `voxpulse stack build`"
+        )
+    busy = [p for p in comp.ports if _port_busy(p)]
+    if busy:
+        raise StackError(
+            f"{comp.name}: port(s) {busy} on 127.0.0.1 are taken by a process this stack did not start "
+            f"(state dir {state}); stop it or use that stack's state dir"
+        )
+    cstate = state / comp.name
+    cstate.mkdir(parents=True, exist_ok=True)
+    (state / "logs").mkdir(parents=True, exist_ok=True)
+    (state / "run").mkdir(parents=True, exist_ok=True)
+    full_env = {**os.environ, **comp.env(cstate), **(env or {})}
+    argv = comp.argv(binary, cstate)
+    log = _logfile(state, comp.name)
+    with log.open("ab") as out:
+        out.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(argv)}\n".encode())
+        out.flush()
+        proc = subprocess.Popen(
+            argv,
+            cwd=cstate,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    _children[proc.pid] = proc
+    _pidfile(state, comp.name).write_text(f"{proc.pid} {_start_time(proc.pid)} {binary}\n", encoding="utf-8")
+    return proc.pid
+
+
+def _wait_ready(names: Sequence[str], state: Path, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    pending = list(names)
+    while pending:
+        for name in list(pending):
+            comp = COMPONENTS[name]
+            pid = _read_pid(state, name)
+            if pid is None:
+                raise StackError(
+                    f"{name} exited during start-up; log tail:\n{_tail(_logfile(state, name), 30)}"
+                )
+            if _ready(comp.ready_url):
+                pending.remove(name)
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            details = "\n".join(f"--- {n} ---\n{_tail(_logfile(state, n), 20)}" for n in pending)
+            raise StackError(f"not ready after {wait_s:.0f}s: {', '.join(pending)}\n{details}")
+        time.sleep(0.25)
+
+
+def _names(components: Iterable[str] | None) -> list[str]:
+    if components is None:
+        return list(COMPONENTS)
+    wanted = list(components)
+    unknown = [n for n in wanted if n not in COMPONENTS]
+    if unknown:
+        raise StackError(f"unknown component(s) {unknown}; known: {list(COMPONENTS)}")
+    return [n for n in COMPONENTS if n in wanted]  # keep start order
+
+
+def docker_available() -> bool:
+    """True when a Docker engine answers (`docker info`) and the compose plugin exists."""
+    if shutil.which("docker") is None:
+        return False
+    try:
+        info = subprocess.run(["docker", "info"], capture_output=True, timeout=10, check=False)
+        comp = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return info.returncode == 0 and comp.returncode == 0
+
+
+def _compose(*args: str) -> None:
+    argv = ["docker", "compose", "-f", str(ROOT / "docker-compose.yml"), *args]
+    proc = subprocess.run(argv, cwd=ROOT, check=False)
+    if proc.returncode != 0:
+        raise StackError(f"{' '.join(argv)} failed with exit code {proc.returncode}")
+
+
+def up(
+    components: Iterable[str] | None = None,
+    *,
+    state_dir: Path | str | None = None,
+    wait_s: float = 60,
+    env: Mapping[str, str] | None = None,
+    use_docker: bool = False,
+) -> dict[str, str]:
+    """Start the components that are not running and wait until each is ready.
+
+    Returns ``{name: "started" | "running"}``. ``env`` adds environment variables for the started
+    processes (e.g. ``VOXPULSE_SPANMETRICS_FLUSH=1s``). With ``use_docker=True`` (and a Docker
+    engine) runs ``docker compose up -d`` instead, for the whole compose file.
+    """
+    if use_docker:
+        if not docker_available():
+            raise StackError("use_docker=True but no Docker engine answers `docker info`")
+        _compose("up", "-d", "--wait")
+        return {"docker-compose": "started"}
+    state = _state(state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    result: dict[str, str] = {}
+    started: list[str] = []
+    for name in _names(components):
+        if _read_pid(state, name) is not None:
+            result[name] = "running"
+            continue
+        _spawn(COMPONENTS[name], state, env)
+        started.append(name)
+        result[name] = "started"
+    _wait_ready([n for n in result], state, wait_s)
+    return result
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)  # the process leads its own session/group
+    except ProcessLookupError:
+        return
+    except PermissionError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def _stop_pid(pid: int, timeout_s: float) -> None:
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return
+        time.sleep(0.1)
+    _signal_group(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+
+
+def stop(name: str, *, state_dir: Path | str | None = None, timeout_s: float | None = None) -> bool:
+    """Stop one component cleanly: SIGTERM, then SIGKILL after ``timeout_s`` (default: the
+    component's ``stop_timeout_s``). False if it was not running."""
+    state = _state(state_dir)
+    _names([name])
+    pid = _read_pid(state, name)
+    if pid is None:
+        _pidfile(state, name).unlink(missing_ok=True)
+        return False
+    _stop_pid(pid, COMPONENTS[name].stop_timeout_s if timeout_s is None else timeout_s)
+    _pidfile(state, name).unlink(missing_ok=True)
+    return True
+
+
+def kill(name: str, *, state_dir: Path | str | None = None, sig: int = signal.SIGKILL) -> bool:
+    """Kill one component abruptly (fault tests: a collector crash). False if it was not running."""
+    state = _state(state_dir)
+    _names([name])
+    pid = _read_pid(state, name)
+    if pid is None:
+        return False
+    _signal_group(pid, sig)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    if not _alive(pid):
+        _pidfile(state, name).unlink(missing_ok=True)
+    return True
+
+
+def start(
+    name: str,
+    *,
+    state_dir: Path | str | None = None,
+    wait_s: float = 60,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """Start one component (no-op when it runs) and wait until it is ready."""
+    return up([name], state_dir=state_dir, wait_s=wait_s, env=env)[name]
+
+
+def restart(
+    name: str,
+    *,
+    state_dir: Path | str | None = None,
+    wait_s: float = 60,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    stop(name, state_dir=state_dir)
+    return start(name, state_dir=state_dir, wait_s=wait_s, env=env)
+
+
+def down(
+    components: Iterable[str] | None = None,
+    *,
+    state_dir: Path | str | None = None,
+    timeout_s: float | None = None,
+    use_docker: bool = False,
+) -> list[str]:
+    """Stop the components (reverse start order). Returns the names that were running."""
+    if use_docker:
+        _compose("down")
+        return ["docker-compose"]
+    stopped = []
+    for name in reversed(_names(components)):
+        if stop(name, state_dir=state_dir, timeout_s=timeout_s):
+            stopped.append(name)
+    return stopped
+
+
+def status(*, state_dir: Path | str | None = None) -> list[ComponentStatus]:
+    state = _state(state_dir)
+    out = []
+    for name, comp in COMPONENTS.items():
+        pid = _read_pid(state, name)
+        out.append(
+            ComponentStatus(
+                name=name,
+                running=pid is not None,
+                ready=pid is not None and _ready(comp.ready_url, timeout=0.5),
+                pid=pid,
+                url=comp.ready_url,
+                log=_logfile(state, name),
+                binary=_find(comp.binary_names),
+            )
+        )
+    return out
+
+
+def logs(name: str, lines: int = 50, *, state_dir: Path | str | None = None) -> str:
+    """The last ``lines`` lines of a component's log."""
+    _names([name])
+    return _tail(_logfile(_state(state_dir), name), lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+def _print_status(rows: list[ComponentStatus]) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # pragma: no cover - rich is a dependency, but keep the module stdlib-only
+        for r in rows:
+            state = "ready" if r.ready else ("running" if r.running else "stopped")
+            print(f"{r.name:13} {state:8} pid={r.pid or '-':<8} {r.url}  log={r.log}")
+        return
+    table = Table(title="VoxPulse stack")
+    for col in ("component", "state", "pid", "ready endpoint", "binary", "log"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        state = "[green]ready" if r.ready else ("[yellow]running" if r.running else "[red]stopped")
+        table.add_row(r.name, state, str(r.pid or "-"), r.url, str(r.binary or "missing"), str(r.log))
+    Console().print(table)
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    state_dir = args.state_dir
+    comps = getattr(args, "components", None) or None
+    try:
+        if args.stack_cmd == "up":
+            if args.docker:
+                up(use_docker=True)
+            else:
+                if args.build:
+                    ensure_built()
+                env = {"VOXPULSE_SPANMETRICS_FLUSH": args.flush} if args.flush else None
+                result = up(comps, state_dir=state_dir, wait_s=args.wait, env=env)
+                for name, what in result.items():
+                    print(f"{name}: {what}")
+            _print_status(status(state_dir=state_dir))
+        elif args.stack_cmd == "down":
+            stopped = down(comps, state_dir=state_dir, use_docker=args.docker)
+            print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        elif args.stack_cmd == "status":
+            rows = status(state_dir=state_dir)
+            _print_status(rows)
+            return 0 if all(r.ready for r in rows) else 3
+        elif args.stack_cmd == "logs":
+            for name in comps or list(COMPONENTS):
+                print(f"==> {name} <==")
+                print(logs(name, args.lines, state_dir=state_dir))
+        elif args.stack_cmd == "restart":
+            for name in comps or list(COMPONENTS):
+                print(f"{name}: {restart(name, state_dir=state_dir, wait_s=args.wait)}")
+        elif args.stack_cmd == "build":
+            found = ensure_built(with_linter=args.with_linter, with_compose=args.with_compose)
+            for tool, path in found.items():
+                print(f"{tool:17} {path or 'missing'}")
+        else:  # pragma: no cover - argparse enforces the choices
+            return 2
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    """Add ``stack up|down|status|logs|restart|build`` to a CLI's subparsers.
+
+    The handler is set as ``func`` (``args.func(args) -> int`` exit code).
+    """
+    p = subparsers.add_parser("stack", help="run the collector, Tempo, Prometheus and Alertmanager natively")
+    p.set_defaults(func=_cmd)
+    sub = p.add_subparsers(dest="stack_cmd", required=True)
+
+    def common(sp: argparse.ArgumentParser, *, components: bool = True) -> None:
+        sp.add_argument(
+            "--state-dir",
+            default=None,
+            help=f"state, logs, pid files (default $VOXPULSE_STACK_DIR or {DEFAULT_STATE_DIR} in the repo)",
+        )
+        if components:
+            sp.add_argument(
+                "components",
+                nargs="*",
+                metavar="COMPONENT",
+                help=f"any of {', '.join(COMPONENTS)} (default: all)",
+            )
+
+    sp = sub.add_parser("up", help="start what is not running and wait until ready")
+    common(sp)
+    sp.add_argument("--wait", type=float, default=60, help="seconds to wait for readiness")
+    sp.add_argument("--build", action="store_true", help="run scripts/build-backends.sh first")
+    sp.add_argument(
+        "--flush", default=None, help="span metrics flush interval (default 20s; keep it above the 15 s scrape)"
+    )
+    sp.add_argument(
+        "--docker", action="store_true", help="docker compose up -d instead (needs a Docker engine)"
+    )
+
+    sp = sub.add_parser("down", help="stop the stack (SIGTERM, then SIGKILL)")
+    common(sp)
+    sp.add_argument("--docker", action="store_true", help="docker compose down")
+
+    sp = sub.add_parser("status", help="what runs and what is ready (exit 3 when not all ready)")
+    common(sp, components=False)
+
+    sp = sub.add_parser("logs", help="the last lines of each component's log")
+    common(sp)
+    sp.add_argument("-n", "--lines", type=int, default=40)
+
+    sp = sub.add_parser("restart", help="stop and start components")
+    common(sp)
+    sp.add_argument("--wait", type=float, default=60)
+
+    sp = sub.add_parser("build", help="build or reuse the binaries (scripts/build-backends.sh)")
+    common(sp, components=False)
+    sp.add_argument("--with-linter", action="store_true", help="also Grafana's dashboard-linter")
+    sp.add_argument("--with-compose", action="store_true", help="also the docker compose CLI plugin")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m agent.stack")
+    subparsers = parser.add_subparsers(dest="cmd", required=True)
+    register_cli(subparsers)
+    args = parser.parse_args(["stack", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
