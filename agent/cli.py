@@ -260,6 +260,20 @@ def _resolve_exporter(choice: str) -> str:
     return "otlp" if _reachable(COLLECTOR_HTTP) else "console"
 
 
+async def _open_call_log() -> Any:
+    """The real call-history logger when DATABASE_URL (or VOXPULSE_DATABASE_URL) is set, else None."""
+    import os
+
+    if not (os.environ.get("VOXPULSE_DATABASE_URL") or os.environ.get("DATABASE_URL")):
+        return None
+    from telemetry.history import CallLogger
+
+    logger = CallLogger.from_env(agent_version="voxpulse-sim")
+    await logger.start()
+    console.print(f"[dim]call history: PostgreSQL ({logger.mode})[/dim]")
+    return logger
+
+
 async def _simulate(args: argparse.Namespace, exporter: str) -> Any:
     from agent.simulator import SimOptions, simulate
 
@@ -273,6 +287,7 @@ async def _simulate(args: argparse.Namespace, exporter: str) -> Any:
         TextColumn("{task.fields[last]}"), console=console, transient=False,
         disable=args.quiet,
     )
+    call_log = await _open_call_log()
     with progress:
         task = progress.add_task("calls", total=args.calls, last="")
 
@@ -283,8 +298,13 @@ async def _simulate(args: argparse.Namespace, exporter: str) -> Any:
         summary = await simulate(
             calls=args.calls, concurrency=args.concurrency, seed=args.seed,
             scenarios=args.scenario or None, options=options, store_error_rate=args.store_error_rate,
-            on_call_done=done,
+            on_call_done=done, call_log=call_log,
         )
+    if call_log is not None:
+        drained = await call_log.wait_drained(timeout=15.0)
+        await call_log.aclose(timeout=5.0)
+        stats = call_log.stats
+        console.print(f"call history: {'written' if drained else 'NOT fully written'} to PostgreSQL ({stats})")
     ok = await handle.flush(timeout=10.0)
     dropped = handle.dropped_spans
     await handle.shutdown(timeout=5.0)

@@ -19,6 +19,7 @@ import asyncio
 import random
 import statistics
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -408,8 +409,14 @@ async def simulate(
     call_log: CallLog | None = None,
     on_call_done: Callable[[CallResult], None] | None = None,
     on_instrumented: Callable[[SessionInstrumentation], None] | None = None,
+    run_id: str | None = None,
 ) -> SimSummary:
-    """Runs ``calls`` simulated calls, at most ``concurrency`` at a time."""
+    """Runs ``calls`` simulated calls, at most ``concurrency`` at a time.
+
+    Call ids are ``sim-{seed}-{run_id}-{index}``: the seed makes the calls reproducible, the run id
+    (default: new per run) keeps call_ids unique across runs, in Tempo and in PostgreSQL alike.
+    """
+    run = run_id if run_id is not None else uuid.uuid4().hex[:6]
     chosen = pick_scenarios(calls, seed, scenarios)
     sem = asyncio.Semaphore(max(1, concurrency))
     results: list[CallResult] = []
@@ -420,7 +427,8 @@ async def simulate(
             await asyncio.sleep(i * options.arrival_s if i < concurrency else 0.0)
             async with sem:
                 r = await run_call(i, sc, seed=seed, store=store, options=options, price_table=price_table,
-                                   call_log=call_log, on_instrumented=on_instrumented)
+                                   call_log=call_log, on_instrumented=on_instrumented,
+                                   call_id=f"sim-{seed}-{run}-{i:04d}")
             results.append(r)
             if on_call_done is not None:
                 on_call_done(r)
