@@ -10,8 +10,9 @@ Attribute keys that may hold personal data (``semconv`` marks them ``pii``; any 
 segment, e.g. LiveKit's ``lk.pii.*``; GenAI message content) follow the content mode:
 ``off`` drops them; ``redacted`` (default) redacts ours (bounded text: transcripts of a turn, tool
 arguments) and drops other libraries' (whole chat contexts, prompts: bulky, and already on our
-spans in redacted form); ``full`` keeps them all (still encodable and truncated). Every other string value is redacted too, as defence in depth. Raw values stay
-available to the call-history store, which never goes through this module.
+spans in redacted form); ``full`` keeps them all (still encodable and truncated). Every other
+string value is redacted too, as defence in depth. Raw values stay available to the call-history
+store, which never goes through this module.
 """
 
 from __future__ import annotations
