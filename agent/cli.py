@@ -386,7 +386,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         console.rule("[bold]1. backend stack")
         try:
             with console.status("starting collector, Tempo, Prometheus, Alertmanager ..."):
-                result = stack.up(use_docker=args.docker, env={"VOXPULSE_SPANMETRICS_FLUSH": "2s"})
+                # the shipped flush interval (20 s, above the 15 s scrape) keeps every exemplar
+                result = stack.up(use_docker=args.docker)
             console.print(", ".join(f"{k}: {v}" for k, v in result.items()))
         except Exception as e:  # no binaries, ports busy: say so and fall back to the console
             console.print(f"[yellow]stack not started: {e}[/yellow]")
@@ -488,7 +489,8 @@ def _add_sim_args(p: argparse.ArgumentParser, calls: int, concurrency: int) -> N
     p.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
     p.add_argument("--store-error-rate", type=float, default=0.02, help="random store API 5xx rate")
     p.add_argument("--playout-scale", type=float, default=0.1, help="agent audio plays this x real time")
-    p.add_argument("--metric-interval", type=float, default=2.0, help="SDK metric export interval, s")
+    p.add_argument("--metric-interval", type=float, default=20.0,
+                   help="SDK metric export interval, s (above the 15 s scrape interval, or exemplars are lost)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--verbose", "-v", action="store_true", help="show the agent's and LiveKit's warnings")
 

@@ -280,18 +280,17 @@ def _logfile(state: Path, name: str) -> Path:
     return state / "logs" / f"{name}.log"
 
 
-def _reap(pid: int) -> None:
+def _alive(pid: int) -> bool:
     child = _children.get(pid)
     if child is not None:
-        if child.poll() is not None:
-            _children.pop(pid, None)
-        return
+        # our child: alive until waitpid reaps it, which happens only once every thread has exited
+        # (a SIGKILLed leader shows as a zombie while its threads still hold the sockets)
+        if child.poll() is None:
+            return True
+        _children.pop(pid, None)
+        return False
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
-
-
-def _alive(pid: int) -> bool:
-    _reap(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -302,10 +301,9 @@ def _alive(pid: int) -> bool:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return True
-    if state == "Z":  # exited; reap it if it is our child (a zombie of another parent just waits)
-        _reap(pid)
+    if state == "Z" and not Path(f"/proc/{pid}/task").exists():
         return False
-    return True
+    return state != "Z" or len(list(Path(f"/proc/{pid}/task").iterdir())) > 1
 
 
 def _start_time(pid: int) -> str:
@@ -365,6 +363,10 @@ def _spawn(comp: Component, state: Path, env: Mapping[str, str] | None) -> int:
             "run scripts/build-backends.sh or `voxpulse stack build`"
         )
     busy = [p for p in comp.ports if _port_busy(p)]
+    deadline = time.monotonic() + 5  # a process that was just killed may still be closing its sockets
+    while busy and time.monotonic() < deadline:
+        time.sleep(0.1)
+        busy = [p for p in comp.ports if _port_busy(p)]
     if busy:
         raise StackError(
             f"{comp.name}: port(s) {busy} on 127.0.0.1 are taken by a process this stack did not start "

@@ -3,6 +3,8 @@
 #   - the OpenTelemetry Collector, from otel-collector/builder-config.yaml with the Collector Builder;
 #   - Grafana Tempo, from its Go module through a wrapper module that repeats its replace directives;
 #   - Grafana's dashboard-linter, the same way (only with --with-linter);
+#   - the Docker Compose CLI plugin, from its Go module, when a Docker CLI without it is installed
+#     (or with --with-compose): `docker compose config` needs no engine, and the tests run it;
 # and installs Prometheus, promtool, Alertmanager and amtool from Debian when they are missing.
 # Binaries are cached in $VOXPULSE_CACHE_DIR (default ~/.cache/voxpulse), keyed by the inputs' hash,
 # so a second run (or a fresh clone on the same machine) takes seconds.
@@ -14,13 +16,17 @@ mkdir -p "$bin" "$cache/build"
 # shellcheck source=../tempo/build.env
 source "$root/tempo/build.env"
 export GOFLAGS=-mod=mod CGO_ENABLED=0 GOTOOLCHAIN=local
+# Docker Compose v2.40.x is the newest line whose go.mod accepts Go 1.26.8 (v5.x asks for 1.26.10).
+COMPOSE_VERSION=${COMPOSE_VERSION:-v2.40.3}
 with_linter=0
+with_compose=0
 only=""
 for arg in "$@"; do
   case "$arg" in
     --with-linter) with_linter=1 ;;
+    --with-compose) with_compose=1 ;;
     --only=*) only=${arg#--only=} ;;
-    *) echo "usage: $0 [--with-linter] [--only=otelcol|tempo|linter|debian]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--with-linter] [--with-compose] [--only=otelcol|tempo|linter|compose|debian]" >&2; exit 2 ;;
   esac
 done
 want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
@@ -88,10 +94,36 @@ if want linter && { [ $with_linter = 1 ] || [ "$only" = linter ]; }; then
   fi
 fi
 
+# The compose plugin is built when asked, or when a Docker CLI lacks it (tests run `docker compose config`).
+need_compose() {
+  [ $with_compose = 1 ] || [ "$only" = compose ] || [ -x "$bin/docker-compose" ] ||
+    { command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1; }
+}
+if want compose && need_compose; then
+  k=$(printf '%s' "$COMPOSE_VERSION" | key /dev/stdin)
+  if [ ! -x "$bin/docker-compose-$k" ]; then
+    log "docker compose: building $COMPOSE_VERSION"
+    # compose's go.mod has exclude directives, so `go install pkg@version` refuses it: build the
+    # downloaded module as the main module instead.
+    src=$(go mod download -json "github.com/docker/compose/v2@$COMPOSE_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+    dir="$cache/build/compose-$k"; rm -rf "$dir"; mkdir -p "$dir"; cp -r "$src/." "$dir/"; chmod -R u+w "$dir"
+    (cd "$dir" && go build -trimpath -o "$dir/docker-compose" \
+      -ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION" ./cmd)
+    install_bin docker-compose "$k" "$dir/docker-compose"; rm -rf "$dir"
+  else
+    ln -sfn "docker-compose-$k" "$bin/docker-compose"; log "docker compose: cached ($k)"
+  fi
+  # make it a Docker CLI plugin (`docker compose ...`) unless one is installed already
+  if ! docker compose version >/dev/null 2>&1; then
+    mkdir -p "$HOME/.docker/cli-plugins" && ln -sfn "$bin/docker-compose" "$HOME/.docker/cli-plugins/docker-compose"
+  fi
+fi
+
 if want debian; then
   missing=()
   command -v prometheus >/dev/null || missing+=(prometheus)
-  command -v alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+  # Debian names the binary prometheus-alertmanager
+  command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || missing+=(prometheus-alertmanager)
   command -v pg_ctlcluster >/dev/null || [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql)
   command -v redis-server >/dev/null || missing+=(redis-server)
   if [ ${#missing[@]} -gt 0 ]; then

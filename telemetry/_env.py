@@ -33,7 +33,8 @@ OTEL_EXPORTER_OTLP_PROTOCOL: Final = EnvVar(
     "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", "OTLP protocol.", ("http/protobuf", "grpc")
 )
 OTEL_METRIC_EXPORT_INTERVAL: Final = EnvVar(
-    "OTEL_METRIC_EXPORT_INTERVAL", "15000", "Milliseconds between metric exports."
+    "OTEL_METRIC_EXPORT_INTERVAL", "20000",
+    "Milliseconds between metric exports; keep it above the Prometheus scrape interval (15 s) or exemplars are lost.",
 )
 VOXPULSE_EXPORTER: Final = EnvVar(
     "VOXPULSE_EXPORTER", "otlp", "Where spans go: the collector, a console tree, or nowhere.",

@@ -1,0 +1,416 @@
+"""End to end against the real processes: library -> collector -> Prometheus and Tempo.
+
+Several simulated calls go through the library's real OTLP exporter (telemetry.configure +
+telemetry.call + the decorators); then, through the HTTP APIs only, the test proves that
+Prometheus has the span-derived histogram per stage with the exact counts and the SDK
+histograms, that exemplars lead to Tempo traces holding the call's spans, that TraceQL by call_id
+finds exactly that call, that no series carries call_id or a phone number, and that a phone number
+in a `pii` attribute is masked by the collector before Tempo.
+
+The stack is started by agent/stack.py in a temporary state folder (or a stack that already
+answers on the standard ports is reused, without the fault part). Waits are polls with deadlines.
+Exemplars need the span-metrics flush interval to be longer than the scrape interval (15 s), so
+the worst case is one flush (16 s here) plus one scrape (15 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import telemetry
+from agent import stack
+from telemetry.semconv import METRICS, SPANMETRICS_CALLS, SPANMETRICS_DURATION, Attr, CallOutcome, Stage
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+PROM = "http://127.0.0.1:9090"
+TEMPO = "http://127.0.0.1:3200"
+PHONE = "+380501234567"
+PHONE_MASKED = "+380***567"
+N_CALLS = 3
+STAGES = ("stt", "llm", "tts", "tool")
+PROM_NAME = {m.name: m.prometheus for m in METRICS}
+SDK_HISTOGRAMS = ("voice.turn.time_to_first_word", "voice.stage.time_to_first_chunk", "voice.call.cost")
+DEADLINE_S = 75.0
+
+T = TypeVar("T")
+
+
+def poll(fn: Callable[[], T | None], what: str, deadline_s: float = DEADLINE_S, every_s: float = 0.5) -> T:
+    """fn() until it returns something truthy; fail with ``what`` and the last value at the deadline."""
+    end = time.monotonic() + deadline_s
+    last: Any = None
+    while True:
+        try:
+            last = fn()
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        if time.monotonic() > end:
+            pytest.fail(f"timed out after {deadline_s:.0f}s waiting for {what}; last: {last!r}")
+        time.sleep(every_s)
+
+
+# --- the stack -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    state_dir: Path | None  # None: a stack that was already running is reused
+    http: httpx.Client
+
+    @property
+    def owned(self) -> bool:
+        return self.state_dir is not None
+
+    def prom(self, query: str) -> list[dict[str, Any]]:
+        r = self.http.get(f"{PROM}/api/v1/query", params={"query": query})
+        r.raise_for_status()
+        result: list[dict[str, Any]] = r.json()["data"]["result"]
+        return result
+
+    def prom_value(self, query: str) -> float | None:
+        result = self.prom(query)
+        return float(result[0]["value"][1]) if result else None
+
+
+def _all_ready() -> bool:
+    return all(stack._ready(c.ready_url) for c in stack.COMPONENTS.values())
+
+
+@pytest.fixture(scope="module")
+def running(need: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    for tool in ("otelcol", "tempo", "prometheus", "alertmanager"):
+        need(tool)
+    # another stack (a concurrent test run) may be starting or stopping: wait until it is either
+    # fully up (reuse it) or gone (start ours)
+    ports = [p for c in stack.COMPONENTS.values() for p in c.ports]
+    poll(lambda: _all_ready() or not any(stack._port_busy(p) for p in ports), "a settled stack", 120)
+    if _all_ready():
+        with httpx.Client(timeout=10) as http:
+            yield Stack(None, http)
+        return
+    state = tmp_path_factory.mktemp("stack")
+    env = {
+        # > the 15 s scrape interval, so every flush's exemplars are scraped once
+        "VOXPULSE_SPANMETRICS_FLUSH": "16s",
+        "VOXPULSE_TEMPO_IDLE": "1s",
+    }
+    try:
+        started = stack.up(state_dir=state, env=env, wait_s=90)
+        assert set(started.values()) == {"started"}
+        with httpx.Client(timeout=10) as http:
+            yield Stack(state, http)
+    finally:
+        stopped = stack.down(state_dir=state)
+        rows = stack.status(state_dir=state)
+        assert not [r.name for r in rows if r.running], "down() left processes running"
+        assert set(stopped) == set(stack.COMPONENTS)
+        busy = [p for c in stack.COMPONENTS.values() for p in c.ports if stack._port_busy(p)]
+        assert not busy, f"ports still open after down(): {busy}"
+
+
+# --- the calls ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sent:
+    service: str
+    t0: float
+    calls: dict[str, str]  # call_id -> trace id (32 hex)
+    spans: list[ReadableSpan]
+    sdk_counts: dict[str, int]  # OTel histogram name -> number of recordings
+    raw_trace_id: str  # a span sent around the library, with a raw phone number in a pii key
+    stage_counts: dict[str, int] = field(default_factory=dict)
+
+
+@telemetry.trace_stt(provider="deepgram", model="nova-3")
+async def transcribe(audio: bytes) -> str:
+    await asyncio.sleep(0.03)
+    return "мені потрібні шини 205/55 R16"
+
+
+@telemetry.trace_llm(provider="openai", model="gpt-4o-mini")
+async def think(prompt: str):  # type: ignore[no-untyped-def]  # async generator (a stream)
+    for token in ("Маємо ", "шини ", "в наявності."):
+        await asyncio.sleep(0.02)
+        yield token
+
+
+@telemetry.trace_tts(provider="cartesia", model="sonic", voice="uk-female")
+async def speak(text: str) -> bytes:
+    await asyncio.sleep(0.04)
+    return b"\0" * 320
+
+
+@telemetry.trace_tool
+async def find_tyres(size: str) -> list[dict[str, str]]:
+    await asyncio.sleep(0.01)
+    return [{"size": size, "brand": "Nokian"}]
+
+
+async def one_call(call_id: str, outcome: CallOutcome) -> str:
+    async with telemetry.call(call_id=call_id, direction="inbound", caller=PHONE, room=call_id) as call:
+        for turn in range(2):
+            call.next_turn()
+            text = await transcribe(b"pcm")
+            if turn == 0:
+                await find_tyres("205/55 R16")
+            answer = "".join([tok async for tok in think(text)])
+            await speak(answer)
+            telemetry.metrics.record_time_to_first_word(0.6 + 0.1 * turn)
+        call.add_cost(0.0123, stage=Stage.LLM, provider="openai", model="gpt-4o-mini")
+        call.set_outcome(outcome, reason="customer_request" if outcome is CallOutcome.TRANSFERRED else None)
+        return call.trace_id
+
+
+def send_raw_pii_span(service: str) -> str:
+    """A span exported by a plain OTel SDK, without the library's redaction: only the collector
+    stands between this phone number and Tempo."""
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint="http://127.0.0.1:4318/v1/traces")))
+    try:
+        with provider.get_tracer("e2e.raw").start_as_current_span(
+            "raw_pii",
+            attributes={Attr.CALL_CALLER: PHONE, "voice.note": f"call me back at {PHONE}", Attr.CALL_ID: "raw"},
+        ) as span:
+            trace_id = format(span.get_span_context().trace_id, "032x")
+    finally:
+        provider.shutdown()
+    return trace_id
+
+
+def _histogram_counts(reader: InMemoryMetricReader) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    data = reader.get_metrics_data()
+    for rm in data.resource_metrics if data else ():
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                for point in metric.data.data_points:
+                    if isinstance(point, HistogramDataPoint):
+                        counts[metric.name] = counts.get(metric.name, 0) + point.count
+    return counts
+
+
+@pytest.fixture(scope="module")
+def sent(running: Stack) -> Iterator[Sent]:
+    service = f"vp-e2e-{uuid.uuid4().hex[:8]}"
+    spans = InMemorySpanExporter()
+    reader = InMemoryMetricReader()
+    handle = telemetry.configure(
+        service_name=service,
+        exporter="otlp",
+        endpoint="http://127.0.0.1:4318",
+        protocol="http/protobuf",
+        metrics_exporter="otlp",
+        content="full",  # the library keeps the caller's number: the collector must mask it
+        metric_export_interval_s=600,  # one export, by the flush below: its exemplars stay exposed
+        span_processors=(SimpleSpanProcessor(spans),),
+        metric_readers=(reader,),
+        setup_logs=False,
+    )
+    t0 = time.time()
+    outcomes = [CallOutcome.RESOLVED_BY_BOT, CallOutcome.TRANSFERRED, CallOutcome.ABANDONED]
+
+    async def run() -> dict[str, str]:
+        calls: dict[str, str] = {}
+        for i in range(N_CALLS):
+            call_id = f"e2e-{uuid.uuid4().hex[:12]}"
+            calls[call_id] = await one_call(call_id, outcomes[i % len(outcomes)])
+        assert await handle.flush(timeout=15)
+        return calls
+
+    try:
+        calls = asyncio.run(run())
+        raw_trace_id = send_raw_pii_span(service)
+        finished = list(spans.get_finished_spans())
+        result = Sent(service, t0, calls, finished, _histogram_counts(reader), raw_trace_id)
+        for s in finished:
+            stage = (s.attributes or {}).get(Attr.STAGE)
+            if stage:
+                result.stage_counts[str(stage)] = result.stage_counts.get(str(stage), 0) + 1
+        yield result
+    finally:
+        handle.shutdown_sync(timeout=10)
+
+
+# --- Prometheus -----------------------------------------------------------------------------------
+
+
+def test_span_metrics_per_stage_count_every_span(running: Stack, sent: Sent) -> None:
+    assert set(STAGES) <= set(sent.stage_counts), sent.stage_counts
+    assert sent.stage_counts["stt"] == 2 * N_CALLS
+    assert sent.stage_counts["tool"] == N_CALLS
+
+    def counts() -> dict[str, float] | None:
+        got = {}
+        for stage in STAGES:
+            sel = f'{{service_name="{sent.service}",voice_stage="{stage}"}}'
+            got[stage] = running.prom_value(f"sum({SPANMETRICS_DURATION}_count{sel})")
+            got[stage + "/calls"] = running.prom_value(f"sum({SPANMETRICS_CALLS}{sel})")
+        want = {**{s: float(sent.stage_counts[s]) for s in STAGES},
+                **{s + "/calls": float(sent.stage_counts[s]) for s in STAGES}}
+        return got if got == want else None
+
+    poll(counts, f"span metrics per stage = {sent.stage_counts}")
+    # the explicit voice buckets reached Prometheus (le formatting differs between 2.x and 3.x)
+    les = {r["metric"]["le"] for r in running.prom(f'{SPANMETRICS_DURATION}_bucket{{service_name="{sent.service}"}}')}
+    assert {float(le) for le in les} >= {25.0, 500.0, 60000.0, float("inf")}
+
+
+def test_sdk_histograms_reach_prometheus(running: Stack, sent: Sent) -> None:
+    for name in SDK_HISTOGRAMS:
+        assert sent.sdk_counts.get(name), f"the library recorded no {name}: {sent.sdk_counts}"
+
+    def counts() -> dict[str, float] | None:
+        got = {
+            name: running.prom_value(f'sum({PROM_NAME[name]}_count{{service_name="{sent.service}"}})')
+            for name in SDK_HISTOGRAMS
+        }
+        return got if got == {n: float(sent.sdk_counts[n]) for n in SDK_HISTOGRAMS} else None
+
+    poll(counts, f"SDK histogram counts = {sent.sdk_counts}")
+
+
+def _exemplar_trace_ids(running: Stack, sent: Sent, metric: str) -> set[str]:
+    r = running.http.get(
+        f"{PROM}/api/v1/query_exemplars",
+        params={"query": f'{metric}{{service_name="{sent.service}"}}', "start": sent.t0 - 60, "end": time.time() + 60},
+    )
+    r.raise_for_status()
+    return {
+        e["labels"]["trace_id"].rjust(32, "0")
+        for series in r.json()["data"]
+        for e in series["exemplars"]
+        if "trace_id" in e["labels"]
+    }
+
+
+def _tempo_trace(running: Stack, trace_id: str) -> dict[str, Any] | None:
+    r = running.http.get(f"{TEMPO}/api/traces/{trace_id}")
+    if r.status_code == 404:
+        return None
+    r.raise_for_status()
+    body: dict[str, Any] = r.json()
+    return body if body.get("batches") else None
+
+
+def _span_attrs(trace: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for batch in trace["batches"]:
+        for scope in batch.get("scopeSpans", []):
+            for span in scope["spans"]:
+                out.append({a["key"]: next(iter(a["value"].values()), None) for a in span.get("attributes", [])})
+    return out
+
+
+@pytest.mark.parametrize(
+    "metric",
+    [f"{SPANMETRICS_DURATION}_bucket", *(f"{PROM_NAME[n]}_bucket" for n in SDK_HISTOGRAMS)],
+)
+def test_exemplars_lead_to_the_calls_traces(running: Stack, sent: Sent, metric: str) -> None:
+    ids = poll(lambda: _exemplar_trace_ids(running, sent, metric), f"exemplars of {metric}")
+    by_trace = {tid: cid for cid, tid in sent.calls.items()}
+    by_trace[sent.raw_trace_id] = "raw"  # the raw span below the library is a span of this service too
+    assert ids & set(sent.calls.values()), "no exemplar points at a call's trace"
+    assert ids <= set(by_trace), f"exemplar trace ids {ids - set(by_trace)} are not the calls' traces"
+    for tid in ids:
+        trace = poll(lambda tid=tid: _tempo_trace(running, tid), f"trace {tid} in Tempo")
+        call_ids = {a.get(Attr.CALL_ID) for a in _span_attrs(trace)}
+        assert call_ids == {by_trace[tid]}, call_ids
+
+
+# --- Tempo ----------------------------------------------------------------------------------------
+
+
+def test_traceql_by_call_id_finds_exactly_that_call(running: Stack, sent: Sent) -> None:
+    for call_id, trace_id in sent.calls.items():
+
+        def search(call_id: str = call_id) -> list[dict[str, Any]] | None:
+            r = running.http.get(
+                f"{TEMPO}/api/search",
+                params={"q": f'{{ span.call_id = "{call_id}" }}', "start": int(sent.t0) - 60,
+                        "end": int(time.time()) + 60, "limit": 20},
+            )
+            r.raise_for_status()
+            traces: list[dict[str, Any]] = r.json().get("traces", [])
+            return traces or None
+
+        traces = poll(search, f"TraceQL search for {call_id}")
+        assert [t["traceID"].rjust(32, "0") for t in traces] == [trace_id]
+        trace = poll(lambda trace_id=trace_id: _tempo_trace(running, trace_id), f"trace {trace_id}")
+        spans = _span_attrs(trace)
+        stages = sorted(str(a[Attr.STAGE]) for a in spans if Attr.STAGE in a)
+        assert {s for s in stages} >= set(STAGES)
+        assert all(a.get(Attr.CALL_ID) == call_id for a in spans), "every span of the call carries call_id"
+
+
+def test_phone_numbers_are_masked_before_tempo(running: Stack, sent: Sent) -> None:
+    digits = PHONE.lstrip("+")
+    for trace_id in [sent.raw_trace_id, *sent.calls.values()]:
+        trace = poll(lambda trace_id=trace_id: _tempo_trace(running, trace_id), f"trace {trace_id}")
+        text = json.dumps(trace, ensure_ascii=False)
+        assert digits not in text, f"raw phone number reached Tempo in {trace_id}"
+        assert "501234567" not in text
+        callers = [a[Attr.CALL_CALLER] for a in _span_attrs(trace) if Attr.CALL_CALLER in a]
+        assert callers == [PHONE_MASKED], callers
+
+
+# --- labels ---------------------------------------------------------------------------------------
+
+
+def test_no_series_is_keyed_by_call_or_person(running: Stack, sent: Sent) -> None:
+    poll(lambda: running.prom(f'{{service_name="{sent.service}"}}'), "the test's series")
+    r = running.http.get(f"{PROM}/api/v1/label/{Attr.CALL_ID}/values")
+    r.raise_for_status()
+    assert r.json()["data"] == []
+    r = running.http.get(f"{PROM}/api/v1/labels")
+    r.raise_for_status()
+    names = r.json()["data"]
+    assert not [n for n in names if "call_id" in n or re.search(r"(^|_)pii(_|$)", n)], names
+    phone = re.compile(r"\+?\d[\d ()\-]{8,}\d")
+    for selector in (f'{{service_name="{sent.service}"}}', f'{{job="{sent.service}"}}'):
+        r = running.http.get(f"{PROM}/api/v1/series", params={"match[]": selector, "start": sent.t0 - 60})
+        r.raise_for_status()
+        for series in r.json()["data"]:
+            for key, value in series.items():
+                assert key != Attr.CALL_ID
+                assert value not in sent.calls, f"{key}={value} is a call id"
+                assert not phone.fullmatch(value) or key == "le", f"{key}={value} looks like a phone number"
+
+
+# --- the stack's own controls -----------------------------------------------------------------------
+
+
+def test_up_is_idempotent_and_the_collector_survives_a_kill(running: Stack, sent: Sent) -> None:
+    if not running.owned:
+        pytest.skip("reusing a stack that this test did not start: not killing its collector")
+    assert set(stack.up(state_dir=running.state_dir).values()) == {"running"}
+    assert stack.kill("otelcol", state_dir=running.state_dir)
+    rows = {r.name: r for r in stack.status(state_dir=running.state_dir)}
+    assert not rows["otelcol"].running
+    assert rows["tempo"].ready
+    assert not stack._ready(stack.COMPONENTS["otelcol"].ready_url)
+    assert stack.start("otelcol", state_dir=running.state_dir) == "started"
+    rows = {r.name: r for r in stack.status(state_dir=running.state_dir)}
+    assert all(r.ready for r in rows.values()), rows
+    assert "starting" in stack.logs("otelcol", 400, state_dir=running.state_dir)
