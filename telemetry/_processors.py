@@ -70,7 +70,8 @@ class CallIdProcessor(SpanProcessor):
 
 class QueueingSpanProcessor(BatchSpanProcessor):
     """BatchSpanProcessor that stamps call_id on start (one processor on the hot path, not two) and
-    counts queue-full drops (one log line per burst, not per span)."""
+    counts queue-full drops (one log line when the queue fills and one when it has drained below
+    half, not per span nor per exported batch)."""
 
     def __init__(self, exporter: SpanExporter, *, max_queue_size: int = 4096, schedule_delay_ms: int = 1000,
                  max_export_batch_size: int = 512) -> None:
@@ -100,7 +101,9 @@ class QueueingSpanProcessor(BatchSpanProcessor):
                 _logger.warning("span queue full (%d); dropping spans until the exporter catches up",
                                 self._queue_limit)
             return
-        if self._dropping:
+        if self._dropping and len(self._queue) <= self._queue_limit // 2:
+            # hysteresis: while the exporter is failing or slow it frees one batch at a time and the
+            # queue refills at once; "full"/"room again" must not alternate for every batch
             self._dropping = False
             _logger.warning("span queue has room again; %d spans dropped so far", self.dropped)
         super().on_end(span)

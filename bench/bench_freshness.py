@@ -1,0 +1,213 @@
+"""Freshness through the real pipeline: span end -> visible in Prometheus (the span-metric count of
+this call's series incremented) and -> searchable in Tempo (TraceQL ``{ span.call_id = "..." }``).
+
+Each sample is one simulated call (root span plus turn/STT/LLM/TTS spans) through the library's
+real export path (``telemetry.configure``: batch processor, 1 s schedule delay, OTLP/HTTP to the
+collector on :4318). The clock starts when the call's root span ends; Prometheus and Tempo are then
+polled every 0.2 s. Samples follow one another and land at different phases of the
+collector's span-metrics flush and of Prometheus's scrape (a random pause of 0-15 s between samples
+keeps them from phase-locking to the scrape).
+
+Expected delays with the shipped configs (otel-collector/config.yaml, prometheus/prometheus.yml,
+tempo/tempo.yaml): Prometheus = batch delay (<= 1 s) + collector batch (<= 1 s) + span-metrics
+flush (VOXPULSE_SPANMETRICS_FLUSH, default 20 s) + scrape (15 s), worst about 37 s; Tempo = the two
+batches + trace_idle_period (VOXPULSE_TEMPO_IDLE, 5 s) + flush_check_period (5 s), worst about 12 s.
+
+Uses the stack that answers on the standard ports, or starts one (agent/stack.py, shipped configs,
+temporary state folder) and stops it afterwards. ``--also-flush 5s`` additionally measures with a
+shorter span-metrics flush (only on a stack this command started: it restarts the collector).
+
+    python -m bench.bench_freshness [--samples 6] [--json bench/results/freshness.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PROM = "http://127.0.0.1:9090"
+TEMPO = "http://127.0.0.1:3200"
+COLLECTOR = "http://127.0.0.1:4318"
+SCRAPE_INTERVAL_S = 15.0
+PROM_TARGET_S = SCRAPE_INTERVAL_S + 5
+TEMPO_TARGET_S = 10.0
+DEADLINE_S = 90.0
+
+
+async def _one_call(call_id: str) -> float:
+    import telemetry
+
+    @telemetry.trace_stt(provider="deepgram", model="nova-3")
+    async def stt() -> str:
+        await asyncio.sleep(0.02)
+        return "шини 205/55 R16"
+
+    @telemetry.trace_llm(provider="openai", model="gpt-4o-mini")
+    async def llm():  # type: ignore[no-untyped-def]
+        for tok in ("Маємо ", "шини."):
+            await asyncio.sleep(0.01)
+            yield tok
+
+    @telemetry.trace_tts(provider="cartesia", model="sonic")
+    async def tts(text: str) -> bytes:
+        await asyncio.sleep(0.02)
+        return b"\0"
+
+    @telemetry.traced(name="turn")
+    async def turn() -> None:
+        await stt()
+        answer = "".join([t async for t in llm()])
+        await tts(answer)
+
+    async with telemetry.call(call_id) as call:
+        call.next_turn()
+        await turn()
+    return time.time()  # the root span has ended
+
+
+def _measure(samples: int, service: str, label: str) -> list[dict[str, Any]]:
+    import telemetry
+
+    handle = telemetry.configure(service_name=service, exporter="otlp", endpoint=COLLECTOR,
+                                 protocol="http/protobuf", metrics_exporter="none", setup_logs=False)
+    out: list[dict[str, Any]] = []
+    query = f'sum(traces_span_metrics_calls_total{{service_name="{service}",span_name="call"}})'
+    try:
+        with httpx.Client(timeout=5) as http:
+            for i in range(samples):
+                if i:  # a random phase against the flush and scrape timers (else samples phase-lock)
+                    time.sleep(random.uniform(0, SCRAPE_INTERVAL_S))
+                call_id = f"fresh-{uuid.uuid4().hex[:12]}"
+                t_end = asyncio.run(_one_call(call_id))
+                prom_s = tempo_s = None
+                while (prom_s is None or tempo_s is None) and time.time() - t_end < DEADLINE_S:
+                    now = time.time()
+                    if prom_s is None:
+                        try:
+                            r = http.get(f"{PROM}/api/v1/query", params={"query": query}).json()["data"]["result"]
+                            if r and float(r[0]["value"][1]) >= i + 1:
+                                prom_s = now - t_end
+                        except (httpx.HTTPError, KeyError, ValueError):
+                            pass
+                    if tempo_s is None:
+                        try:
+                            r = http.get(f"{TEMPO}/api/search", params={
+                                "q": f'{{ span.call_id = "{call_id}" }}', "start": int(t_end) - 60,
+                                "end": int(time.time()) + 60, "limit": 5,
+                            }).json()
+                            if r.get("traces"):
+                                tempo_s = now - t_end
+                        except (httpx.HTTPError, ValueError):
+                            pass
+                    time.sleep(0.2)
+                row = {"config": label, "sample": i + 1, "call_id": call_id,
+                       "prometheus_s": None if prom_s is None else round(prom_s, 2),
+                       "tempo_s": None if tempo_s is None else round(tempo_s, 2)}
+                out.append(row)
+                print(json.dumps(row), flush=True)
+    finally:
+        handle.shutdown_sync(timeout=5)
+    return out
+
+
+def _stats(values: list[float | None]) -> dict[str, float | None]:
+    got = [v for v in values if v is not None]
+    return {"median": round(statistics.median(got), 2) if got else None, "min": min(got) if got else None,
+            "max": max(got) if got else None, "missing": len(values) - len(got)}
+
+
+def run(samples: int, also_flush: str | None) -> dict[str, Any]:
+    from agent import stack
+
+    root = stack.ROOT
+    shipped_flush = os.environ.get("VOXPULSE_SPANMETRICS_FLUSH") or "20s"
+    tempo_idle = os.environ.get("VOXPULSE_TEMPO_IDLE") or "5s"
+    owned: Path | None = None
+    if not all(stack._ready(c.ready_url) for c in stack.COMPONENTS.values()):
+        owned = Path(tempfile.mkdtemp(prefix="vp-fresh-"))
+        stack.up(state_dir=owned, wait_s=120)
+    rows: list[dict[str, Any]] = []
+    try:
+        label = (f"shipped (span-metrics flush {shipped_flush}, scrape {int(SCRAPE_INTERVAL_S)}s, "
+                 f"Tempo idle {tempo_idle})")
+        if owned is None:
+            label = "running stack (" + label + " if it was started with the defaults)"
+        rows += _measure(samples, f"vp-fresh-{uuid.uuid4().hex[:8]}", label)
+        if also_flush and owned is not None:
+            stack.stop("otelcol", state_dir=owned)
+            stack.start("otelcol", state_dir=owned, env={"VOXPULSE_SPANMETRICS_FLUSH": also_flush})
+            rows += _measure(samples, f"vp-fresh-{uuid.uuid4().hex[:8]}", f"span-metrics flush {also_flush}")
+    finally:
+        if owned is not None:
+            stack.down(state_dir=owned)
+    configs = list(dict.fromkeys(r["config"] for r in rows))
+    summary = []
+    for cfg in configs:
+        sel = [r for r in rows if r["config"] == cfg]
+        summary.append({"config": cfg, "prometheus_s": _stats([r["prometheus_s"] for r in sel]),
+                        "tempo_s": _stats([r["tempo_s"] for r in sel])})
+    main_cfg = summary[0]
+    p, t = main_cfg["prometheus_s"], main_cfg["tempo_s"]
+    prom_ok = p["max"] is not None and p["missing"] == 0 and p["max"] <= PROM_TARGET_S
+    tempo_ok = t["max"] is not None and t["missing"] == 0 and t["max"] <= TEMPO_TARGET_S
+    parts = [
+        f"Prometheus {'met' if prom_ok else 'MISSED'} (median {p['median']} s, max {p['max']} s, "
+        f"target <= {PROM_TARGET_S:.0f} s)",
+        f"Tempo {'met' if tempo_ok else 'MISSED'} (median {t['median']} s, max {t['max']} s, "
+        f"target <= {TEMPO_TARGET_S:.0f} s)",
+    ]
+    why = []
+    if not prom_ok:
+        why.append(f"the span-metrics connector publishes once per flush interval ({shipped_flush}, kept longer "
+                   f"than the {int(SCRAPE_INTERVAL_S)} s scrape so every flush's exemplars get scraped) and "
+                   "Prometheus then waits for its next scrape: worst case flush + scrape + ~2 s of batching")
+    if not tempo_ok:
+        why.append(f"Tempo makes a trace searchable after trace_idle_period ({tempo_idle}) plus its flush check")
+    verdict = (("met: " if prom_ok and tempo_ok else "MISSED: ") + "; ".join(parts)
+               + (" -- " + "; ".join(why) if why else ""))
+    return {"samples": samples, "rows": rows, "summary": summary,
+            "stack": "started by the bench" if owned else "running",
+            "config_files": [str(root / "otel-collector/config.yaml"), str(root / "prometheus/prometheus.yml")],
+            "verdict": verdict}
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    lines = ["| configuration | Prometheus median s | min | max | Tempo median s | min | max |",
+             "|---|---|---|---|---|---|---|"]
+    for s in result["summary"]:
+        p, t = s["prometheus_s"], s["tempo_s"]
+        miss = lambda d: f" ({d['missing']} not seen within {DEADLINE_S:.0f} s)" if d["missing"] else ""  # noqa: E731
+        lines.append(f"| {s['config']} | {p['median']}{miss(p)} | {p['min']} | {p['max']} | "
+                     f"{t['median']}{miss(t)} | {t['min']} | {t['max']} |")
+    lines += ["", f"{result['samples']} samples per configuration; time from the call's root span ending to the "
+              "span-metric count visible in Prometheus and to the trace found by TraceQL in Tempo."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=6)
+    parser.add_argument("--also-flush", default=None, help="also measure with this span-metrics flush (e.g. 5s)")
+    parser.add_argument("--json", type=Path, default=Path("bench/results/freshness.json"))
+    args = parser.parse_args()
+    os.environ.pop("OTEL_SDK_DISABLED", None)
+    result = run(args.samples, args.also_flush)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2))
+    print(to_markdown(result))
+    print(f"\nverdict: {result['verdict']}")
+
+
+if __name__ == "__main__":
+    main()

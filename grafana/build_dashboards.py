@@ -1,0 +1,589 @@
+"""Generate VoxPulse's Grafana dashboards (grafana/dashboards/*.json) from plain dicts.
+
+    python grafana/build_dashboards.py           # write the JSON files
+    python grafana/build_dashboards.py --check   # exit 1 when a committed file differs
+
+Output is deterministic (sorted keys, fixed ids and layout); tests/dashboards checks that the
+committed files equal this script's output. Every metric and label comes from telemetry/semconv.py
+(docs/semantic-conventions.md); LiveKit, node exporter and blackbox metrics are the exporters' own.
+
+Datasources are the provisioned fixed uids (grafana/provisioning/datasources/datasources.yaml):
+``prometheus``, ``tempo``, ``postgres``. Refresh follows the users' polling intervals (seed 004):
+the Real time dashboard 5 s (active calls), latency dashboards 15 s, charts and history 60 s; panel
+``interval`` sets the matching minimum step.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+OUT_DIR = Path(__file__).resolve().parent / "dashboards"
+
+PROM = {"type": "prometheus", "uid": "prometheus"}
+TEMPO = {"type": "tempo", "uid": "tempo"}
+PG = {"type": "grafana-postgresql-datasource", "uid": "postgres"}
+
+# TraceQL that finds every span of one call; ``{value}`` is a Grafana variable.
+CALL_TRACEQL = '{{ span.call_id = "{value}" }}'
+
+Panel = dict[str, Any]
+
+
+# --------------------------------------------------------------------------- links
+
+
+def explore_tempo_url(traceql: str) -> str:
+    """Grafana Explore URL running ``traceql`` on Tempo over the dashboard's time range.
+
+    The pane JSON is percent-encoded; Grafana variables in ``traceql`` (``${__value.raw}``,
+    ``${call_id}``) are put back literally, with the ``:percentencode`` format, so Grafana
+    interpolates them when the link is clicked.
+    """
+    pane = {
+        "vp": {
+            "datasource": "tempo",
+            "queries": [{"refId": "A", "datasource": TEMPO, "queryType": "traceql", "query": traceql,
+                         "limit": 20, "tableType": "traces"}],
+            "range": {"from": "${__from}", "to": "${__to}"},
+        }
+    }
+    encoded = quote(json.dumps(pane, separators=(",", ":"), sort_keys=True), safe="")
+    encoded = re.sub(r"%24%7B(__from|__to)%7D", r"${\1}", encoded)
+    encoded = re.sub(r"%24%7B([A-Za-z_][A-Za-z0-9_.]*)%7D", r"${\1:percentencode}", encoded)
+    return f"/explore?schemaVersion=1&orgId=1&panes={encoded}"
+
+
+def tempo_internal_link(title: str, query: str) -> dict[str, Any]:
+    """A data link that opens ``query`` (TraceQL, Grafana variables allowed) on Tempo in Explore."""
+    return {
+        "title": title,
+        "url": "",
+        "targetBlank": False,
+        "internal": {
+            "datasourceUid": "tempo",
+            "datasourceName": "Tempo",
+            "query": {"refId": "A", "datasource": TEMPO, "queryType": "traceql", "query": query,
+                      "limit": 20, "tableType": "traces"},
+        },
+    }
+
+
+def call_trace_links() -> list[dict[str, Any]]:
+    """Links of a call_id cell: its trace in Tempo (TraceQL by call_id) and the Call explorer."""
+    query = CALL_TRACEQL.format(value="${__value.raw}")
+    return [
+        tempo_internal_link("Trace of call ${__value.raw} (Tempo)", query),
+        {"title": "Trace of call ${__value.raw} (Explore, new tab)", "url": explore_tempo_url(query),
+         "targetBlank": True},
+        {"title": "Open call ${__value.raw} in the Call explorer",
+         "url": "/d/voxpulse-call-explorer/call-explorer?var-call_id=${__value.raw}&${__url_time_range}",
+         "targetBlank": False},
+    ]
+
+
+def trace_id_links() -> list[dict[str, Any]]:
+    return [tempo_internal_link("Trace ${__value.raw} (Tempo)", "${__value.raw}")]
+
+
+def field_links(field: str, links: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"matcher": {"id": "byName", "options": field}, "properties": [{"id": "links", "value": links}]}
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def prom(expr: str, legend: str = "", *, latency: bool = False, instant: bool = False,
+         ref: str = "A") -> dict[str, Any]:
+    t: dict[str, Any] = {
+        "datasource": PROM,
+        "refId": ref,
+        "expr": expr,
+        "legendFormat": legend or "__auto",
+        "range": not instant,
+        "instant": instant,
+        "editorMode": "code",
+    }
+    if latency:
+        t["exemplar"] = True
+    return t
+
+
+def sql(query: str, fmt: str = "table", ref: str = "A") -> dict[str, Any]:
+    return {"datasource": PG, "refId": ref, "rawSql": " ".join(query.split()), "format": fmt,
+            "rawQuery": True, "editorMode": "code"}
+
+
+def traceql(query: str, ref: str = "A", limit: int = 20) -> dict[str, Any]:
+    return {"datasource": TEMPO, "refId": ref, "queryType": "traceql", "query": query, "limit": limit,
+            "spss": 3, "tableType": "traces"}
+
+
+def quantile(q: float, metric: str, by: str = "", selector: str = "", window: str = "$__rate_interval") -> str:
+    labels = f"le, {by}" if by else "le"
+    return f"histogram_quantile({q}, sum by ({labels}) (rate({metric}_bucket{selector}[{window}])))"
+
+
+# --------------------------------------------------------------------------- panels
+
+
+def panel(kind: str, title: str, description: str, targets: list[dict[str, Any]], *, w: int, h: int,
+          unit: str | None = None, datasource: dict[str, str] = PROM, interval: str | None = None,
+          options: dict[str, Any] | None = None, defaults: dict[str, Any] | None = None,
+          overrides: list[dict[str, Any]] | None = None) -> Panel:
+    fd: dict[str, Any] = dict(defaults or {})
+    if unit:
+        fd["unit"] = unit
+    p: Panel = {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": datasource,
+        "targets": targets,
+        "fieldConfig": {"defaults": fd, "overrides": overrides or []},
+        "options": options or {},
+        "gridPos": {"w": w, "h": h},
+    }
+    if interval:
+        p["interval"] = interval
+    return p
+
+
+def timeseries(title: str, description: str, targets: list[dict[str, Any]], *, unit: str, w: int = 12,
+               h: int = 8, stacked: bool = False, interval: str | None = None, bars: bool = False,
+               datasource: dict[str, str] = PROM) -> Panel:
+    custom: dict[str, Any] = {"drawStyle": "bars" if bars else "line", "lineWidth": 1,
+                              "fillOpacity": 20 if stacked else 5, "showPoints": "never", "spanNulls": False}
+    if stacked:
+        custom["stacking"] = {"mode": "normal", "group": "A"}
+    return panel("timeseries", title, description, targets, w=w, h=h, unit=unit, interval=interval,
+                 datasource=datasource, defaults={"custom": custom},
+                 options={"legend": {"displayMode": "table", "placement": "bottom", "calcs": ["mean", "max"]},
+                          "tooltip": {"mode": "multi", "sort": "desc"}})
+
+
+def thresholds(*steps: tuple[float | None, str]) -> dict[str, Any]:
+    return {"mode": "absolute", "steps": [{"value": v, "color": c} for v, c in steps]}
+
+
+def stat(title: str, description: str, targets: list[dict[str, Any]], *, unit: str, w: int = 6, h: int = 5,
+         steps: dict[str, Any] | None = None, kind: str = "stat", datasource: dict[str, str] = PROM,
+         interval: str | None = None, mappings: list[dict[str, Any]] | None = None,
+         decimals: int | None = None) -> Panel:
+    defaults: dict[str, Any] = {"thresholds": steps or thresholds((None, "green"))}
+    if mappings:
+        defaults["mappings"] = mappings
+    if decimals is not None:
+        defaults["decimals"] = decimals
+    options: dict[str, Any] = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}
+    if kind == "stat":
+        options |= {"colorMode": "value", "graphMode": "area", "textMode": "auto"}
+    return panel(kind, title, description, targets, w=w, h=h, unit=unit, datasource=datasource,
+                 interval=interval, defaults=defaults, options=options)
+
+
+def table(title: str, description: str, targets: list[dict[str, Any]], *, w: int = 24, h: int = 9,
+          datasource: dict[str, str] = PG, overrides: list[dict[str, Any]] | None = None,
+          unit: str = "none") -> Panel:
+    return panel("table", title, description, targets, w=w, h=h, unit=unit, datasource=datasource,
+                 overrides=overrides, options={"showHeader": True, "cellHeight": "sm",
+                                               "footer": {"show": False, "reducer": ["sum"], "fields": ""}})
+
+
+def row(title: str) -> Panel:
+    return {"type": "row", "title": title, "collapsed": False, "panels": [], "gridPos": {"w": 24, "h": 1}}
+
+
+def layout(panels: list[Panel]) -> list[Panel]:
+    """Assign ids and flow the panels left to right, top to bottom, on Grafana's 24-column grid."""
+    x = y = row_h = 0
+    for i, p in enumerate(panels, start=1):
+        w, h = p["gridPos"]["w"], p["gridPos"]["h"]
+        if x + w > 24 or p["type"] == "row":
+            y, x, row_h = y + row_h, 0, 0
+        p["id"] = i
+        p["gridPos"] = {"x": x, "y": y, "w": w, "h": h}
+        x, row_h = x + w, max(row_h, h)
+        if p["type"] == "row":
+            y, x, row_h = y + h, 0, 0
+    return panels
+
+
+def dashboard(uid: str, title: str, description: str, refresh: str, panels: list[Panel], *,
+              variables: list[dict[str, Any]] | None = None, time_from: str = "now-1h",
+              tags: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["voxpulse", *tags],
+        "timezone": "browser",
+        "editable": False,
+        "graphTooltip": 1,
+        "refresh": refresh,
+        "schemaVersion": 39,
+        "version": 1,
+        "time": {"from": time_from, "to": "now"},
+        "timepicker": {"refresh_intervals": ["5s", "15s", "30s", "1m", "5m", "15m"]},
+        "templating": {"list": variables or []},
+        "annotations": {"list": [{
+            "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True,
+            "hide": True, "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts",
+            "type": "dashboard"}]},
+        "links": [{"type": "dashboards", "tags": ["voxpulse"], "asDropdown": True, "title": "VoxPulse",
+                   "includeVars": False, "keepTime": True}],
+        "panels": layout(panels),
+    }
+
+
+# --------------------------------------------------------------------------- shared queries
+
+TTFW = "voice_turn_time_to_first_word_seconds"
+SPAN_MS = "traces_span_metrics_duration_milliseconds"
+SPAN_CALLS = "traces_span_metrics_calls_total"
+STAGES = '{voice_stage=~"stt|llm|tts|tool"}'
+
+UP_MAPPINGS = [{"type": "value", "options": {
+    "0": {"text": "DOWN", "color": "red", "index": 0},
+    "1": {"text": "UP", "color": "green", "index": 1}}}]
+
+
+def ttfw_quantiles(interval: str) -> Panel:
+    return timeseries(
+        "Response latency (time to first word) p50 / p95 / p99",
+        "End of the caller's speech to the first byte of agent audio, per turn. Exemplars (dots) "
+        "open the turn's trace in Tempo.",
+        [prom(quantile(0.5, TTFW), "p50", latency=True, ref="A"),
+         prom(quantile(0.95, TTFW), "p95", latency=True, ref="B"),
+         prom(quantile(0.99, TTFW), "p99", latency=True, ref="C")],
+        unit="s", interval=interval)
+
+
+def stage_breakdown(q: float, interval: str, *, stacked: bool) -> Panel:
+    return timeseries(
+        f"STT / LLM / TTS / tool latency p{int(q * 100)}{' (stacked)' if stacked else ''}",
+        "Span-derived latency of each stage request (voice.stage), from the collector's spanmetrics. "
+        "Exemplars open the request's trace.",
+        [prom(quantile(q, SPAN_MS, "voice_stage", STAGES), "{{voice_stage}}", latency=True)],
+        unit="ms", stacked=stacked, interval=interval)
+
+
+# --------------------------------------------------------------------------- dashboards
+
+
+def realtime() -> dict[str, Any]:
+    panels = [
+        row("Now"),
+        stat("Active calls", "Calls in progress (voice_calls_active), refreshed every 5 s.",
+             [prom("sum(voice_calls_active)", "active calls", instant=True)], unit="none", w=4,
+             kind="gauge", steps=thresholds((None, "green"), (20, "orange"), (40, "red"))),
+        stat("Operator queue", "Callers waiting for a human operator; the alert fires above 5.",
+             [prom("max(voice_operator_queue_length)", "queue", instant=True)], unit="none", w=4,
+             kind="gauge", steps=thresholds((None, "green"), (3, "orange"), (6, "red"))),
+        stat("Calls per minute", "Finished calls per minute (voice_calls_total).",
+             [prom("sum(rate(voice_calls_total[$__rate_interval])) * 60", "calls/min")], unit="none",
+             w=4, decimals=1),
+        stat("Response p95 (5 min)", "Time to first word p95 over the last 5 minutes; alert above 3 s.",
+             [prom(quantile(0.95, TTFW, window="5m"), "p95", latency=True, instant=True)],
+             unit="s", w=4, steps=thresholds((None, "green"), (2, "orange"), (3, "red"))),
+        stat("Service status", "Scrape targets (up) and availability probes (probe_success).",
+             [prom("min by (job) (up)", "{{job}}", instant=True, ref="A"),
+              prom("min by (instance) (probe_success)", "probe {{instance}}", instant=True, ref="B")],
+             unit="none", w=8, mappings=UP_MAPPINGS,
+             steps=thresholds((None, "red"), (1, "green"))),
+        row("Latency"),
+        ttfw_quantiles("15s"),
+        stage_breakdown(0.5, "15s", stacked=True),
+        row("Load and errors"),
+        timeseries("Calls per minute by outcome", "Finished calls per minute by voice.call.outcome.",
+                   [prom("sum by (voice_call_outcome) (rate(voice_calls_total[$__rate_interval])) * 60",
+                         "{{voice_call_outcome}}")], unit="none", stacked=True, interval="1m"),
+        timeseries("Errors by type", "Error spans per stage (STT/LLM/TTS/tool) and store API errors by "
+                   "HTTP status, per minute.",
+                   [prom(f'sum by (voice_stage) (rate({SPAN_CALLS}{{status_code="STATUS_CODE_ERROR", '
+                         'voice_stage!=""}[$__rate_interval])) * 60', "{{voice_stage}} errors", ref="A"),
+                    prom("sum by (http_response_status_code) (rate(voice_store_api_errors_total"
+                         "[$__rate_interval])) * 60", "store API {{http_response_status_code}}", ref="B")],
+                   unit="none", interval="1m"),
+        row("Calls and alerts"),
+        table("Calls in progress", "Live calls from the call history (status active); call_id opens the "
+              "trace in Tempo.",
+              [sql("SELECT started_at AS \"time\", call_id, direction, scenario, room, agent_version "
+                   "FROM calls WHERE status = 'active' AND started_at > now() - interval '1 day' "
+                   "ORDER BY started_at DESC LIMIT 50")],
+              w=12, overrides=[field_links("call_id", call_trace_links())]),
+        table("Recent alerts", "Alerts fired and resolved (alerts_history, written by the Alertmanager "
+              "webhook receiver).",
+              [sql("SELECT received_at AS \"time\", status, severity, alertname, service, summary, "
+                   "starts_at, resolved_at FROM alerts_history WHERE $__timeFilter(received_at) "
+                   "ORDER BY received_at DESC LIMIT 50")], w=12),
+    ]
+    return dashboard("voxpulse-realtime", "VoxPulse / Real time",
+                     "Active calls, queue, response latency with exemplars, stage breakdown, errors, load, "
+                     "service status and recent alerts.", "5s", panels, time_from="now-30m",
+                     tags=("realtime",))
+
+
+def voice_quality() -> dict[str, Any]:
+    panels = [
+        row("Time to first word"),
+        stat("Time to first word p95", "The users' hero number: p95 of end of caller speech to first "
+             "agent audio, last 5 minutes.",
+             [prom(quantile(0.95, TTFW, window="5m"), "p95", latency=True, instant=True)], unit="s", w=6,
+             h=8, steps=thresholds((None, "green"), (1.5, "orange"), (3, "red"))),
+        timeseries("Time to first word trend (1 min step)", "p50 and p95 of time to first word; "
+                   "exemplars open the trace of a turn.",
+                   [prom(quantile(0.5, TTFW), "p50", latency=True, ref="A"),
+                    prom(quantile(0.95, TTFW), "p95", latency=True, ref="B")],
+                   unit="s", w=18, interval="1m"),
+        row("Media (LiveKit server)"),
+        timeseries("Packet loss", "Lost packets over packets, by direction (livekit_packet_loss_total / "
+                   "livekit_packet_total); the alert fires above 1 %.",
+                   [prom("100 * sum by (direction) (rate(livekit_packet_loss_total[$__rate_interval])) / "
+                         "sum by (direction) (rate(livekit_packet_total[$__rate_interval]))", "{{direction}}")],
+                   unit="percent", w=8, interval="15s"),
+        timeseries("Jitter p95", "RTP jitter p95 from LiveKit's livekit_jitter_us histogram, in ms.",
+                   [prom(quantile(0.95, "livekit_jitter_us", "direction") + " / 1000", "{{direction}}",
+                         latency=True)], unit="ms", w=8, interval="15s"),
+        timeseries("RTT p95", "Round-trip time p95 from LiveKit's livekit_rtt_ms histogram.",
+                   [prom(quantile(0.95, "livekit_rtt_ms", "direction"), "{{direction}}", latency=True)],
+                   unit="ms", w=8, interval="15s"),
+        stat("Rooms", "LiveKit rooms open now.", [prom("sum(livekit_room_total)", "rooms", instant=True)],
+             unit="none", w=8),
+        stat("Participants", "LiveKit participants now.",
+             [prom("sum(livekit_participant_total)", "participants", instant=True)], unit="none", w=8),
+        stat("SIP calls active", "Active SIP calls (LiveKit SIP).",
+             [prom("sum(livekit_sip_calls_active)", "SIP calls", instant=True)], unit="none", w=8),
+        row("Latency breakdown"),
+        stage_breakdown(0.95, "15s", stacked=False),
+        timeseries("Time to first chunk by stage p95", "Time to first token (LLM), first byte (TTS) or "
+                   "first transcript (STT); exemplars open the request's trace.",
+                   [prom(quantile(0.95, "voice_stage_time_to_first_chunk_seconds", "voice_stage"),
+                         "{{voice_stage}}", latency=True)], unit="s", interval="15s"),
+    ]
+    return dashboard("voxpulse-voice-quality", "VoxPulse / Voice quality",
+                     "Time to first word (hero and trend), packet loss, jitter, RTT and the latency "
+                     "breakdown by stage.", "15s", panels, tags=("latency",))
+
+
+def agent_performance() -> dict[str, Any]:
+    panels = [
+        row("Overview"),
+        stat("Average response latency", "Mean time to first word over 5 minutes, ms.",
+             [prom(f"1000 * sum(rate({TTFW}_sum[5m])) / sum(rate({TTFW}_count[5m]))", "avg",
+                   latency=True, instant=True)], unit="ms", w=6,
+             steps=thresholds((None, "green"), (1500, "orange"), (3000, "red"))),
+        stat("Turns per minute", "Caller turns answered per minute (turn spans).",
+             [prom(f'sum(rate({SPAN_CALLS}{{voice_stage="turn"}}[$__rate_interval])) * 60', "turns/min")],
+             unit="none", w=6, decimals=1),
+        stat("Turns with tool calls", "Share of turns in which the agent called at least one tool "
+             "(call history).",
+             [sql("SELECT 100.0 * (SELECT count(DISTINCT (call_id, turn_index)) FROM call_tool_calls "
+                  "WHERE $__timeFilter(ts) AND turn_index IS NOT NULL) / NULLIF((SELECT count(DISTINCT "
+                  "(call_id, turn_index)) FROM call_turns WHERE $__timeFilter(ts)), 0) AS \"turns with "
+                  "tool calls\"")], unit="percent", w=6, datasource=PG, decimals=1),
+        stat("Cost per call", "Mean cost of a finished call (voice_call_cost), USD.",
+             [prom("sum(rate(voice_call_cost_sum[$__rate_interval])) / sum(rate(voice_call_cost_count"
+                   "[$__rate_interval]))", "USD per call")], unit="currencyUSD", w=6, decimals=3),
+        row("Latency"),
+        timeseries("Latency stack (mean per stage)", "Mean span duration per stage, stacked (recorded "
+                   "voice_stage:traces_span_metrics_duration_milliseconds:avg_5m).",
+                   [prom('sum by (voice_stage) (voice_stage:traces_span_metrics_duration_milliseconds:avg_5m'
+                         '{voice_stage=~"stt|llm|tts|tool"})', "{{voice_stage}}", latency=True)],
+                   unit="ms", stacked=True, interval="15s"),
+        timeseries("Tool latency p95 by tool", "execute_tool span duration p95 per tool; exemplars open "
+                   "the call.",
+                   [prom(quantile(0.95, SPAN_MS, "gen_ai_tool_name", '{voice_stage="tool"}'),
+                         "{{gen_ai_tool_name}}", latency=True)], unit="ms", interval="15s"),
+        row("Tools and cost"),
+        table("Top tools", "Most used tools with their success rate and mean duration (call history).",
+              [sql("SELECT name AS tool, count(*) AS calls, round(100.0 * avg(success::int), 1) AS "
+                   "\"success %\", round(avg(duration_ms)::numeric, 1) AS \"avg ms\" FROM call_tool_calls "
+                   "WHERE $__timeFilter(ts) GROUP BY name ORDER BY calls DESC LIMIT 10")], w=12, h=8),
+        timeseries("Tool calls per minute", "Tool calls per minute by tool and status (span-derived).",
+                   [prom(f'sum by (gen_ai_tool_name, status_code) (rate({SPAN_CALLS}{{voice_stage="tool"}}'
+                         '[$__rate_interval])) * 60', "{{gen_ai_tool_name}} {{status_code}}")],
+                   unit="none", interval="1m"),
+        timeseries("API spend per hour", "Provider API spend by stage, provider and model, USD per hour.",
+                   [prom("sum by (voice_stage, gen_ai_provider_name, gen_ai_request_model) "
+                         "(rate(voice_api_spend_total[$__rate_interval])) * 3600",
+                         "{{voice_stage}} {{gen_ai_provider_name}} {{gen_ai_request_model}}")],
+                   unit="currencyUSD", stacked=True, interval="1m"),
+        timeseries("LLM requests and errors", "LLM request spans per minute by model and status.",
+                   [prom(f'sum by (gen_ai_request_model, status_code) (rate({SPAN_CALLS}{{voice_stage="llm"}}'
+                         '[$__rate_interval])) * 60', "{{gen_ai_request_model}} {{status_code}}")],
+                   unit="none", interval="1m"),
+    ]
+    return dashboard("voxpulse-agent-performance", "VoxPulse / Agent performance",
+                     "Average latency, turns per minute, share of turns with tool calls, latency stack, "
+                     "top tools and cost.", "15s", panels, tags=("latency", "cost"))
+
+
+def _hour_columns() -> str:
+    return ", ".join(
+        f"count(*) FILTER (WHERE extract(hour FROM started_at AT TIME ZONE 'UTC') = {h}) AS \"{h:02d}\""
+        for h in range(24)
+    )
+
+
+PERIOD_VAR = {
+    "type": "custom", "name": "period", "label": "Period", "query": "day,week,month",
+    "current": {"selected": True, "text": "day", "value": "day"},
+    "options": [{"selected": v == "day", "text": v, "value": v} for v in ("day", "week", "month")],
+    "hide": 0, "includeAll": False, "multi": False,
+}
+
+
+def analytics() -> dict[str, Any]:
+    finished = "$__timeFilter(started_at) AND ended_at IS NOT NULL"
+    panels = [
+        row("Totals"),
+        stat("Calls", "Calls started in the selected time range.",
+             [sql("SELECT count(*) AS calls FROM calls WHERE $__timeFilter(started_at)")], unit="none",
+             w=4, datasource=PG),
+        stat("Resolved by bot", "Share of finished calls the bot resolved without an operator.",
+             [sql("SELECT 100.0 * count(*) FILTER (WHERE outcome = 'resolved_by_bot') / NULLIF(count(*), 0) "
+                  f"AS \"resolved by bot\" FROM calls WHERE {finished}")], unit="percent", w=4,
+             datasource=PG, decimals=1),
+        stat("Average call cost", "Mean cost of finished calls, USD.",
+             [sql(f"SELECT avg(cost_usd)::float8 AS \"avg cost\" FROM calls WHERE {finished}")],
+             unit="currencyUSD", w=4, datasource=PG, decimals=3),
+        stat("Average duration", "Mean duration of finished calls.",
+             [sql(f"SELECT avg(duration_seconds) AS \"avg duration\" FROM calls WHERE {finished}")],
+             unit="s", w=4, datasource=PG),
+        stat("Orders created", "Orders the bot created.",
+             [sql("SELECT coalesce(sum(orders_created), 0) AS orders FROM calls WHERE "
+                  "$__timeFilter(started_at)")], unit="none", w=4, datasource=PG),
+        stat("Fitting bookings", "Tyre-fitting appointments the bot booked.",
+             [sql("SELECT coalesce(sum(fittings_booked), 0) AS fittings FROM calls WHERE "
+                  "$__timeFilter(started_at)")], unit="none", w=4, datasource=PG),
+        row("Volume"),
+        timeseries("Calls per $period", "Calls per day, week or month (variable period).",
+                   [sql("SELECT date_trunc('$period', started_at) AS \"time\", count(*) AS calls FROM calls "
+                        "WHERE $__timeFilter(started_at) GROUP BY 1 ORDER BY 1", fmt="time_series")],
+                   unit="none", bars=True, datasource=PG, interval="1m"),
+        timeseries("Orders and fitting bookings per $period", "Orders created and fittings booked by the bot.",
+                   [sql("SELECT date_trunc('$period', started_at) AS \"time\", sum(orders_created) AS orders, "
+                        "sum(fittings_booked) AS fittings FROM calls WHERE $__timeFilter(started_at) "
+                        "GROUP BY 1 ORDER BY 1", fmt="time_series")],
+                   unit="none", bars=True, datasource=PG, interval="1m"),
+        row("Outcomes"),
+        panel("piechart", "Resolved by bot vs transferred", "Outcome of finished calls.",
+              [sql(f"SELECT coalesce(outcome, 'unknown') AS outcome, count(*) AS calls FROM calls WHERE "
+                   f"{finished} GROUP BY 1 ORDER BY 2 DESC")],
+              w=8, h=9, unit="none", datasource=PG,
+              options={"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": True},
+                       "pieType": "donut", "legend": {"displayMode": "table", "placement": "right",
+                                                      "values": ["value", "percent"]}}),
+        panel("piechart", "Scenarios", "Detected scenario of each call.",
+              [sql("SELECT coalesce(scenario, 'unknown') AS scenario, count(*) AS calls FROM calls WHERE "
+                   "$__timeFilter(started_at) GROUP BY 1 ORDER BY 2 DESC")],
+              w=8, h=9, unit="none", datasource=PG,
+              options={"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": True},
+                       "pieType": "donut", "legend": {"displayMode": "table", "placement": "right",
+                                                      "values": ["value", "percent"]}}),
+        table("Transfer reasons", "Why calls went to an operator.",
+              [sql("SELECT coalesce(transfer_reason, 'unknown') AS reason, count(*) AS calls FROM calls "
+                   "WHERE $__timeFilter(started_at) AND outcome = 'transferred' GROUP BY 1 ORDER BY 2 DESC")],
+              w=8, h=9),
+        row("Cost and time of day"),
+        timeseries("Average call cost per $period", "Mean cost of finished calls, USD.",
+                   [sql("SELECT date_trunc('$period', started_at) AS \"time\", avg(cost_usd)::float8 AS "
+                        f"\"avg cost\" FROM calls WHERE {finished} GROUP BY 1 ORDER BY 1", fmt="time_series")],
+                   unit="currencyUSD", datasource=PG, interval="1m"),
+        panel("heatmap", "Calls by hour of day (UTC)", "Calls per day (x) and hour of day (y).",
+              [sql(f"SELECT date_trunc('day', started_at) AS \"time\", {_hour_columns()} FROM calls WHERE "
+                   "$__timeFilter(started_at) GROUP BY 1 ORDER BY 1", fmt="time_series")],
+              w=12, h=8, unit="none", datasource=PG, interval="1m",
+              options={"calculate": False, "yAxis": {"axisPlacement": "left"},
+                       "color": {"mode": "scheme", "scheme": "Oranges", "steps": 64},
+                       "cellGap": 1, "tooltip": {"show": True, "yHistogram": False},
+                       "legend": {"show": True}}),
+    ]
+    return dashboard("voxpulse-analytics", "VoxPulse / Analytics",
+                     "Call history from PostgreSQL: volume, outcomes, scenarios, cost, time of day, "
+                     "orders and fitting bookings.", "1m", panels, variables=[PERIOD_VAR],
+                     time_from="now-30d", tags=("analytics",))
+
+
+CALL_ID_VAR = {"type": "textbox", "name": "call_id", "label": "call_id", "query": "",
+               "current": {"selected": False, "text": "", "value": ""}, "hide": 0}
+
+
+def call_explorer() -> dict[str, Any]:
+    call_links = [field_links("call_id", call_trace_links()), field_links("trace_id", trace_id_links())]
+    panels = [
+        row("Calls"),
+        table("Recent calls", "Latest calls (filtered by the call_id box when set). Click a call_id to open "
+              "its trace in Tempo (TraceQL by call_id) or to select it here.",
+              [sql("SELECT started_at AS \"time\", call_id, trace_id, direction, status, scenario, outcome, "
+                   "transfer_reason, duration_seconds, cost_usd::float8 AS cost_usd, turns FROM calls WHERE "
+                   "$__timeFilter(started_at) AND (${call_id:sqlstring} = '' OR call_id = "
+                   "${call_id:sqlstring}) ORDER BY started_at DESC LIMIT 100")],
+              h=10, overrides=call_links),
+        table("Slow calls", "Calls with the slowest turns (max time to first word); each opens its trace.",
+              [sql("SELECT c.call_id, c.trace_id, max(t.ttfw_ms) AS max_ttfw_ms, "
+                   "round(avg(t.ttfw_ms)::numeric, 1) AS avg_ttfw_ms, count(*) AS turns, min(c.started_at) "
+                   "AS started_at FROM call_turns t JOIN calls c ON c.call_id = t.call_id WHERE "
+                   "$__timeFilter(t.ts) AND t.ttfw_ms IS NOT NULL GROUP BY c.call_id, c.trace_id ORDER BY "
+                   "max_ttfw_ms DESC LIMIT 20")],
+              w=12, h=9, overrides=call_links),
+        table("Slow turns in Tempo", "Turn spans slower than 2 s (TraceQL); each row opens its trace.",
+              [traceql('{ span.voice.stage = "turn" && duration > 2s }')], w=12, h=9, datasource=TEMPO),
+        row("Selected call"),
+        table("Trace of the selected call", "Every trace carrying span attribute call_id = $call_id.",
+              [traceql('{ span.call_id = "${call_id}" }')], h=6, datasource=TEMPO),
+        table("Transcript", "The selected call's turns with per-stage latency (call_turns).",
+              [sql("SELECT ts AS \"time\", turn_index, speaker, text, stt_ms, llm_ms, tts_ms, ttfw_ms, "
+                   "interrupted FROM call_turns WHERE call_id = ${call_id:sqlstring} ORDER BY ts, turn_index")],
+              w=14, h=12),
+        table("Tool calls", "The selected call's tool calls with arguments and results (call_tool_calls).",
+              [sql("SELECT ts AS \"time\", turn_index, name, success, duration_ms, args::text AS args, "
+                   "result::text AS result, error FROM call_tool_calls WHERE call_id = ${call_id:sqlstring} "
+                   "ORDER BY ts, seq")],
+              w=10, h=12),
+    ]
+    return dashboard("voxpulse-call-explorer", "VoxPulse / Call explorer",
+                     "Find a call by call_id, open its trace in Tempo, read its transcript and tool calls; "
+                     "slow calls link to their traces.", "1m", panels, variables=[CALL_ID_VAR],
+                     time_from="now-24h", tags=("calls", "traces"))
+
+
+DASHBOARDS = {
+    "realtime.json": realtime,
+    "voice-quality.json": voice_quality,
+    "agent-performance.json": agent_performance,
+    "analytics.json": analytics,
+    "call-explorer.json": call_explorer,
+}
+
+
+def render() -> dict[str, str]:
+    """File name -> JSON text of every dashboard."""
+    return {name: json.dumps(build(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+            for name, build in DASHBOARDS.items()}
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    stale = []
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    for name, text in render().items():
+        path = OUT_DIR / name
+        if check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(name)
+        else:
+            path.write_text(text, encoding="utf-8")
+    if stale:
+        print("stale dashboards (run python grafana/build_dashboards.py):", ", ".join(stale), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
