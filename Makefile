@@ -9,7 +9,7 @@ bootstrap:
 
 demo: bootstrap
 	bash scripts/services.sh start
-	$(VENV)/voxpulse demo
+	set -a; source .voxpulse/services/env; set +a; $(VENV)/voxpulse demo
 
 test: bootstrap
 	bash scripts/services.sh start
@@ -24,7 +24,7 @@ docs:
 
 bench: bootstrap
 	bash scripts/services.sh start
-	$(VENV)/python -m bench
+	set -a; source .voxpulse/services/env; set +a; $(VENV)/python -m bench
 
 clean-state:
 	-$(VENV)/voxpulse stack down

@@ -144,8 +144,11 @@ async def insert_alerts(conn: Any, rows: list[AlertRecord]) -> int:
 
 
 # ---------------------------------------------------------------------------------------- server
-def make_app(dsn: str, *, token: str | None = None) -> Any:
-    """The aiohttp application: POST /alerts (and /), GET /healthz."""
+def make_app(dsn: str | None, *, token: str | None = None) -> Any:
+    """The aiohttp application: POST /alerts (and /), GET /healthz.
+
+    Without a DSN it still answers (health, 503 for notifications, so Alertmanager keeps retrying
+    and nothing is lost once a database is configured and the receiver restarted)."""
     import asyncpg
     from aiohttp import web
 
@@ -153,10 +156,19 @@ def make_app(dsn: str, *, token: str | None = None) -> Any:
     lock = asyncio.Lock()
 
     async def pool() -> Any:
+        if dsn is None:
+            raise OSError("no database configured (set DATABASE_URL)")
         async with lock:
             if state["pool"] is None:
-                state["pool"] = await asyncpg.create_pool(dsn, min_size=0, max_size=4, timeout=5,
-                                                          command_timeout=10)
+                from telemetry.history import migrate
+
+                new = await asyncpg.create_pool(dsn, min_size=0, max_size=4, timeout=5, command_timeout=10)
+                try:
+                    await migrate(new)  # alerts_history exists before the first insert (idempotent)
+                except BaseException:
+                    await new.close()
+                    raise
+                state["pool"] = new
             return state["pool"]
 
     async def receive(request: web.Request) -> web.Response:
@@ -193,7 +205,7 @@ def make_app(dsn: str, *, token: str | None = None) -> Any:
     return app
 
 
-async def serve(dsn: str, listen: str = DEFAULT_LISTEN, *, token: str | None = None,
+async def serve(dsn: str | None, listen: str = DEFAULT_LISTEN, *, token: str | None = None,
                 ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
     """Run the receiver until ``stop`` is set (or forever)."""
     from aiohttp import web
@@ -322,17 +334,18 @@ def write_alertmanager_config(out: Path, text: str, template_dir: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------- CLI
-def _dsn(arg: str | None) -> str:
-    dsn = arg or os.environ.get("VOXPULSE_DATABASE_URL") or os.environ.get("DATABASE_URL")
-    if not dsn:
-        raise SystemExit("no database: pass --dsn or set DATABASE_URL (scripts/services.sh writes one)")
-    return dsn
+def _dsn(arg: str | None) -> str | None:
+    return arg or os.environ.get("VOXPULSE_DATABASE_URL") or os.environ.get("DATABASE_URL") or None
 
 
 def _run_receiver(args: argparse.Namespace) -> int:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
+    dsn = _dsn(args.dsn)
+    if dsn is None:
+        log.warning("no database: pass --dsn or set DATABASE_URL (scripts/services.sh writes one); "
+                    "notifications are answered 503 so that Alertmanager keeps them and retries")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(_dsn(args.dsn), args.listen, token=os.environ.get("ALERTS_RECEIVER_TOKEN")))
+        asyncio.run(serve(dsn, args.listen, token=os.environ.get("ALERTS_RECEIVER_TOKEN")))
     return 0
 
 

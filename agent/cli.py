@@ -298,7 +298,7 @@ async def _simulate(args: argparse.Namespace, exporter: str) -> Any:
         summary = await simulate(
             calls=args.calls, concurrency=args.concurrency, seed=args.seed,
             scenarios=args.scenario or None, options=options, store_error_rate=args.store_error_rate,
-            on_call_done=done, call_log=call_log,
+            on_call_done=done, call_log=call_log, run_id=args.run_id,
         )
     if call_log is not None:
         drained = await call_log.wait_drained(timeout=15.0)
@@ -486,6 +486,7 @@ def _add_sim_args(p: argparse.ArgumentParser, calls: int, concurrency: int) -> N
     p.add_argument("--calls", "-n", type=int, default=calls)
     p.add_argument("--concurrency", "-c", type=int, default=concurrency)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--run-id", help="call_ids are sim-SEED-RUN_ID-NNNN (default: new per run, so they never repeat)")
     p.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
     p.add_argument("--store-error-rate", type=float, default=0.02, help="random store API 5xx rate")
     p.add_argument("--playout-scale", type=float, default=0.1, help="agent audio plays this x real time")

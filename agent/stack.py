@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
+RECEIVER_LISTEN = "127.0.0.1:9095"  # agent.alert_receiver.DEFAULT_LISTEN
 DEFAULT_STATE_DIR = Path(".voxpulse/stack")
 
 
@@ -106,26 +107,29 @@ def _prometheus_argv(binary: Path, state: Path) -> list[str]:
     ]
 
 
-_FALLBACK_ALERTMANAGER = """\
-# Written by agent/stack.py because prometheus/alertmanager.yml does not exist yet.
-route:
-  receiver: "null"
-receivers:
-  - name: "null"
-"""
-
-
 def _alertmanager_config(state: Path) -> Path:
-    """$VOXPULSE_ALERTMANAGER_CONFIG (a config rendered with secrets), else the committed one."""
+    """$VOXPULSE_ALERTMANAGER_CONFIG (a config rendered elsewhere), else prometheus/alertmanager.yml
+    rendered into the state dir (mode 0600) from the environment: integrations whose secrets are
+    not set are left out, so a local stack records alerts in alerts_history only."""
     rendered = os.environ.get("VOXPULSE_ALERTMANAGER_CONFIG")
     if rendered:
         return Path(rendered).resolve()
-    repo = ROOT / "prometheus" / "alertmanager.yml"
-    if repo.is_file():
-        return repo
-    fallback = state / "alertmanager.fallback.yml"
-    fallback.write_text(_FALLBACK_ALERTMANAGER, encoding="utf-8")
-    return fallback
+    from agent.alert_receiver import ConfigError, render_alertmanager_config, write_alertmanager_config
+
+    template = ROOT / "prometheus" / "alertmanager.yml"
+    env = dict(os.environ)
+    env.setdefault("ALERTS_RECEIVER_URL", f"http://{RECEIVER_LISTEN}/alerts")
+    try:
+        text = render_alertmanager_config(template.read_text(encoding="utf-8"), env, allow_missing=True)
+    except ConfigError as exc:
+        raise StackError(f"alertmanager: {exc}") from exc
+    out = state / "alertmanager.yml"
+    write_alertmanager_config(out, text, template.parent)
+    return out
+
+
+def _receiver_argv(binary: Path, _state: Path) -> list[str]:
+    return [str(binary), "alerts-receiver", "--listen", RECEIVER_LISTEN]
 
 
 def _alertmanager_argv(binary: Path, state: Path) -> list[str]:
@@ -138,7 +142,8 @@ def _alertmanager_argv(binary: Path, state: Path) -> list[str]:
     ]
 
 
-# Start order: Tempo before the collector that exports to it; Alertmanager before Prometheus.
+# Start order: Tempo before the collector that exports to it; the alerts receiver before
+# Alertmanager before Prometheus.
 COMPONENTS: dict[str, Component] = {
     c.name: c
     for c in (
@@ -162,6 +167,15 @@ COMPONENTS: dict[str, Component] = {
             (4317, 4318, 8888, 8889, 13133),
             _otelcol_argv,
             description="OpenTelemetry Collector (OTLP in, span metrics, redaction)",
+        ),
+        Component(
+            "alerts-receiver",
+            ("voxpulse",),
+            f"http://{RECEIVER_LISTEN}/healthz",
+            (9095,),
+            _receiver_argv,
+            description="Alertmanager webhook -> PostgreSQL alerts_history (voxpulse alerts-receiver)",
+            stop_timeout_s=5.0,
         ),
         Component(
             "alertmanager",
@@ -206,7 +220,8 @@ def cache_dir() -> Path:
 
 
 def _find(names: Iterable[str]) -> Path | None:
-    dirs = [cache_dir() / "bin", Path.home() / ".cache" / "voxpulse" / "bin"]
+    # our cache, then this Python's bin dir (the venv's `voxpulse` without an activated venv), then PATH
+    dirs = [cache_dir() / "bin", Path.home() / ".cache" / "voxpulse" / "bin", Path(sys.executable).parent]
     for name in names:
         for d in dirs:
             p = d / name

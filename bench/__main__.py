@@ -47,7 +47,7 @@ BENCHES = (
     Bench("capacity", "bench.bench_capacity", "Concurrent simulated calls per process",
           "200 concurrent calls with zero dropped spans; telemetry under 5 % of CPU"),
     Bench("freshness", "bench.bench_freshness", "Freshness through the real pipeline",
-          "span end → Prometheus ≤ scrape interval + 5 s; → Tempo search ≤ 10 s"),
+          "span end → Prometheus ≤ scrape interval + 5 s; → Tempo search ≤ 10 s", args=("--also-flush", "3s")),
 )
 
 

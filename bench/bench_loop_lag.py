@@ -144,7 +144,8 @@ def run(seconds: float, collector: str | None) -> dict[str, object]:
     def p99(rate: int, backend: str) -> float:
         return max(float(r["p99_ms"]) for r in rows if r["spans_per_s"] == rate and r["backend"] == backend)
 
-    added = {rate: round(p99(rate, "collector down") - p99(rate, "no telemetry"), 3) for rate in (REALISTIC, REALISTIC * 10)}
+    added = {rate: round(p99(rate, "collector down") - p99(rate, "no telemetry"), 3)
+             for rate in (REALISTIC, REALISTIC * 10)}
     worst = max(added.values())
     verdict = (f"{'met' if worst <= 2.0 else 'MISSED'}: added p99 lag with the collector down is "
                + ", ".join(f"{v} ms at {k} spans/s" for k, v in added.items()))

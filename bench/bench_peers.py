@@ -156,7 +156,8 @@ def run(rounds: int, ops: int) -> dict[str, object]:
 def to_markdown(result: dict[str, Any]) -> str:
     lines = ["| process | variant | median µs | range µs | × bare span |", "|---|---|---|---|---|"]
     for r in result["rows"]:
-        lines.append(f"| {r['process']} | {r['variant']} | {r['median_us']} | {r['min_us']}–{r['max_us']} | {r['ratio']} |")
+        lines.append(f"| {r['process']} | {r['variant']} | {r['median_us']} "
+                     f"| {r['min_us']}–{r['max_us']} | {r['ratio']} |")
     return "\n".join(lines)
 
 

@@ -5,6 +5,7 @@
   stage spans to ``voice.stage``.
 * :class:`QueueingSpanProcessor` is the SDK's BatchSpanProcessor that counts, instead of logging per
   span, the spans it drops when its queue is full.
+* :class:`ChangedPointsExporter` sends only the metric points that changed, so exemplars survive.
 * :class:`SafeExporter` redacts every span before the real exporter sees it (on the export thread,
   off the event loop), counts spans it could not deliver, and logs failure and recovery once each.
 """
@@ -13,9 +14,23 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence, Sized
+from dataclasses import replace
+from typing import Any
 
 from opentelemetry import baggage, context, trace
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    HistogramDataPoint,
+    Metric,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+)
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Status
@@ -25,10 +40,20 @@ from telemetry.calls import current_call_id
 from telemetry.redaction import Redactor
 from telemetry.semconv import LIVEKIT_STAGE_SPANS, Attr
 
-__all__ = ["CallIdProcessor", "QueueingSpanProcessor", "SafeExporter", "redact_span"]
+__all__ = ["CallIdProcessor", "ChangedPointsExporter", "QueueingSpanProcessor", "SafeExporter", "redact_span"]
 
 _logger = logging.getLogger("voxpulse.export")
 _STAGE_BY_SPAN = {name: stage.value for name, stage in LIVEKIT_STAGE_SPANS.items()}
+
+
+def _log_outside_call(message: str, *args: object) -> None:
+    """A pipeline warning is about the process, not about the call whose span happened to trigger
+    it: log it with an empty context and call_id None so it carries no ids of that call."""
+    token = context.attach(context.Context())
+    try:
+        _logger.warning(message, *args, extra={"call_id": None})
+    finally:
+        context.detach(token)
 
 
 def stamp(span: Span, parent_context: context.Context | None) -> None:
@@ -88,6 +113,11 @@ class QueueingSpanProcessor(BatchSpanProcessor):
     def on_start(self, span: Span, parent_context: context.Context | None = None) -> None:
         stamp(span, parent_context)
 
+    @property
+    def pending(self) -> int:
+        """Spans waiting in the queue (not yet handed to the exporter)."""
+        return len(self._queue)
+
     def on_end(self, span: ReadableSpan) -> None:
         if not span.context or not span.context.trace_flags.sampled:
             return
@@ -98,14 +128,14 @@ class QueueingSpanProcessor(BatchSpanProcessor):
                 inst.export_dropped.add(1, {Attr.EXPORT_SIGNAL: "traces"})
             if not self._dropping:
                 self._dropping = True
-                _logger.warning("span queue full (%d); dropping spans until the exporter catches up",
+                _log_outside_call("span queue full (%d); dropping spans until the exporter catches up",
                                 self._queue_limit)
             return
         if self._dropping and len(self._queue) <= self._queue_limit // 2:
             # hysteresis: while the exporter is failing or slow it frees one batch at a time and the
             # queue refills at once; "full"/"room again" must not alternate for every batch
             self._dropping = False
-            _logger.warning("span queue has room again; %d spans dropped so far", self.dropped)
+            _log_outside_call("span queue has room again; %d spans dropped so far", self.dropped)
         super().on_end(span)
 
 
@@ -147,16 +177,20 @@ class SafeExporter(SpanExporter):
         self.inner = inner
         self.redactor = redactor
         self.failed_spans = 0
+        self.in_flight = 0  # spans of the batch being exported right now
         self._failing = False
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.in_flight = len(spans)
         try:
             redacted = [redact_span(s, self.redactor) for s in spans]
             result = self.inner.export(redacted)
         except Exception as exc:  # an exporter must not kill the export thread
             _logger.debug("exporter raised", exc_info=exc)
             result = SpanExportResult.FAILURE
+        finally:
+            self.in_flight = 0
         with self._lock:
             if result is SpanExportResult.SUCCESS:
                 if self._failing:
@@ -180,3 +214,76 @@ class SafeExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.inner.force_flush(timeout_millis)
+
+
+class ChangedPointsExporter(MetricExporter):
+    """Sends a cumulative data point only when it changed since it was last sent (or every
+    ``keepalive_s``), so that an export without new measurements does not replace, in the
+    collector's Prometheus exporter, the point that carries the exemplars (trace ids).
+
+    Without it the export at shutdown, right after a flush, and every periodic export of an idle
+    series, send the same counts with no exemplars, and the collector exposes that point instead:
+    the exemplars of a short-lived agent process (one LiveKit job per call) never reached
+    Prometheus. The exporter keeps a series until ``metric_expiration`` (30 min), so a keepalive
+    well inside that keeps idle series (an active-calls gauge at 0) visible.
+    """
+
+    def __init__(self, inner: MetricExporter, *, keepalive_s: float = 300.0) -> None:
+        super().__init__(preferred_temporality=inner._preferred_temporality,
+                         preferred_aggregation=inner._preferred_aggregation)
+        self.inner = inner
+        self.keepalive_s = keepalive_s
+        self._sent: dict[tuple[object, ...], tuple[object, float]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _state(point: object) -> object:
+        if isinstance(point, HistogramDataPoint):
+            return (point.count, point.sum)
+        if isinstance(point, NumberDataPoint):
+            return point.value
+        return object()  # anything else (exponential histograms): always sent
+
+    def _changed(self, data: MetricsData) -> MetricsData | None:
+        now = time.monotonic()
+        resources: list[ResourceMetrics] = []
+        with self._lock:
+            for rm in data.resource_metrics:
+                scopes: list[ScopeMetrics] = []
+                for sm in rm.scope_metrics:
+                    metrics: list[Metric] = []
+                    for metric in sm.metrics:
+                        temporality = getattr(metric.data, "aggregation_temporality", None)
+                        if temporality is not AggregationTemporality.CUMULATIVE:
+                            metrics.append(metric)
+                            continue
+                        kept = []
+                        for point in metric.data.data_points:
+                            key = (id(rm.resource), sm.scope.name, metric.name,
+                                   frozenset((point.attributes or {}).items()))
+                            state = self._state(point)
+                            last = self._sent.get(key)
+                            if last is None or last[0] != state or now - last[1] >= self.keepalive_s:
+                                self._sent[key] = (state, now)
+                                kept.append(point)
+                        if kept:
+                            metrics.append(Metric(name=metric.name, description=metric.description,
+                                                  unit=metric.unit, data=replace(metric.data, data_points=kept)))  # type: ignore[arg-type]
+                    if metrics:
+                        scopes.append(ScopeMetrics(scope=sm.scope, metrics=metrics, schema_url=sm.schema_url))
+                if scopes:
+                    resources.append(ResourceMetrics(resource=rm.resource, scope_metrics=scopes,
+                                                     schema_url=rm.schema_url))
+        return MetricsData(resource_metrics=resources) if resources else None
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        changed = self._changed(metrics_data)
+        if changed is None:
+            return MetricExportResult.SUCCESS
+        return self.inner.export(changed, timeout_millis=timeout_millis, **kwargs)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self.inner.force_flush(timeout_millis=timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)

@@ -28,9 +28,11 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from telemetry import _env
-from telemetry._processors import CallIdProcessor, QueueingSpanProcessor, SafeExporter
+from telemetry import metrics as _metrics
+from telemetry._processors import CallIdProcessor, ChangedPointsExporter, QueueingSpanProcessor, SafeExporter
 from telemetry._state import STATE, TRACER_NAME
 from telemetry.redaction import ContentMode, Redactor
+from telemetry.semconv import Attr
 
 __all__ = ["Telemetry", "TelemetryConfig", "configure"]
 
@@ -89,13 +91,30 @@ class Telemetry:
         self._exporter = exporter
         self._span_processor = span_processor
         self._closed = False
+        self._abandoned = 0
 
     @property
     def dropped_spans(self) -> int:
-        """Spans not delivered: queue full, or the exporter failed."""
+        """Spans not delivered: queue full, the exporter failed, or still unexported when a
+        flush/shutdown deadline passed."""
         queued = self._span_processor.dropped if self._span_processor else 0
         failed = self._exporter.failed_spans if self._exporter else 0
-        return queued + failed
+        return queued + failed + self._abandoned
+
+    def _count_abandoned(self, action: str) -> None:
+        """After a shutdown deadline passed: the spans still queued or in the exporter are counted
+        (voxpulse.export.dropped and dropped_spans) and reported in one log line, never silently lost."""
+        if self._span_processor is None or self._exporter is None:
+            return
+        left = self._span_processor.pending + self._exporter.in_flight
+        if left <= 0:
+            return
+        self._abandoned += left
+        inst = _metrics.current()
+        if inst is not None:
+            inst.export_dropped.add(left, {Attr.EXPORT_SIGNAL: "traces"})
+        _logger.warning("telemetry %s deadline passed with %d spans not exported (collector slow or down)",
+                        action, left)
 
     def _flush_blocking(self, timeout: float) -> None:
         deadline_ms = int(timeout * 1000)
@@ -106,7 +125,10 @@ class Telemetry:
 
     def _shutdown_blocking(self, timeout: float) -> None:
         start = time.monotonic()
-        self._flush_blocking(timeout)
+        # Spans: flush, then stop. Metrics: the reader's shutdown collects and exports once more
+        # itself; a flush before it would only add an export.
+        if self.tracer_provider is not None:
+            self.tracer_provider.force_flush(int(timeout * 1000))
         left = max(0.1, timeout - (time.monotonic() - start))
         if self.tracer_provider is not None:
             self.tracer_provider.shutdown()
@@ -123,7 +145,10 @@ class Telemetry:
             return True
         self._closed = True
         _deactivate(self)
-        return await self._in_thread(lambda: self._shutdown_blocking(timeout), timeout)
+        ok = await self._in_thread(lambda: self._shutdown_blocking(timeout), timeout)
+        if not ok:
+            self._count_abandoned("shutdown")
+        return ok
 
     def shutdown_sync(self, timeout: float = 5.0) -> bool:
         """Blocking form for process exit or sync code; bounded by ``timeout``."""
@@ -131,7 +156,10 @@ class Telemetry:
             return True
         self._closed = True
         _deactivate(self)
-        return _run_bounded(lambda: self._shutdown_blocking(timeout), timeout)
+        ok = _run_bounded(lambda: self._shutdown_blocking(timeout), timeout)
+        if not ok:
+            self._count_abandoned("shutdown")
+        return ok
 
     @staticmethod
     async def _in_thread(fn: Callable[[], None], timeout: float) -> bool:
@@ -236,7 +264,7 @@ def _metric_readers(config: TelemetryConfig) -> list[MetricReader]:
                 else HttpMetricExporter()
             )
         readers.append(PeriodicExportingMetricReader(
-            exporter, export_interval_millis=config.metric_export_interval_s * 1000,
+            ChangedPointsExporter(exporter), export_interval_millis=config.metric_export_interval_s * 1000,
         ))
     if config.metrics_exporter in ("prometheus", "both"):
         from opentelemetry.exporter.prometheus import PrometheusMetricReader

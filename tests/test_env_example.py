@@ -11,7 +11,9 @@ IGNORED = {"COLUMNS", "CI", "HOME", "PATH"}
 
 def _read_in_code() -> set[str]:
     names: set[str] = set()
-    pattern = re.compile(r"""os\.environ(?:\.get)?[(\[]\s*["']([A-Z][A-Z0-9_]+)["']|getenv\(\s*["']([A-Z][A-Z0-9_]+)["']""")
+    pattern = re.compile(
+        r"""os\.environ(?:\.get)?[(\[]\s*["']([A-Z][A-Z0-9_]+)["']|getenv\(\s*["']([A-Z][A-Z0-9_]+)["']"""
+    )
     for path in [*ROOT.glob("telemetry/**/*.py"), *ROOT.glob("agent/**/*.py")]:
         for m in pattern.finditer(path.read_text(encoding="utf-8")):
             names.add(m.group(1) or m.group(2))

@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -89,13 +90,14 @@ def simulated(live_stack: None) -> dict[str, Any]:
     """Simulated calls exported by OTLP to the collector; returns their call ids and service."""
     seed = os.getpid() % 90000 + 10000
     service = f"vp-dash-{seed}"
+    run = uuid.uuid4().hex[:6]
     env = os.environ | {"OTEL_SERVICE_NAME": service, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
     proc = subprocess.run(
         [sys.executable, "-m", "agent.cli", "simulate", "--calls", "6", "--concurrency", "3", "--seed", str(seed),
-         "--exporter", "otlp", "--quiet"],
+         "--run-id", run, "--exporter", "otlp", "--quiet"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return {"service": service, "seed": seed, "call_ids": [f"sim-{seed}-{i:04d}" for i in range(6)],
+    return {"service": service, "seed": seed, "call_ids": [f"sim-{seed}-{run}-{i:04d}" for i in range(6)],
             "t0": time.time() - 600}
 
 

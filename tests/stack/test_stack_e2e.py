@@ -414,3 +414,36 @@ def test_up_is_idempotent_and_the_collector_survives_a_kill(running: Stack, sent
     rows = {r.name: r for r in stack.status(state_dir=running.state_dir)}
     assert all(r.ready for r in rows.values()), rows
     assert "starting" in stack.logs("otelcol", 400, state_dir=running.state_dir)
+
+
+# --- alerts: the stack's Alertmanager -> the stack's receiver -> PostgreSQL alerts_history ----------
+
+
+def test_alertmanager_of_the_stack_records_alerts_in_history(running: Stack) -> None:
+    import os
+
+    import asyncpg
+
+    if not running.owned:
+        pytest.skip("reusing a stack that this test did not start: its receiver may use another database")
+    dsn = os.environ.get("VOXPULSE_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if not dsn:
+        pytest.skip("no DATABASE_URL: the stack's receiver has no database (scripts/services.sh writes one)")
+    name = f"StackE2E{uuid.uuid4().hex[:8]}"
+    alert = {"labels": {"alertname": name, "severity": "warning", "service": "voice-agent"},
+             "annotations": {"summary": "stack e2e"}}
+    r = running.http.post("http://127.0.0.1:9093/api/v2/alerts", json=[alert])
+    assert r.status_code == 200, r.text
+
+    async def stored() -> int:
+        conn = await asyncpg.connect(dsn, timeout=5)
+        try:
+            exists = await conn.fetchval("SELECT to_regclass('alerts_history') IS NOT NULL")
+            if not exists:
+                return 0
+            return int(await conn.fetchval("SELECT count(*) FROM alerts_history WHERE alertname = $1", name))
+        finally:
+            await conn.close()
+
+    # the history route's group_wait is 30 s
+    poll(lambda: asyncio.run(stored()) or None, f"alert {name} in alerts_history", 75, every_s=2)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 import telemetry
 from telemetry._state import STATE
@@ -140,3 +142,77 @@ async def test_undelivered_spans_are_counted() -> None:
     await handle.flush(timeout=15)
     assert handle.dropped_spans >= 1
     await handle.shutdown(timeout=1)
+
+
+async def test_spans_left_at_the_shutdown_deadline_are_counted_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import socket
+
+    # A collector that accepts connections and never answers: the first export hangs in the exporter.
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)
+    port = hung.getsockname()[1]
+    try:
+        handle = telemetry.configure(exporter="otlp", endpoint=f"http://127.0.0.1:{port}", metrics_exporter="none",
+                                     setup_logs=False)
+
+        @telemetry.traced(name="work", stage="llm")
+        async def work() -> None:
+            await asyncio.sleep(0)
+
+        async with telemetry.call("deadline"):
+            for _ in range(1500):
+                await work()
+        with caplog.at_level("WARNING", logger="voxpulse"):
+            finished = await handle.shutdown(timeout=0.5)
+        assert finished is False
+        # nothing could be delivered: every span is accounted for as dropped, none silently lost
+        assert handle.dropped_spans == 1501
+        lines = [r for r in caplog.records if "deadline passed" in r.getMessage()]
+        assert len(lines) == 1 and "1501 spans" in lines[0].getMessage()
+    finally:
+        hung.close()
+
+
+async def test_queue_full_warning_carries_no_call_id() -> None:
+    import logging
+
+    from telemetry._processors import QueueingSpanProcessor, SafeExporter
+    from telemetry.redaction import Redactor
+
+    seen: list[object] = []
+
+    class Grab(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            from telemetry.logs import _ContextFilter
+
+            _ContextFilter().filter(record)  # what the JSON log handler would add
+            seen.append((getattr(record, "call_id", None), getattr(record, "trace_id", None)))
+
+    release = threading.Event()
+
+    class Stuck(SpanExporter):
+        def export(self, spans: object) -> SpanExportResult:
+            release.wait(5)
+            return SpanExportResult.SUCCESS
+
+    grab = Grab(level=logging.WARNING)
+    logging.getLogger("voxpulse.export").addHandler(grab)
+    proc = QueueingSpanProcessor(SafeExporter(Stuck(), Redactor()), max_queue_size=4,
+                                 schedule_delay_ms=60_000, max_export_batch_size=4)
+    try:
+        handle = telemetry.configure(exporter="none", metrics_exporter="none", setup_logs=False,
+                                     span_processors=[proc])
+        async with telemetry.call("queue-full"):
+            for _ in range(20):
+                with STATE.tracer.start_as_current_span("s"):
+                    pass
+        assert proc.dropped > 0
+        assert seen and all(ids == (None, None) for ids in seen)
+        release.set()
+        await handle.shutdown(timeout=2)
+    finally:
+        release.set()
+        logging.getLogger("voxpulse.export").removeHandler(grab)

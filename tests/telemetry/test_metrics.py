@@ -72,3 +72,64 @@ async def test_business_counters(cap: CapturedTelemetry) -> None:
     assert active.value == 0
     (errors,) = cap.metric_points("voice.store_api.errors")
     assert dict(errors.attributes) == {Attr.HTTP_STATUS: 503}
+
+
+def test_unchanged_points_are_not_re_exported_so_exemplars_survive() -> None:
+    """A flush followed by shutdown (or an idle periodic export) must not send the same counts
+    again without exemplars: the collector's Prometheus exporter would expose that point instead."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import (
+        HistogramDataPoint,
+        MetricExporter,
+        MetricExportResult,
+        MetricsData,
+        PeriodicExportingMetricReader,
+    )
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from telemetry._processors import ChangedPointsExporter
+
+    class Capture(MetricExporter):
+        def __init__(self) -> None:
+            super().__init__()
+            self.batches: list[MetricsData] = []
+
+        def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
+                   **kwargs: object) -> MetricExportResult:
+            self.batches.append(metrics_data)
+            return MetricExportResult.SUCCESS
+
+        def force_flush(self, timeout_millis: float = 10_000) -> bool:
+            return True
+
+        def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
+            return None
+
+    def points(batch: MetricsData) -> list[HistogramDataPoint]:
+        return [p for rm in batch.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+                for p in m.data.data_points if isinstance(p, HistogramDataPoint)]
+
+    capture = Capture()
+    wrapped = ChangedPointsExporter(capture)
+    provider = MeterProvider(metric_readers=[PeriodicExportingMetricReader(wrapped, export_interval_millis=3_600_000)])
+    histogram = provider.get_meter("t").create_histogram("ttfw", unit="s")
+    tracer = TracerProvider().get_tracer("t")
+    with tracer.start_as_current_span("turn"):
+        histogram.record(0.7)
+    provider.force_flush()
+    (first,) = [points(b) for b in capture.batches]
+    assert first[0].count == 1 and first[0].exemplars  # the exemplar goes out once
+    provider.force_flush()  # nothing new: nothing sent, the collector keeps the exemplar
+    provider.shutdown()
+    assert len(capture.batches) == 1
+    # a changed series is sent again; a stale one after the keepalive
+    capture2 = Capture()
+    wrapped2 = ChangedPointsExporter(capture2, keepalive_s=0.0)
+    provider2 = MeterProvider(
+        metric_readers=[PeriodicExportingMetricReader(wrapped2, export_interval_millis=3_600_000)])
+    counter = provider2.get_meter("t").create_counter("calls")
+    counter.add(1)
+    provider2.force_flush()
+    provider2.force_flush()
+    assert len(capture2.batches) == 2
+    provider2.shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import urllib.request
 
@@ -32,7 +33,11 @@ async def test_prometheus_names_match_semconv() -> None:
             call.add_cost(0.01, stage="llm")
             call.set_outcome("transferred", reason="operator_requested")
         metrics.calllog_records(1, result="written", buffer="postgres")
-        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                return str(resp.read().decode())
+
+        body = await asyncio.to_thread(scrape)
     finally:
         await handle.shutdown(timeout=2)
     exposed = {line.split("{")[0].split(" ")[0] for line in body.splitlines() if line and not line.startswith("#")}
