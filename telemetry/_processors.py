@@ -179,9 +179,22 @@ class SafeExporter(SpanExporter):
         self.failed_spans = 0
         self.in_flight = 0  # spans of the batch being exported right now
         self._failing = False
+        self._aborted = False
+        self._closed = False
         self._lock = threading.Lock()
 
+    def abort(self) -> None:
+        """A shutdown deadline passed and what was left is already counted: stop the inner
+        exporter (its retry loop ends at once) and count nothing more."""
+        self._aborted = True
+        self.shutdown()
+
+    def aborted(self) -> bool:
+        return self._aborted
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self.aborted():
+            return SpanExportResult.FAILURE
         self.in_flight = len(spans)
         try:
             redacted = [redact_span(s, self.redactor) for s in spans]
@@ -191,6 +204,8 @@ class SafeExporter(SpanExporter):
             result = SpanExportResult.FAILURE
         finally:
             self.in_flight = 0
+        if self.aborted():  # set meanwhile by another thread: counted as abandoned at the deadline
+            return result
         with self._lock:
             if result is SpanExportResult.SUCCESS:
                 if self._failing:
@@ -210,6 +225,10 @@ class SafeExporter(SpanExporter):
         return result
 
     def shutdown(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         self.inner.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
@@ -235,6 +254,7 @@ class ChangedPointsExporter(MetricExporter):
         self.keepalive_s = keepalive_s
         self._sent: dict[tuple[object, ...], tuple[object, float]] = {}
         self._lock = threading.Lock()
+        self._closed = False
 
     @staticmethod
     def _state(point: object) -> object:
@@ -286,4 +306,8 @@ class ChangedPointsExporter(MetricExporter):
         return self.inner.force_flush(timeout_millis=timeout_millis)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)

@@ -92,6 +92,7 @@ class Telemetry:
         self._span_processor = span_processor
         self._closed = False
         self._abandoned = 0
+        self._metric_exporters: list[ChangedPointsExporter] = []
 
     @property
     def dropped_spans(self) -> int:
@@ -103,10 +104,14 @@ class Telemetry:
 
     def _count_abandoned(self, action: str) -> None:
         """After a shutdown deadline passed: the spans still queued or in the exporter are counted
-        (voxpulse.export.dropped and dropped_spans) and reported in one log line, never silently lost."""
+        (voxpulse.export.dropped and dropped_spans) and reported in one log line, never silently
+        lost; then the exporters are stopped, so no retry loop outlives the deadline."""
+        for exporter in self._metric_exporters:
+            exporter.shutdown()
         if self._span_processor is None or self._exporter is None:
             return
         left = self._span_processor.pending + self._exporter.in_flight
+        self._exporter.abort()
         if left <= 0:
             return
         self._abandoned += left
@@ -412,6 +417,10 @@ def configure(
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
     handle = Telemetry(config, tracer_provider, meter_provider, safe, batch)
+    handle._metric_exporters = [
+        r._exporter for r in readers
+        if isinstance(r, PeriodicExportingMetricReader) and isinstance(r._exporter, ChangedPointsExporter)
+    ]
     _active, _active_key = handle, config
     if not _atexit_registered and "pytest" not in sys.modules:
         _atexit_registered = True

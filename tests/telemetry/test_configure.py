@@ -174,6 +174,11 @@ async def test_spans_left_at_the_shutdown_deadline_are_counted_and_logged(
         assert len(lines) == 1 and "1501 spans" in lines[0].getMessage()
     finally:
         hung.close()
+    # the exporter was stopped at the deadline: no retry loop outlives it, nothing counted twice
+    for t in [t for t in threading.enumerate() if t.name == "voxpulse-flush"]:
+        await asyncio.to_thread(t.join, 10)
+    assert not [t for t in threading.enumerate() if t.name == "voxpulse-flush" and t.is_alive()]
+    assert handle.dropped_spans == 1501
 
 
 async def test_queue_full_warning_carries_no_call_id() -> None:

@@ -76,8 +76,22 @@ def _exported(cap: CapturedTelemetry) -> str:
 _capture: list[CapturedTelemetry] = []
 
 
+_EXPORT_THREADS = ("voxpulse-flush", "voxpulse-shutdown", "OtelBatch", "OtelPeriodicExportingMetricReader")
+
+
 @pytest.fixture(scope="module")
 def shared_capture() -> Iterator[None]:
+    # Hypothesis rejects a run when the global `random` state changes during a draw; the OTLP
+    # exporters' retry jitter of pipelines that earlier tests shut down with a dead collector does
+    # exactly that from their threads. Let those threads end first (bounded: the library stops
+    # their exporters at the shutdown deadline).
+    import threading
+    import time
+
+    end = time.monotonic() + 30
+    while time.monotonic() < end and any(t.name.startswith(_EXPORT_THREADS) and t.is_alive()
+                                         for t in threading.enumerate()):
+        time.sleep(0.1)
     with capture_telemetry(livekit=False, libraries=False) as cap:
         _capture.append(cap)
         yield
