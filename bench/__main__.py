@@ -2,6 +2,7 @@
 
     python -m bench            # all of them (about 15 minutes on 2 cores)
     python -m bench spans lag  # a subset; the others keep their last results in bench/results/
+    python -m bench --report-only  # only rebuild the report from bench/results/
 
 Each benchmark is a module with a CLI (``--json PATH``) and ``to_markdown(result)``. Results are
 JSON in bench/results/ (git-ignored); the report is rebuilt from whatever results exist, so every
@@ -124,6 +125,8 @@ def report() -> str:
 def main() -> None:
     wanted = set(sys.argv[1:])
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if "--report-only" in wanted:  # rebuild docs/benchmarks.md from bench/results/ without measuring
+        wanted = {"--report-only"}
     for bench in BENCHES:
         if not wanted or bench.key in wanted:
             run(bench)
