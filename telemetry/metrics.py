@@ -8,6 +8,8 @@ free text are never metric attributes.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Any, Final
 
 from opentelemetry.metrics import Meter, MeterProvider
@@ -64,14 +66,19 @@ class Instruments:
         self.calllog_records = self._by_name["voxpulse.calllog.records"]
 
 
-_cache: dict[int, Instruments] = {}
+# Keyed by the provider itself, weakly: an id() key is reused once a shut-down provider is freed,
+# and the next provider at that address would then record into the dead one's instruments.
+_cache: weakref.WeakKeyDictionary[MeterProvider, Instruments] = weakref.WeakKeyDictionary()
+_cache_lock = threading.Lock()
 
 
 def instruments_for(provider: MeterProvider) -> Instruments:
-    key = id(provider)
-    inst = _cache.get(key)
+    inst = _cache.get(provider)
     if inst is None:
-        inst = _cache[key] = Instruments(provider.get_meter("voxpulse"))
+        with _cache_lock:  # export threads record too; create each provider's instruments once
+            inst = _cache.get(provider)
+            if inst is None:
+                inst = _cache[provider] = Instruments(provider.get_meter("voxpulse"))
     return inst
 
 

@@ -133,3 +133,20 @@ def test_unchanged_points_are_not_re_exported_so_exemplars_survive() -> None:
     provider2.force_flush()
     assert len(capture2.batches) == 2
     provider2.shutdown()
+
+
+def test_each_new_meter_provider_gets_its_own_instruments() -> None:
+    # A freed provider's address is soon reused; instruments cached by id() then recorded into the
+    # dead provider and the new one saw nothing (a CI flake: 6 of 200 captures lost their points).
+    import gc
+
+    from telemetry.testing import capture_telemetry
+
+    lost = 0
+    for _ in range(200):
+        with capture_telemetry(livekit=False, libraries=False) as fresh:
+            metrics.store_api_error(500)
+            lost += not fresh.metric_points("voice.store_api.errors")
+        del fresh
+        gc.collect()
+    assert lost == 0
