@@ -2,7 +2,7 @@
 # Builds (or reuses) the native backends VoxPulse runs without Docker:
 #   - the OpenTelemetry Collector, from otel-collector/builder-config.yaml with the Collector Builder;
 #   - Grafana Tempo, from its Go module through a wrapper module that repeats its replace directives;
-#   - Grafana's dashboard-linter, the same way (only with --with-linter);
+#   - Grafana's dashboard-linter, from its module with one file swapped (see below);
 #   - the Docker Compose CLI plugin, from its Go module, when a Docker CLI without it is installed
 #     (or with --with-compose): `docker compose config` needs no engine, and the tests run it;
 # and installs Prometheus, promtool, Alertmanager and amtool from Debian when they are missing.
@@ -18,15 +18,14 @@ source "$root/tempo/build.env"
 export GOFLAGS=-mod=mod CGO_ENABLED=0 GOTOOLCHAIN=local
 # Docker Compose v2.40.x is the newest line whose go.mod accepts Go 1.26.8 (v5.x asks for 1.26.10).
 COMPOSE_VERSION=${COMPOSE_VERSION:-v2.40.3}
-with_linter=0
 with_compose=0
 only=""
 for arg in "$@"; do
   case "$arg" in
-    --with-linter) with_linter=1 ;;
+    --with-linter) ;;  # accepted for old callers: the linter is always built now
     --with-compose) with_compose=1 ;;
     --only=*) only=${arg#--only=} ;;
-    *) echo "usage: $0 [--with-linter] [--with-compose] [--only=otelcol|tempo|linter|compose|debian]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--with-compose] [--only=otelcol|tempo|linter|compose|debian]" >&2; exit 2 ;;
   esac
 done
 want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
@@ -83,14 +82,25 @@ if want tempo; then
   fi
 fi
 
-if want linter && { [ $with_linter = 1 ] || [ "$only" = linter ]; }; then
-  k=$(key "$root/tempo/build.env")
+# Grafana's dashboard-linter v0.2.0 (the only version the proxy serves) imports
+# github.com/grafana/grafana/apps/dashboard for one file, lint/v2.go (v2 dashboard schema), and the
+# proxy refuses that module's version (403). Build the linter's own module with that file replaced
+# by grafana/linter/v2.go (every rule kept; v2 dashboards reported as unsupported; VoxPulse's are v1).
+if want linter; then
+  k=$(key "$root/tempo/build.env" "$root/grafana/linter/v2.go")
   if [ -x "$bin/dashboard-linter-$k" ]; then
     ln -sfn "dashboard-linter-$k" "$bin/dashboard-linter"; log "dashboard-linter: cached ($k)"
   else
-    log "dashboard-linter: building $DASHBOARD_LINTER_VERSION"
-    wrapper_build dashboard-linter "$k" "github.com/grafana/dashboard-linter@$DASHBOARD_LINTER_VERSION" \
-      github.com/grafana/dashboard-linter "$DASHBOARD_LINTER_REPLACES" 1.26.3 "-s -w"
+    log "dashboard-linter: building $DASHBOARD_LINTER_VERSION (about 3 min)"
+    export GOSUMDB=${VOXPULSE_WRAPPER_GOSUMDB:-off}
+    src=$(go mod download -json "github.com/grafana/dashboard-linter@$DASHBOARD_LINTER_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+    [ -n "$src" ] || { log "dashboard-linter: go mod download failed"; exit 1; }
+    dir="$cache/build/dashboard-linter-$k"; rm -rf "$dir"; mkdir -p "$dir"; cp -r "$src/." "$dir/"; chmod -R u+w "$dir"
+    cp "$root/grafana/linter/v2.go" "$dir/lint/v2.go"; rm -f "$dir/lint/v2_test.go"
+    (cd "$dir" && go mod edit -droprequire=github.com/grafana/grafana/apps/dashboard &&
+      for r in $DASHBOARD_LINTER_REPLACES; do go mod edit -replace="$r"; done &&
+      go build -trimpath -ldflags "-s -w" -o "$dir/dashboard-linter" .)
+    install_bin dashboard-linter "$k" "$dir/dashboard-linter"; rm -rf "$dir"
   fi
 fi
 
