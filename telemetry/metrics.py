@@ -118,37 +118,43 @@ def record_time_to_first_chunk(
 def order_created() -> None:
     inst = current()
     if inst is not None:
-        inst.orders.add(1)
+        with internal_errors("metrics.orders"):
+            inst.orders.add(1)
 
 
 def fitting_booked() -> None:
     inst = current()
     if inst is not None:
-        inst.fittings.add(1)
+        with internal_errors("metrics.fittings"):
+            inst.fittings.add(1)
 
 
 def store_api_error(status_code: int) -> None:
     """A failed store API request; ``status_code`` 0 means no response (timeout, refused)."""
     inst = current()
     if inst is not None:
-        inst.store_errors.add(1, {Attr.HTTP_STATUS: int(status_code)})
+        with internal_errors("metrics.store_api_error"):
+            inst.store_errors.add(1, {Attr.HTTP_STATUS: int(status_code)})
 
 
 def set_operator_queue(length: int) -> None:
     inst = current()
     if inst is not None:
-        inst.operator_queue.set(length)
+        with internal_errors("metrics.operator_queue"):
+            inst.operator_queue.set(length)
 
 
 def tool_anomaly(tool_name: str, reason: str) -> None:
     """A tool call that looks anomalous (prompt-injection suspicion). ``reason`` is a short code."""
     inst = current()
     if inst is not None:
-        inst.tool_anomalies.add(1, {Attr.TOOL_NAME: tool_name[:64], Attr.TOOL_ANOMALY: reason[:64]})
+        with internal_errors("metrics.tool_anomaly"):
+            inst.tool_anomalies.add(1, {Attr.TOOL_NAME: str(tool_name)[:64], Attr.TOOL_ANOMALY: str(reason)[:64]})
 
 
 def calllog_records(count: int, *, result: str, buffer: str) -> None:
     """Call-history records written, buffered, flushed or dropped (telemetry.history uses it)."""
     inst = current()
     if inst is not None and count:
-        inst.calllog_records.add(count, {Attr.CALLLOG_RESULT: result, Attr.CALLLOG_BUFFER: buffer})
+        with internal_errors("metrics.calllog_records"):
+            inst.calllog_records.add(count, {Attr.CALLLOG_RESULT: result, Attr.CALLLOG_BUFFER: buffer})

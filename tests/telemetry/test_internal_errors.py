@@ -37,3 +37,23 @@ async def test_under_pytest_internal_errors_are_raised(cap: CapturedTelemetry) -
         async with telemetry.call("e3") as call:
             call.on_end(broken)
     logging.getLogger("voxpulse.internal").handlers.clear()
+
+
+async def test_a_metric_helper_given_bad_input_never_raises_into_the_call(
+    cap: CapturedTelemetry, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from typing import Any
+
+    from telemetry import metrics
+    from telemetry.semconv import Attr
+
+    monkeypatch.setattr(_errors, "_raise_internal", lambda: False)
+    monkeypatch.setattr(_errors, "_seen", set())
+    bad: Any = "not-a-status"
+    async with telemetry.call("bad-metric"):
+        metrics.store_api_error(bad)
+        metrics.set_operator_queue(bad)
+        metrics.tool_anomaly(None, None)  # type: ignore[arg-type]
+    sites = sorted(r.args[0] for r in caplog.records if r.name == "voxpulse.internal" and r.args)
+    assert sites == ["metrics.operator_queue", "metrics.store_api_error"]
+    assert cap.metric_points("voice.tool.anomalies")[0].attributes[Attr.TOOL_NAME] == "None"
