@@ -239,7 +239,8 @@ PGUSER=$pguser
 PGDATABASE=$pgdb
 EOF
   )
-  cat "$envfile"
+  # passwords masked in the output (CI logs); `services.sh env` prints them
+  sed -E 's#(://[^:/@]*:)[^@]*@#\1***@#' "$envfile"
 }
 
 status() {
