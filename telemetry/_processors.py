@@ -123,9 +123,7 @@ class QueueingSpanProcessor(BatchSpanProcessor):
             return
         if len(self._queue) >= self._queue_limit:
             self.dropped += 1
-            inst = _metrics.current()
-            if inst is not None:
-                inst.export_dropped.add(1, {Attr.EXPORT_SIGNAL: "traces"})
+            _metrics.export_dropped(1)
             if not self._dropping:
                 self._dropping = True
                 _log_outside_call("span queue full (%d); dropping spans until the exporter catches up",
@@ -216,9 +214,7 @@ class SafeExporter(SpanExporter):
             self.failed_spans += len(spans)
             first = not self._failing
             self._failing = True
-        inst = _metrics.current()
-        if inst is not None:
-            inst.export_dropped.add(len(spans), {Attr.EXPORT_SIGNAL: "traces"})
+        _metrics.export_dropped(len(spans))
         if first:
             _logger.warning("span export failing (collector unreachable?); counting undelivered spans "
                             "in voxpulse.export.dropped and logging again on recovery")

@@ -32,7 +32,6 @@ from telemetry import metrics as _metrics
 from telemetry._processors import CallIdProcessor, ChangedPointsExporter, QueueingSpanProcessor, SafeExporter
 from telemetry._state import STATE, TRACER_NAME
 from telemetry.redaction import ContentMode, Redactor
-from telemetry.semconv import Attr
 
 __all__ = ["Telemetry", "TelemetryConfig", "configure"]
 
@@ -83,7 +82,7 @@ class Telemetry:
     def __init__(
         self, config: TelemetryConfig, tracer_provider: TracerProvider | None,
         meter_provider: MeterProvider | None, exporter: SafeExporter | None,
-        span_processor: QueueingSpanProcessor | None,
+        span_processor: QueueingSpanProcessor | None, metric_exporter: ChangedPointsExporter | None = None,
     ) -> None:
         self.config = config
         self.tracer_provider = tracer_provider
@@ -92,7 +91,7 @@ class Telemetry:
         self._span_processor = span_processor
         self._closed = False
         self._abandoned = 0
-        self._metric_exporters: list[ChangedPointsExporter] = []
+        self._metric_exporter = metric_exporter
 
     @property
     def dropped_spans(self) -> int:
@@ -106,8 +105,8 @@ class Telemetry:
         """After a shutdown deadline passed: the spans still queued or in the exporter are counted
         (voxpulse.export.dropped and dropped_spans) and reported in one log line, never silently
         lost; then the exporters are stopped, so no retry loop outlives the deadline."""
-        for exporter in self._metric_exporters:
-            exporter.shutdown()
+        if self._metric_exporter is not None:
+            self._metric_exporter.shutdown()
         if self._span_processor is None or self._exporter is None:
             return
         left = self._span_processor.pending + self._exporter.in_flight
@@ -115,9 +114,7 @@ class Telemetry:
         if left <= 0:
             return
         self._abandoned += left
-        inst = _metrics.current()
-        if inst is not None:
-            inst.export_dropped.add(left, {Attr.EXPORT_SIGNAL: "traces"})
+        _metrics.export_dropped(left)
         _logger.warning("telemetry %s deadline passed with %d spans not exported (collector slow or down)",
                         action, left)
 
@@ -247,8 +244,10 @@ def _span_exporter(config: TelemetryConfig) -> SpanExporter | None:
     return HttpExporter()
 
 
-def _metric_readers(config: TelemetryConfig) -> list[MetricReader]:
+def _metric_readers(config: TelemetryConfig) -> tuple[list[MetricReader], ChangedPointsExporter | None]:
+    """The configured readers, and the OTLP metric exporter among them (stopped at a shutdown deadline)."""
     readers: list[MetricReader] = []
+    otlp: ChangedPointsExporter | None = None
     if config.metrics_exporter in ("otlp", "both") and config.exporter == "otlp":
         if config.protocol == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
@@ -268,8 +267,9 @@ def _metric_readers(config: TelemetryConfig) -> list[MetricReader]:
                 HttpMetricExporter(endpoint=config.endpoint.rstrip("/") + "/v1/metrics") if config.endpoint
                 else HttpMetricExporter()
             )
+        otlp = ChangedPointsExporter(exporter)
         readers.append(PeriodicExportingMetricReader(
-            ChangedPointsExporter(exporter), export_interval_millis=config.metric_export_interval_s * 1000,
+            otlp, export_interval_millis=config.metric_export_interval_s * 1000,
         ))
     if config.metrics_exporter in ("prometheus", "both"):
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
@@ -278,7 +278,7 @@ def _metric_readers(config: TelemetryConfig) -> list[MetricReader]:
         host, _, port = config.prometheus_addr.rpartition(":")
         start_http_server(int(port), addr=host or "127.0.0.1")
         readers.append(PrometheusMetricReader())
-    return readers
+    return readers, otlp
 
 
 def _route_livekit(tracer_provider: trace.TracerProvider, content: ContentMode) -> None:
@@ -403,7 +403,8 @@ def configure(
     for processor in span_processors:
         tracer_provider.add_span_processor(processor)
 
-    readers = [*_metric_readers(config), *metric_readers]
+    readers, otlp_metrics = _metric_readers(config)
+    readers = [*readers, *metric_readers]
     meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
 
     if not _globals_set:  # the OTel globals can be set once per process
@@ -416,11 +417,7 @@ def configure(
                  "opentelemetry.sdk._shared_internal"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
-    handle = Telemetry(config, tracer_provider, meter_provider, safe, batch)
-    handle._metric_exporters = [
-        r._exporter for r in readers
-        if isinstance(r, PeriodicExportingMetricReader) and isinstance(r._exporter, ChangedPointsExporter)
-    ]
+    handle = Telemetry(config, tracer_provider, meter_provider, safe, batch, otlp_metrics)
     _active, _active_key = handle, config
     if not _atexit_registered and "pytest" not in sys.modules:
         _atexit_registered = True

@@ -152,6 +152,14 @@ def tool_anomaly(tool_name: str, reason: str) -> None:
             inst.tool_anomalies.add(1, {Attr.TOOL_NAME: str(tool_name)[:64], Attr.TOOL_ANOMALY: str(reason)[:64]})
 
 
+def export_dropped(count: int, *, signal: str = "traces") -> None:
+    """Telemetry not delivered (queue full, exporter failing, left at a shutdown deadline)."""
+    inst = current()
+    if inst is not None:
+        with internal_errors("metrics.export_dropped"):
+            inst.export_dropped.add(count, {Attr.EXPORT_SIGNAL: signal})
+
+
 def calllog_records(count: int, *, result: str, buffer: str) -> None:
     """Call-history records written, buffered, flushed or dropped (telemetry.history uses it)."""
     inst = current()

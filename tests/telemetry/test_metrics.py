@@ -133,6 +133,16 @@ def test_unchanged_points_are_not_re_exported_so_exemplars_survive() -> None:
     provider2.force_flush()
     assert len(capture2.batches) == 2
     provider2.shutdown()
+    capture3 = Capture()
+    provider3 = MeterProvider(metric_readers=[
+        PeriodicExportingMetricReader(ChangedPointsExporter(capture3), export_interval_millis=3_600_000)])
+    counter = provider3.get_meter("t").create_counter("calls")
+    counter.add(1)
+    provider3.force_flush()
+    counter.add(1)
+    provider3.force_flush()
+    assert len(capture3.batches) == 2
+    provider3.shutdown()
 
 
 def test_each_new_meter_provider_gets_its_own_instruments() -> None:
