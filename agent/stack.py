@@ -37,6 +37,9 @@ from pathlib import Path
 
 import httpx
 
+from agent.alert_receiver import DEFAULT_LISTEN as RECEIVER_LISTEN
+from agent.alert_receiver import ConfigError, render_alertmanager_config, write_alertmanager_config
+
 __all__ = [
     "COMPONENTS",
     "DEFAULT_STATE_DIR",
@@ -61,7 +64,6 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
-RECEIVER_LISTEN = "127.0.0.1:9095"  # agent.alert_receiver.DEFAULT_LISTEN
 DEFAULT_STATE_DIR = Path(".voxpulse/stack")
 
 
@@ -114,8 +116,6 @@ def _alertmanager_config(state: Path) -> Path:
     rendered = os.environ.get("VOXPULSE_ALERTMANAGER_CONFIG")
     if rendered:
         return Path(rendered).resolve()
-    from agent.alert_receiver import ConfigError, render_alertmanager_config, write_alertmanager_config
-
     template = ROOT / "prometheus" / "alertmanager.yml"
     env = dict(os.environ)
     env.setdefault("ALERTS_RECEIVER_URL", f"http://{RECEIVER_LISTEN}/alerts")
@@ -172,7 +172,7 @@ COMPONENTS: dict[str, Component] = {
             "alerts-receiver",
             ("voxpulse",),
             f"http://{RECEIVER_LISTEN}/healthz",
-            (9095,),
+            (int(RECEIVER_LISTEN.rpartition(":")[2]),),
             _receiver_argv,
             description="Alertmanager webhook -> PostgreSQL alerts_history (voxpulse alerts-receiver)",
             stop_timeout_s=5.0,
