@@ -55,6 +55,15 @@ wrapper_build() { # name key module@version package replaces go-version ldflags
   cd "$root" && rm -rf "$dir"
 }
 
+# A writable copy of a module's source in a fresh build dir, to build it as the main module
+# (so its own go.mod directives apply: `go install pkg@version` refuses replace/exclude).
+module_copy() { # module@version dir
+  local src
+  src=$(go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  [ -n "$src" ] || { log "go mod download $1 failed"; return 1; }
+  rm -rf "$2" && mkdir -p "$2" && cp -r "$src/." "$2/" && chmod -R u+w "$2"
+}
+
 if want otelcol; then
   k=$(key "$root/otel-collector/builder-config.yaml" "$root/tempo/build.env")
   if [ -x "$bin/otelcol-$k" ]; then
@@ -93,9 +102,8 @@ if want linter; then
   else
     log "dashboard-linter: building $DASHBOARD_LINTER_VERSION (about 3 min)"
     export GOSUMDB=${VOXPULSE_WRAPPER_GOSUMDB:-off}
-    src=$(go mod download -json "github.com/grafana/dashboard-linter@$DASHBOARD_LINTER_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-    [ -n "$src" ] || { log "dashboard-linter: go mod download failed"; exit 1; }
-    dir="$cache/build/dashboard-linter-$k"; rm -rf "$dir"; mkdir -p "$dir"; cp -r "$src/." "$dir/"; chmod -R u+w "$dir"
+    dir="$cache/build/dashboard-linter-$k"
+    module_copy "github.com/grafana/dashboard-linter@$DASHBOARD_LINTER_VERSION" "$dir"
     cp "$root/grafana/linter/v2.go" "$dir/lint/v2.go"; rm -f "$dir/lint/v2_test.go"
     (cd "$dir" && go mod edit -droprequire=github.com/grafana/grafana/apps/dashboard &&
       for r in $DASHBOARD_LINTER_REPLACES; do go mod edit -replace="$r"; done &&
@@ -115,8 +123,8 @@ if want compose && need_compose; then
     log "docker compose: building $COMPOSE_VERSION"
     # compose's go.mod has exclude directives, so `go install pkg@version` refuses it: build the
     # downloaded module as the main module instead.
-    src=$(go mod download -json "github.com/docker/compose/v2@$COMPOSE_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-    dir="$cache/build/compose-$k"; rm -rf "$dir"; mkdir -p "$dir"; cp -r "$src/." "$dir/"; chmod -R u+w "$dir"
+    dir="$cache/build/compose-$k"
+    module_copy "github.com/docker/compose/v2@$COMPOSE_VERSION" "$dir"
     (cd "$dir" && go build -trimpath -o "$dir/docker-compose" \
       -ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION" ./cmd)
     install_bin docker-compose "$k" "$dir/docker-compose"; rm -rf "$dir"
