@@ -1,13 +1,19 @@
-# The VoxPulse agent / simulator image (docker-compose.yml service `agent`).
+# The VoxPulse image: the example agent and its simulator, and the `voxpulse` operator console
+# (docker-compose.yml services `agent`, `alerts-receiver`, `alertmanager-config`).
 FROM python:3.11.13-slim-bookworm
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VOXPULSE_CONFIG_DIR=/etc/voxpulse
 WORKDIR /app
 
 COPY pyproject.toml README.md ./
 COPY telemetry ./telemetry
 COPY agent ./agent
-RUN pip install . && useradd --system --uid 10001 voxpulse
+COPY voxpulse_console ./voxpulse_console
+# The configs the console reads at run time (its explicit config directory).
+COPY otel-collector /etc/voxpulse/otel-collector
+COPY prometheus /etc/voxpulse/prometheus
+RUN pip install ".[agent,console]" && useradd --system --uid 10001 voxpulse
 
 USER voxpulse
 CMD ["voxpulse", "simulate"]

@@ -16,7 +16,7 @@ test: bootstrap
 	bash scripts/test.sh
 
 lint:
-	$(VENV)/ruff check telemetry agent tests bench
+	$(VENV)/ruff check telemetry agent voxpulse_console tests bench grafana scripts
 	$(VENV)/mypy
 
 docs:

@@ -1,1 +1,1 @@
-"""The tyre-shop voice agent on LiveKit Agents, its offline simulator and the ``voxpulse`` CLI."""
+"""The example tyre-shop voice agent on LiveKit Agents, and its offline call simulator."""

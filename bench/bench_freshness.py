@@ -13,7 +13,7 @@ tempo/tempo.yaml): Prometheus = batch delay (<= 1 s) + collector batch (<= 1 s) 
 flush (VOXPULSE_SPANMETRICS_FLUSH, default 20 s) + scrape (15 s), worst about 37 s; Tempo = the two
 batches + trace_idle_period (VOXPULSE_TEMPO_IDLE, 5 s) + flush_check_period (5 s), worst about 12 s.
 
-Uses the stack that answers on the standard ports, or starts one (agent/stack.py, shipped configs,
+Uses the stack that answers on the standard ports, or starts one (voxpulse_console/stack.py, shipped configs,
 temporary state folder) and stops it afterwards. ``--also-flush 5s`` additionally measures with a
 shorter span-metrics flush (only on a stack this command started: it restarts the collector).
 
@@ -128,7 +128,7 @@ def _stats(values: list[float | None]) -> dict[str, float | None]:
 
 
 def run(samples: int, also_flush: str | None) -> dict[str, Any]:
-    from agent import stack
+    from voxpulse_console import stack
 
     root = stack.ROOT
     shipped_flush = os.environ.get("VOXPULSE_SPANMETRICS_FLUSH") or "20s"

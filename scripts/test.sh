@@ -11,7 +11,7 @@ if [ -f .voxpulse/services/env ]; then
   set -a; source .voxpulse/services/env; set +a
 fi
 status=0
-.venv/bin/ruff check telemetry agent tests bench || status=1
+.venv/bin/ruff check telemetry agent voxpulse_console tests bench grafana scripts || status=1
 .venv/bin/mypy || status=1
 .venv/bin/pytest "$@"
 rc=$?

@@ -14,7 +14,7 @@ def _read_in_code() -> set[str]:
     pattern = re.compile(
         r"""os\.environ(?:\.get)?[(\[]\s*["']([A-Z][A-Z0-9_]+)["']|getenv\(\s*["']([A-Z][A-Z0-9_]+)["']"""
     )
-    for path in [*ROOT.glob("telemetry/**/*.py"), *ROOT.glob("agent/**/*.py")]:
+    for path in [*ROOT.glob("telemetry/**/*.py"), *ROOT.glob("agent/**/*.py"), *ROOT.glob("voxpulse_console/**/*.py")]:
         for m in pattern.finditer(path.read_text(encoding="utf-8")):
             names.add(m.group(1) or m.group(2))
     from telemetry._env import ENV_VARS

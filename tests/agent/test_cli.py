@@ -6,7 +6,7 @@ import base64
 
 from rich.console import Console
 
-from agent.cli import build_parser, render_waterfall, spans_from_tempo
+from voxpulse_console.cli import build_parser, render_waterfall, spans_from_tempo
 
 
 def _span(span_id: str, parent: str | None, name: str, start_ms: int, end_ms: int, **attrs: object) -> dict:

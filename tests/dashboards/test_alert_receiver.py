@@ -1,4 +1,4 @@
-"""agent/alert_receiver.py: Alertmanager webhook -> alerts_history on the REAL PostgreSQL.
+"""voxpulse_console/alert_receiver.py: Alertmanager webhook -> alerts_history on the REAL PostgreSQL.
 
 The unit tests parse Alertmanager payloads; the db tests run the aiohttp receiver on a free port,
 POST a firing then a resolved notification (and replays), and read alerts_history back.
@@ -18,7 +18,7 @@ import asyncpg
 import httpx
 import pytest
 
-from agent.alert_receiver import parse_notification, serve
+from voxpulse_console.alert_receiver import parse_notification, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 AM_TEMPLATE = (ROOT / "prometheus" / "alertmanager.yml").read_text()
@@ -142,7 +142,7 @@ async def test_alertmanager_delivers_firing_and_resolved_to_history(
     an alert to the receiver, which stores it firing, then resolved."""
     import shutil
 
-    from agent.alert_receiver import render_alertmanager_config, write_alertmanager_config
+    from voxpulse_console.alert_receiver import render_alertmanager_config, write_alertmanager_config
 
     binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager") or bin_or_skip("alertmanager")
     recv_port, am_port = _free_port(), _free_port()

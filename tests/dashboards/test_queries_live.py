@@ -7,7 +7,7 @@
   call explorer's TraceQL by that call_id finds the same trace;
 * the recording rules produce the per-stage quantiles.
 
-Uses a stack that already answers on the standard ports, else starts one (agent.stack) in a
+Uses a stack that already answers on the standard ports, else starts one (voxpulse_console.stack) in a
 temporary state dir. SQL panels run on PostgreSQL in test_sql_panels.py.
 """
 
@@ -59,14 +59,14 @@ def poll(fn: Callable[[], T | None], what: str, deadline_s: float = DEADLINE_S, 
 
 
 def _ready() -> bool:
-    from agent import stack
+    from voxpulse_console import stack
 
     return all(stack._ready(c.ready_url) for c in stack.COMPONENTS.values())
 
 
 @pytest.fixture(scope="module")
 def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    from agent import stack
+    from voxpulse_console import stack
 
     missing = [n for n in ("otelcol", "tempo", "prometheus", "alertmanager") if stack.binaries().get(n) is None]
     if missing:
@@ -93,8 +93,8 @@ def simulated(live_stack: None) -> dict[str, Any]:
     run = uuid.uuid4().hex[:6]
     env = os.environ | {"OTEL_SERVICE_NAME": service, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
     proc = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "simulate", "--calls", "6", "--concurrency", "3", "--seed", str(seed),
-         "--run-id", run, "--exporter", "otlp", "--quiet"],
+        [sys.executable, "-m", "voxpulse_console", "simulate", "--calls", "6", "--concurrency", "3",
+         "--seed", str(seed), "--run-id", run, "--exporter", "otlp", "--quiet"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {"service": service, "seed": seed, "call_ids": [f"sim-{seed}-{run}-{i:04d}" for i in range(6)],

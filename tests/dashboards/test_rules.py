@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.alert_receiver import render_alertmanager_config, write_alertmanager_config
+from voxpulse_console.alert_receiver import render_alertmanager_config, write_alertmanager_config
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "prometheus"
@@ -143,7 +143,7 @@ def test_amtool_check_rendered_config(env: dict[str, str], tmp_path: Path,
 
 
 def test_render_refuses_missing_secrets() -> None:
-    from agent.alert_receiver import ConfigError
+    from voxpulse_console.alert_receiver import ConfigError
 
     with pytest.raises(ConfigError, match="TELEGRAM_BOT_TOKEN"):
         render_alertmanager_config(AM.read_text(), {})

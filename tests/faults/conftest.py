@@ -1,4 +1,4 @@
-"""Fixtures for the fault tests: the real collector, Tempo, Prometheus (agent/stack.py) and a
+"""Fixtures for the fault tests: the real collector, Tempo, Prometheus (voxpulse_console/stack.py) and a
 stand-in agent process (agent_load.py) producing steady simulated calls.
 
 Without the binaries the stack tests skip with the reason, unless VOXPULSE_REQUIRE_STACK is set
@@ -27,9 +27,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from agent import stack
+from voxpulse_console import stack
 
-ROOT = stack.ROOT
+ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 PROM = "http://127.0.0.1:9090"
 TEMPO = "http://127.0.0.1:3200"

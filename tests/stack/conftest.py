@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import stack
+from voxpulse_console import stack
 
-ROOT = stack.ROOT
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def require_stack() -> bool:

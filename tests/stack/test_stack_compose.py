@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.stack import ROOT
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.stack
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.stack import ROOT
 from telemetry import semconv
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.stack
 
@@ -191,7 +192,7 @@ def test_tempo_rejects_broken_config(need: Callable[[str], Path], tmp_path: Path
 def test_stack_renders_alertmanager_config_without_secrets(
     need: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agent import stack
+    from voxpulse_console import stack
 
     for name in ("VOXPULSE_ALERTMANAGER_CONFIG", "TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID", "SLACK_WEBHOOK_URL",
                  "SMTP_SMARTHOST", "ALERT_EMAIL_TO", "ALERTS_RECEIVER_URL"):
@@ -210,7 +211,7 @@ def test_stack_renders_alertmanager_config_without_secrets(
 def test_stack_puts_the_telegram_secret_only_in_the_rendered_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agent import stack
+    from voxpulse_console import stack
 
     monkeypatch.delenv("VOXPULSE_ALERTMANAGER_CONFIG", raising=False)
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:test-token")

@@ -7,7 +7,7 @@ histograms, that exemplars lead to Tempo traces holding the call's spans, that T
 finds exactly that call, that no series carries call_id or a phone number, and that a phone number
 in a `pii` attribute is masked by the collector before Tempo.
 
-The stack is started by agent/stack.py in a temporary state folder (or a stack that already
+The stack is started by voxpulse_console/stack.py in a temporary state folder (or a stack that already
 answers on the standard ports is reused, without the fault part). Waits are polls with deadlines.
 Exemplars need the span-metrics flush interval to be longer than the scrape interval (15 s), so
 the worst case is one flush (16 s here) plus one scrape (15 s).
@@ -35,8 +35,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import telemetry
-from agent import stack
 from telemetry.semconv import METRICS, SPANMETRICS_CALLS, SPANMETRICS_DURATION, Attr, CallOutcome, Stage
+from voxpulse_console import stack
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 

@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from voxpulse_console._paths import ConfigDirError, config_dir
+
 __all__ = [
     "AlertRecord",
     "insert_alerts",
@@ -40,9 +42,8 @@ __all__ = [
 
 log = logging.getLogger("voxpulse.alert_receiver")
 
-ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_LISTEN = "127.0.0.1:9095"
-DEFAULT_TEMPLATE = ROOT / "prometheus" / "alertmanager.yml"
+TEMPLATE = Path("prometheus") / "alertmanager.yml"  # inside the config directory
 MAX_BODY = 4 * 1024 * 1024
 
 
@@ -350,7 +351,11 @@ def _run_receiver(args: argparse.Namespace) -> int:
 
 
 def _run_config(args: argparse.Namespace) -> int:
-    template = Path(args.template)
+    try:
+        template = Path(args.template) if args.template else config_dir() / TEMPLATE
+    except ConfigDirError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         text = render_alertmanager_config(template.read_text(encoding="utf-8"), os.environ,
                                           allow_missing=args.allow_missing)
@@ -372,7 +377,7 @@ def register_cli(subparsers: Any) -> None:
 
     c = subparsers.add_parser("alertmanager-config",
                               help="render prometheus/alertmanager.yml with secrets from the environment")
-    c.add_argument("--template", default=str(DEFAULT_TEMPLATE))
+    c.add_argument("--template", help=f"default: {TEMPLATE} in the config directory")
     c.add_argument("--out", required=True, help="where to write the rendered config (mode 0600)")
     c.add_argument("--allow-missing", action="store_true",
                    help="drop integrations whose settings are not in the environment")
@@ -380,7 +385,7 @@ def register_cli(subparsers: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agent.alert_receiver")
+    parser = argparse.ArgumentParser(prog="python -m voxpulse_console.alert_receiver")
     register_cli(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return int(args.func(args))

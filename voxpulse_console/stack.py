@@ -10,13 +10,13 @@ Binaries come from ``scripts/build-backends.sh`` (cached in ``$VOXPULSE_CACHE_DI
 
 Standard library plus httpx only (rich is used for the CLI table when it is installed).
 
-    from agent import stack
+    from voxpulse_console import stack
     stack.up()                      # {'tempo': 'started', 'otelcol': 'started', ...}
     stack.status()                  # [ComponentStatus(...), ...]
     stack.kill("otelcol"); stack.start("otelcol")   # fault tests
     stack.down()
 
-CLI (wired into ``voxpulse`` by :func:`register_cli`, or ``python -m agent.stack``):
+CLI (wired into ``voxpulse`` by :func:`register_cli`, or ``python -m voxpulse_console.stack``):
 ``stack up|down|status|logs|build|restart``.
 """
 
@@ -37,13 +37,13 @@ from pathlib import Path
 
 import httpx
 
-from agent.alert_receiver import DEFAULT_LISTEN as RECEIVER_LISTEN
-from agent.alert_receiver import ConfigError, render_alertmanager_config, write_alertmanager_config
+from voxpulse_console._paths import config_dir
+from voxpulse_console.alert_receiver import DEFAULT_LISTEN as RECEIVER_LISTEN
+from voxpulse_console.alert_receiver import ConfigError, render_alertmanager_config, write_alertmanager_config
 
 __all__ = [
     "COMPONENTS",
     "DEFAULT_STATE_DIR",
-    "ROOT",
     "Component",
     "ComponentStatus",
     "StackError",
@@ -63,7 +63,6 @@ __all__ = [
     "up",
 ]
 
-ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STATE_DIR = Path(".voxpulse/stack")
 
 
@@ -86,11 +85,11 @@ class Component:
 
 
 def _otelcol_argv(binary: Path, _state: Path) -> list[str]:
-    return [str(binary), f"--config={ROOT / 'otel-collector' / 'config.yaml'}"]
+    return [str(binary), f"--config={config_dir() / 'otel-collector' / 'config.yaml'}"]
 
 
 def _tempo_argv(binary: Path, _state: Path) -> list[str]:
-    return [str(binary), f"-config.file={ROOT / 'tempo' / 'tempo.yaml'}", "-config.expand-env=true"]
+    return [str(binary), f"-config.file={config_dir() / 'tempo' / 'tempo.yaml'}", "-config.expand-env=true"]
 
 
 def _tempo_env(state: Path) -> dict[str, str]:
@@ -100,7 +99,7 @@ def _tempo_env(state: Path) -> dict[str, str]:
 def _prometheus_argv(binary: Path, state: Path) -> list[str]:
     return [
         str(binary),
-        f"--config.file={ROOT / 'prometheus' / 'prometheus.yml'}",
+        f"--config.file={config_dir() / 'prometheus' / 'prometheus.yml'}",
         f"--storage.tsdb.path={state / 'data'}",
         "--storage.tsdb.retention.time=15d",
         "--web.listen-address=127.0.0.1:9090",
@@ -116,7 +115,7 @@ def _alertmanager_config(state: Path) -> Path:
     rendered = os.environ.get("VOXPULSE_ALERTMANAGER_CONFIG")
     if rendered:
         return Path(rendered).resolve()
-    template = ROOT / "prometheus" / "alertmanager.yml"
+    template = config_dir() / "prometheus" / "alertmanager.yml"
     env = dict(os.environ)
     env.setdefault("ALERTS_RECEIVER_URL", f"http://{RECEIVER_LISTEN}/alerts")
     try:
@@ -257,7 +256,7 @@ def ensure_built(
 
     A first build takes minutes (collector and Tempo from Go sources on 2 cores).
     """
-    script = ROOT / "scripts" / "build-backends.sh"
+    script = config_dir() / "scripts" / "build-backends.sh"
     runs: list[list[str]] = []
     for only in ("otelcol", "tempo"):
         runs.append([str(script), f"--only={only}"])
@@ -268,7 +267,7 @@ def ensure_built(
     if debian and (_find(_TOOLS["prometheus"]) is None or _find(_TOOLS["alertmanager"]) is None):
         runs.append([str(script), "--only=debian"])
     for argv in runs:
-        proc = subprocess.run(argv, cwd=ROOT, check=False)
+        proc = subprocess.run(argv, cwd=config_dir(), check=False)
         if proc.returncode != 0:
             raise StackError(f"{' '.join(argv)} failed with exit code {proc.returncode}")
     return binaries()
@@ -284,7 +283,7 @@ def _state(state_dir: Path | str | None) -> Path:
         if state_dir is not None
         else Path(os.environ.get("VOXPULSE_STACK_DIR", DEFAULT_STATE_DIR))
     )
-    return p if p.is_absolute() else ROOT / p
+    return p if p.is_absolute() else Path.cwd() / p
 
 
 def _pidfile(state: Path, name: str) -> Path:
@@ -455,8 +454,8 @@ def docker_available() -> bool:
 
 
 def _compose(*args: str) -> None:
-    argv = ["docker", "compose", "-f", str(ROOT / "docker-compose.yml"), *args]
-    proc = subprocess.run(argv, cwd=ROOT, check=False)
+    argv = ["docker", "compose", "-f", str(config_dir() / "docker-compose.yml"), *args]
+    proc = subprocess.run(argv, cwd=config_dir(), check=False)
     if proc.returncode != 0:
         raise StackError(f"{' '.join(argv)} failed with exit code {proc.returncode}")
 
@@ -733,7 +732,7 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agent.stack")
+    parser = argparse.ArgumentParser(prog="python -m voxpulse_console.stack")
     subparsers = parser.add_subparsers(dest="cmd", required=True)
     register_cli(subparsers)
     args = parser.parse_args(["stack", *(sys.argv[1:] if argv is None else argv)])

@@ -4,8 +4,8 @@
     voxpulse demo                 # stack up -> simulate -> latency table + slowest call's waterfall
     voxpulse trace CALL_ID        # the call's trace from Tempo, as a waterfall
     voxpulse calls | db ...       # call history (telemetry.history)
-    voxpulse stack up|down|...    # the native backend stack (agent.stack)
-    voxpulse alerts-receiver      # Alertmanager webhook receiver (agent.alert_receiver)
+    voxpulse stack up|down|...    # the native backend stack (voxpulse_console.stack)
+    voxpulse alerts-receiver      # Alertmanager webhook receiver (voxpulse_console.alert_receiver)
 
 With ``--exporter auto`` (the default) ``simulate`` exports by OTLP when a collector answers on
 127.0.0.1:4318, else it prints every call's span tree on the console: the embedded default.
@@ -381,7 +381,7 @@ def _wait_for(pred: Callable[[], bool], timeout: float, interval: float = 1.0) -
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    stack = _optional("agent.stack")
+    stack = _optional("voxpulse_console.stack")
     if stack is not None and not args.no_stack:
         console.rule("[bold]1. backend stack")
         try:
@@ -520,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full", action="store_true", help="also LiveKit's internal spans")
     p.set_defaults(func=cmd_trace)
 
-    for module in ("telemetry.history.cli", "agent.stack", "agent.alert_receiver"):
+    for module in ("telemetry.history.cli", "voxpulse_console.stack", "voxpulse_console.alert_receiver"):
         mod = _optional(module)
         if mod is not None and hasattr(mod, "register_cli"):
             mod.register_cli(sub)
