@@ -16,7 +16,7 @@ from telemetry.semconv import Attr
 
 __all__ = ["ConsoleTreeExporter", "render_tree"]
 
-_SHOWN = (Attr.CALL_ID, Attr.STAGE, Attr.CALL_OUTCOME, Attr.CALL_TRANSFER_REASON, Attr.TTFW_MS,
+_SHOWN = (Attr.CALL_ID, Attr.STAGE, Attr.CALL_OUTCOME, Attr.CALL_TRANSFER_REASON, Attr.TURN_TTFW,
           Attr.STREAM_TTFC, Attr.TOOL_NAME, Attr.CANCELLED, Attr.ERROR_TYPE)
 
 

@@ -16,6 +16,7 @@ Classification of attribute keys:
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from enum import StrEnum
@@ -23,17 +24,27 @@ from typing import Final
 
 __all__ = [
     "ATTRIBUTES",
+    "CALL_DURATION_BUCKETS_S",
+    "COST_BUCKETS_USD",
     "DURATION_BUCKETS_S",
     "LIVEKIT_STAGE_SPANS",
     "METRICS",
+    "OTHER",
+    "SPANMETRICS_CALLS",
     "SPANMETRICS_DIMENSIONS",
+    "SPANMETRICS_DURATION",
     "Attr",
     "AttributeSpec",
     "CallOutcome",
+    "GenAIOperation",
+    "Metric",
     "MetricKind",
     "MetricSpec",
     "SpanName",
     "Stage",
+    "error_type",
+    "metric_spec",
+    "prometheus_name",
     "render_markdown",
 ]
 
@@ -57,25 +68,37 @@ class CallOutcome(StrEnum):
     FAILED = "failed"
 
 
+class GenAIOperation(StrEnum):
+    """Values of ``gen_ai.operation.name`` we set; also the first word of LLM and tool span names."""
+
+    CHAT = "chat"
+    EXECUTE_TOOL = "execute_tool"
+
+
+OTHER: Final = "_OTHER"
+"""A low-cardinality stand-in for a value that is not in a known set (OTel's ``_OTHER`` convention):
+e.g. the ``gen_ai.tool.name`` label of a tool the model made up."""
+
+
 class SpanName:
     """Span names we create. LLM and tool spans follow the GenAI pattern ``{operation} {target}``."""
 
     CALL: Final = "call"
     TURN: Final = "turn"
     STT: Final = "speech_to_text"
-    LLM_PREFIX: Final = "chat"  # "chat {model}"
     TTS: Final = "text_to_speech"
-    TOOL_PREFIX: Final = "execute_tool"  # "execute_tool {name}"
     CALLLOG_WRITE: Final = "voxpulse.calllog.write"  # a call-history batch written to PostgreSQL
-    CALLLOG_BUFFER: Final = "voxpulse.calllog.buffer"  # a batch pushed to the Redis buffer
+    CALLLOG_BUFFER_PUSH: Final = "voxpulse.calllog.buffer_push"  # a batch pushed to the Redis buffer
 
     @staticmethod
     def llm(model: str | None) -> str:
-        return f"chat {model}" if model else "chat"
+        """``chat {model}`` (``chat`` when the model is unknown)."""
+        return f"{GenAIOperation.CHAT} {model}" if model else GenAIOperation.CHAT.value
 
     @staticmethod
     def tool(name: str) -> str:
-        return f"execute_tool {name}"
+        """``execute_tool {name}``."""
+        return f"{GenAIOperation.EXECUTE_TOOL} {name}"
 
 
 class Attr:
@@ -97,10 +120,10 @@ class Attr:
     AGENT_VERSION: Final = "voice.agent.version"
     # turn
     TURN_INDEX: Final = "voice.turn.index"
-    TTFW_MS: Final = "voice.ttfw_ms"
+    TURN_TTFW: Final = "voice.turn.time_to_first_word"
     TURN_USER_TEXT: Final = "voice.turn.pii.user_text"
     TURN_AGENT_TEXT: Final = "voice.turn.pii.agent_text"
-    TURN_HAS_TOOL_CALLS: Final = "voice.turn.tool_calls"
+    TURN_TOOL_CALLS: Final = "voice.turn.tool_calls"
     # provider / model (GenAI conventions)
     OPERATION: Final = "gen_ai.operation.name"
     PROVIDER: Final = "gen_ai.provider.name"
@@ -135,6 +158,7 @@ class Attr:
     CALLLOG_BATCH_CALLS: Final = "voxpulse.calllog.batch.calls"
     CALLLOG_BATCH_SOURCE: Final = "voxpulse.calllog.batch.source"
     EXPORT_SIGNAL: Final = "voxpulse.export.signal"
+    INTERNAL_ERROR_SITE: Final = "voxpulse.internal_error.site"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,17 +178,20 @@ ATTRIBUTES: Final[tuple[AttributeSpec, ...]] = (
         Attr.CALL_OUTCOME, "resolved_by_bot, transferred, abandoned or failed.", metric_label=True
     ),
     AttributeSpec(Attr.CALL_TRANSFER_REASON, "Why the call went to an operator (a short code).", metric_label=True),
-    AttributeSpec(Attr.CALL_SCENARIO, "Detected scenario (order, fitting, order_status, ...).", metric_label=True),
+    AttributeSpec(
+        Attr.CALL_SCENARIO, "What the call was about, a short code the application sets (order, booking, ...).",
+        metric_label=True,
+    ),
     AttributeSpec(Attr.CALL_COST_USD, "Price table applied to the call's usage, USD."),
     AttributeSpec(Attr.CALL_TURNS, "Number of turns in the call."),
     AttributeSpec(Attr.CALL_CALLER, "Caller phone number (masked before export).", pii=True),
     AttributeSpec(Attr.CALL_ROOM, "LiveKit room name."),
     AttributeSpec(Attr.AGENT_VERSION, "Version of the agent that handled the call.", metric_label=True),
     AttributeSpec(Attr.TURN_INDEX, "0-based index of the turn in the call."),
-    AttributeSpec(Attr.TTFW_MS, "Time to first word: end of caller speech to first agent audio, ms."),
+    AttributeSpec(Attr.TURN_TTFW, "Time to first word: end of caller speech to first agent audio, seconds."),
     AttributeSpec(Attr.TURN_USER_TEXT, "What the caller said (redacted by default).", pii=True),
     AttributeSpec(Attr.TURN_AGENT_TEXT, "What the agent answered (redacted by default).", pii=True),
-    AttributeSpec(Attr.TURN_HAS_TOOL_CALLS, "Number of tool calls in the turn."),
+    AttributeSpec(Attr.TURN_TOOL_CALLS, "Number of tool calls in the turn."),
     AttributeSpec(Attr.OPERATION, "GenAI operation (chat, execute_tool, ...).", metric_label=True),
     AttributeSpec(Attr.PROVIDER, "Provider of the STT/LLM/TTS service.", metric_label=True),
     AttributeSpec(Attr.MODEL, "Model (or voice model) requested.", metric_label=True),
@@ -188,15 +215,22 @@ ATTRIBUTES: Final[tuple[AttributeSpec, ...]] = (
         "Why a tool call looks anomalous (unknown_tool, repeated, injection_pattern, ...).",
         metric_label=True,
     ),
-    AttributeSpec(Attr.ERROR_TYPE, "Exception class or error code.", metric_label=True),
+    AttributeSpec(
+        Attr.ERROR_TYPE, "Module-qualified exception class (see error_type()), or a short error code.",
+        metric_label=True,
+    ),
     AttributeSpec(Attr.CANCELLED, "True when the work was cancelled (barge-in, hang-up)."),
-    AttributeSpec(Attr.HTTP_STATUS, "HTTP status of a store API response.", metric_label=True),
+    AttributeSpec(Attr.HTTP_STATUS, "HTTP response status code (0: no response).", metric_label=True),
     AttributeSpec(Attr.CALLLOG_RESULT, "written, buffered, flushed, rejected or dropped.", metric_label=True),
     AttributeSpec(Attr.CALLLOG_BUFFER, "postgres, redis or memory.", metric_label=True),
     AttributeSpec(Attr.CALLLOG_BATCH_RECORDS, "Records in a call-history batch."),
     AttributeSpec(Attr.CALLLOG_BATCH_CALLS, "Distinct calls in a call-history batch (each linked)."),
     AttributeSpec(Attr.CALLLOG_BATCH_SOURCE, "Where a flushed batch came from: memory or redis."),
     AttributeSpec(Attr.EXPORT_SIGNAL, "traces or metrics.", metric_label=True),
+    AttributeSpec(
+        Attr.INTERNAL_ERROR_SITE, "Where in VoxPulse an internal error was contained (a fixed code).",
+        metric_label=True,
+    ),
 )
 
 # Spans LiveKit Agents already creates for a stage request: we annotate them with voice.stage
@@ -235,88 +269,152 @@ class MetricKind(StrEnum):
     GAUGE = "gauge"
 
 
+# UCUM units and the Prometheus suffix the collector's (and the SDK's) translation appends;
+# annotations in braces ("{call}", "{USD}") add nothing.
+_UNIT_SUFFIXES: Final[dict[str, str]] = {"s": "seconds", "ms": "milliseconds", "By": "bytes", "1": "ratio"}
+_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+
+
+def prometheus_name(name: str, kind: MetricKind, unit: str) -> str:
+    """The series name Prometheus shows for an OTel metric: dots become underscores, the unit's
+    suffix is appended (``_seconds``; nothing for ``{annotations}``), counters end in ``_total``."""
+    out = name.replace(".", "_")
+    if not (unit.startswith("{") and unit.endswith("}")):
+        suffix = _UNIT_SUFFIXES.get(unit)
+        if suffix is None:
+            raise ValueError(f"metric {name}: unit {unit!r} has no Prometheus suffix rule; use one of "
+                             f"{', '.join(_UNIT_SUFFIXES)} or an {{annotation}}")
+        if suffix == "ratio" and kind is MetricKind.COUNTER:
+            suffix = ""
+        if suffix and not out.endswith(f"_{suffix}"):
+            out = f"{out}_{suffix}"
+    if kind is MetricKind.COUNTER and not out.endswith("_total"):
+        out = f"{out}_total"
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class MetricSpec:
+    """One metric: OTel name, kind, UCUM unit, description, attribute keys (each must be classified
+    ``metric_label``) and, for histograms, the bucket boundaries. Applications declare their own
+    metrics with it too (see ``telemetry.metrics.Counter`` and friends)."""
+
     name: str
     kind: MetricKind
     unit: str
     description: str
-    prometheus: str
     attributes: tuple[str, ...] = ()
     buckets: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not _NAME_RE.match(self.name):
+            raise ValueError(f"metric name {self.name!r}: lowercase dot-separated words (namespace.name)")
+        if (self.buckets is not None) != (self.kind is MetricKind.HISTOGRAM):
+            raise ValueError(f"metric {self.name}: buckets go with histograms, and histograms need them")
+        if self.buckets is not None and list(self.buckets) != sorted(set(self.buckets)):
+            raise ValueError(f"metric {self.name}: buckets must increase strictly")
+        self.prometheus  # noqa: B018 -- validates the unit
+
+    @property
+    def prometheus(self) -> str:
+        """The Prometheus series name (histograms add ``_bucket``, ``_sum``, ``_count``)."""
+        return prometheus_name(self.name, self.kind, self.unit)
+
+
+class Metric:
+    """Names of the metrics VoxPulse records (specs in :data:`METRICS`)."""
+
+    TTFW: Final = "voice.turn.time_to_first_word"
+    STAGE_TTFC: Final = "voice.stage.time_to_first_chunk"
+    CALL_DURATION: Final = "voice.call.duration"
+    CALL_COST: Final = "voice.call.cost"
+    API_SPEND: Final = "voice.api.spend"
+    CALLS_ACTIVE: Final = "voice.calls.active"
+    OPERATOR_QUEUE: Final = "voice.operator.queue_length"
+    CALLS: Final = "voice.calls"
+    TRANSFERS: Final = "voice.transfers"
+    TOOL_ANOMALIES: Final = "voice.tool.anomalies"
+    EXPORT_DROPPED: Final = "voxpulse.export.dropped"
+    INTERNAL_ERRORS: Final = "voxpulse.internal_errors"
+    CALLLOG_RECORDS: Final = "voxpulse.calllog.records"
 
 
 METRICS: Final[tuple[MetricSpec, ...]] = (
     MetricSpec(
-        "voice.turn.time_to_first_word", MetricKind.HISTOGRAM, "s",
-        "End of caller speech to the first byte of agent audio, per turn.",
-        "voice_turn_time_to_first_word_seconds", (Attr.AGENT_VERSION,), DURATION_BUCKETS_S,
+        Metric.TTFW, MetricKind.HISTOGRAM, "s", "End of caller speech to the first byte of agent audio, per turn.",
+        (Attr.AGENT_VERSION,), DURATION_BUCKETS_S,
     ),
     MetricSpec(
-        "voice.stage.time_to_first_chunk", MetricKind.HISTOGRAM, "s",
+        Metric.STAGE_TTFC, MetricKind.HISTOGRAM, "s",
         "Time to first token (LLM), first byte (TTS) or first transcript (STT).",
-        "voice_stage_time_to_first_chunk_seconds", (Attr.STAGE, Attr.PROVIDER, Attr.MODEL), DURATION_BUCKETS_S,
+        (Attr.STAGE, Attr.PROVIDER, Attr.MODEL), DURATION_BUCKETS_S,
     ),
     MetricSpec(
-        "voice.call.duration", MetricKind.HISTOGRAM, "s", "Call duration.",
-        "voice_call_duration_seconds", (Attr.CALL_DIRECTION, Attr.CALL_OUTCOME), CALL_DURATION_BUCKETS_S,
+        Metric.CALL_DURATION, MetricKind.HISTOGRAM, "s", "Call duration.",
+        (Attr.CALL_DIRECTION, Attr.CALL_OUTCOME), CALL_DURATION_BUCKETS_S,
     ),
     MetricSpec(
-        "voice.call.cost", MetricKind.HISTOGRAM, "{USD}", "Cost of one call in USD (price table x usage).",
-        "voice_call_cost", (Attr.CALL_OUTCOME,), COST_BUCKETS_USD,
+        Metric.CALL_COST, MetricKind.HISTOGRAM, "{USD}", "Cost of one call in USD (price table x usage).",
+        (Attr.CALL_OUTCOME,), COST_BUCKETS_USD,
     ),
     MetricSpec(
-        "voice.api.spend", MetricKind.COUNTER, "{USD}", "Provider API spend in USD.",
-        "voice_api_spend_total", (Attr.STAGE, Attr.PROVIDER, Attr.MODEL),
+        Metric.API_SPEND, MetricKind.COUNTER, "{USD}", "Provider API spend in USD.",
+        (Attr.STAGE, Attr.PROVIDER, Attr.MODEL),
+    ),
+    MetricSpec(Metric.CALLS_ACTIVE, MetricKind.UP_DOWN_COUNTER, "{call}", "Calls in progress.", (Attr.CALL_DIRECTION,)),
+    MetricSpec(
+        Metric.OPERATOR_QUEUE, MetricKind.GAUGE, "{call}",
+        "Callers waiting for a human operator (set by the application that knows its queue).",
     ),
     MetricSpec(
-        "voice.calls.active", MetricKind.UP_DOWN_COUNTER, "{call}", "Calls in progress.",
-        "voice_calls_active", (Attr.CALL_DIRECTION,),
+        Metric.CALLS, MetricKind.COUNTER, "{call}", "Finished calls by outcome, scenario and direction.",
+        (Attr.CALL_OUTCOME, Attr.CALL_SCENARIO, Attr.CALL_DIRECTION),
     ),
     MetricSpec(
-        "voice.operator.queue_length", MetricKind.GAUGE, "{call}", "Callers waiting for a human operator.",
-        "voice_operator_queue_length",
+        Metric.TRANSFERS, MetricKind.COUNTER, "{call}", "Calls transferred to an operator, by reason.",
+        (Attr.CALL_TRANSFER_REASON,),
     ),
     MetricSpec(
-        "voice.calls", MetricKind.COUNTER, "{call}", "Finished calls by outcome, scenario and direction.",
-        "voice_calls_total", (Attr.CALL_OUTCOME, Attr.CALL_SCENARIO, Attr.CALL_DIRECTION),
+        Metric.TOOL_ANOMALIES, MetricKind.COUNTER, "{call}",
+        f"Tool calls that look anomalous (prompt-injection suspicion); tools the agent does not have are "
+        f"labelled `{OTHER}`.",
+        (Attr.TOOL_NAME, Attr.TOOL_ANOMALY),
     ),
     MetricSpec(
-        "voice.transfers", MetricKind.COUNTER, "{call}", "Calls transferred to an operator, by reason.",
-        "voice_transfers_total", (Attr.CALL_TRANSFER_REASON,),
+        Metric.EXPORT_DROPPED, MetricKind.COUNTER, "{item}",
+        "Spans the agent could not deliver (queue full or exporter failing).", (Attr.EXPORT_SIGNAL,),
     ),
     MetricSpec(
-        "voice.orders.created", MetricKind.COUNTER, "{order}", "Orders the bot created.",
-        "voice_orders_created_total",
+        Metric.INTERNAL_ERRORS, MetricKind.COUNTER, "{error}",
+        "Internal VoxPulse errors contained so that the call goes on, by site.", (Attr.INTERNAL_ERROR_SITE,),
     ),
     MetricSpec(
-        "voice.fittings.booked", MetricKind.COUNTER, "{booking}", "Tyre-fitting appointments the bot booked.",
-        "voice_fittings_booked_total",
-    ),
-    MetricSpec(
-        "voice.store_api.errors", MetricKind.COUNTER, "{error}", "Store API errors by HTTP status code.",
-        "voice_store_api_errors_total", (Attr.HTTP_STATUS,),
-    ),
-    MetricSpec(
-        "voice.tool.anomalies", MetricKind.COUNTER, "{call}",
-        "Tool calls that look anomalous (prompt-injection suspicion).",
-        "voice_tool_anomalies_total", (Attr.TOOL_NAME, Attr.TOOL_ANOMALY),
-    ),
-    MetricSpec(
-        "voxpulse.export.dropped", MetricKind.COUNTER, "{item}",
-        "Spans the agent could not deliver (queue full or exporter failing).",
-        "voxpulse_export_dropped_total", (Attr.EXPORT_SIGNAL,),
-    ),
-    MetricSpec(
-        "voxpulse.calllog.records", MetricKind.COUNTER, "{record}",
+        Metric.CALLLOG_RECORDS, MetricKind.COUNTER, "{record}",
         "Call-history records by result (written, buffered, flushed, dropped) and buffer.",
-        "voxpulse_calllog_records_total", (Attr.CALLLOG_RESULT, Attr.CALLLOG_BUFFER),
+        (Attr.CALLLOG_RESULT, Attr.CALLLOG_BUFFER),
     ),
 )
+
+_METRICS_BY_NAME: Final = {m.name: m for m in METRICS}
+
+
+def metric_spec(name: str) -> MetricSpec:
+    """The spec of one of VoxPulse's metrics, e.g. ``metric_spec(Metric.TTFW).prometheus``."""
+    return _METRICS_BY_NAME[name]
+
 
 # The collector's spanmetrics connector (namespace traces.span.metrics, unit ms).
 SPANMETRICS_DURATION: Final = "traces_span_metrics_duration_milliseconds"
 SPANMETRICS_CALLS: Final = "traces_span_metrics_calls_total"
+
+
+def error_type(exc: BaseException | type[BaseException]) -> str:
+    """The ``error.type`` of an exception: its class's qualified name, prefixed by its module unless
+    it is a builtin (``ValueError``, ``asyncpg.exceptions.ConnectionDoesNotExistError``) -- the
+    format the OTel SDK gives ``exception.type``. Low cardinality: a class, never a message."""
+    cls = exc if isinstance(exc, type) else type(exc)
+    module = cls.__module__
+    return f"{module}.{cls.__qualname__}" if module and module != "builtins" else cls.__qualname__
 
 
 def render_markdown() -> str:
@@ -334,11 +432,11 @@ def render_markdown() -> str:
         f"| `{SpanName.CALL}` | `telemetry.call()` (root of the call's trace) | |",
         f"| `{SpanName.TURN}` | LiveKit integration, one per caller utterance and answer | `turn` |",
         f"| `{SpanName.STT}` | `@trace_stt`, LiveKit integration (LiveKit has no STT request span) | `stt` |",
-        "| `chat {model}` | `@trace_llm` | `llm` |",
+        f"| `{SpanName.llm('{model}')}` | `@trace_llm` | `llm` |",
         f"| `{SpanName.TTS}` | `@trace_tts` | `tts` |",
-        "| `execute_tool {name}` | `@trace_tool` | `tool` |",
+        f"| `{SpanName.tool('{name}')}` | `@trace_tool` | `tool` |",
         f"| `{SpanName.CALLLOG_WRITE}` | call-history writer, own trace linked to each call | |",
-        f"| `{SpanName.CALLLOG_BUFFER}` | call-history writer while PostgreSQL is down | |",
+        f"| `{SpanName.CALLLOG_BUFFER_PUSH}` | call-history writer while PostgreSQL is down | |",
     ]
     for lk_name, stage in LIVEKIT_STAGE_SPANS.items():
         out.append(f"| `{lk_name}` | LiveKit Agents (annotated by VoxPulse) | `{stage.value}` |")
@@ -367,6 +465,11 @@ def render_markdown() -> str:
         out.append(
             f"| `{m.name}` | {m.kind.value} | `{m.unit}` | `{m.prometheus}` | {attrs} | {m.description} |"
         )
+    out += [
+        "",
+        "Applications add their own metrics with the same `MetricSpec` (`telemetry.metrics.Counter(spec)` and",
+        "friends): the same naming, Prometheus and label rules apply to them.",
+    ]
     dims = ", ".join(f"`{d}`" for d in SPANMETRICS_DIMENSIONS)
     out += [
         "",

@@ -2,9 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import telemetry
 from telemetry import semconv
-from telemetry.semconv import ATTRIBUTES, METRICS, SPANMETRICS_DIMENSIONS, Attr
+from telemetry.semconv import ATTRIBUTES, METRICS, SPANMETRICS_DIMENSIONS, Attr, Metric
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,12 +46,30 @@ def test_prometheus_names_follow_the_otel_translation() -> None:
             assert metric.prometheus == f"{base}_seconds", metric.name
         else:
             assert metric.prometheus == base, metric.name
-
-
-def test_public_api_is_curated() -> None:
-    assert sorted(telemetry.__all__) == telemetry.__all__
-    assert set(telemetry.__all__) == {
-        "Attr", "CallOutcome", "CallScope", "Stage", "Telemetry", "TelemetryConfig", "TelemetryConfigError",
-        "TelemetryError", "__version__", "call", "configure", "current_call", "inject", "metrics", "redact",
-        "setup_logging", "trace_llm", "trace_stt", "trace_tool", "trace_tts", "traced",
+    # the names dashboards, alert rules and the CLI use, pinned
+    assert {m.name: m.prometheus for m in METRICS if m.name in (Metric.TTFW, Metric.CALLS, Metric.CALL_COST)} == {
+        Metric.TTFW: "voice_turn_time_to_first_word_seconds",
+        Metric.CALLS: "voice_calls_total",
+        Metric.CALL_COST: "voice_call_cost",
     }
+
+
+def test_every_metric_has_a_symbol_and_the_library_records_none_by_literal() -> None:
+    symbols = {v for k, v in vars(Metric).items() if not k.startswith("_") and isinstance(v, str)}
+    assert symbols == {m.name for m in METRICS}
+    source = (ROOT / "telemetry" / "metrics.py").read_text(encoding="utf-8")
+    for name in symbols:
+        assert f'"{name}"' not in source, name
+
+
+def test_error_type_is_the_module_qualified_class() -> None:
+    class LocalError(Exception):
+        pass
+
+    assert semconv.error_type(ValueError("x")) == "ValueError"
+    assert semconv.error_type(TimeoutError) == "TimeoutError"
+    qualified = f"{__name__}.test_error_type_is_the_module_qualified_class.<locals>.LocalError"
+    assert semconv.error_type(LocalError()) == qualified
+    import json
+
+    assert semconv.error_type(json.JSONDecodeError("x", "", 0)) == "json.decoder.JSONDecodeError"
