@@ -49,7 +49,7 @@ async def level(n: int, calls: int, enabled: bool, frame_ms: int = 20) -> dict[s
     proc = QueueingSpanProcessor(SafeExporter(exporter, Redactor()))
     handle = telemetry.configure(
         exporter="none", metrics_exporter="none", disabled=not enabled, setup_logs=False,
-        span_processors=[proc] if enabled else (),
+        additional_span_processors=[proc] if enabled else (),
     )
     if not enabled:  # configure(disabled=True) leaves LiveKit's tracer alone: silence it too
         from livekit.agents.telemetry import traces as lk_traces

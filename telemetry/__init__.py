@@ -10,8 +10,14 @@
     async with telemetry.call(call_id=room.name, caller=phone) as call:
         ...
 
-This module is the whole public surface; see docs/library-api.md.
+The names below are the core API. Public submodules, each with its own ``__all__``:
+``telemetry.semconv`` (every name VoxPulse emits), ``telemetry.metrics`` (instruments, also the
+application's own), ``telemetry.pricing``, ``telemetry.exceptions``, ``telemetry.testing``, and the
+optional integrations ``telemetry.livekit`` (extra ``livekit``) and ``telemetry.history`` (extra
+``history``). Everything else is internal. See docs/library-api.md (a test keeps it complete).
 """
+
+from importlib import metadata as _metadata
 
 from telemetry import metrics
 from telemetry._setup import Telemetry, TelemetryConfig, configure
@@ -22,7 +28,10 @@ from telemetry.logs import setup_logging
 from telemetry.redaction import redact
 from telemetry.semconv import Attr, CallOutcome, Stage
 
-__version__ = "0.1.0"
+try:
+    __version__: str = _metadata.version("voxpulse-otel")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "Attr",

@@ -1,62 +1,146 @@
-"""The one table of environment variables VoxPulse reads.
+"""Every environment variable the library reads, in one table; nothing in ``telemetry`` reads
+``os.environ`` anywhere else (a test checks).
 
 Precedence everywhere: explicit argument > environment variable > default. Standard ``OTEL_*``
-variables keep their OpenTelemetry meaning; ``VOXPULSE_*`` ones are ours.
+variables keep their OpenTelemetry meaning; ``VOXPULSE_*`` ones are ours. A variable may have
+several names (the first set wins), e.g. ``VOXPULSE_DATABASE_URL`` then ``DATABASE_URL``.
+
+``docs/configuration.md`` is generated from this table (``python -m telemetry._env >
+docs/configuration.md``) and a test keeps the two equal.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal, TypeVar, get_args, overload
 
 from telemetry.exceptions import TelemetryConfigError
+from telemetry.redaction import ContentMode
 
-__all__ = ["ENV_VARS", "EnvVar", "choice", "flag", "number", "text"]
+__all__ = [
+    "CONTENT_MODES",
+    "ENV_VARS",
+    "EXPORTERS",
+    "LOG_FORMATS",
+    "METRICS_EXPORTERS",
+    "PROTOCOLS",
+    "EnvVar",
+    "Exporter",
+    "LogFormat",
+    "MetricsExporter",
+    "Protocol",
+    "choice",
+    "flag",
+    "number",
+    "optional_flag",
+    "render_markdown",
+    "text",
+    "under_test",
+]
+
+S = TypeVar("S", bound=str)
+
+Exporter = Literal["otlp", "console", "none"]
+MetricsExporter = Literal["otlp", "prometheus", "both", "none"]
+Protocol = Literal["http/protobuf", "grpc"]
+LogFormat = Literal["json", "text"]
+EXPORTERS: Final[tuple[Exporter, ...]] = get_args(Exporter)
+METRICS_EXPORTERS: Final[tuple[MetricsExporter, ...]] = get_args(MetricsExporter)
+PROTOCOLS: Final[tuple[Protocol, ...]] = get_args(Protocol)
+CONTENT_MODES: Final[tuple[ContentMode, ...]] = get_args(ContentMode)
+LOG_FORMATS: Final[tuple[LogFormat, ...]] = get_args(LogFormat)
 
 
 @dataclass(frozen=True, slots=True)
 class EnvVar:
-    name: str
+    names: tuple[str, ...]
     default: str | None
     doc: str
     choices: tuple[str, ...] = ()
+    secret: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.names[0]
+
+    def raw(self) -> tuple[str, str] | None:
+        """(name, value) of the first of ``names`` set to a non-blank value, else None."""
+        for name in self.names:
+            value = os.environ.get(name, "").strip()
+            if value:
+                return name, value
+        return None
 
 
-OTEL_SDK_DISABLED: Final = EnvVar("OTEL_SDK_DISABLED", "false", "true turns every signal into a no-op.")
-OTEL_SERVICE_NAME: Final = EnvVar("OTEL_SERVICE_NAME", "voxpulse-agent", "service.name of the agent.")
+OTEL_SDK_DISABLED: Final = EnvVar(("OTEL_SDK_DISABLED",), "false", "`true` turns every signal into a no-op.")
+OTEL_SERVICE_NAME: Final = EnvVar(("OTEL_SERVICE_NAME",), "voxpulse-agent", "`service.name` of the agent.")
 OTEL_EXPORTER_OTLP_ENDPOINT: Final = EnvVar(
-    "OTEL_EXPORTER_OTLP_ENDPOINT", None,
-    "Collector base URL; default http://127.0.0.1:4318 (http/protobuf) or :4317 (grpc).",
+    ("OTEL_EXPORTER_OTLP_ENDPOINT",), None,
+    "Collector base URL; default http://127.0.0.1:4318 (http/protobuf) or :4317 (grpc). The OTLP "
+    "exporters also honour the signal-specific `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `_METRICS_ENDPOINT`.",
 )
 OTEL_EXPORTER_OTLP_PROTOCOL: Final = EnvVar(
-    "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", "OTLP protocol.", ("http/protobuf", "grpc")
+    ("OTEL_EXPORTER_OTLP_PROTOCOL",), "http/protobuf", "OTLP protocol.", PROTOCOLS
 )
 OTEL_METRIC_EXPORT_INTERVAL: Final = EnvVar(
-    "OTEL_METRIC_EXPORT_INTERVAL", "20000",
-    "Milliseconds between metric exports; keep it above the Prometheus scrape interval (15 s) or exemplars are lost.",
+    ("OTEL_METRIC_EXPORT_INTERVAL",), "20000",
+    "Milliseconds between metric exports; keep it above the Prometheus scrape interval (15 s) or exemplars "
+    "are lost.",
+)
+OTEL_BSP_MAX_QUEUE_SIZE: Final = EnvVar(
+    ("OTEL_BSP_MAX_QUEUE_SIZE",), "4096", "Spans queued for export; beyond it they are dropped and counted."
+)
+OTEL_BSP_SCHEDULE_DELAY: Final = EnvVar(
+    ("OTEL_BSP_SCHEDULE_DELAY",), "1000", "Milliseconds between span exports (our default; the SDK's is 5000)."
+)
+OTEL_BSP_MAX_EXPORT_BATCH_SIZE: Final = EnvVar(
+    ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",), "512", "Spans per export request (at most the queue size)."
+)
+OTEL_BSP_EXPORT_TIMEOUT: Final = EnvVar(
+    ("OTEL_BSP_EXPORT_TIMEOUT",), "30000", "Milliseconds one span export may take."
 )
 VOXPULSE_EXPORTER: Final = EnvVar(
-    "VOXPULSE_EXPORTER", "otlp", "Where spans go: the collector, a console tree, or nowhere.",
-    ("otlp", "console", "none"),
+    ("VOXPULSE_EXPORTER",), "otlp", "Where spans go: the collector, a console tree, or nowhere.", EXPORTERS,
 )
 VOXPULSE_METRICS_EXPORTER: Final = EnvVar(
-    "VOXPULSE_METRICS_EXPORTER", "otlp",
+    ("VOXPULSE_METRICS_EXPORTER",), "otlp",
     "Where metrics go: OTLP to the collector, a Prometheus /metrics endpoint in the agent, both, or none.",
-    ("otlp", "prometheus", "both", "none"),
+    METRICS_EXPORTERS,
 )
 VOXPULSE_PROMETHEUS_ADDR: Final = EnvVar(
-    "VOXPULSE_PROMETHEUS_ADDR", "127.0.0.1:8080", "host:port of the agent's own /metrics endpoint."
+    ("VOXPULSE_PROMETHEUS_ADDR",), "127.0.0.1:8080", "host:port of the agent's own /metrics endpoint."
 )
 VOXPULSE_CONTENT: Final = EnvVar(
-    "VOXPULSE_CONTENT", "redacted", "Transcripts and tool arguments on spans: dropped, redacted or kept.",
-    ("off", "redacted", "full"),
+    ("VOXPULSE_CONTENT",), "redacted", "Transcripts and tool arguments on spans: dropped, redacted or kept.",
+    CONTENT_MODES,
 )
 VOXPULSE_MAX_ATTRIBUTE_LENGTH: Final = EnvVar(
-    "VOXPULSE_MAX_ATTRIBUTE_LENGTH", "2048", "Longer string attributes are truncated before export."
+    ("VOXPULSE_MAX_ATTRIBUTE_LENGTH",), "2048", "Longer string attributes are truncated before export."
 )
-LOG_LEVEL: Final = EnvVar("LOG_LEVEL", "INFO", "Level of the root logger.")
-LOG_FORMAT: Final = EnvVar("LOG_FORMAT", "json", "Log line format.", ("json", "text"))
+VOXPULSE_LOG_LEVEL: Final = EnvVar(
+    ("VOXPULSE_LOG_LEVEL", "LOG_LEVEL"), "INFO",
+    "Level of the root logger when VoxPulse installs its log handler (`LOG_LEVEL` is read as a fallback).",
+)
+VOXPULSE_LOG_FORMAT: Final = EnvVar(
+    ("VOXPULSE_LOG_FORMAT", "LOG_FORMAT"), "json", "Format of that handler's lines (`LOG_FORMAT` as a fallback).",
+    LOG_FORMATS,
+)
+VOXPULSE_RAISE_INTERNAL_ERRORS: Final = EnvVar(
+    ("VOXPULSE_RAISE_INTERNAL_ERRORS",), None,
+    "`true` re-raises internal telemetry errors instead of containing them; `false` contains them even "
+    "while a test runs. Unset: re-raised only while pytest runs a test (`PYTEST_CURRENT_TEST`).",
+)
+DATABASE_URL: Final = EnvVar(
+    ("VOXPULSE_DATABASE_URL", "DATABASE_URL"), None,
+    "PostgreSQL DSN of the call history (`telemetry.history`) and of the console's alerts receiver.",
+    secret=True,
+)
+REDIS_URL: Final = EnvVar(
+    ("VOXPULSE_REDIS_URL", "REDIS_URL"), None,
+    "Redis URL of the call history's outage buffer and per-call sessions (optional).", secret=True,
+)
 
 ENV_VARS: Final[tuple[EnvVar, ...]] = (
     OTEL_SDK_DISABLED,
@@ -64,45 +148,70 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
     OTEL_EXPORTER_OTLP_ENDPOINT,
     OTEL_EXPORTER_OTLP_PROTOCOL,
     OTEL_METRIC_EXPORT_INTERVAL,
+    OTEL_BSP_MAX_QUEUE_SIZE,
+    OTEL_BSP_SCHEDULE_DELAY,
+    OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+    OTEL_BSP_EXPORT_TIMEOUT,
     VOXPULSE_EXPORTER,
     VOXPULSE_METRICS_EXPORTER,
     VOXPULSE_PROMETHEUS_ADDR,
     VOXPULSE_CONTENT,
     VOXPULSE_MAX_ATTRIBUTE_LENGTH,
-    LOG_LEVEL,
-    LOG_FORMAT,
+    VOXPULSE_LOG_LEVEL,
+    VOXPULSE_LOG_FORMAT,
+    VOXPULSE_RAISE_INTERNAL_ERRORS,
+    DATABASE_URL,
+    REDIS_URL,
 )
 
 
+@overload
+def text(var: EnvVar, explicit: str) -> str: ...
+@overload
+def text(var: EnvVar, explicit: str | None = None) -> str | None: ...
 def text(var: EnvVar, explicit: str | None = None) -> str | None:
-    """The explicit value, else the variable's non-empty value, else its default."""
+    """The explicit value, else the variable's non-blank value, else its default."""
     if explicit is not None:
         return explicit
-    raw = os.environ.get(var.name, "").strip()
-    return raw or var.default
+    found = var.raw()
+    return found[1] if found else var.default
 
 
-def choice(var: EnvVar, explicit: str | None = None) -> str:
-    value = text(var, explicit)
-    assert value is not None, var.name
-    value = value.strip().lower()
-    if value not in var.choices:
-        source = "argument" if explicit is not None else f"environment variable {var.name}"
-        raise TelemetryConfigError(
-            f"{source} is {value!r}; expected one of {', '.join(var.choices)}"
-        )
-    return value
+def choice(var: EnvVar, explicit: S | None, allowed: tuple[S, ...]) -> S:
+    """One of ``allowed`` (the variable's choices, typed as their Literal), from the explicit value,
+    the environment or the default; anything else is a :class:`TelemetryConfigError`."""
+    found = var.raw() if explicit is None else None
+    value = explicit if explicit is not None else found[1] if found else var.default
+    normalised = (value or "").strip().lower()
+    for option in allowed:
+        if option == normalised:
+            return option
+    source = "argument" if explicit is not None else f"environment variable {found[0]}" if found else var.name
+    raise TelemetryConfigError(f"{source} is {value!r}; expected one of {', '.join(allowed)}")
+
+
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
+def optional_flag(var: EnvVar) -> bool | None:
+    """The variable as a boolean, None when it is unset (and has no default)."""
+    found = var.raw()
+    value = (found[1] if found else var.default or "").lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    if not value:
+        return None
+    raise TelemetryConfigError(f"environment variable {found[0] if found else var.name} is {value!r}; "
+                               "expected true or false")
 
 
 def flag(var: EnvVar, explicit: bool | None = None) -> bool:
     if explicit is not None:
         return explicit
-    value = (text(var) or "").lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("", "0", "false", "no", "off"):
-        return False
-    raise TelemetryConfigError(f"environment variable {var.name} is {value!r}; expected true or false")
+    return bool(optional_flag(var))
 
 
 def number(var: EnvVar, explicit: float | None = None, *, minimum: float = 0.0) -> float:
@@ -110,8 +219,9 @@ def number(var: EnvVar, explicit: float | None = None, *, minimum: float = 0.0) 
         value = float(explicit)
         source = "argument"
     else:
-        raw = text(var)
-        source = f"environment variable {var.name}"
+        found = var.raw()
+        raw = found[1] if found else var.default
+        source = f"environment variable {found[0]}" if found else f"default of {var.name}"
         try:
             value = float(raw or "")
         except ValueError:
@@ -119,3 +229,39 @@ def number(var: EnvVar, explicit: float | None = None, *, minimum: float = 0.0) 
     if value < minimum:
         raise TelemetryConfigError(f"{source} is {value}; expected at least {minimum}")
     return value
+
+
+def under_test() -> bool:
+    """True while pytest runs a test (it sets ``PYTEST_CURRENT_TEST`` then, not merely when imported)."""
+    return "PYTEST_CURRENT_TEST" in os.environ
+
+
+def render_markdown() -> str:
+    """The body of docs/configuration.md."""
+    out = [
+        "# Configuration: the environment variables the library reads",
+        "",
+        "Generated from `telemetry/_env.py` by `python -m telemetry._env`; a test keeps the two equal and",
+        "checks that the library reads no variable outside this table.",
+        "",
+        "Precedence: an explicit argument (`telemetry.configure(...)`, `CallLogger(...)`) wins over the",
+        "variable, which wins over the default. Where a row lists several names, the first one set wins.",
+        "Standard `OTEL_*` variables keep their OpenTelemetry meaning; the OTel SDK and its exporters",
+        "also read the other standard ones themselves (`OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_RESOURCE_ATTRIBUTES`,",
+        "...). Invalid values raise `telemetry.TelemetryConfigError` at `configure()`.",
+        "",
+        "| variable | default | values | meaning |",
+        "|---|---|---|---|",
+    ]
+    for var in ENV_VARS:
+        names = " or ".join(f"`{n}`" for n in var.names)
+        default = f"`{var.default}`" if var.default is not None else ""
+        values = ", ".join(f"`{c}`" for c in var.choices)
+        doc = var.doc + (" Holds credentials: set it from your secret store." if var.secret else "")
+        out.append(f"| {names} | {default} | {values} | {doc} |")
+    out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render_markdown())

@@ -4,7 +4,8 @@
   a parent that has one, or with ``call_id`` baggage from another process) and maps LiveKit's
   stage spans to ``voice.stage``.
 * :class:`QueueingSpanProcessor` is the SDK's BatchSpanProcessor that counts, instead of logging per
-  span, the spans it drops when its queue is full.
+  span, the spans it drops when its queue is full. Its sizes and delays: explicit arguments, else
+  ``OTEL_BSP_*``, else our defaults (``_env``).
 * :class:`ChangedPointsExporter` sends only the metric points that changed, so exemplars survive.
 * :class:`SafeExporter` redacts every span before the real exporter sees it (on the export thread,
   off the event loop), counts spans it could not deliver, and logs failure and recovery once each.
@@ -35,12 +36,14 @@ from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Status
 
+from telemetry import _env
 from telemetry import metrics as _metrics
-from telemetry.calls import current_call_id
+from telemetry.calls import _current_call_id
+from telemetry.exceptions import TelemetryConfigError
 from telemetry.redaction import Redactor
 from telemetry.semconv import LIVEKIT_STAGE_SPANS, Attr
 
-__all__ = ["CallIdProcessor", "ChangedPointsExporter", "QueueingSpanProcessor", "SafeExporter", "redact_span"]
+__all__ = ["CallIdProcessor", "ChangedPointsExporter", "QueueingSpanProcessor", "SafeExporter", "redact_span", "stamp"]
 
 _logger = logging.getLogger("voxpulse.export")
 _STAGE_BY_SPAN = {name: stage.value for name, stage in LIVEKIT_STAGE_SPANS.items()}
@@ -60,7 +63,7 @@ def stamp(span: Span, parent_context: context.Context | None) -> None:
     """Puts call_id (and voice.stage on LiveKit's stage spans) on a starting span."""
     attrs = span.attributes
     if attrs is None or Attr.CALL_ID not in attrs:
-        call_id = current_call_id()
+        call_id = _current_call_id()
         if call_id is None:
             parent = trace.get_current_span(parent_context)
             attrs = getattr(parent, "attributes", None)
@@ -98,11 +101,21 @@ class QueueingSpanProcessor(BatchSpanProcessor):
     counts queue-full drops (one log line when the queue fills and one when it has drained below
     half, not per span nor per exported batch)."""
 
-    def __init__(self, exporter: SpanExporter, *, max_queue_size: int = 4096, schedule_delay_ms: int = 1000,
-                 max_export_batch_size: int = 512) -> None:
+    def __init__(self, exporter: SpanExporter, *, max_queue_size: int | None = None,
+                 schedule_delay_ms: float | None = None, max_export_batch_size: int | None = None,
+                 export_timeout_ms: float | None = None) -> None:
+        max_queue_size = int(_env.number(_env.OTEL_BSP_MAX_QUEUE_SIZE, max_queue_size, minimum=1))
+        batch = int(_env.number(_env.OTEL_BSP_MAX_EXPORT_BATCH_SIZE, max_export_batch_size, minimum=1))
+        if batch > max_queue_size:
+            raise TelemetryConfigError(
+                f"span export batch size {batch} exceeds the queue size {max_queue_size} "
+                f"({_env.OTEL_BSP_MAX_EXPORT_BATCH_SIZE.name} / {_env.OTEL_BSP_MAX_QUEUE_SIZE.name})"
+            )
         super().__init__(
-            exporter, max_queue_size=max_queue_size, schedule_delay_millis=schedule_delay_ms,
-            max_export_batch_size=max_export_batch_size,
+            exporter, max_queue_size=max_queue_size,
+            schedule_delay_millis=_env.number(_env.OTEL_BSP_SCHEDULE_DELAY, schedule_delay_ms, minimum=1),
+            max_export_batch_size=batch,
+            export_timeout_millis=_env.number(_env.OTEL_BSP_EXPORT_TIMEOUT, export_timeout_ms, minimum=1),
         )
         self.dropped = 0
         self._dropping = False
@@ -123,7 +136,7 @@ class QueueingSpanProcessor(BatchSpanProcessor):
             return
         if len(self._queue) >= self._queue_limit:
             self.dropped += 1
-            _metrics.export_dropped(1)
+            _metrics._export_dropped(1)
             if not self._dropping:
                 self._dropping = True
                 _log_outside_call("span queue full (%d); dropping spans until the exporter catches up",
@@ -214,7 +227,7 @@ class SafeExporter(SpanExporter):
             self.failed_spans += len(spans)
             first = not self._failing
             self._failing = True
-        _metrics.export_dropped(len(spans))
+        _metrics._export_dropped(len(spans))
         if first:
             _logger.warning("span export failing (collector unreachable?); counting undelivered spans "
                             "in voxpulse.export.dropped and logging again on recovery")

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import importlib.util
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from opentelemetry import metrics as metrics_api
 from opentelemetry import trace
@@ -29,22 +26,30 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from telemetry import _env
 from telemetry import metrics as _metrics
+from telemetry._env import Exporter, MetricsExporter, Protocol
+from telemetry._instrumentation import instrument_libraries
 from telemetry._processors import CallIdProcessor, ChangedPointsExporter, QueueingSpanProcessor, SafeExporter
 from telemetry._state import STATE, TRACER_NAME
 from telemetry.redaction import ContentMode, Redactor
 
-__all__ = ["Telemetry", "TelemetryConfig", "configure"]
+__all__ = ["Telemetry", "TelemetryConfig", "configure", "install"]
 
 _logger = logging.getLogger("voxpulse")
-
-Exporter = Literal["otlp", "console", "none"]
-MetricsExporter = Literal["otlp", "prometheus", "both", "none"]
-Protocol = Literal["http/protobuf", "grpc"]
+# The OTLP exporters log every retry; our SafeExporter logs failure and recovery once each.
+_RETRY_LOGGERS = ("opentelemetry.exporter.otlp.proto.http", "opentelemetry.exporter.otlp.proto.grpc",
+                  "opentelemetry.sdk._shared_internal")
 
 
 @dataclass(frozen=True, slots=True)
 class TelemetryConfig:
-    """The resolved configuration (arguments, then environment, then defaults)."""
+    """The resolved configuration (arguments, then environment, then defaults).
+
+    ``endpoint`` is the collector's base URL when given as an argument or in
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` (None: the exporters' default); ``endpoint_explicit`` tells the
+    two apart: an argument wins over everything, while from the environment the OTLP exporters
+    resolve it themselves, so the signal-specific ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` /
+    ``_METRICS_ENDPOINT`` keep their meaning.
+    """
 
     disabled: bool
     service_name: str
@@ -58,6 +63,7 @@ class TelemetryConfig:
     content: ContentMode
     max_attribute_length: int
     metric_export_interval_s: float
+    endpoint_explicit: bool = False
 
 
 def _run_bounded(fn: Callable[[], object], timeout: float) -> bool:
@@ -114,7 +120,7 @@ class Telemetry:
         if left <= 0:
             return
         self._abandoned += left
-        _metrics.export_dropped(left)
+        _metrics._export_dropped(left)
         _logger.warning("telemetry %s deadline passed with %d spans not exported (collector slow or down)",
                         action, left)
 
@@ -203,26 +209,28 @@ def _at_exit() -> None:
 
 def _resolve(
     *, service_name: str | None, service_version: str | None, environment: str | None,
-    exporter: str | None, endpoint: str | None, protocol: str | None, metrics_exporter: str | None,
-    prometheus_addr: str | None, content: str | None, metric_export_interval_s: float | None,
+    exporter: Exporter | None, endpoint: str | None, protocol: Protocol | None,
+    metrics_exporter: MetricsExporter | None, prometheus_addr: str | None, content: ContentMode | None,
+    metric_export_interval_s: float | None,
     disabled: bool | None,
 ) -> TelemetryConfig:
     interval_ms = _env.number(_env.OTEL_METRIC_EXPORT_INTERVAL, None, minimum=100)
     return TelemetryConfig(
         disabled=_env.flag(_env.OTEL_SDK_DISABLED, disabled),
-        service_name=_env.text(_env.OTEL_SERVICE_NAME, service_name) or "voxpulse-agent",
+        service_name=str(_env.text(_env.OTEL_SERVICE_NAME, service_name)),
         service_version=service_version,
         environment=environment,
-        exporter=_env.choice(_env.VOXPULSE_EXPORTER, exporter),  # type: ignore[arg-type]
+        exporter=_env.choice(_env.VOXPULSE_EXPORTER, exporter, _env.EXPORTERS),
         endpoint=_env.text(_env.OTEL_EXPORTER_OTLP_ENDPOINT, endpoint),
-        protocol=_env.choice(_env.OTEL_EXPORTER_OTLP_PROTOCOL, protocol),  # type: ignore[arg-type]
-        metrics_exporter=_env.choice(_env.VOXPULSE_METRICS_EXPORTER, metrics_exporter),  # type: ignore[arg-type]
-        prometheus_addr=_env.text(_env.VOXPULSE_PROMETHEUS_ADDR, prometheus_addr) or "127.0.0.1:8080",
-        content=_env.choice(_env.VOXPULSE_CONTENT, content),  # type: ignore[arg-type]
+        protocol=_env.choice(_env.OTEL_EXPORTER_OTLP_PROTOCOL, protocol, _env.PROTOCOLS),
+        metrics_exporter=_env.choice(_env.VOXPULSE_METRICS_EXPORTER, metrics_exporter, _env.METRICS_EXPORTERS),
+        prometheus_addr=str(_env.text(_env.VOXPULSE_PROMETHEUS_ADDR, prometheus_addr)),
+        content=_env.choice(_env.VOXPULSE_CONTENT, content, _env.CONTENT_MODES),
         max_attribute_length=int(_env.number(_env.VOXPULSE_MAX_ATTRIBUTE_LENGTH, None, minimum=64)),
         metric_export_interval_s=(
             metric_export_interval_s if metric_export_interval_s is not None else interval_ms / 1000
         ),
+        endpoint_explicit=endpoint is not None,
     )
 
 
@@ -233,15 +241,22 @@ def _span_exporter(config: TelemetryConfig) -> SpanExporter | None:
         from telemetry.console import ConsoleTreeExporter
 
         return ConsoleTreeExporter()
+    endpoint = config.endpoint if config.endpoint_explicit else None  # else the exporter reads OTEL_*
     if config.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
-        return GrpcExporter(endpoint=config.endpoint, insecure=True) if config.endpoint else GrpcExporter()
+        return GrpcExporter(endpoint=endpoint, insecure=_grpc_insecure(endpoint)) if endpoint else GrpcExporter()
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
-    if config.endpoint:
-        return HttpExporter(endpoint=config.endpoint.rstrip("/") + "/v1/traces")
+    if endpoint:
+        return HttpExporter(endpoint=endpoint.rstrip("/") + "/v1/traces")
     return HttpExporter()
+
+
+def _grpc_insecure(endpoint: str) -> bool:
+    """An explicit gRPC endpoint is plaintext unless it says https (the exporter's own rule for URLs
+    it reads from the environment)."""
+    return not endpoint.startswith("https://")
 
 
 def _metric_readers(config: TelemetryConfig) -> tuple[list[MetricReader], ChangedPointsExporter | None]:
@@ -249,13 +264,14 @@ def _metric_readers(config: TelemetryConfig) -> tuple[list[MetricReader], Change
     readers: list[MetricReader] = []
     otlp: ChangedPointsExporter | None = None
     if config.metrics_exporter in ("otlp", "both") and config.exporter == "otlp":
+        endpoint = config.endpoint if config.endpoint_explicit else None  # else the exporter reads OTEL_*
         if config.protocol == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
                 OTLPMetricExporter as GrpcMetricExporter,
             )
 
             exporter: MetricExporter = (
-                GrpcMetricExporter(endpoint=config.endpoint, insecure=True) if config.endpoint
+                GrpcMetricExporter(endpoint=endpoint, insecure=_grpc_insecure(endpoint)) if endpoint
                 else GrpcMetricExporter()
             )
         else:
@@ -264,7 +280,7 @@ def _metric_readers(config: TelemetryConfig) -> tuple[list[MetricReader], Change
             )
 
             exporter = (
-                HttpMetricExporter(endpoint=config.endpoint.rstrip("/") + "/v1/metrics") if config.endpoint
+                HttpMetricExporter(endpoint=endpoint.rstrip("/") + "/v1/metrics") if endpoint
                 else HttpMetricExporter()
             )
         otlp = ChangedPointsExporter(exporter)
@@ -281,39 +297,6 @@ def _metric_readers(config: TelemetryConfig) -> tuple[list[MetricReader], Change
     return readers, otlp
 
 
-def _route_livekit(tracer_provider: trace.TracerProvider, content: ContentMode) -> None:
-    """Routes LiveKit Agents' own spans into our provider (metrics follow the global provider).
-
-    LiveKit's content attributes (prompts, chat context, transcripts, tool arguments, serialised on
-    the event loop for every LLM request) are captured only with ``content="full"``; otherwise our
-    own spans carry the redacted transcripts and tool arguments (turn, speech_to_text,
-    execute_tool), which costs far less CPU per call.
-    """
-    if "livekit.agents" not in sys.modules and importlib.util.find_spec("livekit.agents") is None:
-        return
-    from livekit.agents import telemetry as lk_telemetry
-    from livekit.agents.telemetry import gen_ai as lk_gen_ai
-
-    # allow_pii=True: LiveKit's own filter would strip every key with a `pii` segment (ours too) and
-    # every exception message; our exporter redacts instead (telemetry.redaction).
-    lk_telemetry.set_tracer_provider(tracer_provider, allow_pii=True)
-    lk_gen_ai.set_capture_content(content == "full")
-
-
-def _instrument_libraries(tracer_provider: TracerProvider) -> None:
-    """asyncpg and Redis spans join the current call (their spans get call_id from our processor)."""
-    for module, cls_name in (
-        ("opentelemetry.instrumentation.asyncpg", "AsyncPGInstrumentor"),
-        ("opentelemetry.instrumentation.redis", "RedisInstrumentor"),
-    ):
-        if importlib.util.find_spec(module) is None:
-            continue
-        instrumentor = getattr(importlib.import_module(module), cls_name)()
-        if instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.uninstrument()
-        instrumentor.instrument(tracer_provider=tracer_provider)
-
-
 def install(
     tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None, *, redactor: Redactor,
     service_version: str | None, livekit: bool = True, libraries: bool = True,
@@ -322,18 +305,19 @@ def install(
     STATE.redactor = redactor
     STATE.service_version = service_version
     STATE.meter_provider = meter_provider
+    if livekit:
+        from telemetry.livekit import _route_tracer
+
+        # with no provider LiveKit is routed to a no-op one: it would otherwise keep a previous one
+        _route_tracer(tracer_provider or trace.NoOpTracerProvider(), redactor.content)
     if tracer_provider is None:
         STATE.enabled = False
         STATE.tracer = trace.NoOpTracer()
-        if livekit:  # LiveKit would otherwise keep a previous provider
-            _route_livekit(trace.NoOpTracerProvider(), redactor.content)
         return
     STATE.tracer = tracer_provider.get_tracer(TRACER_NAME)
     STATE.enabled = True
-    if livekit:
-        _route_livekit(tracer_provider, redactor.content)
     if libraries:
-        _instrument_libraries(tracer_provider)
+        instrument_libraries(tracer_provider)
 
 
 def configure(
@@ -349,14 +333,20 @@ def configure(
     content: ContentMode | None = None,
     metric_export_interval_s: float | None = None,
     disabled: bool | None = None,
-    span_processors: Sequence[SpanProcessor] = (),
-    metric_readers: Sequence[MetricReader] = (),
-    setup_logs: bool = True,
+    additional_span_processors: Sequence[SpanProcessor] = (),
+    additional_metric_readers: Sequence[MetricReader] = (),
+    setup_logs: bool | None = None,
 ) -> Telemetry:
     """Sets up tracing, metrics and logs for the agent process; returns the handle.
 
     Safe to call twice: the same settings return the same handle; other settings replace the
     previous pipeline (the old one is shut down in the background).
+
+    ``additional_span_processors`` / ``additional_metric_readers`` run next to the configured
+    export (tests, a second backend). ``setup_logs``: ``True`` installs VoxPulse's log handler on the
+    root logger (JSON or text with call and trace ids, redacted; see ``setup_logging``) and sets the
+    root level; ``False`` leaves logging alone; ``None`` (default) installs it only when the root
+    logger has no handler yet, so an application that set up its own logging keeps it.
     """
     global _active, _active_key, _globals_set, _atexit_registered
     config = _resolve(
@@ -365,17 +355,18 @@ def configure(
         prometheus_addr=prometheus_addr, content=content, metric_export_interval_s=metric_export_interval_s,
         disabled=disabled,
     )
-    if _active is not None and _active_key == config and not span_processors and not metric_readers:
+    if (_active is not None and _active_key == config and not additional_span_processors
+            and not additional_metric_readers):
         return _active
     if _active is not None:
         old = _active
         _deactivate(old)
         old._closed = True
         _run_bounded(lambda: old._shutdown_blocking(5.0), 0)
-    if setup_logs:
-        from telemetry.logs import setup_logging
+    from telemetry import logs
 
-        setup_logging()
+    if setup_logs or (setup_logs is None and not logs.has_handlers()):
+        logs.setup_logging()
     redactor = Redactor(content=config.content, max_length=config.max_attribute_length)
     if config.disabled:
         handle = Telemetry(config, None, None, None, None)
@@ -400,11 +391,11 @@ def configure(
         tracer_provider.add_span_processor(batch)
     else:
         tracer_provider.add_span_processor(CallIdProcessor())
-    for processor in span_processors:
+    for processor in additional_span_processors:
         tracer_provider.add_span_processor(processor)
 
     readers, otlp_metrics = _metric_readers(config)
-    readers = [*readers, *metric_readers]
+    readers = [*readers, *additional_metric_readers]
     meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
 
     if not _globals_set:  # the OTel globals can be set once per process
@@ -412,14 +403,14 @@ def configure(
         trace.set_tracer_provider(tracer_provider)
         metrics_api.set_meter_provider(meter_provider)
     install(tracer_provider, meter_provider, redactor=redactor, service_version=service_version)
-    # The OTLP exporters log every retry; our SafeExporter logs failure and recovery once each.
-    for name in ("opentelemetry.exporter.otlp.proto.http", "opentelemetry.exporter.otlp.proto.grpc",
-                 "opentelemetry.sdk._shared_internal"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    for name in _RETRY_LOGGERS:  # unless the application set their level itself
+        retry_logger = logging.getLogger(name)
+        if retry_logger.level == logging.NOTSET:
+            retry_logger.setLevel(logging.CRITICAL)
 
     handle = Telemetry(config, tracer_provider, meter_provider, safe, batch, otlp_metrics)
     _active, _active_key = handle, config
-    if not _atexit_registered and "pytest" not in sys.modules:
+    if not _atexit_registered and not _env.under_test():  # a test session exits without a 3 s wait
         _atexit_registered = True
         atexit.register(_at_exit)
     return handle

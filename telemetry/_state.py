@@ -9,7 +9,7 @@ from opentelemetry.metrics import MeterProvider
 
 from telemetry.redaction import Redactor
 
-__all__ = ["STATE", "State"]
+__all__ = ["STATE", "TRACER_NAME", "State"]
 
 TRACER_NAME = "voxpulse"
 

@@ -17,7 +17,7 @@ from typing import Any, Final, TextIO
 from opentelemetry import trace
 
 from telemetry import _env
-from telemetry.calls import current_call_id
+from telemetry.calls import _current_call_id
 from telemetry.redaction import Redactor
 
 __all__ = ["JsonFormatter", "setup_logging"]
@@ -36,7 +36,7 @@ class _ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "call_id"):
-            record.call_id = current_call_id()
+            record.call_id = _current_call_id()
         ctx = trace.get_current_span().get_span_context()
         if ctx.is_valid:
             record.trace_id = format(ctx.trace_id, "032x")
@@ -70,10 +70,16 @@ class _TextFormatter(logging.Formatter):
         return f"{text} call_id={call_id}" if call_id else text
 
 
-def setup_logging(level: str | None = None, fmt: str | None = None, stream: TextIO | None = None) -> None:
-    """Installs one handler on the root logger (replacing a previous one of ours)."""
-    level_name = (_env.text(_env.LOG_LEVEL, level) or "INFO").upper()
-    fmt_name = _env.choice(_env.LOG_FORMAT, fmt)
+def has_handlers() -> bool:
+    """True when the root logger already has a handler (the application set up its logging)."""
+    return bool(logging.getLogger().handlers)
+
+
+def setup_logging(level: str | None = None, fmt: _env.LogFormat | None = None, stream: TextIO | None = None) -> None:
+    """Installs one handler on the root logger (replacing a previous one of ours) and sets the root
+    level. ``level``/``fmt`` default to ``VOXPULSE_LOG_LEVEL``/``VOXPULSE_LOG_FORMAT`` (``_env``)."""
+    level_name = str(_env.text(_env.VOXPULSE_LOG_LEVEL, level)).upper()
+    fmt_name = _env.choice(_env.VOXPULSE_LOG_FORMAT, fmt, _env.LOG_FORMATS)
     handler = logging.StreamHandler(stream or sys.stderr)
     setattr(handler, _MARK, True)
     handler.addFilter(_ContextFilter())

@@ -19,7 +19,7 @@ def _read_in_code() -> set[str]:
             names.add(m.group(1) or m.group(2))
     from telemetry._env import ENV_VARS
 
-    names |= {v.name for v in ENV_VARS}
+    names |= {n for v in ENV_VARS for n in v.names}
     return names - IGNORED
 
 

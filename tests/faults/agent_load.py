@@ -119,7 +119,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     handle = telemetry.configure(
         service_name=args.service, exporter="otlp", endpoint=args.endpoint, protocol="http/protobuf",
         metrics_exporter="otlp", metric_export_interval_s=args.metric_interval, content="redacted",
-        span_processors=(produced,), setup_logs=True,
+        additional_span_processors=(produced,), setup_logs=True,
     )
     delivered: Delivered | None = None
     safe = getattr(handle, "_exporter", None)  # test-only: count what the collector accepted

@@ -224,8 +224,8 @@ def sent(running: Stack) -> Iterator[Sent]:
         metrics_exporter="otlp",
         content="full",  # the library keeps the caller's number: the collector must mask it
         metric_export_interval_s=600,  # one export, by the flush below: its exemplars stay exposed
-        span_processors=(SimpleSpanProcessor(spans),),
-        metric_readers=(reader,),
+        additional_span_processors=(SimpleSpanProcessor(spans),),
+        additional_metric_readers=(reader,),
         setup_logs=False,
     )
     t0 = time.time()

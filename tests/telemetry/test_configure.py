@@ -209,7 +209,7 @@ async def test_queue_full_warning_carries_no_call_id() -> None:
                                  schedule_delay_ms=60_000, max_export_batch_size=4)
     try:
         handle = telemetry.configure(exporter="none", metrics_exporter="none", setup_logs=False,
-                                     span_processors=[proc])
+                                     additional_span_processors=[proc])
         async with telemetry.call("queue-full"):
             for _ in range(20):
                 with STATE.tracer.start_as_current_span("s"):
