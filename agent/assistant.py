@@ -16,9 +16,9 @@ from typing import Any
 from livekit.agents import Agent, RunContext, ToolError, function_tool
 
 import telemetry
-from telemetry import metrics
 from telemetry.semconv import CallOutcome
 
+from .metrics import FITTINGS_BOOKED, ORDERS_CREATED
 from .prompts import GREETING, INSTRUCTIONS
 from .store import StoreClient, StoreError
 
@@ -31,6 +31,13 @@ TOOL_NAMES: frozenset[str] = frozenset(
 )
 SEASONS = {"summer", "winter", "all_season"}
 TRANSFER_REASONS = {"customer_request", "angry_customer", "out_of_scope", "store_unavailable", "repeated_failure"}
+
+
+def _count(key: str) -> None:
+    """One more of ``key`` in the call's application data (stored with the call in the history)."""
+    call = telemetry.current_call()
+    if call is not None:
+        call.app[key] = int(call.app.get(key, 0)) + 1
 
 
 def _scenario(name: str, *, override: bool = False) -> None:
@@ -118,7 +125,8 @@ class TyreAssistant(Agent):
         except StoreError as e:
             raise self._store_failed(e) from e
         self.store_failures = 0
-        metrics.order_created()
+        ORDERS_CREATED.add(1)
+        _count("orders_created")
         return json.dumps(order, ensure_ascii=False)
 
     @function_tool
@@ -140,7 +148,8 @@ class TyreAssistant(Agent):
         except StoreError as e:
             raise self._store_failed(e) from e
         self.store_failures = 0
-        metrics.fitting_booked()
+        FITTINGS_BOOKED.add(1)
+        _count("fittings_booked")
         return json.dumps(booking, ensure_ascii=False)
 
     @function_tool

@@ -34,7 +34,7 @@ from .store import StoreClient
 __all__ = ["entrypoint", "server"]
 
 log = logging.getLogger("agent.server")
-AGENT_VERSION = os.environ.get("VOXPULSE_AGENT_VERSION", "0.1.0")
+AGENT_VERSION = os.environ.get("VOXPULSE_AGENT_VERSION") or telemetry.__version__
 
 
 def _providers(proc: JobProcess) -> dict[str, Any]:
@@ -81,8 +81,10 @@ def _sip_caller(ctx: JobContext) -> tuple[str | None, Any]:
 
 @server.rtc_session(agent_name=os.environ.get("VOXPULSE_AGENT_NAME", "tyre-agent"))
 async def entrypoint(ctx: JobContext) -> None:
+    # setup_logs=True: JSON lines with call and trace ids even though LiveKit's job process already
+    # has a root handler
     handle = telemetry.configure(service_name=os.environ.get("OTEL_SERVICE_NAME", "tyre-agent"),
-                                 service_version=AGENT_VERSION)
+                                 service_version=AGENT_VERSION, setup_logs=True)
 
     async def flush_telemetry() -> None:
         await handle.flush(timeout=5.0)

@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 
 import telemetry
-from telemetry import metrics
+
+from .metrics import store_api_error
 
 __all__ = ["StoreClient", "StoreError"]
 
@@ -64,7 +65,7 @@ class StoreClient:
             base_url=self.base_url,
             timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 1.0)),
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-            headers={"user-agent": "voxpulse-agent/0.1", **(self.headers or {})},
+            headers={"user-agent": f"voxpulse-agent/{telemetry.__version__}", **(self.headers or {})},
             verify=_ssl_context(),
         )
 
@@ -132,7 +133,7 @@ class StoreClient:
                     message = resp.reason_phrase
                 if status < 500:
                     raise StoreError(status, message)
-            metrics.store_api_error(status)
+            store_api_error(status)
             if attempt >= self.retries:
                 raise StoreError(status, message)
             delay = min(self.backoff_max_s, self.backoff_s * (2**attempt))

@@ -3,7 +3,7 @@
 ``async with telemetry.call(...)`` (or ``with``) opens the ``call`` root span, makes it current and
 remembers the call in a context variable, so every span started inside -- ours, LiveKit's,
 asyncpg's, Redis's, and spans in tasks spawned during the call (tasks copy the context) -- is
-stamped with ``call_id`` by :class:`telemetry._processors.CallIdProcessor`.
+stamped with ``call_id`` by the span processor ``configure()`` installs.
 
 Outcome, transfer reason, scenario, cost and turn count are set on the root before it ends, and
 the call's business metrics (calls by outcome, transfers, duration, cost, active calls) are
@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from opentelemetry import baggage, context, trace
 from opentelemetry.propagate import extract as _extract
@@ -32,7 +32,7 @@ from opentelemetry.util.types import AttributeValue
 from telemetry import metrics as _metrics
 from telemetry._errors import internal_errors
 from telemetry._state import STATE
-from telemetry.semconv import Attr, CallOutcome, SpanName, Stage
+from telemetry.semconv import Attr, CallOutcome, SpanName, Stage, error_type
 
 __all__ = ["CallScope", "call", "current_call", "inject"]
 
@@ -48,15 +48,26 @@ def current_call() -> CallScope | None:
     return _current.get()
 
 
-def current_call_id() -> str | None:
+def _current_call_id() -> str | None:
     scope = _current.get()
     return scope.call_id if scope is not None else None
+
+
+def _record_error(span: trace.Span, exc: BaseException) -> None:
+    """How a span ends on an exception: cancellation (barge-in, hang-up) is ``voice.cancelled``, not
+    an error; anything else is recorded, sets ERROR status and ``error.type``."""
+    if isinstance(exc, asyncio.CancelledError):
+        span.set_attribute(Attr.CANCELLED, True)
+        return
+    span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+    span.set_attribute(Attr.ERROR_TYPE, error_type(exc))
 
 
 def inject(carrier: dict[str, str]) -> dict[str, str]:
     """Writes W3C ``traceparent`` and ``baggage`` (with call_id) for the current call into ``carrier``."""
     ctx = context.get_current()
-    call_id = current_call_id()
+    call_id = _current_call_id()
     if call_id is not None:
         ctx = baggage.set_baggage(_BAGGAGE_KEY, call_id, ctx)
     _inject(carrier, context=ctx)
@@ -64,11 +75,20 @@ def inject(carrier: dict[str, str]) -> dict[str, str]:
 
 
 class CallScope:
-    """One phone call. Use through :func:`call`; single use."""
+    """One phone call: ``async with telemetry.call(call_id=...) as call:`` (``call`` is this class).
+
+    ``call_id`` defaults to the one carried in ``parent`` (a carrier filled by :func:`inject` in
+    another process), else a new id. ``caller`` is the caller's phone number (a PII attribute).
+    Single use. Also a decorator of coroutine functions, one call per invocation:
+    ``@telemetry.call(direction="inbound")``.
+
+    ``app`` holds the application's own per-call data (JSON values, e.g. ``{"orders_created": 1}``):
+    never put on spans or metrics; the call history stores it with the call (``calls.app``).
+    """
 
     __slots__ = (
         "_attributes", "_callbacks", "_ctx_token", "_direction", "_outcome", "_parent", "_scenario",
-        "_span", "_t0", "_token", "_transfer_reason", "_turns", "call_id", "caller", "cost_usd",
+        "_span", "_t0", "_token", "_transfer_reason", "_turns", "app", "call_id", "caller", "cost_usd",
         "ended", "room", "started_at",
     )
 
@@ -98,6 +118,7 @@ class CallScope:
         self._transfer_reason: str | None = None
         self._turns = 0
         self.cost_usd = 0.0
+        self.app: dict[str, Any] = {}
         self._callbacks: list[Callable[[CallScope], None]] = []
         self._span: trace.Span = trace.INVALID_SPAN
         self._token: Token[CallScope | None] | None = None
@@ -156,16 +177,15 @@ class CallScope:
     ) -> None:
         """Adds to the call's cost and to the API spend counter."""
         self.cost_usd += usd
-        inst = _metrics.current()
-        if inst is not None and usd:
-            attrs: dict[str, str] = {}
+        if usd and STATE.meter_provider is not None:
+            attrs: dict[str, AttributeValue] = {}
             if stage is not None:
                 attrs[Attr.STAGE] = Stage(stage).value
             if provider:
                 attrs[Attr.PROVIDER] = provider
             if model:
                 attrs[Attr.MODEL] = model
-            inst.api_spend.add(usd, attrs)
+            _metrics._API_SPEND.add(usd, attrs)
 
     def next_turn(self) -> int:
         """Counts a new turn and returns its 0-based index."""
@@ -212,9 +232,7 @@ class CallScope:
         ctx = trace.set_span_in_context(self._span, parent)
         ctx = baggage.set_baggage(_BAGGAGE_KEY, self.call_id, ctx)
         self._ctx_token = context.attach(ctx)
-        inst = _metrics.current()
-        if inst is not None:
-            inst.calls_active.add(1, {Attr.CALL_DIRECTION: self._direction})
+        _metrics._CALLS_ACTIVE.add(1, {Attr.CALL_DIRECTION: self._direction})
         return self
 
     def __exit__(
@@ -243,12 +261,8 @@ class CallScope:
                     self._outcome = CallOutcome.ABANDONED
                 else:
                     self._outcome = CallOutcome.FAILED
-            if isinstance(exc, asyncio.CancelledError):
-                span.set_attribute(Attr.CANCELLED, True)
-            elif exc is not None:
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-                span.set_attribute(Attr.ERROR_TYPE, type(exc).__qualname__)
+            if exc is not None:
+                _record_error(span, exc)
             outcome = self._outcome.value
             span.set_attributes({
                 Attr.CALL_OUTCOME: outcome,
@@ -259,22 +273,21 @@ class CallScope:
                 span.set_attribute(Attr.CALL_SCENARIO, self._scenario)
             if self._transfer_reason:
                 span.set_attribute(Attr.CALL_TRANSFER_REASON, self._transfer_reason)
-            inst = _metrics.current()
-            if inst is not None:
+            if STATE.meter_provider is not None:
                 # recorded while the root span is current: exemplars point at this call's trace
-                inst.calls.add(1, {
+                _metrics._CALLS.add(1, {
                     Attr.CALL_OUTCOME: outcome,
                     Attr.CALL_SCENARIO: self._scenario or "unknown",
                     Attr.CALL_DIRECTION: self._direction,
                 })
                 if self._outcome is CallOutcome.TRANSFERRED:
-                    inst.transfers.add(1, {Attr.CALL_TRANSFER_REASON: self._transfer_reason or "unspecified"})
-                inst.call_duration.record(
+                    _metrics._TRANSFERS.add(1, {Attr.CALL_TRANSFER_REASON: self._transfer_reason or "unspecified"})
+                _metrics._CALL_DURATION.record(
                     time.perf_counter() - self._t0,
                     {Attr.CALL_OUTCOME: outcome, Attr.CALL_DIRECTION: self._direction},
                 )
-                inst.call_cost.record(self.cost_usd, {Attr.CALL_OUTCOME: outcome})
-                inst.calls_active.add(-1, {Attr.CALL_DIRECTION: self._direction})
+                _metrics._CALL_COST.record(self.cost_usd, {Attr.CALL_OUTCOME: outcome})
+                _metrics._CALLS_ACTIVE.add(-1, {Attr.CALL_DIRECTION: self._direction})
         span.end()
         if self._ctx_token is not None:
             # exited in another context than entered: nothing to restore there
@@ -314,24 +327,5 @@ class CallScope:
         return wrapper
 
 
-def call(
-    call_id: str | None = None,
-    *,
-    direction: str = "inbound",
-    caller: str | None = None,
-    room: str | None = None,
-    scenario: str | None = None,
-    parent: Mapping[str, str] | context.Context | None = None,
-    attributes: Mapping[str, AttributeValue] | None = None,
-) -> CallScope:
-    """Opens a phone call's scope: ``async with telemetry.call(call_id=...) as call:``.
-
-    ``call_id`` defaults to the one carried in ``parent`` (a carrier filled by :func:`inject` in
-    another process), else a new id. ``caller`` is the caller's phone number (a PII attribute).
-    Also usable as a decorator on a coroutine function: ``@telemetry.call(direction="inbound")``.
-    """
-    return CallScope(
-        call_id, direction=direction, caller=caller, room=room, scenario=scenario, parent=parent,
-        attributes=attributes,
-    )
-
+call = CallScope
+"""``telemetry.call(...)``: the call scope (see :class:`CallScope`); an alias, not a wrapper."""

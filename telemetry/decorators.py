@@ -29,13 +29,13 @@ from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
 from opentelemetry import context, trace
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
 from telemetry import metrics as _metrics
 from telemetry._state import STATE
-from telemetry.calls import current_call_id
-from telemetry.semconv import Attr, SpanName, Stage
+from telemetry.calls import _current_call_id, _record_error
+from telemetry.semconv import Attr, GenAIOperation, SpanName, Stage
 
 __all__ = ["trace_llm", "trace_stt", "trace_tool", "trace_tts", "traced"]
 
@@ -43,16 +43,17 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _MAX_JSON = 1024
-_SKIP_ARGS = frozenset({"self", "cls", "ctx", "context", "run_ctx"})
+_SKIP_ARGS = frozenset({"self", "cls", "ctx", "context"})
+# Framework arguments a tool receives besides the model's (LiveKit's RunContext): never recorded.
+# Integrations add theirs (telemetry.livekit does at import).
+_framework_argument: list[Callable[[str, object], bool]] = []
 
 
-def _mark_error(span: Span, exc: BaseException) -> None:
-    if isinstance(exc, asyncio.CancelledError):
-        span.set_attribute(Attr.CANCELLED, True)
-        return
-    span.record_exception(exc)
-    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-    span.set_attribute(Attr.ERROR_TYPE, type(exc).__qualname__)
+def _skip_framework_argument(predicate: Callable[[str, object], bool]) -> None:
+    """Registers ``predicate(name, value)``: True for a tool argument that is the framework's, not
+    the model's (it is left out of ``gen_ai.tool.call.arguments``)."""
+    if predicate not in _framework_argument:
+        _framework_argument.append(predicate)
 
 
 def _to_json(value: object) -> str:
@@ -60,8 +61,11 @@ def _to_json(value: object) -> str:
         return value if len(value) <= _MAX_JSON else value[:_MAX_JSON] + "…"
     try:
         text = json.dumps(value, ensure_ascii=False, default=repr)
-    except (TypeError, ValueError, RecursionError):
-        text = repr(value)
+    except Exception:  # a hostile __repr__ or __iter__ must not break the tool call
+        try:
+            text = repr(value)
+        except Exception:
+            text = f"<unrepresentable {type(value).__name__}>"
     return text if len(text) <= _MAX_JSON else text[:_MAX_JSON] + "…"
 
 
@@ -88,7 +92,7 @@ class _Spec:
 
     def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Span:
         attributes = self.attributes
-        call_id = current_call_id()
+        call_id = _current_call_id()
         if call_id is not None:
             attributes = {**attributes, Attr.CALL_ID: call_id}
         if self.stage is not None:
@@ -111,7 +115,7 @@ class _Spec:
             return {"args": list(args), **kwargs}
         return {
             k: v for k, v in bound.arguments.items()
-            if k not in _SKIP_ARGS and type(v).__name__ != "RunContext"
+            if k not in _SKIP_ARGS and not any(skip(k, v) for skip in _framework_argument)
         }
 
     def succeeded(self, span: Span, result: object) -> None:
@@ -120,7 +124,7 @@ class _Spec:
             span.set_attribute(Attr.TOOL_RESULT, _to_json(result))
 
     def failed(self, span: Span, exc: BaseException) -> None:
-        _mark_error(span, exc)
+        _record_error(span, exc)
         if self.capture_io:
             span.set_attribute(Attr.TOOL_SUCCESS, False)
 
@@ -304,7 +308,7 @@ def trace_llm(
 ) -> Any:
     """Traces an LLM request (span ``chat {model}``, ``voice.stage=llm``, GenAI attributes)."""
     attrs = _provider_attrs(provider, model)
-    attrs[Attr.OPERATION] = "chat"
+    attrs[Attr.OPERATION] = GenAIOperation.CHAT.value
 
     def factory(f: Callable[..., Any]) -> _Spec:
         return _Spec(f, stage=Stage.LLM, name=name or SpanName.llm(model), attributes=attrs, capture_io=False)
@@ -345,7 +349,7 @@ def trace_tool(fn: Callable[..., Any] | None = None, /, *, name: str | None = No
 
     def factory(f: Callable[..., Any]) -> _Spec:
         tool = name or f.__name__
-        attrs: dict[str, AttributeValue] = {Attr.OPERATION: "execute_tool", Attr.TOOL_NAME: tool}
+        attrs: dict[str, AttributeValue] = {Attr.OPERATION: GenAIOperation.EXECUTE_TOOL.value, Attr.TOOL_NAME: tool}
         return _Spec(f, stage=Stage.TOOL, name=SpanName.tool(tool), attributes=attrs, capture_io=True)
 
     return _decorate(fn, factory)

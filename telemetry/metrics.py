@@ -1,168 +1,270 @@
-"""Metric instruments (names from ``semconv.METRICS``) and the helpers that record them.
+"""Metric instruments: VoxPulse's own (``semconv.METRICS``) and the ones an application defines.
 
-Every helper is a cheap no-op until ``configure()`` ran. Histograms record in the current span's
-context, so the SDK's trace-based exemplar filter links their points to the call's trace.
-Attributes are only the low-cardinality keys listed in ``semconv``; ``call_id``, phone numbers and
-free text are never metric attributes.
+An application declares its metrics the way ``semconv`` declares VoxPulse's, and gets typed
+instruments that are safe to use anywhere::
+
+    from telemetry import metrics
+    from telemetry.semconv import Attr, MetricKind, MetricSpec
+
+    BOOKINGS = metrics.Counter(MetricSpec("dental.bookings.created", MetricKind.COUNTER, "{booking}",
+                                          "Appointments the bot booked."))
+    API_ERRORS = metrics.Counter(MetricSpec("dental.api.errors", MetricKind.COUNTER, "{error}",
+                                            "Clinic API errors.", (Attr.HTTP_STATUS,)))
+    BOOKINGS.add(1)
+    API_ERRORS.add(1, {Attr.HTTP_STATUS: 503})
+
+Every instrument is a cheap no-op until ``configure()`` ran, records in the current span's context
+(so the SDK's trace-based exemplar filter links its points to the call's trace) and never raises
+into the caller (errors are contained, counted and logged; see ``telemetry._errors``). Definitions
+are checked when made: the naming rule, a unit with a Prometheus translation (``spec.prometheus``
+is the series name), attribute keys classified as ``metric_label`` (VoxPulse's in
+``semconv.ATTRIBUTES``, or the application's own given as ``labels=``), never a PII key; recording
+with an undeclared attribute key is an internal error. ``call_id``, phone numbers and free text are
+never metric attributes.
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any, Final
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Final
 
-from opentelemetry.metrics import Meter, MeterProvider
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.util.types import AttributeValue
 
 from telemetry._errors import internal_errors
 from telemetry._state import STATE
-from telemetry.semconv import METRICS, Attr, MetricKind, Stage
+from telemetry.exceptions import TelemetryConfigError
+from telemetry.semconv import ATTRIBUTES, METRICS, Attr, AttributeSpec, Metric, MetricKind, MetricSpec, Stage
 
 __all__ = [
-    "fitting_booked",
-    "order_created",
+    "Counter",
+    "Gauge",
+    "Histogram",
+    "UpDownCounter",
     "record_time_to_first_chunk",
     "record_time_to_first_word",
+    "registered",
     "set_operator_queue",
-    "store_api_error",
     "tool_anomaly",
 ]
 
-_SPECS: Final = {m.name: m for m in METRICS}
+Attributes = Mapping[str, AttributeValue]
 
-
-class Instruments:
-    """All instruments of one MeterProvider, created once."""
-
-    def __init__(self, meter: Meter) -> None:
-        self._by_name: dict[str, Any] = {}
-        for spec in METRICS:
-            if spec.kind is MetricKind.HISTOGRAM:
-                inst: Any = meter.create_histogram(
-                    spec.name, unit=spec.unit, description=spec.description,
-                    explicit_bucket_boundaries_advisory=list(spec.buckets or ()),
-                )
-            elif spec.kind is MetricKind.COUNTER:
-                inst = meter.create_counter(spec.name, unit=spec.unit, description=spec.description)
-            elif spec.kind is MetricKind.UP_DOWN_COUNTER:
-                inst = meter.create_up_down_counter(spec.name, unit=spec.unit, description=spec.description)
-            else:
-                inst = meter.create_gauge(spec.name, unit=spec.unit, description=spec.description)
-            self._by_name[spec.name] = inst
-        self.ttfw = self._by_name["voice.turn.time_to_first_word"]
-        self.ttfc = self._by_name["voice.stage.time_to_first_chunk"]
-        self.call_duration = self._by_name["voice.call.duration"]
-        self.call_cost = self._by_name["voice.call.cost"]
-        self.api_spend = self._by_name["voice.api.spend"]
-        self.calls_active = self._by_name["voice.calls.active"]
-        self.operator_queue = self._by_name["voice.operator.queue_length"]
-        self.calls = self._by_name["voice.calls"]
-        self.transfers = self._by_name["voice.transfers"]
-        self.orders = self._by_name["voice.orders.created"]
-        self.fittings = self._by_name["voice.fittings.booked"]
-        self.store_errors = self._by_name["voice.store_api.errors"]
-        self.tool_anomalies = self._by_name["voice.tool.anomalies"]
-        self.export_dropped = self._by_name["voxpulse.export.dropped"]
-        self.calllog_records = self._by_name["voxpulse.calllog.records"]
-
-
-# Keyed by the provider itself, weakly: an id() key is reused once a shut-down provider is freed,
-# and the next provider at that address would then record into the dead one's instruments.
-_cache: weakref.WeakKeyDictionary[MeterProvider, Instruments] = weakref.WeakKeyDictionary()
+_METER: Final = "voxpulse"
+_labels: dict[str, AttributeSpec] = {a.key: a for a in ATTRIBUTES}
+_specs: dict[str, MetricSpec] = {}
+# The OTel instruments of each MeterProvider, by metric name. Keyed by the provider itself, weakly:
+# an id() key is reused once a shut-down provider is freed, and the next provider at that address
+# would then record into the dead one's instruments.
+_cache: weakref.WeakKeyDictionary[MeterProvider, dict[str, Any]] = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
 
 
-def instruments_for(provider: MeterProvider) -> Instruments:
-    inst = _cache.get(provider)
-    if inst is None:
-        with _cache_lock:  # export threads record too; create each provider's instruments once
-            inst = _cache.get(provider)
-            if inst is None:
-                inst = _cache[provider] = Instruments(provider.get_meter("voxpulse"))
+def registered() -> tuple[MetricSpec, ...]:
+    """Every metric defined in this process: VoxPulse's, then the application's, in definition order."""
+    return tuple(_specs.values())
+
+
+def _register(spec: MetricSpec, labels: Iterable[AttributeSpec]) -> None:
+    for label in labels:
+        if not label.metric_label or label.pii:
+            raise TelemetryConfigError(f"label {label.key}: a metric label must be metric_label=True and not pii")
+        known = _labels.get(label.key)
+        if known is not None and known != label:
+            raise TelemetryConfigError(f"label {label.key} is already defined differently: {known}")
+        _labels[label.key] = label
+    for key in spec.attributes:
+        declared = _labels.get(key)
+        if declared is None or not declared.metric_label or declared.pii:
+            raise TelemetryConfigError(
+                f"metric {spec.name}: attribute {key} is not a declared low-cardinality metric label "
+                "(classify it in semconv or pass labels=[AttributeSpec(key, ..., metric_label=True)])"
+            )
+    known_spec = _specs.get(spec.name)
+    if known_spec is not None and known_spec != spec:
+        raise TelemetryConfigError(f"metric {spec.name} is already defined differently: {known_spec}")
+    _specs[spec.name] = spec
+
+
+def _instrument(spec: MetricSpec, provider: MeterProvider) -> Any:
+    by_name = _cache.get(provider)
+    inst = by_name.get(spec.name) if by_name is not None else None
+    if inst is not None:
+        return inst
+    with _cache_lock:  # export threads record too; create each provider's instruments once
+        by_name = _cache.get(provider)
+        if by_name is None:
+            by_name = _cache[provider] = {}
+        inst = by_name.get(spec.name)
+        if inst is None:
+            meter = provider.get_meter(_METER)
+            kw: dict[str, Any] = {"unit": spec.unit, "description": spec.description}
+            if spec.kind is MetricKind.HISTOGRAM:
+                inst = meter.create_histogram(spec.name, explicit_bucket_boundaries_advisory=list(spec.buckets or ()),
+                                              **kw)
+            elif spec.kind is MetricKind.COUNTER:
+                inst = meter.create_counter(spec.name, **kw)
+            elif spec.kind is MetricKind.UP_DOWN_COUNTER:
+                inst = meter.create_up_down_counter(spec.name, **kw)
+            else:
+                inst = meter.create_gauge(spec.name, **kw)
+            by_name[spec.name] = inst
     return inst
 
 
-def current() -> Instruments | None:
-    provider = STATE.meter_provider
-    return instruments_for(provider) if provider is not None else None
+class _Metric:
+    """One defined metric; subclasses add the recording method of their kind."""
+
+    KIND: ClassVar[MetricKind]
+    __slots__ = ("_allowed", "_guard", "spec")
+
+    def __init__(self, spec: MetricSpec, *, labels: Iterable[AttributeSpec] = ()) -> None:
+        if spec.kind is not self.KIND:
+            raise TelemetryConfigError(f"metric {spec.name} is a {spec.kind.value}, not a {self.KIND.value}")
+        _register(spec, labels)
+        self.spec = spec
+        self._allowed = frozenset(spec.attributes)
+        self._guard = internal_errors(f"metrics.{spec.name}")
+
+    def _target(self, attributes: Attributes | None, provider: MeterProvider | None) -> Any:
+        """The OTel instrument to record into, or None while metrics are off."""
+        provider = provider if provider is not None else STATE.meter_provider
+        if provider is None:
+            return None
+        if attributes and not self._allowed.issuperset(attributes):
+            undeclared = sorted(set(attributes) - self._allowed)
+            raise ValueError(f"metric {self.spec.name}: undeclared attribute(s) {undeclared}")
+        return _instrument(self.spec, provider)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec.name!r})"
 
 
-def _version_attrs() -> dict[str, str]:
-    return {Attr.AGENT_VERSION: STATE.service_version} if STATE.service_version else {}
+class Counter(_Metric):
+    """A monotonic counter (``MetricKind.COUNTER``)."""
+
+    KIND = MetricKind.COUNTER
+    __slots__ = ()
+
+    def add(self, amount: float = 1, attributes: Attributes | None = None, *,
+            meter_provider: MeterProvider | None = None) -> None:
+        with self._guard:
+            inst = self._target(attributes, meter_provider)
+            if inst is not None:
+                inst.add(amount, attributes)
+
+
+class UpDownCounter(_Metric):
+    """A counter that also goes down (``MetricKind.UP_DOWN_COUNTER``), e.g. calls in progress."""
+
+    KIND = MetricKind.UP_DOWN_COUNTER
+    __slots__ = ()
+
+    def add(self, amount: float, attributes: Attributes | None = None, *,
+            meter_provider: MeterProvider | None = None) -> None:
+        with self._guard:
+            inst = self._target(attributes, meter_provider)
+            if inst is not None:
+                inst.add(amount, attributes)
+
+
+class Histogram(_Metric):
+    """A distribution with the spec's buckets (``MetricKind.HISTOGRAM``); points get exemplars."""
+
+    KIND = MetricKind.HISTOGRAM
+    __slots__ = ()
+
+    def record(self, value: float, attributes: Attributes | None = None, *,
+               meter_provider: MeterProvider | None = None) -> None:
+        with self._guard:
+            inst = self._target(attributes, meter_provider)
+            if inst is not None:
+                inst.record(value, attributes)
+
+
+class Gauge(_Metric):
+    """The last value set (``MetricKind.GAUGE``)."""
+
+    KIND = MetricKind.GAUGE
+    __slots__ = ()
+
+    def set(self, value: float, attributes: Attributes | None = None, *,
+            meter_provider: MeterProvider | None = None) -> None:
+        with self._guard:
+            inst = self._target(attributes, meter_provider)
+            if inst is not None:
+                inst.set(value, attributes)
+
+
+_KINDS: Final[dict[MetricKind, type[_Metric]]] = {
+    cls.KIND: cls for cls in (Counter, UpDownCounter, Histogram, Gauge)
+}
+_OWN: Final[dict[str, Any]] = {spec.name: _KINDS[spec.kind](spec) for spec in METRICS}
+
+# VoxPulse's own instruments (typed; telemetry.calls and the export pipeline record them).
+_TTFW: Final[Histogram] = _OWN[Metric.TTFW]
+_STAGE_TTFC: Final[Histogram] = _OWN[Metric.STAGE_TTFC]
+_CALL_DURATION: Final[Histogram] = _OWN[Metric.CALL_DURATION]
+_CALL_COST: Final[Histogram] = _OWN[Metric.CALL_COST]
+_API_SPEND: Final[Counter] = _OWN[Metric.API_SPEND]
+_CALLS_ACTIVE: Final[UpDownCounter] = _OWN[Metric.CALLS_ACTIVE]
+_OPERATOR_QUEUE: Final[Gauge] = _OWN[Metric.OPERATOR_QUEUE]
+_CALLS: Final[Counter] = _OWN[Metric.CALLS]
+_TRANSFERS: Final[Counter] = _OWN[Metric.TRANSFERS]
+_TOOL_ANOMALIES: Final[Counter] = _OWN[Metric.TOOL_ANOMALIES]
+_EXPORT_DROPPED: Final[Counter] = _OWN[Metric.EXPORT_DROPPED]
+_INTERNAL_ERRORS: Final[Counter] = _OWN[Metric.INTERNAL_ERRORS]
+_CALLLOG_RECORDS: Final[Counter] = _OWN[Metric.CALLLOG_RECORDS]
 
 
 def record_time_to_first_word(seconds: float) -> None:
     """End of caller speech to the first byte of agent audio, for one turn."""
-    inst = current()
-    if inst is not None:
-        with internal_errors("metrics.ttfw"):
-            inst.ttfw.record(seconds, _version_attrs())
+    _TTFW.record(seconds, {Attr.AGENT_VERSION: STATE.service_version} if STATE.service_version else None)
 
 
 def record_time_to_first_chunk(
     stage: Stage | str, seconds: float, *, provider: str | None = None, model: str | None = None
 ) -> None:
     """Time to first token (LLM), first audio byte (TTS) or first transcript (STT)."""
-    inst = current()
-    if inst is None:
+    if STATE.meter_provider is None:
         return
-    attrs: dict[str, str] = {Attr.STAGE: Stage(stage).value}
+    attrs: dict[str, AttributeValue] = {Attr.STAGE: Stage(stage).value}
     if provider:
         attrs[Attr.PROVIDER] = provider
     if model:
         attrs[Attr.MODEL] = model
-    with internal_errors("metrics.ttfc"):
-        inst.ttfc.record(seconds, attrs)
-
-
-def order_created() -> None:
-    inst = current()
-    if inst is not None:
-        with internal_errors("metrics.orders"):
-            inst.orders.add(1)
-
-
-def fitting_booked() -> None:
-    inst = current()
-    if inst is not None:
-        with internal_errors("metrics.fittings"):
-            inst.fittings.add(1)
-
-
-def store_api_error(status_code: int) -> None:
-    """A failed store API request; ``status_code`` 0 means no response (timeout, refused)."""
-    inst = current()
-    if inst is not None:
-        with internal_errors("metrics.store_api_error"):
-            inst.store_errors.add(1, {Attr.HTTP_STATUS: int(status_code)})
+    _STAGE_TTFC.record(seconds, attrs)
 
 
 def set_operator_queue(length: int) -> None:
-    inst = current()
-    if inst is not None:
-        with internal_errors("metrics.operator_queue"):
-            inst.operator_queue.set(length)
+    """Callers waiting for a human operator now (the application knows its queue)."""
+    _OPERATOR_QUEUE.set(length)
 
 
 def tool_anomaly(tool_name: str, reason: str) -> None:
-    """A tool call that looks anomalous (prompt-injection suspicion). ``reason`` is a short code."""
-    inst = current()
-    if inst is not None:
-        with internal_errors("metrics.tool_anomaly"):
-            inst.tool_anomalies.add(1, {Attr.TOOL_NAME: str(tool_name)[:64], Attr.TOOL_ANOMALY: str(reason)[:64]})
+    """A tool call that looks anomalous (prompt-injection suspicion). ``reason`` is a short code and
+    ``tool_name`` one of the agent's tools, or ``semconv.OTHER`` for a name the model made up (the
+    real name belongs on the span event, not in a metric label)."""
+    _TOOL_ANOMALIES.add(1, {Attr.TOOL_NAME: str(tool_name)[:64], Attr.TOOL_ANOMALY: str(reason)[:64]})
 
 
-def export_dropped(count: int, *, signal: str = "traces") -> None:
+def _export_dropped(count: int, *, signal: str = "traces") -> None:
     """Telemetry not delivered (queue full, exporter failing, left at a shutdown deadline)."""
-    inst = current()
-    if inst is not None:
-        with internal_errors("metrics.export_dropped"):
-            inst.export_dropped.add(count, {Attr.EXPORT_SIGNAL: signal})
+    _EXPORT_DROPPED.add(count, {Attr.EXPORT_SIGNAL: signal})
 
 
-def calllog_records(count: int, *, result: str, buffer: str) -> None:
-    """Call-history records written, buffered, flushed or dropped (telemetry.history uses it)."""
-    inst = current()
-    if inst is not None and count:
-        with internal_errors("metrics.calllog_records"):
-            inst.calllog_records.add(count, {Attr.CALLLOG_RESULT: result, Attr.CALLLOG_BUFFER: buffer})
+def _record_internal_error(site: str) -> None:
+    """One contained internal error (telemetry._errors); recorded without a guard of its own, so a
+    failure here cannot loop back into the error handling."""
+    provider = STATE.meter_provider
+    if provider is not None:
+        _instrument(_INTERNAL_ERRORS.spec, provider).add(1, {Attr.INTERNAL_ERROR_SITE: site})
+
+
+def _calllog_records(count: int, *, result: str, buffer: str, meter_provider: MeterProvider | None = None) -> None:
+    """Call-history records written, buffered, flushed or dropped (telemetry.history)."""
+    if count:
+        _CALLLOG_RECORDS.add(count, {Attr.CALLLOG_RESULT: result, Attr.CALLLOG_BUFFER: buffer},
+                             meter_provider=meter_provider)

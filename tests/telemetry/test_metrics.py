@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 import telemetry
 from telemetry import metrics
-from telemetry.semconv import ATTRIBUTES, Attr, CallOutcome
+from telemetry.semconv import ATTRIBUTES, OTHER, Attr, AttributeSpec, CallOutcome, MetricKind, MetricSpec
 from telemetry.testing import CapturedTelemetry
 
 LABELS = {a.key for a in ATTRIBUTES if a.metric_label}
+
+# An application's own metrics, declared through the public API (the way agent/metrics.py does).
+BOOKINGS = metrics.Counter(MetricSpec("clinic.bookings.created", MetricKind.COUNTER, "{booking}", "Bookings."))
+API_ERRORS = metrics.Counter(MetricSpec(
+    "clinic.api.errors", MetricKind.COUNTER, "{error}", "Clinic API errors.", (Attr.HTTP_STATUS,)))
 
 
 async def _a_busy_call(call_id: str) -> telemetry.CallScope:
@@ -23,11 +30,10 @@ async def _a_busy_call(call_id: str) -> telemetry.CallScope:
         call.set_scenario("fitting")
         await llm()
         metrics.record_time_to_first_chunk("tts", 0.2, provider="cartesia", model="sonic")
-        metrics.order_created()
-        metrics.fitting_booked()
-        metrics.store_api_error(503)
+        BOOKINGS.add(1)
+        API_ERRORS.add(1, {Attr.HTTP_STATUS: 503})
         metrics.set_operator_queue(3)
-        metrics.tool_anomaly("dump_database", "unknown_tool")
+        metrics.tool_anomaly(OTHER, "unknown_tool")
         call.add_cost(0.02, stage="llm", provider="openai", model="gpt")
         call.set_outcome(CallOutcome.TRANSFERRED, reason="angry_caller")
     return call
@@ -57,9 +63,8 @@ async def test_no_metric_has_a_high_cardinality_attribute(cap: CapturedTelemetry
             values = " ".join(str(v) for v in (point.attributes or {}).values())
             assert "card-" not in values and "380" not in values and "room-1" not in values
     assert Attr.CALL_ID not in LABELS
-    assert {"voice.calls", "voice.transfers", "voice.orders.created", "voice.fittings.booked",
-            "voice.store_api.errors", "voice.operator.queue_length", "voice.tool.anomalies",
-            "voice.api.spend", "voice.calls.active"} <= names
+    assert {"voice.calls", "voice.transfers", "clinic.bookings.created", "clinic.api.errors",
+            "voice.operator.queue_length", "voice.tool.anomalies", "voice.api.spend", "voice.calls.active"} <= names
 
 
 async def test_business_counters(cap: CapturedTelemetry) -> None:
@@ -70,8 +75,52 @@ async def test_business_counters(cap: CapturedTelemetry) -> None:
     ]
     (active,) = cap.metric_points("voice.calls.active")
     assert active.value == 0
-    (errors,) = cap.metric_points("voice.store_api.errors")
+    (errors,) = cap.metric_points("clinic.api.errors")
     assert dict(errors.attributes) == {Attr.HTTP_STATUS: 503}
+    (bookings,) = cap.metric_points("clinic.bookings.created")
+    assert bookings.value == 1 and [e.trace_id for e in bookings.exemplars] == [int(_trace_of(cap, "b-1"), 16)]
+
+
+def _trace_of(cap: CapturedTelemetry, call_id: str) -> str:
+    root = next(s for s in cap.spans_named("call") if s.attributes[Attr.CALL_ID] == call_id)
+    return format(root.context.trace_id, "032x")
+
+
+def test_an_application_metric_follows_the_library_rules() -> None:
+    spec = MetricSpec("clinic.wait.time", MetricKind.HISTOGRAM, "s", "Wait.", buckets=(0.5, 1.0))
+    assert spec.prometheus == "clinic_wait_time_seconds"
+    assert API_ERRORS.spec.prometheus == "clinic_api_errors_total"
+    assert metrics.Histogram(spec).spec in metrics.registered()
+    with pytest.raises(ValueError, match="lowercase dot-separated"):
+        MetricSpec("ClinicErrors", MetricKind.COUNTER, "{error}", "x")
+    with pytest.raises(ValueError, match="no Prometheus suffix"):
+        MetricSpec("clinic.size", MetricKind.GAUGE, "furlong", "x")
+    with pytest.raises(ValueError, match="buckets"):
+        MetricSpec("clinic.latency", MetricKind.HISTOGRAM, "s", "x")
+    # labels: only declared low-cardinality keys; never call_id, never a PII key
+    for key in (Attr.CALL_ID, Attr.CALL_CALLER, "clinic.doctor"):
+        with pytest.raises(telemetry.TelemetryConfigError, match=key):
+            metrics.Counter(MetricSpec(f"clinic.bad{len(key)}", MetricKind.COUNTER, "{x}", "x", (key,)))
+    with pytest.raises(telemetry.TelemetryConfigError, match="metric_label"):
+        metrics.Counter(MetricSpec("clinic.by.doctor", MetricKind.COUNTER, "{x}", "x", ("clinic.doctor",)),
+                        labels=[AttributeSpec("clinic.doctor", "Doctor's name.", pii=True)])
+    speciality = AttributeSpec("clinic.speciality", "dentist, orthodontist, ...", metric_label=True)
+    by_speciality = metrics.Counter(
+        MetricSpec("clinic.bookings.by_speciality", MetricKind.COUNTER, "{booking}", "x", (speciality.key,)),
+        labels=[speciality],
+    )
+    assert by_speciality.spec.attributes == ("clinic.speciality",)
+    # a kind mismatch, or the same name defined twice differently, is refused
+    with pytest.raises(telemetry.TelemetryConfigError, match="not a histogram"):
+        metrics.Histogram(BOOKINGS.spec)
+    with pytest.raises(telemetry.TelemetryConfigError, match="already defined"):
+        metrics.Counter(MetricSpec("clinic.bookings.created", MetricKind.COUNTER, "{booking}", "Other."))
+
+
+async def test_an_undeclared_attribute_is_an_internal_error(cap: CapturedTelemetry) -> None:
+    with pytest.raises(ValueError, match="undeclared attribute"):
+        BOOKINGS.add(1, {Attr.CALL_ID: "c-1"})  # raised under pytest; contained and counted in production
+    assert not cap.metric_points("clinic.bookings.created")
 
 
 def test_unchanged_points_are_not_re_exported_so_exemplars_survive() -> None:
@@ -155,8 +204,8 @@ def test_each_new_meter_provider_gets_its_own_instruments() -> None:
     lost = 0
     for _ in range(200):
         with capture_telemetry(livekit=False, libraries=False) as fresh:
-            metrics.store_api_error(500)
-            lost += not fresh.metric_points("voice.store_api.errors")
+            API_ERRORS.add(1, {Attr.HTTP_STATUS: 500})
+            lost += not fresh.metric_points("clinic.api.errors")
         del fresh
         gc.collect()
     assert lost == 0

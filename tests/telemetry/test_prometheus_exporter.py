@@ -8,7 +8,10 @@ import urllib.request
 
 import telemetry
 from telemetry import metrics
-from telemetry.semconv import METRICS, MetricKind
+from telemetry.semconv import METRICS, Attr, Metric, MetricKind, MetricSpec
+
+APP_ERRORS = metrics.Counter(MetricSpec(
+    "shop.api.errors", MetricKind.COUNTER, "{error}", "Shop API errors.", (Attr.HTTP_STATUS,)))
 
 
 def _free_port() -> int:
@@ -25,14 +28,12 @@ async def test_prometheus_names_match_semconv() -> None:
         async with telemetry.call("prom-1") as call:
             metrics.record_time_to_first_word(0.3)
             metrics.record_time_to_first_chunk("llm", 0.2, provider="openai", model="gpt")
-            metrics.order_created()
-            metrics.fitting_booked()
-            metrics.store_api_error(500)
+            APP_ERRORS.add(1, {Attr.HTTP_STATUS: 500})
             metrics.set_operator_queue(2)
             metrics.tool_anomaly("x", "unknown_tool")
             call.add_cost(0.01, stage="llm")
             call.set_outcome("transferred", reason="operator_requested")
-        metrics.calllog_records(1, result="written", buffer="postgres")
+        metrics._calllog_records(1, result="written", buffer="postgres")
         def scrape() -> str:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
                 return str(resp.read().decode())
@@ -41,9 +42,9 @@ async def test_prometheus_names_match_semconv() -> None:
     finally:
         await handle.shutdown(timeout=2)
     exposed = {line.split("{")[0].split(" ")[0] for line in body.splitlines() if line and not line.startswith("#")}
-    for spec in METRICS:
-        if spec.name == "voxpulse.export.dropped":
-            continue  # only exists once a span was dropped
+    for spec in (*METRICS, APP_ERRORS.spec):
+        if spec.name in (Metric.EXPORT_DROPPED, Metric.INTERNAL_ERRORS):
+            continue  # only exist once a span was dropped / an error contained
         wanted = f"{spec.prometheus}_bucket" if spec.kind is MetricKind.HISTOGRAM else spec.prometheus
         assert wanted in exposed, (spec.name, wanted, sorted(n for n in exposed if n.startswith(("voice", "voxpulse"))))
     assert "call_id" not in body and "prom-1" not in body
