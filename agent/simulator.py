@@ -27,7 +27,8 @@ from typing import Any
 from livekit.agents import AgentSession, APIConnectOptions, CloseReason
 from livekit.agents.voice.agent_session import SessionConnectOptions
 
-from telemetry.livekit import CallLog, PriceTable, SessionInstrumentation, instrument_session
+from telemetry.livekit import CallLog, SessionInstrumentation, instrument_session
+from telemetry.pricing import PriceTable
 from telemetry.semconv import CallOutcome
 
 from .assistant import TyreAssistant

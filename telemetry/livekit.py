@@ -6,6 +6,10 @@ One call instruments an ``AgentSession`` for one phone call::
         await session.start(agent, room=ctx.room)
     # leaves when the session closed (hang-up, transfer, shutdown)
 
+``configure()`` routes LiveKit Agents' own tracer into our provider (:func:`_route_tracer`) and the
+tool decorators leave LiveKit's ``RunContext`` argument out of the recorded tool arguments; both
+live here, so a LiveKit API change touches this one module.
+
 What it does, per call (several concurrent sessions in one process never mix: every piece of state
 lives on the :class:`SessionInstrumentation` of its session, and every span it creates names its
 parent explicitly):
@@ -15,7 +19,7 @@ parent explicitly):
   (``agent_session``, ``llm_request``, ``function_tool``, ``tts_request``, ...) join the call's trace
   (``telemetry.configure`` routes LiveKit's tracer to our provider) and carry call_id;
 * a ``turn`` span per caller utterance and the agent's answer (``voice.turn.index``,
-  ``voice.ttfw_ms``, tool-call count, the texts under PII keys);
+  ``voice.turn.time_to_first_word`` in seconds, tool-call count, the texts under PII keys);
 * a ``speech_to_text`` span per user turn (LiveKit has none): from the end of the caller's speech
   to the final transcript, with provider, model and audio seconds;
 * time to first word per turn, measured live: end of caller speech (the VAD-anchored
@@ -23,9 +27,11 @@ parent explicitly):
   sink's playback start, which flips the agent to "speaking");
 * LiveKit's metric events -> ``voice.stage.time_to_first_chunk`` (LLM ttft, TTS ttfb, STT
   end-of-speech -> final transcript);
-* usage and cost per call from a :class:`PriceTable` (``call.add_cost`` per provider/model);
+* usage and cost per call from a :class:`telemetry.pricing.PriceTable` (``call.add_cost`` per
+  provider/model);
 * anomalous tool calls (a tool the agent does not have; the same tool hammered in one turn) ->
-  ``voice.tool.anomalies``;
+  ``voice.tool.anomalies`` (a made-up tool name is labelled ``_OTHER`` there; the real name stays
+  on the span event);
 * the call outcome when the session closes (a transfer set earlier wins);
 * the call-history logger, if given (:class:`CallLog`), fed with call start/end, turns and tool calls.
 """
@@ -34,13 +40,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import logging
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -50,14 +58,15 @@ from opentelemetry.util.types import AttributeValue
 from telemetry import metrics as _metrics
 from telemetry._errors import internal_errors
 from telemetry._state import STATE
-from telemetry.calls import CallScope, call
-from telemetry.semconv import Attr, CallOutcome, SpanName, Stage
+from telemetry.calls import CallScope
+from telemetry.decorators import _skip_framework_argument
+from telemetry.pricing import DEFAULT_PRICES, PriceTable
+from telemetry.redaction import ContentMode
+from telemetry.semconv import OTHER, Attr, CallOutcome, SpanName, Stage, error_type
 
 __all__ = [
-    "DEFAULT_PRICES",
     "CallLog",
-    "ModelPrice",
-    "PriceTable",
+    "MeasuredTurn",
     "SessionInstrumentation",
     "instrument_session",
 ]
@@ -65,60 +74,14 @@ __all__ = [
 _logger = logging.getLogger("voxpulse.livekit")
 
 # repeated calls of one tool within one turn that look like enumeration / data dumping
-REPEATED_TOOL_THRESHOLD = 4
+_REPEATED_TOOL_THRESHOLD: Final = 4
 
 
 # ------------------------------------------------------------------------------------------------
-# prices
+# usage -> cost
 # ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
-class ModelPrice:
-    """USD prices of one model. Only the units the model bills in matter."""
-
-    input_per_1k_tokens: float = 0.0
-    output_per_1k_tokens: float = 0.0
-    per_char: float = 0.0
-    per_audio_minute: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class PriceTable:
-    """Prices per stage, with overrides per model (``"model"`` or ``"provider/model"`` keys)."""
-
-    llm: ModelPrice = ModelPrice(input_per_1k_tokens=0.00015, output_per_1k_tokens=0.0006)
-    stt: ModelPrice = ModelPrice(per_audio_minute=0.0043)
-    tts: ModelPrice = ModelPrice(per_char=0.000015)
-    models: Mapping[str, ModelPrice] = field(default_factory=dict)
-
-    def price(self, stage: Stage, provider: str, model: str) -> ModelPrice:
-        for key in (f"{provider}/{model}", model):
-            if key in self.models:
-                return self.models[key]
-        if stage is Stage.LLM:
-            return self.llm
-        if stage is Stage.STT:
-            return self.stt
-        return self.tts
-
-    def cost(
-        self, stage: Stage, provider: str, model: str, *, input_tokens: int = 0, output_tokens: int = 0,
-        characters: int = 0, audio_seconds: float = 0.0,
-    ) -> float:
-        p = self.price(stage, provider, model)
-        return (
-            input_tokens / 1000 * p.input_per_1k_tokens
-            + output_tokens / 1000 * p.output_per_1k_tokens
-            + characters * p.per_char
-            + audio_seconds / 60 * p.per_audio_minute
-        )
-
-
-# Roughly gpt-4o-mini / Deepgram Nova streaming / a mid-price TTS (late 2025 list prices).
-DEFAULT_PRICES = PriceTable()
-
-
-@dataclass(frozen=True, slots=True)
-class UsageCost:
+class _UsageCost:
     stage: Stage
     provider: str
     model: str
@@ -129,26 +92,26 @@ class UsageCost:
     audio_seconds: float = 0.0
 
 
-def usage_costs(usage: Any, prices: PriceTable) -> list[UsageCost]:
+def _usage_costs(usage: Any, prices: PriceTable) -> list[_UsageCost]:
     """Applies the price table to a LiveKit ``AgentSessionUsage`` (one entry per provider/model)."""
-    out: list[UsageCost] = []
+    out: list[_UsageCost] = []
     for u in getattr(usage, "model_usage", ()):
         kind = getattr(u, "type", "")
         provider, model = str(getattr(u, "provider", "") or "unknown"), str(getattr(u, "model", "") or "unknown")
         if kind == "llm_usage":
             it, ot = int(u.input_tokens), int(u.output_tokens)
             usd = prices.cost(Stage.LLM, provider, model, input_tokens=it, output_tokens=ot)
-            out.append(UsageCost(Stage.LLM, provider, model, usd, input_tokens=it, output_tokens=ot))
+            out.append(_UsageCost(Stage.LLM, provider, model, usd, input_tokens=it, output_tokens=ot))
         elif kind == "tts_usage":
             chars, secs = int(u.characters_count), float(u.audio_duration)
             usd = prices.cost(Stage.TTS, provider, model, characters=chars, audio_seconds=0.0,
                               input_tokens=int(u.input_tokens), output_tokens=int(u.output_tokens))
-            out.append(UsageCost(Stage.TTS, provider, model, usd, characters=chars, audio_seconds=secs))
+            out.append(_UsageCost(Stage.TTS, provider, model, usd, characters=chars, audio_seconds=secs))
         elif kind == "stt_usage":
             secs = float(u.audio_duration)
             usd = prices.cost(Stage.STT, provider, model, audio_seconds=secs,
                               input_tokens=int(u.input_tokens), output_tokens=int(u.output_tokens))
-            out.append(UsageCost(Stage.STT, provider, model, usd, audio_seconds=secs))
+            out.append(_UsageCost(Stage.STT, provider, model, usd, audio_seconds=secs))
     return out
 
 
@@ -161,7 +124,7 @@ class CallLog(Protocol):
     implements it). Every method must return at once: the logger buffers and writes in the
     background. Exceptions are contained and logged."""
 
-    def bind_call(self, scope: Any) -> None:
+    def bind_call(self, scope: CallScope) -> None:
         """Logs the call's start now and its end from ``scope.on_end`` (outcome, cost, turns)."""
 
     def log_turn(
@@ -211,8 +174,10 @@ class _Turn:
 
 
 @dataclass(frozen=True, slots=True)
-class TurnRecord:
-    """What the integration measured for one turn (for the simulator, tests and the CLI)."""
+class MeasuredTurn:
+    """What the integration measured for one turn (``SessionInstrumentation.turns``: for the
+    simulator, tests and the CLI). Not to be confused with ``telemetry.history.TurnRecord``, a row
+    of the call history."""
 
     index: int
     ttfw_s: float | None
@@ -224,7 +189,16 @@ class TurnRecord:
 
 
 class SessionInstrumentation:
-    """Instruments one ``AgentSession`` for one call. Use :func:`instrument_session`."""
+    """Instruments ``session`` (a LiveKit ``AgentSession``) for one call: ``async with`` it and
+    start the session inside (``instrument_session`` is this class). On exit it waits for the
+    session to close (``wait_for_close``), sets the outcome, cost and turn count on the call's root
+    span and ends it.
+
+    ``call_id`` defaults to the job's room name, else a generated id; ``caller`` to the SIP
+    participant's phone number when the job's room has one. ``price_table`` prices the session's
+    usage (default :data:`telemetry.pricing.DEFAULT_PRICES`); ``call_log`` (e.g.
+    ``telemetry.history.CallLogger``) receives the call's start and end, its turns and tool calls.
+    """
 
     def __init__(
         self,
@@ -245,18 +219,17 @@ class SessionInstrumentation:
         self.call_log = call_log
         self.wait_for_close = wait_for_close
         job_room, job_caller = _from_job()
-        self.scope: CallScope = call(
+        self.scope: CallScope = CallScope(
             call_id or job_room, direction=direction, caller=caller or job_caller, room=room or job_room,
             scenario=scenario, attributes=attributes,
         )
-        self.turns: list[TurnRecord] = []
-        self.costs: list[UsageCost] = []
+        self.turns: list[MeasuredTurn] = []
         self.close_reason: str | None = None
         self.anomalies: list[tuple[str, str]] = []
+        self._costs: list[_UsageCost] = []
         self._turn: _Turn | None = None
         self._user_speech_started: float | None = None
         self._last_user_stop: float | None = None
-        self._agent_state = "initializing"
         self._known_tools: set[str] | None = None
         self._closed = asyncio.Event()
         self._parent_ctx: otel_context.Context | None = None
@@ -337,7 +310,6 @@ class SessionInstrumentation:
 
     def _on_agent_state(self, ev: Any) -> None:
         with internal_errors("livekit.agent_state"):
-            self._agent_state = str(ev.new_state)
             t = self._turn
             if ev.new_state == "listening" and t is not None and t.agent_started_at is not None:
                 t.idle_at = float(getattr(ev, "created_at", time.time()))
@@ -348,7 +320,7 @@ class SessionInstrumentation:
                 if stop is not None:
                     ttfw = max(0.0, now - stop)
                     t.ttfw_s = ttfw
-                    t.span.set_attribute(Attr.TTFW_MS, round(ttfw * 1000, 1))
+                    t.span.set_attribute(Attr.TURN_TTFW, ttfw)
                     with trace.use_span(t.span, end_on_exit=False):  # exemplar -> this turn
                         _metrics.record_time_to_first_word(ttfw)
 
@@ -448,14 +420,15 @@ class SessionInstrumentation:
                 if t is not None:
                     t.tool_calls += 1
                     t.tool_names.append(name)
-                    t.span.set_attribute(Attr.TURN_HAS_TOOL_CALLS, t.tool_calls)
+                    t.span.set_attribute(Attr.TURN_TOOL_CALLS, t.tool_calls)
                 reason: str | None = None
                 if known is not None and name not in known:
                     reason = "unknown_tool"
-                elif t is not None and t.tool_names.count(name) == REPEATED_TOOL_THRESHOLD:
+                elif t is not None and t.tool_names.count(name) == _REPEATED_TOOL_THRESHOLD:
                     reason = "repeated"
                 if reason is not None:
-                    self._anomaly(name, reason, t)
+                    # the metric label stays bounded: a name the model made up is "_OTHER"
+                    self._anomaly(name, reason, t, label=name if known is None or name in known else OTHER)
                 if self.call_log is not None:
                     success = out is not None and not bool(getattr(out, "is_error", False))
                     started = float(getattr(fc, "created_at", 0.0) or 0.0)
@@ -471,14 +444,14 @@ class SessionInstrumentation:
                             error=None if success else str(getattr(out, "output", ""))[:500],
                         )
 
-    def _anomaly(self, tool: str, reason: str, t: _Turn | None) -> None:
+    def _anomaly(self, tool: str, reason: str, t: _Turn | None, *, label: str) -> None:
         self.anomalies.append((tool, reason))
         _logger.warning("anomalous tool call", extra={"call_id": self.call_id, "tool": tool, "reason": reason})
         target = t.span if t is not None else self.scope.span
         target.add_event("tool_anomaly", {Attr.TOOL_NAME: tool, Attr.TOOL_ANOMALY: reason})
         target.set_attribute(Attr.TOOL_ANOMALY, reason)
         with trace.use_span(target, end_on_exit=False):
-            _metrics.tool_anomaly(tool, reason)
+            _metrics.tool_anomaly(label, reason)
 
     def _tool_names(self) -> set[str] | None:
         agent = getattr(self.session, "current_agent", None)
@@ -510,9 +483,12 @@ class SessionInstrumentation:
             err = getattr(ev, "error", None)
             recoverable = bool(getattr(err, "recoverable", True))
             if not recoverable:
-                src = type(getattr(ev, "source", None)).__name__
+                provider, model = _provider_model(getattr(ev, "source", None))
                 target = self._turn.span if self._turn is not None else self.scope.span
-                target.add_event("provider_error", {Attr.ERROR_TYPE: f"{type(err).__name__}:{src}"})
+                target.add_event("provider_error", {
+                    Attr.ERROR_TYPE: error_type(err) if err is not None else OTHER,
+                    Attr.PROVIDER: provider, Attr.MODEL: model,
+                })
                 if self._turn is not None:
                     self._turn.provider_failed = True
 
@@ -524,7 +500,8 @@ class SessionInstrumentation:
             if error is not None or self.close_reason == "error":
                 self.scope.set_outcome(CallOutcome.FAILED)
                 self.scope.span.set_status(Status(StatusCode.ERROR, f"session closed: {self.close_reason}"))
-                self.scope.span.set_attribute(Attr.ERROR_TYPE, type(getattr(error, "error", error)).__name__)
+                cause = getattr(error, "error", error)
+                self.scope.span.set_attribute(Attr.ERROR_TYPE, error_type(cause) if cause is not None else OTHER)
             elif self.close_reason == "task_completed":
                 self.scope.set_outcome(CallOutcome.RESOLVED_BY_BOT)
             else:
@@ -556,11 +533,11 @@ class SessionInstrumentation:
         if t is None:
             return
         self._turn = None
-        t.span.set_attribute(Attr.TURN_HAS_TOOL_CALLS, t.tool_calls)
+        t.span.set_attribute(Attr.TURN_TOOL_CALLS, t.tool_calls)
         end = t.idle_at if t.idle_at is not None else (at if at is not None else time.time())
         t.span.end(end_time=_ns(max(end, t.started_at)))
         self.turns.append(
-            TurnRecord(
+            MeasuredTurn(
                 index=t.index, ttfw_s=t.ttfw_s, user_text=t.user_text, agent_text=t.agent_text,
                 tool_calls=tuple(t.tool_names), stopped_speaking_at=t.stopped_speaking_at,
                 agent_started_at=t.agent_started_at,
@@ -582,41 +559,48 @@ class SessionInstrumentation:
                     self.scope.set_outcome(CallOutcome.FAILED)
             usage = getattr(self.session, "usage", None)
             if usage is not None:
-                self.costs = usage_costs(usage, self.prices)
+                self._costs = _usage_costs(usage, self.prices)
                 with trace.use_span(self.scope.span, end_on_exit=False):
-                    for c in self.costs:
+                    for c in self._costs:
                         self.scope.add_cost(c.usd, stage=c.stage, provider=c.provider, model=c.model)
 
 
-def instrument_session(
-    session: Any,
-    *,
-    call_id: str | None = None,
-    direction: str = "inbound",
-    caller: str | None = None,
-    room: str | None = None,
-    scenario: str | None = None,
-    price_table: PriceTable | None = None,
-    call_log: CallLog | None = None,
-    wait_for_close: bool = True,
-    attributes: Mapping[str, AttributeValue] | None = None,
-) -> SessionInstrumentation:
-    """Instruments ``session`` (a LiveKit ``AgentSession``) for one call: ``async with`` it and
-    start the session inside. On exit it waits for the session to close (``wait_for_close``), sets
-    the outcome, cost and turn count on the call's root span and ends it.
-
-    ``call_id`` defaults to the job's room name, else a generated id; ``caller`` to the SIP
-    participant's phone number when the job's room has one.
-    """
-    return SessionInstrumentation(
-        session, call_id=call_id, direction=direction, caller=caller, room=room, scenario=scenario,
-        price_table=price_table, call_log=call_log, wait_for_close=wait_for_close, attributes=attributes,
-    )
+instrument_session = SessionInstrumentation
+"""``instrument_session(session, call_id=..., ...)``: see :class:`SessionInstrumentation` (an alias)."""
 
 
 # ------------------------------------------------------------------------------------------------
 # LiveKit internals
 # ------------------------------------------------------------------------------------------------
+def _route_tracer(tracer_provider: trace.TracerProvider, content: ContentMode) -> None:
+    """Routes LiveKit Agents' own spans into our provider (metrics follow the global provider);
+    ``configure()`` and ``capture_telemetry()`` call it. Nothing happens without livekit-agents.
+
+    LiveKit's content attributes (prompts, chat context, transcripts, tool arguments, serialised on
+    the event loop for every LLM request) are captured only with ``content="full"``; otherwise our
+    own spans carry the redacted transcripts and tool arguments (turn, speech_to_text,
+    execute_tool), which costs far less CPU per call.
+    """
+    if "livekit.agents" not in sys.modules and importlib.util.find_spec("livekit.agents") is None:
+        return
+    from livekit.agents import telemetry as lk_telemetry
+    from livekit.agents.telemetry import gen_ai as lk_gen_ai
+
+    # allow_pii=True: LiveKit's own filter would strip every key with a `pii` segment (ours too) and
+    # every exception message; our exporter redacts instead (telemetry.redaction).
+    lk_telemetry.set_tracer_provider(tracer_provider, allow_pii=True)
+    lk_gen_ai.set_capture_content(content == "full")
+
+
+def _is_run_context(name: str, value: object) -> bool:
+    """LiveKit passes a tool its ``RunContext`` (conventionally ``ctx`` or ``run_ctx``): framework
+    state, not the model's arguments. Matched by type name, so livekit-agents is not imported."""
+    return name == "run_ctx" or type(value).__name__ == "RunContext"
+
+
+_skip_framework_argument(_is_run_context)
+
+
 def _from_job() -> tuple[str | None, str | None]:
     """(room name, caller phone) from the current LiveKit job, if any."""
     try:

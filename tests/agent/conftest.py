@@ -18,7 +18,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from agent.fakes import ProviderProfile
 from agent.simulator import SCENARIOS, SimOptions, SimSummary, simulate
-from telemetry.livekit import ModelPrice, PriceTable, SessionInstrumentation
+from telemetry.livekit import SessionInstrumentation
+from telemetry.pricing import ModelPrice, PriceTable
 from telemetry.testing import capture_telemetry
 
 # round prices so the expected cost is easy to recompute by hand

@@ -33,7 +33,7 @@ def test_tempo_trace_renders_as_a_waterfall() -> None:
         _span("04" * 8, "03" * 8, "llm_node", 1500, 1900),
         _span("05" * 8, "04" * 8, "llm_request", 1500, 1900, voice__stage="llm"),
         _span("06" * 8, "05" * 8, "llm_request_run", 1500, 1900),
-        _span("07" * 8, "01" * 8, "turn", 1000, 3200, voice__stage="turn", voice__ttfw_ms=1234),
+        _span("07" * 8, "01" * 8, "turn", 1000, 3200, voice__stage="turn", voice__turn__time_to_first_word=1.234),
     ]}]}]}
     spans = spans_from_tempo(doc)
     assert [s.name for s in spans][:2] == ["call", "agent_session"]
@@ -45,7 +45,7 @@ def test_tempo_trace_renders_as_a_waterfall() -> None:
     assert "llm_request_run" not in text  # LiveKit's per-attempt spans are folded by default
     lines = [ln for ln in text.splitlines() if "llm_request" in ln]
     assert len(lines) == 1 and "stage=llm" in lines[0]
-    assert "ttfw_ms=1234" in text and "outcome=transferred" in text
+    assert "time_to_first_word=1.234" in text and "outcome=transferred" in text
     full = Console(width=160, record=True)
     full.print(render_waterfall(spans, full=True))
     assert "llm_request_run" in full.export_text()

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from agent.simulator import PHONE, SCENARIOS
-from telemetry.semconv import Attr, CallOutcome
+from telemetry.semconv import OTHER, Attr, CallOutcome
 
 from .conftest import FIXED, TEST_PRICES, Run, run_sim
 
@@ -65,7 +65,7 @@ def test_turn_spans_are_children_of_the_call(scenario_run: Run) -> None:
         parent = next(t for t in turns if t.context.span_id == stt.parent.span_id)
         assert parent.attributes[Attr.TURN_INDEX] == stt.attributes[Attr.TURN_INDEX]
     assert root.attributes[Attr.CALL_TURNS] == 3
-    assert [t.attributes[Attr.TURN_HAS_TOOL_CALLS] for t in turns] == [1, 1, 0]
+    assert [t.attributes[Attr.TURN_TOOL_CALLS] for t in turns] == [1, 1, 0]
 
 
 def test_tool_arguments_are_redacted(scenario_run: Run) -> None:
@@ -131,12 +131,14 @@ def test_prompt_injection_produces_the_anomaly_metric(scenario_run: Run) -> None
     c = scenario_run.call("prompt_injection")
     assert c.anomalies == [("export_customer_database", "unknown_tool")]
     points = scenario_run.metrics["voice.tool.anomalies"]
+    # a tool name the model made up is not a label value (unbounded): "_OTHER"; the span event keeps it
     assert [(p.attributes[Attr.TOOL_NAME], p.attributes[Attr.TOOL_ANOMALY], p.value) for p in points] == [
-        ("export_customer_database", "unknown_tool", 1)
+        (OTHER, "unknown_tool", 1)
     ]
     turn = next(s for s in scenario_run.by_call(c.call_id) if s.name == "turn" and s.attributes[Attr.TURN_INDEX] == 0)
     assert turn.attributes[Attr.TOOL_ANOMALY] == "unknown_tool"
     assert [e.name for e in turn.events] == ["tool_anomaly"]
+    assert turn.events[0].attributes[Attr.TOOL_NAME] == "export_customer_database"
     # the other calls raised none
     assert all(not o.anomalies for o in scenario_run.summary.calls if o.scenario != "prompt_injection")
 
@@ -181,7 +183,8 @@ def test_ttfw_per_turn_matches_the_fakes_within_10ms() -> None:
             # and no faster than the providers' delays allow (turns with tools add an LLM step + the tool)
             floor = min_implied + (FIXED.llm_ttft.median_s if t.tools else 0.0)
             assert t.ttfw_ms >= floor * 1000 - 5, t
-            assert turn_spans[t.index].attributes[Attr.TTFW_MS] == t.ttfw_ms
+            # on the span in seconds (OTel's unit), in the history and the results in ms
+            assert round(turn_spans[t.index].attributes[Attr.TURN_TTFW] * 1000, 1) == t.ttfw_ms
 
 
 def test_two_concurrent_calls_never_share_spans() -> None:

@@ -7,7 +7,7 @@ import pytest
 from agent.assistant import TOOL_NAMES, TyreAssistant
 from agent.fake_store import FakeStore, normalise_size
 from agent.store import StoreClient, StoreError
-from telemetry.livekit import ModelPrice, PriceTable
+from telemetry.pricing import ModelPrice, PriceTable
 from telemetry.semconv import Attr, Stage
 from telemetry.testing import capture_telemetry
 
