@@ -410,7 +410,7 @@ def configure(
 
     handle = Telemetry(config, tracer_provider, meter_provider, safe, batch, otlp_metrics)
     _active, _active_key = handle, config
-    if not _atexit_registered and not _env.under_test():  # a test session exits without a 3 s wait
+    if not _atexit_registered:  # bounded (3 s); also under pytest (a test's subprocess must flush too)
         _atexit_registered = True
         atexit.register(_at_exit)
     return handle
