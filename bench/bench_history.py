@@ -31,7 +31,7 @@ import asyncpg
 
 from telemetry.history import CallLogger, migrate
 from telemetry.history.records import TurnRecord
-from telemetry.history.store import INSERT_TURN_ONE, prepare
+from telemetry.history.store import INSERT_TURN_ONE, prepare, turn_values
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,7 +82,7 @@ async def bench_writer(dsn: str, rows: int, baseline_rows: int, batch: int) -> d
     # per-row INSERTs: one statement (and one implicit transaction) per row, one connection
     conn = await asyncpg.connect(dsn)
     try:
-        base = [prepare(r)[1:] for r in _turns("bench-per-row", baseline_rows)]
+        base = [turn_values(prepare(r)) for r in _turns("bench-per-row", baseline_rows)]
         stmt = await conn.prepare(INSERT_TURN_ONE)
         t0 = time.perf_counter()
         for r in base:

@@ -456,10 +456,10 @@ def analytics() -> dict[str, Any]:
              [sql(f"SELECT avg(duration_seconds) AS \"avg duration\" FROM calls WHERE {finished}")],
              unit="s", w=4, datasource=PG),
         stat("Orders created", "Orders the bot created.",
-             [sql("SELECT coalesce(sum(orders_created), 0) AS orders FROM calls WHERE "
+             [sql("SELECT coalesce(sum((app->>'orders_created')::int), 0) AS orders FROM calls WHERE "
                   "$__timeFilter(started_at)")], unit="none", w=4, datasource=PG),
         stat("Fitting bookings", "Tyre-fitting appointments the bot booked.",
-             [sql("SELECT coalesce(sum(fittings_booked), 0) AS fittings FROM calls WHERE "
+             [sql("SELECT coalesce(sum((app->>'fittings_booked')::int), 0) AS fittings FROM calls WHERE "
                   "$__timeFilter(started_at)")], unit="none", w=4, datasource=PG),
         row("Volume"),
         timeseries("Calls per $period", "Calls per day, week or month (variable period).",
@@ -467,9 +467,10 @@ def analytics() -> dict[str, Any]:
                         "WHERE $__timeFilter(started_at) GROUP BY 1 ORDER BY 1", fmt="time_series")],
                    unit="none", bars=True, datasource=PG, interval="1m"),
         timeseries("Orders and fitting bookings per $period", "Orders created and fittings booked by the bot.",
-                   [sql("SELECT date_trunc('$period', started_at) AS \"time\", sum(orders_created) AS orders, "
-                        "sum(fittings_booked) AS fittings FROM calls WHERE $__timeFilter(started_at) "
-                        "GROUP BY 1 ORDER BY 1", fmt="time_series")],
+                   [sql("SELECT date_trunc('$period', started_at) AS \"time\", "
+                        "coalesce(sum((app->>'orders_created')::int), 0) AS orders, "
+                        "coalesce(sum((app->>'fittings_booked')::int), 0) AS fittings FROM calls "
+                        "WHERE $__timeFilter(started_at) GROUP BY 1 ORDER BY 1", fmt="time_series")],
                    unit="none", bars=True, datasource=PG, interval="1m"),
         row("Outcomes"),
         panel("piechart", "Resolved by bot vs transferred", "Outcome of finished calls.",

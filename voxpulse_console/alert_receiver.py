@@ -9,6 +9,11 @@
 NOTHING``), and a resolution also stamps ``resolved_at`` on the firing row. When PostgreSQL is
 unreachable the receiver answers 503, so Alertmanager retries the notification later.
 
+``alerts_history`` is the console's table, not the call history's: its schema is this package's own
+migrations (``voxpulse_console/migrations``, recorded in ``console_schema_migrations``), applied by
+:func:`migrate` when the receiver first reaches the database. The DSN is the call history's
+(``telemetry.history.database_url()``: ``--dsn``, ``VOXPULSE_DATABASE_URL``, ``DATABASE_URL``).
+
 ``alertmanager-config`` renders the Alertmanager config with its secrets from the environment
 (Alertmanager 0.25 has no ``bot_token_file`` for Telegram); see the header of
 ``prometheus/alertmanager.yml`` for the variables.
@@ -32,8 +37,10 @@ from typing import Any
 from voxpulse_console._paths import ConfigDirError, config_dir
 
 __all__ = [
+    "MIGRATIONS_TABLE",
     "AlertRecord",
     "insert_alerts",
+    "migrate",
     "parse_notification",
     "register_cli",
     "render_alertmanager_config",
@@ -43,6 +50,7 @@ __all__ = [
 log = logging.getLogger("voxpulse.alert_receiver")
 
 DEFAULT_LISTEN = "127.0.0.1:9095"
+MIGRATIONS_TABLE = "console_schema_migrations"
 TEMPLATE = Path("prometheus") / "alertmanager.yml"  # inside the config directory
 MAX_BODY = 4 * 1024 * 1024
 
@@ -144,6 +152,14 @@ async def insert_alerts(conn: Any, rows: list[AlertRecord]) -> int:
     return new
 
 
+async def migrate(dsn_or_pool: Any) -> list[int]:
+    """Applies the console's migrations (``alerts_history``); idempotent, safe to run concurrently.
+    Returns the versions applied by this call."""
+    from telemetry.history import apply_migrations
+
+    return await apply_migrations(dsn_or_pool, "voxpulse_console", table=MIGRATIONS_TABLE)
+
+
 # ---------------------------------------------------------------------------------------- server
 def make_app(dsn: str | None, *, token: str | None = None) -> Any:
     """The aiohttp application: POST /alerts (and /), GET /healthz.
@@ -161,8 +177,6 @@ def make_app(dsn: str | None, *, token: str | None = None) -> Any:
             raise OSError("no database configured (set DATABASE_URL)")
         async with lock:
             if state["pool"] is None:
-                from telemetry.history import migrate
-
                 new = await asyncpg.create_pool(dsn, min_size=0, max_size=4, timeout=5, command_timeout=10)
                 try:
                     await migrate(new)  # alerts_history exists before the first insert (idempotent)
@@ -336,7 +350,9 @@ def write_alertmanager_config(out: Path, text: str, template_dir: Path) -> None:
 
 # ------------------------------------------------------------------------------------------- CLI
 def _dsn(arg: str | None) -> str | None:
-    return arg or os.environ.get("VOXPULSE_DATABASE_URL") or os.environ.get("DATABASE_URL") or None
+    from telemetry.history import database_url
+
+    return database_url(arg)
 
 
 def _run_receiver(args: argparse.Namespace) -> int:

@@ -33,6 +33,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from telemetry.semconv import Attr, Metric, metric_spec
+
 __all__ = ["WSpan", "main", "render_waterfall", "spans_from_tempo"]
 
 PROMETHEUS = os.environ.get("VOXPULSE_PROMETHEUS_URL", "http://127.0.0.1:9090")
@@ -68,8 +70,8 @@ class WSpan:
         return (self.end_ns - self.start_ns) / 1e6
 
 
-_SHOW = ("voice.stage", "voice.ttfw_ms", "gen_ai.tool.name", "voice.call.outcome", "voice.call.transfer_reason",
-         "voice.tool.anomaly", "error.type")
+_SHOW = (Attr.STAGE, Attr.TURN_TTFW, Attr.TOOL_NAME, Attr.CALL_OUTCOME, Attr.CALL_TRANSFER_REASON,
+         Attr.TOOL_ANOMALY, Attr.ERROR_TYPE)
 _HIDE = {"tts_request_run", "llm_request_run", "tts_stream_adapter", "setup_toolsets", "on_user_turn_completed",
          "eou_detection", "on_enter", "on_exit", "drain_agent_activity"}
 
@@ -209,7 +211,7 @@ def prom_exemplars(expr: str, start: float, end: float, *, prom: str = PROMETHEU
 
 
 SPANMETRICS = "traces_span_metrics_duration_milliseconds_bucket"
-TTFW_METRIC = "voice_turn_time_to_first_word_seconds_bucket"
+TTFW_METRIC = f"{metric_spec(Metric.TTFW).prometheus}_bucket"
 
 
 def latency_table(prom: str = PROMETHEUS) -> tuple[Table, int]:
@@ -262,11 +264,10 @@ def _resolve_exporter(choice: str) -> str:
 
 async def _open_call_log() -> Any:
     """The real call-history logger when DATABASE_URL (or VOXPULSE_DATABASE_URL) is set, else None."""
-    import os
+    from telemetry.history import CallLogger, database_url
 
-    if not (os.environ.get("VOXPULSE_DATABASE_URL") or os.environ.get("DATABASE_URL")):
+    if not database_url():
         return None
-    from telemetry.history import CallLogger
 
     logger = CallLogger.from_env(agent_version="voxpulse-sim")
     await logger.start()

@@ -1,5 +1,7 @@
 """Call history in PostgreSQL (asyncpg), per-call sessions in Redis, zero-loss degradation.
 
+Needs the ``history`` extra (``pip install 'voxpulse-otel[history]'``).
+
     logger = CallLogger.from_env()          # DATABASE_URL, REDIS_URL
     await logger.start()
     logger.log_call_start("room-42", phone="+380501234567", room="room-42")
@@ -13,11 +15,14 @@ See docs/call-history.md for the schema, partitions, degradation modes and trace
 
 from opentelemetry.trace import TracerProvider
 
+from telemetry import _env
+from telemetry._instrumentation import instrument_libraries
 from telemetry.history.cli import register_cli
 from telemetry.history.logger import CallLogger, LoggerStats, Mode
-from telemetry.history.records import CallEnded, CallStarted, Record, ToolCallRecord, TurnRecord
+from telemetry.history.records import CallEnded, CallStarted, Record, ToolCallRecord, TurnRecord, to_datetime
 from telemetry.history.sanitize import RejectedRecord, clean_text, to_jsonable
 from telemetry.history.schema import (
+    apply_migrations,
     ensure_partitions,
     load_migrations,
     migrate,
@@ -37,27 +42,35 @@ __all__ = [
     "SessionStore",
     "ToolCallRecord",
     "TurnRecord",
+    "apply_migrations",
     "clean_text",
+    "database_url",
     "ensure_partitions",
     "instrument",
     "load_migrations",
     "migrate",
     "recent_calls",
+    "redis_url",
     "refresh_daily_stats",
     "register_cli",
+    "to_datetime",
     "to_jsonable",
 ]
 
 
-def instrument(tracer_provider: TracerProvider | None = None) -> None:
-    """Turn on the asyncpg and Redis instrumentors (idempotent): database spans for the writer's
-    batches and Redis spans for sessions/buffer."""
-    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
-    from opentelemetry.instrumentation.redis import RedisInstrumentor
+def database_url(explicit: str | None = None) -> str | None:
+    """The PostgreSQL DSN: ``explicit``, else ``VOXPULSE_DATABASE_URL``, else ``DATABASE_URL``, else None.
+    The one lookup of it (the console's alerts receiver and CLI use it too)."""
+    return _env.text(_env.DATABASE_URL, explicit)
 
-    pg = AsyncPGInstrumentor()  # type: ignore[no-untyped-call]
-    if not pg.is_instrumented_by_opentelemetry:
-        pg.instrument(tracer_provider=tracer_provider)
-    rd = RedisInstrumentor()
-    if not rd.is_instrumented_by_opentelemetry:
-        rd.instrument(tracer_provider=tracer_provider)
+
+def redis_url(explicit: str | None = None) -> str | None:
+    """The Redis URL: ``explicit``, else ``VOXPULSE_REDIS_URL``, else ``REDIS_URL``, else None."""
+    return _env.text(_env.REDIS_URL, explicit)
+
+
+def instrument(tracer_provider: TracerProvider | None = None) -> None:
+    """Turn on the asyncpg and Redis instrumentors: database spans for the writer's batches and
+    Redis spans for sessions/buffer. ``configure()`` already does it; with no provider, instrumentors
+    already on are left as they are."""
+    instrument_libraries(tracer_provider)

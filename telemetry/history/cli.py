@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 from typing import Any
 
-__all__ = ["register_cli"]
+from telemetry import _env
+
+__all__ = ["main", "register_cli"]
 
 
 def _dsn(args: argparse.Namespace) -> str:
-    dsn: str | None = args.dsn or os.environ.get("VOXPULSE_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    dsn: str | None = _env.text(_env.DATABASE_URL, args.dsn)
     if not dsn:
         raise SystemExit("no database: pass --dsn or set DATABASE_URL (scripts/services.sh writes one)")
     return dsn
@@ -73,7 +74,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
     rows = asyncio.run(run())
     cols = ["day", "calls", "resolved_by_bot", "transferred", "abandoned", "failed", "avg_cost",
-            "total_cost", "orders", "fittings", "avg_duration"]
+            "total_cost", "avg_duration", "app"]
     print(_table(cols, [[_fmt(r[c]) for c in cols] for r in rows]))
     return 0
 

@@ -6,7 +6,7 @@ only append to an in-memory deque: no awaits, no I/O, a few microseconds. One wr
 statement per table (``INSERT ... SELECT FROM unnest(...) ON CONFLICT``), so replays never
 duplicate.
 
-Degradation (seed 002 §8.6):
+Degradation (docs/call-history.md, "Degradation modes"):
 
 * ``postgres`` -- normal: batches go to PostgreSQL.
 * ``redis``    -- PostgreSQL unreachable: batches go to a Redis list (TTL 1 h, refreshed on every
@@ -18,6 +18,10 @@ Degradation (seed 002 §8.6):
 Calls never block or fail because of either. Records beyond ``max_memory_records`` are dropped,
 counted (``voxpulse.calllog.records{result=dropped,buffer=memory}``) and logged; nothing is lost
 silently. One log line per mode change.
+
+This module is the queue, the writer task and the mode machine; the stores are
+:mod:`telemetry.history._postgres` and :mod:`telemetry.history._redis_buffer` (each with a
+:class:`~telemetry.history._backoff.Backoff`), the counts :mod:`telemetry.history._accounting`.
 """
 
 from __future__ import annotations
@@ -26,90 +30,37 @@ import asyncio
 import collections
 import contextlib
 import contextvars
-import datetime as dt
-import json
 import logging
-import os
 import time
-import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import asyncpg
 import redis.asyncio as aioredis
-import redis.exceptions as redis_exc
 from opentelemetry import trace
-from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.metrics import MeterProvider
-from opentelemetry.trace import Link, SpanContext, TraceFlags, TracerProvider
+from opentelemetry.trace import TracerProvider
 
+from telemetry import _env
+from telemetry._errors import internal_error
+from telemetry.history._accounting import Accounting, LoggerStats, Mode
+from telemetry.history._backoff import failure_reason
+from telemetry.history._postgres import PostgresWriter
+from telemetry.history._redis_buffer import RedisBuffer
 from telemetry.history.records import CallEnded, CallStarted, Record, ToolCallRecord, TurnRecord
 from telemetry.history.sanitize import RejectedRecord
-from telemetry.history.schema import ensure_partitions, migrate, month_of
-from telemetry.history.store import Row, prepare, row_trace, row_ts, valid_row, write_rows
-from telemetry.semconv import Attr, SpanName
+from telemetry.history.store import Row, prepare
+from telemetry.semconv import SpanName
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from telemetry.calls import CallScope
 
 __all__ = ["CallLogger", "LoggerStats", "Mode"]
 
 log = logging.getLogger("telemetry.history")
 
-# Span names and attributes of the writer (telemetry.semconv).
-SPAN_WRITE: Final = SpanName.CALLLOG_WRITE
-SPAN_BUFFER: Final = SpanName.CALLLOG_BUFFER
-ATTR_RECORDS: Final = Attr.CALLLOG_BATCH_RECORDS
-ATTR_CALLS: Final = Attr.CALLLOG_BATCH_CALLS
-ATTR_SOURCE: Final = Attr.CALLLOG_BATCH_SOURCE  # memory | redis
-MAX_LINKS: Final = 64
-
-_DRAIN_RELEASE: Final = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
-)
-
-
-class Mode(StrEnum):
-    """Where records go now."""
-
-    POSTGRES = "postgres"
-    REDIS = "redis"
-    MEMORY = "memory"
-
-
-@dataclass(slots=True)
-class LoggerStats:
-    """Counts since start (the same numbers as the ``voxpulse.calllog.records`` counter)."""
-
-    enqueued: int = 0
-    written: int = 0  # rows that reached PostgreSQL (directly or from a buffer)
-    buffered_redis: int = 0
-    buffered_memory: int = 0  # records held in memory while both stores were down
-    flushed_redis: int = 0
-    flushed_memory: int = 0
-    dropped: int = 0  # memory bound exceeded, logger closed, or lost at shutdown
-    rejected: int = 0  # invalid records (reason logged)
-
-
-def _unavailable_pg(exc: BaseException) -> bool:
-    return isinstance(
-        exc,
-        OSError
-        | TimeoutError
-        | asyncpg.InterfaceError
-        | asyncpg.exceptions.PostgresConnectionError
-        | asyncpg.exceptions.OperatorInterventionError
-        | asyncpg.exceptions.InsufficientResourcesError
-        | asyncpg.exceptions.UndefinedTableError
-        | asyncpg.exceptions.UndefinedFunctionError
-        | asyncpg.exceptions.InvalidAuthorizationSpecificationError
-        | asyncpg.exceptions.InvalidCatalogNameError
-        | asyncpg.exceptions.ReadOnlySQLTransactionError,
-    )
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0][:200] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+SPAN_WRITE: Final = SpanName.CALLLOG_WRITE  # a batch written to PostgreSQL (telemetry.semconv)
+SPAN_BUFFER_PUSH: Final = SpanName.CALLLOG_BUFFER_PUSH  # a batch pushed to the Redis buffer
 
 
 def _current_ids() -> tuple[str | None, str | None]:
@@ -154,26 +105,26 @@ class CallLogger:
             raise ValueError("CallLogger needs a dsn or a pool")
         if batch_size < 1 or max_memory_records < 1:
             raise ValueError("batch_size and max_memory_records must be >= 1")
-        self._dsn = dsn
-        self._pool: Any = pool
-        self._own_pool = pool is None
         self._redis_url = redis_url
-        self._redis: aioredis.Redis | None = redis
         self._own_redis = redis is None
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.max_memory_records = max_memory_records
         self.redis_key = redis_key
-        self._lock_key = f"{redis_key}:drain-lock"
         self.redis_ttl_s = redis_ttl_s
-        self._auto_migrate = auto_migrate
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
         self._retry_max_s = retry_max_s
-        self._pool_max_size = pool_max_size
         self.agent_version = agent_version
         self._tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("telemetry.history")
-        self._meter_provider = meter_provider
+        self._acc = Accounting(meter_provider)
+        self.stats: LoggerStats = self._acc.stats
+        self._pg = PostgresWriter(
+            dsn, pool, pool_max_size=pool_max_size, connect_timeout=connect_timeout,
+            command_timeout=command_timeout, auto_migrate=auto_migrate, retry_max_s=retry_max_s,
+            tracer=self._tracer, accounting=self._acc, on_down=self._pg_down,
+        )
+        self._redis: RedisBuffer | None = self._redis_buffer(redis) if redis is not None else None
 
         self._pending: collections.deque[Record] = collections.deque()
         self._staged: list[Row] = []  # prepared rows taken from _pending, not yet written/pushed
@@ -186,35 +137,36 @@ class CallLogger:
         self._closed = False
         self._busy = False
 
-        self._pg_ok = False
-        self._pg_retry_at = 0.0
-        self._pg_delay = 0.0
-        self._migrated = not auto_migrate
-        self._known_months: set[dt.date] = set()
-        self._hot = (0.0, 0.0, dt.date(1970, 1, 1))  # [lo, hi) epoch seconds of the month seen last
-        self._redis_ok = False
-        self._redis_retry_at = 0.0
-        self._redis_delay = 0.0
-        self._redis_backlog = True  # unknown at start: check once
         self._mode = Mode.POSTGRES
         self._last_reason = ""
         self._overflow_logged_at = -1e9
         self._overflow_since_log = 0
         self._overflow_why = ""
 
-        self.stats = LoggerStats()
-
     # -- construction helpers -----------------------------------------------------------------
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> CallLogger:
         """DSN from ``VOXPULSE_DATABASE_URL`` or ``DATABASE_URL``, Redis from ``VOXPULSE_REDIS_URL``
-        or ``REDIS_URL`` (optional)."""
-        dsn = os.environ.get("VOXPULSE_DATABASE_URL") or os.environ.get("DATABASE_URL")
+        or ``REDIS_URL`` (optional); see docs/configuration.md."""
+        dsn = _env.text(_env.DATABASE_URL)
         if not dsn:
             raise RuntimeError("set DATABASE_URL (or VOXPULSE_DATABASE_URL) for the call history")
-        redis_url = os.environ.get("VOXPULSE_REDIS_URL") or os.environ.get("REDIS_URL")
-        return cls(dsn, redis_url=redis_url, **kwargs)
+        return cls(dsn, redis_url=_env.text(_env.REDIS_URL), **kwargs)
+
+    def _redis_buffer(self, client: aioredis.Redis) -> RedisBuffer:
+        return RedisBuffer(
+            client, key=self.redis_key, ttl_s=self.redis_ttl_s, batch_size=self.batch_size,
+            connect_timeout=self._connect_timeout, command_timeout=self._command_timeout,
+            retry_max_s=self._retry_max_s, tracer=self._tracer, accounting=self._acc, on_down=self._redis_down,
+        )
+
+    def _pg_down(self, exc: BaseException) -> None:
+        self._last_reason = f"PostgreSQL unreachable ({failure_reason(exc)})"
+
+    def _redis_down(self, exc: BaseException) -> None:
+        if not self._pg.ok:
+            self._last_reason = f"{self._last_reason}; Redis unreachable ({failure_reason(exc)})"
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -230,7 +182,7 @@ class CallLogger:
     @property
     def redis_backlog(self) -> bool:
         """True while the Redis buffer may hold records not yet written to PostgreSQL."""
-        return self._redis_backlog and self._redis is not None
+        return self._redis is not None and self._redis.backlog
 
     # -- agent-facing API: enqueue only ---------------------------------------------------------
 
@@ -345,14 +297,14 @@ class CallLogger:
         transfer_reason: str | None = None,
         cost_usd: float | None = None,
         turns: int | None = None,
-        orders_created: int = 0,
-        fittings_booked: int = 0,
+        app: Mapping[str, Any] | None = None,
         ended_at: float | None = None,
         started_at: float | None = None,
         duration_seconds: float | None = None,
     ) -> bool:
         """A call ended. ``status`` defaults from ``outcome`` (transferred -> transferred,
-        failed -> failed, else completed); identity fields come from the call's start."""
+        failed -> failed, else completed); identity fields come from the call's start. ``app``:
+        the application's own data for the call (JSON values), merged into ``calls.app``."""
         start = self._calls.pop(call_id, None)
         if status is None:
             status = {"transferred": "transferred", "failed": "failed"}.get(outcome or "", "completed")
@@ -360,8 +312,7 @@ class CallLogger:
             call_id,
             time.time() if ended_at is None else ended_at,
             started_at if started_at is not None else (start.started_at if start else None),
-            status, outcome, scenario, transfer_reason, cost_usd, duration_seconds, turns,
-            orders_created, fittings_booked,
+            status, outcome, scenario, transfer_reason, cost_usd, duration_seconds, turns, app,
             start.phone if start else None, start.caller_name if start else None,
             start.direction if start else None, start.room if start else None,
             start.agent_version if start else self.agent_version,
@@ -369,31 +320,22 @@ class CallLogger:
         )
         return self.enqueue(rec)
 
-    def bind_call(self, scope: Any) -> None:
-        """Log a ``telemetry.call()`` scope: its start now, its end from ``scope.on_end``.
-
-        Duck-typed on CallScope (call_id, caller, direction, room, started_at, trace_id, span,
-        scenario, outcome, transfer_reason, cost_usd, turns, on_end)."""
-        span_id = None
-        with contextlib.suppress(Exception):
-            ctx = scope.span.get_span_context()
-            span_id = format(ctx.span_id, "016x") if ctx.is_valid else None
+    def bind_call(self, scope: CallScope) -> None:
+        """Log a ``telemetry.call()`` scope: its start now, its end (outcome, cost, turns, its
+        ``app`` data) from ``scope.on_end``."""
+        ctx = scope.span.get_span_context()
         self.log_call_start(
-            scope.call_id, phone=getattr(scope, "caller", None),
-            direction=getattr(scope, "direction", "inbound") or "inbound", room=getattr(scope, "room", None),
-            scenario=getattr(scope, "scenario", None), started_at=getattr(scope, "started_at", None) or None,
-            trace_id=getattr(scope, "trace_id", None) or None, span_id=span_id,
+            scope.call_id, phone=scope.caller, direction=scope.direction, room=scope.room,
+            scenario=scope.scenario, started_at=scope.started_at or None, trace_id=scope.trace_id or None,
+            span_id=format(ctx.span_id, "016x") if ctx.is_valid else None,
         )
         scope.on_end(self._on_scope_end)
 
-    def _on_scope_end(self, scope: Any) -> None:
-        outcome = getattr(scope, "outcome", None)
-        outcome_s = getattr(outcome, "value", outcome)
+    def _on_scope_end(self, scope: CallScope) -> None:
         self.log_call_end(
-            scope.call_id, outcome=None if outcome_s is None else str(outcome_s),
-            scenario=getattr(scope, "scenario", None),
-            transfer_reason=getattr(scope, "transfer_reason", None),
-            cost_usd=getattr(scope, "cost_usd", None), turns=getattr(scope, "turns", None),
+            scope.call_id, outcome=scope.outcome.value if scope.outcome is not None else None,
+            scenario=scope.scenario, transfer_reason=scope.transfer_reason, cost_usd=scope.cost_usd,
+            turns=scope.turns, app=dict(scope.app) or None,
         )
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -408,11 +350,11 @@ class CallLogger:
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
 
-            self._redis = aioredis.Redis.from_url(
+            self._redis = self._redis_buffer(aioredis.Redis.from_url(
                 self._redis_url, socket_connect_timeout=self._connect_timeout,
                 socket_timeout=self._command_timeout, retry=Retry(NoBackoff(), 0),
                 health_check_interval=0,
-            )
+            ))
         # A fresh context: the writer's spans must not join whichever call happened to start it.
         self._task = self._loop.create_task(self._run(), name="voxpulse-calllog-writer",
                                             context=contextvars.Context())
@@ -438,7 +380,7 @@ class CallLogger:
     async def wait_drained(self, timeout: float = 10.0) -> bool:
         """Wait (bounded) until memory AND the Redis buffer are written to PostgreSQL."""
         deadline = time.monotonic() + timeout
-        while self._pending or self._staged or self._busy or not self._pg_ok or self.redis_backlog:
+        while self._pending or self._staged or self._busy or not self._pg.ok or self.redis_backlog:
             if time.monotonic() >= deadline:
                 return False
             self._kick()
@@ -466,20 +408,15 @@ class CallLogger:
         if left:
             self._pending.clear()
             self._staged.clear()
-            self._count(left, "dropped", Mode.MEMORY)
+            self._acc.count(left, "dropped", Mode.MEMORY)
             self.stats.dropped += left
             log.error(
                 "call history: %d records could not be written or buffered within %.1fs of shutdown "
                 "(mode %s) and are lost", left, timeout, self._mode.value,
             )
-        if self._own_pool and self._pool is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._pool.close(), 2.0)
-            with contextlib.suppress(Exception):
-                self._pool.terminate()
+        await self._pg.close()
         if self._own_redis and self._redis is not None:
-            with contextlib.suppress(Exception):
-                await self._redis.aclose()
+            await self._redis.close()
 
     # -- writer ------------------------------------------------------------------------------------
 
@@ -492,8 +429,8 @@ class CallLogger:
         while True:
             if not self._closing:
                 delay = self.flush_interval
-                if not self._pg_ok:
-                    delay = min(delay, max(0.0, self._pg_retry_at - time.monotonic()))
+                if not self._pg.ok:
+                    delay = min(delay, max(0.0, self._pg.state.retry_at - time.monotonic()))
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self._wake.wait()
@@ -501,8 +438,8 @@ class CallLogger:
             self._busy = True
             try:
                 await self._cycle()
-            except Exception:  # the writer never dies
-                log.exception("call history writer: unexpected error (records kept in memory)")
+            except Exception as exc:  # a bug: the writer never dies (records stay in memory); tests see it
+                internal_error("history.writer", exc)
                 await asyncio.sleep(0.05)
             finally:
                 self._busy = False
@@ -514,15 +451,16 @@ class CallLogger:
 
     async def _cycle(self) -> None:
         now = time.monotonic()
-        if not self._pg_ok and (now >= self._pg_retry_at or self._closing):
-            await self._probe_pg()
-        if self._redis is not None and not self._redis_ok and (now >= self._redis_retry_at or self._closing):
-            await self._probe_redis()
+        pg, buffer = self._pg, self._redis
+        if pg.state.due(now, closing=self._closing):
+            await pg.probe()
+        if buffer is not None and buffer.state.due(now, closing=self._closing):
+            await buffer.probe()
         self._update_mode()
-        if self._pg_ok:
-            if self._redis_ok and self._redis_backlog and not self._closing:
-                await self._drain_redis()
-            while self._pg_ok and (self._staged or self._pending):
+        if pg.ok:
+            if buffer is not None and buffer.ok and buffer.backlog and not self._closing:
+                await buffer.drain(lambda rows: self._write_pg(rows, source="redis"), lambda: pg.ok)
+            while pg.ok and (self._staged or self._pending):
                 self._stage(self.batch_size)
                 if not self._staged:
                     continue
@@ -538,17 +476,18 @@ class CallLogger:
                     break
                 del self._staged[: len(batch)]
                 self._left_memory(len(batch))
-        if not self._pg_ok and self._redis_ok:
-            while self._redis_ok and (self._staged or self._pending):
+        if not pg.ok and buffer is not None and buffer.ok:
+            while buffer.ok and (self._staged or self._pending):
                 self._stage(self.batch_size)
                 if not self._staged:
                     continue
                 batch = self._staged[: self.batch_size]
-                if not await self._push_redis(batch):
+                if not await buffer.push(batch):
+                    self._update_mode()
                     break
                 del self._staged[: len(batch)]
                 self.stats.buffered_redis += len(batch)
-                self._count(len(batch), "buffered", Mode.REDIS)
+                self._acc.count(len(batch), "buffered", Mode.REDIS)
                 self._left_memory(len(batch))
         self._update_mode()
         if self._overflow_since_log and time.monotonic() - self._overflow_logged_at >= 10.0:
@@ -557,7 +496,7 @@ class CallLogger:
             held = len(self._staged) + len(self._pending)
             if held > self._held:
                 self.stats.buffered_memory += held - self._held
-                self._count(held - self._held, "buffered", Mode.MEMORY)
+                self._acc.count(held - self._held, "buffered", Mode.MEMORY)
                 self._held = held
 
     async def _stage_async(self, limit: int) -> None:
@@ -583,12 +522,12 @@ class CallLogger:
                     "call history: rejected %s record of call %r: %s",
                     type(rec).__name__, getattr(rec, "call_id", None), exc,
                 )
-            except Exception as exc:  # a bug or a hostile object: reject, never crash the writer
+            except Exception as exc:  # a hostile object (a __str__ that raises...): reject, never crash
                 rejected += 1
-                log.warning("call history: rejected %s record: %s", type(rec).__name__, _reason(exc))
+                log.warning("call history: rejected %s record: %s", type(rec).__name__, failure_reason(exc))
         if rejected:
             self.stats.rejected += rejected
-            self._count(rejected, "rejected", Mode.POSTGRES)
+            self._acc.count(rejected, "rejected", Mode.POSTGRES)
             self._left_memory(rejected)
 
     def _left_memory(self, n: int) -> None:
@@ -596,233 +535,23 @@ class CallLogger:
         if moved:
             self._held -= moved
             self.stats.flushed_memory += moved
-            self._count(moved, "flushed", Mode.MEMORY)
+            self._acc.count(moved, "flushed", Mode.MEMORY)
 
-    # -- PostgreSQL --------------------------------------------------------------------------------
-
-    async def _probe_pg(self) -> None:
-        try:
-            with suppress_instrumentation():
-                if self._pool is None:
-                    self._pool = await asyncpg.create_pool(
-                        self._dsn, min_size=0, max_size=self._pool_max_size, timeout=self._connect_timeout,
-                        command_timeout=self._command_timeout,
-                    )
-                async with asyncio.timeout(self._connect_timeout * 2):
-                    async with self._pool.acquire() as conn:
-                        await conn.fetchval("SELECT 1")
-                        if not self._migrated:
-                            await migrate(conn)
-                            self._migrated = True
-        except Exception as exc:
-            self._pg_down(exc)
-            return
-        self._pg_ok = True
-        self._pg_delay = 0.0
-
-    def _pg_down(self, exc: BaseException) -> None:
-        self._pg_ok = False
-        self._pg_delay = min(self._retry_max_s, max(0.05, self._pg_delay * 2))
-        self._pg_retry_at = time.monotonic() + self._pg_delay
-        self._last_reason = f"PostgreSQL unreachable ({_reason(exc)})"
-        if isinstance(exc, asyncpg.exceptions.UndefinedTableError
-                      | asyncpg.exceptions.UndefinedFunctionError):
-            self._migrated = not self._auto_migrate
-            self._known_months.clear()
-
-    def _links(self, rows: Sequence[Row]) -> tuple[list[Link], int]:
-        seen: dict[str, Link] = {}
-        calls: set[str] = set()
-        for r in rows:
-            if r[1] in calls:
-                continue
-            call_id, trace_id, span_id = row_trace(r)
-            calls.add(call_id)
-            if trace_id and span_id and trace_id not in seen and len(seen) < MAX_LINKS:
-                with contextlib.suppress(ValueError):
-                    ctx = SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=True,
-                                      trace_flags=TraceFlags(TraceFlags.SAMPLED))
-                    seen[trace_id] = Link(ctx, {Attr.CALL_ID: call_id})
-        return list(seen.values()), len(calls)
+    # -- stores ----------------------------------------------------------------------------------
 
     async def _write_pg(self, rows: list[Row], *, source: str) -> bool:
-        """Write rows (bisecting around rows PostgreSQL refuses). False: PostgreSQL unavailable."""
-        links, ncalls = self._links(rows)
-        with self._tracer.start_as_current_span(
-            SPAN_WRITE, links=links,
-            attributes={ATTR_RECORDS: len(rows), ATTR_CALLS: ncalls, ATTR_SOURCE: source,
-                        Attr.CALLLOG_BUFFER: Mode.POSTGRES.value},
-        ) as span:
-            try:
-                written = await self._write_bisect(rows)
-            except Exception as exc:
-                if not _unavailable_pg(exc):
-                    raise
-                span.set_attribute(Attr.ERROR_TYPE, type(exc).__name__)
-                self._pg_down(exc)
-                self._update_mode()
-                return False
-        self.stats.written += written
-        self._count(written, "written", Mode.POSTGRES)
-        return True
-
-    async def _write_bisect(self, rows: list[Row]) -> int:
-        try:
-            await self._write_once(rows)
-            return len(rows)
-        except Exception as exc:
-            if _unavailable_pg(exc) or not isinstance(exc, asyncpg.PostgresError | ValueError | TypeError):
-                raise
-            if len(rows) == 1:
-                self.stats.rejected += 1
-                self._count(1, "rejected", Mode.POSTGRES)
-                kind = {"s": "call start", "e": "call end", "t": "turn", "c": "tool call"}.get(rows[0][0])
-                log.warning("call history: PostgreSQL refused a %s row of call %r: %s",
-                            kind, rows[0][1], _reason(exc))
-                return 0
-            mid = len(rows) // 2
-            return await self._write_bisect(rows[:mid]) + await self._write_bisect(rows[mid:])
-
-    def _months(self, rows: list[Row]) -> set[dt.date]:
-        """UTC months of the rows' partition keys: a range check per row, month_of() only when a
-        row falls outside the month seen last."""
-        lo, hi, cur = self._hot
-        out: set[dt.date] = set()
-        for r in rows:
-            t = row_ts(r)
-            if t is None:
-                continue
-            if not lo <= t < hi:
-                cur = month_of(t)
-                nxt = dt.date(cur.year + cur.month // 12, cur.month % 12 + 1, 1)
-                lo = dt.datetime(cur.year, cur.month, 1, tzinfo=dt.UTC).timestamp()
-                hi = dt.datetime(nxt.year, nxt.month, 1, tzinfo=dt.UTC).timestamp()
-            out.add(cur)
-        self._hot = (lo, hi, cur)
-        return out
-
-    async def _write_once(self, rows: list[Row]) -> None:
-        pool = self._pool
-        months = self._months(rows)
-        missing = months - self._known_months
-        async with asyncio.timeout(self._command_timeout + self._connect_timeout):
-            async with pool.acquire() as conn:
-                if missing:
-                    await ensure_partitions(conn, missing)
-                    self._known_months |= missing
-                try:
-                    stats = await write_rows(conn, rows)
-                except asyncpg.exceptions.CheckViolationError as exc:
-                    if "no partition" not in str(exc):
-                        raise
-                    # a partition dropped behind our back (or a cache gone stale): create, retry once
-                    await ensure_partitions(conn, months)
-                    self._known_months |= months
-                    stats = await write_rows(conn, rows)
-        if stats.ends_without_row:
-            log.warning("call history: call end without a call row (start unknown): %s",
-                        ", ".join(stats.ends_without_row[:10]))
-
-    # -- Redis buffer ------------------------------------------------------------------------------
-
-    async def _probe_redis(self) -> None:
-        assert self._redis is not None
-        try:
-            with suppress_instrumentation():
-                async with asyncio.timeout(self._connect_timeout * 2):
-                    await self._redis.ping()
-        except Exception as exc:
-            self._redis_down(exc)
-            return
-        self._redis_ok = True
-        self._redis_delay = 0.0
-
-    def _redis_down(self, exc: BaseException) -> None:
-        self._redis_ok = False
-        self._redis_delay = min(self._retry_max_s, max(0.05, self._redis_delay * 2))
-        self._redis_retry_at = time.monotonic() + self._redis_delay
-        if not self._pg_ok:
-            self._last_reason = f"{self._last_reason}; Redis unreachable ({_reason(exc)})"
-
-    async def _push_redis(self, rows: list[Row]) -> bool:
-        assert self._redis is not None
-        payload = [json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in rows]
-        links, ncalls = self._links(rows)
-        with self._tracer.start_as_current_span(
-            SPAN_BUFFER, links=links,
-            attributes={ATTR_RECORDS: len(rows), ATTR_CALLS: ncalls, ATTR_SOURCE: "memory",
-                        Attr.CALLLOG_BUFFER: Mode.REDIS.value},
-        ) as span:
-            try:
-                async with asyncio.timeout(self._command_timeout):
-                    async with self._redis.pipeline(transaction=True) as pipe:
-                        pipe.rpush(self.redis_key, *payload)
-                        pipe.expire(self.redis_key, self.redis_ttl_s)
-                        await pipe.execute()
-            except (redis_exc.RedisError, OSError, TimeoutError) as exc:
-                span.set_attribute(Attr.ERROR_TYPE, type(exc).__name__)
-                self._redis_down(exc)
-                self._update_mode()
-                return False
-        self._redis_backlog = True
-        return True
-
-    async def _drain_redis(self) -> None:
-        """Write the Redis buffer to PostgreSQL, oldest first, under a drain lock."""
-        assert self._redis is not None
-        r = self._redis
-        token = uuid.uuid4().hex
-        try:
-            with suppress_instrumentation():
-                if not await r.set(self._lock_key, token, nx=True, px=30_000):
-                    return  # another process drains it
-        except (redis_exc.RedisError, OSError, TimeoutError) as exc:
-            self._redis_down(exc)
-            return
-        try:
-            while self._pg_ok and self._redis_ok:
-                try:
-                    raw = await r.lrange(self.redis_key, 0, self.batch_size - 1)
-                except (redis_exc.RedisError, OSError, TimeoutError) as exc:
-                    self._redis_down(exc)
-                    return
-                if not raw:
-                    self._redis_backlog = False
-                    return
-                rows: list[Row] = []
-                for item in raw:
-                    try:
-                        row = json.loads(item)
-                    except ValueError:
-                        row = None
-                    if valid_row(row):
-                        rows.append(row)
-                    else:
-                        self.stats.rejected += 1
-                        self._count(1, "rejected", Mode.REDIS)
-                        log.warning("call history: unreadable record in the Redis buffer skipped")
-                if rows and not await self._write_pg(rows, source="redis"):
-                    return
-                try:
-                    await r.ltrim(self.redis_key, len(raw), -1)
-                    await r.pexpire(self._lock_key, 30_000)
-                except (redis_exc.RedisError, OSError, TimeoutError) as exc:
-                    # written but not trimmed: the next drain replays them (idempotent)
-                    self._redis_down(exc)
-                    return
-                self.stats.flushed_redis += len(rows)
-                self._count(len(rows), "flushed", Mode.REDIS)
-        finally:
-            if self._redis_ok:
-                with contextlib.suppress(Exception), suppress_instrumentation():
-                    await r.eval(_DRAIN_RELEASE, 1, self._lock_key, token)
+        """Rows to PostgreSQL; when it turned out unavailable, the mode follows at once."""
+        if await self._pg.write(rows, source=source):
+            return True
+        self._update_mode()
+        return False
 
     # -- accounting -------------------------------------------------------------------------------
 
     def _update_mode(self) -> None:
-        if self._pg_ok:
+        if self._pg.ok:
             mode = Mode.POSTGRES
-        elif self._redis is not None and self._redis_ok:
+        elif self._redis is not None and self._redis.ok:
             mode = Mode.REDIS
         else:
             mode = Mode.MEMORY
@@ -842,7 +571,7 @@ class CallLogger:
 
     def _drop(self, n: int, why: str) -> None:
         self.stats.dropped += n
-        self._count(n, "dropped", Mode.MEMORY)
+        self._acc.count(n, "dropped", Mode.MEMORY)
         self._overflow_since_log += n
         self._overflow_why = why
         if time.monotonic() - self._overflow_logged_at >= 10.0:
@@ -855,20 +584,3 @@ class CallLogger:
                       self._overflow_since_log, self._overflow_why, self.stats.dropped)
             self._overflow_logged_at = time.monotonic()
             self._overflow_since_log = 0
-
-    def _count(self, n: int, result: str, buffer: Mode) -> None:
-        if n <= 0:
-            return
-        try:
-            if self._meter_provider is not None:
-                from telemetry.metrics import instruments_for
-
-                instruments_for(self._meter_provider).calllog_records.add(
-                    n, {Attr.CALLLOG_RESULT: result, Attr.CALLLOG_BUFFER: buffer.value})
-            else:
-                from telemetry import metrics as tm
-
-                tm.calllog_records(n, result=result, buffer=buffer.value)
-        except Exception:  # metrics must never break the writer
-            log.debug("calllog metric failed", exc_info=True)
-

@@ -3,11 +3,17 @@
 Records are frozen and cheap to build (plain values, epoch-second floats). They hold RAW values:
 phone numbers, transcripts and tool arguments stay searchable in PostgreSQL; redaction applies
 only to telemetry export (spans, logs), never to the history store.
+
+Timestamps are epoch seconds (``time.time()``); :func:`to_datetime` is the one conversion to the
+stored ``timestamptz`` (microseconds), used for every column, so a record's instant is stored the
+same way whichever path writes it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias
 
@@ -19,6 +25,7 @@ __all__ = [
     "Speaker",
     "ToolCallRecord",
     "TurnRecord",
+    "to_datetime",
 ]
 
 Speaker: TypeAlias = Literal["user", "agent", "system"]
@@ -31,6 +38,17 @@ _SEQ: Final = itertools.count(1)
 
 def _next_seq() -> int:
     return next(_SEQ)
+
+
+def to_datetime(ts: float) -> dt.datetime:
+    """Epoch seconds -> the UTC ``datetime`` stored for it: whole microseconds, the fraction rounded
+    half to even (what ``datetime.fromtimestamp`` does).
+
+    Every timestamp reaches PostgreSQL through here. PostgreSQL's own ``to_timestamp(float8)``
+    rounds ``ts * 1e6`` instead, and for some floats (a fraction of .5 µs after binary rounding) the
+    two differ by 1 µs: the same instant stored two ways.
+    """
+    return dt.datetime.fromtimestamp(ts, dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +71,8 @@ class CallStarted:
 class CallEnded:
     """A call ended: updates (or, when its start never arrived, inserts) the ``calls`` row.
 
-    ``started_at`` is the row's partition key; :meth:`CallLogger.log_call_end` fills it (and the
+    ``app`` is merged into the row's ``app`` JSON object (keys given here win). ``started_at`` is
+    the row's partition key; :meth:`CallLogger.log_call_end` fills it (and the
     other identity fields) from the call's :class:`CallStarted` when not given.
     """
 
@@ -67,8 +86,7 @@ class CallEnded:
     cost_usd: float | None = None
     duration_seconds: float | None = None
     turns: int | None = None
-    orders_created: int = 0
-    fittings_booked: int = 0
+    app: Mapping[str, Any] | None = None  # the application's own data (CallScope.app), JSON values
     phone: str | None = None
     caller_name: str | None = None
     direction: str | None = None

@@ -1,4 +1,12 @@
-"""Schema management: versioned migrations, monthly partitions, daily_stats refresh."""
+"""Schema management: versioned migrations, monthly partitions, daily_stats refresh.
+
+Migrations are ``NNNN_name.sql`` files in a package's ``migrations`` folder, applied in order and
+recorded in a table of their own (checksum included) under an advisory lock. The call history's
+are ``telemetry/history/migrations`` (``schema_migrations``); another package can keep its own
+namespace with :func:`apply_migrations` (the console's alerts receiver does, for ``alerts_history``).
+A file edited after release may name the checksums it replaces (``-- replaces checksum: <hex>``):
+databases that applied such a text are updated silently instead of warned about.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +22,12 @@ from typing import Any, Final
 
 import asyncpg
 
+from telemetry.history.records import to_datetime
+
 __all__ = [
     "Migration",
+    "apply_migrations",
+    "connection",
     "ensure_partitions",
     "load_migrations",
     "migrate",
@@ -28,6 +40,8 @@ log = logging.getLogger("telemetry.history")
 
 _LOCK_KEY: Final = 0x566F7850  # "VoxP": pg_advisory_lock key of migrate()
 _NAME_RE: Final = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_REPLACES_RE: Final = re.compile(r"^-- replaces checksum: ([0-9a-f]{16})\s*$", re.MULTILINE)
+_TABLE_RE: Final = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +54,16 @@ class Migration:
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()[:16]
 
+    @property
+    def replaces(self) -> frozenset[str]:
+        """Checksums of earlier texts of this migration (``-- replaces checksum: <hex>`` lines)."""
+        return frozenset(_REPLACES_RE.findall(self.sql))
 
-def load_migrations() -> list[Migration]:
-    """The packaged ``migrations/NNNN_name.sql`` files, in version order."""
+
+def load_migrations(package: str = "telemetry.history") -> list[Migration]:
+    """A package's ``migrations/NNNN_name.sql`` files, in version order."""
     out: list[Migration] = []
-    for entry in resources.files("telemetry.history").joinpath("migrations").iterdir():
+    for entry in resources.files(package).joinpath("migrations").iterdir():
         m = _NAME_RE.match(entry.name)
         if m:
             out.append(Migration(int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
@@ -78,7 +97,7 @@ def month_of(ts: float | dt.datetime | dt.date) -> dt.date:
         return dt.date(d.year, d.month, 1)
     if isinstance(ts, dt.date):
         return dt.date(ts.year, ts.month, 1)
-    d = dt.datetime.fromtimestamp(ts, dt.UTC)
+    d = to_datetime(ts)  # the conversion the writer stores: a row lands in the month computed here
     return dt.date(d.year, d.month, 1)
 
 
@@ -87,28 +106,34 @@ def _add_months(d: dt.date, n: int) -> dt.date:
     return dt.date(d.year + y, m + 1, 1)
 
 
-async def migrate(dsn_or_pool: Any, *, months_ahead: int = 2) -> list[int]:
-    """Apply pending migrations (idempotent, safe to run concurrently: advisory lock), then make
-    sure partitions exist for the current month and ``months_ahead`` months after it.
-
-    Returns the versions applied by this call (empty when the schema was up to date).
-    """
+async def apply_migrations(
+    dsn_or_pool: Any, package: str, *, table: str, lock_key: int | None = None
+) -> list[int]:
+    """Apply ``package``'s pending migrations, recorded in ``table`` (idempotent, safe to run
+    concurrently: an advisory lock, by default keyed on the table name). Returns the versions
+    applied by this call (empty when the schema was up to date)."""
+    if not _TABLE_RE.match(table):
+        raise ValueError(f"not a plain table name: {table!r}")
     applied_now: list[int] = []
     async with connection(dsn_or_pool) as conn:
-        await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+        key = lock_key if lock_key is not None else await conn.fetchval("SELECT hashtext($1)", table)
+        await conn.execute("SELECT pg_advisory_lock($1)", key)
         try:
             await conn.execute(
-                """CREATE TABLE IF NOT EXISTS schema_migrations (
+                f"""CREATE TABLE IF NOT EXISTS {table} (
                        version    integer PRIMARY KEY,
                        name       text NOT NULL,
                        checksum   text NOT NULL,
                        applied_at timestamptz NOT NULL DEFAULT now())"""
             )
-            rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
+            rows = await conn.fetch(f"SELECT version, checksum FROM {table}")
             done = {r["version"]: r["checksum"] for r in rows}
-            for mig in load_migrations():
+            for mig in load_migrations(package):
                 if mig.version in done:
-                    if done[mig.version] != mig.checksum:
+                    if done[mig.version] in mig.replaces:
+                        await conn.execute(f"UPDATE {table} SET checksum = $2 WHERE version = $1",
+                                           mig.version, mig.checksum)
+                    elif done[mig.version] != mig.checksum:
                         log.warning(
                             "migration %04d_%s changed after it was applied (checksum %s, applied %s)",
                             mig.version, mig.name, mig.checksum, done[mig.version],
@@ -117,13 +142,25 @@ async def migrate(dsn_or_pool: Any, *, months_ahead: int = 2) -> list[int]:
                 async with conn.transaction():
                     await conn.execute(mig.sql)
                     await conn.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                        f"INSERT INTO {table} (version, name, checksum) VALUES ($1, $2, $3)",
                         mig.version, mig.name, mig.checksum,
                     )
                 applied_now.append(mig.version)
-                log.info("applied migration %04d_%s", mig.version, mig.name)
+                log.info("applied migration %s %04d_%s", package, mig.version, mig.name)
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+            await conn.execute("SELECT pg_advisory_unlock($1)", key)
+    return applied_now
+
+
+async def migrate(dsn_or_pool: Any, *, months_ahead: int = 2) -> list[int]:
+    """Apply the call history's pending migrations (idempotent, safe to run concurrently: advisory
+    lock), then make sure partitions exist for the current month and ``months_ahead`` months after it.
+
+    Returns the versions applied by this call (empty when the schema was up to date).
+    """
+    async with connection(dsn_or_pool) as conn:
+        applied_now = await apply_migrations(conn, "telemetry.history", table="schema_migrations",
+                                             lock_key=_LOCK_KEY)
         this_month = month_of(dt.datetime.now(dt.UTC))
         await ensure_partitions(conn, [_add_months(this_month, i) for i in range(months_ahead + 1)])
     return applied_now
@@ -150,12 +187,18 @@ WITH c AS (
 ), k AS (
     SELECT (ts AT TIME ZONE 'UTC')::date AS day, count(*) AS n
       FROM call_tool_calls WHERE ts >= $1 AND ts < $2 GROUP BY 1
+), a AS (  -- per day, the sum of each numeric key of the calls' app objects
+    SELECT day, jsonb_object_agg(key, total) AS app
+      FROM (SELECT c.day, e.key, sum(e.value::text::numeric) AS total
+              FROM c, jsonb_each(c.app) AS e
+             WHERE jsonb_typeof(e.value) = 'number'
+             GROUP BY 1, 2) AS sums
+     GROUP BY day
 ), days AS (
     SELECT d::date AS day FROM generate_series($3::date, $4::date, interval '1 day') AS d
 )
 INSERT INTO daily_stats AS s (day, calls, resolved_by_bot, transferred, abandoned, failed,
-                             avg_cost, total_cost, orders, fittings, avg_duration, turns,
-                             tool_calls, refreshed_at)
+                             avg_cost, total_cost, app, avg_duration, turns, tool_calls, refreshed_at)
 SELECT days.day,
        count(c.call_id),
        count(*) FILTER (WHERE c.outcome = 'resolved_by_bot'),
@@ -164,8 +207,7 @@ SELECT days.day,
        count(*) FILTER (WHERE c.outcome = 'failed' OR c.status = 'failed'),
        avg(c.cost_usd),
        coalesce(sum(c.cost_usd), 0),
-       coalesce(sum(c.orders_created), 0),
-       coalesce(sum(c.fittings_booked), 0),
+       coalesce(a.app, '{}'::jsonb),
        avg(c.duration_seconds),
        coalesce(max(t.n), 0),
        coalesce(max(k.n), 0),
@@ -174,12 +216,13 @@ SELECT days.day,
   LEFT JOIN c ON c.day = days.day
   LEFT JOIN t ON t.day = days.day
   LEFT JOIN k ON k.day = days.day
- GROUP BY days.day
+  LEFT JOIN a ON a.day = days.day
+ GROUP BY days.day, a.app
 ON CONFLICT (day) DO UPDATE SET
     calls = EXCLUDED.calls, resolved_by_bot = EXCLUDED.resolved_by_bot,
     transferred = EXCLUDED.transferred, abandoned = EXCLUDED.abandoned, failed = EXCLUDED.failed,
-    avg_cost = EXCLUDED.avg_cost, total_cost = EXCLUDED.total_cost, orders = EXCLUDED.orders,
-    fittings = EXCLUDED.fittings, avg_duration = EXCLUDED.avg_duration, turns = EXCLUDED.turns,
+    avg_cost = EXCLUDED.avg_cost, total_cost = EXCLUDED.total_cost, app = EXCLUDED.app,
+    avg_duration = EXCLUDED.avg_duration, turns = EXCLUDED.turns,
     tool_calls = EXCLUDED.tool_calls, refreshed_at = EXCLUDED.refreshed_at
 """
 

@@ -2,8 +2,9 @@
 
 * ``bin_or_skip(name)``: a backend binary (promtool, amtool, dashboard-linter) or a skip with the
   reason; with VOXPULSE_REQUIRE_STACK set a missing binary fails instead.
-* ``dashboards_db``: a throw-away migrated database on the REAL PostgreSQL of scripts/services.sh
-  (skipped when unreachable unless VOXPULSE_REQUIRE_DB is set).
+* ``dashboards_db``: a throw-away database, migrated (the call history and the console's
+  alerts_history), on the REAL PostgreSQL of scripts/services.sh (skipped when unreachable unless
+  VOXPULSE_REQUIRE_DB is set).
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ def dashboards_db() -> Iterator[str]:
         _db_unavailable("no DATABASE_URL (env or .voxpulse/services/env)")
     assert base is not None
     from telemetry.history import migrate
+    from voxpulse_console import alert_receiver
 
     name = f"voxpulse_dash_{os.getpid()}_{secrets.token_hex(3)}"
 
@@ -113,7 +115,8 @@ def dashboards_db() -> Iterator[str]:
             await conn.execute(f'CREATE DATABASE "{name}"')
         finally:
             await conn.close()
-        await migrate(_with_db(base, name))
+        await migrate(_with_db(base, name))  # the call history's schema
+        await alert_receiver.migrate(_with_db(base, name))  # and the console's (alerts_history)
 
     async def drop() -> None:
         conn = await asyncpg.connect(base, timeout=3)

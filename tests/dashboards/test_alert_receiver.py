@@ -74,6 +74,40 @@ def _free_port() -> int:
 
 
 @pytest.mark.db
+async def test_alerts_history_is_idempotent_on_fingerprint_start_status(dashboards_db: str) -> None:
+    conn = await asyncpg.connect(dashboards_db)
+    try:
+        await conn.execute("TRUNCATE alerts_history RESTART IDENTITY")
+        sql = """INSERT INTO alerts_history (fingerprint, alertname, severity, service, status, message,
+                                             labels, starts_at, triggered_at, resolved_at)
+                 VALUES ($1, 'HighLatency', 'critical', 'agent', $2, 'p95 > 3s', $3::jsonb, $4, $4, $5)
+                 ON CONFLICT (fingerprint, starts_at, status) DO NOTHING"""
+        t = dt.datetime(2026, 11, 23, 10, tzinfo=dt.UTC)
+        labels = json.dumps({"alertname": "HighLatency", "severity": "critical"})
+        for _ in range(3):  # Alertmanager retries the webhook
+            await conn.execute(sql, "fp1", "firing", labels, t, None)
+        await conn.execute(sql, "fp1", "resolved", labels, t, t + dt.timedelta(minutes=5))
+        rows = await conn.fetch("SELECT status, acknowledged FROM alerts_history ORDER BY id")
+        assert [(r["status"], r["acknowledged"]) for r in rows] == [("firing", False), ("resolved", False)]
+    finally:
+        await conn.close()
+
+
+@pytest.mark.db
+async def test_the_receiver_owns_its_migrations(dashboards_db: str) -> None:
+    """alerts_history is the console's: its own namespace, not the call history's schema_migrations."""
+    from voxpulse_console.alert_receiver import MIGRATIONS_TABLE, migrate
+
+    assert await migrate(dashboards_db) == []  # applied by the fixture; idempotent
+    conn = await asyncpg.connect(dashboards_db)
+    try:
+        assert await conn.fetchval(f"SELECT count(*) FROM {MIGRATIONS_TABLE}") == 1
+        assert await conn.fetchval("SELECT count(*) FROM schema_migrations WHERE name LIKE '%alert%'") == 0
+    finally:
+        await conn.close()
+
+
+@pytest.mark.db
 async def test_receiver_stores_firing_and_resolved(dashboards_db: str) -> None:
     conn = await asyncpg.connect(dashboards_db)
     await conn.execute("TRUNCATE alerts_history RESTART IDENTITY")

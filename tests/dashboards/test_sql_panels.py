@@ -24,9 +24,10 @@ async def seed(conn: asyncpg.Connection, NOW: dt.datetime) -> str:
         active = i == 7
         await conn.execute(
             """INSERT INTO calls (call_id, started_at, trace_id, phone, direction, status, scenario, outcome,
-                                  transfer_reason, ended_at, duration_seconds, cost_usd, turns, orders_created,
-                                  fittings_booked, room, agent_version)
-               VALUES ($1, $2, $3, $4, 'inbound', $5, $6, $7, $8, $9, $10, $11, 3, $12, $13, $1, '1.0')""",
+                                  transfer_reason, ended_at, duration_seconds, cost_usd, turns, app, room,
+                                  agent_version)
+               VALUES ($1, $2, $3, $4, 'inbound', $5, $6, $7, $8, $9, $10, $11, 3,
+                       jsonb_build_object('orders_created', $12::int, 'fittings_booked', $13::int), $1, '1.0')""",
             f"call-{i}", started, f"{i:032x}", f"+38050000000{i}", "active" if active else "completed",
             ["order", "fitting", "order_status"][i % 3], None if active else outcomes[i % 4],
             "no_stock" if outcomes[i % 4] == "transferred" else None,

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 SERVICES = ROOT / "scripts" / "services.sh"
-TABLES = "calls, call_turns, call_tool_calls, customers, alerts_history, daily_stats"
+TABLES = "calls, call_turns, call_tool_calls, customers, daily_stats"
 
 
 def _env_file() -> dict[str, str]:

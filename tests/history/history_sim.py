@@ -75,7 +75,7 @@ async def simulate_call(
             else:
                 await asyncio.sleep(0)
         timed(logger.log_call_end, call_id, outcome="resolved_by_bot", scenario="order", cost_usd=0.0412,
-              turns=turns, orders_created=1, ended_at=None if started_at is None else t0 + 2 * turns + 5)
+              turns=turns, app={"orders_created": 1}, ended_at=None if started_at is None else t0 + 2 * turns + 5)
     return res
 
 

@@ -31,12 +31,12 @@ async def test_simulated_calls_produce_exactly_the_expected_rows(history_db, pg,
     assert sim.turns == 20 * 12 and sim.tool_calls == 20 * 3
     # every call row holds its trace id (the one Tempo knows) and its outcome
     rows = await pg.fetch("SELECT call_id, trace_id, span_id, status, outcome, cost_usd, customer_id, phone, "
-                          "duration_seconds, orders_created FROM calls")
+                          "duration_seconds, app->>'orders_created' AS orders_created FROM calls")
     for r in rows:
         assert r["trace_id"] == sim.trace_ids[r["call_id"]]
         assert r["span_id"] and len(r["span_id"]) == 16
         assert (r["status"], r["outcome"], float(r["cost_usd"])) == ("completed", "resolved_by_bot", 0.0412)
-        assert r["customer_id"] is not None and r["duration_seconds"] >= 0 and r["orders_created"] == 1
+        assert r["customer_id"] is not None and r["duration_seconds"] >= 0 and r["orders_created"] == "1"
     # customers: one per phone, totals = calls from that phone
     cust = {r["phone"]: r["total_calls"] for r in await pg.fetch("SELECT phone, total_calls FROM customers")}
     expected = {p: sum(1 for ph in sim.calls.values() if ph == p) for p in PHONES}

@@ -1,4 +1,4 @@
-"""Schema, migrations, partitions, daily_stats, alerts_history, CLI."""
+"""Schema, migrations (and the upgrade of a first-release database), partitions, daily_stats, CLI."""
 
 from __future__ import annotations
 
@@ -63,10 +63,66 @@ async def test_fresh_database_gets_the_whole_schema(base_dsn) -> None:  # type: 
             tables = {r["tablename"] for r in rows}
         finally:
             await conn.close()
-        assert {"customers", "alerts_history", "daily_stats", "schema_migrations"} <= tables
+        assert {"customers", "daily_stats", "schema_migrations"} <= tables
+        assert "alerts_history" not in tables  # the console's table, in its own migration namespace
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_a_database_of_the_first_release_is_upgraded_with_its_data(base_dsn) -> None:  # type: ignore[no-untyped-def]
+    """0001 as released (alerts_history in it, the tyre shop's counters as columns), then migrate():
+    the counters move into calls.app / daily_stats.app, 0001's edited text is recognised by the
+    checksum it replaces (no warning), and the console adopts the alerts_history it finds."""
+    from telemetry.history import apply_migrations
+    from voxpulse_console import alert_receiver
+
+    (first, *_) = load_migrations()
+    (released,) = first.replaces
+    admin = await asyncpg.connect(base_dsn)
+    name = f"voxpulse_upgrade_{int(time.time() * 1000)}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        dsn = base_dsn.rsplit("/", 1)[0] + "/" + name
+        conn = await asyncpg.connect(dsn)
+        try:
+            # the released schema: 0001 (with the counters' columns) plus the alerts_history it created
+            await conn.execute(first.sql)
+            await conn.execute(alert_receiver_sql())
+            await conn.execute(
+                "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+                "  checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+            await conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (1, 'init', $1)",
+                               released)
+            t = dt.datetime(2026, 11, 20, 10, tzinfo=dt.UTC)
+            await conn.execute("SELECT voxpulse_ensure_month_partitions($1::date)", t.date())
+            await conn.execute("INSERT INTO calls (call_id, started_at, orders_created) VALUES ('old-1', $1, 2),"
+                               " ('old-2', $1, 0)", t)
+            await conn.execute("INSERT INTO daily_stats (day, calls, orders, fittings) VALUES ($1, 2, 2, 1)", t.date())
+            await conn.execute("INSERT INTO alerts_history (fingerprint, alertname, status, starts_at)"
+                               " VALUES ('fp', 'Old', 'firing', $1)", t)
+
+            assert await migrate(dsn) == [m.version for m in load_migrations()][1:]
+            apps = {r["call_id"]: json.loads(r["app"]) for r in await conn.fetch("SELECT call_id, app FROM calls")}
+            assert apps == {"old-1": {"orders_created": 2}, "old-2": {}}
+            assert json.loads(await conn.fetchval("SELECT app FROM daily_stats")) == {
+                "orders_created": 2, "fittings_booked": 1}
+            assert await conn.fetchval("SELECT checksum FROM schema_migrations WHERE version = 1") == first.checksum
+            assert await alert_receiver.migrate(dsn) == [1]  # adopts the table, keeps its rows
+            assert await conn.fetchval("SELECT alertname FROM alerts_history") == "Old"
+            assert await apply_migrations(dsn, "voxpulse_console", table=alert_receiver.MIGRATIONS_TABLE) == []
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def alert_receiver_sql() -> str:
+    from telemetry.history import load_migrations as load
+
+    (alerts,) = load("voxpulse_console")
+    return alerts.sql
 
 
 async def test_a_call_in_a_new_month_lands_in_a_partition_created_on_demand(history_db, pg, otel) -> None:  # type: ignore[no-untyped-def]
@@ -116,8 +172,8 @@ async def test_daily_stats_refresh(history_db, pg, otel) -> None:  # type: ignor
         for cid, t, outcome, cost, orders, fittings in specs:
             logger.log_call_start(cid, phone="+380501112233", started_at=t)
             logger.log_turn(cid, 0, "user", "x", ts=t + 1)
-            logger.log_call_end(cid, outcome=outcome, cost_usd=cost, ended_at=t + 100, orders_created=orders,
-                                fittings_booked=fittings)
+            app = {k: v for k, v in (("orders_created", orders), ("fittings_booked", fittings)) if v}
+            logger.log_call_end(cid, outcome=outcome, cost_usd=cost, ended_at=t + 100, app=app or None)
         assert await logger.flush(5)
     n = await refresh_daily_stats(history_db, days=3, today=dt.date(2026, 11, 21))
     assert n == 3
@@ -125,27 +181,14 @@ async def test_daily_stats_refresh(history_db, pg, otel) -> None:  # type: ignor
     a = rows[dt.date(2026, 11, 20)]
     assert (a["calls"], a["resolved_by_bot"], a["transferred"], a["abandoned"], a["failed"]) == (3, 1, 1, 1, 0)
     assert float(a["total_cost"]) == pytest.approx(0.06) and float(a["avg_cost"]) == pytest.approx(0.03)
-    assert (a["orders"], a["fittings"], a["avg_duration"], a["turns"]) == (1, 1, 100.0, 3)
+    assert (json.loads(a["app"]), a["avg_duration"], a["turns"]) == (
+        {"orders_created": 1, "fittings_booked": 1}, 100.0, 3)
     b = rows[dt.date(2026, 11, 21)]
     assert (b["calls"], b["failed"]) == (1, 1)
     assert rows[dt.date(2026, 11, 19)]["calls"] == 0  # no gaps in the chart
     # refreshing again replaces, never adds
     await refresh_daily_stats(history_db, days=3, today=dt.date(2026, 11, 21))
     assert await pg.fetchval("SELECT calls FROM daily_stats WHERE day = '2026-11-20'") == 3
-
-
-async def test_alerts_history_is_idempotent_on_fingerprint_start_status(pg) -> None:  # type: ignore[no-untyped-def]
-    sql = """INSERT INTO alerts_history (fingerprint, alertname, severity, service, status, message,
-                                         labels, starts_at, triggered_at, resolved_at)
-             VALUES ($1, 'HighLatency', 'critical', 'agent', $2, 'p95 > 3s', $3::jsonb, $4, $4, $5)
-             ON CONFLICT (fingerprint, starts_at, status) DO NOTHING"""
-    t = dt.datetime(2026, 11, 23, 10, tzinfo=dt.UTC)
-    labels = json.dumps({"alertname": "HighLatency", "severity": "critical"})
-    for _ in range(3):  # Alertmanager retries the webhook
-        await pg.execute(sql, "fp1", "firing", labels, t, None)
-    await pg.execute(sql, "fp1", "resolved", labels, t, t + dt.timedelta(minutes=5))
-    rows = await pg.fetch("SELECT status, acknowledged FROM alerts_history ORDER BY id")
-    assert [(r["status"], r["acknowledged"]) for r in rows] == [("firing", False), ("resolved", False)]
 
 
 def test_cli_migrate_stats_calls(history_db, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -8,6 +8,10 @@
 --   call_turns       PRIMARY KEY (call_id, turn_index, speaker, ts)
 --   call_tool_calls  PRIMARY KEY (call_id, ts, seq)
 -- so a replayed record (same values, from the Redis or memory buffer) is ON CONFLICT DO NOTHING.
+--
+-- Edited after release: alerts_history moved to the console's own migrations
+-- (voxpulse_console/migrations); databases that applied the first text keep their table.
+-- replaces checksum: b67d3dca06fa6ca5
 
 CREATE TABLE customers (
     id             bigserial PRIMARY KEY,
@@ -87,30 +91,6 @@ CREATE TABLE call_tool_calls (
 ) PARTITION BY RANGE (ts);
 CREATE INDEX call_tool_calls_ts_idx ON call_tool_calls (ts DESC);
 CREATE INDEX call_tool_calls_name_idx ON call_tool_calls (name, ts DESC);
-
--- Alertmanager webhook history. One row per (alert fingerprint, startsAt, status): a replayed
--- webhook is ON CONFLICT (fingerprint, starts_at, status) DO NOTHING; a resolution is its own row.
-CREATE TABLE alerts_history (
-    id            bigserial PRIMARY KEY,
-    fingerprint   text NOT NULL,
-    alertname     text NOT NULL,
-    severity      text,                -- critical | warning | info (the rule's severity label)
-    service       text NOT NULL DEFAULT '',
-    status        text NOT NULL CHECK (status IN ('firing', 'resolved')),
-    message       text NOT NULL DEFAULT '',
-    summary       text,
-    labels        jsonb NOT NULL DEFAULT '{}'::jsonb,
-    annotations   jsonb NOT NULL DEFAULT '{}'::jsonb,
-    starts_at     timestamptz NOT NULL,
-    triggered_at  timestamptz NOT NULL DEFAULT now(),
-    resolved_at   timestamptz,
-    generator_url text,
-    acknowledged  boolean NOT NULL DEFAULT false,
-    received_at   timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (fingerprint, starts_at, status)
-);
-CREATE INDEX alerts_history_triggered_idx ON alerts_history (triggered_at DESC);
-CREATE INDEX alerts_history_alertname_idx ON alerts_history (alertname, triggered_at DESC);
 
 -- Per-day (UTC) aggregates for the analytics dashboard; refreshed by refresh_daily_stats().
 CREATE TABLE daily_stats (

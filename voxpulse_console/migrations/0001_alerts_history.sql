@@ -1,0 +1,29 @@
+-- The console's alerts receiver: Alertmanager webhook history (operations data, not call history).
+-- Its own migration namespace (table console_schema_migrations), applied by the receiver on first use.
+-- IF NOT EXISTS: databases migrated before this namespace existed already hold the table (the call
+-- history's first migration created it); it is adopted as it is.
+--
+-- Alertmanager webhook history. One row per (alert fingerprint, startsAt, status): a replayed
+-- webhook is ON CONFLICT (fingerprint, starts_at, status) DO NOTHING; a resolution is its own row.
+CREATE TABLE IF NOT EXISTS alerts_history (
+    id            bigserial PRIMARY KEY,
+    fingerprint   text NOT NULL,
+    alertname     text NOT NULL,
+    severity      text,                -- critical | warning | info (the rule's severity label)
+    service       text NOT NULL DEFAULT '',
+    status        text NOT NULL CHECK (status IN ('firing', 'resolved')),
+    message       text NOT NULL DEFAULT '',
+    summary       text,
+    labels        jsonb NOT NULL DEFAULT '{}'::jsonb,
+    annotations   jsonb NOT NULL DEFAULT '{}'::jsonb,
+    starts_at     timestamptz NOT NULL,
+    triggered_at  timestamptz NOT NULL DEFAULT now(),
+    resolved_at   timestamptz,
+    generator_url text,
+    acknowledged  boolean NOT NULL DEFAULT false,
+    received_at   timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (fingerprint, starts_at, status)
+);
+CREATE INDEX IF NOT EXISTS alerts_history_triggered_idx ON alerts_history (triggered_at DESC);
+CREATE INDEX IF NOT EXISTS alerts_history_alertname_idx ON alerts_history (alertname, triggered_at DESC);
+
