@@ -21,6 +21,7 @@ lint:
 
 docs:
 	$(VENV)/python -m telemetry.semconv > docs/semantic-conventions.md
+	$(VENV)/python -m telemetry._env > docs/configuration.md
 
 bench: bootstrap
 	bash scripts/services.sh start

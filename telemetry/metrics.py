@@ -230,12 +230,13 @@ def record_time_to_first_chunk(
     """Time to first token (LLM), first audio byte (TTS) or first transcript (STT)."""
     if STATE.meter_provider is None:
         return
-    attrs: dict[str, AttributeValue] = {Attr.STAGE: Stage(stage).value}
-    if provider:
-        attrs[Attr.PROVIDER] = provider
-    if model:
-        attrs[Attr.MODEL] = model
-    _STAGE_TTFC.record(seconds, attrs)
+    with _STAGE_TTFC._guard:  # an unknown stage is contained like any recording error
+        attrs: dict[str, AttributeValue] = {Attr.STAGE: Stage(stage).value}
+        if provider:
+            attrs[Attr.PROVIDER] = provider
+        if model:
+            attrs[Attr.MODEL] = model
+        _STAGE_TTFC.record(seconds, attrs)
 
 
 def set_operator_queue(length: int) -> None:

@@ -7,9 +7,10 @@
             asyncio.run(handle_call())
         assert cap.spans_named("call")[0].attributes["call_id"] == "c-1"
 
-Spans are stored as the exporter would send them (redacted per ``content``), through the same
-processors ``configure()`` installs. LiveKit Agents' spans, asyncpg's and Redis's are routed here
-too while the capture is active.
+Spans are stored as the exporter would send them: stamped with ``call_id`` the way ``configure()``'s
+processor does it and redacted per ``content`` by the same exporter wrapper, but exported at once
+(no batching queue, no OTLP). LiveKit Agents' spans, asyncpg's and Redis's are routed here too while
+the capture is active.
 """
 
 from __future__ import annotations
