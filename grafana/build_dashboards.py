@@ -1,4 +1,4 @@
-"""Generate VoxPulse's Grafana dashboards (grafana/dashboards/*.json) from plain dicts.
+"""Generate VoxPulse's Grafana dashboards (grafana/dashboards/<trace store>/*.json) from plain dicts.
 
     python grafana/build_dashboards.py           # write the JSON files
     python grafana/build_dashboards.py --check   # exit 1 when a committed file differs
@@ -7,8 +7,15 @@ Output is deterministic (sorted keys, fixed ids and layout); tests/dashboards ch
 committed files equal this script's output. Every metric and label comes from telemetry/semconv.py
 (docs/semantic-conventions.md); LiveKit, node exporter and blackbox metrics are the exporters' own.
 
+One set of dashboards per trace store, because a trace query is written in the store's own language:
+``tempo/`` (TraceQL: ``{ span.call_id = "..." }``) and ``jaeger/`` (Jaeger search: service + tags
+``call_id=...``; Jaeger needs a service, so those dashboards have a ``service`` variable, the agent
+services that have sent calls: ``label_values`` of the span metrics). Grafana loads the set that
+``VOXPULSE_TRACE_STORE`` names (grafana/provisioning/dashboards/dashboards.yaml); the dashboards
+without trace queries are the same in both sets.
+
 Datasources are the provisioned fixed uids (grafana/provisioning/datasources/datasources.yaml):
-``prometheus``, ``tempo``, ``postgres``. Refresh follows the users' polling intervals (seed 004):
+``prometheus``, ``tempo``, ``jaeger``, ``postgres``. Refresh follows the users' polling intervals (seed 004):
 the Real time dashboard 5 s (active calls), latency dashboards 15 s, charts and history 60 s; panel
 ``interval`` sets the matching minimum step.
 """
@@ -18,6 +25,8 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -25,30 +34,89 @@ from urllib.parse import quote
 OUT_DIR = Path(__file__).resolve().parent / "dashboards"
 
 PROM = {"type": "prometheus", "uid": "prometheus"}
-TEMPO = {"type": "tempo", "uid": "tempo"}
 PG = {"type": "grafana-postgresql-datasource", "uid": "postgres"}
 
 # TraceQL that finds every span of one call; ``{value}`` is a Grafana variable.
 CALL_TRACEQL = '{{ span.call_id = "{value}" }}'
+# TraceQL of the turns slower than 2 s.
+SLOW_TURNS_TRACEQL = '{ span.voice.stage = "turn" && duration > 2s }'
 
 Panel = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TraceStore:
+    """How the dashboards of one trace store ask it for traces (Grafana query models)."""
+
+    kind: str  # tempo | jaeger: also the provisioned data source uid and type
+    title: str
+
+    @property
+    def ds(self) -> dict[str, str]:
+        return {"type": self.kind, "uid": self.kind}
+
+    def call_query(self, call_id: str) -> dict[str, Any]:
+        """The traces of one call (``call_id`` may be a Grafana variable)."""
+        if self.kind == "tempo":
+            return {"queryType": "traceql", "query": CALL_TRACEQL.format(value=call_id), "limit": 20,
+                    "tableType": "traces"}
+        return {"queryType": "search", "service": "${service}", "tags": f'call_id="{call_id}"', "limit": 20}
+
+    def trace_query(self, trace_id: str) -> dict[str, Any]:
+        """One trace by id."""
+        if self.kind == "tempo":
+            return {"queryType": "traceql", "query": trace_id, "limit": 20, "tableType": "traces"}
+        return {"query": trace_id}  # Jaeger: no queryType is the trace-id lookup
+
+    def slow_turns_query(self) -> dict[str, Any]:
+        """Turn spans slower than 2 s."""
+        if self.kind == "tempo":
+            return {"queryType": "traceql", "query": SLOW_TURNS_TRACEQL, "limit": 20, "spss": 3,
+                    "tableType": "traces"}
+        return {"queryType": "search", "service": "${service}", "operation": "turn", "tags": 'voice.stage="turn"',
+                "minDuration": "2s", "limit": 20}
+
+    def target(self, query: dict[str, Any], ref: str = "A") -> dict[str, Any]:
+        return {"datasource": self.ds, "refId": ref, **query}
+
+    @property
+    def language(self) -> str:
+        return "TraceQL" if self.kind == "tempo" else "Jaeger search by tag"
+
+
+TRACE_STORES = (TraceStore("tempo", "Tempo"), TraceStore("jaeger", "Jaeger"))
+
+# Jaeger searches one service at a time: the agent services that have sent calls.
+SERVICE_VAR = {
+    "type": "query", "name": "service", "label": "agent service",
+    "description": "The agent service whose traces the Jaeger searches look in (services that sent calls).",
+    "datasource": PROM,
+    "definition": 'label_values(traces_span_metrics_calls_total{span_name="call"}, service_name)',
+    "query": {"qryType": 1, "query": 'label_values(traces_span_metrics_calls_total{span_name="call"}, service_name)',
+              "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+    "refresh": 2, "sort": 1, "regex": "", "hide": 0, "includeAll": False, "multi": False,
+    "current": {}, "options": [],
+}
+
+
+def store_variables(store: TraceStore) -> list[dict[str, Any]]:
+    return [SERVICE_VAR] if store.kind == "jaeger" else []
 
 
 # --------------------------------------------------------------------------- links
 
 
-def explore_tempo_url(traceql: str) -> str:
-    """Grafana Explore URL running ``traceql`` on Tempo over the dashboard's time range.
+def explore_url(store: TraceStore, query: dict[str, Any]) -> str:
+    """Grafana Explore URL running ``query`` on the trace store over the dashboard's time range.
 
-    The pane JSON is percent-encoded; Grafana variables in ``traceql`` (``${__value.raw}``,
-    ``${call_id}``) are put back literally, with the ``:percentencode`` format, so Grafana
-    interpolates them when the link is clicked.
+    The pane JSON is percent-encoded; Grafana variables in the query (``${__value.raw}``,
+    ``${call_id}``, ``${service}``) are put back literally, with the ``:percentencode`` format, so
+    Grafana interpolates them when the link is clicked.
     """
     pane = {
         "vp": {
-            "datasource": "tempo",
-            "queries": [{"refId": "A", "datasource": TEMPO, "queryType": "traceql", "query": traceql,
-                         "limit": 20, "tableType": "traces"}],
+            "datasource": store.kind,
+            "queries": [store.target(query)],
             "range": {"from": "${__from}", "to": "${__to}"},
         }
     }
@@ -58,27 +126,22 @@ def explore_tempo_url(traceql: str) -> str:
     return f"/explore?schemaVersion=1&orgId=1&panes={encoded}"
 
 
-def tempo_internal_link(title: str, query: str) -> dict[str, Any]:
-    """A data link that opens ``query`` (TraceQL, Grafana variables allowed) on Tempo in Explore."""
+def internal_link(store: TraceStore, title: str, query: dict[str, Any]) -> dict[str, Any]:
+    """A data link that opens ``query`` (Grafana variables allowed) on the trace store in Explore."""
     return {
         "title": title,
         "url": "",
         "targetBlank": False,
-        "internal": {
-            "datasourceUid": "tempo",
-            "datasourceName": "Tempo",
-            "query": {"refId": "A", "datasource": TEMPO, "queryType": "traceql", "query": query,
-                      "limit": 20, "tableType": "traces"},
-        },
+        "internal": {"datasourceUid": store.kind, "datasourceName": store.title, "query": store.target(query)},
     }
 
 
-def call_trace_links() -> list[dict[str, Any]]:
-    """Links of a call_id cell: its trace in Tempo (TraceQL by call_id) and the Call explorer."""
-    query = CALL_TRACEQL.format(value="${__value.raw}")
+def call_trace_links(store: TraceStore) -> list[dict[str, Any]]:
+    """Links of a call_id cell: its trace in the trace store (by call_id) and the Call explorer."""
+    query = store.call_query("${__value.raw}")
     return [
-        tempo_internal_link("Trace of call ${__value.raw} (Tempo)", query),
-        {"title": "Trace of call ${__value.raw} (Explore, new tab)", "url": explore_tempo_url(query),
+        internal_link(store, f"Trace of call ${{__value.raw}} ({store.title})", query),
+        {"title": "Trace of call ${__value.raw} (Explore, new tab)", "url": explore_url(store, query),
          "targetBlank": True},
         {"title": "Open call ${__value.raw} in the Call explorer",
          "url": "/d/voxpulse-call-explorer/call-explorer?var-call_id=${__value.raw}&${__url_time_range}",
@@ -86,8 +149,8 @@ def call_trace_links() -> list[dict[str, Any]]:
     ]
 
 
-def trace_id_links() -> list[dict[str, Any]]:
-    return [tempo_internal_link("Trace ${__value.raw} (Tempo)", "${__value.raw}")]
+def trace_id_links(store: TraceStore) -> list[dict[str, Any]]:
+    return [internal_link(store, f"Trace ${{__value.raw}} ({store.title})", store.trace_query("${__value.raw}"))]
 
 
 def field_links(field: str, links: list[dict[str, Any]]) -> dict[str, Any]:
@@ -116,11 +179,6 @@ def prom(expr: str, legend: str = "", *, latency: bool = False, instant: bool = 
 def sql(query: str, fmt: str = "table", ref: str = "A") -> dict[str, Any]:
     return {"datasource": PG, "refId": ref, "rawSql": " ".join(query.split()), "format": fmt,
             "rawQuery": True, "editorMode": "code"}
-
-
-def traceql(query: str, ref: str = "A", limit: int = 20) -> dict[str, Any]:
-    return {"datasource": TEMPO, "refId": ref, "queryType": "traceql", "query": query, "limit": limit,
-            "spss": 3, "tableType": "traces"}
 
 
 def quantile(q: float, metric: str, by: str = "", selector: str = "", window: str = "$__rate_interval") -> str:
@@ -256,7 +314,7 @@ def ttfw_quantiles(interval: str) -> Panel:
     return timeseries(
         "Response latency (time to first word) p50 / p95 / p99",
         "End of the caller's speech to the first byte of agent audio, per turn. Exemplars (dots) "
-        "open the turn's trace in Tempo.",
+        "open the turn's trace in the trace store.",
         [prom(quantile(0.5, TTFW), "p50", latency=True, ref="A"),
          prom(quantile(0.95, TTFW), "p95", latency=True, ref="B"),
          prom(quantile(0.99, TTFW), "p99", latency=True, ref="C")],
@@ -275,7 +333,7 @@ def stage_breakdown(q: float, interval: str, *, stacked: bool) -> Panel:
 # --------------------------------------------------------------------------- dashboards
 
 
-def realtime() -> dict[str, Any]:
+def realtime(store: TraceStore) -> dict[str, Any]:
     panels = [
         row("Now"),
         stat("Active calls", "Calls in progress (voice_calls_active), refreshed every 5 s.",
@@ -311,11 +369,11 @@ def realtime() -> dict[str, Any]:
                    unit="none", interval="1m"),
         row("Calls and alerts"),
         table("Calls in progress", "Live calls from the call history (status active); call_id opens the "
-              "trace in Tempo.",
+              f"trace in {store.title}.",
               [sql("SELECT started_at AS \"time\", call_id, direction, scenario, room, agent_version "
                    "FROM calls WHERE status = 'active' AND started_at > now() - interval '1 day' "
                    "ORDER BY started_at DESC LIMIT 50")],
-              w=12, overrides=[field_links("call_id", call_trace_links())]),
+              w=12, overrides=[field_links("call_id", call_trace_links(store))]),
         table("Recent alerts", "Alerts fired and resolved (alerts_history, written by the Alertmanager "
               "webhook receiver).",
               [sql("SELECT received_at AS \"time\", status, severity, alertname, service, summary, "
@@ -325,7 +383,7 @@ def realtime() -> dict[str, Any]:
     return dashboard("voxpulse-realtime", "VoxPulse / Real time",
                      "Active calls, queue, response latency with exemplars, stage breakdown, errors, load, "
                      "service status and recent alerts.", "5s", panels, time_from="now-30m",
-                     tags=("realtime",))
+                     variables=store_variables(store), tags=("realtime",))
 
 
 def voice_quality() -> dict[str, Any]:
@@ -515,12 +573,12 @@ CALL_ID_VAR = {"type": "textbox", "name": "call_id", "label": "call_id", "query"
                "current": {"selected": False, "text": "", "value": ""}, "hide": 0}
 
 
-def call_explorer() -> dict[str, Any]:
-    call_links = [field_links("call_id", call_trace_links()), field_links("trace_id", trace_id_links())]
+def call_explorer(store: TraceStore) -> dict[str, Any]:
+    call_links = [field_links("call_id", call_trace_links(store)), field_links("trace_id", trace_id_links(store))]
     panels = [
         row("Calls"),
         table("Recent calls", "Latest calls (filtered by the call_id box when set). Click a call_id to open "
-              "its trace in Tempo (TraceQL by call_id) or to select it here.",
+              f"its trace in {store.title} ({store.language} by call_id) or to select it here.",
               [sql("SELECT started_at AS \"time\", call_id, trace_id, direction, status, scenario, outcome, "
                    "transfer_reason, duration_seconds, cost_usd::float8 AS cost_usd, turns FROM calls WHERE "
                    "$__timeFilter(started_at) AND (${call_id:sqlstring} = '' OR call_id = "
@@ -533,11 +591,11 @@ def call_explorer() -> dict[str, Any]:
                    "$__timeFilter(t.ts) AND t.ttfw_ms IS NOT NULL GROUP BY c.call_id, c.trace_id ORDER BY "
                    "max_ttfw_ms DESC LIMIT 20")],
               w=12, h=9, overrides=call_links),
-        table("Slow turns in Tempo", "Turn spans slower than 2 s (TraceQL); each row opens its trace.",
-              [traceql('{ span.voice.stage = "turn" && duration > 2s }')], w=12, h=9, datasource=TEMPO),
+        table(f"Slow turns in {store.title}", f"Turn spans slower than 2 s ({store.language}); each row opens "
+              "its trace.", [store.target(store.slow_turns_query())], w=12, h=9, datasource=store.ds),
         row("Selected call"),
         table("Trace of the selected call", "Every trace carrying span attribute call_id = $call_id.",
-              [traceql('{ span.call_id = "${call_id}" }')], h=6, datasource=TEMPO),
+              [store.target(store.call_query("${call_id}"))], h=6, datasource=store.ds),
         table("Transcript", "The selected call's turns with per-stage latency (call_turns).",
               [sql("SELECT ts AS \"time\", turn_index, speaker, text, stt_ms, llm_ms, tts_ms, ttfw_ms, "
                    "interrupted FROM call_turns WHERE call_id = ${call_id:sqlstring} ORDER BY ts, turn_index")],
@@ -549,24 +607,25 @@ def call_explorer() -> dict[str, Any]:
               w=10, h=12),
     ]
     return dashboard("voxpulse-call-explorer", "VoxPulse / Call explorer",
-                     "Find a call by call_id, open its trace in Tempo, read its transcript and tool calls; "
-                     "slow calls link to their traces.", "1m", panels, variables=[CALL_ID_VAR],
+                     f"Find a call by call_id, open its trace in {store.title}, read its transcript and tool "
+                     "calls; slow calls link to their traces.", "1m", panels,
+                     variables=[CALL_ID_VAR, *store_variables(store)],
                      time_from="now-24h", tags=("calls", "traces"))
 
 
-DASHBOARDS = {
+DASHBOARDS: dict[str, Callable[[TraceStore], dict[str, Any]]] = {
     "realtime.json": realtime,
-    "voice-quality.json": voice_quality,
-    "agent-performance.json": agent_performance,
-    "analytics.json": analytics,
+    "voice-quality.json": lambda _store: voice_quality(),
+    "agent-performance.json": lambda _store: agent_performance(),
+    "analytics.json": lambda _store: analytics(),
     "call-explorer.json": call_explorer,
 }
 
 
 def render() -> dict[str, str]:
-    """File name -> JSON text of every dashboard."""
-    return {name: json.dumps(build(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-            for name, build in DASHBOARDS.items()}
+    """``<trace store>/<file name>`` -> JSON text of every dashboard, for each trace store."""
+    return {f"{store.kind}/{name}": json.dumps(build(store), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+            for store in TRACE_STORES for name, build in DASHBOARDS.items()}
 
 
 def main(argv: list[str]) -> int:
@@ -575,6 +634,7 @@ def main(argv: list[str]) -> int:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     for name, text in render().items():
         path = OUT_DIR / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         if check:
             if not path.exists() or path.read_text(encoding="utf-8") != text:
                 stale.append(name)

@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
 # Builds (or reuses) the native backends VoxPulse runs without Docker:
 #   - the OpenTelemetry Collector, from otel-collector/builder-config.yaml with the Collector Builder;
-#   - Grafana Tempo, from its Go module through a wrapper module that repeats its replace directives;
+#   - Jaeger v2, the trace store (Apache-2.0), built as the main module from its Go module;
 #   - Grafana's dashboard-linter, from its module with one file swapped (see below);
 #   - the Docker Compose CLI plugin, from its Go module, when a Docker CLI without it is installed
 #     (or with --with-compose): `docker compose config` needs no engine, and the tests run it;
 # and installs Prometheus, promtool, Alertmanager and amtool from Debian when they are missing.
-# Binaries are cached in $VOXPULSE_CACHE_DIR (default ~/.cache/voxpulse), keyed by the inputs' hash,
-# so a second run (or a fresh clone on the same machine) takes seconds.
+#
+# Versions: scripts/versions.env (the one place they are pinned).
+# Binaries are cached in $VOXPULSE_CACHE_DIR (default ~/.cache/voxpulse), keyed by the hash of their
+# inputs, so a second run (or a fresh clone on the same machine) takes seconds.
+# Go modules go into a module cache of their own, $VOXPULSE_GOMODCACHE (default
+# $VOXPULSE_CACHE_DIR/go/mod), so that what these builds fetched can be checked: the last step
+# fails when it holds a module that scripts/go-not-to-use.txt lists (Tempo, Grafana, Loki: AGPL).
+# Every module is verified against the checksum database (GOSUMDB is left at its default; the
+# script refuses to build with GOSUMDB=off).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${VOXPULSE_CACHE_DIR:-$HOME/.cache/voxpulse}
 bin="$cache/bin"
 mkdir -p "$bin" "$cache/build"
-# shellcheck source=../tempo/build.env
-source "$root/tempo/build.env"
+# shellcheck source=versions.env
+source "$root/scripts/versions.env"
 export GOFLAGS=-mod=mod CGO_ENABLED=0 GOTOOLCHAIN=local
-# Docker Compose v2.40.x is the newest line whose go.mod accepts Go 1.26.8 (v5.x asks for 1.26.10).
-COMPOSE_VERSION=${COMPOSE_VERSION:-v2.40.3}
+export GOMODCACHE=${VOXPULSE_GOMODCACHE:-$cache/go/mod}
 with_compose=0
 only=""
 for arg in "$@"; do
@@ -25,12 +31,21 @@ for arg in "$@"; do
     --with-linter) ;;  # accepted for old callers: the linter is always built now
     --with-compose) with_compose=1 ;;
     --only=*) only=${arg#--only=} ;;
-    *) echo "usage: $0 [--with-compose] [--only=otelcol|tempo|linter|compose|debian]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--with-compose] [--only=otelcol|jaeger|linter|compose|licences|debian]" >&2; exit 2 ;;
   esac
 done
 want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 log() { printf '[build-backends] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+# key FILE... : a short hash of the files' contents (use <(printf ...) for values)
 key() { cat "$@" | sha256sum | cut -c1-16; }
+
+go_build_env_ok() {
+  command -v go >/dev/null || die "go not found (Go 1.26 is needed to build the backends)"
+  [ "$(go env GOSUMDB)" != off ] || die "GOSUMDB=off: module checksums must be verified; unset GOSUMDB"
+  [ -z "$(go env GONOSUMDB)" ] && [ -z "$(go env GONOSUMCHECK)" ] && [ -z "$(go env GOINSECURE)" ] ||
+    die "GONOSUMDB/GONOSUMCHECK/GOINSECURE set: module checksums must be verified; unset them"
+}
 
 # Keep a binary under $bin/<name> pointing at $bin/<name>-<key>.
 install_bin() { # name key src
@@ -38,21 +53,11 @@ install_bin() { # name key src
   ln -sfn "$1-$2" "$bin/$1"
 }
 
-wrapper_build() { # name key module@version package replaces go-version ldflags
-  local name=$1 k=$2 modver=$3 pkg=$4 replaces=$5 gover=$6 ldflags=$7
-  local dir="$cache/build/$name-$k"
-  rm -rf "$dir" && mkdir -p "$dir" && cd "$dir"
-  printf 'module local/%sbuild\n\ngo %s\n' "$name" "$gover" >go.mod
-  local r
-  for r in $replaces; do go mod edit -replace="$r"; done
-  # The checksum database reachable here has no entry for Tempo's pseudo-version nor for many of
-  # its dependencies, so the wrapper builds trust the module proxy (GOSUMDB=off) and pin what it
-  # served in the wrapper's go.sum. The collector build keeps the default verification.
-  export GOSUMDB=${VOXPULSE_WRAPPER_GOSUMDB:-off}
-  go get "$modver"
-  go build -trimpath -ldflags "$ldflags" -o "$dir/$name" "$pkg"
-  install_bin "$name" "$k" "$dir/$name"
-  cd "$root" && rm -rf "$dir"
+cached() { # name key: link and say so when built already
+  if [ -x "$bin/$1-$2" ]; then
+    ln -sfn "$1-$2" "$bin/$1"; log "$1: cached ($2)"; return 0
+  fi
+  return 1
 }
 
 # A writable copy of a module's source in a fresh build dir, to build it as the main module
@@ -64,11 +69,34 @@ module_copy() { # module@version dir
   rm -rf "$2" && mkdir -p "$2" && cp -r "$src/." "$2/" && chmod -R u+w "$2"
 }
 
+# Fails when the module cache holds a module that scripts/go-not-to-use.txt lists (the path itself
+# or a module below it), unless a "!path" line allows it. Prints the offending modules.
+check_licences() { # module-cache
+  local dl="$1/cache/download" list="$root/scripts/go-not-to-use.txt" bad
+  [ -d "$dl" ] || { log "licences: no module cache at $1 (nothing fetched yet)"; return 0; }
+  # every folder holding an @v/ is a module path; the cache writes upper-case letters as !lower
+  bad=$(cd "$dl" && find . -path ./sumdb -prune -o -type d -name '@v' -print |
+    sed 's#^\./##; s#/@v$##; s/!\([a-z]\)/\U\1/g' | sort -u |
+    awk -v list="$list" '
+      BEGIN { while ((getline line < list) > 0) {
+                if (line ~ /^[[:space:]]*(#|$)/) continue
+                if (line ~ /^!/) allow[substr(line, 2)] = 1; else deny[line] = 1 } }
+      function under(m, p) { return m == p || index(m, p "/") == 1 }
+      { hit = 0; for (p in deny) if (under($0, p)) hit = 1
+        for (p in allow) if (under($0, p)) hit = 0
+        if (hit) print }')
+  if [ -n "$bad" ]; then
+    log "licences: the Go module cache $1 holds modules that must not be used (scripts/go-not-to-use.txt):"
+    printf '  %s\n' $bad >&2
+    return 1
+  fi
+  log "licences: no module of scripts/go-not-to-use.txt in $1"
+}
+
 if want otelcol; then
-  k=$(key "$root/otel-collector/builder-config.yaml" "$root/tempo/build.env")
-  if [ -x "$bin/otelcol-$k" ]; then
-    ln -sfn "otelcol-$k" "$bin/otelcol"; log "collector: cached ($k)"
-  else
+  k=$(key "$root/otel-collector/builder-config.yaml" <(printf 'builder %s\n' "$BUILDER_VERSION"))
+  if ! cached otelcol "$k"; then
+    go_build_env_ok
     log "collector: building with builder v$BUILDER_VERSION (several minutes on 2 cores)"
     [ -x "$cache/tools/builder-$BUILDER_VERSION" ] || {
       GOBIN="$cache/tools/tmp" go install "go.opentelemetry.io/collector/cmd/builder@v$BUILDER_VERSION"
@@ -80,35 +108,39 @@ if want otelcol; then
   fi
 fi
 
-if want tempo; then
-  k=$(key "$root/tempo/build.env")
-  if [ -x "$bin/tempo-$k" ]; then
-    ln -sfn "tempo-$k" "$bin/tempo"; log "tempo: cached ($k)"
-  else
-    log "tempo: building $TEMPO_VERSION ($TEMPO_MODULE_VERSION) from its Go module (several minutes)"
-    wrapper_build tempo "$k" "github.com/grafana/tempo@$TEMPO_MODULE_VERSION" github.com/grafana/tempo/cmd/tempo \
-      "$TEMPO_REPLACES" "$TEMPO_GO" "-s -w -X main.Version=$TEMPO_VERSION -X main.Revision=${TEMPO_MODULE_VERSION##*-}"
+# Jaeger's go.mod has a replace directive, so `go install pkg@version` refuses it: build the
+# downloaded module as the main module, with its own go.mod and go.sum.
+if want jaeger; then
+  recipe="jaeger $JAEGER_MODULE_VERSION $JAEGER_VERSION module-copy ./cmd/jaeger -trimpath -s -w"
+  k=$(key <(printf '%s\n' "$recipe"))
+  if ! cached jaeger "$k"; then
+    go_build_env_ok
+    log "jaeger: building $JAEGER_VERSION (module $JAEGER_MODULE_VERSION; about 6 min on 2 cores)"
+    dir="$cache/build/jaeger-$k"
+    module_copy "github.com/jaegertracing/jaeger@$JAEGER_MODULE_VERSION" "$dir"
+    (cd "$dir" && go build -trimpath -o "$dir/jaeger.bin" \
+      -ldflags "-s -w -X github.com/jaegertracing/jaeger/internal/version.latestVersion=$JAEGER_VERSION" ./cmd/jaeger)
+    install_bin jaeger "$k" "$dir/jaeger.bin"; rm -rf "$dir"
   fi
 fi
 
 # Grafana's dashboard-linter v0.2.0 (the only version the proxy serves) imports
-# github.com/grafana/grafana/apps/dashboard for one file, lint/v2.go (v2 dashboard schema), and the
-# proxy refuses that module's version (403). Build the linter's own module with that file replaced
-# by grafana/linter/v2.go (every rule kept; v2 dashboards reported as unsupported; VoxPulse's are v1).
+# github.com/grafana/grafana/apps/dashboard (AGPL, not to be used) for one file, lint/v2.go (v2
+# dashboard schema). Build the linter's own module with that file replaced by grafana/linter/v2.go
+# (every rule kept; v2 dashboards reported as unsupported; VoxPulse's are v1) and that requirement
+# dropped, so the Grafana module is never fetched.
 if want linter; then
-  k=$(key "$root/tempo/build.env" "$root/grafana/linter/v2.go")
-  if [ -x "$bin/dashboard-linter-$k" ]; then
-    ln -sfn "dashboard-linter-$k" "$bin/dashboard-linter"; log "dashboard-linter: cached ($k)"
-  else
+  k=$(key "$root/grafana/linter/v2.go" <(printf '%s\n' "linter $DASHBOARD_LINTER_VERSION $DASHBOARD_LINTER_REPLACES"))
+  if ! cached dashboard-linter "$k"; then
+    go_build_env_ok
     log "dashboard-linter: building $DASHBOARD_LINTER_VERSION (about 3 min)"
-    export GOSUMDB=${VOXPULSE_WRAPPER_GOSUMDB:-off}
     dir="$cache/build/dashboard-linter-$k"
     module_copy "github.com/grafana/dashboard-linter@$DASHBOARD_LINTER_VERSION" "$dir"
     cp "$root/grafana/linter/v2.go" "$dir/lint/v2.go"; rm -f "$dir/lint/v2_test.go"
     (cd "$dir" && go mod edit -droprequire=github.com/grafana/grafana/apps/dashboard &&
       for r in $DASHBOARD_LINTER_REPLACES; do go mod edit -replace="$r"; done &&
-      go build -trimpath -ldflags "-s -w" -o "$dir/dashboard-linter" .)
-    install_bin dashboard-linter "$k" "$dir/dashboard-linter"; rm -rf "$dir"
+      go build -trimpath -ldflags "-s -w" -o "$dir/dashboard-linter.bin" .)
+    install_bin dashboard-linter "$k" "$dir/dashboard-linter.bin"; rm -rf "$dir"
   fi
 fi
 
@@ -118,23 +150,26 @@ need_compose() {
     { command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1; }
 }
 if want compose && need_compose; then
-  k=$(printf '%s' "$COMPOSE_VERSION" | key /dev/stdin)
-  if [ ! -x "$bin/docker-compose-$k" ]; then
+  k=$(key <(printf '%s' "$COMPOSE_VERSION"))
+  if ! cached docker-compose "$k"; then
+    go_build_env_ok
     log "docker compose: building $COMPOSE_VERSION"
     # compose's go.mod has exclude directives, so `go install pkg@version` refuses it: build the
     # downloaded module as the main module instead.
     dir="$cache/build/compose-$k"
     module_copy "github.com/docker/compose/v2@$COMPOSE_VERSION" "$dir"
-    (cd "$dir" && go build -trimpath -o "$dir/docker-compose" \
+    (cd "$dir" && go build -trimpath -o "$dir/docker-compose.bin" \
       -ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION" ./cmd)
-    install_bin docker-compose "$k" "$dir/docker-compose"; rm -rf "$dir"
-  else
-    ln -sfn "docker-compose-$k" "$bin/docker-compose"; log "docker compose: cached ($k)"
+    install_bin docker-compose "$k" "$dir/docker-compose.bin"; rm -rf "$dir"
   fi
   # make it a Docker CLI plugin (`docker compose ...`) unless one is installed already
   if ! docker compose version >/dev/null 2>&1; then
     mkdir -p "$HOME/.docker/cli-plugins" && ln -sfn "$bin/docker-compose" "$HOME/.docker/cli-plugins/docker-compose"
   fi
+fi
+
+if want licences; then
+  check_licences "$GOMODCACHE"
 fi
 
 if want debian; then

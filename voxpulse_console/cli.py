@@ -1,30 +1,31 @@
-"""``voxpulse``: simulate calls, run the demo, read a call's trace back from Tempo.
+"""``voxpulse``: simulate calls, run the demo, read a call's trace back from the trace store.
 
     voxpulse simulate --calls 20 --concurrency 10 --seed 7 [--exporter auto|console|otlp|none]
     voxpulse demo                 # stack up -> simulate -> latency table + slowest call's waterfall
-    voxpulse trace CALL_ID        # the call's trace from Tempo, as a waterfall
+    voxpulse trace CALL_ID        # the call's trace from the trace store (Jaeger natively), as a waterfall
     voxpulse calls | db ...       # call history (telemetry.history)
     voxpulse stack up|down|...    # the native backend stack (voxpulse_console.stack)
     voxpulse alerts-receiver      # Alertmanager webhook receiver (voxpulse_console.alert_receiver)
 
 With ``--exporter auto`` (the default) ``simulate`` exports by OTLP when a collector answers on
 127.0.0.1:4318, else it prints every call's span tree on the console: the embedded default.
+Traces are read through :mod:`voxpulse_console.tracestore` (``VOXPULSE_TRACE_STORE``,
+``VOXPULSE_TRACE_STORE_URL``, or ``--trace-store`` / ``--trace-store-url``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import importlib
+import json
 import logging
 import os
 import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -33,12 +34,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from telemetry.semconv import Attr, Metric, metric_spec
+from telemetry.semconv import Metric, SpanName, metric_spec
+from voxpulse_console import tracestore
+from voxpulse_console.tracestore import Trace, TraceStore, TraceStoreError
+from voxpulse_console.waterfall import render_waterfall
 
-__all__ = ["WSpan", "main", "render_waterfall", "spans_from_tempo"]
+__all__ = ["build_parser", "main"]
 
 PROMETHEUS = os.environ.get("VOXPULSE_PROMETHEUS_URL", "http://127.0.0.1:9090")
-TEMPO = os.environ.get("VOXPULSE_TEMPO_URL", "http://127.0.0.1:3200")
 GRAFANA = os.environ.get("VOXPULSE_GRAFANA_URL", "http://127.0.0.1:3000")
 COLLECTOR_HTTP = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
 
@@ -53,117 +56,6 @@ console = _console()
 
 
 # ------------------------------------------------------------------------------------------------
-# waterfall
-# ------------------------------------------------------------------------------------------------
-@dataclass
-class WSpan:
-    span_id: str
-    parent_id: str | None
-    name: str
-    start_ns: int
-    end_ns: int
-    attributes: dict[str, Any]
-    error: bool = False
-
-    @property
-    def ms(self) -> float:
-        return (self.end_ns - self.start_ns) / 1e6
-
-
-_SHOW = (Attr.STAGE, Attr.TURN_TTFW, Attr.TOOL_NAME, Attr.CALL_OUTCOME, Attr.CALL_TRANSFER_REASON,
-         Attr.TOOL_ANOMALY, Attr.ERROR_TYPE)
-_HIDE = {"tts_request_run", "llm_request_run", "tts_stream_adapter", "setup_toolsets", "on_user_turn_completed",
-         "eou_detection", "on_enter", "on_exit", "drain_agent_activity"}
-
-
-def render_waterfall(spans: Sequence[WSpan], *, width: int = 44, full: bool = False, title: str = "") -> Table:
-    """A trace as a table: tree of span names, duration, and a bar placed on the trace's timeline."""
-    table = Table(title=title or None, show_lines=False, pad_edge=False, expand=False)
-    table.add_column("span", no_wrap=True)
-    table.add_column("ms", justify="right")
-    table.add_column("timeline", no_wrap=True)
-    table.add_column("attributes", overflow="fold")
-    if not spans:
-        return table
-    t0 = min(s.start_ns for s in spans)
-    t1 = max(s.end_ns for s in spans)
-    total = max(1, t1 - t0)
-    by_id = {s.span_id: s for s in spans}
-
-    def shown(s: WSpan) -> bool:
-        return full or s.name not in _HIDE
-
-    children: dict[str | None, list[WSpan]] = {}
-    for s in spans:
-        if not shown(s):
-            continue
-        p = s.parent_id
-        while p in by_id and not shown(by_id[p]):  # hidden spans hand their children up
-            p = by_id[p].parent_id
-        children.setdefault(p if p in by_id else None, []).append(s)
-
-    def bar(s: WSpan) -> str:
-        a = int((s.start_ns - t0) / total * width)
-        b = max(a + 1, int((s.end_ns - t0) / total * width))
-        colour = {"stt": "cyan", "llm": "magenta", "tts": "green", "tool": "yellow", "turn": "blue"}.get(
-            str(s.attributes.get("voice.stage", "")), "white")
-        if s.error:
-            colour = "red"
-        return " " * a + f"[{colour}]" + "█" * (b - a) + f"[/{colour}]" + " " * (width - b)
-
-    def walk(s: WSpan, depth: int) -> None:
-        shown = " ".join(f"{k.rsplit('.', 1)[-1]}={s.attributes[k]}" for k in _SHOW if k in s.attributes)
-        name = ("  " * depth) + s.name
-        table.add_row(f"[red]{name}[/red]" if s.error else name, f"{s.ms:.0f}", bar(s), shown)
-        for kid in sorted(children.get(s.span_id, []), key=lambda k: k.start_ns):
-            walk(kid, depth + 1)
-
-    for top in sorted(children.get(None, []), key=lambda k: k.start_ns):
-        walk(top, 0)
-    return table
-
-
-def _attr_value(v: dict[str, Any]) -> Any:
-    for key in ("stringValue", "intValue", "doubleValue", "boolValue"):
-        if key in v:
-            return v[key]
-    if "arrayValue" in v:
-        return [_attr_value(x) for x in v["arrayValue"].get("values", [])]
-    return None
-
-
-def _hex_id(value: str | None) -> str | None:
-    if not value:
-        return None
-    if len(value) in (16, 32) and all(c in "0123456789abcdefABCDEF" for c in value):
-        return value.lower()
-    try:
-        return base64.b64decode(value).hex()
-    except ValueError:
-        return value
-
-
-def spans_from_tempo(doc: dict[str, Any]) -> list[WSpan]:
-    """Tempo's ``/api/traces/<id>`` JSON (OTLP JSON: ``batches`` or ``resourceSpans``) -> spans."""
-    out: list[WSpan] = []
-    for batch in doc.get("batches") or doc.get("resourceSpans") or doc.get("trace", {}).get("resourceSpans", []):
-        for scope in batch.get("scopeSpans") or batch.get("instrumentationLibrarySpans") or []:
-            for s in scope.get("spans", []):
-                attrs = {a["key"]: _attr_value(a.get("value", {})) for a in s.get("attributes", [])}
-                status = s.get("status", {}) or {}
-                out.append(WSpan(
-                    span_id=_hex_id(s.get("spanId")) or "",
-                    parent_id=_hex_id(s.get("parentSpanId")),
-                    name=s.get("name", "?"),
-                    start_ns=int(s.get("startTimeUnixNano", 0)),
-                    end_ns=int(s.get("endTimeUnixNano", 0)),
-                    attributes=attrs,
-                    error=status.get("code") in (2, "STATUS_CODE_ERROR"),
-                ))
-    return out
-
-
-# ------------------------------------------------------------------------------------------------
 # backends
 # ------------------------------------------------------------------------------------------------
 def _reachable(url: str, timeout: float = 0.5) -> bool:
@@ -174,21 +66,6 @@ def _reachable(url: str, timeout: float = 0.5) -> bool:
             return True
     except (OSError, ValueError):
         return False
-
-
-def fetch_trace(trace_id: str, *, tempo: str = TEMPO, timeout: float = 10.0) -> list[WSpan]:
-    r = httpx.get(f"{tempo}/api/traces/{trace_id}", timeout=timeout)
-    r.raise_for_status()
-    return spans_from_tempo(r.json())
-
-
-def find_trace_id(call_id: str, *, tempo: str = TEMPO, timeout: float = 10.0) -> str | None:
-    q = '{span.call_id="' + call_id.replace('"', "") + '"}'
-    r = httpx.get(f"{tempo}/api/search", params={"q": q, "limit": 5, "start": int(time.time()) - 6 * 86400,
-                                                 "end": int(time.time()) + 60}, timeout=timeout)
-    r.raise_for_status()
-    traces = r.json().get("traces") or []
-    return str(traces[0]["traceID"]) if traces else None
 
 
 def prom_query(expr: str, *, prom: str = PROMETHEUS) -> list[dict[str, Any]]:
@@ -353,22 +230,68 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------
 # trace / demo
 # ------------------------------------------------------------------------------------------------
+def open_store(args: argparse.Namespace) -> TraceStore:
+    """The trace store of ``--trace-store`` / ``--trace-store-url``, else of the environment."""
+    env = dict(os.environ)
+    if getattr(args, "trace_store", None):
+        env["VOXPULSE_TRACE_STORE"] = args.trace_store
+    if getattr(args, "trace_store_url", None):
+        env["VOXPULSE_TRACE_STORE_URL"] = args.trace_store_url
+    return tracestore.from_env(env)
+
+
+def _is_trace_id(ident: str) -> bool:
+    return len(ident) == 32 and all(c in "0123456789abcdef" for c in ident.lower())
+
+
+async def _lookup(store: TraceStore, ident: str) -> tuple[str | None, Trace | None]:
+    async with store:
+        trace_id = ident.lower() if _is_trace_id(ident) else next(iter(await store.traces_for_call(ident)), None)
+        return trace_id, (await store.trace(trace_id) if trace_id else None)
+
+
 def cmd_trace(args: argparse.Namespace) -> int:
     ident: str = args.call_id
+    store = open_store(args)
+    where = f"{store.kind} at {store.url}"
     try:
-        if len(ident) == 32 and all(c in "0123456789abcdef" for c in ident.lower()):
-            trace_id: str | None = ident.lower()
-        else:
-            trace_id = find_trace_id(ident, tempo=args.tempo)
-        if trace_id is None:
-            console.print(f"[red]no trace with call_id={ident} in Tempo ({args.tempo})[/red]")
-            return 1
-        spans = fetch_trace(trace_id, tempo=args.tempo)
-    except httpx.HTTPError as e:
-        console.print(f"[red]Tempo at {args.tempo} did not answer: {e}[/red]")
+        trace_id, trace = asyncio.run(_lookup(store, ident))
+    except TraceStoreError as e:
+        console.print(f"[red]the trace store did not answer: {e}[/red]")
         return 2
-    console.print(render_waterfall(spans, full=args.full, title=f"call {ident}  trace {trace_id}"))
+    if trace_id is None:
+        console.print(f"[red]no trace with call_id={ident} in {where}[/red]")
+        return 1
+    if trace is None:
+        console.print(f"[red]{where} has no trace {trace_id}[/red]")
+        return 1
+    title = f"call {trace.call_id or ident}  trace {trace_id}"
+    console.print(render_waterfall(trace.spans, full=args.full, title=title))
+    console.print(f"[dim]{store.trace_link(trace_id)}[/dim]")
     return 0
+
+
+async def _call_trace(store: TraceStore, trace_id: str, wait_s: float) -> Trace | None:
+    """The trace once it holds the call's root span (the store may still be writing it)."""
+    deadline = time.monotonic() + wait_s
+    async with store:
+        while True:
+            with contextlib.suppress(TraceStoreError):
+                trace = await store.trace(trace_id)
+                if trace is not None and any(s.name == SpanName.CALL for s in trace.spans):
+                    return trace
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(1.0)
+
+
+def _explore_link(kind: str, trace_id: str) -> str:
+    """Grafana Explore on the trace (compose's Grafana: data source uid = the store's kind)."""
+    query = {"refId": "A", "query": trace_id}
+    if kind == "tempo":
+        query["queryType"] = "traceql"
+    pane = {"datasource": kind, "queries": [query]}
+    return f"{GRAFANA}/explore?left=" + quote(json.dumps(pane, separators=(",", ":")))
 
 
 def _wait_for(pred: Callable[[], bool], timeout: float, interval: float = 1.0) -> bool:
@@ -386,7 +309,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if stack is not None and not args.no_stack:
         console.rule("[bold]1. backend stack")
         try:
-            with console.status("starting collector, Tempo, Prometheus, Alertmanager ..."):
+            with console.status("starting collector, Jaeger, Prometheus, Alertmanager ..."):
                 # the shipped flush interval (20 s, above the 15 s scrape) keeps every exemplar
                 result = stack.up(use_docker=args.docker)
             console.print(", ".join(f"{k}: {v}" for k, v in result.items()))
@@ -444,30 +367,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if slow is not None:
             trace_id, how = slow.trace_id, "simulator summary (no exemplar found in Prometheus)"
     if trace_id:
-        spans: list[WSpan] = []
-
-        def got_trace() -> bool:
-            nonlocal spans
-            spans = fetch_trace(trace_id or "", tempo=args.tempo)
-            return bool(spans) and any(s.name == "call" for s in spans)
-
-        if _reachable(args.tempo):
-            with console.status("fetching the trace from Tempo ..."):
-                _wait_for(got_trace, args.wait)
-        call_id = next((str(s.attributes.get("call_id")) for s in spans if s.name == "call"), "?")
-        console.print(f"slowest call: {call_id}, trace {trace_id} (via {how})")
-        if spans:
-            console.print(render_waterfall(spans, title=f"call {call_id}"))
+        store = open_store(args)
+        with console.status(f"fetching the trace from {store.kind} ..."):
+            trace = asyncio.run(_call_trace(store, trace_id, args.wait))
+        call_id = trace.call_id if trace is not None else None
+        console.print(f"slowest call: {call_id or '?'}, trace {trace_id} (via {how})")
+        if trace is not None:
+            console.print(render_waterfall(trace.spans, title=f"call {call_id} (from {store.kind} at {store.url})"))
         else:
-            console.print(f"[yellow]Tempo at {args.tempo} does not have trace {trace_id} yet[/yellow]")
+            console.print(f"[yellow]{store.kind} at {store.url} does not have trace {trace_id} yet[/yellow]")
 
     console.rule("[bold]5. open")
     console.print(f"Prometheus: {args.prometheus}/graph?g0.expr="
                   + quote(f"histogram_quantile(0.95, sum by (le, voice_stage) ({SPANMETRICS}))"))
     if trace_id:
-        console.print(f"Tempo:      {args.tempo}/api/traces/{trace_id}")
-        console.print(f"Grafana:    {GRAFANA}/explore?left=" + quote(
-            '{"datasource":"tempo","queries":[{"query":"' + trace_id + '","queryType":"traceql"}]}'))
+        console.print(f"{store.kind.capitalize() + ':':11} {store.trace_link(trace_id)}")
+        console.print(f"Grafana:    {_explore_link(store.kind, trace_id)}")
     console.print(f"Grafana dashboards: {GRAFANA}/dashboards (docker compose)")
     console.print("trace of any call: voxpulse trace <call_id>")
     return 0
@@ -497,6 +412,13 @@ def _add_sim_args(p: argparse.ArgumentParser, calls: int, concurrency: int) -> N
     p.add_argument("--verbose", "-v", action="store_true", help="show the agent's and LiveKit's warnings")
 
 
+def _add_store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trace-store", choices=sorted(tracestore.KINDS), default=None,
+                   help="jaeger or tempo (default $VOXPULSE_TRACE_STORE, else jaeger)")
+    p.add_argument("--trace-store-url", default=None,
+                   help="the store's query API (default $VOXPULSE_TRACE_STORE_URL, else the kind's local port)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voxpulse", description="OpenTelemetry for LiveKit voice agents")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -510,14 +432,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sim_args(p, 30, 10)
     p.add_argument("--no-stack", action="store_true", help="do not start the stack (use what runs)")
     p.add_argument("--docker", action="store_true", help="docker compose instead of native processes")
-    p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for Prometheus/Tempo")
+    p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for Prometheus and the trace store")
     p.add_argument("--prometheus", default=PROMETHEUS)
-    p.add_argument("--tempo", default=TEMPO)
+    _add_store_args(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("trace", help="a call's trace from Tempo as a waterfall")
+    p = sub.add_parser("trace", help="a call's trace from the trace store as a waterfall")
     p.add_argument("call_id", help="call_id (or a 32-hex trace id)")
-    p.add_argument("--tempo", default=TEMPO)
+    _add_store_args(p)
     p.add_argument("--full", action="store_true", help="also LiveKit's internal spans")
     p.set_defaults(func=cmd_trace)
 

@@ -1,4 +1,4 @@
-"""Run the VoxPulse backend stack natively: OTel Collector, Tempo, Prometheus and Alertmanager.
+"""Run the VoxPulse backend stack natively: OTel Collector, Jaeger, Prometheus and Alertmanager.
 
 Each component is a background process started in its own session (it outlives the CLI that
 started it) with the repository's own config file, its state under ``state_dir/<name>/``, its
@@ -11,7 +11,7 @@ Binaries come from ``scripts/build-backends.sh`` (cached in ``$VOXPULSE_CACHE_DI
 Standard library plus httpx only (rich is used for the CLI table when it is installed).
 
     from voxpulse_console import stack
-    stack.up()                      # {'tempo': 'started', 'otelcol': 'started', ...}
+    stack.up()                      # {'jaeger': 'started', 'otelcol': 'started', ...}
     stack.status()                  # [ComponentStatus(...), ...]
     stack.kill("otelcol"); stack.start("otelcol")   # fault tests
     stack.down()
@@ -88,12 +88,17 @@ def _otelcol_argv(binary: Path, _state: Path) -> list[str]:
     return [str(binary), f"--config={config_dir() / 'otel-collector' / 'config.yaml'}"]
 
 
-def _tempo_argv(binary: Path, _state: Path) -> list[str]:
-    return [str(binary), f"-config.file={config_dir() / 'tempo' / 'tempo.yaml'}", "-config.expand-env=true"]
+def _otelcol_env(state: Path) -> dict[str, str]:
+    # the trace export queue on disk: kept across restarts, like the component's other state
+    return {"VOXPULSE_COLLECTOR_QUEUE_DIR": str(state / "queue")}
 
 
-def _tempo_env(state: Path) -> dict[str, str]:
-    return {"VOXPULSE_TEMPO_DATA": str(state)}
+def _jaeger_argv(binary: Path, _state: Path) -> list[str]:
+    return [str(binary), f"--config=file:{config_dir() / 'jaeger' / 'jaeger.yaml'}"]
+
+
+def _jaeger_env(state: Path) -> dict[str, str]:
+    return {"VOXPULSE_JAEGER_DATA": str(state / "data")}
 
 
 def _prometheus_argv(binary: Path, state: Path) -> list[str]:
@@ -141,23 +146,19 @@ def _alertmanager_argv(binary: Path, state: Path) -> list[str]:
     ]
 
 
-# Start order: Tempo before the collector that exports to it; the alerts receiver before
-# Alertmanager before Prometheus.
+# Start order: the trace store (Jaeger) before the collector that exports to it; the alerts
+# receiver before Alertmanager before Prometheus.
 COMPONENTS: dict[str, Component] = {
     c.name: c
     for c in (
         Component(
-            "tempo",
-            ("tempo",),
-            "http://127.0.0.1:3200/ready",
-            (3200, 4417, 4418, 9096),
-            _tempo_argv,
-            _tempo_env,
-            "Grafana Tempo (traces, TraceQL by call_id)",
-            # Tempo 2.8's query-frontend can hang on shutdown after searches, once the ingester
-            # has already flushed every trace (flush_all_on_shutdown, within a second): don't wait
-            # long for the rest.
-            stop_timeout_s=10.0,
+            "jaeger",
+            ("jaeger",),
+            "http://127.0.0.1:13134/status",
+            (4417, 4418, 16686, 16685, 13134, 14269),
+            _jaeger_argv,
+            _jaeger_env,
+            "Jaeger v2 (traces on disk, search by call_id)",
         ),
         Component(
             "otelcol",
@@ -165,7 +166,8 @@ COMPONENTS: dict[str, Component] = {
             "http://127.0.0.1:13133/",
             (4317, 4318, 8888, 8889, 13133),
             _otelcol_argv,
-            description="OpenTelemetry Collector (OTLP in, span metrics, redaction)",
+            _otelcol_env,
+            "OpenTelemetry Collector (OTLP in, span metrics, redaction, trace queue on disk)",
         ),
         Component(
             "alerts-receiver",
@@ -234,7 +236,7 @@ def _find(names: Iterable[str]) -> Path | None:
 
 _TOOLS: dict[str, tuple[str, ...]] = {
     "otelcol": ("otelcol", "voxpulse-otelcol"),
-    "tempo": ("tempo",),
+    "jaeger": ("jaeger",),
     "prometheus": ("prometheus",),
     "promtool": ("promtool",),
     "alertmanager": ("alertmanager", "prometheus-alertmanager"),
@@ -254,11 +256,11 @@ def ensure_built(
 ) -> dict[str, Path | None]:
     """Run scripts/build-backends.sh (seconds when everything is cached) and return :func:`binaries`.
 
-    A first build takes minutes (collector and Tempo from Go sources on 2 cores).
+    A first build takes minutes (collector and Jaeger from Go sources on 2 cores).
     """
     script = config_dir() / "scripts" / "build-backends.sh"
     runs: list[list[str]] = []
-    for only in ("otelcol", "tempo"):
+    for only in ("otelcol", "jaeger"):
         runs.append([str(script), f"--only={only}"])
     if with_linter:
         runs.append([str(script), "--only=linter"])
@@ -680,7 +682,7 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
     The handler is set as ``func`` (``args.func(args) -> int`` exit code).
     """
-    p = subparsers.add_parser("stack", help="run the collector, Tempo, Prometheus and Alertmanager natively")
+    p = subparsers.add_parser("stack", help="run the collector, Jaeger, Prometheus and Alertmanager natively")
     p.set_defaults(func=_cmd)
     sub = p.add_subparsers(dest="stack_cmd", required=True)
 

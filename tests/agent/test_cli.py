@@ -1,54 +1,8 @@
-"""The voxpulse CLI: Tempo JSON -> waterfall, and the command wiring (no backend needed)."""
+"""The voxpulse CLI: the command wiring (no backend needed). The waterfall: tests/console/test_waterfall.py."""
 
 from __future__ import annotations
 
-import base64
-
-from rich.console import Console
-
-from voxpulse_console.cli import build_parser, render_waterfall, spans_from_tempo
-
-
-def _span(span_id: str, parent: str | None, name: str, start_ms: int, end_ms: int, **attrs: object) -> dict:
-    def value(v: object) -> dict:
-        return {"intValue": str(v)} if isinstance(v, int) else {"stringValue": str(v)}
-
-    out = {
-        "spanId": base64.b64encode(bytes.fromhex(span_id)).decode(),
-        "name": name,
-        "startTimeUnixNano": str(1_700_000_000_000_000_000 + start_ms * 1_000_000),
-        "endTimeUnixNano": str(1_700_000_000_000_000_000 + end_ms * 1_000_000),
-        "attributes": [{"key": k.replace("__", "."), "value": value(v)} for k, v in attrs.items()],
-    }
-    if parent:
-        out["parentSpanId"] = base64.b64encode(bytes.fromhex(parent)).decode()
-    return out
-
-
-def test_tempo_trace_renders_as_a_waterfall() -> None:
-    doc = {"batches": [{"resource": {}, "scopeSpans": [{"spans": [
-        _span("01" * 8, None, "call", 0, 5000, call_id="c-1", voice__call__outcome="transferred"),
-        _span("02" * 8, "01" * 8, "agent_session", 1, 4990),
-        _span("03" * 8, "02" * 8, "agent_turn", 1500, 3000),
-        _span("04" * 8, "03" * 8, "llm_node", 1500, 1900),
-        _span("05" * 8, "04" * 8, "llm_request", 1500, 1900, voice__stage="llm"),
-        _span("06" * 8, "05" * 8, "llm_request_run", 1500, 1900),
-        _span("07" * 8, "01" * 8, "turn", 1000, 3200, voice__stage="turn", voice__turn__time_to_first_word=1.234),
-    ]}]}]}
-    spans = spans_from_tempo(doc)
-    assert [s.name for s in spans][:2] == ["call", "agent_session"]
-    assert spans[1].parent_id == "01" * 8
-    assert spans[0].ms == 5000
-    console = Console(width=160, record=True)
-    console.print(render_waterfall(spans, title="call c-1"))
-    text = console.export_text()
-    assert "llm_request_run" not in text  # LiveKit's per-attempt spans are folded by default
-    lines = [ln for ln in text.splitlines() if "llm_request" in ln]
-    assert len(lines) == 1 and "stage=llm" in lines[0]
-    assert "time_to_first_word=1.234" in text and "outcome=transferred" in text
-    full = Console(width=160, record=True)
-    full.print(render_waterfall(spans, full=True))
-    assert "llm_request_run" in full.export_text()
+from voxpulse_console.cli import build_parser
 
 
 def test_commands_are_wired() -> None:
@@ -56,6 +10,9 @@ def test_commands_are_wired() -> None:
     args = parser.parse_args(["simulate", "--calls", "3", "--concurrency", "2", "--exporter", "none"])
     assert (args.calls, args.concurrency, args.exporter) == (3, 2, "none")
     assert parser.parse_args(["trace", "sim-1-0001"]).call_id == "sim-1-0001"
+    args = parser.parse_args(["trace", "sim-1-0001", "--trace-store", "tempo", "--trace-store-url", "http://t:3200"])
+    assert (args.trace_store, args.trace_store_url) == ("tempo", "http://t:3200")
+    assert parser.parse_args(["demo"]).trace_store is None  # VOXPULSE_TRACE_STORE, else jaeger
     assert parser.parse_args(["demo", "--no-stack"]).no_stack
     commands = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
     assert {"simulate", "demo", "trace", "stack", "calls"} <= commands

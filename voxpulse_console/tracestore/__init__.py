@@ -9,10 +9,63 @@
 
 Every caller (``voxpulse trace``, ``voxpulse demo``, the web console, the benchmarks and the tests)
 goes through :class:`TraceStore`; nothing else speaks a trace store's HTTP API.
+
+Configuration (environment, or the arguments of :func:`create`):
+
+* ``VOXPULSE_TRACE_STORE``: ``jaeger`` (default; the native stack) or ``tempo`` (docker compose's default);
+* ``VOXPULSE_TRACE_STORE_URL``: the store's query API; default ``http://127.0.0.1:16686`` (Jaeger)
+  or ``http://127.0.0.1:3200`` (Tempo).
 """
 
 from __future__ import annotations
 
-from ._model import CallTrace, Span, Trace, TraceStore, TraceStoreError
+import os
+from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["CallTrace", "Span", "Trace", "TraceStore", "TraceStoreError"]
+from ._jaeger import JaegerTraceStore
+from ._model import CallTrace, Span, Trace, TraceStore, TraceStoreError
+from ._tempo import TempoTraceStore
+
+__all__ = [
+    "DEFAULT_KIND",
+    "DEFAULT_URLS",
+    "KINDS",
+    "CallTrace",
+    "JaegerTraceStore",
+    "Span",
+    "TempoTraceStore",
+    "Trace",
+    "TraceStore",
+    "TraceStoreError",
+    "create",
+    "from_env",
+]
+
+KINDS: dict[str, type[JaegerTraceStore] | type[TempoTraceStore]] = {
+    "jaeger": JaegerTraceStore,
+    "tempo": TempoTraceStore,
+}
+DEFAULT_KIND = "jaeger"
+DEFAULT_URLS = {"jaeger": "http://127.0.0.1:16686", "tempo": "http://127.0.0.1:3200"}
+
+
+def create(kind: str = DEFAULT_KIND, url: str | None = None, **options: Any) -> TraceStore:
+    """A store of ``kind`` at ``url`` (default: the kind's local address). ``options`` go to its
+    constructor (``timeout_s``, ``client``; Jaeger also ``services``, ``services_ttl_s``)."""
+    name = kind.strip().lower()
+    if name not in KINDS:
+        raise ValueError(f"unknown trace store {kind!r}; known: {', '.join(KINDS)}")
+    store: TraceStore = KINDS[name](url or DEFAULT_URLS[name], **options)
+    return store
+
+
+def from_env(env: Mapping[str, str] | None = None, **options: Any) -> TraceStore:
+    """The store that ``VOXPULSE_TRACE_STORE`` and ``VOXPULSE_TRACE_STORE_URL`` name (see the module docstring)."""
+    if env is None:
+        kind = os.environ.get("VOXPULSE_TRACE_STORE") or DEFAULT_KIND
+        url = os.environ.get("VOXPULSE_TRACE_STORE_URL") or None
+    else:
+        kind = env.get("VOXPULSE_TRACE_STORE") or DEFAULT_KIND
+        url = env.get("VOXPULSE_TRACE_STORE_URL") or None
+    return create(kind, url, **options)
