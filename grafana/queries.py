@@ -1,16 +1,22 @@
 """Every panel query of the VoxPulse dashboards, with its datasource, ready to run against the stack.
 
     from grafana.queries import panel_queries, expand
-    for q in panel_queries():
-        print(q.dashboard, q.panel, q.language, expand(q, call_id="abc"))
+    for q in panel_queries("jaeger"):
+        print(q.dashboard, q.panel, q.language, expand(q, variables={"call_id": "abc"}))
 
-``panel_queries()`` reads grafana/dashboards/*.json (the committed files). ``expand()`` replaces
-Grafana's variables and macros the way Grafana would before sending the query, so PromQL goes to
-Prometheus's /api/v1/query, SQL to PostgreSQL and TraceQL to Tempo's /api/search unchanged:
+``panel_queries(store)`` reads grafana/dashboards/<store>/*.json (the committed files; both sets
+without ``store``). ``expand()`` replaces Grafana's variables and macros the way Grafana would
+before sending the query, so PromQL goes to Prometheus's /api/v1/query, SQL to PostgreSQL and
+TraceQL to Tempo's /api/search unchanged:
 
 * PromQL: ``$__rate_interval``, ``$__interval``, ``$__range``;
 * SQL: ``$__timeFilter(col)``, ``$__timeFrom()``, ``$__timeTo()``, ``${var:sqlstring}``, ``$period``;
 * all: ``${call_id}`` / ``$call_id`` and other dashboard variables.
+
+A Jaeger target (language ``jaeger``) is a search (service, operation, tags in logfmt, durations,
+limit) or a trace id; ``jaeger_search(q, variables)`` turns it into the arguments of
+``voxpulse_console.tracestore.JaegerTraceStore.search`` (the request Grafana's Jaeger data source
+sends: ``GET /api/traces`` with the tags as JSON), or ``{"trace_id": ...}``.
 
 ``python grafana/queries.py`` prints them as JSON lines.
 """
@@ -29,21 +35,23 @@ from typing import Any
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboards"
 
 LANGUAGE = {"prometheus": "promql", "grafana-postgresql-datasource": "sql", "postgres": "sql",
-            "tempo": "traceql"}
+            "tempo": "traceql", "jaeger": "jaeger"}
+#: the fields of a Grafana Jaeger query that make its search (JaegerQuery in Grafana's data source)
+JAEGER_FIELDS = ("queryType", "service", "operation", "tags", "minDuration", "maxDuration", "limit", "query")
 
 
 @dataclass(frozen=True)
 class PanelQuery:
     dashboard: str  # dashboard uid
-    file: str
+    file: str  # <store>/<file name>
     panel_id: int
     panel: str  # panel title
     panel_type: str
     ref_id: str
     datasource_uid: str
     datasource_type: str
-    language: str  # promql | sql | traceql
-    query: str  # as written in the dashboard (variables unexpanded)
+    language: str  # promql | sql | traceql | jaeger
+    query: str  # as written in the dashboard (variables unexpanded); jaeger: JSON of JAEGER_FIELDS
     exemplar: bool = False
     instant: bool = False
     format: str = ""
@@ -62,7 +70,10 @@ def dashboard_queries(doc: dict[str, Any], file: str = "") -> list[PanelQuery]:
             ds = t.get("datasource") or p.get("datasource") or {}
             dtype = str(ds.get("type", ""))
             lang = LANGUAGE.get(dtype, dtype)
-            text = t.get("expr") if lang == "promql" else t.get("rawSql") if lang == "sql" else t.get("query")
+            if lang == "jaeger":
+                text: Any = json.dumps({k: t[k] for k in JAEGER_FIELDS if k in t}, sort_keys=True)
+            else:
+                text = t.get("expr") if lang == "promql" else t.get("rawSql") if lang == "sql" else t.get("query")
             out.append(PanelQuery(
                 dashboard=str(doc.get("uid", "")), file=file, panel_id=int(p.get("id", 0)),
                 panel=str(p.get("title", "")), panel_type=str(p.get("type", "")), ref_id=str(t.get("refId", "")),
@@ -73,10 +84,52 @@ def dashboard_queries(doc: dict[str, Any], file: str = "") -> list[PanelQuery]:
     return out
 
 
-def panel_queries(directory: Path = DASHBOARD_DIR) -> list[PanelQuery]:
+def panel_queries(store: str | None = None, directory: Path = DASHBOARD_DIR) -> list[PanelQuery]:
+    """The queries of the ``store`` set (tempo | jaeger), or of both sets."""
     out: list[PanelQuery] = []
-    for f in sorted(directory.glob("*.json")):
-        out.extend(dashboard_queries(json.loads(f.read_text(encoding="utf-8")), f.name))
+    for f in sorted(directory.glob(f"{store or '*'}/*.json")):
+        out.extend(dashboard_queries(json.loads(f.read_text(encoding="utf-8")), f"{f.parent.name}/{f.name}"))
+    return out
+
+
+_LOGFMT = re.compile(r'([^\s=]+)=("(?:[^"\\]|\\.)*"|\S*)')
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(us|µs|ms|s|m|h)$")
+_DURATION_MS = {"us": 0.001, "µs": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+
+
+def logfmt_tags(text: str) -> dict[str, str]:
+    """Grafana's Jaeger tags field (logfmt: ``key=value key2="quoted value"``) as a dict."""
+    out = {}
+    for key, value in _LOGFMT.findall(text):
+        if value.startswith('"'):
+            value = json.loads(value)
+        out[key] = value
+    return out
+
+
+def jaeger_search(q: PanelQuery, *, variables: dict[str, str] | None = None) -> dict[str, Any]:
+    """A Jaeger panel query with its variables expanded, as keyword arguments of
+    ``JaegerTraceStore.search`` (service, operation, tags, min_duration_ms, limit; the caller adds the
+    time range), or ``{"trace_id": ...}`` for a trace-id query."""
+    assert q.language == "jaeger", q
+    fields: dict[str, Any] = json.loads(q.query)
+    values = variables or {}
+
+    def sub(text: str) -> str:
+        text = re.sub(r"\$\{(\w+)(?::\w+)?\}", lambda m: values.get(m.group(1), m.group(0)), text)
+        return re.sub(r"\$(\w+)", lambda m: values.get(m.group(1), m.group(0)), text)
+
+    if fields.get("queryType") != "search":
+        return {"trace_id": sub(str(fields["query"]))}
+    out: dict[str, Any] = {"service": sub(str(fields["service"])), "limit": int(fields.get("limit") or 20)}
+    if fields.get("operation"):
+        out["operation"] = sub(str(fields["operation"]))
+    if fields.get("tags"):
+        out["tags"] = logfmt_tags(sub(str(fields["tags"])))
+    if fields.get("minDuration"):
+        m = _DURATION.match(str(fields["minDuration"]))
+        assert m, fields["minDuration"]
+        out["min_duration_ms"] = float(m.group(1)) * _DURATION_MS[m.group(2)]
     return out
 
 

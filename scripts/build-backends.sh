@@ -124,20 +124,27 @@ if want jaeger; then
   fi
 fi
 
-# Grafana's dashboard-linter v0.2.0 (the only version the proxy serves) imports
-# github.com/grafana/grafana/apps/dashboard (AGPL, not to be used) for one file, lint/v2.go (v2
-# dashboard schema). Build the linter's own module with that file replaced by grafana/linter/v2.go
-# (every rule kept; v2 dashboards reported as unsupported; VoxPulse's are v1) and that requirement
-# dropped, so the Grafana module is never fetched.
+# Grafana's dashboard-linter v0.2.0 (the only version the proxy serves; Apache-2.0) imports two
+# modules that must not be used (scripts/go-not-to-use.txt), each for one file:
+#   - lint/v2.go (v2 dashboard schema) imports github.com/grafana/grafana/apps/dashboard (AGPL);
+#     replaced by grafana/linter/v2.go: v2 dashboards reported as unsupported (VoxPulse's are v1);
+#   - lint/rule_target_logql_auto.go (LogQL) imports github.com/grafana/loki/v3 (AGPL); replaced by
+#     grafana/linter/logql.go: Loki targets reported as unsupported (VoxPulse has no Loki).
+# Every other rule is the linter's own. The build drops those requirements from the linter's go.mod,
+# so neither module is fetched.
 if want linter; then
-  k=$(key "$root/grafana/linter/v2.go" <(printf '%s\n' "linter $DASHBOARD_LINTER_VERSION $DASHBOARD_LINTER_REPLACES"))
+  k=$(key "$root/grafana/linter/v2.go" "$root/grafana/linter/logql.go" \
+    <(printf '%s\n' "linter $DASHBOARD_LINTER_VERSION $DASHBOARD_LINTER_REPLACES"))
   if ! cached dashboard-linter "$k"; then
     go_build_env_ok
     log "dashboard-linter: building $DASHBOARD_LINTER_VERSION (about 3 min)"
     dir="$cache/build/dashboard-linter-$k"
     module_copy "github.com/grafana/dashboard-linter@$DASHBOARD_LINTER_VERSION" "$dir"
-    cp "$root/grafana/linter/v2.go" "$dir/lint/v2.go"; rm -f "$dir/lint/v2_test.go"
-    (cd "$dir" && go mod edit -droprequire=github.com/grafana/grafana/apps/dashboard &&
+    cp "$root/grafana/linter/v2.go" "$dir/lint/v2.go"
+    cp "$root/grafana/linter/logql.go" "$dir/lint/rule_target_logql_auto.go"
+    rm -f "$dir/lint/v2_test.go" "$dir/lint/rule_target_logql_auto_test.go" "$dir/lint/rule_target_logql_test.go"
+    (cd "$dir" && go mod edit -droprequire=github.com/grafana/grafana/apps/dashboard \
+        -droprequire=github.com/grafana/loki/v3 -droprequire=github.com/grafana/loki/pkg/push &&
       for r in $DASHBOARD_LINTER_REPLACES; do go mod edit -replace="$r"; done &&
       go build -trimpath -ldflags "-s -w" -o "$dir/dashboard-linter.bin" .)
     install_bin dashboard-linter "$k" "$dir/dashboard-linter.bin"; rm -rf "$dir"

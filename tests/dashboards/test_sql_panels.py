@@ -57,8 +57,10 @@ async def test_every_sql_panel_returns_rows(dashboards_db: str, queries: ModuleT
     conn = await asyncpg.connect(dashboards_db)
     try:
         call_id = await seed(conn, NOW)
-        sql = [q for q in queries.panel_queries() if q.language == "sql"]
-        assert len(sql) >= 15
+        # both trace-store sets carry the same SQL: run each distinct query once
+        every = [q for q in queries.panel_queries() if q.language == "sql"]
+        sql = list({(q.dashboard, q.panel, q.query): q for q in every}.values())
+        assert len(sql) >= 15 and len(every) == 2 * len(sql)
         for period in ("day", "week", "month"):
             for q in sql:
                 text = queries.expand(q, variables={"call_id": call_id, "period": period},

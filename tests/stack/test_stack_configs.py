@@ -1,5 +1,8 @@
-"""The configs, checked by the real tools (collector validate, promtool, tempo -config.verify),
-and a deliberately broken copy of each rejected; plus the names contract with telemetry.semconv."""
+"""The configs, checked by the real tools (collector validate, jaeger validate, promtool), and a
+deliberately broken copy of each rejected; plus the names contract with telemetry.semconv.
+
+Tempo (docker compose only: its Go module is AGPL, so no Tempo binary is built here) is checked
+without Tempo: its ports against the collector's exporter and Grafana's data source."""
 
 from __future__ import annotations
 
@@ -19,8 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.stack
 
 COLLECTOR = ROOT / "otel-collector" / "config.yaml"
+JAEGER = ROOT / "jaeger" / "jaeger.yaml"
 TEMPO = ROOT / "tempo" / "tempo.yaml"
 PROMETHEUS = ROOT / "prometheus" / "prometheus.yml"
+VERSIONS = ROOT / "scripts" / "versions.env"
 
 
 def run(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
@@ -42,11 +47,13 @@ def test_collector_config_is_valid(need: Callable[[str], Path]) -> None:
     ("old", "new"),
     [
         # a pipeline naming an exporter that is not defined
-        ("exporters: [otlp_grpc/tempo, span_metrics]", "exporters: [otlp_grpc/tempo, span_metricz]"),
+        ("exporters: [otlp_grpc/tracestore, span_metrics]", "exporters: [otlp_grpc/tracestore, span_metricz]"),
         # a bad value for a typed key
         ("      unit: ms\n", "      unit: minutes\n"),
+        # the persistent queue measured in a unit the exporter does not know
+        ("      sizer: items\n", "      sizer: spans\n"),
     ],
-    ids=["undefined-component", "bad-unit"],
+    ids=["undefined-component", "bad-unit", "bad-queue-sizer"],
 )
 def test_collector_rejects_broken_config(
     need: Callable[[str], Path], tmp_path: Path, old: str, new: str
@@ -67,12 +74,17 @@ def test_collector_env_defaults_expand(need: Callable[[str], Path]) -> None:
         [str(otelcol), "print-config", "--mode=unredacted", f"--config={COLLECTOR}"],
         VOXPULSE_SPANMETRICS_FLUSH="7s",
         VOXPULSE_COLLECTOR_BIND="0.0.0.0",
+        VOXPULSE_COLLECTOR_QUEUE_DIR="/tmp/vp-queue",
     )
     assert proc.returncode == 0, proc.stderr
     effective = yaml.safe_load(proc.stdout)
     assert effective["connectors"]["span_metrics"]["metrics_flush_interval"] == "7s"
     assert effective["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"] == "0.0.0.0:4317"
-    assert effective["exporters"]["otlp_grpc/tempo"]["endpoint"] == "127.0.0.1:4417"
+    exporter = effective["exporters"]["otlp_grpc/tracestore"]
+    assert exporter["endpoint"] == "127.0.0.1:4417"
+    assert exporter["sending_queue"]["queue_size"] == 200000
+    assert effective["extensions"]["file_storage/queue"]["directory"] == "/tmp/vp-queue"
+    assert effective["extensions"]["file_storage/queue"]["max_size"] == 1 << 30
 
 
 def _ms(d: str) -> float:
@@ -100,10 +112,10 @@ def test_collector_follows_semconv() -> None:
     assert prom["enable_open_metrics"] is True
     pipelines = cfg["service"]["pipelines"]
     traces = pipelines["traces"]
-    # redaction before both the connector and the Tempo exporter (they are the pipeline's exporters)
+    # redaction before both the connector and the trace store's exporter (the pipeline's exporters)
     assert "transform/redact" in traces["processors"]
     assert "redaction" in traces["processors"]
-    assert set(traces["exporters"]) == {"otlp_grpc/tempo", "span_metrics"}
+    assert set(traces["exporters"]) == {"otlp_grpc/tracestore", "span_metrics"}
     # span-derived and SDK metrics both reach the Prometheus exporter
     exported = {name for name, p in pipelines.items() if "prometheus" in p.get("exporters", [])}
     assert any("span_metrics" in pipelines[n]["receivers"] for n in exported)
@@ -152,9 +164,16 @@ def test_prometheus_scrapes_what_the_design_says() -> None:
     assert collector["static_configs"][0]["targets"] == ["127.0.0.1:8889"]
     assert collector.get("scrape_interval", cfg["global"]["scrape_interval"]) == "15s"
     targets = {t for j in jobs.values() for sc in j.get("static_configs", []) for t in sc["targets"]}
-    assert {"127.0.0.1:8888", "127.0.0.1:3200", "127.0.0.1:9093", "127.0.0.1:9090"} <= targets
+    assert {"127.0.0.1:8888", "127.0.0.1:9093", "127.0.0.1:9090"} <= targets
     files = {f for j in jobs.values() for sd in j.get("file_sd_configs", []) for f in sd["files"]}
     assert {"targets/node.yml", "targets/livekit.yml", "targets/blackbox-*.yml"} <= files
+    # the trace store's own metrics: Jaeger natively; compose mounts the file of the store it runs
+    assert jobs["trace-store"]["file_sd_configs"][0]["files"] == ["targets/trace-store.yml"]
+    folder = PROMETHEUS.parent / "targets"
+    native = yaml.safe_load((folder / "trace-store.yml").read_text())
+    assert native == yaml.safe_load((folder / "trace-store-jaeger.yml").read_text())
+    assert native[0]["targets"] == ["127.0.0.1:14269"]
+    assert yaml.safe_load((folder / "trace-store-tempo.yml").read_text())[0]["targets"] == ["127.0.0.1:3200"]
     assert cfg["rule_files"] == ["rules/*.yml"]
     am = cfg["alerting"]["alertmanagers"][0]
     assert am["api_version"] == "v2"
@@ -162,28 +181,108 @@ def test_prometheus_scrapes_what_the_design_says() -> None:
     assert cfg["storage"]["exemplars"]["max_exemplars"] > 0
 
 
-# --- Tempo -------------------------------------------------------------------------------------
+# --- the trace export queue --------------------------------------------------------------------
 
 
-def test_tempo_config_is_valid(need: Callable[[str], Path], tmp_path: Path) -> None:
-    tempo = need("tempo")
-    proc = run(
-        [str(tempo), f"-config.file={TEMPO}", "-config.expand-env=true", "-config.verify=true"],
-        VOXPULSE_TEMPO_DATA=str(tmp_path),
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+def test_trace_export_queue_is_persistent_and_bounded() -> None:
+    """Spans waiting for the trace store are on disk (they survive a collector restart), bounded in
+    spans and in bytes, and retried until delivered (the bounded queue decides what is dropped)."""
+    cfg = yaml.safe_load(COLLECTOR.read_text())
+    exporter = cfg["exporters"]["otlp_grpc/tracestore"]
+    queue = exporter["sending_queue"]
+    assert queue["enabled"] is True and queue["storage"] == "file_storage/queue"
+    assert queue["sizer"] == "items" and "queue_size" in queue
+    assert exporter["retry_on_failure"]["max_elapsed_time"] == "0s"
+    storage = cfg["extensions"]["file_storage/queue"]
+    assert storage["create_directory"] is True and "max_size" in storage
+    assert storage["compaction"]["on_rebound"] is True
+    assert "file_storage/queue" in cfg["service"]["extensions"]
+    from voxpulse_console import stack
+
+    assert stack.COMPONENTS["otelcol"].env(Path("/s/otelcol")) == {"VOXPULSE_COLLECTOR_QUEUE_DIR": "/s/otelcol/queue"}
 
 
-def test_tempo_rejects_broken_config(need: Callable[[str], Path], tmp_path: Path) -> None:
-    tempo = need("tempo")
-    broken = tmp_path / "tempo.yaml"
-    broken.write_text(TEMPO.read_text().replace("trace_idle_period:", "trace_idle_periods:"))
-    proc = run(
-        [str(tempo), f"-config.file={broken}", "-config.expand-env=true", "-config.verify=true"],
-        VOXPULSE_TEMPO_DATA=str(tmp_path),
-    )
-    assert proc.returncode != 0
-    assert "trace_idle_periods" in proc.stdout + proc.stderr
+def test_builder_manifest_carries_the_scale_out_components() -> None:
+    """One build serves today's config and the scale-out tier (tail sampling, load balancing)."""
+    manifest = yaml.safe_load((ROOT / "otel-collector" / "builder-config.yaml").read_text())
+    modules = {c["gomod"].split()[0].rsplit("/", 1)[-1] for s in ("receivers", "processors", "exporters",
+                                                                 "connectors", "extensions") for c in manifest[s]}
+    assert {"filestorage", "tailsamplingprocessor", "loadbalancingexporter", "otlphttpexporter",
+            "otlpexporter", "forwardconnector"} <= modules
+    versions = {c["gomod"].split()[1] for s in ("receivers", "processors", "exporters", "connectors", "extensions")
+                for c in manifest[s]}
+    builder = dict(line.split("=", 1) for line in VERSIONS.read_text().splitlines()
+                   if "=" in line and not line.startswith("#"))["BUILDER_VERSION"]
+    assert versions == {f"v{builder}"} and manifest["dist"]["version"] == builder
+
+
+# --- Jaeger ------------------------------------------------------------------------------------
+
+
+def test_jaeger_config_is_valid(need: Callable[[str], Path], tmp_path: Path) -> None:
+    jaeger = need("jaeger")
+    proc = run([str(jaeger), "validate", f"--config=file:{JAEGER}"], VOXPULSE_JAEGER_DATA=str(tmp_path))
+    assert proc.returncode == 0 and "Error" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_jaeger_rejects_broken_config(need: Callable[[str], Path], tmp_path: Path) -> None:
+    jaeger = need("jaeger")
+    broken = tmp_path / "jaeger.yaml"
+    broken.write_text(JAEGER.read_text().replace("exporters: [jaeger_storage_exporter]", "exporters: [nowhere]"))
+    proc = run([str(jaeger), "validate", f"--config=file:{broken}"], VOXPULSE_JAEGER_DATA=str(tmp_path))
+    # `jaeger validate` exits 0 on errors in this version; it prints them
+    assert "references exporter \"nowhere\" which is not configured" in proc.stdout + proc.stderr
+
+
+def test_jaeger_settings_the_stack_relies_on(need: Callable[[str], Path], tmp_path: Path) -> None:
+    """Effective config (the binary's own print-config): ports, storage in the state dir with a
+    retention, self-tracing off, own metrics off the collector's ports, no batching before disk."""
+    jaeger = need("jaeger")
+    proc = run([str(jaeger), "print-config", "--mode=unredacted", f"--config=file:{JAEGER}"],
+               VOXPULSE_JAEGER_DATA=str(tmp_path), VOXPULSE_JAEGER_RETENTION="48h")
+    assert proc.returncode == 0, proc.stderr
+    cfg = yaml.safe_load(proc.stdout)
+    otlp = cfg["receivers"]["otlp"]["protocols"]
+    assert (otlp["grpc"]["endpoint"], otlp["http"]["endpoint"]) == ("127.0.0.1:4417", "127.0.0.1:4418")
+    query = cfg["extensions"]["jaeger_query"]
+    assert (query["http"]["endpoint"], query["grpc"]["endpoint"]) == ("127.0.0.1:16686", "127.0.0.1:16685")
+    assert query["enable_tracing"] is False
+    (backend,) = cfg["extensions"]["jaeger_storage"]["backends"].values()
+    badger = backend["badger"]
+    assert badger["ephemeral"] is False and badger["consistency"] is True
+    assert badger["directories"] == {"keys": f"{tmp_path}/keys", "values": f"{tmp_path}/values"}
+    assert badger["ttl"]["spans"] == "48h"
+    assert cfg["extensions"]["healthcheckv2"]["http"]["endpoint"] == "127.0.0.1:13134"
+    (reader,) = cfg["service"]["telemetry"]["metrics"]["readers"]
+    assert reader["pull"]["exporter"]["prometheus"]["port"] == 14269
+    assert cfg["service"]["pipelines"]["traces"]["processors"] == []
+    from voxpulse_console import stack
+
+    comp = stack.COMPONENTS["jaeger"]
+    assert comp.ready_url == "http://127.0.0.1:13134/status"
+    assert {4417, 4418, 16686, 16685, 13134, 14269} == set(comp.ports)
+    assert not set(comp.ports) & set(stack.COMPONENTS["otelcol"].ports)
+    assert comp.env(tmp_path) == {"VOXPULSE_JAEGER_DATA": str(tmp_path / "data")}
+    assert list(stack.COMPONENTS).index("jaeger") < list(stack.COMPONENTS).index("otelcol")
+
+
+def test_trace_store_ports_agree() -> None:
+    """The collector exports to 127.0.0.1:4417, where Jaeger (native, compose) and Tempo (compose)
+    both take OTLP; Grafana's data sources and the console's defaults point at their query ports."""
+    from voxpulse_console import tracestore
+
+    collector = yaml.safe_load(COLLECTOR.read_text())
+    endpoint = collector["exporters"]["otlp_grpc/tracestore"]["endpoint"]
+    assert endpoint == "${env:VOXPULSE_TRACE_STORE_OTLP:-127.0.0.1:4417}"
+    jaeger = yaml.safe_load(JAEGER.read_text())
+    assert jaeger["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"].endswith(":4417")
+    tempo = yaml.safe_load(TEMPO.read_text())
+    assert tempo["distributor"]["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"].endswith(":4417")
+    assert tempo["server"]["http_listen_port"] == 3200
+    datasources = yaml.safe_load((ROOT / "grafana" / "provisioning" / "datasources" / "datasources.yaml").read_text())
+    urls = {d["uid"]: d["url"] for d in datasources["datasources"]}
+    assert urls["jaeger"] == tracestore.DEFAULT_URLS["jaeger"] == "http://127.0.0.1:16686"
+    assert urls["tempo"] == tracestore.DEFAULT_URLS["tempo"] == "http://127.0.0.1:3200"
 
 
 # --- alertmanager (as `voxpulse stack up` runs it) ---------------------------------------------------

@@ -1,11 +1,12 @@
-"""End to end against the real processes: library -> collector -> Prometheus and Tempo.
+"""End to end against the real processes: library -> collector -> Prometheus and the trace store (Jaeger).
 
 Several simulated calls go through the library's real OTLP exporter (telemetry.configure +
-telemetry.call + the decorators); then, through the HTTP APIs only, the test proves that
-Prometheus has the span-derived histogram per stage with the exact counts and the SDK
-histograms, that exemplars lead to Tempo traces holding the call's spans, that TraceQL by call_id
-finds exactly that call, that no series carries call_id or a phone number, and that a phone number
-in a `pii` attribute is masked by the collector before Tempo.
+telemetry.call + the decorators); then, through the HTTP APIs only (Prometheus's, and Jaeger's
+through voxpulse_console.tracestore), the test proves that Prometheus has the span-derived
+histogram per stage with the exact counts and the SDK histograms, that exemplars lead to Jaeger
+traces holding the call's spans, that the search by call_id finds exactly that call, that no series
+carries call_id or a phone number, and that a phone number in a `pii` attribute is masked by the
+collector before the trace store.
 
 The stack is started by voxpulse_console/stack.py in a temporary state folder (or a stack that already
 answers on the standard ports is reused, without the fault part). Waits are polls with deadlines.
@@ -36,12 +37,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import telemetry
 from telemetry.semconv import METRICS, SPANMETRICS_CALLS, SPANMETRICS_DURATION, Attr, CallOutcome, Stage
-from voxpulse_console import stack
+from voxpulse_console import stack, tracestore
+from voxpulse_console.tracestore import Trace
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 PROM = "http://127.0.0.1:9090"
-TEMPO = "http://127.0.0.1:3200"
 PHONE = "+380501234567"
 PHONE_MASKED = "+380***567"
 N_CALLS = 3
@@ -99,7 +100,7 @@ def _all_ready() -> bool:
 
 @pytest.fixture(scope="module")
 def running(need: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    for tool in ("otelcol", "tempo", "prometheus", "alertmanager"):
+    for tool in ("otelcol", "jaeger", "prometheus", "alertmanager"):
         need(tool)
     # another stack (a concurrent test run) may be starting or stopping: wait until it is either
     # fully up (reuse it) or gone (start ours)
@@ -113,7 +114,6 @@ def running(need: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactor
     env = {
         # > the 15 s scrape interval, so every flush's exemplars are scraped once
         "VOXPULSE_SPANMETRICS_FLUSH": "16s",
-        "VOXPULSE_TEMPO_IDLE": "1s",
     }
     try:
         started = stack.up(state_dir=state, env=env, wait_s=90)
@@ -185,7 +185,7 @@ async def one_call(call_id: str, outcome: CallOutcome) -> str:
 
 def send_raw_pii_span(service: str) -> str:
     """A span exported by a plain OTel SDK, without the library's redaction: only the collector
-    stands between this phone number and Tempo."""
+    stands between this phone number and the trace store."""
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint="http://127.0.0.1:4318/v1/traces")))
     try:
@@ -305,22 +305,22 @@ def _exemplar_trace_ids(running: Stack, sent: Sent, metric: str) -> set[str]:
     }
 
 
-def _tempo_trace(running: Stack, trace_id: str) -> dict[str, Any] | None:
-    r = running.http.get(f"{TEMPO}/api/traces/{trace_id}")
-    if r.status_code == 404:
-        return None
-    r.raise_for_status()
-    body: dict[str, Any] = r.json()
-    return body if body.get("batches") else None
+def stored_trace(trace_id: str) -> Trace | None:
+    """The trace from the trace store (Jaeger; VOXPULSE_TRACE_STORE), None while it does not have it."""
+
+    async def get() -> Trace | None:
+        async with tracestore.from_env() as store:
+            return await store.trace(trace_id)
+
+    return asyncio.run(get())
 
 
-def _span_attrs(trace: dict[str, Any]) -> list[dict[str, Any]]:
-    out = []
-    for batch in trace["batches"]:
-        for scope in batch.get("scopeSpans", []):
-            for span in scope["spans"]:
-                out.append({a["key"]: next(iter(a["value"].values()), None) for a in span.get("attributes", [])})
-    return out
+def traces_for_call(call_id: str) -> list[str]:
+    async def find() -> list[str]:
+        async with tracestore.from_env() as store:
+            return await store.traces_for_call(call_id, lookback_s=3600)
+
+    return asyncio.run(find())
 
 
 @pytest.mark.parametrize(
@@ -334,44 +334,34 @@ def test_exemplars_lead_to_the_calls_traces(running: Stack, sent: Sent, metric: 
     assert ids & set(sent.calls.values()), "no exemplar points at a call's trace"
     assert ids <= set(by_trace), f"exemplar trace ids {ids - set(by_trace)} are not the calls' traces"
     for tid in ids:
-        trace = poll(lambda tid=tid: _tempo_trace(running, tid), f"trace {tid} in Tempo")
-        call_ids = {a.get(Attr.CALL_ID) for a in _span_attrs(trace)}
+        trace = poll(lambda tid=tid: stored_trace(tid), f"trace {tid} in the trace store")
+        call_ids = {s.attributes.get(Attr.CALL_ID) for s in trace.spans}
         assert call_ids == {by_trace[tid]}, call_ids
 
 
-# --- Tempo ----------------------------------------------------------------------------------------
+# --- the trace store (Jaeger) ---------------------------------------------------------------------
 
 
-def test_traceql_by_call_id_finds_exactly_that_call(running: Stack, sent: Sent) -> None:
+def test_search_by_call_id_finds_exactly_that_call(running: Stack, sent: Sent) -> None:
     for call_id, trace_id in sent.calls.items():
-
-        def search(call_id: str = call_id) -> list[dict[str, Any]] | None:
-            r = running.http.get(
-                f"{TEMPO}/api/search",
-                params={"q": f'{{ span.call_id = "{call_id}" }}', "start": int(sent.t0) - 60,
-                        "end": int(time.time()) + 60, "limit": 20},
-            )
-            r.raise_for_status()
-            traces: list[dict[str, Any]] = r.json().get("traces", [])
-            return traces or None
-
-        traces = poll(search, f"TraceQL search for {call_id}")
-        assert [t["traceID"].rjust(32, "0") for t in traces] == [trace_id]
-        trace = poll(lambda trace_id=trace_id: _tempo_trace(running, trace_id), f"trace {trace_id}")
-        spans = _span_attrs(trace)
-        stages = sorted(str(a[Attr.STAGE]) for a in spans if Attr.STAGE in a)
+        found = poll(lambda call_id=call_id: traces_for_call(call_id), f"search for {call_id}")
+        assert found == [trace_id]
+        trace = poll(lambda trace_id=trace_id: stored_trace(trace_id), f"trace {trace_id}")
+        stages = sorted(str(s.attributes[Attr.STAGE]) for s in trace.spans if Attr.STAGE in s.attributes)
         assert {s for s in stages} >= set(STAGES)
-        assert all(a.get(Attr.CALL_ID) == call_id for a in spans), "every span of the call carries call_id"
+        assert trace.call_id == call_id
+        assert all(s.attributes.get(Attr.CALL_ID) == call_id for s in trace.spans), "every span carries call_id"
 
 
-def test_phone_numbers_are_masked_before_tempo(running: Stack, sent: Sent) -> None:
+def test_phone_numbers_are_masked_before_the_trace_store(running: Stack, sent: Sent) -> None:
     digits = PHONE.lstrip("+")
     for trace_id in [sent.raw_trace_id, *sent.calls.values()]:
-        trace = poll(lambda trace_id=trace_id: _tempo_trace(running, trace_id), f"trace {trace_id}")
-        text = json.dumps(trace, ensure_ascii=False)
-        assert digits not in text, f"raw phone number reached Tempo in {trace_id}"
+        trace = poll(lambda trace_id=trace_id: stored_trace(trace_id), f"trace {trace_id}")
+        text = json.dumps([[s.name, dict(s.attributes), [list(e) for e in s.events]] for s in trace.spans],
+                          ensure_ascii=False, default=str)
+        assert digits not in text, f"raw phone number reached the trace store in {trace_id}"
         assert "501234567" not in text
-        callers = [a[Attr.CALL_CALLER] for a in _span_attrs(trace) if Attr.CALL_CALLER in a]
+        callers = [s.attributes[Attr.CALL_CALLER] for s in trace.spans if Attr.CALL_CALLER in s.attributes]
         assert callers == [PHONE_MASKED], callers
 
 
@@ -408,7 +398,7 @@ def test_up_is_idempotent_and_the_collector_survives_a_kill(running: Stack, sent
     assert stack.kill("otelcol", state_dir=running.state_dir)
     rows = {r.name: r for r in stack.status(state_dir=running.state_dir)}
     assert not rows["otelcol"].running
-    assert rows["tempo"].ready
+    assert rows["jaeger"].ready
     assert not stack._ready(stack.COMPONENTS["otelcol"].ready_url)
     assert stack.start("otelcol", state_dir=running.state_dir) == "started"
     rows = {r.name: r for r in stack.status(state_dir=running.state_dir)}
