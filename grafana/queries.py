@@ -63,24 +63,46 @@ def iter_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         yield from iter_panels(p.get("panels") or [])
 
 
+def _query(doc: dict[str, Any], file: str, p: dict[str, Any], t: dict[str, Any], ds: dict[str, Any],
+           panel: str) -> PanelQuery:
+    dtype = str(ds.get("type", ""))
+    lang = LANGUAGE.get(dtype, dtype)
+    if lang == "jaeger":
+        text: Any = json.dumps({k: t[k] for k in JAEGER_FIELDS if k in t}, sort_keys=True)
+    else:
+        text = t.get("expr") if lang == "promql" else t.get("rawSql") if lang == "sql" else t.get("query")
+    return PanelQuery(
+        dashboard=str(doc.get("uid", "")), file=file, panel_id=int(p.get("id", 0)),
+        panel=panel, panel_type=str(p.get("type", "")), ref_id=str(t.get("refId", "")),
+        datasource_uid=str(ds.get("uid", "")), datasource_type=dtype, language=lang,
+        query=str(text or ""), exemplar=bool(t.get("exemplar", False)),
+        instant=bool(t.get("instant", False)), format=str(t.get("format", "")),
+    )
+
+
 def dashboard_queries(doc: dict[str, Any], file: str = "") -> list[PanelQuery]:
     out: list[PanelQuery] = []
     for p in iter_panels(doc.get("panels", [])):
         for t in p.get("targets") or []:
             ds = t.get("datasource") or p.get("datasource") or {}
-            dtype = str(ds.get("type", ""))
-            lang = LANGUAGE.get(dtype, dtype)
-            if lang == "jaeger":
-                text: Any = json.dumps({k: t[k] for k in JAEGER_FIELDS if k in t}, sort_keys=True)
-            else:
-                text = t.get("expr") if lang == "promql" else t.get("rawSql") if lang == "sql" else t.get("query")
-            out.append(PanelQuery(
-                dashboard=str(doc.get("uid", "")), file=file, panel_id=int(p.get("id", 0)),
-                panel=str(p.get("title", "")), panel_type=str(p.get("type", "")), ref_id=str(t.get("refId", "")),
-                datasource_uid=str(ds.get("uid", "")), datasource_type=dtype, language=lang,
-                query=str(text or ""), exemplar=bool(t.get("exemplar", False)),
-                instant=bool(t.get("instant", False)), format=str(t.get("format", "")),
-            ))
+            out.append(_query(doc, file, p, t, ds, str(p.get("title", ""))))
+    return out
+
+
+def dashboard_link_queries(doc: dict[str, Any], file: str = "") -> list[PanelQuery]:
+    """The queries of the data links that open a data source in Explore (``internal`` links), e.g.
+    a call_id cell's trace search; ``panel`` is "<panel title> / <field>: <link title>"."""
+    out: list[PanelQuery] = []
+    for p in iter_panels(doc.get("panels", [])):
+        for override in (p.get("fieldConfig") or {}).get("overrides") or []:
+            field = (override.get("matcher") or {}).get("options", "")
+            for prop in override.get("properties") or []:
+                for link in prop.get("value") or [] if prop.get("id") == "links" else []:
+                    internal = link.get("internal")
+                    if internal:
+                        q = internal.get("query") or {}
+                        ds = q.get("datasource") or {"uid": internal.get("datasourceUid", ""), "type": ""}
+                        out.append(_query(doc, file, p, q, ds, f"{p.get('title', '')} / {field}: {link['title']}"))
     return out
 
 
@@ -89,6 +111,14 @@ def panel_queries(store: str | None = None, directory: Path = DASHBOARD_DIR) -> 
     out: list[PanelQuery] = []
     for f in sorted(directory.glob(f"{store or '*'}/*.json")):
         out.extend(dashboard_queries(json.loads(f.read_text(encoding="utf-8")), f"{f.parent.name}/{f.name}"))
+    return out
+
+
+def link_queries(store: str | None = None, directory: Path = DASHBOARD_DIR) -> list[PanelQuery]:
+    """The data links' Explore queries of the ``store`` set, or of both sets."""
+    out: list[PanelQuery] = []
+    for f in sorted(directory.glob(f"{store or '*'}/*.json")):
+        out.extend(dashboard_link_queries(json.loads(f.read_text(encoding="utf-8")), f"{f.parent.name}/{f.name}"))
     return out
 
 
@@ -116,7 +146,7 @@ def jaeger_search(q: PanelQuery, *, variables: dict[str, str] | None = None) -> 
     values = variables or {}
 
     def sub(text: str) -> str:
-        text = re.sub(r"\$\{(\w+)(?::\w+)?\}", lambda m: values.get(m.group(1), m.group(0)), text)
+        text = re.sub(r"\$\{([\w.]+)(?::\w+)?\}", lambda m: values.get(m.group(1), m.group(0)), text)
         return re.sub(r"\$(\w+)", lambda m: values.get(m.group(1), m.group(0)), text)
 
     if fields.get("queryType") != "search":
