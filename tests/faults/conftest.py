@@ -1,5 +1,6 @@
-"""Fixtures for the fault tests: the real collector, Tempo, Prometheus (voxpulse_console/stack.py) and a
-stand-in agent process (agent_load.py) producing steady simulated calls.
+"""Fixtures for the fault tests: the real collector, Jaeger, Prometheus (voxpulse_console/stack.py) and a
+stand-in agent process (agent_load.py) producing steady simulated calls. Traces are read back
+through voxpulse_console.tracestore.
 
 Without the binaries the stack tests skip with the reason, unless VOXPULSE_REQUIRE_STACK is set
 (CI), where a missing binary is a failure. The stack runs in a temporary state folder with the
@@ -9,6 +10,7 @@ another stack holds the fixed ports: these tests kill components and must own th
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -28,12 +30,14 @@ import httpx
 import pytest
 
 from voxpulse_console import stack
+from voxpulse_console.tracestore import JaegerTraceStore
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 PROM = "http://127.0.0.1:9090"
-TEMPO = "http://127.0.0.1:3200"
+JAEGER = "http://127.0.0.1:16686"
 COLLECTOR = "http://127.0.0.1:4318"
+COLLECTOR_METRICS = "http://127.0.0.1:8888/metrics"
 
 T = TypeVar("T")
 
@@ -97,16 +101,45 @@ class Stack:
         result = self.prom(query)
         return float(result[0]["value"][1]) if result else None
 
-    def tempo_search(self, traceql: str, since: float) -> list[dict[str, Any]]:
-        r = self.http.get(f"{TEMPO}/api/search", params={
-            "q": traceql, "start": int(since) - 120, "end": int(time.time()) + 60, "limit": 50,
-        })
-        r.raise_for_status()
-        traces: list[dict[str, Any]] = r.json().get("traces", [])
-        return traces
+    def traces_for_call(self, call_id: str, service: str) -> list[str]:
+        """The call's trace ids in Jaeger (through the trace-store module)."""
+
+        async def find() -> list[str]:
+            async with JaegerTraceStore(JAEGER, services=[service]) as store:
+                return await store.traces_for_call(call_id, lookback_s=3600)
+
+        return asyncio.run(find())
+
+    def spans_in_store(self, service: str, start_s: float, end_s: float, window_s: float = 10.0) -> int:
+        """How many spans of ``service`` Jaeger holds that started in [start_s, end_s] (searched in
+        windows, each trace counted once)."""
+
+        async def count() -> int:
+            seen: dict[str, int] = {}
+            async with JaegerTraceStore(JAEGER, services=[service], timeout_s=60) as store:
+                t = start_s
+                while t < end_s:
+                    for trace in await store.search(service, start_s=t, end_s=min(t + window_s, end_s), limit=5000):
+                        seen[trace.trace_id] = len(trace.spans)
+                    t += window_s
+            return sum(seen.values())
+
+        return asyncio.run(count())
+
+    def collector_metric(self, name: str) -> float:
+        """Sum of one of the collector's own metrics (:8888), read directly (it may be just restarted)."""
+        text = self.http.get(COLLECTOR_METRICS).text
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith((name + "{", name + " ", name + "_total{", name + "_total ")):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
 
     def kill(self, name: str) -> None:
         assert stack.kill(name, state_dir=self.state_dir), f"{name} was not running"
+
+    def stop(self, name: str) -> None:
+        assert stack.stop(name, state_dir=self.state_dir), f"{name} was not running"
 
     def start(self, name: str) -> None:
         stack.start(name, state_dir=self.state_dir, wait_s=90)
@@ -115,7 +148,7 @@ class Stack:
 @pytest.fixture(scope="module")
 def real_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tools = stack.binaries()
-    missing = [t for t in ("otelcol", "tempo", "prometheus", "alertmanager") if tools.get(t) is None]
+    missing = [t for t in ("otelcol", "jaeger", "prometheus", "alertmanager") if tools.get(t) is None]
     if missing:
         unavailable(f"missing {', '.join(missing)}: run scripts/build-backends.sh")
     busy = [p for c in stack.COMPONENTS.values() for p in c.ports if stack._port_busy(p)]

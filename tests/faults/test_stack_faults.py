@@ -1,4 +1,5 @@
-"""Fault tests against the real processes: the collector killed for 60 s, Tempo down, Prometheus
+"""Fault tests against the real processes: the collector killed for 60 s, the trace store (Jaeger)
+down, Jaeger down for 60 s with the collector restarted meanwhile (its queue on disk), Prometheus
 down, and the agent itself getting SIGTERM mid-call.
 
 The stand-in agent (agent_load.py, its own process) runs 40 concurrent simulated calls of 3 turns,
@@ -11,9 +12,11 @@ test prints its counts (``pytest -s``) and asserts them:
 * memory stays bounded: RSS growth below RSS_BOUND_MB (see below);
 * undelivered spans are counted, every span is accounted for (produced = delivered + dropped),
   the drop counter reaches Prometheus, and failure/recovery are logged once each;
-* after the component returns, traces and metrics flow again within RECOVERY_S.
+* after the component returns, traces and metrics flow again within RECOVERY_S;
+* spans the collector accepted while the trace store was away reach it afterwards, across a
+  collector restart (or are counted as dropped by the collector, and the counts match).
 
-One stack (shipped configs, temporary state folder) serves the whole module; about 3.5 minutes.
+One stack (shipped configs, temporary state folder) serves the whole module; about 6 minutes.
 """
 
 from __future__ import annotations
@@ -71,8 +74,8 @@ def _fresh_call(agent: Agent, after: float, timeout: float = 10) -> str:
     pytest.fail("the agent completed no call after the fault")
 
 
-def _trace_found(stack_: Stack, call_id: str, since: float) -> bool:
-    return bool(stack_.tempo_search(f'{{ span.call_id = "{call_id}" && name = "call" }}', since))
+def _trace_found(stack_: Stack, call_id: str, service: str) -> bool:
+    return bool(stack_.traces_for_call(call_id, service))
 
 
 def _span_metric_sample_after(stack_: Stack, service: str, after: float) -> float | None:
@@ -98,7 +101,7 @@ def test_collector_killed_for_60s(real_stack: Stack, agent_factory) -> None:  # 
     outage = _phase(agent, t_kill + 1, t_restart)
     during = [r for r in agent.rows() if t_kill <= r["t"] <= t_restart]
 
-    # recovery: calls that ended after the restart become searchable in Tempo (calls ending while
+    # recovery: calls that ended after the restart become searchable in Jaeger (calls ending while
     # the agent's queue is still full of the outage's backlog are dropped, counted: any of the
     # calls ended since the restart counts); the span-metric series changes (the restarted
     # collector's counters start again); the SDK's drop counter arrived
@@ -112,8 +115,7 @@ def test_collector_killed_for_60s(real_stack: Stack, agent_factory) -> None:  # 
             candidates.append(str(row["last_call_id"]))
         if not candidates:
             return False
-        ids = "|".join(candidates[-20:])
-        return bool(real_stack.tempo_search(f'{{ span.call_id =~ "{ids}" && name = "call" }}', t_up))
+        return any(real_stack.traces_for_call(c, agent.service) for c in candidates[-20:])
 
     found, trace_s = poll(any_fresh_trace, 60, 1.0)
     sample, metric_s = poll(lambda: (v := real_stack.prom_value(span_q)) is not None and v != v_up, 60, 1.0)
@@ -146,10 +148,10 @@ def test_collector_killed_for_60s(real_stack: Stack, agent_factory) -> None:  # 
                       "span queue has room again": log.count("span queue has room again"),
                       "sdk per-span warnings": log.count("Queue full") + log.count("Failed to export"),
                       "all warnings": sum(" WARNING " in ln for ln in log.splitlines())},
-        "recovery_s": {"trace_in_tempo": round(trace_s, 1) if found else None,
+        "recovery_s": {"trace_in_jaeger": round(trace_s, 1) if found else None,
                        "span_metric_in_prometheus": round(metric_s, 1) if sample else None,
                        "drop_counter_in_prometheus": round(drop_metric_s, 1) if dropped_metric else None},
-        "fresh_calls_tried_in_tempo": len(candidates),
+        "fresh_calls_tried_in_jaeger": len(candidates),
         "first_span_metric_before_fault_s": round(t_first, 1),
         "agent_exit_after_sigterm_s": round(exit_s, 2),
     }
@@ -171,13 +173,13 @@ def test_collector_killed_for_60s(real_stack: Stack, agent_factory) -> None:  # 
     assert lines["span queue full"] <= 1 and lines["span queue has room again"] <= 1, lines  # type: ignore[index]
     assert lines["sdk per-span warnings"] == 0, lines  # type: ignore[index]
     # flowing again
-    assert found, f"no call ended after the restart ({candidates}) searchable in Tempo within 60 s"
+    assert found, f"no call ended after the restart ({candidates}) searchable in Jaeger within 60 s"
     assert sample, "no fresh span-metric sample in Prometheus within 60 s of the restart"
     assert trace_s <= RECOVERY_S, counts["recovery_s"]
     assert metric_s <= RECOVERY_S + 10, counts["recovery_s"]  # see the module docstring of bench_freshness
 
 
-@pytest.mark.parametrize("component", ["tempo", "prometheus"])
+@pytest.mark.parametrize("component", ["jaeger", "prometheus"])
 def test_backend_down(real_stack: Stack, agent_factory, component: str) -> None:  # type: ignore[no-untyped-def]
     agent = agent_factory(concurrency=CONCURRENCY, turns=TURNS, turn_s=TURN_S)
     agent.wait_rows(9)
@@ -192,8 +194,8 @@ def test_backend_down(real_stack: Stack, agent_factory, component: str) -> None:
     real_stack.start(component)
     t_up = time.time()
     outage = _phase(agent, t_kill + 1, t_restart)
-    if component == "tempo":  # the collector kept the spans and retried: the outage lost nothing
-        found, recover_s = poll(lambda: _trace_found(real_stack, during_id, t_kill), 60, 1.0)
+    if component == "jaeger":  # the collector kept the spans and retried: the outage lost nothing
+        found, recover_s = poll(lambda: _trace_found(real_stack, during_id, agent.service), 60, 1.0)
     else:  # Prometheus scrapes again
         found, recover_s = poll(lambda: _span_metric_sample_after(real_stack, agent.service, t_up), 60, 1.0)
     final, _ = agent.stop()
@@ -206,7 +208,7 @@ def test_backend_down(real_stack: Stack, agent_factory, component: str) -> None:
         "spans": {"produced": final["produced"], "delivered": final["delivered"],
                   "dropped": final["dropped_spans"]},
         "recovered_s": round(recover_s, 1) if found else None,
-        "what_recovered": ("a call that ended during the outage is in Tempo" if component == "tempo"
+        "what_recovered": ("a call that ended during the outage is in Jaeger" if component == "jaeger"
                            else "fresh span-metric sample in Prometheus"),
     }
     report(f"{component} down", counts)
@@ -215,6 +217,64 @@ def test_backend_down(real_stack: Stack, agent_factory, component: str) -> None:
     assert final["produced"] == final["delivered"], final
     assert found, f"{component}: not flowing again within 60 s"
     assert recover_s <= RECOVERY_S + 10, counts
+
+
+# --- the trace store away for 60 s, the collector restarted meanwhile ---------------------------------------
+
+
+def test_trace_store_down_60s_with_a_collector_restart(real_stack: Stack, agent_factory) -> None:  # type: ignore[no-untyped-def]
+    """Jaeger stopped for 60 s under load; halfway, the collector is restarted. The spans it had
+    accepted wait in its queue on disk (file_storage) across the restart and all reach Jaeger once
+    it is back; whatever the collector had to drop is counted by it, and the counts add up."""
+    agent = agent_factory(concurrency=CONCURRENCY // 2, turns=TURNS, turn_s=TURN_S)
+    agent.wait_rows(6)
+    t_begin = agent.started_at - 5
+    dropped_before = 0.0
+    for name in ("otelcol_exporter_enqueue_failed_spans", "otelcol_exporter_send_failed_spans"):
+        dropped_before += real_stack.collector_metric(name)
+
+    t_down = time.time()
+    real_stack.stop("jaeger")
+    time.sleep(OUTAGE_S / 2)
+    queued_before_restart = real_stack.collector_metric("otelcol_exporter_queue_size")
+    dropped = 0.0
+    for name in ("otelcol_exporter_enqueue_failed_spans", "otelcol_exporter_send_failed_spans"):
+        dropped += real_stack.collector_metric(name) - dropped_before
+    real_stack.stop("otelcol")  # SIGTERM: a clean restart, its queue stays on disk
+    t_collector_down = time.time()
+    real_stack.start("otelcol")
+    t_collector_up = time.time()
+    # the restarted collector took the queue back from disk (and keeps adding to it)
+    queued_after_restart = real_stack.collector_metric("otelcol_exporter_queue_size")
+    time.sleep(max(0.0, t_down + OUTAGE_S - time.time()))
+    queued_at_end = real_stack.collector_metric("otelcol_exporter_queue_size")
+    real_stack.start("jaeger")
+    t_up = time.time()
+    time.sleep(3)
+    final, _ = agent.stop()
+    t_end = time.time()
+    for name in ("otelcol_exporter_enqueue_failed_spans", "otelcol_exporter_send_failed_spans"):
+        dropped += real_stack.collector_metric(name)  # counters of the restarted collector start at 0
+
+    expected = final["delivered"] - dropped
+    stored, drain_s = poll(lambda: (n := real_stack.spans_in_store(agent.service, t_begin, t_end + 5)) >= expected
+                           and n, 180, 2.0)
+    in_store = real_stack.spans_in_store(agent.service, t_begin, t_end + 5)
+    counts = {
+        "outage_s": round(t_up - t_down, 1),
+        "collector_restart_s": round(t_collector_up - t_collector_down, 1),
+        "spans": {"produced": final["produced"], "accepted_by_collector": final["delivered"],
+                  "dropped_by_agent": final["dropped_spans"], "dropped_by_collector": dropped,
+                  "in_jaeger": in_store},
+        "collector_queue_spans": {"before_restart": queued_before_restart, "after_restart": queued_after_restart,
+                                  "end_of_outage": queued_at_end},
+        "drained_into_jaeger_s": round(drain_s, 1) if stored else None,
+    }
+    report("Jaeger down 60 s, collector restarted", counts)
+    assert queued_before_restart > 0, "nothing waited in the collector's queue while Jaeger was down"
+    assert queued_after_restart >= queued_before_restart * 0.9, "the restarted collector lost its queue"
+    assert dropped == 0, counts  # the queue holds 200000 spans: nothing had to be dropped
+    assert in_store == expected, counts  # every accepted span is in Jaeger, none twice
 
 
 # --- SIGTERM mid-call --------------------------------------------------------------------------------
@@ -266,7 +326,6 @@ def test_sigterm_mid_call_flushes_spans_and_records(real_stack: Stack, agent_fac
                           extra=("--shutdown-timeout", "3"))
     agent.wait_rows(6)
     assert agent.last()["inflight"] == 10
-    t_term = time.time()
     final, exit_s = agent.stop(timeout=20)
     abandoned = final["abandoned"]
 
@@ -282,7 +341,7 @@ def test_sigterm_mid_call_flushes_spans_and_records(real_stack: Stack, agent_fac
     db_rows = asyncio.run(rows())
     searchable = {}
     for call_id in abandoned:
-        found, took = poll(lambda call_id=call_id: _trace_found(real_stack, call_id, t_term), 45, 1.0)
+        found, took = poll(lambda call_id=call_id: _trace_found(real_stack, call_id, agent.service), 45, 1.0)
         searchable[call_id] = round(took, 1) if found else None
     counts = {
         "in_flight_at_sigterm": len(abandoned),
@@ -294,8 +353,8 @@ def test_sigterm_mid_call_flushes_spans_and_records(real_stack: Stack, agent_fac
         "history": final["history"],
         "rows_in_postgres": len(db_rows),
         "rows_ended_abandoned": sum(1 for r in db_rows if r["ended_at"] is not None and r["outcome"] == "abandoned"),
-        "root_spans_in_tempo": sum(v is not None for v in searchable.values()),
-        "tempo_search_s_max": max((v for v in searchable.values() if v is not None), default=None),
+        "calls_in_jaeger": sum(v is not None for v in searchable.values()),
+        "jaeger_search_s_max": max((v for v in searchable.values() if v is not None), default=None),
     }
     report("SIGTERM mid-call", counts)
     assert len(abandoned) == 10
@@ -305,4 +364,4 @@ def test_sigterm_mid_call_flushes_spans_and_records(real_stack: Stack, agent_fac
     assert final["dropped_spans"] == 0
     assert counts["rows_in_postgres"] == 10 and counts["rows_ended_abandoned"] == 10, db_rows
     assert all(len(r["trace_id"] or "") == 32 for r in db_rows)
-    assert counts["root_spans_in_tempo"] == 10, searchable
+    assert counts["calls_in_jaeger"] == 10, searchable

@@ -1,5 +1,7 @@
 """docker-compose.yml: accepted by `docker compose config` (no engine needed), every file it mounts
-exists, images pinned, secrets required from the environment, only Grafana's port published."""
+exists, images pinned, secrets required from the environment, only Grafana's port published; the
+trace store is Tempo by default and Jaeger with VOXPULSE_TRACE_STORE=jaeger (its profile), and that
+one setting also points Grafana and Prometheus at it."""
 
 from __future__ import annotations
 
@@ -29,15 +31,27 @@ def compose_config(compose_cmd: list[str], env_file: Path) -> subprocess.Complet
     )
 
 
-@pytest.fixture(scope="module")
-def config(compose_cmd: list[str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    env = tmp_path_factory.mktemp("compose") / "test.env"
-    secrets = "\nGRAFANA_ADMIN_PASSWORD=test-only\nPOSTGRES_PASSWORD=test-only\n"
-    env.write_text(ENV_EXAMPLE.read_text() + secrets)
+def _config(compose_cmd: list[str], folder: Path, **settings: str) -> dict[str, Any]:
+    """`docker compose config` with .env.example plus the secrets, and ``settings`` changed in it."""
+    env = folder / f"test-{'-'.join(settings.values()) or 'default'}.env"
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    lines = [f"{line.split('=', 1)[0]}={settings[line.split('=', 1)[0]]}" if line.split("=", 1)[0] in settings
+             else line for line in lines]
+    env.write_text("\n".join(lines) + "\nGRAFANA_ADMIN_PASSWORD=test-only\nPOSTGRES_PASSWORD=test-only\n")
     proc = compose_config(compose_cmd, env)
     assert proc.returncode == 0, proc.stderr
     result: dict[str, Any] = json.loads(proc.stdout)
     return result
+
+
+@pytest.fixture(scope="module")
+def config(compose_cmd: list[str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _config(compose_cmd, tmp_path_factory.mktemp("compose"))
+
+
+@pytest.fixture(scope="module")
+def jaeger_config(compose_cmd: list[str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _config(compose_cmd, tmp_path_factory.mktemp("compose-jaeger"), VOXPULSE_TRACE_STORE="jaeger")
 
 
 def test_compose_requires_the_secrets(compose_cmd: list[str], tmp_path: Path) -> None:
@@ -52,9 +66,10 @@ def test_compose_requires_the_secrets(compose_cmd: list[str], tmp_path: Path) ->
     assert "GRAFANA_ADMIN_PASSWORD" in proc.stderr
 
 
-def test_every_mounted_file_exists(config: dict[str, Any]) -> None:
+@pytest.mark.parametrize("profile", ["default", "jaeger"])
+def test_every_mounted_file_exists(config: dict[str, Any], jaeger_config: dict[str, Any], profile: str) -> None:
     mounts = []
-    for name, svc in config["services"].items():
+    for name, svc in (config if profile == "default" else jaeger_config)["services"].items():
         for vol in svc.get("volumes", []):
             if vol["type"] == "bind":
                 mounts.append((name, Path(vol["source"])))
@@ -65,8 +80,8 @@ def test_every_mounted_file_exists(config: dict[str, Any]) -> None:
         assert src.resolve().is_relative_to(ROOT), src
 
 
-def test_images_are_pinned(config: dict[str, Any]) -> None:
-    for name, svc in config["services"].items():
+def test_images_are_pinned(config: dict[str, Any], jaeger_config: dict[str, Any]) -> None:
+    for name, svc in {**config["services"], **jaeger_config["services"]}.items():
         image = svc.get("image", "")
         if "build" in svc:
             continue
@@ -75,6 +90,10 @@ def test_images_are_pinned(config: dict[str, Any]) -> None:
     collector = config["services"]["otel-collector"]["image"]
     assert collector == f"otel/opentelemetry-collector-contrib:{manifest['dist']['version']}"
     assert config["services"]["tempo"]["image"].startswith("grafana/tempo:2.8.")
+    # the native Jaeger's release, from the one place versions are pinned
+    versions = dict(line.split("=", 1) for line in (ROOT / "scripts" / "versions.env").read_text().splitlines()
+                    if "=" in line and not line.startswith("#"))
+    assert jaeger_config["services"]["jaeger"]["image"] == f"jaegertracing/jaeger:{versions['JAEGER_VERSION'][1:]}"
 
 
 def test_only_grafana_is_published(config: dict[str, Any]) -> None:
@@ -113,3 +132,49 @@ def test_env_example_lists_every_variable() -> None:
     for line in ENV_EXAMPLE.read_text().splitlines():
         if line.startswith(("GRAFANA_ADMIN_PASSWORD=", "POSTGRES_PASSWORD=")):
             assert line.endswith("="), "no secrets in .env.example"
+
+
+def _mounts(svc: dict[str, Any]) -> dict[str, str]:
+    """target -> source (relative to the repository for binds, the volume's name otherwise)."""
+    out = {}
+    for vol in svc.get("volumes", []):
+        src = vol["source"]
+        out[vol["target"]] = str(Path(src).relative_to(ROOT)) if vol["type"] == "bind" else src
+    return out
+
+
+def test_tempo_is_the_default_trace_store(config: dict[str, Any]) -> None:
+    services = config["services"]
+    assert "tempo" in services and "jaeger" not in services
+    assert services["grafana"]["environment"]["VOXPULSE_TRACE_STORE"] == "tempo"
+    prom = _mounts(services["prometheus"])
+    assert prom["/etc/prometheus/targets/trace-store.yml"] == "prometheus/targets/trace-store-tempo.yml"
+    assert "tempo" in services["grafana"]["depends_on"]
+
+
+def test_jaeger_profile_replaces_tempo(jaeger_config: dict[str, Any]) -> None:
+    """One setting (VOXPULSE_TRACE_STORE=jaeger): Jaeger runs instead of Tempo (its profile), with
+    the native stack's config file, and Grafana and Prometheus follow."""
+    services = jaeger_config["services"]
+    assert "jaeger" in services and "tempo" not in services
+    jaeger = services["jaeger"]
+    assert jaeger["network_mode"] == "service:telemetry"
+    assert _mounts(jaeger)["/etc/jaeger/jaeger.yaml"] == "jaeger/jaeger.yaml"
+    assert jaeger["command"] == ["--config=file:/etc/jaeger/jaeger.yaml"]
+    assert jaeger["environment"]["VOXPULSE_JAEGER_DATA"] in _mounts(jaeger)
+    assert services["grafana"]["environment"]["VOXPULSE_TRACE_STORE"] == "jaeger"
+    prom = _mounts(services["prometheus"])
+    assert prom["/etc/prometheus/targets/trace-store.yml"] == "prometheus/targets/trace-store-jaeger.yml"
+    # the collector's target is the same port either way; its queue is on a volume
+    collector = services["otel-collector"]
+    assert collector["environment"]["VOXPULSE_TRACE_STORE_OTLP"] == "127.0.0.1:4417"
+    assert _mounts(collector)[collector["environment"]["VOXPULSE_COLLECTOR_QUEUE_DIR"]] == "otelcol-queue"
+    # Jaeger's health is probed by the namespace owner (the image has no HTTP client)
+    assert "13134/status" in " ".join(services["telemetry"]["healthcheck"]["test"])
+
+
+def test_grafana_data_sources_cover_both_stores(config: dict[str, Any]) -> None:
+    text = (ROOT / "grafana" / "provisioning" / "datasources" / "datasources.yaml").read_text()
+    assert {"tempo", "jaeger"} <= {d["uid"] for d in yaml.safe_load(text)["datasources"]}
+    assert "datasourceUid: ${VOXPULSE_TRACE_STORE}" in text  # Grafana expands it from its environment
+    assert "VOXPULSE_TRACE_STORE" in config["services"]["grafana"]["environment"]
