@@ -415,7 +415,7 @@ async def simulate(
     """Runs ``calls`` simulated calls, at most ``concurrency`` at a time.
 
     Call ids are ``sim-{seed}-{run_id}-{index}``: the seed makes the calls reproducible, the run id
-    (default: new per run) keeps call_ids unique across runs, in Tempo and in PostgreSQL alike.
+    (default: new per run) keeps call_ids unique across runs, in the trace store and in PostgreSQL alike.
     """
     run = run_id if run_id is not None else uuid.uuid4().hex[:6]
     chosen = pick_scenarios(calls, seed, scenarios)

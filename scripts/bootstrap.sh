@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Everything a fresh machine of this kind needs, idempotent and cached:
 #   Python venv (.venv) with the project and its dev tools,
-#   the collector and Tempo and Grafana's dashboard linter built from Go modules (cached in ~/.cache/voxpulse),
+#   the collector, Jaeger (the native trace store) and Grafana's dashboard linter built from Go modules
+#   (cached in ~/.cache/voxpulse; module checksums verified; the build fails when its Go module cache
+#   holds a module of scripts/go-not-to-use.txt, e.g. AGPL Tempo, Grafana or Loki),
 #   Prometheus, Alertmanager, PostgreSQL and Redis from Debian.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,5 +23,5 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt
   touch "$stamp"
 fi
 
-log "building or reusing the collector, Tempo and the dashboard linter; installing Debian packages"
+log "building or reusing the collector, Jaeger and the dashboard linter; installing Debian packages"
 bash scripts/build-backends.sh

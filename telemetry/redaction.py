@@ -46,7 +46,7 @@ _PII_KEYS: Final[frozenset[str]] = _OWN_PII_KEYS | {
     "gen_ai.output.messages",
     "gen_ai.system_instructions",
 }
-# Join keys: the call-history store and Tempo search use them verbatim. Call ids must not embed PII.
+# Join keys: the call-history store and the trace store's search use them verbatim. Call ids must not embed PII.
 _VERBATIM_KEYS: Final[frozenset[str]] = frozenset(
     {Attr.CALL_ID, Attr.CONVERSATION_ID, Attr.TOOL_CALL_ID, "lk.speech_id", "lk.generation_id"}
 )

@@ -1,6 +1,6 @@
 """Where the console finds the stack's configuration files at run time.
 
-The configs (``otel-collector/``, ``prometheus/``, ``tempo/``, ``docker-compose.yml``, ...) live at the
+The configs (``otel-collector/``, ``jaeger/``, ``prometheus/``, ``tempo/``, ``docker-compose.yml``, ...) live at the
 top of the VoxPulse source tree, where docker compose reads them too. The console reads them from an
 explicit config directory, ``$VOXPULSE_CONFIG_DIR`` (the container image sets it), else from the
 source checkout it runs from, else from the checkout that holds the current directory. Nothing is
