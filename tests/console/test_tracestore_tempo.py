@@ -49,7 +49,8 @@ TRACE_DOC = {"batches": [{
     "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "tyre-agent"}}]},
     "scopeSpans": [{"scope": {"name": "voxpulse"}, "spans": [
         _span("01" * 8, None, "call", 0, 5000, call_id="c-1", voice__call__outcome="transferred"),
-        _span("07" * 8, "01" * 8, "turn", 1000, 3200, call_id="c-1", voice__stage="turn", voice__turn__time_to_first_word=1.234),
+        _span("07" * 8, "01" * 8, "turn", 1000, 3200, call_id="c-1", voice__stage="turn",
+              voice__turn__time_to_first_word=1.234),
         {**_span("08" * 8, "07" * 8, "chat gpt-4o-mini", 1100, 1900, call_id="c-1", voice__stage="llm"),
          "status": {"code": 2, "message": "rate limited"},
          "events": [{"timeUnixNano": str(1_700_000_001_200_000_000), "name": "exception",
