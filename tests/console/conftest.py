@@ -32,7 +32,7 @@ def _require_stack() -> bool:
     return os.environ.get("VOXPULSE_REQUIRE_STACK", "").lower() not in ("", "0", "false", "no")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # stopped after its module: the stack tests after it need the ports
 def jaeger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveJaeger]:
     if stack.binaries().get("jaeger") is None:
         msg = "missing jaeger: run scripts/build-backends.sh --only=jaeger"
