@@ -62,8 +62,11 @@ def render_waterfall(spans: Sequence[Span], *, width: int = 44, full: bool = Fal
         colour = "red" if s.error else _COLOURS.get(str(s.attributes.get(Attr.STAGE, "")), "white")
         return " " * a + f"[{colour}]" + "█" * (b - a) + f"[/{colour}]" + " " * (width - b)
 
+    def shown_value(v: object) -> object:
+        return round(v, 3) if isinstance(v, float) else v
+
     def walk(s: Span, depth: int) -> None:
-        attrs = " ".join(f"{k.rsplit('.', 1)[-1]}={s.attributes[k]}" for k in _SHOW if k in s.attributes)
+        attrs = " ".join(f"{k.rsplit('.', 1)[-1]}={shown_value(s.attributes[k])}" for k in _SHOW if k in s.attributes)
         name = ("  " * depth) + s.name
         table.add_row(f"[red]{name}[/red]" if s.error else name, f"{s.duration_ms:.0f}", bar(s), attrs)
         for kid in sorted(children.get(s.span_id, []), key=lambda k: k.start_ns):
