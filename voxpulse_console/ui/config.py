@@ -1,0 +1,91 @@
+"""The console's settings, all from the environment (``.env.example`` lists them)."""
+
+from __future__ import annotations
+
+import os
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from voxpulse_console.ui.auth import User, parse_users
+
+__all__ = ["DEFAULT_LISTEN", "TTFW_OBJECTIVE_MS", "UiConfig", "UiConfigError"]
+
+#: 127.0.0.1:8090 -- clear of the collector (4317/4318, 8888/8889, 13133), the agent's /metrics
+#: (8080), the store API (8081), Prometheus (9090), Alertmanager (9093) and the alerts receiver (9095).
+DEFAULT_LISTEN: Final = "127.0.0.1:8090"
+#: The time-to-first-word objective the console marks (the alert rule's threshold: p95 > 3 s).
+TTFW_OBJECTIVE_MS: Final = 3000.0
+
+
+class UiConfigError(ValueError):
+    """A console setting is missing or malformed."""
+
+
+def _database_url(env: Mapping[str, str]) -> str | None:
+    return env.get("VOXPULSE_DATABASE_URL") or env.get("DATABASE_URL") or None
+
+
+@dataclass(frozen=True, slots=True)
+class UiConfig:
+    users: Mapping[str, User]
+    listen: str = DEFAULT_LISTEN
+    database_url: str | None = None
+    prometheus_url: str = "http://127.0.0.1:9090"
+    #: public origin behind a proxy (https://console.example.com): Secure cookies, Origin checks
+    public_url: str | None = None
+    #: days of "today" and the overview's daily numbers
+    timezone: str = "UTC"
+    #: a URL template for a call's logs, ``{call_id}`` and ``{trace_id}`` filled in (empty: no link)
+    logs_url: str | None = None
+    session_idle_s: float = 8 * 3600
+    login_max_failures: int = 5
+    login_window_s: float = 300.0
+    ttfw_objective_ms: float = TTFW_OBJECTIVE_MS
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0] or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def secure_cookies(self) -> bool:
+        return bool(self.public_url and self.public_url.lower().startswith("https://"))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, listen: str | None = None) -> UiConfig:
+        """Raises :class:`UiConfigError` (or :class:`~voxpulse_console.ui.auth.AuthConfigError`)
+        when no user is configured or a value is malformed: the console refuses to start."""
+        e = os.environ if env is None else env
+        users = parse_users(e.get("VOXPULSE_UI_USERS"))
+        addr = listen or e.get("VOXPULSE_UI_LISTEN") or DEFAULT_LISTEN
+        host, _, port = addr.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise UiConfigError(f"VOXPULSE_UI_LISTEN={addr!r}: expected HOST:PORT")
+        tz = e.get("VOXPULSE_UI_TIMEZONE") or "UTC"
+        try:
+            zoneinfo.ZoneInfo(tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise UiConfigError(f"VOXPULSE_UI_TIMEZONE={tz!r} is not a known time zone") from exc
+        public = e.get("VOXPULSE_UI_PUBLIC_URL") or None
+        if public and not public.lower().startswith(("http://", "https://")):
+            raise UiConfigError("VOXPULSE_UI_PUBLIC_URL must start with http:// or https://")
+        try:
+            idle_h = float(e.get("VOXPULSE_UI_SESSION_HOURS") or 8)
+        except ValueError as exc:
+            raise UiConfigError("VOXPULSE_UI_SESSION_HOURS must be a number") from exc
+        return cls(
+            users=users,
+            listen=addr,
+            database_url=_database_url(e),
+            prometheus_url=(e.get("VOXPULSE_PROMETHEUS_URL") or "http://127.0.0.1:9090").rstrip("/"),
+            public_url=public.rstrip("/") if public else None,
+            timezone=tz,
+            logs_url=e.get("VOXPULSE_UI_LOGS_URL") or None,
+            session_idle_s=idle_h * 3600,
+        )

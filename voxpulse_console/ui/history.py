@@ -1,0 +1,279 @@
+"""The console's reads of the call history (PostgreSQL, asyncpg): calls, turns, tool calls, alerts.
+
+Every query is a constant here; the overview hands its SQL back with its numbers, so a test (or a
+curious operator) can run the same statement and get the same value. Filters are validated by
+:mod:`voxpulse_console.ui.filters` before they reach this module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import asyncpg
+
+__all__ = [
+    "ALERTS_SQL",
+    "OVERVIEW_SQL",
+    "CallFilter",
+    "CallRows",
+    "History",
+]
+
+# ------------------------------------------------------------------------------------------ overview
+# $1: the console's time zone (today = since local midnight there).
+_TODAY: Final = "date_trunc('day', now() AT TIME ZONE $1) AT TIME ZONE $1"
+OVERVIEW_SQL: Final[dict[str, str]] = {
+    "active_calls": "SELECT count(*) FROM calls WHERE status = 'active' AND started_at > now() - interval '1 day'",
+    "calls_today": f"SELECT count(*) FROM calls WHERE started_at >= {_TODAY}",
+    "cost_today_usd": f"SELECT coalesce(sum(cost_usd), 0)::float8 FROM calls WHERE started_at >= {_TODAY}",
+    "outcomes_today": (
+        "SELECT coalesce(outcome, status) AS outcome, coalesce(transfer_reason, '') AS transfer_reason, "
+        f"count(*) AS calls FROM calls WHERE started_at >= {_TODAY} GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
+    ),
+}
+_NEEDS_TZ: Final = {"calls_today", "cost_today_usd", "outcomes_today"}
+
+ALERTS_SQL: Final = """
+SELECT id, fingerprint, alertname, severity, service, status, message, summary, labels, annotations,
+       starts_at, triggered_at, resolved_at, generator_url, received_at
+  FROM alerts_history
+ WHERE ($1::text IS NULL OR status = $1)
+   AND ($2::bigint IS NULL OR id < $2)
+ ORDER BY id DESC
+ LIMIT $3
+"""
+
+_ALERT_BY_ID: Final = """
+SELECT id, fingerprint, alertname, severity, service, status, message, summary, labels, annotations,
+       starts_at, triggered_at, resolved_at, generator_url, received_at
+  FROM alerts_history WHERE id = $1
+"""
+
+# ------------------------------------------------------------------------------------------ calls
+_CALL_COLUMNS: Final = """
+c.call_id, c.started_at, c.ended_at, c.status, c.outcome, c.transfer_reason, c.scenario, c.direction,
+c.duration_seconds, c.cost_usd::float8 AS cost_usd, c.turns, c.phone, c.trace_id, c.agent_version,
+(SELECT max(t.ttfw_ms) FROM call_turns t
+  WHERE t.call_id = c.call_id AND t.ts >= c.started_at - interval '1 minute') AS max_ttfw_ms,
+(c.outcome = 'failed' OR c.status = 'failed' OR EXISTS (
+   SELECT 1 FROM call_tool_calls k
+    WHERE k.call_id = c.call_id AND k.ts >= c.started_at - interval '1 minute' AND NOT k.success)) AS has_errors
+"""
+
+_CALL_DETAIL: Final = """
+SELECT c.call_id, c.started_at, c.ended_at, c.status, c.outcome, c.transfer_reason, c.scenario, c.direction,
+       c.duration_seconds, c.cost_usd::float8 AS cost_usd, c.turns, c.phone, c.caller_name, c.trace_id,
+       c.span_id, c.room, c.agent_version
+  FROM calls c WHERE c.call_id = $1 ORDER BY c.started_at DESC LIMIT 1
+"""
+_TURNS: Final = """
+SELECT turn_index, speaker, ts, text, stt_ms, llm_ms, tts_ms, ttfw_ms, interrupted, trace_id, span_id
+  FROM call_turns WHERE call_id = $1 AND ts >= $2 ORDER BY turn_index, ts, speaker
+"""
+_TOOLS: Final = """
+SELECT ts, seq, turn_index, name, tool_call_id, args, result, success, error, duration_ms
+  FROM call_tool_calls WHERE call_id = $1 AND ts >= $2 ORDER BY ts, seq
+"""
+_CALL_BY_TRACE: Final = """
+SELECT call_id FROM calls WHERE trace_id = $1 ORDER BY started_at DESC LIMIT 1
+"""
+_ROWS_BY_KEY: Final = f"""
+SELECT {_CALL_COLUMNS}
+  FROM calls c
+  JOIN unnest($1::text[], $2::timestamptz[]) AS k(call_id, started_at)
+    ON c.call_id = k.call_id AND c.started_at = k.started_at
+"""
+_SLOWEST: Final = """
+SELECT c.call_id, c.started_at, c.outcome, c.scenario, c.trace_id, m.max_ttfw_ms, m.slow_turn
+  FROM (SELECT DISTINCT ON (call_id) call_id, ttfw_ms AS max_ttfw_ms, turn_index AS slow_turn
+          FROM call_turns
+         WHERE ts >= $1 AND ts < $2 AND ttfw_ms IS NOT NULL
+         ORDER BY call_id, ttfw_ms DESC) m
+  JOIN calls c ON c.call_id = m.call_id AND c.started_at >= $1 - interval '1 day'
+ ORDER BY m.max_ttfw_ms DESC, c.call_id
+ LIMIT $3
+"""
+_FILTER_VALUES: Final = """
+SELECT 'scenario' AS kind, scenario AS value FROM (
+    SELECT DISTINCT scenario FROM calls WHERE scenario IS NOT NULL AND started_at > now() - interval '30 days'
+) s
+UNION ALL
+SELECT 'outcome', outcome FROM (
+    SELECT DISTINCT outcome FROM calls WHERE outcome IS NOT NULL AND started_at > now() - interval '30 days'
+) o
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class CallFilter:
+    """A validated calls-list filter (see :func:`voxpulse_console.ui.filters.parse_call_filter`)."""
+
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    outcomes: tuple[str, ...] = ()
+    scenario: str | None = None
+    min_ttfw_ms: float | None = None
+    errors_only: bool = False
+    call_id_prefix: str | None = None
+    phones: tuple[str, ...] = ()  # raw forms of one number to match exactly
+    status: str | None = None
+    cursor: tuple[dt.datetime, str] | None = None  # (started_at, call_id) of the last row seen
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class CallRows:
+    rows: list[dict[str, Any]]
+    next_cursor: tuple[dt.datetime, str] | None
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def build_calls_query(f: CallFilter) -> tuple[str, list[Any]]:
+    """The keyset-paginated calls query for a filter (newest first): SQL and its parameters."""
+    where: list[str] = []
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if f.start is not None:
+        where.append(f"c.started_at >= {arg(f.start)}")
+    if f.end is not None:
+        where.append(f"c.started_at < {arg(f.end)}")
+    if f.cursor is not None:
+        ts, cid = f.cursor
+        p_ts, p_id = arg(ts), arg(cid)
+        where.append(f"(c.started_at, c.call_id) < ({p_ts}, {p_id})")
+        where.append(f"c.started_at <= {p_ts}")  # lets the started_at index bound the scan
+    if f.outcomes:
+        where.append(f"coalesce(c.outcome, c.status) = ANY({arg(list(f.outcomes))}::text[])")
+    if f.scenario:
+        where.append(f"c.scenario = {arg(f.scenario)}")
+    if f.status:
+        where.append(f"c.status = {arg(f.status)}")
+    if f.call_id_prefix:
+        where.append(f"c.call_id LIKE {arg(_like_prefix(f.call_id_prefix))}")
+    if f.phones:
+        where.append(f"c.phone = ANY({arg(list(f.phones))}::text[])")
+    if f.min_ttfw_ms is not None:
+        where.append(
+            "EXISTS (SELECT 1 FROM call_turns t WHERE t.call_id = c.call_id "
+            f"AND t.ts >= c.started_at - interval '1 minute' AND t.ttfw_ms >= {arg(f.min_ttfw_ms)})"
+        )
+    if f.errors_only:
+        where.append(
+            "(c.outcome = 'failed' OR c.status = 'failed' OR EXISTS (SELECT 1 FROM call_tool_calls k "
+            "WHERE k.call_id = c.call_id AND k.ts >= c.started_at - interval '1 minute' AND NOT k.success))"
+        )
+    sql = f"SELECT {_CALL_COLUMNS} FROM calls c"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY c.started_at DESC, c.call_id DESC LIMIT {arg(f.limit + 1)}"
+    return sql, args
+
+
+def _jsonish(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+class History:
+    """Reads of the call history through one asyncpg pool."""
+
+    def __init__(self, pool: asyncpg.Pool, *, timezone: str = "UTC") -> None:
+        self.pool = pool
+        self.timezone = timezone
+
+    async def overview(self) -> dict[str, Any]:
+        async with self.pool.acquire() as conn:
+            out: dict[str, Any] = {}
+            for name, sql in OVERVIEW_SQL.items():
+                params = [self.timezone] if name in _NEEDS_TZ else []
+                if name == "outcomes_today":
+                    out[name] = [dict(r) for r in await conn.fetch(sql, *params)]
+                else:
+                    out[name] = await conn.fetchval(sql, *params)
+        return out
+
+    async def calls(self, f: CallFilter) -> CallRows:
+        sql, args = build_calls_query(f)
+        async with self.pool.acquire() as conn:
+            rows = [dict(r) for r in await conn.fetch(sql, *args)]
+        nxt = None
+        if len(rows) > f.limit:
+            rows = rows[: f.limit]
+            last = rows[-1]
+            nxt = (last["started_at"], last["call_id"])
+        return CallRows(rows, nxt)
+
+    async def rows_by_key(self, keys: Sequence[tuple[str, dt.datetime]]) -> list[dict[str, Any]]:
+        """List rows of these (call_id, started_at) pairs (the live feed's notifications)."""
+        if not keys:
+            return []
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(_ROWS_BY_KEY, [k[0] for k in keys], [k[1] for k in keys])
+        return [dict(r) for r in rows]
+
+    async def call(self, call_id: str) -> dict[str, Any] | None:
+        """The call's row with its turns and tool calls, or None when the history has no such call."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(_CALL_DETAIL, call_id)
+            if row is None:
+                return None
+            since = row["started_at"] - dt.timedelta(minutes=1)
+            turns = await conn.fetch(_TURNS, call_id, since)
+            tools = await conn.fetch(_TOOLS, call_id, since)
+        out = dict(row)
+        out["turn_rows"] = [dict(t) for t in turns]
+        out["tool_rows"] = [dict(t) | {"args": _jsonish(t["args"]), "result": _jsonish(t["result"])} for t in tools]
+        return out
+
+    async def call_id_for_trace(self, trace_id: str) -> str | None:
+        async with self.pool.acquire() as conn:
+            value = await conn.fetchval(_CALL_BY_TRACE, trace_id)
+        return str(value) if value is not None else None
+
+    async def slowest_calls(self, start: dt.datetime, end: dt.datetime, limit: int = 10) -> list[dict[str, Any]]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(_SLOWEST, start, end, limit)
+        return [dict(r) for r in rows]
+
+    async def alerts(self, *, status: str | None = None, before_id: int | None = None,
+                     limit: int = 50) -> list[dict[str, Any]]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(ALERTS_SQL, status, before_id, limit)
+        return [_alert(r) for r in rows]
+
+    async def alert(self, alert_id: int) -> dict[str, Any] | None:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(_ALERT_BY_ID, alert_id)
+        return _alert(row) if row is not None else None
+
+    async def filter_values(self) -> dict[str, list[str]]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(_FILTER_VALUES)
+        out: dict[str, list[str]] = {"scenario": [], "outcome": []}
+        for r in rows:
+            out[r["kind"]].append(r["value"])
+        for v in out.values():
+            v.sort()
+        return out
+
+
+def _alert(row: Any) -> dict[str, Any]:
+    d = dict(row)
+    d["labels"] = _jsonish(d.get("labels")) or {}
+    d["annotations"] = _jsonish(d.get("annotations")) or {}
+    return d

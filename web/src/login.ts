@@ -1,0 +1,62 @@
+import "@fontsource/ibm-plex-sans/latin-400.css";
+import "@fontsource/ibm-plex-sans/latin-600.css";
+import "@fontsource/ibm-plex-sans/cyrillic-400.css";
+import "@fontsource/ibm-plex-sans/cyrillic-600.css";
+import "./styles.css";
+import { getLang, setLang, t } from "./i18n";
+
+setLang(getLang());
+for (const el of document.querySelectorAll<HTMLElement>("[data-i18n]")) el.textContent = t(el.dataset.i18n!);
+document.title = `${t("login.title")} · VoxPulse`;
+
+const form = document.getElementById("login-form") as HTMLFormElement;
+const errorBox = document.getElementById("login-error") as HTMLParagraphElement;
+let csrf = "";
+
+function safeNext(): string {
+  const n = new URLSearchParams(location.search).get("next") || "/";
+  return n.startsWith("/") && !n.startsWith("//") && !n.startsWith("/login") ? n : "/";
+}
+
+async function session(): Promise<void> {
+  const r = await fetch("/api/session", { credentials: "same-origin" });
+  const s = await r.json();
+  if (s.authenticated) location.replace(safeNext());
+  csrf = s.csrf;
+}
+
+function showError(msg: string): void {
+  errorBox.textContent = msg;
+  errorBox.hidden = false;
+}
+
+form.addEventListener("submit", async (e) => {
+  e.preventDefault();
+  errorBox.hidden = true;
+  const data = new FormData(form);
+  const button = form.querySelector("button")!;
+  button.disabled = true;
+  try {
+    const r = await fetch("/api/login", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify({ user: data.get("user"), password: data.get("password") }),
+    });
+    const body = await r.json().catch(() => ({}));
+    if (r.ok) {
+      location.replace(safeNext());
+      return;
+    }
+    if (r.status === 429) showError(t("login.limited", { s: body.retry_after_s ?? "?" }));
+    else if (r.status === 401) showError(t("login.wrong"));
+    else showError(t("login.failed", { e: body.error || r.statusText }));
+    if (r.status === 403) await session();
+  } catch (err) {
+    showError(t("login.failed", { e: String(err) }));
+  } finally {
+    button.disabled = false;
+  }
+});
+
+void session();

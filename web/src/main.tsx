@@ -1,0 +1,52 @@
+import "@fontsource/ibm-plex-sans/latin-400.css";
+import "@fontsource/ibm-plex-sans/latin-500.css";
+import "@fontsource/ibm-plex-sans/latin-600.css";
+import "@fontsource/ibm-plex-sans/cyrillic-400.css";
+import "@fontsource/ibm-plex-sans/cyrillic-500.css";
+import "@fontsource/ibm-plex-sans/cyrillic-600.css";
+import "@fontsource/ibm-plex-sans/cyrillic-ext-400.css";
+import "@fontsource/ibm-plex-mono/latin-400.css";
+import "@fontsource/ibm-plex-mono/cyrillic-400.css";
+import "./styles.css";
+import { render } from "preact";
+import { useEffect, useState } from "preact/hooks";
+import { getJson, setCsrf, type Meta } from "./api";
+import { Shell } from "./components/Shell";
+import { getLang, setLang, t } from "./i18n";
+import * as live from "./live";
+import { Alerts } from "./pages/Alerts";
+import { CallViewPage } from "./pages/CallView";
+import { Calls } from "./pages/Calls";
+import { Latency } from "./pages/Latency";
+import { Overview } from "./pages/Overview";
+import { useLocation } from "./router";
+
+function App() {
+  const [meta, setMeta] = useState<Meta | null>(null);
+  const [err, setErr] = useState<string | null>(null);
+  const [, setLangTick] = useState(0);
+  const { path, query } = useLocation();
+  useEffect(() => {
+    setLang(getLang());
+    getJson<{ csrf: string }>("/api/session").then((s) => setCsrf(s.csrf));
+    getJson<Meta>("/api/meta").then(setMeta, (e) => setErr(String(e.message)));
+    live.connect();
+  }, []);
+  useEffect(() => {
+    const titles: Record<string, string> = { "/": "nav.overview", "/calls": "nav.calls", "/latency": "nav.latency", "/alerts": "nav.alerts" };
+    const key = titles[path] || (path.startsWith("/calls/") ? "nav.calls" : "nav.overview");
+    document.title = `${t(key)} · VoxPulse`;
+  }, [path]);
+  if (err) return <p class="error">{t("common.error", { e: err })}</p>;
+  if (!meta) return <p class="muted page">{t("common.loading")}</p>;
+  let page;
+  if (path === "/") page = <Overview meta={meta} />;
+  else if (path === "/calls") page = <Calls meta={meta} query={query} />;
+  else if (path.startsWith("/calls/")) page = <CallViewPage meta={meta} callId={decodeURIComponent(path.slice(7))} key={path} />;
+  else if (path === "/latency") page = <Latency meta={meta} query={query} />;
+  else if (path === "/alerts") page = <Alerts query={query} />;
+  else page = <p class="error">404</p>;
+  return <Shell meta={meta} path={path} onLang={() => setLangTick((n) => n + 1)}>{page}</Shell>;
+}
+
+render(<App />, document.getElementById("app")!);

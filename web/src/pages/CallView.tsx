@@ -1,0 +1,281 @@
+import { useEffect, useState } from "preact/hooks";
+import { ApiError, getJson, type Meta } from "../api";
+import { fmtDuration, fmtMs, fmtTime, fmtUsd, outcomeLabel, stageLabel } from "../format";
+import { t } from "../i18n";
+import * as live from "../live";
+
+interface SpanRow {
+  span_id: string;
+  parent_id: string | null;
+  name: string;
+  kind: string;
+  service: string;
+  depth: number;
+  start_ms: number;
+  duration_ms: number;
+  first_chunk_ms: number | null;
+  error: boolean;
+  attributes: Record<string, unknown>;
+  events: { t_ms: number; name: string }[];
+}
+interface Tool {
+  name: string;
+  tool_call_id: string | null;
+  args: unknown;
+  result: unknown;
+  success: boolean | null;
+  error: string | null;
+  duration_ms: number | null;
+  span_id: string | null;
+  source: string;
+}
+interface Lane {
+  key: string;
+  index: number | null;
+  start_ms: number;
+  end_ms: number;
+  user_text?: string;
+  agent_text?: string;
+  text_source?: string | null;
+  ttfw_ms?: number | null;
+  ttfw_over_objective?: boolean;
+  speech_end_ms?: number | null;
+  first_audio_ms?: number | null;
+  interrupted?: boolean;
+  stats?: Record<string, number | null>;
+  tools?: Tool[];
+  spans: SpanRow[];
+}
+interface CallView {
+  call: {
+    call_id: string;
+    trace_id: string | null;
+    started_at: number | null;
+    ended_at: number | null;
+    duration_s: number | null;
+    status: string | null;
+    outcome: string | null;
+    transfer_reason: string | null;
+    scenario: string | null;
+    direction: string | null;
+    agent_version: string | null;
+    cost_usd: number | null;
+    cost_by_stage: Record<string, number> | null;
+    caller: string | null;
+    caller_masked: boolean;
+    turns: number | null;
+  };
+  sources: { history: boolean; trace: boolean; history_error: string | null; trace_error: string | null };
+  objective_ms: number;
+  call_spans: SpanRow[];
+  lanes: Lane[];
+  other_tools: Tool[];
+  span_count: number;
+  links: { trace: string | null; logs: string | null };
+}
+
+const KINDS = ["speech", "stt", "llm", "tool", "tts", "playout", "turn", "other"];
+
+function json(v: unknown): string {
+  if (v == null) return "—";
+  return typeof v === "string" ? v : JSON.stringify(v, null, 1);
+}
+
+function Waterfall(props: { lane: Lane; objective: number }) {
+  const { lane } = props;
+  const [open, setOpen] = useState<string | null>(null);
+  const t0 = lane.start_ms;
+  const objectiveEnd = lane.speech_end_ms != null ? lane.speech_end_ms + props.objective : null;
+  const end = Math.max(lane.end_ms, objectiveEnd ?? 0, lane.first_audio_ms ?? 0);
+  const span = Math.max(1, end - t0);
+  const pct = (ms: number) => `${Math.max(0, Math.min(100, ((ms - t0) / span) * 100))}%`;
+  const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => t0 + f * span);
+  return (
+    <div class="waterfall" data-testid="waterfall" data-lane={lane.key}>
+      <div class="wf-axis" aria-hidden="true">
+        <span class="wf-name"></span>
+        <span class="wf-track">
+          {ticks.map((x) => <span class="wf-tick" style={{ left: pct(x) }}>{fmtMs(x - t0)}</span>)}
+        </span>
+      </div>
+      <div class="wf-rows">
+        {lane.speech_end_ms != null && (
+          <span class="wf-marker speech-end" style={{ left: pct(lane.speech_end_ms) }} title={t("cv.speech_end")}>
+            <span>{t("cv.speech_end")}</span>
+          </span>
+        )}
+        {lane.first_audio_ms != null && (
+          <span class={`wf-marker first-audio ${lane.ttfw_over_objective ? "bad" : ""}`} style={{ left: pct(lane.first_audio_ms) }}
+            title={t("cv.first_audio")}>
+            <span>{t("cv.first_audio")}</span>
+          </span>
+        )}
+        {objectiveEnd != null && (
+          <span class="wf-marker objective" style={{ left: pct(objectiveEnd) }} title={`${t("cv.objective")} ${fmtMs(props.objective)}`}>
+            <span>{t("cv.objective")} {fmtMs(props.objective)}</span>
+          </span>
+        )}
+        {lane.spans.map((s) => (
+          <div class={`wf-row ${s.error ? "err" : ""}`} data-span-id={s.span_id} data-span-name={s.name} data-kind={s.kind}>
+            <button type="button" class="wf-name" style={{ paddingLeft: `${0.4 + s.depth * 0.9}rem` }}
+              aria-expanded={open === s.span_id} onClick={() => setOpen(open === s.span_id ? null : s.span_id)}
+              title={s.name}>
+              <span class={`dot k-${s.kind}`} aria-hidden="true"></span>{s.name}
+            </button>
+            <span class="wf-track">
+              <span class={`wf-bar k-${s.kind}`} style={{ left: pct(s.start_ms), width: `max(2px, ${(s.duration_ms / span) * 100}%)` }}>
+                {s.first_chunk_ms != null && s.first_chunk_ms < s.duration_ms && (
+                  <span class="wf-first" style={{ left: `${(s.first_chunk_ms / Math.max(1, s.duration_ms)) * 100}%` }}
+                    title={`first chunk ${fmtMs(s.first_chunk_ms)}`}></span>
+                )}
+              </span>
+              <span class="wf-dur" style={{ left: pct(s.start_ms + s.duration_ms) }}>
+                {fmtMs(s.duration_ms)}{s.first_chunk_ms != null ? ` · ${s.kind === "llm" ? "TTFT" : s.kind === "tts" ? "TTFB" : "first"} ${fmtMs(s.first_chunk_ms)}` : ""}
+              </span>
+            </span>
+            {open === s.span_id && (
+              <div class="wf-attrs" role="region" aria-label={t("cv.attributes", { name: s.name })}>
+                <dl>
+                  {Object.entries(s.attributes).map(([k, v]) => (<><dt>{k}</dt><dd>{json(v)}</dd></>))}
+                  <dt>span_id</dt><dd class="mono">{s.span_id}</dd>
+                  {s.events.length > 0 && (<><dt>events</dt><dd>{s.events.map((e) => `${e.name} @${fmtMs(e.t_ms)}`).join(", ")}</dd></>)}
+                </dl>
+              </div>
+            )}
+          </div>
+        ))}
+      </div>
+    </div>
+  );
+}
+
+function TurnLane(props: { lane: Lane; objective: number }) {
+  const l = props.lane;
+  const title = l.index != null ? t("cv.turn", { n: l.index + 1 }) : l.key === "before" ? t("cv.before") : t("cv.after");
+  const s = l.stats || {};
+  return (
+    <section class="lane card" data-testid="lane" data-lane={l.key} aria-label={title}>
+      <header class="lane-head">
+        <h2>{title}</h2>
+        {l.ttfw_ms != null && (
+          <span class={`pill ${l.ttfw_over_objective ? "bad" : "good"}`} data-testid="ttfw" data-value={l.ttfw_ms}>
+            TTFW {fmtMs(l.ttfw_ms)} {l.ttfw_over_objective ? `> ${fmtMs(props.objective)}` : `≤ ${fmtMs(props.objective)}`}
+          </span>
+        )}
+        {l.interrupted && <span class="pill warn">{t("cv.interrupted")}</span>}
+        {l.index != null && (
+          <span class="lane-stats muted small">
+            STT {fmtMs(s.stt_ms)} · LLM TTFT {fmtMs(s.llm_ttft_ms)} · {t("stage.tool")} {fmtMs(s.tool_ms)} · TTS TTFB {fmtMs(s.tts_ttfb_ms)} · {t("stage.playout")} {fmtMs(s.playout_ms)}
+          </span>
+        )}
+      </header>
+      {l.index != null && (
+        <div class="dialog">
+          <div class="utter user" data-testid="user-text">
+            <span class="who">{t("cv.caller_said")}</span>
+            <p lang="uk">{l.user_text || "—"}</p>
+          </div>
+          <div class="utter agent" data-testid="agent-text">
+            <span class="who">{t("cv.agent_said")}</span>
+            <p lang="uk">{l.agent_text || "—"}</p>
+          </div>
+        </div>
+      )}
+      {(l.tools || []).length > 0 && (
+        <div class="tools">
+          <h3>{t("cv.tools")}</h3>
+          <ul>
+            {(l.tools || []).map((tool) => (
+              <li class={tool.success === false ? "err" : ""} data-testid="tool">
+                <span class="dot k-tool" aria-hidden="true"></span>
+                <strong class="mono">{tool.name}</strong>
+                <span class={`badge ${tool.success === false ? "err" : "ok"}`}>{tool.success === false ? t("cv.error") : t("cv.ok")}</span>
+                <span class="muted small">{fmtMs(tool.duration_ms)}</span>
+                <div class="kv"><span class="k">{t("cv.args")}</span><code>{json(tool.args)}</code></div>
+                <div class="kv"><span class="k">{t("cv.result")}</span><code>{json(tool.result)}</code></div>
+                {tool.error && <div class="kv"><span class="k">{t("cv.error")}</span><code>{tool.error}</code></div>}
+              </li>
+            ))}
+          </ul>
+        </div>
+      )}
+      {l.spans.length > 0 && <Waterfall lane={l} objective={props.objective} />}
+    </section>
+  );
+}
+
+export function CallViewPage(props: { meta: Meta; callId: string }) {
+  const [view, setView] = useState<CallView | null>(null);
+  const [err, setErr] = useState<{ status: number; msg: string } | null>(null);
+  const [tick, setTick] = useState(0);
+  useEffect(() => {
+    let stop = false;
+    getJson<CallView>(`/api/calls/${encodeURIComponent(props.callId)}`).then(
+      (v) => { if (!stop) { setView(v); setErr(null); } },
+      (e: ApiError) => { if (!stop) setErr({ status: e.status, msg: e.message }); },
+    );
+    return () => { stop = true; };
+  }, [props.callId, tick]);
+  useEffect(() => live.on("call", (row) => { if (row.call_id === props.callId) setTick((n) => n + 1); }), [props.callId]);
+  if (err) return (
+    <div class="page"><a href="/calls">{t("cv.back")}</a>
+      <p class="error" role="alert" data-testid="call-error">{err.status === 404 ? t("cv.not_found") : t("common.error", { e: err.msg })}</p>
+    </div>
+  );
+  if (!view) return <p class="muted">{t("common.loading")}</p>;
+  const c = view.call;
+  const cost = c.cost_by_stage;
+  const costTotal = cost ? Object.values(cost).reduce((a, b) => a + b, 0) : 0;
+  return (
+    <div class="page callview" data-testid="callview" data-call-id={c.call_id}>
+      <a href="/calls">{t("cv.back")}</a>
+      <header class="call-head card">
+        <div class="call-title">
+          <h1>{t("cv.title", { id: "" })}<span class="mono">{c.call_id}</span></h1>
+          {c.status === "active"
+            ? <span class="badge o-active">● {t("status.active")}</span>
+            : <span class={`badge o-${c.outcome}`} data-testid="outcome">{outcomeLabel(c.outcome)}</span>}
+          {c.transfer_reason && <span class="muted">{c.transfer_reason}</span>}
+        </div>
+        <dl class="facts">
+          <div><dt>{t("cv.started")}</dt><dd>{fmtTime(c.started_at)}</dd></div>
+          <div><dt>{t("cv.ended")}</dt><dd>{fmtTime(c.ended_at)}</dd></div>
+          <div><dt>{t("cv.duration")}</dt><dd>{fmtDuration(c.duration_s)}</dd></div>
+          <div><dt>{t("cv.scenario")}</dt><dd>{c.scenario || "—"}</dd></div>
+          <div><dt>{t("cv.caller")}</dt><dd class="mono" data-testid="caller">{c.caller || "—"}{c.caller && c.caller_masked ? <span class="muted small"> ({t("cv.masked")})</span> : null}</dd></div>
+          <div><dt>{t("cv.turns")}</dt><dd>{c.turns ?? "—"}</dd></div>
+          <div><dt>{t("cv.cost")}</dt><dd>{fmtUsd(c.cost_usd)}</dd></div>
+          <div><dt>trace</dt><dd class="mono small">{c.trace_id || "—"}</dd></div>
+        </dl>
+        {cost && costTotal > 0 && (
+          <div class="cost-split" aria-label={`${t("cv.cost")} ${t("cv.cost_split")}`}>
+            <span class="muted small">{t("cv.cost_split")}</span>
+            <div class="stack-bar">
+              {Object.entries(cost).map(([k, v]) => <span class={`k-${k}`} style={{ width: `${(v / costTotal) * 100}%` }} title={`${stageLabel(k)} ${fmtUsd(v, 5)}`}></span>)}
+            </div>
+            <span class="small">{Object.entries(cost).map(([k, v]) => `${stageLabel(k)} ${fmtUsd(v, 5)}`).join(" · ")}</span>
+          </div>
+        )}
+        <div class="links">
+          {view.links.trace ? <a href={view.links.trace} target="_blank" rel="noopener noreferrer" data-external data-testid="trace-link">{t("cv.trace")} ↗</a> : null}
+          {view.links.logs ? <a href={view.links.logs} target="_blank" rel="noopener noreferrer" data-external>{t("cv.logs")} ↗</a>
+            : <span class="muted small">{t("cv.no_logs")}</span>}
+          <span class="muted small">{t("cv.spans", { n: view.span_count })}</span>
+        </div>
+      </header>
+      {!view.sources.trace && <p class="notice" data-testid="source-notice" data-source="history-only">{t("cv.only_history", { e: view.sources.trace_error || "" })}</p>}
+      {!view.sources.history && <p class="notice" data-testid="source-notice" data-source="trace-only">{t("cv.only_trace", { e: view.sources.history_error || "" })}</p>}
+      <div class="legend" aria-label={t("cv.legend")}>
+        {KINDS.map((k) => <span><span class={`dot k-${k}`} aria-hidden="true"></span>{stageLabel(k)}</span>)}
+        <span><span class="line objective" aria-hidden="true"></span>{t("cv.objective")} {fmtMs(view.objective_ms)}</span>
+      </div>
+      {view.lanes.map((l) => <TurnLane lane={l} objective={view.objective_ms} />)}
+      {view.call_spans.length > 0 && (
+        <details class="card call-spans">
+          <summary>{t("cv.call_spans")} ({view.call_spans.length})</summary>
+          <ul>{view.call_spans.map((s) => <li class="mono small" data-span-id={s.span_id}>{s.name} · {fmtMs(s.duration_ms)}</li>)}</ul>
+        </details>
+      )}
+    </div>
+  );
+}
