@@ -19,8 +19,10 @@ themselves are the ``call`` lane. Every span of the trace is in exactly one lane
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -41,6 +43,7 @@ _FIRST_CHUNK_KEYS: Final = (
 )
 _MAX_ATTR_CHARS: Final = 2000
 _STAGES: Final = {s.value for s in Stage}
+_CHARS_RE: Final = re.compile(r'"characters_count"\s*:\s*(\d+)')
 
 
 def mask_text(text: str | None, pii: bool) -> str:
@@ -92,52 +95,63 @@ def assign_lanes(trace: Trace) -> dict[str, list[Span]]:
     by_id = {s.span_id: s for s in spans}
     turns = sorted((s for s in spans if s.attributes.get(Attr.STAGE) == Stage.TURN.value),
                    key=lambda s: s.start_ns)
-    shared: set[str] = set()  # ancestors of turn spans
-    for t in turns:
-        p = t.parent_id
-        while p is not None and p in by_id and p not in shared:
-            shared.add(p)
-            p = by_id[p].parent_id
+    if not turns:  # no turn at all (hung up before speaking): the root, and the rest before
+        out: dict[str, list[Span]] = {}
+        for s in spans:
+            key = "call" if s.parent_id is None or s.parent_id not in by_id else "before"
+            out.setdefault(key, []).append(s)
+        return out
     turn_key: dict[str, str] = {}
     for pos, t in enumerate(turns):
         idx = _turn_index(t)
         turn_key[t.span_id] = f"turn:{idx if idx is not None else pos}"
     starts = [t.start_ns for t in turns]
-    top_of: dict[str, str] = {}
+    last = turns[-1]
 
-    def top(s: Span) -> str:
-        chain = []
-        cur = s
-        while True:
-            hit = top_of.get(cur.span_id)
-            if hit is not None:
-                break
-            chain.append(cur.span_id)
-            if cur.span_id in turn_key or cur.parent_id is None or cur.parent_id not in by_id \
-                    or cur.parent_id in shared:
-                hit = cur.span_id
-                break
-            cur = by_id[cur.parent_id]
-        for sid in chain:
-            top_of[sid] = hit
-        return hit
+    def window(t_ns: int) -> int:
+        """-1 before the first turn, k inside turn k's window, len(turns) after the last turn."""
+        if t_ns < starts[0]:
+            return -1
+        k = bisect.bisect_right(starts, t_ns) - 1
+        if k == len(turns) - 1 and t_ns > last.end_ns:
+            return len(turns)
+        return k
 
-    lanes: dict[str, list[Span]] = {}
+    kids: dict[str, list[Span]] = {}
     for s in spans:
-        if not turns:  # no turn at all (hung up before speaking): the root, and the rest before
-            key = "call" if s.parent_id is None or s.parent_id not in by_id else "before"
-        elif s.span_id in shared:
+        if s.parent_id in by_id:
+            kids.setdefault(s.parent_id, []).append(s)
+    # containers: spans that hold a turn span or whose children start in different windows (the
+    # call root, LiveKit's agent_session, ...); they go to the "call" lane, their children to turns
+    container: dict[str, bool] = {}
+    has_turn: dict[str, bool] = {}
+    order: list[Span] = []
+    stack = [s for s in spans if s.parent_id not in by_id]
+    while stack:  # pre-order, then evaluated in reverse (children before parents)
+        s = stack.pop()
+        order.append(s)
+        stack.extend(kids.get(s.span_id, []))
+    for s in reversed(order):
+        children = kids.get(s.span_id, [])
+        holds_turn = any(c.span_id in turn_key or has_turn[c.span_id] for c in children)
+        has_turn[s.span_id] = holds_turn
+        windows = {window(c.start_ns) for c in children if c.span_id not in turn_key}
+        container[s.span_id] = s.span_id not in turn_key and (
+            holds_turn or len(windows) > 1 or any(container[c.span_id] for c in children))
+    lanes: dict[str, list[Span]] = {}
+    unit_of: dict[str, Span] = {}
+    for s in order:  # parents first: a span's unit is its highest non-container ancestor
+        if container[s.span_id]:
             key = "call"
         else:
-            t = by_id[top(s)]
-            if t.span_id in turn_key:
-                key = turn_key[t.span_id]
-            elif t.start_ns < starts[0]:
-                key = "before"
+            parent = by_id.get(s.parent_id) if s.parent_id is not None else None
+            unit = s if parent is None or container[parent.span_id] else unit_of[parent.span_id]
+            unit_of[s.span_id] = unit
+            if unit.span_id in turn_key:
+                key = turn_key[unit.span_id]
             else:
-                k = max(i for i, st in enumerate(starts) if st <= t.start_ns)
-                last_ended = k == len(turns) - 1 and t.start_ns > turns[k].end_ns
-                key = "after" if last_ended else turn_key[turns[k].span_id]
+                w = window(unit.start_ns)
+                key = "before" if w < 0 else "after" if w >= len(turns) else turn_key[turns[w].span_id]
         lanes.setdefault(key, []).append(s)
     for v in lanes.values():
         v.sort(key=lambda s: (s.start_ns, -s.end_ns))
@@ -219,12 +233,10 @@ def _cost_split(trace: Trace | None, total: float | None, prices: PriceTable) ->
             est["stt"] += prices.cost(Stage.STT, provider, model, audio_seconds=float(secs))
         elif stage == Stage.TTS.value:
             chars = s.attributes.get(Attr.TTS_CHARACTERS)
-            if chars is None:
+            if chars is None:  # LiveKit's metrics JSON (numbers in it may be masked at export)
                 raw = s.attributes.get("lk.tts_metrics")
-                try:
-                    chars = json.loads(raw).get("characters_count") if isinstance(raw, str) else None
-                except ValueError:
-                    chars = None
+                m = _CHARS_RE.search(raw) if isinstance(raw, str) else None
+                chars = int(m.group(1)) if m else None
             est["tts"] += prices.cost(Stage.TTS, provider, model, characters=int(chars or 0))
     s_all = sum(est.values())
     if s_all <= 0:

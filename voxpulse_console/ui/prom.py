@@ -28,32 +28,44 @@ class PromError(RuntimeError):
 
 
 class exprs:
-    """The PromQL the console runs."""
+    """The PromQL the console runs.
+
+    Windows use :meth:`windowed` instead of ``rate()``: the agents' SDK histograms (time to first
+    word, time to first chunk) come from processes that may live shorter than a scrape window (a
+    simulation, a worker that restarts), whose series have a single sample, on which ``rate()`` and
+    ``increase()`` return nothing. ``windowed`` counts such a new series from zero.
+    """
 
     TTFW_BUCKET: Final = f"{_TTFW}_bucket"
     STAGE_BUCKET: Final = f"{SPANMETRICS_DURATION}_bucket"
     TTFC_BUCKET: Final = f"{_TTFC}_bucket"
 
     @staticmethod
+    def windowed(selector: str, window: str) -> str:
+        """How much a counter grew over ``window`` (a series born inside it counts from zero)."""
+        return f"clamp_min({selector} - ({selector} offset {window} or {selector} * 0), 0)"
+
+    @staticmethod
     def ttfw_quantile(q: float, window: str) -> str:
         """Time to first word, seconds."""
-        return f"histogram_quantile({q}, sum by (le) (rate({exprs.TTFW_BUCKET}[{window}])))"
+        return f"histogram_quantile({q}, sum by (le) ({exprs.windowed(exprs.TTFW_BUCKET, window)}))"
 
     @staticmethod
     def stage_quantile(q: float, window: str, stages: str = _STAGE_RE) -> str:
         """Span duration per ``voice_stage``, milliseconds."""
-        return (f"histogram_quantile({q}, sum by (le, voice_stage) "
-                f"(rate({exprs.STAGE_BUCKET}{{voice_stage=~\"{stages}\"}}[{window}])))")
+        sel = f'{exprs.STAGE_BUCKET}{{voice_stage=~"{stages}"}}'
+        return f"histogram_quantile({q}, sum by (le, voice_stage) ({exprs.windowed(sel, window)}))"
 
     @staticmethod
     def first_chunk_quantile(q: float, window: str) -> str:
         """LLM time to first token / TTS time to first byte / STT first transcript, seconds."""
-        return f"histogram_quantile({q}, sum by (le, voice_stage) (rate({exprs.TTFC_BUCKET}[{window}])))"
+        return (f"histogram_quantile({q}, sum by (le, voice_stage) "
+                f"({exprs.windowed(exprs.TTFC_BUCKET, window)}))")
 
     @staticmethod
     def stage_count(window: str) -> str:
         sel = f'{SPANMETRICS_DURATION}_count{{voice_stage=~"{_STAGE_RE}"}}'
-        return f"sum by (voice_stage) (increase({sel}[{window}]))"
+        return f"sum by (voice_stage) ({exprs.windowed(sel, window)})"
 
 
 def _num(value: Any) -> float | None:

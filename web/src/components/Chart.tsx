@@ -23,6 +23,7 @@ export interface ChartProps {
   markers?: Marker[];
   hlines?: { y: number; color: string; label: string }[];
   yMin?: number;
+  xRange?: [number, number];
 }
 
 export function Chart(props: ChartProps) {
@@ -71,7 +72,8 @@ export function Chart(props: ChartProps) {
         ctx.stroke();
         ctx.fillStyle = h.color;
         ctx.font = `${11 * devicePixelRatio}px "IBM Plex Sans", sans-serif`;
-        ctx.fillText(h.label, u.bbox.left + 6 * devicePixelRatio, y - 4 * devicePixelRatio);
+        ctx.textAlign = "right";
+        ctx.fillText(h.label, u.bbox.left + u.bbox.width - 6 * devicePixelRatio, y - 5 * devicePixelRatio);
         ctx.restore();
       }
     };
@@ -89,7 +91,10 @@ export function Chart(props: ChartProps) {
         { stroke: "#475569", grid: { stroke: "#e2e8f0" } },
         { stroke: "#475569", grid: { stroke: "#e2e8f0" }, label: props.yLabel, size: 60 },
       ],
-      scales: { y: { range: () => [props.yMin ?? 0, maxY > 0 ? maxY * 1.08 : 1] } },
+      scales: {
+        x: props.xRange ? { time: true, range: () => props.xRange as [number, number] } : { time: true },
+        y: { range: () => [props.yMin ?? 0, maxY > 0 ? maxY * 1.08 : 1] },
+      },
       legend: { show: true },
       cursor: { drag: { x: false, y: false } },
       hooks: { draw: [drawLines, placeMarkers] },

@@ -74,7 +74,7 @@ export function Shell(props: { meta: Meta; path: string; onLang: () => void; chi
               {LANGS.map((l) => <option value={l.code}>{l.label}</option>)}
             </select>
           </label>
-          <span class="user" data-testid="user">{props.meta.user}{props.meta.can_view_pii ? " · PII" : ""}</span>
+          <span class="whoami" data-testid="user">{props.meta.user}{props.meta.can_view_pii ? " · PII" : ""}</span>
           <button type="button" class="ghost" onClick={logout} data-testid="logout">{t("nav.logout")}</button>
         </div>
       </header>

@@ -78,7 +78,7 @@ const KINDS = ["speech", "stt", "llm", "tool", "tts", "playout", "turn", "other"
 
 function json(v: unknown): string {
   if (v == null) return "—";
-  return typeof v === "string" ? v : JSON.stringify(v, null, 1);
+  return typeof v === "string" ? v : JSON.stringify(v).replace(/,"/g, ', "').replace(/":/g, '": ');
 }
 
 function Waterfall(props: { lane: Lane; objective: number }) {
@@ -99,22 +99,25 @@ function Waterfall(props: { lane: Lane; objective: number }) {
         </span>
       </div>
       <div class="wf-rows">
-        {lane.speech_end_ms != null && (
-          <span class="wf-marker speech-end" style={{ left: pct(lane.speech_end_ms) }} title={t("cv.speech_end")}>
-            <span>{t("cv.speech_end")}</span>
-          </span>
-        )}
-        {lane.first_audio_ms != null && (
-          <span class={`wf-marker first-audio ${lane.ttfw_over_objective ? "bad" : ""}`} style={{ left: pct(lane.first_audio_ms) }}
-            title={t("cv.first_audio")}>
-            <span>{t("cv.first_audio")}</span>
-          </span>
-        )}
-        {objectiveEnd != null && (
-          <span class="wf-marker objective" style={{ left: pct(objectiveEnd) }} title={`${t("cv.objective")} ${fmtMs(props.objective)}`}>
-            <span>{t("cv.objective")} {fmtMs(props.objective)}</span>
-          </span>
-        )}
+        <div class="wf-overlay" aria-hidden="true">
+          {lane.speech_end_ms != null && (
+            <span class="wf-marker speech-end" style={{ left: pct(lane.speech_end_ms) }}><span>{t("cv.speech_end")}</span></span>
+          )}
+          {lane.first_audio_ms != null && (
+            <span class={`wf-marker first-audio ${lane.ttfw_over_objective ? "bad" : ""}`} style={{ left: pct(lane.first_audio_ms) }}>
+              <span>{t("cv.first_audio")}</span>
+            </span>
+          )}
+          {lane.speech_end_ms != null && lane.first_audio_ms != null && (
+            <span class={`wf-ttfw ${lane.ttfw_over_objective ? "bad" : ""}`}
+              style={{ left: pct(lane.speech_end_ms), width: `calc(${pct(lane.first_audio_ms)} - ${pct(lane.speech_end_ms)})` }}>
+              <span>TTFW {fmtMs(lane.ttfw_ms)}</span>
+            </span>
+          )}
+          {objectiveEnd != null && (
+            <span class="wf-marker objective" style={{ left: pct(objectiveEnd) }}><span>{t("cv.objective")} {fmtMs(props.objective)}</span></span>
+          )}
+        </div>
         {lane.spans.map((s) => (
           <div class={`wf-row ${s.error ? "err" : ""}`} data-span-id={s.span_id} data-span-name={s.name} data-kind={s.kind}>
             <button type="button" class="wf-name" style={{ paddingLeft: `${0.4 + s.depth * 0.9}rem` }}

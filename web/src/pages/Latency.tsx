@@ -77,7 +77,7 @@ export function Latency(props: { meta: Meta; query: URLSearchParams }) {
           <div class="grid-2 wide-left">
             <section class="card">
               {chart && chart.data[0].length > 0
-                ? <Chart title={t("lat.chart")} data={chart.data} series={chart.series} markers={chart.markers} hlines={chart.hlines} yLabel="ms" height={320} />
+                ? <Chart title={t("lat.chart")} data={chart.data} series={chart.series} markers={chart.markers} hlines={chart.hlines} yLabel="ms" height={320} xRange={[data.start, data.end]} />
                 : <p class="muted">{t("ov.no_data")}</p>}
             </section>
             <section class="card">

@@ -64,7 +64,7 @@ export function Overview(_props: { meta: Meta }) {
   }, []);
   const trend = data?.values.ttfw_trend;
   const chart = useMemo(() => {
-    if (!trend) return null;
+    if (!trend || !trend.p95.some((p) => p[1] != null)) return null;
     const xs = trend.p95.map((p) => p[0]);
     const p50 = new Map(trend.p50.map((p) => [p[0], p[1]]));
     return {
@@ -137,7 +137,8 @@ export function Overview(_props: { meta: Meta }) {
         </section>
       </div>
       <section class="card">
-        {chart ? <Chart title={t("ov.trend")} data={chart.data} series={chart.series} hlines={chart.hlines} yLabel="ms" /> :
+        {chart ? <Chart title={t("ov.trend")} data={chart.data} series={chart.series} hlines={chart.hlines} yLabel="ms"
+          xRange={[data.time - 6 * 3600, data.time]} /> :
           <p class="muted">{t("ov.trend")}: {t("ov.no_data")}</p>}
       </section>
       <section class="card outcomes">
