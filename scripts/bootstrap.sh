@@ -4,7 +4,9 @@
 #   the collector, Jaeger (the native trace store) and Grafana's dashboard linter built from Go modules
 #   (cached in ~/.cache/voxpulse; module checksums verified; the build fails when its Go module cache
 #   holds a module of scripts/go-not-to-use.txt, e.g. AGPL Tempo, Grafana or Loki),
-#   Prometheus, Alertmanager, PostgreSQL and Redis from Debian.
+#   Prometheus, Alertmanager, PostgreSQL and Redis from Debian,
+#   the web console's frontend (npm ci + build, cached by content hash) and Debian's Chromium for the
+#   browser tests (Playwright drives it; a browser download is impossible here).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -25,3 +27,17 @@ fi
 
 log "building or reusing the collector, Jaeger and the dashboard linter; installing Debian packages"
 bash scripts/build-backends.sh
+
+log "building or reusing the web console's frontend (web/)"
+bash scripts/build-web.sh
+
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    log "installing Debian's chromium (browser tests)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  else
+    log "chromium is missing: the browser tests need it (apt-get install chromium)"
+  fi
+fi

@@ -42,6 +42,7 @@ from voxpulse_console.waterfall import render_waterfall
 __all__ = ["build_parser", "main"]
 
 PROMETHEUS = os.environ.get("VOXPULSE_PROMETHEUS_URL", "http://127.0.0.1:9090")
+UI_LISTEN = os.environ.get("VOXPULSE_UI_LISTEN") or "127.0.0.1:8090"
 GRAFANA = os.environ.get("VOXPULSE_GRAFANA_URL", "http://127.0.0.1:3000")
 COLLECTOR_HTTP = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
 
@@ -304,14 +305,31 @@ def _wait_for(pred: Callable[[], bool], timeout: float, interval: float = 1.0) -
     return False
 
 
+def _demo_login() -> tuple[str, str, dict[str, str]]:
+    """A one-time console login for the demo: (user, password, env for the console's process).
+    The password is random, printed once at the end and never written anywhere."""
+    import secrets
+
+    from voxpulse_console.ui.auth import hash_password
+
+    user, password = "demo", secrets.token_urlsafe(12)
+    return user, password, {"VOXPULSE_UI_USERS": f"{user}:{hash_password(password)}:pii"}
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     stack = _optional("voxpulse_console.stack")
+    login: tuple[str, str] | None = None
     if stack is not None and not args.no_stack:
         console.rule("[bold]1. backend stack")
         try:
-            with console.status("starting collector, Jaeger, Prometheus, Alertmanager ..."):
+            user, password, ui_env = _demo_login()
+            with console.status("starting collector, Jaeger, Prometheus, Alertmanager, the web console ..."):
                 # the shipped flush interval (20 s, above the 15 s scrape) keeps every exemplar
-                result = stack.up(use_docker=args.docker)
+                result = stack.up(use_docker=args.docker, env=None if args.docker else ui_env)
+                if result.get("ui") == "running":  # a console from an earlier demo: give it the new login
+                    result["ui"] = stack.restart("ui", env=ui_env)
+            if "ui" in result:
+                login = (user, password)
             console.print(", ".join(f"{k}: {v}" for k, v in result.items()))
         except Exception as e:  # no binaries, ports busy: say so and fall back to the console
             console.print(f"[yellow]stack not started: {e}[/yellow]")
@@ -350,6 +368,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     console.rule("[bold]4. the slowest call, through its exemplar")
     trace_id: str | None = None
+    slowest_call_id: str | None = None
     how = ""
     for expr in (TTFW_METRIC, f'{SPANMETRICS}{{voice_stage="turn"}}', f'{SPANMETRICS}{{span_name="call"}}'):
         try:
@@ -371,6 +390,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         with console.status(f"fetching the trace from {store.kind} ..."):
             trace = asyncio.run(_call_trace(store, trace_id, args.wait))
         call_id = trace.call_id if trace is not None else None
+        slowest_call_id = call_id or next((c.call_id for c in summary.calls if c.trace_id == trace_id), None)
         console.print(f"slowest call: {call_id or '?'}, trace {trace_id} (via {how})")
         if trace is not None:
             console.print(render_waterfall(trace.spans, title=f"call {call_id} (from {store.kind} at {store.url})"))
@@ -385,6 +405,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         console.print(f"Grafana:    {_explore_link(store.kind, trace_id)}")
     console.print(f"Grafana dashboards: {GRAFANA}/dashboards (docker compose)")
     console.print("trace of any call: voxpulse trace <call_id>")
+    if login is not None:
+        ui = f"http://{UI_LISTEN}"
+        console.rule("[bold]6. the web console")
+        console.print(f"VoxPulse console: {ui}   (log in as [bold]{login[0]}[/bold], "
+                      f"password [bold]{login[1]}[/bold] -- shown once, valid until the console restarts)")
+        if slowest_call_id:
+            console.print(f"the slowest call: {ui}/calls/{quote(slowest_call_id, safe='')}")
     return 0
 
 

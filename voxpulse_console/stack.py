@@ -1,4 +1,5 @@
-"""Run the VoxPulse backend stack natively: OTel Collector, Jaeger, Prometheus and Alertmanager.
+"""Run the VoxPulse backend stack natively: OTel Collector, Jaeger, Prometheus and Alertmanager
+(and the web console, ``ui``, when its users are configured).
 
 Each component is a background process started in its own session (it outlives the CLI that
 started it) with the repository's own config file, its state under ``state_dir/<name>/``, its
@@ -40,10 +41,12 @@ import httpx
 from voxpulse_console._paths import config_dir
 from voxpulse_console.alert_receiver import DEFAULT_LISTEN as RECEIVER_LISTEN
 from voxpulse_console.alert_receiver import ConfigError, render_alertmanager_config, write_alertmanager_config
+from voxpulse_console.ui.config import DEFAULT_LISTEN as UI_LISTEN
 
 __all__ = [
     "COMPONENTS",
     "DEFAULT_STATE_DIR",
+    "OPTIONAL",
     "Component",
     "ComponentStatus",
     "StackError",
@@ -82,6 +85,8 @@ class Component:
     env: Callable[[Path], dict[str, str]] = field(default=lambda _state: {})
     description: str = ""
     stop_timeout_s: float = 20.0  # SIGTERM, then SIGKILL after this long
+    # why the component cannot start in this environment (None: it can); optional components only
+    unavailable: Callable[[Mapping[str, str]], str | None] = field(default=lambda _env: None)
 
 
 def _otelcol_argv(binary: Path, _state: Path) -> list[str]:
@@ -196,6 +201,34 @@ COMPONENTS: dict[str, Component] = {
         ),
     )
 }
+
+
+
+def _ui_argv(binary: Path, _state: Path) -> list[str]:
+    return [str(binary), "ui", "--listen", UI_LISTEN]
+
+
+def _ui_unavailable(env: Mapping[str, str]) -> str | None:
+    if not env.get("VOXPULSE_UI_USERS"):
+        return "no console users: set VOXPULSE_UI_USERS (voxpulse ui hash-password); `make demo` makes one"
+    return None
+
+
+# Started with the others when they can be (the web console needs its users in the environment);
+# `stack up ui` names it explicitly.
+OPTIONAL: dict[str, Component] = {
+    "ui": Component(
+        "ui",
+        ("voxpulse",),
+        f"http://{UI_LISTEN}/healthz",
+        (int(UI_LISTEN.rpartition(":")[2]),),
+        _ui_argv,
+        description="the VoxPulse web console (voxpulse ui): calls, call timelines, latency, alerts",
+        stop_timeout_s=5.0,
+        unavailable=_ui_unavailable,
+    ),
+}
+_ALL: dict[str, Component] = {**COMPONENTS, **OPTIONAL}
 
 # Processes started by this Python process, so that they can be reaped (no zombies in tests).
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -417,7 +450,7 @@ def _wait_ready(names: Sequence[str], state: Path, wait_s: float) -> None:
     pending = list(names)
     while pending:
         for name in list(pending):
-            comp = COMPONENTS[name]
+            comp = _ALL[name]
             pid = _read_pid(state, name)
             if pid is None:
                 raise StackError(
@@ -433,14 +466,17 @@ def _wait_ready(names: Sequence[str], state: Path, wait_s: float) -> None:
         time.sleep(0.25)
 
 
-def _names(components: Iterable[str] | None) -> list[str]:
+def _names(components: Iterable[str] | None, env: Mapping[str, str] | None = None) -> list[str]:
+    """The components to act on, in start order. None: the stack, plus each optional component
+    that can start in this environment (``env`` over ``os.environ``)."""
     if components is None:
-        return list(COMPONENTS)
+        merged = {**os.environ, **(env or {})}
+        return list(COMPONENTS) + [n for n, c in OPTIONAL.items() if c.unavailable(merged) is None]
     wanted = list(components)
-    unknown = [n for n in wanted if n not in COMPONENTS]
+    unknown = [n for n in wanted if n not in _ALL]
     if unknown:
-        raise StackError(f"unknown component(s) {unknown}; known: {list(COMPONENTS)}")
-    return [n for n in COMPONENTS if n in wanted]  # keep start order
+        raise StackError(f"unknown component(s) {unknown}; known: {list(_ALL)}")
+    return [n for n in _ALL if n in wanted]  # keep start order
 
 
 def docker_available() -> bool:
@@ -485,11 +521,15 @@ def up(
     state.mkdir(parents=True, exist_ok=True)
     result: dict[str, str] = {}
     started: list[str] = []
-    for name in _names(components):
+    merged = {**os.environ, **(env or {})}
+    for name in _names(components, env):
         if _read_pid(state, name) is not None:
             result[name] = "running"
             continue
-        _spawn(COMPONENTS[name], state, env)
+        why = _ALL[name].unavailable(merged)
+        if why is not None:
+            raise StackError(f"{name}: {why}")
+        _spawn(_ALL[name], state, env)
         started.append(name)
         result[name] = "started"
     _wait_ready([n for n in result], state, wait_s)
@@ -528,7 +568,7 @@ def stop(name: str, *, state_dir: Path | str | None = None, timeout_s: float | N
     if pid is None:
         _pidfile(state, name).unlink(missing_ok=True)
         return False
-    _stop_pid(pid, COMPONENTS[name].stop_timeout_s if timeout_s is None else timeout_s)
+    _stop_pid(pid, _ALL[name].stop_timeout_s if timeout_s is None else timeout_s)
     _pidfile(state, name).unlink(missing_ok=True)
     return True
 
@@ -583,7 +623,7 @@ def down(
         _compose("down")
         return ["docker-compose"]
     stopped = []
-    for name in reversed(_names(components)):
+    for name in reversed(list(_ALL) if components is None else _names(components)):
         if stop(name, state_dir=state_dir, timeout_s=timeout_s):
             stopped.append(name)
     return stopped
@@ -592,8 +632,10 @@ def down(
 def status(*, state_dir: Path | str | None = None) -> list[ComponentStatus]:
     state = _state(state_dir)
     out = []
-    for name, comp in COMPONENTS.items():
+    for name, comp in _ALL.items():
         pid = _read_pid(state, name)
+        if name in OPTIONAL and pid is None and comp.unavailable(os.environ) is not None:
+            continue  # an optional component that is neither running nor configured
         out.append(
             ComponentStatus(
                 name=name,
@@ -659,11 +701,11 @@ def _cmd(args: argparse.Namespace) -> int:
             _print_status(rows)
             return 0 if all(r.ready for r in rows) else 3
         elif args.stack_cmd == "logs":
-            for name in comps or list(COMPONENTS):
+            for name in comps or _names(None):
                 print(f"==> {name} <==")
                 print(logs(name, args.lines, state_dir=state_dir))
         elif args.stack_cmd == "restart":
-            for name in comps or list(COMPONENTS):
+            for name in comps or _names(None):
                 print(f"{name}: {restart(name, state_dir=state_dir, wait_s=args.wait)}")
         elif args.stack_cmd == "build":
             found = ensure_built(with_linter=args.with_linter, with_compose=args.with_compose)
@@ -697,7 +739,7 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
                 "components",
                 nargs="*",
                 metavar="COMPONENT",
-                help=f"any of {', '.join(COMPONENTS)} (default: all)",
+                help=f"any of {', '.join(_ALL)} (default: all; ui when VOXPULSE_UI_USERS is set)",
             )
 
     sp = sub.add_parser("up", help="start what is not running and wait until ready")

@@ -1,6 +1,6 @@
 """docker-compose.yml: accepted by `docker compose config` (no engine needed), every file it mounts
-exists, images pinned, secrets required from the environment, only Grafana's port published; the
-trace store is Tempo by default and Jaeger with VOXPULSE_TRACE_STORE=jaeger (its profile), and that
+exists, images pinned, secrets required from the environment, only Grafana's and the console's ports
+published; the trace store is Tempo by default and Jaeger with VOXPULSE_TRACE_STORE=jaeger (its profile), and that
 one setting also points Grafana and Prometheus at it."""
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ pytestmark = pytest.mark.stack
 
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
+# a console user for `docker compose config` (a hash of a throw-away password, never a real one)
+UI_USERS = "ops:scrypt.16384.8.1.AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 
 
 def compose_config(compose_cmd: list[str], env_file: Path) -> subprocess.CompletedProcess[str]:
@@ -37,7 +39,8 @@ def _config(compose_cmd: list[str], folder: Path, **settings: str) -> dict[str, 
     lines = ENV_EXAMPLE.read_text().splitlines()
     lines = [f"{line.split('=', 1)[0]}={settings[line.split('=', 1)[0]]}" if line.split("=", 1)[0] in settings
              else line for line in lines]
-    env.write_text("\n".join(lines) + "\nGRAFANA_ADMIN_PASSWORD=test-only\nPOSTGRES_PASSWORD=test-only\n")
+    env.write_text("\n".join(lines) + "\nGRAFANA_ADMIN_PASSWORD=test-only\nPOSTGRES_PASSWORD=test-only\n"
+                   f"VOXPULSE_UI_USERS={UI_USERS}\n")
     proc = compose_config(compose_cmd, env)
     assert proc.returncode == 0, proc.stderr
     result: dict[str, Any] = json.loads(proc.stdout)
@@ -56,14 +59,18 @@ def jaeger_config(compose_cmd: list[str], tmp_path_factory: pytest.TempPathFacto
 
 def test_compose_requires_the_secrets(compose_cmd: list[str], tmp_path: Path) -> None:
     env = tmp_path / "empty.env"
-    env.write_text("GRAFANA_ADMIN_PASSWORD=x\n")
+    env.write_text(f"GRAFANA_ADMIN_PASSWORD=x\nVOXPULSE_UI_USERS={UI_USERS}\n")
     proc = compose_config(compose_cmd, env)
     assert proc.returncode != 0
     assert "POSTGRES_PASSWORD" in proc.stderr
-    env.write_text("POSTGRES_PASSWORD=x\n")
+    env.write_text(f"POSTGRES_PASSWORD=x\nVOXPULSE_UI_USERS={UI_USERS}\n")
     proc = compose_config(compose_cmd, env)
     assert proc.returncode != 0
     assert "GRAFANA_ADMIN_PASSWORD" in proc.stderr
+    env.write_text("POSTGRES_PASSWORD=x\nGRAFANA_ADMIN_PASSWORD=x\n")  # no console users: no default login
+    proc = compose_config(compose_cmd, env)
+    assert proc.returncode != 0
+    assert "VOXPULSE_UI_USERS" in proc.stderr
 
 
 @pytest.mark.parametrize("profile", ["default", "jaeger"])
@@ -96,12 +103,13 @@ def test_images_are_pinned(config: dict[str, Any], jaeger_config: dict[str, Any]
     assert jaeger_config["services"]["jaeger"]["image"] == f"jaegertracing/jaeger:{versions['JAEGER_VERSION'][1:]}"
 
 
-def test_only_grafana_is_published(config: dict[str, Any]) -> None:
+def test_only_grafana_and_the_console_are_published(config: dict[str, Any]) -> None:
     published = {
         (name, int(p["target"])) for name, svc in config["services"].items() for p in svc.get("ports", [])
     }
-    assert published == {("telemetry", 3000)}
+    assert published == {("telemetry", 3000), ("telemetry", 8090)}
     assert config["services"]["grafana"]["network_mode"] == "service:telemetry"
+    assert config["services"]["console"]["network_mode"] == "service:telemetry"
 
 
 def test_grafana_is_locked(config: dict[str, Any]) -> None:
