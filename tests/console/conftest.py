@@ -94,12 +94,12 @@ def base_dsn() -> str:
     return dsn
 
 
-@pytest.fixture(scope="session")
-def console_db(base_dsn: str) -> Iterator[str]:
-    """A throw-away database with the history's and the console's migrations applied."""
+@contextlib.contextmanager
+def throwaway_db(base_dsn: str, prefix: str) -> Iterator[str]:
+    """A new database with the history's and the console's migrations applied; dropped after."""
     from voxpulse_console._migrations import migrate_console
 
-    name = f"voxpulse_console_{os.getpid()}_{secrets.token_hex(3)}"
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
     u = urlsplit(base_dsn)
     dsn = urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))
 
@@ -123,8 +123,17 @@ def console_db(base_dsn: str) -> Iterator[str]:
             await conn.close()
 
     asyncio.run(create())
-    yield dsn
-    asyncio.run(drop())
+    try:
+        yield dsn
+    finally:
+        asyncio.run(drop())
+
+
+@pytest.fixture(scope="session")
+def console_db(base_dsn: str) -> Iterator[str]:
+    """A throw-away database for the API tests (their ``pg`` fixture empties it per test)."""
+    with throwaway_db(base_dsn, "voxpulse_console") as dsn:
+        yield dsn
 
 
 def users_env() -> str:

@@ -44,6 +44,7 @@ __all__ = ["CONSOLE_KEY", "Console", "make_app", "static_dir"]
 log = logging.getLogger("voxpulse.console.ui")
 
 MAX_QUERY_STRING: Final = 2048
+PROM_LAG_S: Final = 10.0
 MAX_BODY: Final = 16 * 1024
 SESSION_COOKIE: Final = "vp_session"
 PRE_CSRF_COOKIE: Final = "vp_login_csrf"
@@ -317,7 +318,7 @@ async def auth_middleware(request: web.Request, handler: Callable[[web.Request],
     if session is None and not public:
         if path.startswith("/api/"):
             return _error(401, "login required")
-        return web.HTTPFound(f"/login?next={quote(path, safe='/')}")
+        return web.HTTPFound(f"/login?next={quote(request.path_qs, safe='/')}")
     if request.method not in _SAFE_METHODS:
         if not _same_origin(request, c.config):
             return _error(403, "cross-site request refused")
@@ -453,7 +454,9 @@ async def api_meta(request: web.Request) -> web.Response:
 
 async def api_overview(request: web.Request) -> web.Response:
     c = _console(request)
-    now = time.time()
+    # PromQL is evaluated PROM_LAG_S in the past: samples of a scrape in progress (timestamped at its
+    # start, appended up to the scrape timeout later) cannot change an answer once it was given.
+    now = round(time.time() - PROM_LAG_S, 3)
     out: dict[str, Any] = {"time": now, "timezone": c.config.timezone, "objective_ms": c.config.ttfw_objective_ms}
     queries: dict[str, Any] = {}
     values: dict[str, Any] = {}

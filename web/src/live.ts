@@ -19,9 +19,14 @@ const subs: { [K in Kind]: Set<Handlers[K]> } = {
 };
 let es: EventSource | null = null;
 let up = false;
+let sources: Sources | null = null;
 
 export function isLive(): boolean {
   return up;
+}
+
+export function lastSources(): Sources | null {
+  return sources;
 }
 
 export function on<K extends Kind>(kind: K, fn: Handlers[K]): () => void {
@@ -54,12 +59,16 @@ export function connect(): void {
   es.addEventListener("hello", (e) => {
     setUp(true);
     const d = JSON.parse((e as MessageEvent).data);
+    sources = d.sources;
     emit("sources", d.sources);
     emit("resync");
   });
   es.addEventListener("call", (e) => emit("call", JSON.parse((e as MessageEvent).data)));
   es.addEventListener("alert", (e) => emit("alert", JSON.parse((e as MessageEvent).data)));
-  es.addEventListener("sources", (e) => emit("sources", JSON.parse((e as MessageEvent).data)));
+  es.addEventListener("sources", (e) => {
+    sources = JSON.parse((e as MessageEvent).data);
+    emit("sources", sources!);
+  });
   es.addEventListener("resync", () => emit("resync"));
   es.addEventListener("bye", () => {
     es?.close();

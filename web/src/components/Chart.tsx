@@ -12,6 +12,7 @@ export interface Marker {
   color: string;
   onClick: () => void;
   testid?: string;
+  data?: Record<string, string>;
 }
 
 export interface ChartProps {
@@ -50,6 +51,7 @@ export function Chart(props: ChartProps) {
         b.title = m.label;
         b.setAttribute("aria-label", m.label);
         if (m.testid) b.dataset.testid = m.testid;
+        for (const [k, v] of Object.entries(m.data || {})) b.dataset[k] = v;
         b.style.left = `${left + px}px`;
         b.style.top = `${top + py}px`;
         b.style.background = m.color;

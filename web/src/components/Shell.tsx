@@ -31,6 +31,10 @@ export function Shell(props: { meta: Meta; path: string; onLang: () => void; chi
         window.setTimeout(() => setToasts((ts) => ts.filter((x) => x.key !== key)), 12000);
       }),
     ];
+    // the stream may have opened (and said hello) before this component subscribed
+    setConnected(live.isLive());
+    const last = live.lastSources();
+    if (last) setSources(last);
     return () => offs.forEach((f) => f());
   }, []);
 

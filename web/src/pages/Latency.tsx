@@ -51,7 +51,7 @@ export function Latency(props: { meta: Meta; query: URLSearchParams }) {
     const markers: Marker[] = (data.exemplars || []).slice(0, 400).map((e, i) => ({
       x: e.t, y: e.value_ms, color: STAGE_COLORS[e.stage] || "#334155",
       label: t("lat.exemplar", { stage: stageLabel(e.stage), v: fmtMs(e.value_ms), t: fmtTime(e.t, false) }),
-      onClick: () => void openTrace(e.trace_id), testid: `exemplar-${i}`,
+      onClick: () => void openTrace(e.trace_id), testid: `exemplar-${i}`, data: { traceId: e.trace_id, stage: e.stage },
     }));
     return {
       data: [xs, ...cols] as [number[], ...(number | null)[][]],

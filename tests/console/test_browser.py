@@ -1,0 +1,501 @@
+"""The web console in a real browser: Debian's headless Chromium driven by Playwright, against the
+real console, PostgreSQL, Prometheus and the trace store after a simulation exported through the
+real collector (``voxpulse simulate --exporter otlp``, its call history in a throw-away database).
+
+Screenshots of every page land in the test's temporary folder; with VOXPULSE_UPDATE_SCREENSHOTS=1
+they replace docs/img/console-*.png (docs/console.md shows them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime as dt
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from .conftest import ADMIN, VIEWER, Console, free_port, start_console, stop_console, throwaway_db, wait_for
+
+pytestmark = [pytest.mark.db, pytest.mark.stack, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+PROM = "http://127.0.0.1:9090"
+CALLS = 6
+SHOTS = ROOT / "docs" / "img"
+
+
+def _run(coro: Any) -> Any:
+    """asyncio.run in a thread of its own: Playwright's sync API holds an event loop in this one."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def _sql(dsn: str, sql: str, *args: Any) -> list[dict[str, Any]]:
+    async def run() -> list[dict[str, Any]]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return [dict(r) for r in await conn.fetch(sql, *args)]
+        finally:
+            await conn.close()
+
+    return list(_run(run()))
+
+
+def _trace_store() -> Any:
+    from voxpulse_console import tracestore
+
+    return tracestore.from_env()  # type: ignore[attr-defined]
+
+
+def _trace(trace_id: str) -> Any:
+    async def run() -> Any:
+        async with _trace_store() as store:
+            return await store.trace(trace_id)
+
+    return _run(run())
+
+
+def _stack_ready() -> bool:
+    from voxpulse_console import stack
+
+    async def traces_ready() -> bool:
+        async with _trace_store() as store:
+            return bool(await store.ready())
+
+    try:
+        store_ok = bool(_run(traces_ready()))
+    except Exception:
+        store_ok = False
+    return store_ok and stack._ready(stack.COMPONENTS["otelcol"].ready_url) and stack._ready(f"{PROM}/-/ready")
+
+
+def _exemplar_traces() -> set[str]:
+    r = httpx.get(f"{PROM}/api/v1/query_exemplars", timeout=10, params={
+        "query": "voice_turn_time_to_first_word_seconds_bucket", "start": time.time() - 900, "end": time.time()})
+    return {e["labels"].get("trace_id", "") for s in r.json()["data"] or [] for e in s["exemplars"]}
+
+
+@dataclass
+class Live:
+    console: Console
+    dsn: str
+    receiver: str
+    call_ids: list[str]
+    run: str
+    shots: Path
+
+
+@pytest.fixture(scope="module")
+def live(base_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    if not Path(CHROMIUM).is_file():
+        from .conftest import unavailable
+
+        unavailable("no /usr/bin/chromium (scripts/bootstrap.sh installs Debian's chromium)",
+                    flag="VOXPULSE_REQUIRE_STACK")
+    from voxpulse_console import stack
+
+    tmp = tmp_path_factory.mktemp("browser")
+    state: Path | None = None
+    if not _stack_ready():
+        missing = [n for n, c in stack.COMPONENTS.items() if stack._find(c.binary_names) is None]
+        if missing:
+            from .conftest import unavailable
+
+            unavailable(f"missing {', '.join(missing)}: run scripts/build-backends.sh", flag="VOXPULSE_REQUIRE_STACK")
+        state = tmp / "stack"
+        stack.up(state_dir=state, env={"VOXPULSE_SPANMETRICS_FLUSH": "16s"}, wait_s=120)
+    receiver_port = free_port()
+    try:
+        with throwaway_db(base_dsn, "voxpulse_browser") as dsn:
+            run = uuid.uuid4().hex[:6]
+            seed = os.getpid() % 90000 + 10000
+            env = {**os.environ, "DATABASE_URL": dsn, "OTEL_SERVICE_NAME": f"vp-console-{seed}",
+                   "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
+            env.pop("VOXPULSE_DATABASE_URL", None)
+            receiver = subprocess.Popen(
+                [sys.executable, "-m", "voxpulse_console", "alerts-receiver", "--listen",
+                 f"127.0.0.1:{receiver_port}", "--dsn", dsn], cwd=ROOT, env=env,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            console = start_console(tmp, dsn)
+            try:
+                proc = subprocess.run(
+                    [sys.executable, "-m", "voxpulse_console", "simulate", "--calls", str(CALLS), "--concurrency", "3",
+                     "--seed", str(seed), "--run-id", run, "--exporter", "otlp", "--quiet",
+                     "--scenario", "order_tyres", "--scenario", "book_fitting", "--scenario", "ask_operator"],
+                    cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+                assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+                ids = [f"sim-{seed}-{run}-{i:04d}" for i in range(CALLS)]
+                rows = wait_for(lambda: len(_sql(dsn, "SELECT 1 FROM calls WHERE call_id = ANY($1) AND ended_at "
+                                                      "IS NOT NULL", ids)) == CALLS, "the calls in the history")
+                assert rows
+                traces = [r["trace_id"] for r in _sql(dsn, "SELECT trace_id FROM calls WHERE call_id = ANY($1)", ids)]
+                for tid in traces:
+                    wait_for(lambda t=tid: _trace(t) is not None, f"trace {tid} in the trace store", deadline_s=60)
+                wait_for(lambda: _exemplar_traces() & set(traces),
+                         "exemplars of the simulated calls in Prometheus", deadline_s=90, every_s=2)
+                shots = tmp / "shots"
+                shots.mkdir()
+                yield Live(console, dsn, f"http://127.0.0.1:{receiver_port}", ids, run, shots)
+                if os.environ.get("VOXPULSE_UPDATE_SCREENSHOTS"):
+                    SHOTS.mkdir(parents=True, exist_ok=True)
+                    for f in shots.glob("*.png"):
+                        shutil.copy(f, SHOTS / f.name)
+            finally:
+                stop_console(console)
+                receiver.terminate()
+                receiver.wait(10)
+    finally:
+        if state is not None:
+            stack.down(state_dir=state)
+
+
+@pytest.fixture(scope="module")
+def browser(live: Live) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any, live: Live) -> Iterator[Any]:
+    ctx = browser.new_context(viewport={"width": 1440, "height": 900}, locale="en-GB")
+    pg = ctx.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" and "401" not in m.text else None)
+    yield pg
+    ctx.close()
+    assert not errors, errors  # no script errors and no CSP violations
+
+
+def login(page: Any, base: str, who: tuple[str, str] = ADMIN, then: str = "/") -> None:
+    page.goto(f"{base}{then}")
+    page.wait_for_url(re.compile(r".*/login\?next=.*"))
+    page.get_by_label("User name").fill(who[0])
+    page.get_by_label("Password").fill(who[1])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base}{then}")
+
+
+def shot(page: Any, live: Live, name: str) -> None:
+    page.wait_for_timeout(300)  # fonts and charts settle (not a synchronisation: the picture only)
+    page.screenshot(path=str(live.shots / f"console-{name}.png"), full_page=True)
+
+
+# ----------------------------------------------------------------------------------------- tests
+def test_login_and_logout(page: Any, live: Live) -> None:
+    base = live.console.url
+    page.goto(f"{base}/login")
+    shot(page, live, "login")
+    login(page, base, ADMIN, "/calls")
+    assert page.get_by_test_id("user").inner_text().startswith("admin")
+    page.get_by_test_id("logout").click()
+    page.wait_for_url(re.compile(r".*/login"))
+    page.goto(f"{base}/alerts")
+    page.wait_for_url(re.compile(r".*/login\?next=/alerts"))
+    assert page.evaluate("fetch('/api/calls').then(r => r.status)") == 401
+
+
+def test_overview_numbers_equal_their_queries(page: Any, live: Live) -> None:
+    base = live.console.url
+    with page.expect_response(lambda r: r.url.endswith("/api/overview")) as resp:
+        login(page, base, ADMIN, "/")
+    body = resp.value.json()
+    page.locator('[data-stat="calls_today"] [data-value]').wait_for()
+    shot(page, live, "overview")
+    values, queries = body["values"], body["queries"]
+    # what the page shows is what the API computed
+    for name in ("active_calls", "calls_today", "resolved_by_bot", "transferred", "cost_today_usd",
+                 "ttfw_p50_ms", "ttfw_p95_ms"):
+        shown = page.locator(f'[data-stat="{name}"] .stat-value').get_attribute("data-value")
+        want = values.get(name)
+        assert (shown == "") if want is None else float(shown) == pytest.approx(float(want)), (name, shown, want)
+    # ... and what the API computed is the SQL it names, run here on the same database
+    for name in ("active_calls", "calls_today", "cost_today_usd"):
+        q = queries[name]
+        (row,) = _sql(live.dsn, q["query"], *q["params"])
+        assert float(next(iter(row.values()))) == pytest.approx(float(values[name])), name
+    outcomes = _sql(live.dsn, queries["outcomes_today"]["query"], *queries["outcomes_today"]["params"])
+    assert sum(r["calls"] for r in outcomes if r["outcome"] == "resolved_by_bot") == values["resolved_by_bot"]
+    assert sum(r["calls"] for r in outcomes if r["outcome"] == "transferred") == values["transferred"]
+    assert values["calls_today"] >= CALLS
+    # ... and the PromQL it names, evaluated at the same instant
+    for name in ("ttfw_p50_ms", "ttfw_p95_ms"):
+        q = queries[name]
+        res = httpx.get(f"{PROM}/api/v1/query",
+                        params={"query": q["query"], "time": q["time"]}).json()["data"]["result"]
+        want = float(res[0]["value"][1]) * 1000 if res else None
+        assert values[name] == (None if want is None else pytest.approx(round(want, 1))), name
+    q = queries["stage_p95_ms"]
+    res = httpx.get(f"{PROM}/api/v1/query", params={"query": q["query"], "time": q["time"]}).json()["data"]["result"]
+    expected = {r["metric"]["voice_stage"]: round(float(r["value"][1]), 1) for r in res}
+    assert values["stage_p95_ms"] == expected
+    for stage, v in expected.items():
+        bar = page.locator(f'[data-stat="stage_p95_ms"] [data-stage="{stage}"] .bar-value')
+        assert float(bar.get_attribute("data-value")) == pytest.approx(v), stage
+
+
+def test_filters_and_search(page: Any, live: Live) -> None:
+    base = live.console.url
+    login(page, base, VIEWER, "/calls")
+    table = page.get_by_test_id("calls-table")
+    page.locator(f'tr[data-call-id="{live.call_ids[0]}"]').wait_for()
+    shot(page, live, "calls")
+
+    def shown() -> set[str]:
+        return set(table.locator("tbody tr").evaluate_all("rows => rows.map(r => r.dataset.callId)"))
+
+    # outcome filter
+    page.get_by_label("Outcome").select_option("transferred")
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url(re.compile(r".*outcome=transferred.*"))
+    want = {r["call_id"] for r in _sql(live.dsn, "SELECT call_id FROM calls WHERE outcome = 'transferred'")}
+    page.wait_for_function("n => document.querySelectorAll('[data-testid=calls-table] tbody tr').length === n",
+                           arg=len(want))
+    assert shown() == want
+    # minimum time to first word
+    page.goto(f"{base}/calls")
+    page.get_by_label("Min. TTFW, ms").fill("1500")
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url(re.compile(r".*min_ttfw_ms=1500.*"))
+    want = {r["call_id"] for r in _sql(live.dsn, "SELECT DISTINCT call_id FROM call_turns WHERE ttfw_ms >= 1500")}
+    page.wait_for_function("n => document.querySelectorAll('[data-testid=calls-table] tbody tr').length === n",
+                           arg=len(want))
+    assert shown() == want
+    # search by the caller's number in national format: matched on the raw number, shown masked
+    page.goto(f"{base}/calls")
+    page.get_by_label("Call ID or caller's number").fill("050 123 45 67")
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url(re.compile(r".*q=050.*"))
+    want = {r["call_id"] for r in _sql(live.dsn, "SELECT call_id FROM calls WHERE phone = '+380501234567'")}
+    page.wait_for_function("n => document.querySelectorAll('[data-testid=calls-table] tbody tr').length === n",
+                           arg=len(want))
+    assert shown() == want and want
+    callers = set(table.locator("tbody tr td:nth-child(3)").all_inner_texts())
+    assert callers == {"+380***567"}
+    # search by call id
+    page.goto(f"{base}/calls?q={live.call_ids[1]}")
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=calls-table] tbody tr').length === 1")
+    assert shown() == {live.call_ids[1]}
+
+
+def test_call_view_has_the_traces_spans_and_the_historys_transcript(page: Any, live: Live) -> None:
+    base = live.console.url
+    (row,) = _sql(live.dsn, "SELECT call_id, trace_id FROM calls WHERE call_id = ANY($1) ORDER BY turns DESC, "
+                            "call_id LIMIT 1", live.call_ids)
+    login(page, base, ADMIN, f"/calls/{row['call_id']}")
+    page.get_by_test_id("callview").wait_for()
+    page.locator('[data-lane="turn:0"] [data-testid="waterfall"]').wait_for()
+    shot(page, live, "call")
+    trace = _trace(row["trace_id"])
+    spans = {s.span_id: s for s in trace.spans}
+    # every span of the trace is on the page exactly once
+    on_page = page.locator("[data-span-id]").evaluate_all("els => els.map(e => e.dataset.spanId)")
+    assert sorted(on_page) == sorted(spans)
+    # each turn's lane: its turn span and its subtree, and the LiveKit subtrees that start in its window
+    turns = sorted((s for s in trace.spans if s.attributes.get("voice.stage") == "turn"), key=lambda s: s.start_ns)
+    assert turns
+    kids: dict[str | None, list[Any]] = {}
+    for s in trace.spans:
+        kids.setdefault(s.parent_id, []).append(s)
+
+    def subtree(s: Any) -> set[str]:
+        out = {s.span_id}
+        for k in kids.get(s.span_id, []):
+            out |= subtree(k)
+        return out
+
+    root = trace.root
+    session = [s for s in kids.get(root.span_id, []) if s.attributes.get("voice.stage") != "turn"]
+    units = [u for sess in session for u in kids.get(sess.span_id, [])]
+    for i, t in enumerate(turns):
+        hi = turns[i + 1].start_ns if i + 1 < len(turns) else t.end_ns
+        want = subtree(t).union(*(subtree(u) for u in units if t.start_ns <= u.start_ns < hi))
+        idx = t.attributes["voice.turn.index"]
+        lane = page.locator(f'[data-lane="turn:{idx}"] [data-testid="waterfall"] [data-span-id]')
+        assert set(lane.evaluate_all("els => els.map(e => e.dataset.spanId)")) == want, idx
+    # the transcript is the call history's
+    hist = _sql(live.dsn, "SELECT turn_index, speaker, text FROM call_turns WHERE call_id = $1 ORDER BY ts",
+                row["call_id"])
+    for idx in sorted({h["turn_index"] for h in hist}):
+        lane = page.locator(f'[data-testid="lane"][data-lane="turn:{idx}"]')
+        for who, testid in (("user", "user-text"), ("agent", "agent-text")):
+            text = " ".join(h["text"] for h in hist if h["turn_index"] == idx and h["speaker"] == who and h["text"])
+            assert lane.get_by_test_id(testid).locator("p").inner_text() == (text or "—")
+    # TTFW against the objective, and the raw trace link
+    ttfw = page.locator('[data-lane="turn:0"] [data-testid="ttfw"]').get_attribute("data-value")
+    assert float(ttfw) == pytest.approx(turns[0].attributes["voice.ttfw_ms"])
+    assert row["trace_id"] in page.get_by_test_id("trace-link").get_attribute("href")
+
+
+def test_a_call_that_ends_while_the_page_is_open_appears_within_2s(page: Any, live: Live) -> None:
+    base = live.console.url
+    login(page, base, ADMIN, "/calls")
+    page.locator(f'tr[data-call-id="{live.call_ids[0]}"]').wait_for()
+    page.get_by_test_id("live-status").filter(has_text="Live").wait_for()
+    cid = f"live-{live.run}"
+    now = dt.datetime.now(dt.UTC)
+    _sql(live.dsn, "INSERT INTO calls (call_id, started_at, phone, scenario) VALUES ($1, $2, '+380671112233', "
+                   "'order') RETURNING call_id", cid, now)
+    page.locator(f'tr[data-call-id="{cid}"][data-status="active"]').wait_for(timeout=2000)
+    _sql(live.dsn, "UPDATE calls SET status = 'completed', outcome = 'resolved_by_bot', ended_at = now(), "
+                   "duration_seconds = 3.5 WHERE call_id = $1 RETURNING call_id", cid)
+    page.locator(f'tr[data-call-id="{cid}"][data-status="completed"]').wait_for(timeout=2000)
+    assert "resolved by bot" in page.locator(f'tr[data-call-id="{cid}"]').inner_text()
+
+
+def test_an_alert_posted_to_the_receiver_shows_a_toast(page: Any, live: Live) -> None:
+    base = live.console.url
+    login(page, base, ADMIN, "/")
+    page.get_by_test_id("live-status").filter(has_text="Live").wait_for()
+    starts = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+    note = {
+        "version": "4", "status": "firing", "receiver": "alerts-history",
+        "alerts": [{
+            "status": "firing", "fingerprint": f"fp-{live.run}", "startsAt": starts,
+            "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://127.0.0.1:9090/graph",
+            "labels": {"alertname": "VoiceResponseLatencyHigh", "severity": "warning", "service": "voice-agent"},
+            "annotations": {"summary": "Response latency p95 above 3 s"},
+        }],
+    }
+    r = httpx.post(f"{live.receiver}/alerts", json=note, timeout=10)
+    assert r.status_code == 200 and r.json()["stored"] == 1
+    toast = page.get_by_test_id("toast").filter(has_text="VoiceResponseLatencyHigh")
+    toast.wait_for(timeout=5000)
+    assert "Response latency p95 above 3 s" in toast.inner_text()
+    shot(page, live, "toast")
+    # the alerts page lists it, with a link to the calls of its window
+    page.goto(f"{base}/alerts")
+    row = page.locator('[data-testid="alerts-table"] tbody tr').filter(has_text="VoiceResponseLatencyHigh")
+    row.wait_for()
+    shot(page, live, "alerts")
+    row.get_by_test_id("alert-calls").click()
+    page.wait_for_url(re.compile(r".*/calls\?from=.*&to=.*"))
+
+
+def test_an_exemplar_click_lands_on_the_right_call(page: Any, live: Live) -> None:
+    base = live.console.url
+    ours = {r["trace_id"]: r["call_id"] for r in _sql(live.dsn, "SELECT trace_id, call_id FROM calls "
+                                                                  "WHERE call_id = ANY($1)", live.call_ids)}
+    login(page, base, ADMIN, "/latency?window=15m")
+    markers = page.locator("button.marker")
+    markers.first.wait_for()
+    shot(page, live, "latency")
+    # a marker of one of our calls that no later marker covers (markers of one moment may overlap)
+    on_top = markers.evaluate_all("""els => els.map(e => {
+        const r = e.getBoundingClientRect();
+        return [e.dataset.traceId, document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2) === e];
+    })""")
+    pick = next((i for i, (t, top) in enumerate(on_top) if t in ours and top), None)
+    if pick is None:  # every one of ours is covered: the keyboard reaches it all the same
+        pick = next(i for i, (t, _top) in enumerate(on_top) if t in ours)
+        markers.nth(pick).focus()
+        page.keyboard.press("Enter")
+    else:
+        markers.nth(pick).click()
+    trace_id = on_top[pick][0]
+    page.wait_for_url(re.compile(r".*/calls/.+"))
+    assert page.url.endswith(f"/calls/{ours[trace_id]}")
+    page.get_by_test_id("callview").wait_for()
+    assert page.get_by_test_id("callview").get_attribute("data-call-id") == ours[trace_id]
+    # the slowest calls of the window open the same view
+    page.goto(f"{base}/latency?window=15m")
+    first = page.get_by_test_id("slowest").locator("tbody tr").first
+    first.wait_for()
+    cid = first.get_attribute("data-call-id")
+    first.get_by_role("link").click()
+    page.wait_for_url(f"{base}/calls/{cid}")
+
+
+def test_unauthenticated_and_cross_site_requests_are_refused(browser: Any, page: Any, live: Live) -> None:
+    base = live.console.url
+    # no session: every page sends to the login, every API answers 401
+    page.goto(f"{base}/latency")
+    page.wait_for_url(re.compile(r".*/login\?next=/latency"))
+    assert page.evaluate("fetch('/api/overview').then(r => r.status)") == 401
+    # logged in, then a page of another origin posts to the console with the browser's cookies
+    login(page, base, ADMIN, "/alerts")
+    other = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory",
+                              str(live.shots), str(port := free_port())], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/").status_code == 200, "the other site")
+        evil = page.context.new_page()
+        evil.goto(f"http://127.0.0.1:{port}/")
+        statuses = evil.evaluate(
+            """async (base) => {
+                 const out = [];
+                 for (const init of [{method: 'POST', credentials: 'include', mode: 'no-cors',
+                                      headers: {'Content-Type': 'text/plain'}, body: '{}'},
+                                     {method: 'POST', credentials: 'include',
+                                      headers: {'Content-Type': 'application/json', 'X-CSRF-Token': 'guess'},
+                                      body: '{}'}]) {
+                   try { const r = await fetch(base + '/api/logout', init); out.push(r.type + ':' + r.status); }
+                   catch (e) { out.push('blocked'); }
+                 }
+                 return out;
+               }""", base)
+        # nothing readable came back (CORS, Cross-Origin-Resource-Policy) and nothing happened: the
+        # server refused the first by its Origin, the browser did not even send the second (preflight)
+        assert set(statuses) <= {"blocked", "opaque:0"}, statuses
+        evil.close()
+    finally:
+        other.terminate()
+        other.wait(10)
+    # the session survived both attempts
+    assert page.evaluate("fetch('/api/meta').then(r => r.status)") == 200
+
+
+def test_the_login_rate_limit_holds_in_the_browser(browser: Any, live: Live, tmp_path: Path) -> None:
+    own = start_console(tmp_path, live.dsn)
+    try:
+        ctx = browser.new_context()
+        page = ctx.new_page()
+        page.goto(f"{own.url}/login")
+        for _ in range(5):
+            page.get_by_label("User name").fill("admin")
+            page.get_by_label("Password").fill("not-the-password")
+            page.get_by_role("button", name="Sign in").click()
+            page.locator("#login-error").filter(has_text="Wrong user name or password").wait_for()
+        page.get_by_label("Password").fill(ADMIN[1])  # the right one, too late
+        page.get_by_role("button", name="Sign in").click()
+        page.locator("#login-error").filter(has_text="Too many failed attempts").wait_for()
+        assert page.url.startswith(f"{own.url}/login")
+        ctx.close()
+    finally:
+        stop_console(own)
+
+
+def test_ukrainian_interface(page: Any, live: Live) -> None:
+    base = live.console.url
+    login(page, base, ADMIN, "/")
+    page.locator("header select").select_option("uk")
+    page.get_by_role("link", name="Дзвінки").click()
+    page.wait_for_url(f"{base}/calls")
+    page.get_by_role("heading", name="Дзвінки").wait_for()
+    assert page.get_by_label("ID дзвінка або номер абонента").is_visible()
+    (row,) = _sql(live.dsn, "SELECT call_id FROM calls WHERE call_id = ANY($1) ORDER BY turns DESC LIMIT 1",
+                  live.call_ids)
+    page.goto(f"{base}/calls/{row['call_id']}")
+    page.locator('[data-lane="turn:0"] [data-testid="user-text"]').wait_for()
+    shot(page, live, "call-uk")
+    assert page.evaluate("document.fonts.check('16px \"IBM Plex Sans\"', 'Дзвінок їжак')")
