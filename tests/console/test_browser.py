@@ -196,9 +196,9 @@ def login(page: Any, base: str, who: tuple[str, str] = ADMIN, then: str = "/") -
     page.wait_for_url(f"{base}{then}")
 
 
-def shot(page: Any, live: Live, name: str) -> None:
+def shot(page: Any, live: Live, name: str, *, full_page: bool = True) -> None:
     page.wait_for_timeout(300)  # fonts and charts settle (not a synchronisation: the picture only)
-    page.screenshot(path=str(live.shots / f"console-{name}.png"), full_page=True)
+    page.screenshot(path=str(live.shots / f"console-{name}.png"), full_page=full_page)
 
 
 # ----------------------------------------------------------------------------------------- tests
@@ -382,7 +382,7 @@ def test_an_alert_posted_to_the_receiver_shows_a_toast(page: Any, live: Live) ->
     toast = page.get_by_test_id("toast").filter(has_text="VoiceResponseLatencyHigh")
     toast.wait_for(timeout=5000)
     assert "Response latency p95 above 3 s" in toast.inner_text()
-    shot(page, live, "toast")
+    shot(page, live, "toast", full_page=False)
     # the alerts page lists it, with a link to the calls of its window
     page.goto(f"{base}/alerts")
     row = page.locator('[data-testid="alerts-table"] tbody tr').filter(has_text="VoiceResponseLatencyHigh")

@@ -90,7 +90,7 @@ export function Chart(props: ChartProps) {
       height: props.height || 260,
       series: [{}, ...props.series],
       axes: [
-        { stroke: "#475569", grid: { stroke: "#e2e8f0" } },
+        { stroke: "#475569", grid: { stroke: "#e2e8f0" }, space: 90 },
         { stroke: "#475569", grid: { stroke: "#e2e8f0" }, label: props.yLabel, size: 60 },
       ],
       scales: {
