@@ -49,6 +49,9 @@ BENCHES = (
           "200 concurrent calls with zero dropped spans; telemetry under 5 % of CPU"),
     Bench("capacity", "bench.bench_capacity", "Concurrent calls per process: telemetry alone (synthetic agent)",
           "200 concurrent calls with zero dropped spans; telemetry under 5 % of CPU"),
+    Bench("console", "bench.bench_console", "The web console: call view, calls list over 100 000 calls, live clients",
+          "call view of a 30-turn call ≤ 150 ms p95; calls list ≤ 100 ms p95 over 100 000 calls; "
+          "a new call in all of 50 live-update clients ≤ 2 s"),
     Bench("freshness", "bench.bench_freshness", "Freshness through the real pipeline",
           "span end → Prometheus ≤ scrape interval + 5 s; → findable by call_id in the trace store (Jaeger) "
           "p95 ≤ 5 s", args=("--also-flush", "3s")),

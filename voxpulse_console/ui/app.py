@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import logging
 import math
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -32,7 +33,7 @@ from aiohttp import web
 from voxpulse_console import tracestore
 from voxpulse_console.ui import filters
 from voxpulse_console.ui.auth import LoginLimiter, Session, SessionStore, hash_password, verify_password
-from voxpulse_console.ui.callview import build_call_view, mask_text
+from voxpulse_console.ui.callview import build_call_view, mask_text, span_attributes
 from voxpulse_console.ui.config import UiConfig
 from voxpulse_console.ui.filters import BadRequest
 from voxpulse_console.ui.history import OVERVIEW_SQL, History
@@ -579,6 +580,35 @@ async def api_call(request: web.Request) -> web.Response:
     return _json(view)
 
 
+async def api_span(request: web.Request) -> web.Response:
+    """One span's full attributes (the call view leaves long values out of its payload)."""
+    c = _console(request)
+    s = _session(request)
+    assert s is not None
+    call_id = filters.check_call_id(request.match_info["call_id"])
+    span_id = request.match_info["span_id"].lower()
+    if not re.fullmatch(r"[0-9a-f]{16}", span_id):
+        raise BadRequest("span id: 16 hexadecimal characters")
+    if c.traces is None:
+        return _error(503, c.trace_error or "no trace store")
+    trace_id = None
+    with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        row = await (await c.db()).call(call_id)
+        trace_id = row.get("trace_id") if row else None
+    try:
+        if not trace_id:
+            ids = await c.traces.traces_for_call(call_id)
+            trace_id = ids[0] if ids else None
+        trace = await c.traces.trace(trace_id) if trace_id else None
+    except Exception as exc:
+        return _error(503, f"trace store unavailable ({type(exc).__name__})")
+    span = next((x for x in trace.spans if x.span_id == span_id), None) if trace is not None else None
+    if span is None or trace is None or trace.call_id not in (None, call_id):
+        return _error(404, f"no span {span_id} in call {call_id!r}")
+    attrs, _ = span_attributes(span, s.can_view_pii)
+    return _json({"span_id": span_id, "name": span.name, "attributes": attrs})
+
+
 async def api_trace_call(request: web.Request) -> web.Response:
     """trace id (an exemplar's) -> the call it belongs to."""
     c = _console(request)
@@ -724,6 +754,8 @@ async def api_events(request: web.Request) -> web.StreamResponse:
                     break
                 await resp.write(b": keepalive\n\n")
                 continue
+            if event == "closing":  # the console shuts down: the browser reconnects by itself
+                break
             await resp.write(_sse(event, data))
             if event == "bye":
                 break
@@ -753,10 +785,14 @@ def make_app(config: UiConfig) -> web.Application:
     async def on_startup(_app: web.Application) -> None:
         await console.start()
 
+    async def on_shutdown(_app: web.Application) -> None:
+        console.hub.broadcast("closing", {})  # end the event streams, so shutdown need not wait on them
+
     async def on_cleanup(_app: web.Application) -> None:
         await console.stop()
 
     app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
     r = app.router
     r.add_get("/healthz", healthz)
@@ -767,6 +803,7 @@ def make_app(config: UiConfig) -> web.Application:
     r.add_get("/api/overview", api_overview)
     r.add_get("/api/calls", api_calls)
     r.add_get("/api/calls/{call_id}", api_call)
+    r.add_get("/api/calls/{call_id}/spans/{span_id}", api_span)
     r.add_get("/api/traces/{trace_id}/call", api_trace_call)
     r.add_get("/api/latency", api_latency)
     r.add_get("/api/alerts", api_alerts)

@@ -31,7 +31,7 @@ from telemetry.redaction import redact
 from telemetry.semconv import Attr, Stage
 from voxpulse_console.tracestore import Span, Trace
 
-__all__ = ["assign_lanes", "build_call_view", "mask_json", "mask_text"]
+__all__ = ["assign_lanes", "build_call_view", "mask_json", "mask_text", "span_attributes"]
 
 # LiveKit Agents' span names the console recognises for the waterfall's markers (livekit-agents 1.8,
 # telemetry/trace_types.py); everything else is shown generically.
@@ -42,6 +42,9 @@ _FIRST_CHUNK_KEYS: Final = (
     Attr.TIME_TO_FIRST_CHUNK, Attr.STREAM_TTFC, "lk.response.ttft", "lk.response.ttfb",
 )
 _MAX_ATTR_CHARS: Final = 2000
+#: longer attribute values (LiveKit's metrics JSON, STT event lists) stay out of the call view's
+#: payload; the span's full attributes come from GET /api/calls/<id>/spans/<span_id> on demand
+INLINE_ATTR_CHARS: Final = 160
 _STAGES: Final = {s.value for s in Stage}
 _CHARS_RE: Final = re.compile(r'"characters_count"\s*:\s*(\d+)')
 
@@ -158,17 +161,26 @@ def assign_lanes(trace: Trace) -> dict[str, list[Span]]:
     return lanes
 
 
-def _attrs(span: Span, pii: bool) -> dict[str, Any]:
+def span_attributes(span: Span, pii: bool, *, inline: bool = False) -> tuple[dict[str, Any], list[str]]:
+    """The span's attributes as a user may see them (redacted unless ``pii``), and, with ``inline``,
+    the keys of long values left out."""
     out: dict[str, Any] = {}
+    held: list[str] = []
     for k, v in span.attributes.items():
         if isinstance(v, str):
+            if inline and len(v) > INLINE_ATTR_CHARS:
+                held.append(k)
+                continue
             v = v if pii or k in (Attr.CALL_ID, Attr.CONVERSATION_ID) else redact(v)
             if len(v) > _MAX_ATTR_CHARS:
                 v = v[:_MAX_ATTR_CHARS] + "…"
         elif isinstance(v, list | tuple):
+            if inline and len(v) > 8:
+                held.append(k)
+                continue
             v = [redact(x) if isinstance(x, str) and not pii else x for x in v][:50]
         out[k] = v
-    return out
+    return out, held
 
 
 def _span_rows(spans: Sequence[Span], t0_ns: int, pii: bool) -> list[dict[str, Any]]:
@@ -202,7 +214,7 @@ def _span_rows(spans: Sequence[Span], t0_ns: int, pii: bool) -> list[dict[str, A
             "service": s.service, "depth": d(s),
             "start_ms": round((s.start_ns - t0_ns) / 1e6, 1), "duration_ms": round(s.duration_ms, 1),
             "first_chunk_ms": _first_chunk_ms(s), "error": s.error,
-            "attributes": _attrs(s, pii),
+            **dict(zip(("attributes", "more_attributes"), span_attributes(s, pii, inline=True), strict=True)),
             "events": [{"t_ms": round((t - t0_ns) / 1e6, 1), "name": n} for t, n, _a in s.events][:20],
         })
     return rows

@@ -97,7 +97,7 @@ class LiveHub:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._conn.close(), 2)
         for c in list(self.clients):
-            c.put("bye", {})
+            c.put("closing", {})
 
     def _set_status(self, ok: bool, error: str | None) -> None:
         changed = ok != self.connected or error != self.error

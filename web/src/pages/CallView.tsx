@@ -16,6 +16,7 @@ interface SpanRow {
   first_chunk_ms: number | null;
   error: boolean;
   attributes: Record<string, unknown>;
+  more_attributes: string[];
   events: { t_ms: number; name: string }[];
 }
 interface Tool {
@@ -81,7 +82,28 @@ function json(v: unknown): string {
   return typeof v === "string" ? v : JSON.stringify(v).replace(/,"/g, ', "').replace(/":/g, '": ');
 }
 
-function Waterfall(props: { lane: Lane; objective: number }) {
+function SpanAttributes(props: { callId: string; span: SpanRow }) {
+  const s = props.span;
+  const [full, setFull] = useState<Record<string, unknown> | null>(null);
+  useEffect(() => {
+    if (s.more_attributes.length === 0) return;
+    getJson<{ attributes: Record<string, unknown> }>(`/api/calls/${encodeURIComponent(props.callId)}/spans/${s.span_id}`)
+      .then((r) => setFull(r.attributes), () => undefined);
+  }, [s.span_id]);
+  const attrs = full || s.attributes;
+  return (
+    <div class="wf-attrs" role="region" aria-label={t("cv.attributes", { name: s.name })}>
+      <dl>
+        {Object.entries(attrs).map(([k, v]) => (<><dt>{k}</dt><dd>{json(v)}</dd></>))}
+        {!full && s.more_attributes.map((k) => (<><dt>{k}</dt><dd class="muted">{t("common.loading")}</dd></>))}
+        <dt>span_id</dt><dd class="mono">{s.span_id}</dd>
+        {s.events.length > 0 && (<><dt>events</dt><dd>{s.events.map((e) => `${e.name} @${fmtMs(e.t_ms)}`).join(", ")}</dd></>)}
+      </dl>
+    </div>
+  );
+}
+
+function Waterfall(props: { lane: Lane; objective: number; callId: string }) {
   const { lane } = props;
   const [open, setOpen] = useState<string | null>(null);
   const t0 = lane.start_ms;
@@ -136,15 +158,7 @@ function Waterfall(props: { lane: Lane; objective: number }) {
                 {fmtMs(s.duration_ms)}{s.first_chunk_ms != null ? ` · ${s.kind === "llm" ? "TTFT" : s.kind === "tts" ? "TTFB" : "first"} ${fmtMs(s.first_chunk_ms)}` : ""}
               </span>
             </span>
-            {open === s.span_id && (
-              <div class="wf-attrs" role="region" aria-label={t("cv.attributes", { name: s.name })}>
-                <dl>
-                  {Object.entries(s.attributes).map(([k, v]) => (<><dt>{k}</dt><dd>{json(v)}</dd></>))}
-                  <dt>span_id</dt><dd class="mono">{s.span_id}</dd>
-                  {s.events.length > 0 && (<><dt>events</dt><dd>{s.events.map((e) => `${e.name} @${fmtMs(e.t_ms)}`).join(", ")}</dd></>)}
-                </dl>
-              </div>
-            )}
+            {open === s.span_id && <SpanAttributes callId={props.callId} span={s} />}
           </div>
         ))}
       </div>
@@ -152,7 +166,7 @@ function Waterfall(props: { lane: Lane; objective: number }) {
   );
 }
 
-function TurnLane(props: { lane: Lane; objective: number }) {
+function TurnLane(props: { lane: Lane; objective: number; callId: string }) {
   const l = props.lane;
   const title = l.index != null ? t("cv.turn", { n: l.index + 1 }) : l.key === "before" ? t("cv.before") : t("cv.after");
   const s = l.stats || {};
@@ -202,7 +216,7 @@ function TurnLane(props: { lane: Lane; objective: number }) {
           </ul>
         </div>
       )}
-      {l.spans.length > 0 && <Waterfall lane={l} objective={props.objective} />}
+      {l.spans.length > 0 && <Waterfall lane={l} objective={props.objective} callId={props.callId} />}
     </section>
   );
 }
@@ -272,7 +286,7 @@ export function CallViewPage(props: { meta: Meta; callId: string }) {
         {KINDS.map((k) => <span><span class={`dot k-${k}`} aria-hidden="true"></span>{stageLabel(k)}</span>)}
         <span><span class="line objective" aria-hidden="true"></span>{t("cv.objective")} {fmtMs(view.objective_ms)}</span>
       </div>
-      {view.lanes.map((l) => <TurnLane lane={l} objective={view.objective_ms} />)}
+      {view.lanes.map((l) => <TurnLane lane={l} objective={view.objective_ms} callId={c.call_id} />)}
       {view.call_spans.length > 0 && (
         <details class="card call-spans">
           <summary>{t("cv.call_spans")} ({view.call_spans.length})</summary>
