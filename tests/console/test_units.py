@@ -1,0 +1,167 @@
+"""The console's pure parts: password hashes, users, sessions and the login limiter; filter
+validation; the call view's lanes on a REAL simulated call (a LiveKit AgentSession through the
+telemetry library, captured in memory), with only history, only trace, and masking."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from typing import Any
+
+import pytest
+
+from telemetry.semconv import Attr
+from voxpulse_console.tracestore import Span, Trace
+from voxpulse_console.ui import auth, filters
+from voxpulse_console.ui.callview import assign_lanes, build_call_view
+from voxpulse_console.ui.config import UiConfig, UiConfigError
+
+
+# ------------------------------------------------------------------------------------------ auth
+def test_password_hash_round_trip_and_format() -> None:
+    h = auth.hash_password("correct horse battery staple")
+    assert h.startswith("scrypt.32768.8.1.") and "$" not in h and ":" not in h
+    assert auth.verify_password("correct horse battery staple", h)
+    assert not auth.verify_password("correct horse battery stapler", h)
+    assert auth.hash_password("x" * 20) != auth.hash_password("x" * 20)  # salted
+
+
+@pytest.mark.parametrize("spec", [None, "", "   ", "admin", "admin:secret", "admin:scrypt.1.2.3.a.b",
+                                  "ad min:scrypt.32768.8.1.AAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                                  "admin:scrypt.32768.8.1.AAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAA:root"])
+def test_bad_user_specs_are_refused(spec: str | None) -> None:
+    with pytest.raises(auth.AuthConfigError):
+        auth.parse_users(spec)
+
+
+def test_users_and_permissions() -> None:
+    a, b = auth.hash_password("a-long-password"), auth.hash_password("b-long-password")
+    users = auth.parse_users(f"alice:{a}:pii,\n bob:{b}")
+    assert users["alice"].can_view_pii and not users["bob"].can_view_pii
+    with pytest.raises(auth.AuthConfigError, match="twice"):
+        auth.parse_users(f"alice:{a} alice:{b}")
+
+
+def test_config_refuses_to_start_without_users() -> None:
+    with pytest.raises(auth.AuthConfigError, match="VOXPULSE_UI_USERS"):
+        UiConfig.from_env({})
+    users = f"a:{auth.hash_password('a-long-password')}"
+    with pytest.raises(UiConfigError):
+        UiConfig.from_env({"VOXPULSE_UI_USERS": users, "VOXPULSE_UI_LISTEN": "8090"})
+    with pytest.raises(UiConfigError):
+        UiConfig.from_env({"VOXPULSE_UI_USERS": users, "VOXPULSE_UI_TIMEZONE": "Mars/Olympus"})
+    cfg = UiConfig.from_env({"VOXPULSE_UI_USERS": users, "VOXPULSE_UI_PUBLIC_URL": "https://c.example/"})
+    assert cfg.port == 8090 and cfg.secure_cookies and cfg.public_url == "https://c.example"
+
+
+def test_sessions_expire_and_limiter_slides(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: now[0])
+    store = auth.SessionStore(idle_s=60, max_age_s=300)
+    s = store.create(auth.User("a", "h"))
+    assert store.get(s.token) is s
+    now[0] += 59
+    assert store.get(s.token) is s
+    now[0] += 61
+    assert store.get(s.token) is None
+    lim = auth.LoginLimiter(max_failures=3, window_s=100)
+    for _ in range(3):
+        assert lim.retry_after("ip:x") == 0
+        lim.failed("ip:x")
+    assert lim.retry_after("ip:x") == pytest.approx(100)
+    now[0] += 60
+    assert lim.retry_after("ip:x") == pytest.approx(40)
+    now[0] += 41
+    assert lim.retry_after("ip:x") == 0
+
+
+# --------------------------------------------------------------------------------------- filters
+def test_filters_parse_and_cursor_round_trip() -> None:
+    f = filters.parse_call_filter({"from": "2026-11-20T10:00:00Z", "outcome": "transferred,failed",
+                                   "min_ttfw_ms": "1500", "errors": "1", "q": "+38 (050) 123-45-67", "limit": "20"})
+    assert f.outcomes == ("failed", "transferred") and f.min_ttfw_ms == 1500 and f.errors_only
+    assert "+380501234567" in f.phones and "0501234567" in f.phones and f.call_id_prefix is None
+    assert filters.parse_call_filter({"q": "sim-7-ab"}).call_id_prefix == "sim-7-ab"
+    cur = (dt.datetime(2026, 11, 20, 10, tzinfo=dt.UTC), "sim-1")
+    assert filters.decode_cursor(filters.encode_cursor(cur)) == cur
+    with pytest.raises(filters.BadRequest):
+        filters.decode_cursor(filters.encode_cursor(cur)[:-3] + "###")
+
+
+# ------------------------------------------------------------------------------------ call view
+@pytest.fixture(scope="module")
+def simulated() -> tuple[Trace, Any]:
+    """One real simulated call (three turns, a tool call) captured in memory."""
+    from agent.simulator import simulate
+    from telemetry.testing import capture_telemetry
+
+    for name in ("livekit", "livekit.agents", "voxpulse.livekit", "agent"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    with capture_telemetry(deterministic_ids=False) as cap:
+        summary = asyncio.run(simulate(calls=1, concurrency=1, seed=5, scenarios=["order_tyres"]))
+        finished = cap.spans()
+    spans = tuple(sorted((Span(
+        trace_id=format(s.context.trace_id, "032x"), span_id=format(s.context.span_id, "016x"),
+        parent_id=format(s.parent.span_id, "016x") if s.parent else None, name=s.name, service="sim",
+        start_ns=s.start_time or 0, end_ns=s.end_time or 0, attributes=dict(s.attributes or {}),
+        error=s.status.status_code.name == "ERROR") for s in finished), key=lambda s: s.start_ns))
+    return Trace(spans[0].trace_id, spans), summary.calls[0]
+
+
+def test_every_span_in_exactly_one_lane(simulated: tuple[Trace, Any]) -> None:
+    trace, call = simulated
+    lanes = assign_lanes(trace)
+    placed = [s.span_id for v in lanes.values() for s in v]
+    assert sorted(placed) == sorted(s.span_id for s in trace.spans)
+    turns = sorted(k for k in lanes if k.startswith("turn:"))
+    assert turns == [f"turn:{i}" for i in range(len(call.turns))]
+    names = {s.name for s in lanes["call"]}
+    assert "call" in names and "agent_session" in names  # the shared containers
+    for k in turns:
+        stages = {s.attributes.get(Attr.STAGE) for s in lanes[k]}
+        assert {"turn", "stt", "llm", "tts"} <= stages, k
+        turn = next(s for s in lanes[k] if s.attributes.get(Attr.STAGE) == "turn")
+        for s in lanes[k]:  # LiveKit's subtrees in the turn's lane started inside its window
+            assert s.start_ns >= turn.start_ns - 1, (k, s.name)
+    assert any(s.attributes.get(Attr.STAGE) == "tool" for k in turns for s in lanes[k])
+    assert {s.name for s in lanes["before"]} >= {"agent_turn", "tts_request"}  # the greeting
+
+
+def test_call_view_from_the_trace_alone_and_with_the_history(simulated: tuple[Trace, Any]) -> None:
+    trace, call = simulated
+    only_trace = build_call_view(call.call_id, history=None, trace=trace, pii=False, objective_ms=3000)
+    assert only_trace["sources"]["history"] is False
+    turn_lanes = [lane for lane in only_trace["lanes"] if lane["index"] is not None]
+    assert [lane["index"] for lane in turn_lanes] == list(range(len(call.turns)))
+    assert turn_lanes[0]["text_source"] == "trace" and turn_lanes[0]["user_text"]
+    assert turn_lanes[0]["ttfw_ms"] == pytest.approx(call.turns[0].ttfw_ms, abs=0.2)
+    assert turn_lanes[0]["first_audio_ms"] - turn_lanes[0]["speech_end_ms"] == pytest.approx(
+        turn_lanes[0]["ttfw_ms"], abs=0.2)
+    assert only_trace["call"]["outcome"] == call.outcome
+    assert sum(only_trace["call"]["cost_by_stage"].values()) == pytest.approx(call.cost_usd, abs=1e-5)
+    assert "+380501234567" not in repr(only_trace)
+    start = dt.datetime.fromtimestamp(trace.root.start_ns / 1e9, dt.UTC)  # type: ignore[union-attr]
+    history = {
+        "call_id": call.call_id, "started_at": start, "ended_at": start + dt.timedelta(seconds=9),
+        "phone": "+380501234567", "outcome": "resolved_by_bot", "trace_id": trace.trace_id, "cost_usd": 0.01,
+        "turn_rows": [{"turn_index": 0, "speaker": "user", "ts": start, "text": "Мій номер +380501234567",
+                       "ttfw_ms": None, "interrupted": False},
+                      {"turn_index": 0, "speaker": "agent", "ts": start, "text": "Дякую", "ttfw_ms": 999.0,
+                       "interrupted": False}],
+        "tool_rows": [{"turn_index": 0, "name": "find_tyres", "args": {"phone": "+380501234567"}, "result": {},
+                       "success": True, "duration_ms": 10.0, "tool_call_id": None, "error": None}],
+    }
+    masked = build_call_view(call.call_id, history=history, trace=trace, pii=False, objective_ms=3000)
+    raw = build_call_view(call.call_id, history=history, trace=trace, pii=True, objective_ms=3000)
+    lane0 = next(lane for lane in masked["lanes"] if lane["index"] == 0)
+    assert lane0["text_source"] == "history" and lane0["user_text"] == "Мій номер +380***567"
+    assert lane0["tools"][0]["args"] == {"phone": "+380***567"}
+    assert masked["call"]["caller"] == "+380***567" and raw["call"]["caller"] == "+380501234567"
+    assert next(lane for lane in raw["lanes"] if lane["index"] == 0)["user_text"] == "Мій номер +380501234567"
+    only_history = build_call_view(call.call_id, history=history, trace=None, pii=False, objective_ms=3000,
+                                   trace_error="expired")
+    assert only_history["sources"] == {"history": True, "trace": False, "history_error": None,
+                                       "trace_error": "expired"}
+    assert [lane["index"] for lane in only_history["lanes"]] == [0]
+    assert only_history["lanes"][0]["ttfw_ms"] == 999.0 and only_history["lanes"][0]["spans"] == []
