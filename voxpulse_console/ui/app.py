@@ -12,6 +12,7 @@ a banner in the browser) and the others keep working.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import json
@@ -30,6 +31,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
+from telemetry.semconv import SpanName
 from voxpulse_console import tracestore
 from voxpulse_console.ui import filters
 from voxpulse_console.ui.auth import LoginLimiter, Session, SessionStore, hash_password, verify_password
@@ -46,6 +48,7 @@ log = logging.getLogger("voxpulse.console.ui")
 
 MAX_QUERY_STRING: Final = 2048
 PROM_LAG_S: Final = 10.0
+TRACE_SETTLED_S: Final = 120.0  # a call's trace is complete this long after its root span ended
 MAX_BODY: Final = 16 * 1024
 SESSION_COOKIE: Final = "vp_session"
 PRE_CSRF_COOKIE: Final = "vp_login_csrf"
@@ -91,6 +94,7 @@ class Console:
         self._dummy_hash = hash_password(secrets.token_urlsafe(16))
         self.hub = LiveHub(config.database_url, self._load_changed, self._present, on_status=self._hub_status)
         self._tasks: list[asyncio.Task[None]] = []
+        self._traces: collections.OrderedDict[str, tracestore.Trace] = collections.OrderedDict()
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -231,6 +235,23 @@ class Console:
         rows = await h.rows_by_key(calls) if calls else []
         alert_rows = [a for a in [await h.alert(i) for i in alerts] if a is not None]
         return rows, alert_rows
+
+    async def trace(self, trace_id: str) -> tracestore.Trace | None:
+        """A trace from the store; the traces of calls that ended a while ago (complete: no span
+        can still arrive) are kept in a small LRU, so opening a call again does not fetch it again."""
+        hit = self._traces.get(trace_id)
+        if hit is not None:
+            self._traces.move_to_end(trace_id)
+            return hit
+        assert self.traces is not None
+        t = await self.traces.trace(trace_id)
+        root = t.root if t is not None else None
+        if t is not None and root is not None and root.name == SpanName.CALL and self.config.trace_cache \
+                and root.end_ns / 1e9 < time.time() - TRACE_SETTLED_S:
+            self._traces[trace_id] = t
+            while len(self._traces) > self.config.trace_cache:
+                self._traces.popitem(last=False)
+        return t
 
     # -- links ---------------------------------------------------------------------------------------
     def trace_link(self, trace_id: str | None) -> str | None:
@@ -560,7 +581,7 @@ async def api_call(request: web.Request) -> web.Response:
                 ids = await c.traces.traces_for_call(call_id)
                 trace_id = ids[0] if ids else None
             if trace_id:
-                trace = await c.traces.trace(trace_id)
+                trace = await c.trace(trace_id)
             if trace is None:
                 trace_error = "the trace store does not have this call's trace (expired, or not yet written)"
         except Exception as exc:  # TraceStoreError and transport errors: the history still shows
@@ -599,7 +620,7 @@ async def api_span(request: web.Request) -> web.Response:
         if not trace_id:
             ids = await c.traces.traces_for_call(call_id)
             trace_id = ids[0] if ids else None
-        trace = await c.traces.trace(trace_id) if trace_id else None
+        trace = await c.trace(trace_id) if trace_id else None
     except Exception as exc:
         return _error(503, f"trace store unavailable ({type(exc).__name__})")
     span = next((x for x in trace.spans if x.span_id == span_id), None) if trace is not None else None

@@ -43,6 +43,8 @@ class UiConfig:
     login_max_failures: int = 5
     login_window_s: float = 300.0
     ttfw_objective_ms: float = TTFW_OBJECTIVE_MS
+    #: complete traces of finished calls kept in memory (0: fetch every time)
+    trace_cache: int = 32
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -79,8 +81,12 @@ class UiConfig:
             idle_h = float(e.get("VOXPULSE_UI_SESSION_HOURS") or 8)
         except ValueError as exc:
             raise UiConfigError("VOXPULSE_UI_SESSION_HOURS must be a number") from exc
+        cache = e.get("VOXPULSE_UI_TRACE_CACHE") or "32"
+        if not cache.isdigit() or int(cache) > 10_000:
+            raise UiConfigError("VOXPULSE_UI_TRACE_CACHE: a number of traces, 0 to 10000")
         return cls(
             users=users,
+            trace_cache=int(cache),
             listen=addr,
             database_url=_database_url(e),
             prometheus_url=(e.get("VOXPULSE_PROMETHEUS_URL") or "http://127.0.0.1:9090").rstrip("/"),
