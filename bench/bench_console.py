@@ -338,18 +338,6 @@ def run(calls: int, requests: int, clients: int) -> dict[str, Any]:
         console = Console(dsn)
         try:
             cookies = console.cookies()
-            if long_call is not None:
-                long_call["spans"] = _wait_trace(long_call["trace_id"])
-                path = f"/api/calls/{long_call['call_id']}"
-                # every request reads the history and the trace store and lays the call out
-                out["call_view"] = long_call | _time_gets(console.url, cookies, path, {}, requests)
-                cached = Console(dsn, trace_cache=32)
-                try:  # the console's default: a finished call's complete trace is kept in memory
-                    out["call_view_cached"] = _time_gets(cached.url, cached.cookies(), path, {}, requests)
-                finally:
-                    cached.close()
-            else:
-                out["call_view"] = {"skipped": "no collector on 127.0.0.1:13133 (voxpulse stack up)"}
             day = (data["now"] - dt.timedelta(days=30)).isoformat()
             queries = {
                 "newest page": {},
@@ -366,6 +354,18 @@ def run(calls: int, requests: int, clients: int) -> dict[str, Any]:
             for name, params in queries.items():
                 print(f"[console] calls list: {name}", file=sys.stderr)
                 out["calls_list"][name] = _time_gets(console.url, cookies, "/api/calls", params, requests)
+            if long_call is not None:
+                long_call["spans"] = _wait_trace(long_call["trace_id"])
+                path = f"/api/calls/{long_call['call_id']}"
+                # every request reads the history and the trace store and lays the call out
+                out["call_view"] = long_call | _time_gets(console.url, cookies, path, {}, requests)
+                cached = Console(dsn, trace_cache=32)
+                try:  # the console's default: a finished call's complete trace is kept in memory
+                    out["call_view_cached"] = _time_gets(cached.url, cached.cookies(), path, {}, requests)
+                finally:
+                    cached.close()
+            else:
+                out["call_view"] = {"skipped": "no collector on 127.0.0.1:13133 (voxpulse stack up)"}
             print(f"[console] live: {clients} clients", file=sys.stderr)
             out["live"] = asyncio.run(_live(console.url, cookies, dsn, clients, 20))
         finally:

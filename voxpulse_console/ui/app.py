@@ -48,7 +48,7 @@ log = logging.getLogger("voxpulse.console.ui")
 
 MAX_QUERY_STRING: Final = 2048
 PROM_LAG_S: Final = 10.0
-TRACE_SETTLED_S: Final = 120.0  # a call's trace is complete this long after its root span ended
+TRACE_SETTLED_S: Final = 30.0  # a call's trace is complete this long after its root span ended
 MAX_BODY: Final = 16 * 1024
 SESSION_COOKIE: Final = "vp_session"
 PRE_CSRF_COOKIE: Final = "vp_login_csrf"
