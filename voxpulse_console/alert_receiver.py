@@ -153,9 +153,13 @@ async def insert_alerts(conn: Any, rows: list[AlertRecord]) -> int:
 
 
 async def migrate(dsn_or_pool: Any) -> list[int]:
-    """Applies the console's migrations (``alerts_history``); idempotent, safe to run concurrently.
-    Returns the versions applied by this call."""
+    """Applies the console's migrations (``alerts_history``, the web console's live-feed triggers and
+    indexes) after the call history's, which they build on; idempotent, safe to run concurrently.
+    Returns the console versions applied by this call."""
     from telemetry.history import apply_migrations
+    from telemetry.history import migrate as migrate_history
+
+    await migrate_history(dsn_or_pool)
 
     return await apply_migrations(dsn_or_pool, "voxpulse_console", table=MIGRATIONS_TABLE)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
+import math
 import os
 import re
 import shutil
@@ -244,14 +245,18 @@ def test_overview_numbers_equal_their_queries(page: Any, live: Live) -> None:
         res = httpx.get(f"{PROM}/api/v1/query",
                         params={"query": q["query"], "time": q["time"]}).json()["data"]["result"]
         want = float(res[0]["value"][1]) * 1000 if res else None
+        if want is not None and not math.isfinite(want):
+            want = None  # NaN (no turn in the window) is shown as "no data": null in the API
         assert values[name] == (None if want is None else pytest.approx(round(want, 1))), name
     q = queries["stage_p95_ms"]
     res = httpx.get(f"{PROM}/api/v1/query", params={"query": q["query"], "time": q["time"]}).json()["data"]["result"]
-    expected = {r["metric"]["voice_stage"]: round(float(r["value"][1]), 1) for r in res}
+    expected = {r["metric"]["voice_stage"]: round(float(r["value"][1]), 1) if math.isfinite(float(r["value"][1]))
+                else None for r in res}
     assert values["stage_p95_ms"] == expected
     for stage, v in expected.items():
         bar = page.locator(f'[data-stat="stage_p95_ms"] [data-stage="{stage}"] .bar-value')
-        assert float(bar.get_attribute("data-value")) == pytest.approx(v), stage
+        shown = bar.get_attribute("data-value")
+        assert (shown == "") if v is None else float(shown) == pytest.approx(v), stage
 
 
 def test_filters_and_search(page: Any, live: Live) -> None:
@@ -343,7 +348,7 @@ def test_call_view_has_the_traces_spans_and_the_historys_transcript(page: Any, l
             assert lane.get_by_test_id(testid).locator("p").inner_text() == (text or "—")
     # TTFW against the objective, and the raw trace link
     ttfw = page.locator('[data-lane="turn:0"] [data-testid="ttfw"]').get_attribute("data-value")
-    assert float(ttfw) == pytest.approx(turns[0].attributes["voice.ttfw_ms"])
+    assert float(ttfw) == pytest.approx(turns[0].attributes["voice.turn.time_to_first_word"] * 1000, abs=0.1)
     assert row["trace_id"] in page.get_by_test_id("trace-link").get_attribute("href")
 
 

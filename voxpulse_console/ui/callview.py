@@ -2,7 +2,7 @@
 
 :func:`build_call_view` is pure (no I/O): the app fetches the history row and the trace, this module
 lays them out. It reads spans by their semantic conventions only (``voice.stage``,
-``voice.turn.index``, ``voice.ttfw_ms``, the GenAI keys), so LiveKit's own subtrees (``user_turn``,
+``voice.turn.index``, ``voice.turn.time_to_first_word``, the GenAI keys), so LiveKit's own subtrees (``user_turn``,
 ``agent_turn`` and whatever a later LiveKit adds) land in the right lane without being named here.
 
 Which spans belong to turn *k* (the lane's waterfall):
@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from telemetry.livekit import DEFAULT_PRICES, PriceTable
+from telemetry.pricing import DEFAULT_PRICES, PriceTable
 from telemetry.redaction import redact
 from telemetry.semconv import Attr, Stage
 from voxpulse_console.tracestore import Span, Trace
@@ -380,8 +380,11 @@ def _turn_lane(idx: int, spans: list[Span], hist: Mapping[str, Any] | None, tool
         user_text = mask_text(str(ta.get(Attr.TURN_USER_TEXT) or ""), pii)
         agent_text = mask_text(str(ta.get(Attr.TURN_AGENT_TEXT) or ""), pii)
         text_source = "trace" if (user_text or agent_text) else None
-    ttfw = ta.get(Attr.TTFW_MS)
-    if not isinstance(ttfw, int | float) or isinstance(ttfw, bool):
+    ttfw_s = ta.get(Attr.TURN_TTFW)
+    ttfw: float | None
+    if isinstance(ttfw_s, int | float) and not isinstance(ttfw_s, bool):
+        ttfw = round(float(ttfw_s) * 1000, 1)
+    else:
         ttfw = next((r["ttfw_ms"] for r in agent_rows if r.get("ttfw_ms") is not None), None)
     interrupted = bool(ta.get(Attr.CANCELLED)) or any(r.get("interrupted") for r in agent_rows) or any(
         s.attributes.get("lk.interrupted") is True for s in spans)

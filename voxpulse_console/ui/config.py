@@ -23,7 +23,11 @@ class UiConfigError(ValueError):
     """A console setting is missing or malformed."""
 
 
-def _database_url(env: Mapping[str, str]) -> str | None:
+def _database_url(env: Mapping[str, str] | None) -> str | None:
+    if env is None:  # the one lookup of the DSN, shared with the call history and the receiver
+        from telemetry.history import database_url
+
+        return database_url()
     return env.get("VOXPULSE_DATABASE_URL") or env.get("DATABASE_URL") or None
 
 
@@ -88,7 +92,7 @@ class UiConfig:
             users=users,
             trace_cache=int(cache),
             listen=addr,
-            database_url=_database_url(e),
+            database_url=_database_url(env),
             prometheus_url=(e.get("VOXPULSE_PROMETHEUS_URL") or "http://127.0.0.1:9090").rstrip("/"),
             public_url=public.rstrip("/") if public else None,
             timezone=tz,
