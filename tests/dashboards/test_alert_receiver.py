@@ -101,7 +101,12 @@ async def test_the_receiver_owns_its_migrations(dashboards_db: str) -> None:
     assert await migrate(dashboards_db) == []  # applied by the fixture; idempotent
     conn = await asyncpg.connect(dashboards_db)
     try:
-        assert await conn.fetchval(f"SELECT count(*) FROM {MIGRATIONS_TABLE}") == 1
+        # every console migration (alerts_history first, then the web console's) in its own table
+        from telemetry.history import load_migrations
+
+        recorded = [r["name"] for r in await conn.fetch(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY version")]
+        assert recorded == [m.name for m in load_migrations("voxpulse_console")]
+        assert recorded[0] == "alerts_history"
         assert await conn.fetchval("SELECT count(*) FROM schema_migrations WHERE name LIKE '%alert%'") == 0
     finally:
         await conn.close()
