@@ -165,3 +165,42 @@ def test_call_view_from_the_trace_alone_and_with_the_history(simulated: tuple[Tr
                                        "trace_error": "expired"}
     assert [lane["index"] for lane in only_history["lanes"]] == [0]
     assert only_history["lanes"][0]["ttfw_ms"] == 999.0 and only_history["lanes"][0]["spans"] == []
+
+
+# ----------------------------------------------------------------------------------- CLI, stack
+def test_hash_password_command(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "voxpulse_console", "ui", "hash-password", "--stdin", "--user",
+                           "ops", "--pii"], input="a-long-enough-password\n", capture_output=True, text=True,
+                          timeout=60, check=True)
+    entry = proc.stdout.strip()
+    users = auth.parse_users(entry)
+    assert users["ops"].can_view_pii and auth.verify_password("a-long-enough-password", users["ops"].password_hash)
+    assert "a-long-enough-password" not in proc.stdout + proc.stderr
+    short = subprocess.run([sys.executable, "-m", "voxpulse_console", "ui", "hash-password", "--stdin"],
+                           input="short\n", capture_output=True, text=True, timeout=60, check=False)
+    assert short.returncode == 2 and "12 characters" in short.stderr
+
+
+def test_the_stack_starts_the_console_only_with_users(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voxpulse_console import stack
+
+    monkeypatch.delenv("VOXPULSE_UI_USERS", raising=False)
+    assert "ui" not in stack._names(None)
+    assert "ui" in stack._names(None, {"VOXPULSE_UI_USERS": "x"})
+    with pytest.raises(stack.StackError, match="VOXPULSE_UI_USERS"):
+        stack.up(["ui"], state_dir="/nonexistent-voxpulse-state")
+    assert set(stack.COMPONENTS) <= set(stack._names(None))
+
+
+def test_demo_login_is_random_and_hashed() -> None:
+    from voxpulse_console.cli import _demo_login
+
+    user, password, env = _demo_login()
+    _, password2, _ = _demo_login()
+    assert password != password2 and len(password) >= 16
+    (entry,) = env["VOXPULSE_UI_USERS"].split()
+    assert password not in entry
+    assert auth.verify_password(password, auth.parse_users(entry)[user].password_hash)
