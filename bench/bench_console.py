@@ -400,11 +400,17 @@ def to_markdown(r: dict[str, Any]) -> str:
         lines.append(f"| calls list: {name} ({v['rows']} rows) | {v['n']} | {v['p50_ms']} ms | {v['p95_ms']} ms | "
                      f"{v['max_ms']} ms | p95 ≤ {TARGETS['calls_list_p95_ms']:.0f} ms |")
     lv = r.get("live", {})
+    note = ("\n\nThe console process and the load generator share the 2-core VM with the stack and PostgreSQL. "
+            "Uncached, each call-view request reads the call history (three indexed queries), fetches the trace "
+            "from the trace store and lays it out; the console keeps the complete traces of finished calls in a "
+            "small LRU (`VOXPULSE_UI_TRACE_CACHE`, 32), so a second look at a call skips the trace store. The live "
+            "feed is one LISTEN connection: a write reaches every client in one read of the changed row plus one "
+            "Server-Sent Event write per client.")
     if lv:
         lines.append(f"| live: a new call in all {lv['clients']} SSE clients | {lv['rounds']} rounds | "
                      f"{lv['p50_s']} s | {lv['p95_s']} s | {lv['max_s']} s | "
                      f"every client ≤ {TARGETS['live_all_clients_s']:.0f} s |")
-    return "\n".join(lines)
+    return "\n".join(lines) + note
 
 
 def main() -> None:

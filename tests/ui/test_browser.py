@@ -504,3 +504,26 @@ def test_ukrainian_interface(page: Any, live: Live) -> None:
     page.locator('[data-lane="turn:0"] [data-testid="user-text"]').wait_for()
     shot(page, live, "call-uk")
     assert page.evaluate("document.fonts.check('16px \"IBM Plex Sans\"', 'Дзвінок їжак')")
+
+
+def test_a_source_down_shows_a_banner_and_the_rest_works(browser: Any, live: Live, tmp_path: Path) -> None:
+    """Prometheus and the trace store unreachable: the banner names them; the calls list and the call
+    view (from the history alone, saying so) still work."""
+    own = start_console(tmp_path, live.dsn, VOXPULSE_PROMETHEUS_URL=f"http://127.0.0.1:{free_port()}",
+                        VOXPULSE_TRACE_STORE_URL=f"http://127.0.0.1:{free_port()}")
+    try:
+        ctx = browser.new_context(viewport={"width": 1440, "height": 900}, locale="en-GB")
+        page = ctx.new_page()
+        login(page, own.url, ADMIN, "/calls")
+        banner = page.get_by_test_id("banner")
+        banner.locator('[data-source="prometheus"]').wait_for()
+        banner.locator('[data-source="traces"]').wait_for()
+        page.locator(f'tr[data-call-id="{live.call_ids[0]}"]').wait_for()
+        page.goto(f"{own.url}/calls/{live.call_ids[0]}")
+        notice = page.get_by_test_id("source-notice")
+        notice.wait_for()
+        assert notice.get_attribute("data-source") == "history-only"
+        page.locator('[data-lane="turn:0"] [data-testid="user-text"]').wait_for()
+        ctx.close()
+    finally:
+        stop_console(own)
