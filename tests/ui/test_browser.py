@@ -527,3 +527,29 @@ def test_a_source_down_shows_a_banner_and_the_rest_works(browser: Any, live: Liv
         ctx.close()
     finally:
         stop_console(own)
+
+
+def test_usable_by_keyboard_with_labelled_controls(page: Any, live: Live) -> None:
+    base = live.console.url
+    login(page, base, ADMIN, "/calls")
+    page.locator(f'tr[data-call-id="{live.call_ids[0]}"]').wait_for()
+    # every form control has a label a screen reader announces
+    unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea')]
+        .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.outerHTML)""")
+    assert unlabelled == []
+    # the skip link, then the navigation, by Tab and Enter
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent") == "Latency":
+            break
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{base}/latency")
+    # a span's attributes open from the keyboard
+    page.goto(f"{base}/calls/{live.call_ids[0]}")
+    row = page.locator('[data-lane="turn:0"] .wf-row').first
+    row.locator("button.wf-name").focus()
+    page.keyboard.press("Enter")
+    row.get_by_role("region").wait_for()
+    assert row.locator("button.wf-name").get_attribute("aria-expanded") == "true"
