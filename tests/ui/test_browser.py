@@ -503,7 +503,8 @@ def test_ukrainian_interface(page: Any, live: Live) -> None:
     page.goto(f"{base}/calls/{row['call_id']}")
     page.locator('[data-lane="turn:0"] [data-testid="user-text"]').wait_for()
     shot(page, live, "call-uk")
-    assert page.evaluate("document.fonts.check('16px \"IBM Plex Sans\"', 'Дзвінок їжак')")
+    assert page.evaluate(
+        "document.fonts.ready.then(() => document.fonts.check('16px \"IBM Plex Sans\"', 'Дзвінок їжак'))")
 
 
 def test_a_source_down_shows_a_banner_and_the_rest_works(browser: Any, live: Live, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ const subs: { [K in Kind]: Set<Handlers[K]> } = {
 let es: EventSource | null = null;
 let up = false;
 let sources: Sources | null = null;
+let hellos = 0;
 
 export function isLive(): boolean {
   return up;
@@ -61,7 +62,9 @@ export function connect(): void {
     const d = JSON.parse((e as MessageEvent).data);
     sources = d.sources;
     emit("sources", d.sources);
-    emit("resync");
+    // a reconnection: what changed meanwhile was not pushed, so the pages reload (the first hello
+    // follows the pages' own first load)
+    if (++hellos > 1) emit("resync");
   });
   es.addEventListener("call", (e) => emit("call", JSON.parse((e as MessageEvent).data)));
   es.addEventListener("alert", (e) => emit("alert", JSON.parse((e as MessageEvent).data)));

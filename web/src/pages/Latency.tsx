@@ -48,7 +48,11 @@ export function Latency(props: { meta: Meta; query: URLSearchParams }) {
     const stages = data.series.map((s) => s.stage);
     const xs = Array.from(new Set(data.series.flatMap((s) => s.points.map((p) => p[0])))).sort((a, b) => a - b);
     const cols = data.series.map((s) => { const m = new Map(s.points); return xs.map((x) => m.get(x) ?? null); });
-    const markers: Marker[] = (data.exemplars || []).slice(0, 400).map((e, i) => ({
+    // the slowest exemplars and the latest ones (a fresh slow call is on the chart at once)
+    const all = data.exemplars || [];
+    const latest = [...all].sort((a, b) => b.t - a.t).slice(0, 100);
+    const shown = Array.from(new Set([...all.slice(0, 300), ...latest]));
+    const markers: Marker[] = shown.map((e, i) => ({
       x: e.t, y: e.value_ms, color: STAGE_COLORS[e.stage] || "#334155",
       label: t("lat.exemplar", { stage: stageLabel(e.stage), v: fmtMs(e.value_ms), t: fmtTime(e.t, false) }),
       onClick: () => void openTrace(e.trace_id), testid: `exemplar-${i}`, data: { traceId: e.trace_id, stage: e.stage },
