@@ -29,23 +29,18 @@ import asyncio
 import gc
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from bench import sink
+
 TARGET_CALLS = 200
 TARGET_CPU_PCT = 5.0
 TURN_PERIOD_S = 4.0
 TURNS_PER_CALL = 6
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _rss_mb() -> float:
@@ -194,13 +189,10 @@ def _run_child(calls: int, seconds: float, endpoint: str | None, mode: str) -> d
 
 
 def run(levels: list[int], seconds: float, collector: str | None) -> dict[str, Any]:
-    sink = None
+    sink_proc = None
     endpoint = collector
     if collector is None:
-        port = _free_port()
-        sink = subprocess.Popen([sys.executable, "-m", "bench.sink", "--port", str(port)])
-        endpoint = f"http://127.0.0.1:{port}"
-        time.sleep(1.0)
+        sink_proc, endpoint = sink.start()
     rows: list[dict[str, Any]] = []
     try:
         for calls in levels:
@@ -209,9 +201,9 @@ def run(levels: list[int], seconds: float, collector: str | None) -> dict[str, A
                 rows.append(_run_child(calls, seconds, endpoint, mode))
                 print(json.dumps(rows[-1]), file=sys.stderr)
     finally:
-        if sink is not None:
-            sink.terminate()
-            sink.wait()
+        if sink_proc is not None:
+            sink_proc.terminate()
+            sink_proc.wait()
     by = {(r["calls"], r["mode"]): r for r in rows}
     summary = []
     for calls in levels:

@@ -21,13 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+from bench import sink
+
 REALISTIC = 100  # spans/s: about 50 concurrent calls (turn, stt, llm, tts and some tools every few seconds)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _child(rate: int, seconds: float, endpoint: str | None, freeze: bool) -> dict[str, float]:
@@ -117,20 +113,22 @@ def _run_child(rate: int, seconds: float, endpoint: str | None, freeze: bool) ->
 
 
 def run(seconds: float, collector: str | None) -> dict[str, object]:
-    up_port, slow_port = _free_port(), _free_port()
-    sinks = []
-    if collector is None:
-        sinks.append(subprocess.Popen([sys.executable, "-m", "bench.sink", "--port", str(up_port)]))
-    sinks.append(subprocess.Popen([sys.executable, "-m", "bench.sink", "--port", str(slow_port), "--delay", "3"]))
-    time.sleep(1.0)
-    backends = {
-        "no telemetry": None,
-        "collector up": collector or f"http://127.0.0.1:{up_port}",
-        "collector down": f"http://127.0.0.1:{_free_port()}",
-        "collector slow (3 s)": f"http://127.0.0.1:{slow_port}",
-    }
+    sinks: list[subprocess.Popen[str]] = []
+    down = socket.socket()  # bound, never listening: refuses every connection, and no one else gets the port
+    down.bind(("127.0.0.1", 0))
     rows = []
     try:
+        if collector is None:
+            up_proc, collector = sink.start()
+            sinks.append(up_proc)
+        slow_proc, slow_url = sink.start(delay=3)
+        sinks.append(slow_proc)
+        backends = {
+            "no telemetry": None,
+            "collector up": collector,
+            "collector down": f"http://127.0.0.1:{down.getsockname()[1]}",
+            "collector slow (3 s)": slow_url,
+        }
         for rate in (REALISTIC, REALISTIC * 10):
             for name, endpoint in backends.items():
                 for freeze in (False, True):
@@ -138,6 +136,7 @@ def run(seconds: float, collector: str | None) -> dict[str, object]:
                     rows.append({"spans_per_s": rate, "backend": name, "gc_freeze": freeze, **result})
                     print(json.dumps(rows[-1]), file=sys.stderr)
     finally:
+        down.close()
         for p in sinks:
             p.terminate()
             p.wait()

@@ -45,6 +45,7 @@ __all__ = [
     "register_cli",
     "render_alertmanager_config",
     "serve",
+    "start",
 ]
 
 log = logging.getLogger("voxpulse.alert_receiver")
@@ -224,21 +225,26 @@ def make_app(dsn: str | None, *, token: str | None = None) -> Any:
     return app
 
 
-async def serve(dsn: str | None, listen: str = DEFAULT_LISTEN, *, token: str | None = None,
-                ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
-    """Run the receiver until ``stop`` is set (or forever)."""
+async def start(dsn: str | None, listen: str = DEFAULT_LISTEN, *, token: str | None = None) -> Any:
+    """Start the receiver on ``listen`` (``host:0``: a free port); returns its aiohttp runner.
+
+    ``runner.addresses[0]`` is the (host, port) it listens on; ``await runner.cleanup()`` stops it."""
     from aiohttp import web
 
     host, _, port = listen.rpartition(":")
     runner = web.AppRunner(make_app(dsn, token=token))
     await runner.setup()
-    site = web.TCPSite(runner, host or "127.0.0.1", int(port))
-    await site.start()
-    log.info("alerts receiver on http://%s/alerts", listen)
-    if ready is not None:
-        ready.set()
+    await web.TCPSite(runner, host or "127.0.0.1", int(port)).start()
+    bound_host, bound_port = runner.addresses[0][:2]
+    log.info("alerts receiver on http://%s:%s/alerts", bound_host, bound_port)
+    return runner
+
+
+async def serve(dsn: str | None, listen: str = DEFAULT_LISTEN, *, token: str | None = None) -> None:
+    """Run the receiver until cancelled."""
+    runner = await start(dsn, listen, token=token)
     try:
-        await (stop.wait() if stop is not None else asyncio.Event().wait())
+        await asyncio.Event().wait()
     finally:
         await runner.cleanup()
 

@@ -172,10 +172,6 @@ def test_sets_differ_only_in_trace_queries(dashboards: dict[str, dict[str, Any]]
         assert '"jaeger"' not in json.dumps(tempo), name
 
 
-def test_generation_is_deterministic(builder: ModuleType) -> None:
-    assert builder.render() == builder.render()
-
-
 @pytest.mark.parametrize("store", STORES)
 def test_dashboards_are_valid_and_identified(dashboards: dict[str, dict[str, Any]], store: str) -> None:
     mine = {k.split("/", 1)[1]: v for k, v in dashboards.items() if k.startswith(f"{store}/")}
@@ -247,9 +243,8 @@ def test_dashboard_provider() -> None:
     assert prov["type"] == "file"
     assert prov["options"]["path"] == "/var/lib/grafana/dashboards/${VOXPULSE_TRACE_STORE}"
     assert {p.name for p in DASH_DIR.iterdir() if p.is_dir()} == set(STORES)
-    compose = (ROOT / "docker-compose.yml")
-    if compose.exists():
-        assert "./grafana/dashboards:/var/lib/grafana/dashboards" in compose.read_text()
+    # docker-compose.yml is committed: read it unconditionally (a missing file fails)
+    assert "./grafana/dashboards:/var/lib/grafana/dashboards" in (ROOT / "docker-compose.yml").read_text()
 
 
 # --------------------------------------------------------------------------------------- panels

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests.support import binary
 
 ROOT = Path(__file__).resolve().parents[2]
 DASH = ROOT / "grafana" / "dashboards"
@@ -27,8 +28,8 @@ def _lint(linter: str, path: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def linter(bin_or_skip: Callable[[str], str]) -> str:
-    return bin_or_skip("dashboard-linter")
+def linter() -> str:
+    return str(binary("dashboard-linter"))
 
 
 @pytest.mark.parametrize("name", sorted(str(p.relative_to(DASH)) for p in DASH.glob("*/*.json")))

@@ -34,6 +34,7 @@ import httpx
 import pytest
 
 from telemetry.semconv import Attr
+from tests.support import unavailable, wait_for
 from voxpulse_console.tracestore import JaegerTraceStore, Trace
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -54,17 +55,8 @@ MAY_BE_EMPTY_PANELS = {
 
 
 def poll(fn: Callable[[], T | None], what: str, deadline_s: float = DEADLINE_S, every_s: float = 1.0) -> T:
-    end = time.monotonic() + deadline_s
-    last: Any = None
-    while time.monotonic() < end:
-        try:
-            value = fn()
-        except httpx.HTTPError as exc:
-            value, last = None, exc
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"timed out waiting for {what} ({last!r})")
+    """:func:`tests.support.wait_for` with this module's deadline."""
+    return wait_for(fn, what, deadline_s, every_s)
 
 
 def _ready() -> bool:
@@ -79,10 +71,7 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
     missing = [n for n in ("otelcol", "jaeger", "prometheus", "alertmanager") if stack.binaries().get(n) is None]
     if missing:
-        msg = f"missing {', '.join(missing)}: run scripts/build-backends.sh"
-        if os.environ.get("VOXPULSE_REQUIRE_STACK"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+        unavailable("STACK", f"missing {', '.join(missing)}: run scripts/build-backends.sh")
     if _ready():
         yield
         return

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.support import binary
 from voxpulse_console.alert_receiver import render_alertmanager_config, write_alertmanager_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ SEED_ALERTS = {
 }
 
 
-def _run(cmd: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def _run(cmd: list[str | Path], cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
 
 
@@ -43,24 +43,23 @@ def alert_rules() -> list[dict[str, Any]]:
     return [r for f in RULES for g in yaml.safe_load(f.read_text())["groups"] for r in g["rules"] if "alert" in r]
 
 
-def test_promtool_check_rules(bin_or_skip: Callable[[str], str]) -> None:
-    res = _run([bin_or_skip("promtool"), "check", "rules", *map(str, RULES)])
+def test_promtool_check_rules() -> None:
+    res = _run([binary("promtool"), "check", "rules", *map(str, RULES)])
     assert res.returncode == 0, res.stdout + res.stderr
 
 
 @pytest.mark.slow
-def test_promtool_test_rules(bin_or_skip: Callable[[str], str]) -> None:
-    res = _run([bin_or_skip("promtool"), "test", "rules", *(t.name for t in TESTS)], cwd=PROM / "rules" / "tests")
+def test_promtool_test_rules() -> None:
+    res = _run([binary("promtool"), "test", "rules", *(t.name for t in TESTS)], cwd=PROM / "rules" / "tests")
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.count("SUCCESS") == len(TESTS), res.stdout
 
 
-def test_prometheus_config_loads_these_rules(bin_or_skip: Callable[[str], str]) -> None:
+def test_prometheus_config_loads_these_rules() -> None:
     cfg = PROM / "prometheus.yml"
-    if not cfg.exists():
-        pytest.skip("prometheus/prometheus.yml not written yet")
+    assert cfg.is_file(), f"{cfg} is committed: a missing config is a failure, not a skip"
     assert "rules/*.yml" in yaml.safe_load(cfg.read_text())["rule_files"]
-    res = _run([bin_or_skip("promtool"), "check", "config", str(cfg)])
+    res = _run([binary("promtool"), "check", "config", str(cfg)])
     assert res.returncode == 0, res.stdout + res.stderr
 
 
@@ -101,8 +100,8 @@ def test_alerts_are_annotated() -> None:
 # ------------------------------------------------------------------------------- Alertmanager
 
 
-def test_amtool_check_committed_config(bin_or_skip: Callable[[str], str]) -> None:
-    res = _run([bin_or_skip("amtool"), "check-config", str(AM)])
+def test_amtool_check_committed_config() -> None:
+    res = _run([binary("amtool"), "check-config", str(AM)])
     assert res.returncode == 0, res.stdout + res.stderr
 
 
@@ -120,8 +119,7 @@ FULL_ENV = {
 
 
 @pytest.mark.parametrize("env", [FULL_ENV, {}], ids=["all-integrations", "history-only"])
-def test_amtool_check_rendered_config(env: dict[str, str], tmp_path: Path,
-                                      bin_or_skip: Callable[[str], str]) -> None:
+def test_amtool_check_rendered_config(env: dict[str, str], tmp_path: Path) -> None:
     text = render_alertmanager_config(AM.read_text(), env, allow_missing=True)
     out = tmp_path / "alertmanager.yml"
     write_alertmanager_config(out, text, PROM)
@@ -138,7 +136,7 @@ def test_amtool_check_rendered_config(env: dict[str, str], tmp_path: Path,
         assert "telegram_configs" not in receivers["telegram-critical"]
         assert "slack_configs" not in receivers["slack-email-warnings"]
         assert receivers["alerts-history"]["webhook_configs"][0]["send_resolved"] is True
-    res = _run([bin_or_skip("amtool"), "check-config", str(out)])
+    res = _run([binary("amtool"), "check-config", str(out)])
     assert res.returncode == 0, res.stdout + res.stderr
 
 
@@ -163,8 +161,8 @@ def test_no_secrets_committed() -> None:
      "alerts-history,slack-email-warnings"),
     ({"alertname": "VoiceApiSpendAnomaly", "severity": "warning", "notify": "email"}, "alerts-history,email"),
 ])
-def test_routing(labels: dict[str, str], receivers: str, bin_or_skip: Callable[[str], str]) -> None:
-    res = _run([bin_or_skip("amtool"), "config", "routes", "test", f"--config.file={AM}",
+def test_routing(labels: dict[str, str], receivers: str) -> None:
+    res = _run([binary("amtool"), "config", "routes", "test", f"--config.file={AM}",
                 *(f"{k}={v}" for k, v in labels.items())])
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == receivers

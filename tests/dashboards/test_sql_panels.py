@@ -52,9 +52,9 @@ async def seed(conn: asyncpg.Connection, NOW: dt.datetime) -> str:
     return "call-6"
 
 
-async def test_every_sql_panel_returns_rows(dashboards_db: str, queries: ModuleType) -> None:
+async def test_every_sql_panel_returns_rows(migrated_db: str, queries: ModuleType) -> None:
     NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    conn = await asyncpg.connect(dashboards_db)
+    conn = await asyncpg.connect(migrated_db)
     try:
         call_id = await seed(conn, NOW)
         # both trace-store sets carry the same SQL: run each distinct query once

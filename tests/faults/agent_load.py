@@ -27,7 +27,6 @@ import gc
 import json
 import os
 import signal
-import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -285,6 +284,5 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     os.environ.pop("OTEL_SDK_DISABLED", None)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     final = asyncio.run(main(parse()))
     print(json.dumps(final), flush=True)

@@ -15,7 +15,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,53 +23,20 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
+from tests.support import ROOT, PromClient, unavailable
 from voxpulse_console import stack
 from voxpulse_console.tracestore import JaegerTraceStore
 
-ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 PROM = "http://127.0.0.1:9090"
 JAEGER = "http://127.0.0.1:16686"
 COLLECTOR = "http://127.0.0.1:4318"
 COLLECTOR_METRICS = "http://127.0.0.1:8888/metrics"
-
-T = TypeVar("T")
-
-
-def require_stack() -> bool:
-    return os.environ.get("VOXPULSE_REQUIRE_STACK", "").lower() not in ("", "0", "false", "no")
-
-
-def unavailable(msg: str) -> None:
-    if require_stack():
-        pytest.fail(f"{msg} (VOXPULSE_REQUIRE_STACK is set)", pytrace=False)
-    pytest.skip(msg)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def poll(fn: Callable[[], T | None], deadline_s: float, every_s: float = 0.5) -> tuple[T | None, float]:
-    """fn() until truthy or the deadline; returns (value or None, seconds waited)."""
-    t0 = time.monotonic()
-    while True:
-        try:
-            value = fn()
-        except (httpx.HTTPError, KeyError, ValueError, IndexError):
-            value = None
-        if value:
-            return value, time.monotonic() - t0
-        if time.monotonic() - t0 > deadline_s:
-            return None, time.monotonic() - t0
-        time.sleep(every_s)
 
 
 def pctl(values: list[float], q: float) -> float:
@@ -84,22 +50,9 @@ def pctl(values: list[float], q: float) -> float:
 
 
 @dataclass
-class Stack:
+class Stack(PromClient):
     state_dir: Path
     http: httpx.Client
-
-    def prom(self, query: str, at: float | None = None) -> list[dict[str, Any]]:
-        params: dict[str, Any] = {"query": query}
-        if at is not None:
-            params["time"] = at
-        r = self.http.get(f"{PROM}/api/v1/query", params=params)
-        r.raise_for_status()
-        result: list[dict[str, Any]] = r.json()["data"]["result"]
-        return result
-
-    def prom_value(self, query: str) -> float | None:
-        result = self.prom(query)
-        return float(result[0]["value"][1]) if result else None
 
     def traces_for_call(self, call_id: str, service: str) -> list[str]:
         """The call's trace ids in Jaeger (through the trace-store module)."""
@@ -150,10 +103,10 @@ def real_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tools = stack.binaries()
     missing = [t for t in ("otelcol", "jaeger", "prometheus", "alertmanager") if tools.get(t) is None]
     if missing:
-        unavailable(f"missing {', '.join(missing)}: run scripts/build-backends.sh")
+        unavailable("STACK", f"missing {', '.join(missing)}: run scripts/build-backends.sh")
     busy = [p for c in stack.COMPONENTS.values() for p in c.ports if stack._port_busy(p)]
     if busy:
-        unavailable(f"ports {busy} are taken by another stack; the fault tests must own theirs")
+        unavailable("STACK", f"ports {busy} are taken by another stack; the fault tests must own theirs")
     state = tmp_path_factory.mktemp("fault-stack")
     try:
         stack.up(state_dir=state, wait_s=120)
@@ -243,7 +196,7 @@ def agent_factory(tmp_path: Path) -> Iterator[Callable[..., Agent]]:
                "--turns", str(turns), "--turn-s", str(turn_s), *extra]
         if history:
             cmd.append("--history")
-        full_env = {**os.environ, "PYTHONPATH": str(ROOT), "LOG_FORMAT": "text", "LOG_LEVEL": "INFO", **(env or {})}
+        full_env = {**os.environ, "LOG_FORMAT": "text", "LOG_LEVEL": "INFO", **(env or {})}
         full_env.pop("OTEL_SDK_DISABLED", None)
         with log.open("w") as err:
             proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=err, text=True)

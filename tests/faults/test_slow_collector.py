@@ -8,14 +8,13 @@ exporter cannot keep up with are counted (every span accounted for) and logged a
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import pytest
 
-from .conftest import ROOT, free_port, report, summarize
+from tests.support import load_script
+
+from .conftest import report, summarize
 
 pytestmark = [pytest.mark.slow]
 
@@ -27,12 +26,9 @@ RSS_BOUND_MB = 40.0  # see test_stack_faults.RSS_BOUND_MB
 
 @pytest.fixture
 def slow_sink() -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.sink", "--port", str(port), "--delay", "5"], cwd=ROOT)
-    time.sleep(1.0)
-    assert proc.poll() is None, "bench.sink did not start"
+    proc, url = load_script("bench/sink.py").start(delay=5)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
         proc.terminate()
         proc.wait(timeout=10)

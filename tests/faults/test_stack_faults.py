@@ -22,17 +22,15 @@ One stack (shipped configs, temporary state folder) serves the whole module; abo
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
-from .conftest import Agent, Stack, poll, report, summarize, unavailable
+from tests.support import poll, redis_url, throwaway_database
+
+from .conftest import Agent, Stack, report, summarize
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -280,48 +278,15 @@ def test_trace_store_down_60s_with_a_collector_restart(real_stack: Stack, agent_
 # --- SIGTERM mid-call --------------------------------------------------------------------------------
 
 
-def _with_db(dsn: str, db: str) -> str:
-    u = urlsplit(dsn)
-    return urlunsplit((u.scheme, u.netloc, "/" + db, u.query, u.fragment))
-
-
-def _services_env() -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if k in ("DATABASE_URL", "REDIS_URL")}
-    f = Path(__file__).resolve().parents[2] / ".voxpulse" / "services" / "env"
-    if f.is_file():
-        for line in f.read_text().splitlines():
-            if "=" in line and not line.startswith("#"):
-                k, v = line.split("=", 1)
-                out.setdefault(k.strip(), v.strip())
-    return out
-
-
 @pytest.fixture
 def history_dsn() -> Iterator[str]:
-    env = _services_env()
-    dsn = env.get("DATABASE_URL")
-    if not dsn:
-        unavailable("no DATABASE_URL (scripts/services.sh)")
-    assert dsn is not None
-    name = f"voxpulse_faults_{os.getpid()}_{secrets.token_hex(3)}"
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(dsn, timeout=5)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    try:
-        asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError) as exc:
-        unavailable(f"PostgreSQL unreachable ({exc!r})")
-    yield _with_db(dsn, name)
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    """An empty database: the agent's CallLogger migrates it."""
+    with throwaway_database("voxpulse_faults", migrate=False) as dsn:
+        yield dsn
 
 
 def test_sigterm_mid_call_flushes_spans_and_records(real_stack: Stack, agent_factory, history_dsn: str) -> None:  # type: ignore[no-untyped-def]
-    env = {"DATABASE_URL": history_dsn, "REDIS_URL": _services_env().get("REDIS_URL", "")}
+    env = {"DATABASE_URL": history_dsn, "REDIS_URL": redis_url() or ""}
     agent = agent_factory(concurrency=10, turns=1000, turn_s=1.0, history=True, env=env,
                           extra=("--shutdown-timeout", "3"))
     agent.wait_rows(6)

@@ -2,7 +2,7 @@
 
 * ``history_db``: a throw-away database (created per test session, dropped after), migrated; its
   tables are emptied before each test.
-* ``redis_url`` + ``buffer_key``: the shared Redis with a unique key per test.
+* ``redis_url`` (tests/conftest.py) + ``buffer_key``: the shared Redis with a unique key per test.
 * ``fault_services``: a separate PostgreSQL + Redis pair (own ports, own state dir) started by
   scripts/services.sh for the fault tests, which stop and start it.
 * ``otel``: an SDK TracerProvider with an in-memory exporter (asyncpg and Redis instrumented
@@ -19,12 +19,9 @@ import os
 import secrets
 import socket
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -35,107 +32,18 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-ROOT = Path(__file__).resolve().parents[2]
-# --import-mode=importlib: make the helper module next to this file importable as history_sim
-if str(Path(__file__).parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).parent))
+from tests.support import ROOT, throwaway_database, unavailable
+from tests.support.services import env_file, state_dir
+
 SERVICES = ROOT / "scripts" / "services.sh"
 TABLES = "calls, call_turns, call_tool_calls, customers, daily_stats"
-
-
-def _env_file() -> dict[str, str]:
-    state = Path(os.environ.get("VOXPULSE_STATE_DIR", ROOT / ".voxpulse"))
-    if not state.is_absolute():
-        state = ROOT / state
-    out: dict[str, str] = {}
-    f = state / "services" / "env"
-    if f.is_file():
-        for line in f.read_text().splitlines():
-            if "=" in line and not line.startswith("#"):
-                k, v = line.split("=", 1)
-                out[k.strip()] = v.strip()
-    return out
-
-
-def _setting(name: str) -> str | None:
-    return os.environ.get(name) or _env_file().get(name)
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("VOXPULSE_REQUIRE_DB"):
-        pytest.fail(f"VOXPULSE_REQUIRE_DB is set but {reason}", pytrace=False)
-    pytest.skip(f"{reason} (start them with scripts/services.sh)")
-
-
-def _with_db(dsn: str, db: str) -> str:
-    u = urlsplit(dsn)
-    return urlunsplit((u.scheme, u.netloc, "/" + db, u.query, u.fragment))
-
-
-@pytest.fixture(scope="session")
-def base_dsn() -> str:
-    dsn = _setting("VOXPULSE_DATABASE_URL") or _setting("DATABASE_URL")
-    if not dsn:
-        _unavailable("no DATABASE_URL (env or .voxpulse/services/env)")
-    assert dsn is not None
-
-    async def ping() -> None:
-        conn = await asyncpg.connect(dsn, timeout=3)
-        await conn.close()
-
-    try:
-        asyncio.run(ping())
-    except Exception as exc:
-        _unavailable(f"PostgreSQL at {urlsplit(dsn).hostname}:{urlsplit(dsn).port} unreachable ({exc!r})")
-    return dsn
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    url = _setting("VOXPULSE_REDIS_URL") or _setting("REDIS_URL")
-    if not url:
-        _unavailable("no REDIS_URL (env or .voxpulse/services/env)")
-    assert url is not None
-
-    async def ping() -> None:
-        r = aioredis.Redis.from_url(url, socket_connect_timeout=2)
-        try:
-            await r.ping()
-        finally:
-            await r.aclose()
-
-    try:
-        asyncio.run(ping())
-    except Exception as exc:
-        _unavailable(f"Redis unreachable ({exc!r})")
-    return url
 
 
 @pytest.fixture(scope="session")
 def session_db(base_dsn: str) -> Iterator[str]:
     """A throw-away, migrated database for this test session."""
-    from telemetry.history import migrate
-
-    name = f"voxpulse_test_{os.getpid()}_{secrets.token_hex(3)}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(base_dsn)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        await migrate(_with_db(base_dsn, name))
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(base_dsn)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
-    yield _with_db(base_dsn, name)
-    asyncio.run(drop())
+    with throwaway_database("voxpulse_test") as dsn:
+        yield dsn
 
 
 @pytest.fixture
@@ -253,7 +161,7 @@ class FaultServices:
 
 def _reap_stale_fault_pairs() -> None:
     """Stop and remove private pairs left by test runs that were killed before their teardown."""
-    for d in (ROOT / ".voxpulse").glob("test-fault-*"):
+    for d in state_dir().glob("test-fault-*"):
         try:
             pid = int(d.name.rsplit("-", 1)[1])
             os.kill(pid, 0)
@@ -262,11 +170,7 @@ def _reap_stale_fault_pairs() -> None:
             pass
         except PermissionError:
             continue
-        vals: dict[str, str] = {}
-        envf = d / "services" / "env"
-        if envf.is_file():
-            vals = dict(line.split("=", 1) for line in envf.read_text().splitlines()
-                        if "=" in line and not line.startswith("#"))
+        vals = env_file(d / "services" / "env")
         redis_port = vals.get("REDIS_URL", "").rsplit(":", 1)[-1].split("/")[0]
         env = {**os.environ, "VOXPULSE_STATE_DIR": str(d), "PGPORT": vals.get("PGPORT", "5432"),
                "REDIS_PORT": redis_port or "6379"}
@@ -278,7 +182,7 @@ def _reap_stale_fault_pairs() -> None:
 def fault_services(base_dsn: str, redis_url: str) -> Iterator[FaultServices]:
     """scripts/services.sh on free ports with its own state dir; stopped and removed after."""
     _reap_stale_fault_pairs()
-    state = ROOT / ".voxpulse" / f"test-fault-{os.getpid()}"
+    state = state_dir() / f"test-fault-{os.getpid()}"
     env = {
         **os.environ,
         "VOXPULSE_STATE_DIR": str(state),
@@ -293,11 +197,8 @@ def fault_services(base_dsn: str, redis_url: str) -> Iterator[FaultServices]:
     try:
         svc.run("start")
     except subprocess.CalledProcessError as exc:
-        _unavailable(f"scripts/services.sh could not start a private pair: {exc.stderr.decode()[-500:]}")
-    vals = dict(
-        line.split("=", 1) for line in (state / "services" / "env").read_text().splitlines()
-        if "=" in line and not line.startswith("#")
-    )
+        unavailable("DB", f"scripts/services.sh could not start a private pair: {exc.stderr.decode()[-500:]}")
+    vals = env_file(state / "services" / "env")
     svc.dsn, svc.redis_url = vals["DATABASE_URL"], vals["REDIS_URL"]
     try:
         yield svc

@@ -18,9 +18,10 @@ from collections.abc import AsyncIterator, Callable
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from history_sim import PHONES, SimResult, db_counts, simulate_calls
 
 from telemetry.history import CallLogger, Mode, migrate
+
+from .history_sim import PHONES, SimResult, db_counts, simulate_calls
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
 

@@ -8,10 +8,11 @@ import logging
 import time
 
 import pytest
-from history_sim import PHONES, db_counts, simulate_calls
 
 from telemetry.history import CallEnded, CallLogger, CallStarted, Mode, ToolCallRecord, TurnRecord
 from telemetry.history.logger import SPAN_WRITE
+
+from .history_sim import PHONES, db_counts, simulate_calls
 
 pytestmark = pytest.mark.db
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
 from telemetry import semconv
+from tests.support import binary
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,8 +37,8 @@ def run(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
 # --- collector ---------------------------------------------------------------------------------
 
 
-def test_collector_config_is_valid(need: Callable[[str], Path]) -> None:
-    otelcol = need("otelcol")
+def test_collector_config_is_valid() -> None:
+    otelcol = binary("otelcol")
     proc = run([str(otelcol), "validate", f"--config={COLLECTOR}"])
     assert proc.returncode == 0, proc.stderr
 
@@ -56,9 +56,9 @@ def test_collector_config_is_valid(need: Callable[[str], Path]) -> None:
     ids=["undefined-component", "bad-unit", "bad-queue-sizer"],
 )
 def test_collector_rejects_broken_config(
-    need: Callable[[str], Path], tmp_path: Path, old: str, new: str
+    tmp_path: Path, old: str, new: str
 ) -> None:
-    otelcol = need("otelcol")
+    otelcol = binary("otelcol")
     text = COLLECTOR.read_text()
     assert old in text
     broken = tmp_path / "config.yaml"
@@ -67,9 +67,9 @@ def test_collector_rejects_broken_config(
     assert proc.returncode != 0
 
 
-def test_collector_env_defaults_expand(need: Callable[[str], Path]) -> None:
+def test_collector_env_defaults_expand() -> None:
     """${env:NAME:-default} works in this build, and an override reaches the config."""
-    otelcol = need("otelcol")
+    otelcol = binary("otelcol")
     proc = run(
         [str(otelcol), "print-config", "--mode=unredacted", f"--config={COLLECTOR}"],
         VOXPULSE_SPANMETRICS_FLUSH="7s",
@@ -122,9 +122,9 @@ def test_collector_follows_semconv() -> None:
     assert any("otlp" in pipelines[n]["receivers"] for n in exported)
 
 
-def test_builder_manifest_matches_config_components(need: Callable[[str], Path]) -> None:
+def test_builder_manifest_matches_config_components() -> None:
     """Every component type the config uses is compiled in (real `components` output)."""
-    otelcol = need("otelcol")
+    otelcol = binary("otelcol")
     proc = run([str(otelcol), "components"])
     assert proc.returncode == 0, proc.stderr
     built = yaml.safe_load(proc.stdout)
@@ -141,14 +141,14 @@ def test_builder_manifest_matches_config_components(need: Callable[[str], Path])
 # --- Prometheus --------------------------------------------------------------------------------
 
 
-def test_prometheus_config_is_valid(need: Callable[[str], Path]) -> None:
-    promtool = need("promtool")
+def test_prometheus_config_is_valid() -> None:
+    promtool = binary("promtool")
     proc = run([str(promtool), "check", "config", str(PROMETHEUS)])
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_prometheus_rejects_broken_config(need: Callable[[str], Path], tmp_path: Path) -> None:
-    promtool = need("promtool")
+def test_prometheus_rejects_broken_config(tmp_path: Path) -> None:
+    promtool = binary("promtool")
     shutil.copytree(PROMETHEUS.parent, tmp_path / "prometheus")
     broken = tmp_path / "prometheus" / "prometheus.yml"
     broken.write_text(PROMETHEUS.read_text().replace("scrape_interval: 15s", "scrape_interval: fifteen", 1))
@@ -219,14 +219,14 @@ def test_builder_manifest_carries_the_scale_out_components() -> None:
 # --- Jaeger ------------------------------------------------------------------------------------
 
 
-def test_jaeger_config_is_valid(need: Callable[[str], Path], tmp_path: Path) -> None:
-    jaeger = need("jaeger")
+def test_jaeger_config_is_valid(tmp_path: Path) -> None:
+    jaeger = binary("jaeger")
     proc = run([str(jaeger), "validate", f"--config=file:{JAEGER}"], VOXPULSE_JAEGER_DATA=str(tmp_path))
     assert proc.returncode == 0 and "Error" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
-def test_jaeger_rejects_broken_config(need: Callable[[str], Path], tmp_path: Path) -> None:
-    jaeger = need("jaeger")
+def test_jaeger_rejects_broken_config(tmp_path: Path) -> None:
+    jaeger = binary("jaeger")
     broken = tmp_path / "jaeger.yaml"
     broken.write_text(JAEGER.read_text().replace("exporters: [jaeger_storage_exporter]", "exporters: [nowhere]"))
     proc = run([str(jaeger), "validate", f"--config=file:{broken}"], VOXPULSE_JAEGER_DATA=str(tmp_path))
@@ -234,10 +234,10 @@ def test_jaeger_rejects_broken_config(need: Callable[[str], Path], tmp_path: Pat
     assert "references exporter \"nowhere\" which is not configured" in proc.stdout + proc.stderr
 
 
-def test_jaeger_settings_the_stack_relies_on(need: Callable[[str], Path], tmp_path: Path) -> None:
+def test_jaeger_settings_the_stack_relies_on(tmp_path: Path) -> None:
     """Effective config (the binary's own print-config): ports, storage in the state dir with a
     retention, self-tracing off, own metrics off the collector's ports, no batching before disk."""
-    jaeger = need("jaeger")
+    jaeger = binary("jaeger")
     proc = run([str(jaeger), "print-config", "--mode=unredacted", f"--config=file:{JAEGER}"],
                VOXPULSE_JAEGER_DATA=str(tmp_path), VOXPULSE_JAEGER_RETENTION="48h")
     assert proc.returncode == 0, proc.stderr
@@ -289,7 +289,7 @@ def test_trace_store_ports_agree() -> None:
 
 
 def test_stack_renders_alertmanager_config_without_secrets(
-    need: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from voxpulse_console import stack
 
@@ -302,7 +302,7 @@ def test_stack_renders_alertmanager_config_without_secrets(
     receivers = {r["name"]: r for r in cfg["receivers"]}
     assert receivers["alerts-history"]["webhook_configs"][0]["url"] == f"http://{stack.RECEIVER_LISTEN}/alerts"
     assert not any("telegram_configs" in r or "slack_configs" in r for r in receivers.values())
-    amtool = need("amtool")
+    amtool = binary("amtool")
     proc = run([str(amtool), "check-config", str(out)])
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

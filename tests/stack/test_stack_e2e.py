@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -37,6 +37,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import telemetry
 from telemetry.semconv import METRICS, SPANMETRICS_CALLS, SPANMETRICS_DURATION, Attr, CallOutcome, Stage
+from tests.support import PromClient, binary, database_url, unavailable, wait_for
 from voxpulse_console import stack, tracestore
 from voxpulse_console.tracestore import Trace
 
@@ -55,27 +56,15 @@ T = TypeVar("T")
 
 
 def poll(fn: Callable[[], T | None], what: str, deadline_s: float = DEADLINE_S, every_s: float = 0.5) -> T:
-    """fn() until it returns something truthy; fail with ``what`` and the last value at the deadline."""
-    end = time.monotonic() + deadline_s
-    last: Any = None
-    while True:
-        try:
-            last = fn()
-        except (httpx.HTTPError, KeyError, ValueError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        if time.monotonic() > end:
-            pytest.fail(f"timed out after {deadline_s:.0f}s waiting for {what}; last: {last!r}")
-        time.sleep(every_s)
+    """:func:`tests.support.wait_for` with this module's deadline."""
+    return wait_for(fn, what, deadline_s, every_s)
 
 
 # --- the stack -----------------------------------------------------------------------------------
 
 
 @dataclass
-class Stack:
+class Stack(PromClient):
     state_dir: Path | None  # None: a stack that was already running is reused
     http: httpx.Client
 
@@ -83,25 +72,15 @@ class Stack:
     def owned(self) -> bool:
         return self.state_dir is not None
 
-    def prom(self, query: str) -> list[dict[str, Any]]:
-        r = self.http.get(f"{PROM}/api/v1/query", params={"query": query})
-        r.raise_for_status()
-        result: list[dict[str, Any]] = r.json()["data"]["result"]
-        return result
-
-    def prom_value(self, query: str) -> float | None:
-        result = self.prom(query)
-        return float(result[0]["value"][1]) if result else None
-
 
 def _all_ready() -> bool:
     return all(stack._ready(c.ready_url) for c in stack.COMPONENTS.values())
 
 
 @pytest.fixture(scope="module")
-def running(need: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     for tool in ("otelcol", "jaeger", "prometheus", "alertmanager"):
-        need(tool)
+        binary(tool)
     # another stack (a concurrent test run) may be starting or stopping: wait until it is either
     # fully up (reuse it) or gone (start ours)
     ports = [p for c in stack.COMPONENTS.values() for p in c.ports]
@@ -115,6 +94,9 @@ def running(need: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactor
         # > the 15 s scrape interval, so every flush's exemplars are scraped once
         "VOXPULSE_SPANMETRICS_FLUSH": "16s",
     }
+    dsn = database_url()
+    if dsn:  # the stack's alerts receiver writes where test_alertmanager_of_the_stack_... reads
+        env["DATABASE_URL"] = dsn
     try:
         started = stack.up(state_dir=state, env=env, wait_s=90)
         assert set(started.values()) == {"started"}
@@ -410,15 +392,13 @@ def test_up_is_idempotent_and_the_collector_survives_a_kill(running: Stack, sent
 
 
 def test_alertmanager_of_the_stack_records_alerts_in_history(running: Stack) -> None:
-    import os
-
     import asyncpg
 
     if not running.owned:
         pytest.skip("reusing a stack that this test did not start: its receiver may use another database")
-    dsn = os.environ.get("VOXPULSE_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    dsn = database_url()
     if not dsn:
-        pytest.skip("no DATABASE_URL: the stack's receiver has no database (scripts/services.sh writes one)")
+        unavailable("DB", "no DATABASE_URL: the stack's receiver has no database (scripts/services.sh writes one)")
     name = f"StackE2E{uuid.uuid4().hex[:8]}"
     alert = {"labels": {"alertname": name, "severity": "warning", "service": "voice-agent"},
              "annotations": {"summary": "stack e2e"}}

@@ -1,6 +1,6 @@
 """voxpulse_console/alert_receiver.py: Alertmanager webhook -> alerts_history on the REAL PostgreSQL.
 
-The unit tests parse Alertmanager payloads; the db tests run the aiohttp receiver on a free port,
+The unit tests parse Alertmanager payloads; the db tests run the aiohttp receiver on a port it picks,
 POST a firing then a resolved notification (and replays), and read alerts_history back.
 """
 
@@ -10,7 +10,7 @@ import asyncio
 import datetime as dt
 import json
 import os
-import socket
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ import asyncpg
 import httpx
 import pytest
 
-from voxpulse_console.alert_receiver import parse_notification, serve
+from tests.support import binary, closed_port
+from voxpulse_console.alert_receiver import parse_notification, start
 
 ROOT = Path(__file__).resolve().parents[2]
 AM_TEMPLATE = (ROOT / "prometheus" / "alertmanager.yml").read_text()
@@ -67,15 +68,14 @@ def test_parse_rejects_garbage(payload: Any) -> None:
         parse_notification(payload)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _url(runner: Any) -> str:
+    host, port = runner.addresses[0][:2]
+    return f"http://{host}:{port}"
 
 
 @pytest.mark.db
-async def test_alerts_history_is_idempotent_on_fingerprint_start_status(dashboards_db: str) -> None:
-    conn = await asyncpg.connect(dashboards_db)
+async def test_alerts_history_is_idempotent_on_fingerprint_start_status(migrated_db: str) -> None:
+    conn = await asyncpg.connect(migrated_db)
     try:
         await conn.execute("TRUNCATE alerts_history RESTART IDENTITY")
         sql = """INSERT INTO alerts_history (fingerprint, alertname, severity, service, status, message,
@@ -94,12 +94,12 @@ async def test_alerts_history_is_idempotent_on_fingerprint_start_status(dashboar
 
 
 @pytest.mark.db
-async def test_the_receiver_owns_its_migrations(dashboards_db: str) -> None:
+async def test_the_receiver_owns_its_migrations(migrated_db: str) -> None:
     """alerts_history is the console's: its own namespace, not the call history's schema_migrations."""
     from voxpulse_console.alert_receiver import MIGRATIONS_TABLE, migrate
 
-    assert await migrate(dashboards_db) == []  # applied by the fixture; idempotent
-    conn = await asyncpg.connect(dashboards_db)
+    assert await migrate(migrated_db) == []  # applied by the fixture; idempotent
+    conn = await asyncpg.connect(migrated_db)
     try:
         # every console migration (alerts_history first, then the web console's) in its own table
         from telemetry.history import load_migrations
@@ -113,17 +113,15 @@ async def test_the_receiver_owns_its_migrations(dashboards_db: str) -> None:
 
 
 @pytest.mark.db
-async def test_receiver_stores_firing_and_resolved(dashboards_db: str) -> None:
-    conn = await asyncpg.connect(dashboards_db)
+async def test_receiver_stores_firing_and_resolved(migrated_db: str) -> None:
+    conn = await asyncpg.connect(migrated_db)
     await conn.execute("TRUNCATE alerts_history RESTART IDENTITY")
-    port = _free_port()
-    ready, stop = asyncio.Event(), asyncio.Event()
-    server = asyncio.create_task(serve(dashboards_db, f"127.0.0.1:{port}", ready=ready, stop=stop))
+    runner = await start(migrated_db, "127.0.0.1:0")
     try:
-        await asyncio.wait_for(ready.wait(), 10)
-        url = f"http://127.0.0.1:{port}/alerts"
+        base = _url(runner)
+        url = f"{base}/alerts"
         async with httpx.AsyncClient(timeout=10) as client:
-            assert (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
+            assert (await client.get(f"{base}/healthz")).status_code == 200
             r = await client.post(url, json=notification("firing"))
             assert r.status_code == 200 and r.json() == {"received": 1, "stored": 1}
             r = await client.post(url, json=notification("firing"))  # Alertmanager repeats / retries
@@ -152,56 +150,72 @@ async def test_receiver_stores_firing_and_resolved(dashboards_db: str) -> None:
             assert r.json()["stored"] == 1
         assert await conn.fetchval("SELECT count(*) FROM alerts_history WHERE resolved_at IS NULL") == 1
     finally:
-        stop.set()
-        await asyncio.wait_for(server, 10)
+        await runner.cleanup()
         await conn.close()
 
 
 async def test_receiver_answers_503_when_the_database_is_down() -> None:
-    port, dead = _free_port(), _free_port()
-    ready, stop = asyncio.Event(), asyncio.Event()
-    server = asyncio.create_task(serve(f"postgresql://x:y@127.0.0.1:{dead}/none", f"127.0.0.1:{port}",
-                                       ready=ready, stop=stop))
+    with closed_port() as dead:
+        runner = await start(f"postgresql://x:y@127.0.0.1:{dead}/none", "127.0.0.1:0")
+        try:
+            async with httpx.AsyncClient(timeout=20) as client:
+                r = await client.post(f"{_url(runner)}/alerts", json=notification("firing"))
+            assert r.status_code == 503  # Alertmanager retries 5xx
+        finally:
+            await runner.cleanup()
+
+
+async def _start_alertmanager(config: Path, data: Path) -> tuple[asyncio.subprocess.Process, str, asyncio.Task[None]]:
+    """The real Alertmanager on a port it picks; returns (process, its URL, the task draining its log)
+    once it logs where it listens (which is also when it is ready)."""
+    am = await asyncio.create_subprocess_exec(
+        str(binary("alertmanager")), f"--config.file={config}", f"--storage.path={data}",
+        "--web.listen-address=127.0.0.1:0", "--cluster.listen-address=",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    assert am.stderr is not None
+    log: list[str] = []
+
+    async def listening() -> str:
+        assert am.stderr is not None
+        while line := (await am.stderr.readline()).decode():
+            log.append(line)
+            if (m := re.search(r'msg="Listening on" address=(\S+)', line)) is not None:
+                return m.group(1)
+        raise AssertionError("alertmanager exited:\n" + "".join(log))
+
     try:
-        await asyncio.wait_for(ready.wait(), 10)
-        async with httpx.AsyncClient(timeout=20) as client:
-            r = await client.post(f"http://127.0.0.1:{port}/alerts", json=notification("firing"))
-        assert r.status_code == 503  # Alertmanager retries 5xx
-    finally:
-        stop.set()
-        await asyncio.wait_for(server, 10)
+        address = await asyncio.wait_for(listening(), 30)
+    except BaseException:
+        am.kill()
+        await am.wait()
+        raise
+
+    async def drain() -> None:  # keep its log pipe from filling up
+        assert am.stderr is not None
+        while await am.stderr.readline():
+            pass
+
+    return am, f"http://{address}", asyncio.create_task(drain())
 
 
 @pytest.mark.db
 @pytest.mark.stack
 @pytest.mark.slow
-async def test_alertmanager_delivers_firing_and_resolved_to_history(
-        dashboards_db: str, bin_or_skip: Any, tmp_path: Any) -> None:
+async def test_alertmanager_delivers_firing_and_resolved_to_history(migrated_db: str, tmp_path: Path) -> None:
     """The real Alertmanager 0.25 with prometheus/alertmanager.yml (rendered without secrets) sends
     an alert to the receiver, which stores it firing, then resolved."""
-    import shutil
-
     from voxpulse_console.alert_receiver import render_alertmanager_config, write_alertmanager_config
 
-    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager") or bin_or_skip("alertmanager")
-    recv_port, am_port = _free_port(), _free_port()
-    text = render_alertmanager_config(AM_TEMPLATE,
-                                      {"ALERTS_RECEIVER_URL": f"http://127.0.0.1:{recv_port}/alerts"},
+    conn = await asyncpg.connect(migrated_db)
+    await conn.execute("TRUNCATE alerts_history RESTART IDENTITY")
+    runner = await start(migrated_db, "127.0.0.1:0")
+    text = render_alertmanager_config(AM_TEMPLATE, {"ALERTS_RECEIVER_URL": f"{_url(runner)}/alerts"},
                                       allow_missing=True)
     cfg = tmp_path / "alertmanager.yml"
     write_alertmanager_config(cfg, text, ROOT / "prometheus")
-    conn = await asyncpg.connect(dashboards_db)
-    await conn.execute("TRUNCATE alerts_history RESTART IDENTITY")
-    ready, stop = asyncio.Event(), asyncio.Event()
-    server = asyncio.create_task(serve(dashboards_db, f"127.0.0.1:{recv_port}", ready=ready, stop=stop))
-    am = await asyncio.create_subprocess_exec(
-        binary, f"--config.file={cfg}", f"--storage.path={tmp_path / 'data'}",
-        f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    am, base, drain = await _start_alertmanager(cfg, tmp_path / "data")
     name = f"DashTest{os.getpid()}"
     try:
-        await asyncio.wait_for(ready.wait(), 10)
-        base = f"http://127.0.0.1:{am_port}"
         starts = dt.datetime.now(dt.UTC).replace(microsecond=0)
         alert = {"labels": {"alertname": name, "severity": "warning", "service": "voice-agent"},
                  "annotations": {"summary": "test alert"}, "startsAt": starts.isoformat().replace("+00:00", "Z"),
@@ -218,13 +232,6 @@ async def test_alertmanager_delivers_firing_and_resolved_to_history(
             raise AssertionError(f"no {status} row for {name} in alerts_history")
 
         async with httpx.AsyncClient(timeout=5) as client:
-            for _ in range(50):
-                try:
-                    if (await client.get(f"{base}/-/ready")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
             r = await client.post(f"{base}/api/v2/alerts", json=[alert])
             assert r.status_code == 200, r.text
             (firing,) = await wait_for("firing", 30)
@@ -240,6 +247,6 @@ async def test_alertmanager_delivers_firing_and_resolved_to_history(
     finally:
         am.terminate()
         await am.wait()
-        stop.set()
-        await asyncio.wait_for(server, 10)
+        await drain
+        await runner.cleanup()
         await conn.close()
