@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from livekit.agents import Agent, RunContext, ToolError, function_tool
@@ -48,6 +49,20 @@ def _scenario(name: str, *, override: bool = False) -> None:
         call.set_scenario(name)
 
 
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    """A failed store API request becomes the ToolError the model reads: "unavailable, apologise and
+    transfer if it repeats" for a retryable failure, the store's refusal otherwise."""
+    try:
+        yield
+    except StoreError as e:
+        if e.retryable:
+            raise ToolError(
+                "Сервіс магазину тимчасово недоступний. Вибачтеся; якщо це повторюється — переведіть на оператора."
+            ) from e
+        raise ToolError(f"Магазин відхилив запит: {e.message}") from e
+
+
 class TyreAssistant(Agent):
     """Answers calls for the tyre shop. ``on_transfer`` is called with the reason (SIP transfer hook)."""
 
@@ -63,23 +78,11 @@ class TyreAssistant(Agent):
         self.store = store
         self.greet = greet
         self.on_transfer = on_transfer
-        self.store_failures = 0
-        self.transferred: str | None = None
 
     async def on_enter(self) -> None:
         if self.greet:
             self.session.say(GREETING, allow_interruptions=True)
 
-    # -- helpers ---------------------------------------------------------------------------------
-    def _store_failed(self, e: StoreError) -> ToolError:
-        if e.retryable:
-            self.store_failures += 1
-            return ToolError(
-                "Сервіс магазину тимчасово недоступний. Вибачтеся; якщо це повторюється — переведіть на оператора."
-            )
-        return ToolError(f"Магазин відхилив запит: {e.message}")
-
-    # -- tools -----------------------------------------------------------------------------------
     @function_tool
     @telemetry.trace_tool
     async def find_tyres(self, ctx: RunContext, size: str, season: str | None = None) -> str:
@@ -92,11 +95,8 @@ class TyreAssistant(Agent):
         _scenario("order")
         if season is not None and season not in SEASONS:
             raise ToolError(f"Невідомий сезон {season!r}: summer, winter або all_season")
-        try:
+        with _store_errors():
             items = await self.store.find_tyres(size, season)
-        except StoreError as e:
-            raise self._store_failed(e) from e
-        self.store_failures = 0
         if not items:
             return "Нічого не знайдено для цього розміру й сезону."
         top = [
@@ -120,11 +120,8 @@ class TyreAssistant(Agent):
             name: Caller's name, if given.
         """
         _scenario("order")
-        try:
+        with _store_errors():
             order = await self.store.create_order(tyre_id, quantity, phone, name)
-        except StoreError as e:
-            raise self._store_failed(e) from e
-        self.store_failures = 0
         ORDERS_CREATED.add(1)
         _count("orders_created")
         return json.dumps(order, ensure_ascii=False)
@@ -143,11 +140,8 @@ class TyreAssistant(Agent):
             order_id: The caller's order number, if any.
         """
         _scenario("fitting", override=True)
-        try:
+        with _store_errors():
             booking = await self.store.book_fitting(date, time, phone, order_id)
-        except StoreError as e:
-            raise self._store_failed(e) from e
-        self.store_failures = 0
         FITTINGS_BOOKED.add(1)
         _count("fittings_booked")
         return json.dumps(booking, ensure_ascii=False)
@@ -161,11 +155,8 @@ class TyreAssistant(Agent):
             order_id: Order number, e.g. "UA-10234".
         """
         _scenario("order_status")
-        try:
+        with _store_errors():
             status = await self.store.order_status(order_id)
-        except StoreError as e:
-            raise self._store_failed(e) from e
-        self.store_failures = 0
         return json.dumps(status, ensure_ascii=False)
 
     @function_tool
@@ -178,7 +169,6 @@ class TyreAssistant(Agent):
                 or repeated_failure.
         """
         code = reason if reason in TRANSFER_REASONS else "other"
-        self.transferred = code
         call = telemetry.current_call()
         if call is not None:
             call.set_outcome(CallOutcome.TRANSFERRED, reason=code)

@@ -34,4 +34,3 @@ INSTRUCTIONS = f"""\
 """
 
 GREETING = f"Вітаю! Магазин шин «{SHOP_NAME}». Чим можу допомогти?"
-GREETING_RU = f"Здравствуйте! Магазин шин «{SHOP_NAME}». Чем могу помочь?"

@@ -3,7 +3,7 @@ telemetry costs in CPU.
 
     python -m bench.bench_agent [--concurrency 25 50 100 200] [--calls-per-level 1] [--json PATH]
 
-For each level: N calls all in flight at once (real AgentSessions, agent.simulator), once with
+For each level: N calls all in flight at once (real AgentSessions, agent.sim.simulator), once with
 telemetry on (every span through the production processors into a counting exporter behind the
 same batch processor configure() installs) and once with telemetry disabled. Reports wall time,
 process CPU seconds, the CPU share telemetry adds, spans exported / dropped, and how far the live
@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 import telemetry
-from agent.simulator import SimOptions, simulate
+from agent.sim.simulator import SimOptions, simulate
 from telemetry._processors import QueueingSpanProcessor, SafeExporter
 from telemetry.redaction import Redactor
 
@@ -114,7 +114,7 @@ def to_markdown(result: dict[str, Any]) -> str:
                          f"{m['dropped']} | {m['failed_calls']} | {m['ttfw_p50_ms']} | "
                          f"{m['ttfw_err_p50_ms']} / {m['ttfw_err_max_ms']} | "
                          f"{r['telemetry_cpu_share_pct'] if mode == 'on' else ''} |")
-    lines += ["", f"{result['calls_per_level']} × N calls per level, all in flight at once (agent.simulator: real "
+    lines += ["", f"{result['calls_per_level']} × N calls per level, all in flight at once (agent.sim.simulator: real "
               "AgentSessions, fake STT/LLM/TTS/VAD on LiveKit's base classes, no server); spans through the "
               "production batch processor and redacting exporter into a counting exporter."]
     return "\n".join(lines)

@@ -154,7 +154,7 @@ async def _open_call_log() -> Any:
 
 
 async def _simulate(args: argparse.Namespace, exporter: str) -> Any:
-    from agent.simulator import SimOptions, simulate
+    from agent.sim.simulator import SimOptions, simulate
 
     if not getattr(args, "verbose", False):  # the simulated faults would flood the progress bar
         for name in ("livekit", "livekit.agents", "voxpulse.livekit", "agent"):

@@ -1,4 +1,4 @@
-"""Fixtures for the agent tests: real LiveKit AgentSessions offline (agent.simulator), captured
+"""Fixtures for the agent tests: real LiveKit AgentSessions offline (agent.sim.simulator), captured
 in memory through the production telemetry path (telemetry.testing.capture_telemetry routes
 LiveKit's tracer and our spans/metrics into memory, redacted like the exporter would send them).
 
@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 
-from agent.fakes import ProviderProfile
-from agent.simulator import SCENARIOS, SimOptions, SimSummary, simulate
+from agent.sim.latency import ProviderProfile
+from agent.sim.scenarios import SCENARIOS
+from agent.sim.simulator import SimOptions, SimSummary, simulate
 from telemetry.livekit import SessionInstrumentation
 from telemetry.pricing import ModelPrice, PriceTable
 from telemetry.testing import capture_telemetry

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from agent.simulator import PHONE, SCENARIOS
+from agent.sim.scenarios import PHONE, SCENARIOS
 from telemetry.semconv import OTHER, Attr, CallOutcome
 
 from .conftest import FIXED, TEST_PRICES, Run, run_sim

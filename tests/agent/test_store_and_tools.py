@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent.assistant import TOOL_NAMES, TyreAssistant
-from agent.fake_store import FakeStore, normalise_size
+from agent.sim.fake_store import FakeStore, normalise_size
 from agent.store import StoreClient, StoreError
 from telemetry.pricing import ModelPrice, PriceTable
 from telemetry.semconv import Attr, Stage

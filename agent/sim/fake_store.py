@@ -108,7 +108,6 @@ class FakeStore:
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     fittings: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: int = 0
-    errors_injected: int = 0
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -179,7 +178,6 @@ class FakeStore:
         if delay:
             await asyncio.sleep(delay)
         if status:
-            self.errors_injected += 1
             return web.json_response({"error": "injected failure"}, status=status)
         return await handler(request)  # type: ignore[no-any-return]
 
