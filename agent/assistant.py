@@ -85,7 +85,7 @@ class TyreAssistant(Agent):
 
     @function_tool
     @telemetry.trace_tool
-    async def find_tyres(self, ctx: RunContext, size: str, season: str | None = None) -> str:
+    async def find_tyres(self, ctx: RunContext[None], size: str, season: str | None = None) -> str:
         """Find tyres in stock by size and season, with prices.
 
         Args:
@@ -109,7 +109,7 @@ class TyreAssistant(Agent):
     @function_tool
     @telemetry.trace_tool
     async def create_order(
-        self, ctx: RunContext, tyre_id: str, quantity: int, phone: str, name: str | None = None
+        self, ctx: RunContext[None], tyre_id: str, quantity: int, phone: str, name: str | None = None
     ) -> str:
         """Create an order after the caller confirmed the model, quantity and phone number.
 
@@ -129,7 +129,7 @@ class TyreAssistant(Agent):
     @function_tool
     @telemetry.trace_tool
     async def book_fitting(
-        self, ctx: RunContext, date: str, time: str, phone: str, order_id: str | None = None
+        self, ctx: RunContext[None], date: str, time: str, phone: str, order_id: str | None = None
     ) -> str:
         """Book a tyre-fitting appointment.
 
@@ -148,7 +148,7 @@ class TyreAssistant(Agent):
 
     @function_tool
     @telemetry.trace_tool
-    async def check_order_status(self, ctx: RunContext, order_id: str) -> str:
+    async def check_order_status(self, ctx: RunContext[None], order_id: str) -> str:
         """Check the status of an order.
 
         Args:
@@ -161,7 +161,7 @@ class TyreAssistant(Agent):
 
     @function_tool
     @telemetry.trace_tool
-    async def transfer_to_operator(self, ctx: RunContext, reason: str) -> str:
+    async def transfer_to_operator(self, ctx: RunContext[None], reason: str) -> str:
         """Transfer the caller to a human operator.
 
         Args:

@@ -105,7 +105,7 @@ async def entrypoint(ctx: JobContext) -> None:
             room_name=ctx.room.name, participant_identity=sip.identity, transfer_to=target,
         ))
 
-    session: AgentSession = AgentSession(**_providers(ctx.proc), max_tool_steps=4)
+    session: AgentSession[None] = AgentSession(**_providers(ctx.proc), max_tool_steps=4)
     store = StoreClient()
     try:
         async with instrument_session(

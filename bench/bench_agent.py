@@ -40,7 +40,7 @@ class CountingExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-async def level(n: int, calls: int, enabled: bool, frame_ms: int = 20) -> dict[str, float]:
+async def level(n: int, calls: int, enabled: bool, frame_ms: int = 20) -> dict[str, Any]:
     exporter = CountingExporter()
     # the production pipeline: batch processor -> SafeExporter (redaction) -> exporter
     proc = QueueingSpanProcessor(SafeExporter(exporter, Redactor()))

@@ -211,7 +211,10 @@ def to_markdown(result: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|---|"]
     for s in result["summary"]:
         p, t = s["prometheus_s"], s.get("store_s") or s.get("tempo_s") or {}
-        miss = lambda d: f" ({d['missing']} not seen within {DEADLINE_S:.0f} s)" if d.get("missing") else ""  # noqa: E731
+
+        def miss(d: dict[str, Any]) -> str:
+            return f" ({d['missing']} not seen within {DEADLINE_S:.0f} s)" if d.get("missing") else ""
+
         lines.append(f"| {s['config']} | {p['median']}{miss(p)} | {p['min']} | {p['max']} | "
                      f"{t.get('median')}{miss(t)} | {t.get('p95')} | {t.get('max')} |")
     lines += ["", f"{result['samples']} samples per configuration for Prometheus and "

@@ -85,8 +85,8 @@ async def bench_writer(dsn: str, rows: int, baseline_rows: int, batch: int) -> d
         base = [turn_values(prepare(r)) for r in _turns("bench-per-row", baseline_rows)]
         stmt = await conn.prepare(INSERT_TURN_ONE)
         t0 = time.perf_counter()
-        for r in base:
-            await stmt.fetch(*r)
+        for values in base:
+            await stmt.fetch(*values)
         per_row_s = time.perf_counter() - t0
         got = await conn.fetchval("SELECT count(*) FROM call_turns WHERE call_id = 'bench-per-row'")
         assert got == baseline_rows, got

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from bench import sink
 
@@ -116,7 +117,7 @@ def run(seconds: float, collector: str | None) -> dict[str, object]:
     sinks: list[subprocess.Popen[str]] = []
     down = socket.socket()  # bound, never listening: refuses every connection, and no one else gets the port
     down.bind(("127.0.0.1", 0))
-    rows = []
+    rows: list[dict[str, Any]] = []
     try:
         if collector is None:
             up_proc, collector = sink.start()

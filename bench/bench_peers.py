@@ -134,7 +134,7 @@ async def _child(peer: str, rounds: int, ops: int) -> dict[str, list[float]]:
 
 
 def run(rounds: int, ops: int) -> dict[str, object]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for peer in ("logfire", "pipecat"):
         out = subprocess.run(
             [sys.executable, "-m", "bench.bench_peers", "--child", peer, "--rounds", str(rounds), "--ops", str(ops)],

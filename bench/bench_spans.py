@@ -14,8 +14,9 @@ import asyncio
 import json
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -79,7 +80,7 @@ async def run(rounds: int, ops: int) -> dict[str, object]:
         await noop()
 
     @telemetry.trace_llm(provider="openai", model="gpt-4o-mini")
-    async def ours_stream():  # type: ignore[no-untyped-def]
+    async def ours_stream() -> AsyncIterator[int]:
         yield 1
 
     async def ours_streaming() -> None:
@@ -88,7 +89,7 @@ async def run(rounds: int, ops: int) -> dict[str, object]:
 
     async def bare_streaming() -> None:
         with bare_tracer.start_as_current_span("chat gpt-4o-mini", attributes=ATTRS):
-            async def gen():  # type: ignore[no-untyped-def]
+            async def gen() -> AsyncIterator[int]:
                 yield 1
             async for _ in gen():
                 pass
@@ -121,16 +122,16 @@ async def run(rounds: int, ops: int) -> dict[str, object]:
 
     base = statistics.median(results["bare SDK span, same 5 attributes"])
     base_empty = statistics.median(results["bare SDK span, no attributes"])
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, values in results.items():
         med = statistics.median(values)
         rows.append({"variant": name, "median_us": round(med, 2), "min_us": round(min(values), 2),
                      "max_us": round(max(values), 2), "ratio_vs_bare_same_attrs": round(med / base, 2),
                      "ratio_vs_bare_empty": round(med / base_empty, 2)})
-    ours = next(r for r in rows if r["variant"].startswith("@trace_llm coroutine"))
-    ratio = ours["ratio_vs_bare_same_attrs"]
+    decorated = next(r for r in rows if r["variant"].startswith("@trace_llm coroutine"))
+    ratio = decorated["ratio_vs_bare_same_attrs"]
     verdict = (f"{'met' if ratio <= 1.3 else 'MISSED'}: a decorated async call costs {ratio}× a bare SDK span with the "
-               f"same attributes ({ours['ratio_vs_bare_empty']}× a bare span with none)")
+               f"same attributes ({decorated['ratio_vs_bare_empty']}× a bare span with none)")
     return {"rounds": rounds, "ops_per_round": ops, "rows": rows, "verdict": verdict}
 
 

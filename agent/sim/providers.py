@@ -22,7 +22,7 @@ import json
 import random
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Never
 
 import numpy as np
 from livekit import rtc
@@ -32,6 +32,7 @@ from livekit.agents import (
     APIConnectOptions,
     APIStatusError,
     APITimeoutError,
+    LanguageCode,
     NotGivenOr,
     llm,
     stt,
@@ -116,10 +117,10 @@ class CallerVoice:
 
     def __init__(self) -> None:
         self.utterance = ""
-        self.language = "uk"
+        self.language = LanguageCode("uk")
 
 
-class ScriptedSTT(stt.STT):
+class ScriptedSTT(stt.STT[Never]):  # Never: no events besides the base class's
     def __init__(
         self,
         voice: CallerVoice,
@@ -249,7 +250,7 @@ def _tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
-class ScriptedLLM(llm.LLM):
+class ScriptedLLM(llm.LLM[Never]):
     def __init__(
         self,
         *,
@@ -337,7 +338,7 @@ class _ScriptedLLMStream(llm.LLMStream):
         )
 
 
-class FakeTTS(tts.TTS):
+class FakeTTS(tts.TTS[Never]):
     def __init__(
         self,
         *,

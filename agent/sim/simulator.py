@@ -22,9 +22,8 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
-from livekit.agents import AgentSession, APIConnectOptions, CloseReason
+from livekit.agents import AgentSession, AgentStateChangedEvent, APIConnectOptions, CloseReason
 from livekit.agents.voice.agent_session import SessionConnectOptions
 
 from telemetry.livekit import CallLog, SessionInstrumentation, instrument_session
@@ -154,12 +153,12 @@ class _Caller:
 
 
 class _AgentWatch:
-    def __init__(self, session: AgentSession) -> None:
+    def __init__(self, session: AgentSession[None]) -> None:
         self.state = "initializing"
         self.changed = asyncio.Event()
         session.on("agent_state_changed", self._on)
 
-    def _on(self, ev: Any) -> None:
+    def _on(self, ev: AgentStateChangedEvent) -> None:
         self.state = str(ev.new_state)
         self.changed.set()
 
@@ -191,7 +190,7 @@ def _profile(options: SimOptions, scenario: Scenario) -> ProviderProfile:
     return prof
 
 
-def _session(prof: ProviderProfile, options: SimOptions, rng: random.Random, voice: CallerVoice) -> AgentSession:
+def _session(prof: ProviderProfile, options: SimOptions, rng: random.Random, voice: CallerVoice) -> AgentSession[None]:
     """An AgentSession on the fake providers (each with its own seeded random source)."""
     retry = APIConnectOptions(max_retry=2, retry_interval=0.1, timeout=3.0)
     return AgentSession(
@@ -213,14 +212,14 @@ def _session(prof: ProviderProfile, options: SimOptions, rng: random.Random, voi
     )
 
 
-async def _hang_up(session: AgentSession) -> None:
+async def _hang_up(session: AgentSession[None]) -> None:
     """Close the session the way a SIP caller leaving the room does. AgentSession's public close
     (``aclose``) says the agent ended the call; RoomIO closes with PARTICIPANT_DISCONNECTED through
     this private method, and so do we (the outcome "abandoned" depends on it)."""
     await session._aclose_impl(reason=CloseReason.PARTICIPANT_DISCONNECTED)
 
 
-async def _play(scenario: Scenario, session: AgentSession, watch: _AgentWatch, caller: _Caller,
+async def _play(scenario: Scenario, session: AgentSession[None], watch: _AgentWatch, caller: _Caller,
                 options: SimOptions) -> None:
     """The caller's side of the call: wait for the greeting, say each utterance and wait for the
     answer (or hang up while the agent answers the last one), then hang up."""

@@ -70,15 +70,16 @@ def wait_for(fn: Callable[[], T | None], what: str, deadline_s: float, every_s: 
     """``fn()`` until it returns something truthy; fails the test with ``what`` and the last value
     or error at the deadline."""
     end = time.monotonic() + deadline_s
-    last: Any = None
+    last: T | Exception | None = None
     while True:
         try:
-            last = fn()
+            value = fn()
         except TRANSIENT as exc:
             last = exc
         else:
-            if last:
-                return last
+            if value:
+                return value
+            last = value
         if time.monotonic() > end:
             pytest.fail(f"timed out after {deadline_s:.0f}s waiting for {what}; last: {last!r}", pytrace=False)
         time.sleep(every_s)
