@@ -5,7 +5,8 @@
 #   - Grafana's dashboard-linter, from its module with one file swapped (see below);
 #   - the Docker Compose CLI plugin, from its Go module, when a Docker CLI without it is installed
 #     (or with --with-compose): `docker compose config` needs no engine, and the tests run it;
-# and installs Prometheus, promtool, Alertmanager and amtool from Debian when they are missing.
+# and installs Prometheus, promtool, Alertmanager and amtool (and scripts/services.sh's PostgreSQL and
+# Redis) from Debian when they are missing, through scripts/debian.sh.
 #
 # Versions: scripts/versions.env (the one place they are pinned).
 # Binaries are cached in $VOXPULSE_CACHE_DIR (default ~/.cache/voxpulse), keyed by the hash of their
@@ -169,10 +170,9 @@ if want compose && need_compose; then
       -ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION" ./cmd)
     install_bin docker-compose "$k" "$dir/docker-compose.bin"; rm -rf "$dir"
   fi
-  # make it a Docker CLI plugin (`docker compose ...`) unless one is installed already
-  if ! docker compose version >/dev/null 2>&1; then
-    mkdir -p "$HOME/.docker/cli-plugins" && ln -sfn "$bin/docker-compose" "$HOME/.docker/cli-plugins/docker-compose"
-  fi
+  # Used as a standalone binary ($bin/docker-compose: the tests and `voxpulse stack --docker` find
+  # it there). Nothing is written to ~/.docker; to have `docker compose` too, link it yourself:
+  #   mkdir -p ~/.docker/cli-plugins && ln -s "$bin/docker-compose" ~/.docker/cli-plugins/
 fi
 
 if want licences; then
@@ -180,21 +180,6 @@ if want licences; then
 fi
 
 if want debian; then
-  missing=()
-  command -v prometheus >/dev/null || missing+=(prometheus)
-  # Debian names the binary prometheus-alertmanager
-  command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || missing+=(prometheus-alertmanager)
-  command -v pg_ctlcluster >/dev/null || [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql)
-  command -v redis-server >/dev/null || missing+=(redis-server)
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "installing from Debian: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-  # Debian's packages start system services we do not use; stop them so they do not hold our ports.
-  for svc in prometheus prometheus-alertmanager prometheus-node-exporter redis-server postgresql; do
-    service "$svc" stop >/dev/null 2>&1 || true
-  done
+  bash "$root/scripts/debian.sh" install  # every group: the stack's and scripts/services.sh's packages
 fi
 log "binaries in $bin"

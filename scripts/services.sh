@@ -5,12 +5,14 @@
 #   scripts/services.sh stop | status
 #   scripts/services.sh stop-postgres | start-postgres | stop-redis | start-redis    (fault tests)
 #   scripts/services.sh env            print the env file (DATABASE_URL=..., REDIS_URL=...)
+#   scripts/services.sh env-path       print where the env file is
 #
 # State lives under ${VOXPULSE_STATE_DIR:-<repo>/.voxpulse}/services (data dirs, logs, sockets, env).
 # Ports: ${PGPORT:-5432} and ${REDIS_PORT:-6379}, both on 127.0.0.1 only.
 # Credentials: PGUSER (default voxpulse) and PGPASSWORD from the environment; when PGPASSWORD is not
 # set a random password is generated once and kept in services/pg.password (mode 600, git-ignored).
-# Nothing secret is committed. REDIS_PASSWORD, when set, becomes Redis' requirepass.
+# Nothing secret is committed. REDIS_PASSWORD, when set, becomes Redis' requirepass (in the mode-600
+# services/redis/redis.conf, not on the command line). Debian packages: scripts/debian.sh.
 # Source the env file to use them:  set -a; . .voxpulse/services/env; set +a
 # PostgreSQL runs with its durable defaults; VOXPULSE_PG_FAST=1 turns fsync off (throw-away CI).
 set -euo pipefail
@@ -49,17 +51,7 @@ as_pg() {
 }
 
 install_missing() {
-  local missing=()
-  pg_bindir >/dev/null || missing+=(postgresql-15 postgresql-client-15)
-  command -v redis-server >/dev/null || missing+=(redis-server)
-  command -v redis-cli >/dev/null || missing+=(redis-tools)
-  [ ${#missing[@]} -eq 0 ] && return 0
-  [ "$(id -u)" = 0 ] || die "missing ${missing[*]}; run as root (or apt-get install them)"
-  log "installing ${missing[*]} (apt-get)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  stop_system_services
+  bash "$root/scripts/debian.sh" install services
 }
 
 port_busy() {
@@ -69,17 +61,8 @@ port_busy() {
 
 stop_system_services() {
   # Debian's packages start their own cluster/server on install (unless policy-rc.d forbids it);
-  # they would hold our ports. Stop them; ours use their own data dirs.
-  if command -v pg_lsclusters >/dev/null; then
-    pg_lsclusters -h 2>/dev/null | awk '$4=="online"{print $1, $2}' | while read -r ver name; do
-      log "stopping Debian's PostgreSQL cluster $ver/$name"
-      pg_ctlcluster "$ver" "$name" stop || true
-    done
-  fi
-  if [ -f /var/run/redis/redis-server.pid ] || pgrep -u redis -x redis-server >/dev/null 2>&1; then
-    log "stopping Debian's redis-server service"
-    (service redis-server stop || systemctl stop redis-server) >/dev/null 2>&1 || true
-  fi
+  # they would hold our ports. Ours use their own data dirs.
+  bash "$root/scripts/debian.sh" stop-services
 }
 
 write_password() {
@@ -190,11 +173,26 @@ start_redis() {
   fi
   # No RDB snapshots, but an append-only file: the call-history buffer must survive a Redis
   # restart (a Redis stopped during a PostgreSQL outage would otherwise lose what it buffered).
-  local args=(--daemonize yes --bind 127.0.0.1 --port "$redisport" --save "" --appendonly yes
-    --appendfsync everysec
-    --dir "$redisdir" --pidfile "$redisdir/redis.pid" --logfile "$redisdir/redis.log")
-  [ -n "${REDIS_PASSWORD:-}" ] && args+=(--requirepass "$REDIS_PASSWORD")
-  redis-server "${args[@]}"
+  # Settings in a config file of mode 0600, rewritten on every start: the password (REDIS_PASSWORD)
+  # stays out of the process list, where a --requirepass argument would show it to every user.
+  (umask 077; cat >"$redisdir/redis.conf" <<EOF
+# written by scripts/services.sh
+daemonize yes
+bind 127.0.0.1
+port $redisport
+save ""
+appendonly yes
+appendfsync everysec
+dir $redisdir
+pidfile $redisdir/redis.pid
+logfile $redisdir/redis.log
+EOF
+  )
+  if [ -n "${REDIS_PASSWORD:-}" ]; then
+    local pw=${REDIS_PASSWORD//\\/\\\\}  # a quoted config string: \ and " escaped
+    printf 'requirepass "%s"\n' "${pw//\"/\\\"}" >>"$redisdir/redis.conf"
+  fi
+  redis-server "$redisdir/redis.conf"
   local i
   for i in $(seq 1 100); do
     [ "$(redis_cli ping 2>/dev/null)" = PONG ] && { log "Redis started on 127.0.0.1:$redisport"; return 0; }
@@ -262,9 +260,11 @@ case "$cmd" in
   stop) stop_redis; stop_postgres ;;
   status) status ;;
   env) cat "$envfile" ;;
+  env-path) echo "$envfile" ;;
   start-postgres) mkdir -p "$svc"; start_postgres ;;
   stop-postgres) stop_postgres ;;
   start-redis) mkdir -p "$svc"; start_redis ;;
   stop-redis) stop_redis ;;
-  *) echo "usage: $0 [start|stop|status|env|start-postgres|stop-postgres|start-redis|stop-redis]" >&2; exit 2 ;;
+  *) echo "usage: $0 [start|stop|status|env|env-path|start-postgres|stop-postgres|start-redis|stop-redis]" >&2
+     exit 2 ;;
 esac

@@ -52,6 +52,7 @@ __all__ = [
     "StackError",
     "binaries",
     "cache_dir",
+    "compose_command",
     "docker_available",
     "down",
     "ensure_built",
@@ -313,11 +314,17 @@ def ensure_built(
 
 
 def _state(state_dir: Path | str | None) -> Path:
-    p = (
-        Path(state_dir)
-        if state_dir is not None
-        else Path(os.environ.get("VOXPULSE_STACK_DIR", DEFAULT_STATE_DIR))
-    )
+    """``state_dir``, else ``$VOXPULSE_STACK_DIR``, else ``stack/`` in ``$VOXPULSE_STATE_DIR`` (the state
+    folder scripts/services.sh and the Makefile use; default ``.voxpulse``). Relative to the current
+    directory."""
+    if state_dir is not None:
+        p = Path(state_dir)
+    elif os.environ.get("VOXPULSE_STACK_DIR"):
+        p = Path(os.environ["VOXPULSE_STACK_DIR"])
+    elif os.environ.get("VOXPULSE_STATE_DIR"):
+        p = Path(os.environ["VOXPULSE_STATE_DIR"]) / "stack"
+    else:
+        p = DEFAULT_STATE_DIR
     return p if p.is_absolute() else Path.cwd() / p
 
 
@@ -479,20 +486,38 @@ def _names(components: Iterable[str] | None, env: Mapping[str, str] | None = Non
     return [n for n in _ALL if n in wanted]  # keep start order
 
 
+def compose_command() -> list[str] | None:
+    """How to run Docker Compose here: the Docker CLI plugin (``docker compose``), else the standalone
+    binary scripts/build-backends.sh builds (``--only=compose``); None when there is neither."""
+    candidates: list[list[str]] = [["docker", "compose"]] if shutil.which("docker") else []
+    standalone = _find(_TOOLS["docker-compose"])
+    if standalone is not None:
+        candidates.append([str(standalone)])
+    for cmd in candidates:
+        try:
+            if subprocess.run([*cmd, "version"], capture_output=True, timeout=30, check=False).returncode == 0:
+                return cmd
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+    return None
+
+
 def docker_available() -> bool:
-    """True when a Docker engine answers (`docker info`) and the compose plugin exists."""
+    """True when a Docker engine answers (`docker info`) and Docker Compose exists."""
     if shutil.which("docker") is None:
         return False
     try:
         info = subprocess.run(["docker", "info"], capture_output=True, timeout=10, check=False)
-        comp = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return False
-    return info.returncode == 0 and comp.returncode == 0
+    return info.returncode == 0 and compose_command() is not None
 
 
 def _compose(*args: str) -> None:
-    argv = ["docker", "compose", "-f", str(config_dir() / "docker-compose.yml"), *args]
+    cmd = compose_command()
+    if cmd is None:
+        raise StackError("no Docker Compose: run scripts/build-backends.sh --only=compose")
+    argv = [*cmd, "-f", str(config_dir() / "docker-compose.yml"), *args]
     proc = subprocess.run(argv, cwd=config_dir(), check=False)
     if proc.returncode != 0:
         raise StackError(f"{' '.join(argv)} failed with exit code {proc.returncode}")
@@ -732,7 +757,8 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         sp.add_argument(
             "--state-dir",
             default=None,
-            help=f"state, logs, pid files (default $VOXPULSE_STACK_DIR or {DEFAULT_STATE_DIR} in the repo)",
+            help="state, logs, pid files (default $VOXPULSE_STACK_DIR, else $VOXPULSE_STATE_DIR/stack, "
+            f"else {DEFAULT_STATE_DIR})",
         )
         if components:
             sp.add_argument(

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The Debian packages VoxPulse runs natively, installed in this one place.
+#
+#   scripts/debian.sh install [GROUP...]   install what is missing (default: every group), then stop
+#                                         the system services the packages start
+#   scripts/debian.sh stop-services        stop those system services (they would hold our ports)
+#   scripts/debian.sh list [GROUP...]      print the packages that are missing
+#
+# Groups: services (PostgreSQL, Redis: scripts/services.sh) and stack (Prometheus, promtool,
+# Alertmanager, amtool: scripts/build-backends.sh --only=debian). Both scripts call this one.
+# A new package is one line of PACKAGES: its group, a shell test that is true when it is installed,
+# and the Debian package names.
+set -euo pipefail
+
+log() { printf '[debian] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Tests that are more than one command (a check below holds no "|").
+have_postgres() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; }
+have_alertmanager() { command -v prometheus-alertmanager || command -v alertmanager; }
+
+PACKAGES=(
+  # group    | installed when                                | packages
+  "services  | have_postgres                                 | postgresql postgresql-client"
+  "services  | command -v redis-server                       | redis-server"
+  "services  | command -v redis-cli                          | redis-tools"
+  "stack     | command -v prometheus && command -v promtool  | prometheus"
+  "stack     | have_alertmanager                             | prometheus-alertmanager"
+)
+# The system services those packages start on install (our processes use their own data dirs).
+SYSTEM_SERVICES=(postgresql redis-server prometheus prometheus-alertmanager prometheus-node-exporter)
+
+trim() { local s=$1; s=${s#"${s%%[![:space:]]*}"}; printf '%s' "${s%"${s##*[![:space:]]}"}"; }
+
+missing() { # GROUP... -> the packages to install, one per line
+  local line group check pkgs want g
+  for line in "${PACKAGES[@]}"; do
+    IFS='|' read -r group check pkgs <<<"$line"
+    group=$(trim "$group"); check=$(trim "$check"); pkgs=$(trim "$pkgs")
+    want=$#
+    for g in "$@"; do [ "$g" = "$group" ] && want=0; done
+    [ "$want" = 0 ] || continue
+    eval "$check" >/dev/null 2>&1 || printf '%s\n' $pkgs
+  done
+}
+
+stop_services() {
+  local ver name svc
+  if command -v pg_lsclusters >/dev/null; then
+    pg_lsclusters -h 2>/dev/null | awk '$4=="online"{print $1, $2}' | while read -r ver name; do
+      log "stopping Debian's PostgreSQL cluster $ver/$name"
+      pg_ctlcluster "$ver" "$name" stop || true
+    done
+  fi
+  for svc in "${SYSTEM_SERVICES[@]}"; do
+    (service "$svc" stop || systemctl stop "$svc") >/dev/null 2>&1 || true
+  done
+}
+
+install() {
+  local pkgs
+  mapfile -t pkgs < <(missing "$@")
+  [ ${#pkgs[@]} -eq 0 ] && return 0
+  [ "$(id -u)" = 0 ] || die "missing ${pkgs[*]}; run as root (or apt-get install them)"
+  log "installing ${pkgs[*]} (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+  stop_services
+}
+
+cmd=${1:-install}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  install) install "$@" ;;
+  stop-services) stop_services ;;
+  list) missing "$@" ;;
+  *) echo "usage: $0 [install|stop-services|list] [services|stack ...]" >&2; exit 2 ;;
+esac
