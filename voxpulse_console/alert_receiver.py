@@ -264,79 +264,101 @@ def _secret(env: Mapping[str, str], name: str) -> str | None:
     return None
 
 
+def _configs(cfg: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """Every ``kind`` (``telegram_configs``, ...) block of every receiver."""
+    return [c for r in cfg.get("receivers", []) for c in r.get(kind, [])]
+
+
+def _drop(cfg: dict[str, Any], kind: str) -> None:
+    for r in cfg.get("receivers", []):
+        r.pop(kind, None)
+
+
+def _fill_telegram(cfg: dict[str, Any], env: Mapping[str, str]) -> list[str]:
+    """Bot token and chat id into the Telegram blocks; returns the settings that are missing."""
+    token, chat = _secret(env, "TELEGRAM_BOT_TOKEN"), env.get("TELEGRAM_CHAT_ID")
+    if not (token and chat):
+        return [n for n, v in (("TELEGRAM_BOT_TOKEN", token), ("TELEGRAM_CHAT_ID", chat)) if not v]
+    try:
+        chat_id = int(chat)
+    except ValueError as exc:
+        raise ConfigError("TELEGRAM_CHAT_ID must be an integer") from exc
+    for c in _configs(cfg, "telegram_configs"):
+        c["bot_token"], c["chat_id"] = token, chat_id
+    return []
+
+
+def _fill_slack(cfg: dict[str, Any], env: Mapping[str, str]) -> list[str]:
+    """The webhook URL (or its file) and the channel; returns the settings that are missing."""
+    glob = cfg["global"]
+    url, url_file = env.get("SLACK_WEBHOOK_URL"), env.get("SLACK_WEBHOOK_URL_FILE")
+    if not (url or url_file):
+        glob.pop("slack_api_url_file", None)
+        return ["SLACK_WEBHOOK_URL"]
+    if url:
+        glob.pop("slack_api_url_file", None)
+        glob["slack_api_url"] = url
+    else:
+        glob["slack_api_url_file"] = url_file
+    if env.get("SLACK_CHANNEL"):
+        for c in _configs(cfg, "slack_configs"):
+            c["channel"] = env["SLACK_CHANNEL"]
+    return []
+
+
+def _fill_email(cfg: dict[str, Any], env: Mapping[str, str]) -> list[str]:
+    """SMTP server, sender, credentials and recipient; returns the settings that are missing."""
+    glob = cfg["global"]
+    if not (env.get("SMTP_SMARTHOST") and env.get("ALERT_EMAIL_TO")):
+        glob.pop("smtp_auth_password_file", None)
+        return [n for n in ("SMTP_SMARTHOST", "ALERT_EMAIL_TO") if not env.get(n)]
+    glob["smtp_smarthost"] = env["SMTP_SMARTHOST"]
+    for key, name in (("smtp_from", "SMTP_FROM"), ("smtp_auth_username", "SMTP_USERNAME")):
+        if env.get(name):
+            glob[key] = env[name]
+    if env.get("SMTP_PASSWORD"):
+        glob.pop("smtp_auth_password_file", None)
+        glob["smtp_auth_password"] = env["SMTP_PASSWORD"]
+    elif env.get("SMTP_PASSWORD_FILE"):
+        glob["smtp_auth_password_file"] = env["SMTP_PASSWORD_FILE"]
+    else:
+        glob.pop("smtp_auth_password_file", None)
+    for c in _configs(cfg, "email_configs"):
+        c["to"] = env["ALERT_EMAIL_TO"]
+    return []
+
+
+# Each integration of the template: its receivers' block and what fills it from the environment.
+_INTEGRATIONS = (
+    ("telegram_configs", _fill_telegram),
+    ("slack_configs", _fill_slack),
+    ("email_configs", _fill_email),
+)
+
+
 def render_alertmanager_config(template: str, env: Mapping[str, str], *, allow_missing: bool = False) -> str:
-    """Fill prometheus/alertmanager.yml's integrations from ``env`` (see its header)."""
+    """Fill prometheus/alertmanager.yml's integrations from ``env`` (see its header).
+
+    An integration whose settings are missing is an error, or with ``allow_missing`` left out of
+    the rendered config (a local stack then records alerts in ``alerts_history`` only)."""
     import yaml
 
     cfg = yaml.safe_load(template)
-    glob = cfg.setdefault("global", {})
+    cfg.setdefault("global", {})
     missing: list[str] = []
-
-    def drop_or_fail(kind: str, names: list[str]) -> None:
-        if not allow_missing:
-            missing.extend(names)
-            return
-        for r in cfg.get("receivers", []):
-            r.pop(kind, None)
-
-    token, chat = _secret(env, "TELEGRAM_BOT_TOKEN"), env.get("TELEGRAM_CHAT_ID")
-    tele = [c for r in cfg.get("receivers", []) for c in r.get("telegram_configs", [])]
-    if tele:
-        if token and chat:
-            try:
-                chat_id = int(chat)
-            except ValueError as exc:
-                raise ConfigError("TELEGRAM_CHAT_ID must be an integer") from exc
-            for c in tele:
-                c["bot_token"], c["chat_id"] = token, chat_id
-        else:
-            drop_or_fail("telegram_configs", [n for n, v in (("TELEGRAM_BOT_TOKEN", token),
-                                                              ("TELEGRAM_CHAT_ID", chat)) if not v])
-
-    slack_url = env.get("SLACK_WEBHOOK_URL")
-    slack = [c for r in cfg.get("receivers", []) for c in r.get("slack_configs", [])]
-    if slack:
-        if slack_url or env.get("SLACK_WEBHOOK_URL_FILE"):
-            if slack_url:
-                glob.pop("slack_api_url_file", None)
-                glob["slack_api_url"] = slack_url
-            else:
-                glob["slack_api_url_file"] = env["SLACK_WEBHOOK_URL_FILE"]
-            for c in slack:
-                if env.get("SLACK_CHANNEL"):
-                    c["channel"] = env["SLACK_CHANNEL"]
-        else:
-            drop_or_fail("slack_configs", ["SLACK_WEBHOOK_URL"])
-            if allow_missing:
-                glob.pop("slack_api_url_file", None)
-
-    email = [c for r in cfg.get("receivers", []) for c in r.get("email_configs", [])]
-    if email:
-        if env.get("SMTP_SMARTHOST") and env.get("ALERT_EMAIL_TO"):
-            glob["smtp_smarthost"] = env["SMTP_SMARTHOST"]
-            for key, name in (("smtp_from", "SMTP_FROM"), ("smtp_auth_username", "SMTP_USERNAME")):
-                if env.get(name):
-                    glob[key] = env[name]
-            if env.get("SMTP_PASSWORD"):
-                glob.pop("smtp_auth_password_file", None)
-                glob["smtp_auth_password"] = env["SMTP_PASSWORD"]
-            elif env.get("SMTP_PASSWORD_FILE"):
-                glob["smtp_auth_password_file"] = env["SMTP_PASSWORD_FILE"]
-            else:
-                glob.pop("smtp_auth_password_file", None)
-            for c in email:
-                c["to"] = env["ALERT_EMAIL_TO"]
-        else:
-            drop_or_fail("email_configs", [n for n in ("SMTP_SMARTHOST", "ALERT_EMAIL_TO") if not env.get(n)])
-            if allow_missing:
-                glob.pop("smtp_auth_password_file", None)
-
+    for kind, fill in _INTEGRATIONS:
+        if not _configs(cfg, kind):
+            continue
+        lacking = fill(cfg, env)
+        if lacking and allow_missing:
+            _drop(cfg, kind)
+        missing += lacking
     if env.get("ALERTS_RECEIVER_URL"):
         for r in cfg.get("receivers", []):
             if r.get("name") == "alerts-history":
                 for c in r.get("webhook_configs", []):
                     c["url"] = env["ALERTS_RECEIVER_URL"]
-    if missing:
+    if missing and not allow_missing:
         raise ConfigError("missing settings for Alertmanager: " + ", ".join(sorted(set(missing)))
                           + " (or pass --allow-missing)")
     header = "# Rendered by `voxpulse alertmanager-config` from prometheus/alertmanager.yml. HOLDS SECRETS.\n"
