@@ -252,6 +252,15 @@ def table(title: str, description: str, targets: list[dict[str, Any]], *, w: int
                                                "footer": {"show": False, "reducer": ["sum"], "fields": ""}})
 
 
+def piechart(title: str, description: str, targets: list[dict[str, Any]], *, w: int = 8, h: int = 9,
+             datasource: dict[str, str] = PG, unit: str = "none") -> Panel:
+    """A donut of each row's value (one slice per row), with a value and percent legend."""
+    return panel("piechart", title, description, targets, w=w, h=h, unit=unit, datasource=datasource,
+                 options={"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": True},
+                          "pieType": "donut", "legend": {"displayMode": "table", "placement": "right",
+                                                         "values": ["value", "percent"]}})
+
+
 def row(title: str) -> Panel:
     return {"type": "row", "title": title, "collapsed": False, "panels": [], "gridPos": {"w": 24, "h": 1}}
 
@@ -531,20 +540,12 @@ def analytics() -> dict[str, Any]:
                         "WHERE $__timeFilter(started_at) GROUP BY 1 ORDER BY 1", fmt="time_series")],
                    unit="none", bars=True, datasource=PG, interval="1m"),
         row("Outcomes"),
-        panel("piechart", "Resolved by bot vs transferred", "Outcome of finished calls.",
-              [sql(f"SELECT coalesce(outcome, 'unknown') AS outcome, count(*) AS calls FROM calls WHERE "
-                   f"{finished} GROUP BY 1 ORDER BY 2 DESC")],
-              w=8, h=9, unit="none", datasource=PG,
-              options={"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": True},
-                       "pieType": "donut", "legend": {"displayMode": "table", "placement": "right",
-                                                      "values": ["value", "percent"]}}),
-        panel("piechart", "Scenarios", "Detected scenario of each call.",
-              [sql("SELECT coalesce(scenario, 'unknown') AS scenario, count(*) AS calls FROM calls WHERE "
-                   "$__timeFilter(started_at) GROUP BY 1 ORDER BY 2 DESC")],
-              w=8, h=9, unit="none", datasource=PG,
-              options={"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": True},
-                       "pieType": "donut", "legend": {"displayMode": "table", "placement": "right",
-                                                      "values": ["value", "percent"]}}),
+        piechart("Resolved by bot vs transferred", "Outcome of finished calls.",
+                 [sql(f"SELECT coalesce(outcome, 'unknown') AS outcome, count(*) AS calls FROM calls WHERE "
+                      f"{finished} GROUP BY 1 ORDER BY 2 DESC")]),
+        piechart("Scenarios", "Detected scenario of each call.",
+                 [sql("SELECT coalesce(scenario, 'unknown') AS scenario, count(*) AS calls FROM calls WHERE "
+                      "$__timeFilter(started_at) GROUP BY 1 ORDER BY 2 DESC")]),
         table("Transfer reasons", "Why calls went to an operator.",
               [sql("SELECT coalesce(transfer_reason, 'unknown') AS reason, count(*) AS calls FROM calls "
                    "WHERE $__timeFilter(started_at) AND outcome = 'transferred' GROUP BY 1 ORDER BY 2 DESC")],

@@ -1,0 +1,156 @@
+"""docs/architecture.md cannot drift from the code: its diagram is checked against the tree.
+
+* every Python package of the tree (and the grafana/ scripts) is a node of the diagram, and only those;
+* the diagram's ``imports`` edges are exactly the imports between those packages, read from the code;
+* those imports follow the layering rules (the library imports none of the applications, the agent
+  never imports the console, nothing imports the tests or the benchmarks);
+* every process of the native stack (voxpulse_console.stack.COMPONENTS) and the two services of
+  scripts/services.sh are nodes, labelled with exactly the ports they listen on.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.support import ROOT
+from voxpulse_console import stack
+
+DOC = ROOT / "docs" / "architecture.md"
+SCRIPT_DIRS = ("grafana",)  # scripts, not packages: one node each
+EXCLUDED = ("tests", ".venv", ".voxpulse", "node_modules")
+
+# Which node may import which (besides itself and its own subpackages).
+ALLOWED: dict[str, set[str]] = {
+    "telemetry": set(),
+    "agent": {"telemetry"},
+    "voxpulse_console": {"telemetry", "agent"},
+    "bench": {"telemetry", "agent", "voxpulse_console"},
+    "grafana": {"telemetry"},
+}
+
+
+def _mermaid() -> str:
+    blocks = re.findall(r"```mermaid\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    assert len(blocks) == 1, "docs/architecture.md has one mermaid diagram"
+    return str(blocks[0])
+
+
+def _node_id(name: str) -> str:
+    return name.replace(".", "_").replace("-", "_")
+
+
+def _nodes(diagram: str) -> dict[str, str]:
+    """node id -> label (``id["label"]`` declarations)."""
+    return {m.group(1): m.group(2) for m in re.finditer(r'^\s*([A-Za-z_][\w]*)\["([^"]*)"\]', diagram, re.M)}
+
+
+def packages() -> list[str]:
+    """Dotted names of the tree's packages (folders with __init__.py), outside the tests."""
+    out = []
+    for init in ROOT.rglob("__init__.py"):
+        rel = init.parent.relative_to(ROOT)
+        if rel.parts and rel.parts[0] not in EXCLUDED and not any(p.startswith(".") for p in rel.parts):
+            out.append(".".join(rel.parts))
+    return sorted(out)
+
+
+def _owner(module: str, nodes: list[str]) -> str | None:
+    """The node a dotted module belongs to: the longest node name that prefixes it."""
+    best = None
+    for n in nodes:
+        if (module == n or module.startswith(n + ".")) and (best is None or len(n) > len(best)):
+            best = n
+    return best
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """Absolute names of every module ``path`` imports (relative imports resolved), at any depth."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    is_pkg = path.name == "__init__.py"
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")
+                base = base[: len(base) - node.level + (1 if is_pkg else 0)]
+                name = ".".join([*base, node.module] if node.module else base)
+            else:
+                name = node.module or ""
+            out.add(name)
+            out.update(f"{name}.{a.name}" for a in node.names)
+    return out
+
+
+def import_graph() -> set[tuple[str, str]]:
+    """(importer, imported) between the diagram's code nodes, read from every module of the tree."""
+    nodes = [*packages(), *SCRIPT_DIRS]
+    edges: set[tuple[str, str]] = set()
+    files = [(p, ".".join(p.relative_to(ROOT).with_suffix("").parts)) for pkg in packages()
+             for p in (ROOT / pkg.replace(".", "/")).glob("*.py")]
+    files += [(p, f"{d}.{p.stem}") for d in SCRIPT_DIRS for p in (ROOT / d).glob("*.py")]
+    for path, module in files:
+        src = _owner(module, nodes)
+        assert src is not None, module
+        for imported in _imports(path, module.removesuffix(".__init__")):
+            dst = _owner(imported, nodes)
+            if dst is not None and dst != src:
+                edges.add((src, dst))
+    return edges
+
+
+def _top(node: str) -> str:
+    return node.split(".")[0]
+
+
+def test_the_layering_holds() -> None:
+    wrong = sorted((a, b) for a, b in import_graph()
+                   if _top(a) != _top(b) and _top(b) not in ALLOWED[_top(a)])
+    assert not wrong, f"imports against the layering of docs/architecture.md: {wrong}"
+    assert not [e for e in import_graph() if _top(e[0]) == "telemetry" and _top(e[1]) != "telemetry"]
+
+
+def test_every_package_is_in_the_diagram() -> None:
+    nodes = _nodes(_mermaid())
+    expected = {_node_id(p) for p in [*packages(), *SCRIPT_DIRS]}
+    code_nodes = {n for n, label in nodes.items() if label.startswith(("package ", "scripts "))}
+    assert code_nodes == expected, "docs/architecture.md: packages missing or gone " \
+        f"(missing {sorted(expected - code_nodes)}, stale {sorted(code_nodes - expected)})"
+    for p in [*packages(), *SCRIPT_DIRS]:
+        assert p.replace(".", "/") in nodes[_node_id(p)], f"label of {p} names its folder"
+
+
+def test_the_import_edges_are_the_code_imports() -> None:
+    drawn = {(a, b) for a, b in re.findall(r"^\s*(\w+)\s*-\.\s*imports\s*\.->\s*(\w+)", _mermaid(), re.M)}
+    actual = {(_node_id(a), _node_id(b)) for a, b in import_graph()}
+    assert drawn == actual, f"docs/architecture.md: add {sorted(actual - drawn)}, remove {sorted(drawn - actual)}"
+
+
+def _ports(label: str) -> set[int]:
+    return {int(p) for p in re.findall(r":(\d{2,5})\b", label)}
+
+
+def _services_sh_default(variable: str) -> int:
+    text = (ROOT / "scripts" / "services.sh").read_text(encoding="utf-8")
+    m = re.search(rf"\$\{{{variable}:-(\d+)\}}", text)
+    assert m is not None, variable
+    return int(m.group(1))
+
+
+@pytest.mark.parametrize("name", sorted(stack.COMPONENTS))
+def test_every_stack_process_is_drawn_with_its_ports(name: str) -> None:
+    nodes = _nodes(_mermaid())
+    node = _node_id(name)
+    assert node in nodes, f"docs/architecture.md: no node {node} for the stack's {name}"
+    assert _ports(nodes[node]) == set(stack.COMPONENTS[name].ports), nodes[node]
+
+
+def test_the_services_are_drawn_with_their_ports() -> None:
+    nodes = _nodes(_mermaid())
+    assert _ports(nodes["postgresql"]) == {_services_sh_default("PGPORT")}
+    assert _ports(nodes["redis"]) == {_services_sh_default("REDIS_PORT")}
