@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import inspect
 import logging
 import time
 
@@ -11,6 +12,7 @@ import pytest
 
 from telemetry.history import CallEnded, CallLogger, CallStarted, Mode, ToolCallRecord, TurnRecord
 from telemetry.history.logger import SPAN_WRITE
+from tests.support import closed_port
 
 from .history_sim import PHONES, db_counts, simulate_calls
 
@@ -137,23 +139,28 @@ async def test_batch_spans_link_to_the_calls_and_parent_the_asyncpg_spans(histor
 
 async def test_start_with_database_down_is_not_an_error(otel, caplog) -> None:  # type: ignore[no-untyped-def]
     caplog.set_level(logging.WARNING, "telemetry.history")
-    logger = _logger("postgresql://nobody:x@127.0.0.1:1/none", otel, retry_max_s=0.05, connect_timeout=0.5)
-    await logger.start()
-    t0 = time.perf_counter()
-    logger.log_call_start("down-1", phone="+380501112233")
-    assert time.perf_counter() - t0 < 0.01
-    deadline = time.monotonic() + 5
-    while logger.mode is not Mode.MEMORY:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.01)
-    assert "mode postgres -> memory" in caplog.text
-    await logger.aclose(timeout=0.3)
+    with closed_port() as port:
+        logger = _logger(f"postgresql://nobody:x@127.0.0.1:{port}/none", otel, retry_max_s=0.05,
+                         connect_timeout=0.5)
+        await logger.start()
+        # the call's side never waits on the database: a plain function that queues the record and
+        # returns (the writer task, which has not run yet, does the I/O)
+        assert not inspect.iscoroutinefunction(logger.log_call_start)
+        logger.log_call_start("down-1", phone="+380501112233")
+        assert logger.in_memory == 1
+        deadline = time.monotonic() + 5
+        while logger.mode is not Mode.MEMORY:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        assert "mode postgres -> memory" in caplog.text
+        await logger.aclose(timeout=0.3)
     assert logger.stats.dropped == 1  # counted and logged, not silent
     assert "could not be written or buffered" in caplog.text
 
 
 async def test_memory_bound_drops_are_counted_and_logged(otel, caplog) -> None:  # type: ignore[no-untyped-def]
     caplog.set_level(logging.WARNING, "telemetry.history")
+    # never started, so never connects: the DSN only has to be well formed
     logger = _logger("postgresql://nobody:x@127.0.0.1:1/none", otel, max_memory_records=100,
                      connect_timeout=0.2)
     before = otel.calllog_counts().get(("dropped", "memory"), 0)

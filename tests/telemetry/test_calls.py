@@ -85,12 +85,15 @@ async def test_exception_marks_failed_and_cancellation_marks_abandoned(cap: Capt
         async with telemetry.call("boom"):
             raise RuntimeError("store down for +380501234567")
 
+    in_call = asyncio.Event()
+
     async def hang_up() -> None:
         async with telemetry.call("gone"):
+            in_call.set()
             await asyncio.sleep(10)
 
     task = asyncio.create_task(hang_up())
-    await asyncio.sleep(0.01)
+    await in_call.wait()  # the call is open: cancelling now is a hang-up mid-call
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
