@@ -17,6 +17,7 @@ from typing import Any
 from livekit.agents import Agent, RunContext, ToolError, function_tool
 
 import telemetry
+from telemetry import metrics
 from telemetry.semconv import CallOutcome
 
 from .metrics import FITTINGS_BOOKED, ORDERS_CREATED
@@ -34,8 +35,10 @@ SEASONS = {"summer", "winter", "all_season"}
 TRANSFER_REASONS = {"customer_request", "angry_customer", "out_of_scope", "store_unavailable", "repeated_failure"}
 
 
-def _count(key: str) -> None:
-    """One more of ``key`` in the call's application data (stored with the call in the history)."""
+def _count(counter: metrics.Counter, key: str) -> None:
+    """One more on ``counter`` and of ``key`` in the call's application data (stored with the call in
+    the history)."""
+    counter.add(1)
     call = telemetry.current_call()
     if call is not None:
         call.app[key] = int(call.app.get(key, 0)) + 1
@@ -122,8 +125,7 @@ class TyreAssistant(Agent):
         _scenario("order")
         with _store_errors():
             order = await self.store.create_order(tyre_id, quantity, phone, name)
-        ORDERS_CREATED.add(1)
-        _count("orders_created")
+        _count(ORDERS_CREATED, "orders_created")
         return json.dumps(order, ensure_ascii=False)
 
     @function_tool
@@ -142,8 +144,7 @@ class TyreAssistant(Agent):
         _scenario("fitting", override=True)
         with _store_errors():
             booking = await self.store.book_fitting(date, time, phone, order_id)
-        FITTINGS_BOOKED.add(1)
-        _count("fittings_booked")
+        _count(FITTINGS_BOOKED, "fittings_booked")
         return json.dumps(booking, ensure_ascii=False)
 
     @function_tool

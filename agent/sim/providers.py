@@ -48,6 +48,36 @@ from .latency import LatencyModel
 __all__ = ["CallerVoice", "EnergyVAD", "FakeTTS", "ScriptedLLM", "ScriptedSTT"]
 
 
+PROVIDER = "voxpulse-sim"
+
+
+class _Simulated:
+    """The model and provider names LiveKit puts on a fake provider's metrics and spans."""
+
+    _model: str
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    @property
+    def provider(self) -> str:
+        return PROVIDER
+
+
+async def _respond(latency: LatencyModel, rng: random.Random, timeout_s: float, error: Exception) -> None:
+    """Wait like a provider's request: the sampled latency; a "timeout" fault waits for the request's
+    whole timeout and raises APITimeoutError, an "error" fault raises ``error`` after the latency."""
+    delay = latency.sample(rng)
+    fault = latency.fault(rng)
+    if fault == "timeout":
+        await asyncio.sleep(timeout_s)
+        raise APITimeoutError()
+    await asyncio.sleep(delay)
+    if fault == "error":
+        raise error
+
+
 class EnergyVAD(vad.VAD):
     def __init__(self, *, min_silence_s: float = 0.25, update_interval: float = 0.02) -> None:
         super().__init__(capabilities=vad.VADCapabilities(update_interval=update_interval))
@@ -59,7 +89,7 @@ class EnergyVAD(vad.VAD):
 
     @property
     def provider(self) -> str:
-        return "voxpulse-sim"
+        return PROVIDER
 
     def stream(self) -> vad.VADStream:
         return _EnergyVADStream(self)
@@ -120,7 +150,7 @@ class CallerVoice:
         self.language = LanguageCode("uk")
 
 
-class ScriptedSTT(stt.STT[Never]):  # Never: no events besides the base class's
+class ScriptedSTT(_Simulated, stt.STT[Never]):  # Never: no events besides the base class's
     def __init__(
         self,
         voice: CallerVoice,
@@ -138,14 +168,6 @@ class ScriptedSTT(stt.STT[Never]):  # Never: no events besides the base class's
         self.silence_s = silence_s
         self.rng = rng or random.Random()
         self._model = model
-
-    @property
-    def model(self) -> str:
-        return self._model
-
-    @property
-    def provider(self) -> str:
-        return "voxpulse-sim"
 
     async def _recognize_impl(
         self,
@@ -250,7 +272,7 @@ def _tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
-class ScriptedLLM(llm.LLM[Never]):
+class ScriptedLLM(_Simulated, llm.LLM[Never]):
     def __init__(
         self,
         *,
@@ -266,14 +288,6 @@ class ScriptedLLM(llm.LLM[Never]):
         self.rng = rng or random.Random()
         self._model = model
         self.policy = policy
-
-    @property
-    def model(self) -> str:
-        return self._model
-
-    @property
-    def provider(self) -> str:
-        return "voxpulse-sim"
 
     def chat(
         self,
@@ -295,14 +309,8 @@ class _ScriptedLLMStream(llm.LLMStream):
 
     async def _run(self) -> None:
         m = self._m
-        delay = m.ttft.sample(m.rng)
-        fault = m.ttft.fault(m.rng)
-        if fault == "timeout":
-            await asyncio.sleep(self._conn_options.timeout)
-            raise APITimeoutError()
-        await asyncio.sleep(delay)
-        if fault == "error":
-            raise APIStatusError("sim LLM overloaded", status_code=503, retryable=True)
+        await _respond(m.ttft, m.rng, self._conn_options.timeout,
+                       APIStatusError("sim LLM overloaded", status_code=503, retryable=True))
         action = m.policy(self._chat_ctx)
         rid = "sim-" + uuid.uuid4().hex[:10]
         prompt = sum(len(getattr(i, "text_content", None) or getattr(i, "output", "") or "") for i in
@@ -338,7 +346,7 @@ class _ScriptedLLMStream(llm.LLMStream):
         )
 
 
-class FakeTTS(tts.TTS[Never]):
+class FakeTTS(_Simulated, tts.TTS[Never]):
     def __init__(
         self,
         *,
@@ -357,14 +365,6 @@ class FakeTTS(tts.TTS[Never]):
         self._model = model
         self.voice = voice
 
-    @property
-    def model(self) -> str:
-        return self._model
-
-    @property
-    def provider(self) -> str:
-        return "voxpulse-sim"
-
     def synthesize(
         self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
     ) -> tts.ChunkedStream:
@@ -382,14 +382,7 @@ class _FakeChunkedStream(tts.ChunkedStream):
             request_id="sim-" + uuid.uuid4().hex[:10], sample_rate=TTS_SAMPLE_RATE, num_channels=1,
             mime_type="audio/pcm", frame_size_ms=100,
         )
-        delay = t.ttfb.sample(t.rng)
-        fault = t.ttfb.fault(t.rng)
-        if fault == "timeout":
-            await asyncio.sleep(self._conn_options.timeout)
-            raise APITimeoutError()
-        await asyncio.sleep(delay)
-        if fault == "error":
-            raise APIConnectionError("sim TTS connection reset")
+        await _respond(t.ttfb, t.rng, self._conn_options.timeout, APIConnectionError("sim TTS connection reset"))
         seconds = max(0.1, len(self.input_text) * t.char_s)
         n = int(seconds * TTS_SAMPLE_RATE)
         tone = (np.sin(2 * np.pi * 220.0 * np.arange(n) / TTS_SAMPLE_RATE) * 6000).astype(np.int16)
