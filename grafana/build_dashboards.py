@@ -15,7 +15,7 @@ services that have sent calls: ``label_values`` of the span metrics). Grafana lo
 without trace queries are the same in both sets.
 
 Datasources are the provisioned fixed uids (grafana/provisioning/datasources/datasources.yaml):
-``prometheus``, ``tempo``, ``jaeger``, ``postgres``. Refresh follows the users' polling intervals (seed 004):
+``prometheus``, ``tempo``, ``jaeger``, ``postgres``. Refresh follows the polling intervals the users asked for:
 the Real time dashboard 5 s (active calls), latency dashboards 15 s, charts and history 60 s; panel
 ``interval`` sets the matching minimum step.
 """

@@ -1,8 +1,9 @@
 """Per-call session state in Redis (a hash per call, with a TTL), degrading to memory.
 
 Operations are awaited inside the call, so the Redis instrumentor's spans join the call's trace.
-When Redis is unreachable the call goes on with the in-process copy (seed 002 §8.6): every write
-also updates a local dict, reads fall back to it, and one log line marks each change of mode.
+When Redis is unreachable the call goes on with the in-process copy (a call never fails because a
+store is down: docs/call-history.md): every write also updates a local dict, reads fall back to it,
+and one log line marks each change of mode.
 """
 
 from __future__ import annotations

@@ -498,7 +498,7 @@ def test_sql_uses_the_history_schema(queries: ModuleType) -> None:
 
 @pytest.mark.parametrize("store", STORES)
 def test_seed_panels_present(dashboards: dict[str, dict[str, Any]], store: str) -> None:
-    """Seed 000 §1.3-1.4 and seed 004's UI mapping, panel by panel."""
+    """The panels the users asked for (real time, aggregated analytics, and the UI's panels), one by one."""
     titles = {name.split("/", 1)[1]: {p["title"] for p in data_panels(doc)}
               for name, doc in dashboards.items() if name.startswith(f"{store}/")}
     want = {

@@ -25,7 +25,7 @@ AM = PROM / "alertmanager.yml"
 DASHBOARD_UIDS = {"voxpulse-realtime", "voxpulse-voice-quality", "voxpulse-agent-performance",
                   "voxpulse-analytics", "voxpulse-call-explorer"}
 
-# Seed 000 §1.5 and seed 004 requirement 6/9, plus the pipeline's health.
+# The alerts the users asked for (voice agent, hosts, targets, media, probes), plus the pipeline's health.
 SEED_ALERTS = {
     "VoiceHighTransferRate", "VoiceStageErrors", "VoiceResponseLatencyHigh", "VoiceOperatorQueueHigh",
     "VoiceApiSpendAnomaly", "VoiceToolCallAnomaly", "HostCpuHigh", "HostMemoryHigh", "HostDiskHigh",
