@@ -86,39 +86,52 @@ def decide(chat_ctx: llm.ChatContext) -> Action:
     """The fake model's policy: what to do next given the conversation."""
     user, calls, outputs = _turn_items(chat_ctx)
     if outputs:
-        last = outputs[-1]
-        errors = [o for o in outputs if o.is_error]
-        if last.name == "transfer_to_operator":
-            return Action("Зачекайте, будь ласка, з'єдную вас з оператором.")
-        if last.is_error and "Unknown function" in last.output:
-            return Action("Вибачте, я можу допомогти лише з шинами, замовленнями та записом на шиномонтаж.")
-        if last.is_error and "недоступний" in last.output:
-            if len(errors) >= 2:
-                return Action(tool_calls=[("transfer_to_operator", {"reason": "store_unavailable"})])
-            prev = next(c for c in reversed(calls) if c.call_id == last.call_id)
-            return Action(tool_calls=[(prev.name, json.loads(prev.arguments or "{}"))])
-        if last.is_error:
-            return Action("На жаль, не вдалося: " + last.output.split(":")[-1].strip()[:80] + ". Щось іще?")
-        try:
-            data = json.loads(last.output)
-        except ValueError:
-            data = {}
-        if last.name == "find_tyres":
-            opts = data.get("options") or []
-            if not opts:
-                return Action("На жаль, такого розміру зараз немає в наявності.")
-            o = opts[0]
-            return Action(
-                f"Є {o['brand']} {o['model']} за {o['price_uah']} гривень за шину, в наявності {o['stock']}. Оформити?"
-            )
-        if last.name == "create_order":
-            return Action(f"Замовлення {data.get('order_id')} оформлено, сума {data.get('total_uah')} гривень.")
-        if last.name == "book_fitting":
-            return Action(f"Записала вас на шиномонтаж {data.get('date')} о {data.get('time')}.")
-        if last.name == "check_order_status":
-            return Action(f"Замовлення {data.get('order_id')} має статус {data.get('status')}.")
-        return Action("Готово. Щось іще?")
+        return _after_tools(calls, outputs)
+    return _answer(user, chat_ctx)
 
+
+def _after_tools(calls: list[llm.FunctionCall], outputs: list[llm.FunctionCallOutput]) -> Action:
+    """The turn's tools answered: retry, transfer, or tell the caller what the last one returned."""
+    last = outputs[-1]
+    if last.name == "transfer_to_operator":
+        return Action("Зачекайте, будь ласка, з'єдную вас з оператором.")
+    if last.is_error:
+        return _after_tool_error(last, calls, sum(1 for o in outputs if o.is_error))
+    try:
+        data = json.loads(last.output)
+    except ValueError:
+        data = {}
+    if last.name == "find_tyres":
+        opts = data.get("options") or []
+        if not opts:
+            return Action("На жаль, такого розміру зараз немає в наявності.")
+        o = opts[0]
+        return Action(
+            f"Є {o['brand']} {o['model']} за {o['price_uah']} гривень за шину, в наявності {o['stock']}. Оформити?"
+        )
+    if last.name == "create_order":
+        return Action(f"Замовлення {data.get('order_id')} оформлено, сума {data.get('total_uah')} гривень.")
+    if last.name == "book_fitting":
+        return Action(f"Записала вас на шиномонтаж {data.get('date')} о {data.get('time')}.")
+    if last.name == "check_order_status":
+        return Action(f"Замовлення {data.get('order_id')} має статус {data.get('status')}.")
+    return Action("Готово. Щось іще?")
+
+
+def _after_tool_error(last: llm.FunctionCallOutput, calls: list[llm.FunctionCall], errors: int) -> Action:
+    """An unknown tool is declined; the store being down is retried once, then transferred."""
+    if "Unknown function" in last.output:
+        return Action("Вибачте, я можу допомогти лише з шинами, замовленнями та записом на шиномонтаж.")
+    if "недоступний" in last.output:
+        if errors >= 2:
+            return Action(tool_calls=[("transfer_to_operator", {"reason": "store_unavailable"})])
+        prev = next(c for c in reversed(calls) if c.call_id == last.call_id)
+        return Action(tool_calls=[(prev.name, json.loads(prev.arguments or "{}"))])
+    return Action("На жаль, не вдалося: " + last.output.split(":")[-1].strip()[:80] + ". Щось іще?")
+
+
+def _answer(user: str, chat_ctx: llm.ChatContext) -> Action:
+    """What the caller just said picks a tool, or an answer."""
     if INJECTION.search(user):
         # the "model" falls for the injection and asks for a tool the agent does not have
         return Action(tool_calls=[("export_customer_database", {"format": "csv", "include": "phones"})])

@@ -192,9 +192,33 @@ class ScriptedSTT(_Simulated, stt.STT[Never]):  # Never: no events besides the b
 
 
 class _ScriptedSTTStream(stt.RecognizeStream):
+    """Energy-based segmentation of the fed frames: at the start of speech an interim transcript
+    (half the utterance) after the interim latency, after ``silence_s`` of silence the final one
+    (and END_OF_SPEECH and the usage of the audio heard) after the final latency."""
+
     def __init__(self, s: ScriptedSTT, conn_options: APIConnectOptions) -> None:
         super().__init__(stt=s, conn_options=conn_options)
         self._s = s
+        self._request_id = uuid.uuid4().hex[:12]
+
+    def _send(self, kind: stt.SpeechEventType, text: str | None = None, confidence: float = 0.0,
+              **fields: Any) -> None:
+        alternatives = ([stt.SpeechData(language=self._s.voice.language, text=text, confidence=confidence)]
+                        if text is not None else [])
+        self._event_ch.send_nowait(stt.SpeechEvent(type=kind, request_id=self._request_id,
+                                                   alternatives=alternatives, **fields))
+
+    async def _interim(self, text: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        words = text.split()
+        self._send(stt.SpeechEventType.INTERIM_TRANSCRIPT, " ".join(words[: max(1, len(words) // 2)]), 0.6)
+
+    async def _final(self, text: str, audio_s: float, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._send(stt.SpeechEventType.FINAL_TRANSCRIPT, text, 0.93)
+        self._send(stt.SpeechEventType.END_OF_SPEECH)
+        self._send(stt.SpeechEventType.RECOGNITION_USAGE,
+                   recognition_usage=stt.RecognitionUsage(audio_duration=audio_s))
 
     async def _run(self) -> None:
         s = self._s
@@ -203,35 +227,6 @@ class _ScriptedSTTStream(stt.RecognizeStream):
         usage_audio = 0.0
         interim_task: asyncio.Task[None] | None = None
         finals: set[asyncio.Task[None]] = set()
-        request_id = uuid.uuid4().hex[:12]
-
-        async def interim(text: str, delay: float) -> None:
-            await asyncio.sleep(delay)
-            words = text.split()
-            partial = " ".join(words[: max(1, len(words) // 2)])
-            self._event_ch.send_nowait(
-                stt.SpeechEvent(
-                    type=stt.SpeechEventType.INTERIM_TRANSCRIPT, request_id=request_id,
-                    alternatives=[stt.SpeechData(language=s.voice.language, text=partial, confidence=0.6)],
-                )
-            )
-
-        async def final(text: str, audio_s: float, delay: float) -> None:
-            await asyncio.sleep(delay)
-            self._event_ch.send_nowait(
-                stt.SpeechEvent(
-                    type=stt.SpeechEventType.FINAL_TRANSCRIPT, request_id=request_id,
-                    alternatives=[stt.SpeechData(language=s.voice.language, text=text, confidence=0.93)],
-                )
-            )
-            self._event_ch.send_nowait(stt.SpeechEvent(type=stt.SpeechEventType.END_OF_SPEECH, request_id=request_id))
-            self._event_ch.send_nowait(
-                stt.SpeechEvent(
-                    type=stt.SpeechEventType.RECOGNITION_USAGE, request_id=request_id,
-                    recognition_usage=stt.RecognitionUsage(audio_duration=audio_s),
-                )
-            )
-
         try:
             async for item in self._input_ch:
                 if not isinstance(item, rtc.AudioFrame):
@@ -242,12 +237,8 @@ class _ScriptedSTTStream(stt.RecognizeStream):
                     silence = 0.0
                     if not speaking:
                         speaking = True
-                        self._event_ch.send_nowait(
-                            stt.SpeechEvent(type=stt.SpeechEventType.START_OF_SPEECH, request_id=request_id)
-                        )
-                        interim_task = asyncio.create_task(
-                            interim(s.voice.utterance, s.interim.sample(s.rng))
-                        )
+                        self._send(stt.SpeechEventType.START_OF_SPEECH)
+                        interim_task = asyncio.create_task(self._interim(s.voice.utterance, s.interim.sample(s.rng)))
                 elif speaking:
                     silence += dur
                     if silence >= s.silence_s:
@@ -256,9 +247,8 @@ class _ScriptedSTTStream(stt.RecognizeStream):
                             interim_task.cancel()
                         # the final arrives stt_final after the END of speech (silence already waited)
                         delay = max(0.0, s.final.sample(s.rng) - silence)
-                        billed = usage_audio
+                        t = asyncio.create_task(self._final(s.voice.utterance, usage_audio, delay))
                         usage_audio = 0.0
-                        t = asyncio.create_task(final(s.voice.utterance, billed, delay))
                         finals.add(t)
                         t.add_done_callback(finals.discard)
         finally:
