@@ -4,8 +4,11 @@
     python grafana/build_dashboards.py --check   # exit 1 when a committed file differs
 
 Output is deterministic (sorted keys, fixed ids and layout); tests/dashboards checks that the
-committed files equal this script's output. Every metric and label comes from telemetry/semconv.py
-(docs/semantic-conventions.md); LiveKit, node exporter and blackbox metrics are the exporters' own.
+committed files equal this script's output. Every metric and label name comes from its declaration:
+VoxPulse's from telemetry/semconv.py (docs/semantic-conventions.md), the tyre shop's from
+agent/metrics.py, the span metrics' from semconv's SPANMETRICS_* (the collector's connector); LiveKit,
+node exporter and blackbox metrics are the exporters' own. The SQL of the PostgreSQL panels is in
+grafana/panels.sql, by name.
 
 One set of dashboards per trace store, because a trace query is written in the store's own language:
 ``tempo/`` (TraceQL: ``{ span.call_id = "..." }``) and ``jaeger/`` (Jaeger search: service + tags
@@ -15,9 +18,9 @@ services that have sent calls: ``label_values`` of the span metrics). Grafana lo
 without trace queries are the same in both sets.
 
 Datasources are the provisioned fixed uids (grafana/provisioning/datasources/datasources.yaml):
-``prometheus``, ``tempo``, ``jaeger``, ``postgres``. Refresh follows the polling intervals the users asked for:
-the Real time dashboard 5 s (active calls), latency dashboards 15 s, charts and history 60 s; panel
-``interval`` sets the matching minimum step.
+``prometheus``, ``tempo``, ``jaeger``, ``postgres``. Refresh follows the polling intervals the users
+asked for: the Real time dashboard 5 s (active calls), latency dashboards 15 s, charts and history
+60 s; panel ``interval`` sets the matching minimum step.
 """
 
 from __future__ import annotations
@@ -31,7 +34,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from agent.metrics import STORE_API_ERRORS as AGENT_STORE_API_ERRORS
+from telemetry.semconv import SPANMETRICS_CALLS, SPANMETRICS_DURATION, Attr, Metric, metric_spec
+
 OUT_DIR = Path(__file__).resolve().parent / "dashboards"
+SQL_FILE = Path(__file__).resolve().parent / "panels.sql"
 
 PROM = {"type": "prometheus", "uid": "prometheus"}
 PG = {"type": "grafana-postgresql-datasource", "uid": "postgres"}
@@ -176,9 +183,29 @@ def prom(expr: str, legend: str = "", *, latency: bool = False, instant: bool = 
     return t
 
 
-def sql(query: str, fmt: str = "table", ref: str = "A") -> dict[str, Any]:
-    return {"datasource": PG, "refId": ref, "rawSql": " ".join(query.split()), "format": fmt,
-            "rawQuery": True, "editorMode": "code"}
+def load_sql(path: Path = SQL_FILE) -> dict[str, str]:
+    """The named queries of ``path``: ``-- name: <name>`` -> the SQL under it, white space folded
+    (other comment lines and blank lines are not part of a query)."""
+    lines: dict[str, list[str]] = {}
+    name: str | None = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("-- name: "):
+            name = line.removeprefix("-- name: ").strip()
+            if name in lines:
+                raise ValueError(f"{path.name}: query {name!r} is defined twice")
+            lines[name] = []
+        elif name is not None and line.strip() and not line.lstrip().startswith("--"):
+            lines[name].append(line)
+    return {n: " ".join(" ".join(body).split()) for n, body in lines.items()}
+
+
+SQL = load_sql()
+
+
+def sql(name: str, fmt: str = "table", ref: str = "A") -> dict[str, Any]:
+    """A PostgreSQL target running the query ``name`` of grafana/panels.sql."""
+    return {"datasource": PG, "refId": ref, "rawSql": SQL[name], "format": fmt, "rawQuery": True,
+            "editorMode": "code"}
 
 
 def quantile(q: float, metric: str, by: str = "", selector: str = "", window: str = "$__rate_interval") -> str:
@@ -309,10 +336,38 @@ def dashboard(uid: str, title: str, description: str, refresh: str, panels: list
 
 # --------------------------------------------------------------------------- shared queries
 
-TTFW = "voice_turn_time_to_first_word_seconds"
-SPAN_MS = "traces_span_metrics_duration_milliseconds"
-SPAN_CALLS = "traces_span_metrics_calls_total"
-STAGES = '{voice_stage=~"stt|llm|tts|tool"}'
+def label(key: str) -> str:
+    """The Prometheus label of an attribute key (OTel's translation: dots become underscores)."""
+    return key.replace(".", "_")
+
+
+def series(metric: str) -> str:
+    """The Prometheus series name of one of VoxPulse's metrics (histograms: without ``_bucket``)."""
+    return metric_spec(metric).prometheus
+
+
+# Series: the SDK's (semconv), the tyre shop's own (agent.metrics), the collector's span metrics.
+TTFW = series(Metric.TTFW)
+TTFC = series(Metric.STAGE_TTFC)
+CALLS = series(Metric.CALLS)
+CALLS_ACTIVE = series(Metric.CALLS_ACTIVE)
+OPERATOR_QUEUE = series(Metric.OPERATOR_QUEUE)
+CALL_COST = series(Metric.CALL_COST)
+API_SPEND = series(Metric.API_SPEND)
+STORE_API_ERRORS = AGENT_STORE_API_ERRORS.spec.prometheus
+SPAN_MS = SPANMETRICS_DURATION
+SPAN_CALLS = SPANMETRICS_CALLS
+SPAN_STATUS = "status_code"  # the span metrics connector's own label
+# prometheus/rules/recording.yml: mean span duration per stage over 5 minutes
+STAGE_MEAN_5M = f"{label(Attr.STAGE)}:{SPANMETRICS_DURATION}:avg_5m"
+# Labels
+STAGE = label(Attr.STAGE)
+OUTCOME = label(Attr.CALL_OUTCOME)
+TOOL = label(Attr.TOOL_NAME)
+PROVIDER = label(Attr.PROVIDER)
+MODEL = label(Attr.MODEL)
+HTTP_STATUS = label(Attr.HTTP_STATUS)
+STAGES = f'{{{STAGE}=~"stt|llm|tts|tool"}}'
 
 UP_MAPPINGS = [{"type": "value", "options": {
     "0": {"text": "DOWN", "color": "red", "index": 0},
@@ -335,7 +390,7 @@ def stage_breakdown(q: float, interval: str, *, stacked: bool) -> Panel:
         f"STT / LLM / TTS / tool latency p{int(q * 100)}{' (stacked)' if stacked else ''}",
         "Span-derived latency of each stage request (voice.stage), from the collector's spanmetrics. "
         "Exemplars open the request's trace.",
-        [prom(quantile(q, SPAN_MS, "voice_stage", STAGES), "{{voice_stage}}", latency=True)],
+        [prom(quantile(q, SPAN_MS, STAGE, STAGES), f"{{{{{STAGE}}}}}", latency=True)],
         unit="ms", stacked=stacked, interval=interval)
 
 
@@ -345,14 +400,14 @@ def stage_breakdown(q: float, interval: str, *, stacked: bool) -> Panel:
 def realtime(store: TraceStore) -> dict[str, Any]:
     panels = [
         row("Now"),
-        stat("Active calls", "Calls in progress (voice_calls_active), refreshed every 5 s.",
-             [prom("sum(voice_calls_active)", "active calls", instant=True)], unit="none", w=4,
+        stat("Active calls", f"Calls in progress ({CALLS_ACTIVE}), refreshed every 5 s.",
+             [prom(f"sum({CALLS_ACTIVE})", "active calls", instant=True)], unit="none", w=4,
              kind="gauge", steps=thresholds((None, "green"), (20, "orange"), (40, "red"))),
         stat("Operator queue", "Callers waiting for a human operator; the alert fires above 5.",
-             [prom("max(voice_operator_queue_length)", "queue", instant=True)], unit="none", w=4,
+             [prom(f"max({OPERATOR_QUEUE})", "queue", instant=True)], unit="none", w=4,
              kind="gauge", steps=thresholds((None, "green"), (3, "orange"), (6, "red"))),
-        stat("Calls per minute", "Finished calls per minute (voice_calls_total).",
-             [prom("sum(rate(voice_calls_total[$__rate_interval])) * 60", "calls/min")], unit="none",
+        stat("Calls per minute", f"Finished calls per minute ({CALLS}).",
+             [prom(f"sum(rate({CALLS}[$__rate_interval])) * 60", "calls/min")], unit="none",
              w=4, decimals=1),
         stat("Response p95 (5 min)", "Time to first word p95 over the last 5 minutes; alert above 3 s.",
              [prom(quantile(0.95, TTFW, window="5m"), "p95", latency=True, instant=True)],
@@ -367,27 +422,23 @@ def realtime(store: TraceStore) -> dict[str, Any]:
         stage_breakdown(0.5, "15s", stacked=True),
         row("Load and errors"),
         timeseries("Calls per minute by outcome", "Finished calls per minute by voice.call.outcome.",
-                   [prom("sum by (voice_call_outcome) (rate(voice_calls_total[$__rate_interval])) * 60",
-                         "{{voice_call_outcome}}")], unit="none", stacked=True, interval="1m"),
+                   [prom(f"sum by ({OUTCOME}) (rate({CALLS}[$__rate_interval])) * 60",
+                         f"{{{{{OUTCOME}}}}}")], unit="none", stacked=True, interval="1m"),
         timeseries("Errors by type", "Error spans per stage (STT/LLM/TTS/tool) and store API errors by "
                    "HTTP status, per minute.",
-                   [prom(f'sum by (voice_stage) (rate({SPAN_CALLS}{{status_code="STATUS_CODE_ERROR", '
-                         'voice_stage!=""}[$__rate_interval])) * 60', "{{voice_stage}} errors", ref="A"),
-                    prom("sum by (http_response_status_code) (rate(voice_store_api_errors_total"
-                         "[$__rate_interval])) * 60", "store API {{http_response_status_code}}", ref="B")],
+                   [prom(f'sum by ({STAGE}) (rate({SPAN_CALLS}{{{SPAN_STATUS}="STATUS_CODE_ERROR", '
+                         f'{STAGE}!=""}}[$__rate_interval])) * 60', f"{{{{{STAGE}}}}} errors", ref="A"),
+                    prom(f"sum by ({HTTP_STATUS}) (rate({STORE_API_ERRORS}"
+                         f"[$__rate_interval])) * 60", f"store API {{{{{HTTP_STATUS}}}}}", ref="B")],
                    unit="none", interval="1m"),
         row("Calls and alerts"),
         table("Calls in progress", "Live calls from the call history (status active); call_id opens the "
               f"trace in {store.title}.",
-              [sql("SELECT started_at AS \"time\", call_id, direction, scenario, room, agent_version "
-                   "FROM calls WHERE status = 'active' AND started_at > now() - interval '1 day' "
-                   "ORDER BY started_at DESC LIMIT 50")],
+              [sql("calls_in_progress")],
               w=12, overrides=[field_links("call_id", call_trace_links(store))]),
         table("Recent alerts", "Alerts fired and resolved (alerts_history, written by the Alertmanager "
               "webhook receiver).",
-              [sql("SELECT received_at AS \"time\", status, severity, alertname, service, summary, "
-                   "starts_at, resolved_at FROM alerts_history WHERE $__timeFilter(received_at) "
-                   "ORDER BY received_at DESC LIMIT 50")], w=12),
+              [sql("recent_alerts")], w=12),
     ]
     return dashboard("voxpulse-realtime", "VoxPulse / Real time",
                      "Active calls, queue, response latency with exemplars, stage breakdown, errors, load, "
@@ -429,8 +480,8 @@ def voice_quality() -> dict[str, Any]:
         stage_breakdown(0.95, "15s", stacked=False),
         timeseries("Time to first chunk by stage p95", "Time to first token (LLM), first byte (TTS) or "
                    "first transcript (STT); exemplars open the request's trace.",
-                   [prom(quantile(0.95, "voice_stage_time_to_first_chunk_seconds", "voice_stage"),
-                         "{{voice_stage}}", latency=True)], unit="s", interval="15s"),
+                   [prom(quantile(0.95, TTFC, STAGE), f"{{{{{STAGE}}}}}", latency=True)], unit="s",
+                   interval="15s"),
     ]
     return dashboard("voxpulse-voice-quality", "VoxPulse / Voice quality",
                      "Time to first word (hero and trend), packet loss, jitter, RTT and the latency "
@@ -445,56 +496,42 @@ def agent_performance() -> dict[str, Any]:
                    latency=True, instant=True)], unit="ms", w=6,
              steps=thresholds((None, "green"), (1500, "orange"), (3000, "red"))),
         stat("Turns per minute", "Caller turns answered per minute (turn spans).",
-             [prom(f'sum(rate({SPAN_CALLS}{{voice_stage="turn"}}[$__rate_interval])) * 60', "turns/min")],
+             [prom(f'sum(rate({SPAN_CALLS}{{{STAGE}="turn"}}[$__rate_interval])) * 60', "turns/min")],
              unit="none", w=6, decimals=1),
         stat("Turns with tool calls", "Share of turns in which the agent called at least one tool "
              "(call history).",
-             [sql("SELECT 100.0 * (SELECT count(DISTINCT (call_id, turn_index)) FROM call_tool_calls "
-                  "WHERE $__timeFilter(ts) AND turn_index IS NOT NULL) / NULLIF((SELECT count(DISTINCT "
-                  "(call_id, turn_index)) FROM call_turns WHERE $__timeFilter(ts)), 0) AS \"turns with "
-                  "tool calls\"")], unit="percent", w=6, datasource=PG, decimals=1),
-        stat("Cost per call", "Mean cost of a finished call (voice_call_cost), USD.",
-             [prom("sum(rate(voice_call_cost_sum[$__rate_interval])) / sum(rate(voice_call_cost_count"
+             [sql("turns_with_tool_calls")], unit="percent", w=6, datasource=PG, decimals=1),
+        stat("Cost per call", f"Mean cost of a finished call ({CALL_COST}), USD.",
+             [prom(f"sum(rate({CALL_COST}_sum[$__rate_interval])) / sum(rate({CALL_COST}_count"
                    "[$__rate_interval]))", "USD per call")], unit="currencyUSD", w=6, decimals=3),
         row("Latency"),
         timeseries("Latency stack (mean per stage)", "Mean span duration per stage, stacked (recorded "
-                   "voice_stage:traces_span_metrics_duration_milliseconds:avg_5m).",
-                   [prom('sum by (voice_stage) (voice_stage:traces_span_metrics_duration_milliseconds:avg_5m'
-                         '{voice_stage=~"stt|llm|tts|tool"})', "{{voice_stage}}", latency=True)],
+                   f"{STAGE_MEAN_5M}).",
+                   [prom(f"sum by ({STAGE}) ({STAGE_MEAN_5M}{STAGES})", f"{{{{{STAGE}}}}}", latency=True)],
                    unit="ms", stacked=True, interval="15s"),
         timeseries("Tool latency p95 by tool", "execute_tool span duration p95 per tool; exemplars open "
                    "the call.",
-                   [prom(quantile(0.95, SPAN_MS, "gen_ai_tool_name", '{voice_stage="tool"}'),
-                         "{{gen_ai_tool_name}}", latency=True)], unit="ms", interval="15s"),
+                   [prom(quantile(0.95, SPAN_MS, TOOL, f'{{{STAGE}="tool"}}'), f"{{{{{TOOL}}}}}", latency=True)],
+                   unit="ms", interval="15s"),
         row("Tools and cost"),
         table("Top tools", "Most used tools with their success rate and mean duration (call history).",
-              [sql("SELECT name AS tool, count(*) AS calls, round(100.0 * avg(success::int), 1) AS "
-                   "\"success %\", round(avg(duration_ms)::numeric, 1) AS \"avg ms\" FROM call_tool_calls "
-                   "WHERE $__timeFilter(ts) GROUP BY name ORDER BY calls DESC LIMIT 10")], w=12, h=8),
+              [sql("top_tools")], w=12, h=8),
         timeseries("Tool calls per minute", "Tool calls per minute by tool and status (span-derived).",
-                   [prom(f'sum by (gen_ai_tool_name, status_code) (rate({SPAN_CALLS}{{voice_stage="tool"}}'
-                         '[$__rate_interval])) * 60', "{{gen_ai_tool_name}} {{status_code}}")],
+                   [prom(f'sum by ({TOOL}, {SPAN_STATUS}) (rate({SPAN_CALLS}{{{STAGE}="tool"}}'
+                         '[$__rate_interval])) * 60', f"{{{{{TOOL}}}}} {{{{{SPAN_STATUS}}}}}")],
                    unit="none", interval="1m"),
         timeseries("API spend per hour", "Provider API spend by stage, provider and model, USD per hour.",
-                   [prom("sum by (voice_stage, gen_ai_provider_name, gen_ai_request_model) "
-                         "(rate(voice_api_spend_total[$__rate_interval])) * 3600",
-                         "{{voice_stage}} {{gen_ai_provider_name}} {{gen_ai_request_model}}")],
+                   [prom(f"sum by ({STAGE}, {PROVIDER}, {MODEL}) (rate({API_SPEND}[$__rate_interval])) * 3600",
+                         f"{{{{{STAGE}}}}} {{{{{PROVIDER}}}}} {{{{{MODEL}}}}}")],
                    unit="currencyUSD", stacked=True, interval="1m"),
         timeseries("LLM requests and errors", "LLM request spans per minute by model and status.",
-                   [prom(f'sum by (gen_ai_request_model, status_code) (rate({SPAN_CALLS}{{voice_stage="llm"}}'
-                         '[$__rate_interval])) * 60', "{{gen_ai_request_model}} {{status_code}}")],
+                   [prom(f'sum by ({MODEL}, {SPAN_STATUS}) (rate({SPAN_CALLS}{{{STAGE}="llm"}}'
+                         '[$__rate_interval])) * 60', f"{{{{{MODEL}}}}} {{{{{SPAN_STATUS}}}}}")],
                    unit="none", interval="1m"),
     ]
     return dashboard("voxpulse-agent-performance", "VoxPulse / Agent performance",
                      "Average latency, turns per minute, share of turns with tool calls, latency stack, "
                      "top tools and cost.", "15s", panels, tags=("latency", "cost"))
-
-
-def _hour_columns() -> str:
-    return ", ".join(
-        f"count(*) FILTER (WHERE extract(hour FROM started_at AT TIME ZONE 'UTC') = {h}) AS \"{h:02d}\""
-        for h in range(24)
-    )
 
 
 PERIOD_VAR = {
@@ -506,58 +543,45 @@ PERIOD_VAR = {
 
 
 def analytics() -> dict[str, Any]:
-    finished = "$__timeFilter(started_at) AND ended_at IS NOT NULL"
     panels = [
         row("Totals"),
         stat("Calls", "Calls started in the selected time range.",
-             [sql("SELECT count(*) AS calls FROM calls WHERE $__timeFilter(started_at)")], unit="none",
+             [sql("calls")], unit="none",
              w=4, datasource=PG),
         stat("Resolved by bot", "Share of finished calls the bot resolved without an operator.",
-             [sql("SELECT 100.0 * count(*) FILTER (WHERE outcome = 'resolved_by_bot') / NULLIF(count(*), 0) "
-                  f"AS \"resolved by bot\" FROM calls WHERE {finished}")], unit="percent", w=4,
+             [sql("resolved_by_bot")], unit="percent", w=4,
              datasource=PG, decimals=1),
         stat("Average call cost", "Mean cost of finished calls, USD.",
-             [sql(f"SELECT avg(cost_usd)::float8 AS \"avg cost\" FROM calls WHERE {finished}")],
+             [sql("average_call_cost")],
              unit="currencyUSD", w=4, datasource=PG, decimals=3),
         stat("Average duration", "Mean duration of finished calls.",
-             [sql(f"SELECT avg(duration_seconds) AS \"avg duration\" FROM calls WHERE {finished}")],
+             [sql("average_duration")],
              unit="s", w=4, datasource=PG),
         stat("Orders created", "Orders the bot created.",
-             [sql("SELECT coalesce(sum((app->>'orders_created')::int), 0) AS orders FROM calls WHERE "
-                  "$__timeFilter(started_at)")], unit="none", w=4, datasource=PG),
+             [sql("orders_created")], unit="none", w=4, datasource=PG),
         stat("Fitting bookings", "Tyre-fitting appointments the bot booked.",
-             [sql("SELECT coalesce(sum((app->>'fittings_booked')::int), 0) AS fittings FROM calls WHERE "
-                  "$__timeFilter(started_at)")], unit="none", w=4, datasource=PG),
+             [sql("fitting_bookings")], unit="none", w=4, datasource=PG),
         row("Volume"),
         timeseries("Calls per $period", "Calls per day, week or month (variable period).",
-                   [sql("SELECT date_trunc('$period', started_at) AS \"time\", count(*) AS calls FROM calls "
-                        "WHERE $__timeFilter(started_at) GROUP BY 1 ORDER BY 1", fmt="time_series")],
+                   [sql("calls_per_period", fmt="time_series")],
                    unit="none", bars=True, datasource=PG, interval="1m"),
         timeseries("Orders and fitting bookings per $period", "Orders created and fittings booked by the bot.",
-                   [sql("SELECT date_trunc('$period', started_at) AS \"time\", "
-                        "coalesce(sum((app->>'orders_created')::int), 0) AS orders, "
-                        "coalesce(sum((app->>'fittings_booked')::int), 0) AS fittings FROM calls "
-                        "WHERE $__timeFilter(started_at) GROUP BY 1 ORDER BY 1", fmt="time_series")],
+                   [sql("orders_and_fitting_bookings_per_period", fmt="time_series")],
                    unit="none", bars=True, datasource=PG, interval="1m"),
         row("Outcomes"),
         piechart("Resolved by bot vs transferred", "Outcome of finished calls.",
-                 [sql(f"SELECT coalesce(outcome, 'unknown') AS outcome, count(*) AS calls FROM calls WHERE "
-                      f"{finished} GROUP BY 1 ORDER BY 2 DESC")]),
+                 [sql("resolved_by_bot_vs_transferred")]),
         piechart("Scenarios", "Detected scenario of each call.",
-                 [sql("SELECT coalesce(scenario, 'unknown') AS scenario, count(*) AS calls FROM calls WHERE "
-                      "$__timeFilter(started_at) GROUP BY 1 ORDER BY 2 DESC")]),
+                 [sql("scenarios")]),
         table("Transfer reasons", "Why calls went to an operator.",
-              [sql("SELECT coalesce(transfer_reason, 'unknown') AS reason, count(*) AS calls FROM calls "
-                   "WHERE $__timeFilter(started_at) AND outcome = 'transferred' GROUP BY 1 ORDER BY 2 DESC")],
+              [sql("transfer_reasons")],
               w=8, h=9),
         row("Cost and time of day"),
         timeseries("Average call cost per $period", "Mean cost of finished calls, USD.",
-                   [sql("SELECT date_trunc('$period', started_at) AS \"time\", avg(cost_usd)::float8 AS "
-                        f"\"avg cost\" FROM calls WHERE {finished} GROUP BY 1 ORDER BY 1", fmt="time_series")],
+                   [sql("average_call_cost_per_period", fmt="time_series")],
                    unit="currencyUSD", datasource=PG, interval="1m"),
         panel("heatmap", "Calls by hour of day (UTC)", "Calls per day (x) and hour of day (y).",
-              [sql(f"SELECT date_trunc('day', started_at) AS \"time\", {_hour_columns()} FROM calls WHERE "
-                   "$__timeFilter(started_at) GROUP BY 1 ORDER BY 1", fmt="time_series")],
+              [sql("calls_by_hour_of_day_utc", fmt="time_series")],
               w=12, h=8, unit="none", datasource=PG, interval="1m",
               options={"calculate": False, "yAxis": {"axisPlacement": "left"},
                        "color": {"mode": "scheme", "scheme": "Oranges", "steps": 64},
@@ -580,17 +604,10 @@ def call_explorer(store: TraceStore) -> dict[str, Any]:
         row("Calls"),
         table("Recent calls", "Latest calls (filtered by the call_id box when set). Click a call_id to open "
               f"its trace in {store.title} ({store.language} by call_id) or to select it here.",
-              [sql("SELECT started_at AS \"time\", call_id, trace_id, direction, status, scenario, outcome, "
-                   "transfer_reason, duration_seconds, cost_usd::float8 AS cost_usd, turns FROM calls WHERE "
-                   "$__timeFilter(started_at) AND (${call_id:sqlstring} = '' OR call_id = "
-                   "${call_id:sqlstring}) ORDER BY started_at DESC LIMIT 100")],
+              [sql("recent_calls")],
               h=10, overrides=call_links),
         table("Slow calls", "Calls with the slowest turns (max time to first word); each opens its trace.",
-              [sql("SELECT c.call_id, c.trace_id, max(t.ttfw_ms) AS max_ttfw_ms, "
-                   "round(avg(t.ttfw_ms)::numeric, 1) AS avg_ttfw_ms, count(*) AS turns, min(c.started_at) "
-                   "AS started_at FROM call_turns t JOIN calls c ON c.call_id = t.call_id WHERE "
-                   "$__timeFilter(t.ts) AND t.ttfw_ms IS NOT NULL GROUP BY c.call_id, c.trace_id ORDER BY "
-                   "max_ttfw_ms DESC LIMIT 20")],
+              [sql("slow_calls")],
               w=12, h=9, overrides=call_links),
         table(f"Slow turns in {store.title}", f"Turn spans slower than 2 s ({store.language}); each row opens "
               "its trace.", [store.target(store.slow_turns_query())], w=12, h=9, datasource=store.ds),
@@ -598,13 +615,10 @@ def call_explorer(store: TraceStore) -> dict[str, Any]:
         table("Trace of the selected call", "Every trace carrying span attribute call_id = $call_id.",
               [store.target(store.call_query("${call_id}"))], h=6, datasource=store.ds),
         table("Transcript", "The selected call's turns with per-stage latency (call_turns).",
-              [sql("SELECT ts AS \"time\", turn_index, speaker, text, stt_ms, llm_ms, tts_ms, ttfw_ms, "
-                   "interrupted FROM call_turns WHERE call_id = ${call_id:sqlstring} ORDER BY ts, turn_index")],
+              [sql("transcript")],
               w=14, h=12),
         table("Tool calls", "The selected call's tool calls with arguments and results (call_tool_calls).",
-              [sql("SELECT ts AS \"time\", turn_index, name, success, duration_ms, args::text AS args, "
-                   "result::text AS result, error FROM call_tool_calls WHERE call_id = ${call_id:sqlstring} "
-                   "ORDER BY ts, seq")],
+              [sql("tool_calls")],
               w=10, h=12),
     ]
     return dashboard("voxpulse-call-explorer", "VoxPulse / Call explorer",

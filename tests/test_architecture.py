@@ -29,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "agent": {"telemetry"},
     "voxpulse_console": {"telemetry", "agent"},
     "bench": {"telemetry", "agent", "voxpulse_console"},
-    "grafana": {"telemetry"},
+    "grafana": {"telemetry", "agent"},
 }
 
 

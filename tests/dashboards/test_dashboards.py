@@ -539,3 +539,11 @@ def test_rules_use_semconv_names(queries: ModuleType) -> None:
                     assert allowed is None or label in allowed, f"{where}: no metric has label {label}"
                 for label in re.findall(r"\$labels\.(\w+)", json.dumps(rule.get("annotations", {}))):
                     assert allowed is None or label in allowed | names.grouping_labels, (where, label)
+
+
+def test_every_sql_panel_runs_a_named_query_of_panels_sql(builder: ModuleType, queries: ModuleType) -> None:
+    """The SQL lives in grafana/panels.sql, by name: no panel carries SQL of its own, none is left unused."""
+    named = builder.load_sql()
+    used = {q.query for q in queries.panel_queries() if q.language == "sql"}
+    assert used <= set(named.values()), sorted(used - set(named.values()))
+    assert not [n for n, text in named.items() if text not in used], "queries of panels.sql no panel uses"
