@@ -141,14 +141,17 @@ def run(seconds: float, collector: str | None) -> dict[str, object]:
         for p in sinks:
             p.terminate()
             p.wait()
+
     def p99(rate: int, backend: str) -> float:
         return max(float(r["p99_ms"]) for r in rows if r["spans_per_s"] == rate and r["backend"] == backend)
 
-    added = {rate: round(p99(rate, "collector down") - p99(rate, "no telemetry"), 3)
-             for rate in (REALISTIC, REALISTIC * 10)}
+    # the collector down and slow (tests/faults/test_slow_collector.py asserts the accounting of the
+    # slow case; its timing is this target)
+    added = {(backend, rate): round(p99(rate, backend) - p99(rate, "no telemetry"), 3)
+             for backend in ("collector down", "collector slow (3 s)") for rate in (REALISTIC, REALISTIC * 10)}
     worst = max(added.values())
-    verdict = (f"{'met' if worst <= 2.0 else 'MISSED'}: added p99 lag with the collector down is "
-               + ", ".join(f"{v} ms at {k} spans/s" for k, v in added.items()))
+    verdict = (f"{'met' if worst <= 2.0 else 'MISSED'}: added p99 lag with the "
+               + ", ".join(f"{b} {v} ms at {r} spans/s" for (b, r), v in added.items()))
     return {"seconds_per_run": seconds, "rows": rows, "verdict": verdict}
 
 

@@ -48,6 +48,7 @@ def start(delay: float = 0.0, *, timeout_s: float = 30.0) -> tuple[subprocess.Po
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
     line = proc.stdout.readline() if ready else ""
+    proc.stdout.close()  # the sink prints nothing else
     if not line.startswith(READY):
         proc.kill()
         proc.wait()

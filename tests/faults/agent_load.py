@@ -27,6 +27,7 @@ import gc
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -67,13 +68,19 @@ class Produced(SpanProcessor):
 
 
 class Delivered(SpanExporter):
-    """Wraps the real OTLP exporter (inside the library's SafeExporter) to count accepted spans."""
+    """Wraps the real OTLP exporter (inside the library's SafeExporter) to count accepted spans, and
+    the exports made on the event loop's thread (the library promises none: a slow or dead
+    collector must never hold up a call)."""
 
-    def __init__(self, inner: SpanExporter) -> None:
+    def __init__(self, inner: SpanExporter, loop_thread: int) -> None:
         self.inner = inner
+        self.loop_thread = loop_thread
         self.n = 0
+        self.on_loop = 0
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if threading.get_ident() == self.loop_thread:
+            self.on_loop += 1
         result = self.inner.export(spans)
         if result is SpanExportResult.SUCCESS:
             self.n += len(spans)
@@ -123,7 +130,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     delivered: Delivered | None = None
     safe = getattr(handle, "_exporter", None)  # test-only: count what the collector accepted
     if safe is not None:
-        delivered = Delivered(safe.inner)
+        delivered = Delivered(safe.inner, threading.get_ident())  # main() runs on the loop's thread
         safe.inner = delivered
     processor = getattr(handle, "_span_processor", None)
 
@@ -212,6 +219,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         return {
             "t": time.time(), "completed": completed, "started": started, "inflight": len(inflight),
             "rss_kb": rss_kb(), "produced": produced.n, "delivered": delivered.n if delivered else 0,
+            "exports_on_loop": delivered.on_loop if delivered else 0,
             "queue_dropped": processor.dropped if processor else 0,
             "export_failed": safe.failed_spans if safe else 0, "dropped_spans": handle.dropped_spans,
             "queued": len(getattr(processor, "_queue", ())) if processor else 0,
