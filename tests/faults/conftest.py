@@ -243,6 +243,7 @@ def summarize(rows: list[dict[str, Any]], t0: float, t1: float) -> dict[str, Any
         "delivered": last["delivered"] - first["delivered"],
         "queue_dropped": last["queue_dropped"] - first["queue_dropped"],
         "export_failed": last["export_failed"] - first["export_failed"],
+        "exports_on_loop": last["exports_on_loop"] - first["exports_on_loop"],
     }
 
 
