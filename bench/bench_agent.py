@@ -76,6 +76,9 @@ async def level(n: int, calls: int, enabled: bool, frame_ms: int = 20) -> dict[s
 TARGET_CALLS = 200
 TARGET_CPU_PCT = 5.0
 TTFW_ACCURATE_MS = 50.0  # live TTFW within this of the fakes' own clock: the loop keeps up
+# One call alone: the live measurement equals the fakes' clocks this closely (it was a timed assertion
+# of tests/agent/test_scenarios.py, which failed whenever the shared machine delayed the event loop).
+TTFW_SINGLE_CALL_MS = 10.0
 
 
 def _verdict(rows: list[dict[str, Any]]) -> str:
@@ -84,6 +87,8 @@ def _verdict(rows: list[dict[str, Any]]) -> str:
         err = on["ttfw_err_max_ms"]
         return on["dropped"] == 0 and on["failed_calls"] == 0 and err is not None and err <= TTFW_ACCURATE_MS
 
+    single = next((r["on"]["ttfw_err_max_ms"] for r in rows if r["concurrency"] == 1), None)
+    rows = [r for r in rows if r["concurrency"] > 1]
     good = [r for r in rows if ok(r)]
     best = max((r["concurrency"] for r in good), default=0)
     at = next((r for r in rows if r["concurrency"] == best), None)
@@ -92,7 +97,8 @@ def _verdict(rows: list[dict[str, Any]]) -> str:
         pct = at["telemetry_cpu_share_pct"]
         share = (f"; telemetry's share of the process's CPU there {pct} %"
                  + (" (below zero: on and off cost the same within run-to-run noise)" if pct < 0 else ""))
-    met = best >= TARGET_CALLS and at is not None and at["telemetry_cpu_share_pct"] < TARGET_CPU_PCT
+    single_ok = single is not None and single <= TTFW_SINGLE_CALL_MS
+    met = best >= TARGET_CALLS and at is not None and at["telemetry_cpu_share_pct"] < TARGET_CPU_PCT and single_ok
     why = "" if met else (
         " -- the calls are real LiveKit AgentSessions with synthetic 20 ms audio frames, VAD, turn detection and "
         "playout on one event loop: past this level the loop itself falls behind (TTFW drifts from the fakes' "
@@ -101,7 +107,8 @@ def _verdict(rows: list[dict[str, Any]]) -> str:
     )
     return (("met" if met else "MISSED") + f": {best} concurrent real AgentSessions per process with 0 dropped spans, "
             f"no failed call and live TTFW within {TTFW_ACCURATE_MS:.0f} ms of the truth (target {TARGET_CALLS})"
-            + share + why)
+            + share + f"; one call alone: live TTFW within {single} ms of the truth (target "
+            f"{TTFW_SINGLE_CALL_MS:g} ms)" + why)
 
 
 def to_markdown(result: dict[str, Any]) -> str:
@@ -122,7 +129,8 @@ def to_markdown(result: dict[str, Any]) -> str:
 
 async def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--concurrency", type=int, nargs="+", default=[25, 50, 100, 200])
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 25, 50, 100, 200],
+                    help="levels; 1 measures the single call's TTFW accuracy")
     ap.add_argument("--calls-per-level", type=int, default=1)
     ap.add_argument("--frame-ms", type=int, default=20, help="caller audio frame size")
     ap.add_argument("--json", type=Path, default=None)

@@ -8,7 +8,6 @@ where a missing binary is a failure.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import unavailable
 from voxpulse_console import stack
 
 JAEGER = stack.COMPONENTS["jaeger"]
@@ -28,17 +28,10 @@ class LiveJaeger:
     otlp_http: str = "http://127.0.0.1:4418"
 
 
-def _require_stack() -> bool:
-    return os.environ.get("VOXPULSE_REQUIRE_STACK", "").lower() not in ("", "0", "false", "no")
-
-
 @pytest.fixture(scope="module")  # stopped after its module: the stack tests after it need the ports
 def jaeger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveJaeger]:
     if stack.binaries().get("jaeger") is None:
-        msg = "missing jaeger: run scripts/build-backends.sh --only=jaeger"
-        if _require_stack():
-            pytest.fail(msg + " (VOXPULSE_REQUIRE_STACK is set)")
-        pytest.skip(msg)
+        unavailable("STACK", "missing jaeger: run scripts/build-backends.sh --only=jaeger")
     # a stack that is starting or stopping: wait until Jaeger is either up (reuse it) or gone
     deadline = time.monotonic() + 60
     while not stack._ready(JAEGER.ready_url) and any(stack._port_busy(p) for p in JAEGER.ports):
