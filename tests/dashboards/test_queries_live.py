@@ -88,7 +88,7 @@ def simulated(live_stack: None, request: pytest.FixtureRequest) -> dict[str, Any
     """Simulated calls exported by OTLP to the collector, their history in a throw-away PostgreSQL
     database when one is available; returns their call ids, service and database."""
     try:
-        dsn: str | None = request.getfixturevalue("dashboards_db")
+        dsn: str | None = request.getfixturevalue("migrated_db")
     except pytest.skip.Exception:  # no PostgreSQL here (VOXPULSE_REQUIRE_DB unset): traces only
         dsn = None
     seed = os.getpid() % 90000 + 10000
