@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from telemetry.semconv import Metric, SpanName, metric_spec
+from telemetry.semconv import SPANMETRICS_CALLS, SPANMETRICS_DURATION, Attr, Metric, SpanName, metric_spec
 from voxpulse_console import tracestore
 from voxpulse_console.tracestore import Trace, TraceStore, TraceStoreError
 from voxpulse_console.waterfall import render_waterfall
@@ -88,8 +88,9 @@ def prom_exemplars(expr: str, start: float, end: float, *, prom: str = PROMETHEU
     return out
 
 
-SPANMETRICS = "traces_span_metrics_duration_milliseconds_bucket"
+SPANMETRICS = f"{SPANMETRICS_DURATION}_bucket"
 TTFW_METRIC = f"{metric_spec(Metric.TTFW).prometheus}_bucket"
+STAGE_LABEL = Attr.STAGE.replace(".", "_")  # the Prometheus label of voice.stage
 
 
 def latency_table(prom: str = PROMETHEUS) -> tuple[Table, int]:
@@ -99,13 +100,13 @@ def latency_table(prom: str = PROMETHEUS) -> tuple[Table, int]:
         table.add_column(col, justify="right" if col != "stage" else "left")
     rows: dict[str, list[str]] = {}
     for q in (0.5, 0.95, 0.99):
-        expr = f'histogram_quantile({q}, sum by (le, voice_stage) ({SPANMETRICS}{{voice_stage!=""}}))'
+        expr = f'histogram_quantile({q}, sum by (le, {STAGE_LABEL}) ({SPANMETRICS}{{{STAGE_LABEL}!=""}}))'
         for r in prom_query(expr, prom=prom):
-            stage = r["metric"].get("voice_stage", "?")
+            stage = r["metric"].get(STAGE_LABEL, "?")
             v = float(r["value"][1])
             rows.setdefault(stage, []).append("-" if v != v else f"{v:.0f}")
-    counts = {r["metric"].get("voice_stage", "?"): float(r["value"][1]) for r in prom_query(
-        'sum by (voice_stage) (traces_span_metrics_calls_total{voice_stage!=""})', prom=prom)}
+    counts = {r["metric"].get(STAGE_LABEL, "?"): float(r["value"][1]) for r in prom_query(
+        f'sum by ({STAGE_LABEL}) ({SPANMETRICS_CALLS}{{{STAGE_LABEL}!=""}})', prom=prom)}
     ttfw: list[str] = []
     for q in (0.5, 0.95, 0.99):
         res = prom_query(f"histogram_quantile({q}, sum by (le) ({TTFW_METRIC}))", prom=prom)
@@ -317,22 +318,9 @@ def _demo_login() -> tuple[str, str, dict[str, str]]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    stack = _optional("voxpulse_console.stack")
-    login: tuple[str, str] | None = None
-    if stack is not None and not args.no_stack:
-        console.rule("[bold]1. backend stack")
-        try:
-            user, password, ui_env = _demo_login()
-            with console.status("starting collector, Jaeger, Prometheus, Alertmanager, the web console ..."):
-                # the shipped flush interval (20 s, above the 15 s scrape) keeps every exemplar
-                result = stack.up(use_docker=args.docker, env=None if args.docker else ui_env)
-                if result.get("ui") == "running":  # a console from an earlier demo: give it the new login
-                    result["ui"] = stack.restart("ui", env=ui_env)
-            if "ui" in result:
-                login = (user, password)
-            console.print(", ".join(f"{k}: {v}" for k, v in result.items()))
-        except Exception as e:  # no binaries, ports busy: say so and fall back to the console
-            console.print(f"[yellow]stack not started: {e}[/yellow]")
+    """Stack up, simulated calls, latency per stage from Prometheus, the slowest call's waterfall
+    from the trace store (found through its exemplar), where to look next, and the web console."""
+    login = _demo_stack(args)
     collector_up = _reachable(COLLECTOR_HTTP)
     console.rule("[bold]2. simulated calls")
     args.exporter = "otlp" if collector_up else "console"
@@ -344,17 +332,52 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not collector_up:
         return 0
     console.print(f"exported; flush {'ok' if ok else 'timed out'}, dropped spans {dropped}")
+    if not _demo_latency(args, summary):
+        return 1
+    trace_id, store, slowest_call_id = _demo_slowest_call(args, summary, t_start)
+    _demo_links(args, trace_id, store)
+    if login is not None:
+        _demo_web_console(login, slowest_call_id)
+    return 0
 
+
+def _demo_stack(args: argparse.Namespace) -> tuple[str, str] | None:
+    """Step 1: the backend stack and the web console (unless --no-stack); returns the console's
+    one-time login when it runs. A failure is reported, the demo goes on."""
+    stack = _optional("voxpulse_console.stack")
+    if stack is None or args.no_stack:
+        return None
+    console.rule("[bold]1. backend stack")
+    login: tuple[str, str] | None = None
+    try:
+        user, password, ui_env = _demo_login()
+        with console.status("starting collector, Jaeger, Prometheus, Alertmanager, the web console ..."):
+            # the shipped flush interval (20 s, above the 15 s scrape) keeps every exemplar
+            result = stack.up(use_docker=args.docker, env=None if args.docker else ui_env)
+            if result.get("ui") == "running":  # a console from an earlier demo: give it the new login
+                result["ui"] = stack.restart("ui", env=ui_env)
+        if "ui" in result:
+            login = (user, password)
+        console.print(", ".join(f"{k}: {v}" for k, v in result.items()))
+    except Exception as e:  # no binaries, ports busy: say so and fall back to the console
+        console.print(f"[yellow]stack not started: {e}[/yellow]")
+    return login
+
+
+def _demo_latency(args: argparse.Namespace, summary: Any) -> bool:
+    """Step 3: the latency table once Prometheus has scraped the calls' span metrics; False when
+    Prometheus is not reachable at all."""
     console.rule("[bold]3. latency per stage from Prometheus")
     if not _reachable(args.prometheus):
         console.print(f"[red]Prometheus at {args.prometheus} is not reachable; the traces went to the collector."
                       "[/red] `voxpulse stack status` shows what runs.")
-        return 1
-    want = int(sum(1 + len(c.turns) for c in summary.calls) * 0.9)
+        return False
+    turns = sum(len(c.turns) for c in summary.calls)
+    want = min(int(sum(1 + len(c.turns) for c in summary.calls) * 0.9), turns)
 
     def have_data() -> bool:
-        res = prom_query('sum(traces_span_metrics_calls_total{voice_stage="turn"})', prom=args.prometheus)
-        return bool(res) and float(res[0]["value"][1]) >= min(want, sum(len(c.turns) for c in summary.calls))
+        res = prom_query(f'sum({SPANMETRICS_CALLS}{{{STAGE_LABEL}="turn"}})', prom=args.prometheus)
+        return bool(res) and float(res[0]["value"][1]) >= want
 
     with console.status("waiting for Prometheus to scrape the span metrics ..."):
         fresh = _wait_for(have_data, args.wait)
@@ -365,12 +388,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         console.print(table)
     except httpx.HTTPError as e:
         console.print(f"[red]Prometheus query failed: {e}[/red]")
+    return True
 
-    console.rule("[bold]4. the slowest call, through its exemplar")
-    trace_id: str | None = None
-    slowest_call_id: str | None = None
-    how = ""
-    for expr in (TTFW_METRIC, f'{SPANMETRICS}{{voice_stage="turn"}}', f'{SPANMETRICS}{{span_name="call"}}'):
+
+def _slowest_trace_id(args: argparse.Namespace, summary: Any, t_start: float) -> tuple[str | None, str]:
+    """The trace id of the slowest exemplar in Prometheus (time to first word, then turn spans,
+    then call spans), else of the simulator's slowest call; and how it was found."""
+    for expr in (TTFW_METRIC, f'{SPANMETRICS}{{{STAGE_LABEL}="turn"}}', f'{SPANMETRICS}{{span_name="call"}}'):
         try:
             exemplars = prom_exemplars(expr, t_start - 60, time.time() + 60, prom=args.prometheus)
         except httpx.HTTPError:
@@ -378,41 +402,54 @@ def cmd_demo(args: argparse.Namespace) -> int:
         exemplars = [e for e in exemplars if e["labels"].get("trace_id")]
         if exemplars:
             top = max(exemplars, key=lambda e: e["value"])
-            trace_id = top["labels"]["trace_id"]
-            how = f"exemplar of {expr.split('{')[0]} (value {top['value']:.3g})"
-            break
-    if trace_id is None:
-        slow = summary.slowest()
-        if slow is not None:
-            trace_id, how = slow.trace_id, "simulator summary (no exemplar found in Prometheus)"
-    if trace_id:
-        store = open_store(args)
-        with console.status(f"fetching the trace from {store.kind} ..."):
-            trace = asyncio.run(_call_trace(store, trace_id, args.wait))
-        call_id = trace.call_id if trace is not None else None
-        slowest_call_id = call_id or next((c.call_id for c in summary.calls if c.trace_id == trace_id), None)
-        console.print(f"slowest call: {call_id or '?'}, trace {trace_id} (via {how})")
-        if trace is not None:
-            console.print(render_waterfall(trace.spans, title=f"call {call_id} (from {store.kind} at {store.url})"))
-        else:
-            console.print(f"[yellow]{store.kind} at {store.url} does not have trace {trace_id} yet[/yellow]")
+            return str(top["labels"]["trace_id"]), f"exemplar of {expr.split('{')[0]} (value {top['value']:.3g})"
+    slow = summary.slowest()
+    if slow is not None:
+        return slow.trace_id, "simulator summary (no exemplar found in Prometheus)"
+    return None, ""
 
+
+def _demo_slowest_call(args: argparse.Namespace, summary: Any,
+                       t_start: float) -> tuple[str | None, TraceStore | None, str | None]:
+    """Step 4: the slowest call's trace, as a waterfall from the trace store; returns its trace id,
+    the store and its call_id."""
+    console.rule("[bold]4. the slowest call, through its exemplar")
+    trace_id, how = _slowest_trace_id(args, summary, t_start)
+    if not trace_id:
+        return None, None, None
+    store = open_store(args)
+    with console.status(f"fetching the trace from {store.kind} ..."):
+        trace = asyncio.run(_call_trace(store, trace_id, args.wait))
+    call_id = trace.call_id if trace is not None else None
+    slowest_call_id = call_id or next((c.call_id for c in summary.calls if c.trace_id == trace_id), None)
+    console.print(f"slowest call: {call_id or '?'}, trace {trace_id} (via {how})")
+    if trace is not None:
+        console.print(render_waterfall(trace.spans, title=f"call {call_id} (from {store.kind} at {store.url})"))
+    else:
+        console.print(f"[yellow]{store.kind} at {store.url} does not have trace {trace_id} yet[/yellow]")
+    return trace_id, store, slowest_call_id
+
+
+def _demo_links(args: argparse.Namespace, trace_id: str | None, store: TraceStore | None) -> None:
+    """Step 5: where to look next."""
     console.rule("[bold]5. open")
     console.print(f"Prometheus: {args.prometheus}/graph?g0.expr="
-                  + quote(f"histogram_quantile(0.95, sum by (le, voice_stage) ({SPANMETRICS}))"))
-    if trace_id:
+                  + quote(f"histogram_quantile(0.95, sum by (le, {STAGE_LABEL}) ({SPANMETRICS}))"))
+    if trace_id and store is not None:
         console.print(f"{store.kind.capitalize() + ':':11} {store.trace_link(trace_id)}")
         console.print(f"Grafana:    {_explore_link(store.kind, trace_id)}")
     console.print(f"Grafana dashboards: {GRAFANA}/dashboards (docker compose)")
     console.print("trace of any call: voxpulse trace <call_id>")
-    if login is not None:
-        ui = f"http://{UI_LISTEN}"
-        console.rule("[bold]6. the web console")
-        console.print(f"VoxPulse console: {ui}   (log in as [bold]{login[0]}[/bold], "
-                      f"password [bold]{login[1]}[/bold] -- shown once, valid until the console restarts)")
-        if slowest_call_id:
-            console.print(f"the slowest call: {ui}/calls/{quote(slowest_call_id, safe='')}")
-    return 0
+
+
+def _demo_web_console(login: tuple[str, str], slowest_call_id: str | None) -> None:
+    """Step 6: the web console, its one-time login and the slowest call's page."""
+    ui = f"http://{UI_LISTEN}"
+    console.rule("[bold]6. the web console")
+    console.print(f"VoxPulse console: {ui}   (log in as [bold]{login[0]}[/bold], "
+                  f"password [bold]{login[1]}[/bold] -- shown once, valid until the console restarts)")
+    if slowest_call_id:
+        console.print(f"the slowest call: {ui}/calls/{quote(slowest_call_id, safe='')}")
 
 
 # ------------------------------------------------------------------------------------------------
