@@ -117,7 +117,9 @@ async def _load(dsn: str, n: int) -> dict[str, Any]:
     try:
         await ensure_partitions(conn, [first + dt.timedelta(days=d) for d in range(0, 62, 10)] + [now])
         step = dt.timedelta(days=60) / n
-        calls, turns, tools = [], [], []
+        calls: list[tuple[Any, ...]] = []
+        turns: list[tuple[Any, ...]] = []
+        tools: list[tuple[Any, ...]] = []
         outcomes = ["resolved_by_bot"] * 6 + ["transferred"] * 2 + ["abandoned", "failed"]
         for i in range(n):
             start = first + step * i
@@ -166,7 +168,8 @@ def _long_call(dsn: str) -> dict[str, Any] | None:
         return None
     code = r"""
 import asyncio, json, sys
-from agent.simulator import Scenario, SimOptions, simulate
+from agent.sim.scenarios import Scenario
+from agent.sim.simulator import SimOptions, simulate
 from telemetry.semconv import CallOutcome
 import telemetry
 from telemetry.history import CallLogger
@@ -313,7 +316,7 @@ def _wait_trace(trace_id: str) -> int:
     from voxpulse_console import tracestore
 
     async def get() -> int:
-        async with tracestore.from_env() as store:  # type: ignore[attr-defined]
+        async with tracestore.from_env() as store:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 t = await store.trace(trace_id)

@@ -31,13 +31,9 @@ bash scripts/build-backends.sh
 log "building or reusing the web console's frontend (web/)"
 bash scripts/build-web.sh
 
-if ! command -v chromium >/dev/null; then
-  if [ "$(id -u)" = 0 ]; then
-    log "installing Debian's chromium (browser tests)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends chromium >/dev/null
-  else
-    log "chromium is missing: the browser tests need it (apt-get install chromium)"
-  fi
+# Debian's Chromium for the browser tests (scripts/debian.sh, with every other Debian package)
+if [ "$(id -u)" = 0 ]; then
+  bash scripts/debian.sh install browser
+elif [ -n "$(bash scripts/debian.sh list browser)" ]; then
+  log "chromium is missing: the browser tests need it (as root: bash scripts/debian.sh install browser)"
 fi

@@ -180,6 +180,6 @@ if want licences; then
 fi
 
 if want debian; then
-  bash "$root/scripts/debian.sh" install  # every group: the stack's and scripts/services.sh's packages
+  bash "$root/scripts/debian.sh" install stack services
 fi
 log "binaries in $bin"

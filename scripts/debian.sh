@@ -6,8 +6,9 @@
 #   scripts/debian.sh stop-services        stop those system services (they would hold our ports)
 #   scripts/debian.sh list [GROUP...]      print the packages that are missing
 #
-# Groups: services (PostgreSQL, Redis: scripts/services.sh) and stack (Prometheus, promtool,
-# Alertmanager, amtool: scripts/build-backends.sh --only=debian). Both scripts call this one.
+# Groups: services (PostgreSQL, Redis: scripts/services.sh), stack (Prometheus, promtool,
+# Alertmanager, amtool: scripts/build-backends.sh --only=debian) and browser (Chromium for the web
+# console's browser tests: scripts/bootstrap.sh). Those scripts call this one.
 # A new package is one line of PACKAGES: its group, a shell test that is true when it is installed,
 # and the Debian package names.
 set -euo pipefail
@@ -26,6 +27,7 @@ PACKAGES=(
   "services  | command -v redis-cli                          | redis-tools"
   "stack     | command -v prometheus && command -v promtool  | prometheus"
   "stack     | have_alertmanager                             | prometheus-alertmanager"
+  "browser   | command -v chromium                           | chromium"
 )
 # The system services those packages start on install (our processes use their own data dirs).
 SYSTEM_SERVICES=(postgresql redis-server prometheus prometheus-alertmanager prometheus-node-exporter)
@@ -75,5 +77,5 @@ case "$cmd" in
   install) install "$@" ;;
   stop-services) stop_services ;;
   list) missing "$@" ;;
-  *) echo "usage: $0 [install|stop-services|list] [services|stack ...]" >&2; exit 2 ;;
+  *) echo "usage: $0 [install|stop-services|list] [services|stack|browser ...]" >&2; exit 2 ;;
 esac

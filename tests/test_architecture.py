@@ -4,8 +4,8 @@
 * the diagram's ``imports`` edges are exactly the imports between those packages, read from the code;
 * those imports follow the layering rules (the library imports none of the applications, the agent
   never imports the console, nothing imports the tests or the benchmarks);
-* every process of the native stack (voxpulse_console.stack.COMPONENTS) and the two services of
-  scripts/services.sh are nodes, labelled with exactly the ports they listen on.
+* every process of the native stack (voxpulse_console.stack.COMPONENTS and its OPTIONAL ones) and the
+  two services of scripts/services.sh are nodes, labelled with exactly the ports they listen on.
 """
 
 from __future__ import annotations
@@ -142,12 +142,15 @@ def _services_sh_default(variable: str) -> int:
     return int(m.group(1))
 
 
-@pytest.mark.parametrize("name", sorted(stack.COMPONENTS))
+PROCESSES = {**stack.COMPONENTS, **stack.OPTIONAL}
+
+
+@pytest.mark.parametrize("name", sorted(PROCESSES))
 def test_every_stack_process_is_drawn_with_its_ports(name: str) -> None:
     nodes = _nodes(_mermaid())
     node = _node_id(name)
     assert node in nodes, f"docs/architecture.md: no node {node} for the stack's {name}"
-    assert _ports(nodes[node]) == set(stack.COMPONENTS[name].ports), nodes[node]
+    assert _ports(nodes[node]) == set(PROCESSES[name].ports), nodes[node]
 
 
 def test_the_services_are_drawn_with_their_ports() -> None:

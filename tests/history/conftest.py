@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -32,7 +31,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.support import ROOT, throwaway_database, unavailable
+from tests.support import ROOT, free_port, throwaway_database, unavailable
 from tests.support.services import env_file, state_dir
 
 SERVICES = ROOT / "scripts" / "services.sh"
@@ -135,12 +134,6 @@ def otel(_otel_session: Otel) -> Otel:
 # -- a private PostgreSQL + Redis pair for the fault tests ----------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class FaultServices:
     env: dict[str, str]
@@ -186,8 +179,8 @@ def fault_services(base_dsn: str, redis_url: str) -> Iterator[FaultServices]:
     env = {
         **os.environ,
         "VOXPULSE_STATE_DIR": str(state),
-        "PGPORT": str(_free_port()),
-        "REDIS_PORT": str(_free_port()),
+        "PGPORT": str(free_port()),
+        "REDIS_PORT": str(free_port()),
         "PGUSER": "voxpulse_fault",
         "PGPASSWORD": secrets.token_urlsafe(12),
         "PGDATABASE": "voxpulse_fault",

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from .backends import PromClient, binary, closed_port, poll, wait_for
+from .backends import PromClient, binary, closed_port, free_port, poll, wait_for
 from .repo import ROOT, load_script
 from .require import required, unavailable
 from .services import database_url, redis_url, setting, throwaway_database, with_database
@@ -23,6 +23,7 @@ __all__ = [
     "binary",
     "closed_port",
     "database_url",
+    "free_port",
     "load_script",
     "poll",
     "redis_url",

@@ -19,14 +19,14 @@ import pytest
 
 from .require import unavailable
 
-__all__ = ["PROMETHEUS", "PromClient", "binary", "closed_port", "poll", "wait_for"]
+__all__ = ["PROMETHEUS", "PromClient", "binary", "closed_port", "free_port", "poll", "wait_for"]
 
 T = TypeVar("T")
 
 PROMETHEUS = "http://127.0.0.1:9090"
 
 # What a backend that is still starting (or just restarted) may answer with for a while.
-TRANSIENT: tuple[type[Exception], ...] = (httpx.HTTPError, KeyError, ValueError, IndexError)
+TRANSIENT: tuple[type[Exception], ...] = (httpx.HTTPError, OSError, KeyError, ValueError, IndexError)
 
 _BUILD_HINT = {
     "dashboard-linter": "bash scripts/build-backends.sh --only=linter",
@@ -103,6 +103,16 @@ class PromClient:
     def prom_value(self, query: str) -> float | None:
         result = self.prom(query)
         return float(result[0]["value"][1]) if result else None
+
+
+def free_port() -> int:
+    """A loopback port free right now, for a child process that must be told where to listen.
+    Between this call and the child's bind another process could take it: where the server can
+    listen on port 0 and report its port, let it (alert_receiver.start, bench/sink.py, Alertmanager
+    read from its log); for a port that must refuse connections, use :func:`closed_port`."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @contextmanager

@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import urllib.request
 
 import telemetry
 from telemetry import metrics
 from telemetry.semconv import METRICS, Attr, Metric, MetricKind, MetricSpec
+from tests.support import free_port
 
 APP_ERRORS = metrics.Counter(MetricSpec(
     "shop.api.errors", MetricKind.COUNTER, "{error}", "Shop API errors.", (Attr.HTTP_STATUS,)))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_prometheus_names_match_semconv() -> None:
-    port = _free_port()
+    port = free_port()  # the exporter is told its port
     handle = telemetry.configure(exporter="none", metrics_exporter="prometheus",
                                  prometheus_addr=f"127.0.0.1:{port}", setup_logs=False)
     try:

@@ -3,28 +3,25 @@ PostgreSQL of scripts/services.sh (a throw-away database per session), and for t
 real stack (collector, trace store, Prometheus) and Debian's Chromium driven by Playwright.
 
 Without PostgreSQL / the stack / Chromium the tests that need them skip with the reason, unless
-VOXPULSE_REQUIRE_DB / VOXPULSE_REQUIRE_STACK is set (CI), where they fail.
+VOXPULSE_REQUIRE_DB / VOXPULSE_REQUIRE_STACK / VOXPULSE_REQUIRE_BROWSER is set (CI), where they fail
+(``tests.support.unavailable``). ``base_dsn`` is the root conftest's.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import secrets
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import pytest
 
+from tests.support import closed_port, free_port, throwaway_database, wait_for
 from voxpulse_console.ui.auth import hash_password
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,106 +30,10 @@ VIEWER = ("viewer", "viewer-" + secrets.token_urlsafe(12))  # sees masked values
 TABLES = "calls, call_turns, call_tool_calls, customers, alerts_history, daily_stats"
 
 
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() not in ("", "0", "false", "no")
-
-
-def unavailable(reason: str, *, flag: str = "VOXPULSE_REQUIRE_DB") -> None:
-    if _flag(flag):
-        pytest.fail(f"{flag} is set but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-def _env_file() -> dict[str, str]:
-    state = Path(os.environ.get("VOXPULSE_STATE_DIR", ROOT / ".voxpulse"))
-    if not state.is_absolute():
-        state = ROOT / state
-    out: dict[str, str] = {}
-    f = state / "services" / "env"
-    if f.is_file():
-        for line in f.read_text().splitlines():
-            if "=" in line and not line.startswith("#"):
-                k, v = line.split("=", 1)
-                out[k.strip()] = v.strip()
-    return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(pred: Callable[[], object], what: str, deadline_s: float = 30.0, every_s: float = 0.1) -> object:
-    end = time.monotonic() + deadline_s
-    last: object = None
-    while time.monotonic() < end:
-        with contextlib.suppress(httpx.HTTPError, OSError):
-            last = pred()
-            if last:
-                return last
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {deadline_s:.0f}s waiting for {what} (last: {last!r})")
-
-
-@pytest.fixture(scope="session")
-def base_dsn() -> str:
-    dsn = (os.environ.get("VOXPULSE_DATABASE_URL") or os.environ.get("DATABASE_URL")
-           or _env_file().get("VOXPULSE_DATABASE_URL") or _env_file().get("DATABASE_URL"))
-    if not dsn:
-        unavailable("no DATABASE_URL (env or .voxpulse/services/env; start scripts/services.sh)")
-    assert dsn is not None
-
-    async def ping() -> None:
-        conn = await asyncpg.connect(dsn, timeout=3)
-        await conn.close()
-
-    try:
-        asyncio.run(ping())
-    except (OSError, asyncpg.PostgresError) as exc:
-        unavailable(f"PostgreSQL unreachable ({exc!r})")
-    return dsn
-
-
-@contextlib.contextmanager
-def throwaway_db(base_dsn: str, prefix: str) -> Iterator[str]:
-    """A new database with the history's and the console's migrations applied; dropped after."""
-    from voxpulse_console._migrations import migrate_console
-
-    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
-    u = urlsplit(base_dsn)
-    dsn = urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))
-
-    async def create() -> None:
-        conn = await asyncpg.connect(base_dsn)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        conn = await asyncpg.connect(dsn)
-        try:
-            await migrate_console(conn)
-        finally:
-            await conn.close()
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(base_dsn)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
-    try:
-        yield dsn
-    finally:
-        asyncio.run(drop())
-
-
 @pytest.fixture(scope="session")
 def console_db(base_dsn: str) -> Iterator[str]:
     """A throw-away database for the API tests (their ``pg`` fixture empties it per test)."""
-    with throwaway_db(base_dsn, "voxpulse_console") as dsn:
+    with throwaway_database("voxpulse_console", console=True) as dsn:
         yield dsn
 
 
@@ -201,7 +102,7 @@ class ConsoleClient:
 
 
 def start_console(tmp: Path, dsn: str | None, **env: str) -> Console:
-    port = free_port()
+    port = free_port()  # the console is told its port (it cannot report one it picked)
     full = {
         **{k: v for k, v in os.environ.items()
            if not k.startswith(("VOXPULSE_UI_", "DATABASE_URL", "VOXPULSE_DATABASE"))},
@@ -223,7 +124,7 @@ def start_console(tmp: Path, dsn: str | None, **env: str) -> Console:
             raise AssertionError(f"the console exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
         return httpx.get(f"{c.url}/healthz", timeout=1).status_code == 200
 
-    wait_for(up, "the console's /healthz", deadline_s=30)
+    wait_for(up, "the console's /healthz", 30, every_s=0.1)
     return c
 
 
@@ -240,11 +141,12 @@ def stop_console(c: Console) -> None:
 def console(console_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     """The console on the throw-away database; Prometheus and the trace store point at closed ports
     (the tests of this fixture check the console without them: degraded, not broken)."""
-    c = start_console(tmp_path_factory.mktemp("console"), console_db,
-                      VOXPULSE_PROMETHEUS_URL=f"http://127.0.0.1:{free_port()}",
-                      VOXPULSE_TRACE_STORE="jaeger", VOXPULSE_TRACE_STORE_URL=f"http://127.0.0.1:{free_port()}")
-    yield c
-    stop_console(c)
+    with closed_port() as prometheus, closed_port() as trace_store:
+        c = start_console(tmp_path_factory.mktemp("console"), console_db,
+                          VOXPULSE_PROMETHEUS_URL=f"http://127.0.0.1:{prometheus}",
+                          VOXPULSE_TRACE_STORE="jaeger", VOXPULSE_TRACE_STORE_URL=f"http://127.0.0.1:{trace_store}")
+        yield c
+        stop_console(c)
     assert "Traceback" not in c.log_text(), c.log_text()[-4000:]
 
 

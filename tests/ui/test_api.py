@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support import closed_port
+
 from .conftest import ADMIN, VIEWER, Console, start_console, stop_console
 
 pytestmark = pytest.mark.db
@@ -303,20 +305,19 @@ def test_degrades_when_prometheus_and_the_trace_store_are_down(console: Console)
 
 
 def test_degrades_when_postgresql_is_down(tmp_path: Path) -> None:
-    from .conftest import free_port
-
-    own = start_console(tmp_path, f"postgresql://nobody:nothing@127.0.0.1:{free_port()}/none",
-                        VOXPULSE_PROMETHEUS_URL=f"http://127.0.0.1:{free_port()}")
-    try:
-        c = own.client(ADMIN)  # logging in needs no database
-        assert c.get("/api/meta").json()["sources"]["db"]["ok"] is False
-        r = c.get("/api/calls")
-        assert r.status_code == 503 and "unavailable" in r.json()["error"]
-        assert c.get("/api/overview").status_code == 200
-        assert c.get("/api/calls/x-1").status_code == 503
-        c.close()
-    finally:
-        stop_console(own)
+    with closed_port() as db, closed_port() as prometheus:
+        own = start_console(tmp_path, f"postgresql://nobody:nothing@127.0.0.1:{db}/none",
+                            VOXPULSE_PROMETHEUS_URL=f"http://127.0.0.1:{prometheus}")
+        try:
+            c = own.client(ADMIN)  # logging in needs no database
+            assert c.get("/api/meta").json()["sources"]["db"]["ok"] is False
+            r = c.get("/api/calls")
+            assert r.status_code == 503 and "unavailable" in r.json()["error"]
+            assert c.get("/api/overview").status_code == 200
+            assert c.get("/api/calls/x-1").status_code == 503
+            c.close()
+        finally:
+            stop_console(own)
 
 
 # ------------------------------------------------------------------------------------- live feed

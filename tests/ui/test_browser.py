@@ -28,7 +28,9 @@ import asyncpg
 import httpx
 import pytest
 
-from .conftest import ADMIN, VIEWER, Console, free_port, start_console, stop_console, throwaway_db, wait_for
+from tests.support import closed_port, free_port, throwaway_database, unavailable, wait_for
+
+from .conftest import ADMIN, VIEWER, Console, start_console, stop_console
 
 pytestmark = [pytest.mark.db, pytest.mark.stack, pytest.mark.slow]
 
@@ -105,10 +107,7 @@ class Live:
 @pytest.fixture(scope="module")
 def live(base_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     if not Path(CHROMIUM).is_file():
-        from .conftest import unavailable
-
-        unavailable("no /usr/bin/chromium (scripts/bootstrap.sh installs Debian's chromium)",
-                    flag="VOXPULSE_REQUIRE_STACK")
+        unavailable("BROWSER", "no /usr/bin/chromium (scripts/bootstrap.sh installs Debian's chromium)")
     from voxpulse_console import stack
 
     tmp = tmp_path_factory.mktemp("browser")
@@ -116,14 +115,12 @@ def live(base_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Li
     if not _stack_ready():
         missing = [n for n, c in stack.COMPONENTS.items() if stack._find(c.binary_names) is None]
         if missing:
-            from .conftest import unavailable
-
-            unavailable(f"missing {', '.join(missing)}: run scripts/build-backends.sh", flag="VOXPULSE_REQUIRE_STACK")
+            unavailable("STACK", f"missing {', '.join(missing)}: run scripts/build-backends.sh")
         state = tmp / "stack"
         stack.up(state_dir=state, env={"VOXPULSE_SPANMETRICS_FLUSH": "16s"}, wait_s=120)
     receiver_port = free_port()
     try:
-        with throwaway_db(base_dsn, "voxpulse_browser") as dsn:
+        with throwaway_database("voxpulse_browser", console=True) as dsn:
             run = uuid.uuid4().hex[:6]
             seed = os.getpid() % 90000 + 10000
             env = {**os.environ, "DATABASE_URL": dsn, "OTEL_SERVICE_NAME": f"vp-console-{seed}",
@@ -143,13 +140,14 @@ def live(base_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Li
                 assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
                 ids = [f"sim-{seed}-{run}-{i:04d}" for i in range(CALLS)]
                 rows = wait_for(lambda: len(_sql(dsn, "SELECT 1 FROM calls WHERE call_id = ANY($1) AND ended_at "
-                                                      "IS NOT NULL", ids)) == CALLS, "the calls in the history")
+                                                      "IS NOT NULL", ids)) == CALLS, "the calls in the history",
+                                30, every_s=0.1)
                 assert rows
                 traces = [r["trace_id"] for r in _sql(dsn, "SELECT trace_id FROM calls WHERE call_id = ANY($1)", ids)]
                 for tid in traces:
-                    wait_for(lambda t=tid: _trace(t) is not None, f"trace {tid} in the trace store", deadline_s=60)
+                    wait_for(lambda t=tid: _trace(t) is not None, f"trace {tid} in the trace store", 60, every_s=0.1)
                 wait_for(lambda: _exemplar_traces() & set(traces),
-                         "exemplars of the simulated calls in Prometheus", deadline_s=90, every_s=2)
+                         "exemplars of the simulated calls in Prometheus", 90, every_s=2)
                 shots = tmp / "shots"
                 shots.mkdir()
                 yield Live(console, dsn, f"http://127.0.0.1:{receiver_port}", ids, run, shots)
@@ -443,7 +441,7 @@ def test_unauthenticated_and_cross_site_requests_are_refused(browser: Any, page:
                               str(live.shots), str(port := free_port())], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/").status_code == 200, "the other site")
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/").status_code == 200, "the other site", 30, every_s=0.1)
         evil = page.context.new_page()
         evil.goto(f"http://127.0.0.1:{port}/")
         statuses = evil.evaluate(
@@ -510,24 +508,25 @@ def test_ukrainian_interface(page: Any, live: Live) -> None:
 def test_a_source_down_shows_a_banner_and_the_rest_works(browser: Any, live: Live, tmp_path: Path) -> None:
     """Prometheus and the trace store unreachable: the banner names them; the calls list and the call
     view (from the history alone, saying so) still work."""
-    own = start_console(tmp_path, live.dsn, VOXPULSE_PROMETHEUS_URL=f"http://127.0.0.1:{free_port()}",
-                        VOXPULSE_TRACE_STORE_URL=f"http://127.0.0.1:{free_port()}")
-    try:
-        ctx = browser.new_context(viewport={"width": 1440, "height": 900}, locale="en-GB")
-        page = ctx.new_page()
-        login(page, own.url, ADMIN, "/calls")
-        banner = page.get_by_test_id("banner")
-        banner.locator('[data-source="prometheus"]').wait_for()
-        banner.locator('[data-source="traces"]').wait_for()
-        page.locator(f'tr[data-call-id="{live.call_ids[0]}"]').wait_for()
-        page.goto(f"{own.url}/calls/{live.call_ids[0]}")
-        notice = page.get_by_test_id("source-notice")
-        notice.wait_for()
-        assert notice.get_attribute("data-source") == "history-only"
-        page.locator('[data-lane="turn:0"] [data-testid="user-text"]').wait_for()
-        ctx.close()
-    finally:
-        stop_console(own)
+    with closed_port() as prometheus, closed_port() as trace_store:
+        own = start_console(tmp_path, live.dsn, VOXPULSE_PROMETHEUS_URL=f"http://127.0.0.1:{prometheus}",
+                            VOXPULSE_TRACE_STORE_URL=f"http://127.0.0.1:{trace_store}")
+        try:
+            ctx = browser.new_context(viewport={"width": 1440, "height": 900}, locale="en-GB")
+            page = ctx.new_page()
+            login(page, own.url, ADMIN, "/calls")
+            banner = page.get_by_test_id("banner")
+            banner.locator('[data-source="prometheus"]').wait_for()
+            banner.locator('[data-source="traces"]').wait_for()
+            page.locator(f'tr[data-call-id="{live.call_ids[0]}"]').wait_for()
+            page.goto(f"{own.url}/calls/{live.call_ids[0]}")
+            notice = page.get_by_test_id("source-notice")
+            notice.wait_for()
+            assert notice.get_attribute("data-source") == "history-only"
+            page.locator('[data-lane="turn:0"] [data-testid="user-text"]').wait_for()
+            ctx.close()
+        finally:
+            stop_console(own)
 
 
 def test_usable_by_keyboard_with_labelled_controls(page: Any, live: Live) -> None:

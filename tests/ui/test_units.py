@@ -93,7 +93,7 @@ def test_filters_parse_and_cursor_round_trip() -> None:
 @pytest.fixture(scope="module")
 def simulated() -> tuple[Trace, Any]:
     """One real simulated call (three turns, a tool call) captured in memory."""
-    from agent.simulator import simulate
+    from agent.sim.simulator import simulate
     from telemetry.testing import capture_telemetry
 
     for name in ("livekit", "livekit.agents", "voxpulse.livekit", "agent"):
