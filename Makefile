@@ -1,4 +1,8 @@
 # The two commands of the README: `make demo` and `make test`. Both set up everything they need.
+# The live parts (services, the stack with its LiveKit server, the agent worker, the callers, the
+# tests and benchmarks that use them) run inside the media network namespace (scripts/netns.sh):
+# the current one when it is not the host's, else the namespace $VOXPULSE_NETNS (default voxpulse).
+# Downloads (bootstrap) happen outside it.
 .PHONY: demo test bootstrap lint docs bench clean-state
 
 SHELL := /bin/bash
@@ -9,18 +13,17 @@ VOXPULSE_STATE_DIR ?= .voxpulse
 export VOXPULSE_STATE_DIR
 # Loads the env file scripts/services.sh writes (DATABASE_URL, REDIS_URL) into a recipe's shell.
 LOAD_SERVICES_ENV := set -a; source "$$(bash scripts/services.sh env-path)"; set +a
+NETNS := bash scripts/netns.sh exec --
 LINT_PATHS := telemetry agent voxpulse_console tests bench grafana scripts
 
 bootstrap:
 	bash scripts/bootstrap.sh
 
 demo: bootstrap
-	bash scripts/services.sh start
-	$(LOAD_SERVICES_ENV); $(VENV)/voxpulse demo
+	$(NETNS) bash -ec 'bash scripts/services.sh start; $(LOAD_SERVICES_ENV); $(VENV)/voxpulse demo'
 
 test: bootstrap
-	bash scripts/services.sh start
-	bash scripts/test.sh
+	$(NETNS) bash -ec 'bash scripts/services.sh start; bash scripts/test.sh'
 
 # The one definition of the static checks (scripts/test.sh runs it too): both run, either fails it.
 lint:
@@ -31,10 +34,9 @@ docs:
 	$(VENV)/python -m telemetry._env > docs/configuration.md
 
 bench: bootstrap
-	bash scripts/services.sh start
-	$(LOAD_SERVICES_ENV); $(VENV)/python -m bench
+	$(NETNS) bash -ec 'bash scripts/services.sh start; $(LOAD_SERVICES_ENV); $(VENV)/python -m bench'
 
 clean-state:
-	-$(VENV)/voxpulse stack down
-	-bash scripts/services.sh stop
+	-$(NETNS) $(VENV)/voxpulse stack down
+	-$(NETNS) bash scripts/services.sh stop
 	rm -rf "$(VOXPULSE_STATE_DIR)"

@@ -1,24 +1,42 @@
-"""The production entry point: the tyre-shop agent as a LiveKit Agents server.
+"""The production entry point: the tyre-shop agent as a LiveKit Agents worker.
 
-    python -m agent dev      # against LIVEKIT_URL / LIVEKIT_API_KEY / LIVEKIT_API_SECRET
-    python -m agent start
+    python -m agent start    # against LIVEKIT_URL / LIVEKIT_API_KEY / LIVEKIT_API_SECRET
+    python -m agent dev
 
-Providers come from the environment (install the ``providers`` extra: ``pip install .[providers]``):
+The worker registers with the LiveKit server under ``VOXPULSE_AGENT_NAME`` (default
+``tyre-agent``) and takes calls by **explicit dispatch** (a SIP dispatch rule or
+``CreateAgentDispatch`` naming that agent). Each call is one job, run in a process of its own:
 
-* ``VOXPULSE_STT_MODEL`` (default ``nova-3``, Deepgram, language ``VOXPULSE_LANGUAGE``=``multi``)
-* ``VOXPULSE_LLM_MODEL`` (default ``gpt-4o-mini``, OpenAI)
-* ``VOXPULSE_TTS_MODEL`` / ``VOXPULSE_TTS_VOICE`` (default ``gpt-4o-mini-tts`` / ``alloy``, OpenAI)
-* ``VOXPULSE_PROVIDERS=inference`` uses LiveKit Inference model strings instead of the plugins.
-* ``OPERATOR_SIP_URI`` (e.g. ``tel:+380441234567``): where ``transfer_to_operator`` sends the caller.
-* ``STORE_API_URL``: the store API; telemetry settings: see docs/library-api.md (``OTEL_*``, ``VOXPULSE_*``).
+* **set-up** (:func:`prewarm`, LiveKit's ``setup_fnc``, before any job reaches the process):
+  ``telemetry.configure()`` -- here and not in the entrypoint, so that LiveKit's job root span
+  ``job_entrypoint`` (opened before the entrypoint runs) is recorded and the whole call is one
+  trace, and so that the instrumentation imports never block a call's event loop -- and the VAD;
+* **entrypoint**: connect, wait for the caller, one ``AgentSession`` instrumented by
+  ``telemetry.livekit.instrument_session`` (call_id from the SIP call id, else the room's id);
+* **end**: when the session closes (the caller hung up, a transfer, an error) the job is shut
+  down at once (``ctx.shutdown``); LiveKit would otherwise keep it until the room empties. The
+  telemetry handle flushes when the job process exits.
 
-Each job (one call) runs in its own process: telemetry is configured there, the session is
-instrumented with ``telemetry.livekit.instrument_session`` (call_id = the room name, caller = the
-SIP participant's number) and spans are flushed when the call ends.
+Providers (``VOXPULSE_PROVIDERS``):
+
+* ``plugins`` (default; ``pip install .[providers]``): Deepgram STT (``VOXPULSE_STT_MODEL``,
+  default ``nova-3``, language ``VOXPULSE_LANGUAGE``=``multi``), OpenAI LLM (``VOXPULSE_LLM_MODEL``,
+  default ``gpt-4o-mini``) and TTS (``VOXPULSE_TTS_MODEL`` / ``VOXPULSE_TTS_VOICE``, default
+  ``gpt-4o-mini-tts`` / ``alloy``), Silero VAD;
+* ``inference``: LiveKit Inference model strings for the same models;
+* ``local`` (``pip install .[realcalls]``; the demo, tests and benchmarks): Silero VAD, a SCRIPTED
+  STT, the fake LLM and espeak-ng TTS, see ``agent.local`` -- no keys, real audio.
+
+Also: ``OPERATOR_SIP_URI`` (e.g. ``tel:+380441234567``), where ``transfer_to_operator`` sends the
+caller; ``STORE_API_URL``, the store API; ``VOXPULSE_MAX_CALLS``, calls one worker takes at once
+(its load is active calls / this; default 5, what 2 cores carry with the callers on the same
+machine); telemetry settings: see docs/library-api.md (``OTEL_*``, ``VOXPULSE_*``).
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import logging
 import os
 from typing import Any
@@ -27,25 +45,42 @@ from livekit.agents import AgentServer, AgentSession, JobContext, JobProcess
 
 import telemetry
 from telemetry.livekit import instrument_session
+from telemetry.logs import JsonFormatter, context_filter
 
+from . import store
 from .assistant import TyreAssistant
 from .store import StoreClient
 
-__all__ = ["entrypoint", "server"]
+__all__ = ["AGENT_NAME", "entrypoint", "prewarm", "server"]
 
 log = logging.getLogger("agent.server")
 AGENT_VERSION = os.environ.get("VOXPULSE_AGENT_VERSION") or telemetry.__version__
+AGENT_NAME = os.environ.get("VOXPULSE_AGENT_NAME", "tyre-agent")
+MAX_CALLS = max(1, int(os.environ.get("VOXPULSE_MAX_CALLS", "5")))
+DRAIN_TIMEOUT_S = 60  # SIGTERM: calls in progress get this long to end (LiveKit's default is an hour)
 
 
-def _providers(proc: JobProcess) -> dict[str, Any]:
-    """STT/LLM/TTS/VAD from the environment; the plugin imports are lazy (optional extra)."""
+def _providers(ctx: JobContext, proc: JobProcess) -> dict[str, Any]:
+    """STT/LLM/TTS/VAD from the environment; the plugin imports are lazy (optional extras)."""
+    vad = proc.userdata.get("vad")
+    kind = os.environ.get("VOXPULSE_PROVIDERS", "plugins")
+    if kind == "local":
+        from .sim.latency import LatencyModel
+        from .sim.providers import ScriptedLLM
+        from .local import EspeakTTS, ScriptedLineSTT, participant_line_source
+
+        return {
+            "vad": vad,
+            "stt": ScriptedLineSTT(participant_line_source(ctx.room)),
+            "llm": ScriptedLLM(ttft=LatencyModel(0.25, 0.2)),
+            "tts": EspeakTTS(),
+        }
     stt_model = os.environ.get("VOXPULSE_STT_MODEL", "nova-3")
     llm_model = os.environ.get("VOXPULSE_LLM_MODEL", "gpt-4o-mini")
     tts_model = os.environ.get("VOXPULSE_TTS_MODEL", "gpt-4o-mini-tts")
     voice = os.environ.get("VOXPULSE_TTS_VOICE", "alloy")
     language = os.environ.get("VOXPULSE_LANGUAGE", "multi")
-    vad = proc.userdata.get("vad")
-    if os.environ.get("VOXPULSE_PROVIDERS", "plugins") == "inference":
+    if kind == "inference":
         return {"stt": f"deepgram/{stt_model}:{language}", "llm": f"openai/{llm_model}",
                 "tts": f"openai/{tts_model}:{voice}", "vad": vad}
     from livekit.plugins import deepgram, openai
@@ -59,15 +94,53 @@ def _providers(proc: JobProcess) -> dict[str, Any]:
 
 
 def prewarm(proc: JobProcess) -> None:
+    """LiveKit's set-up function: runs in each job process before it is given a job."""
+    # Telemetry first: LiveKit opens the job's root span before the entrypoint runs, so a tracer
+    # set up in the entrypoint would miss it and split the call into several traces; the imports
+    # of the instrumentation (100-200 ms) would also block the call's event loop there.
+    # The job process forwards its log records to the worker process, which writes them (see
+    # _redacted_worker_logs): no handler of ours here, only the call's ids on each record.
+    proc.userdata["telemetry"] = telemetry.configure(
+        service_name=os.environ.get("OTEL_SERVICE_NAME", "tyre-agent"), service_version=AGENT_VERSION,
+        setup_logs=False,
+    )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(context_filter())
+    store.prepare()  # the TLS context: ~25-350 ms of blocking work, not on a call's loop
+    if os.environ.get("VOXPULSE_DATABASE_URL") or os.environ.get("DATABASE_URL"):
+        importlib.import_module("telemetry.history")  # asyncpg, redis: here, not on a call's loop
     try:
         from livekit.plugins import silero
 
         proc.userdata["vad"] = silero.VAD.load()
     except ImportError:  # falls back to LiveKit's default VAD
         log.warning("livekit-plugins-silero not installed; using the default VAD")
+    # LiveKit's sentence tokenizer builds its hyphenation tables on first use (~100 ms)
+    import livekit.agents.tokenize._basic_hyphenator  # noqa: F401
 
 
-server = AgentServer(setup_fnc=prewarm)
+def _load(srv: AgentServer) -> float:
+    """The worker's load for LiveKit's dispatcher: active calls over VOXPULSE_MAX_CALLS (not the
+    machine's CPU, which other processes share)."""
+    return min(1.0, len(srv.active_jobs) / MAX_CALLS)
+
+
+server = AgentServer(
+    setup_fnc=prewarm, load_fnc=_load, load_threshold=0.999, drain_timeout=DRAIN_TIMEOUT_S,
+    # LiveKit reserves threshold/num_idle_processes of load per job it accepts while none is active
+    # yet: this many calls arriving at once from idle are accepted (the rest would be refused)
+    num_idle_processes=int(os.environ.get("VOXPULSE_IDLE_PROCESSES", "3")),
+    port=int(os.environ.get("VOXPULSE_WORKER_PORT", "8081")),
+)
+
+
+@server.on("worker_started")
+def _redacted_worker_logs() -> None:
+    """Every line the worker writes (its own and its job processes') goes through VoxPulse's JSON
+    formatter: PII redacted (a SIP room is named after the caller's number, and LiveKit logs the
+    room name), call_id and trace_id on the call's lines."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(JsonFormatter())
 
 
 def _sip_caller(ctx: JobContext) -> tuple[str | None, Any]:
@@ -79,17 +152,16 @@ def _sip_caller(ctx: JobContext) -> tuple[str | None, Any]:
     return None, None
 
 
-@server.rtc_session(agent_name=os.environ.get("VOXPULSE_AGENT_NAME", "tyre-agent"))
+def _direction(metadata: str) -> str:
+    try:
+        data = json.loads(metadata) if metadata else {}
+    except ValueError:
+        data = {}
+    return "outbound" if isinstance(data, dict) and data.get("direction") == "outbound" else "inbound"
+
+
+@server.rtc_session(agent_name=AGENT_NAME)
 async def entrypoint(ctx: JobContext) -> None:
-    # setup_logs=True: JSON lines with call and trace ids even though LiveKit's job process already
-    # has a root handler
-    handle = telemetry.configure(service_name=os.environ.get("OTEL_SERVICE_NAME", "tyre-agent"),
-                                 service_version=AGENT_VERSION, setup_logs=True)
-
-    async def flush_telemetry() -> None:
-        await handle.flush(timeout=5.0)
-
-    ctx.add_shutdown_callback(flush_telemetry)
     await ctx.connect()
     participant = await ctx.wait_for_participant()
     caller, sip = _sip_caller(ctx)
@@ -105,15 +177,46 @@ async def entrypoint(ctx: JobContext) -> None:
             room_name=ctx.room.name, participant_identity=sip.identity, transfer_to=target,
         ))
 
-    session: AgentSession[None] = AgentSession(**_providers(ctx.proc), max_tool_steps=4)
+    session: AgentSession[None] = AgentSession(**_providers(ctx, ctx.proc), max_tool_steps=4)
+
+    def end_job(ev: Any) -> None:
+        # The call ends with the session (the caller hung up, a transfer, an error): end the job
+        # now rather than when the server closes the empty room. Never raises into LiveKit.
+        try:
+            ctx.shutdown(reason=f"session closed: {getattr(ev.reason, 'value', ev.reason)}")
+        except Exception:
+            log.exception("could not shut the job down")
+
+    session.on("close", end_job)
+    call_log = await _call_history()
+    handle = ctx.proc.userdata.get("telemetry")
+
+    async def after_call(reason: str) -> None:
+        # LiveKit runs this after the room was left: write the call history out and send the
+        # call's spans now (the job's own last spans follow when the process exits).
+        if call_log is not None:
+            await call_log.aclose(timeout=5.0)
+        if handle is not None:
+            await handle.flush(timeout=5.0)
+
+    ctx.add_shutdown_callback(after_call)
     store = StoreClient()
     try:
-        async with instrument_session(
-            session, call_id=ctx.room.name, room=ctx.room.name, caller=caller,
-            direction="outbound" if ctx.job.metadata and "outbound" in ctx.job.metadata else "inbound",
-        ):
-            await session.start(TyreAssistant(store, on_transfer=transfer), room=ctx.room)
-            log.info("call started", extra={"participant": participant.identity})
+        # call_id: the SIP call id, else the room's id (never the room name: it holds the number)
+        async with instrument_session(session, caller=caller, direction=_direction(ctx.job.metadata),
+                                      call_log=call_log):
+            await session.start(TyreAssistant(store, on_transfer=transfer), room=ctx.room, record=False)
+            log.info("call started", extra={"participant_kind": int(participant.kind)})
     finally:
         await store.aclose()
-        await handle.flush(timeout=5.0)
+
+
+async def _call_history() -> Any:
+    """The call-history logger (PostgreSQL, Redis as its outage buffer) when DATABASE_URL is set."""
+    if not (os.environ.get("VOXPULSE_DATABASE_URL") or os.environ.get("DATABASE_URL")):
+        return None
+    from telemetry.history import CallLogger
+
+    logger = CallLogger.from_env(agent_version=AGENT_VERSION)
+    await logger.start()
+    return logger

@@ -9,6 +9,7 @@ errors are retried with exponential backoff; 4xx are not.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import random
 import ssl
@@ -22,7 +23,7 @@ import telemetry
 
 from .metrics import store_api_error
 
-__all__ = ["StoreClient", "StoreError"]
+__all__ = ["StoreClient", "StoreError", "prepare"]
 
 DEFAULT_URL = "http://127.0.0.1:8088"
 _SSL: ssl.SSLContext | None = None
@@ -34,6 +35,13 @@ def _ssl_context() -> ssl.SSLContext:
     if _SSL is None:
         _SSL = ssl.create_default_context()
     return _SSL
+
+
+def prepare() -> None:
+    """Does now, before a call, what a client's creation would do on the call's event loop: the
+    process's TLS context (~25-350 ms) and httpx's lazy transport import (httpcore, ~80 ms)."""
+    _ssl_context()
+    importlib.import_module("httpcore")
 
 
 class StoreError(Exception):

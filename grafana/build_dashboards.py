@@ -208,6 +208,12 @@ def sql(name: str, fmt: str = "table", ref: str = "A") -> dict[str, Any]:
             "editorMode": "code"}
 
 
+# LiveKit server 1.13 reports packet loss as a histogram of per-stream loss percentages (no loss
+# counter): its mean over a window is sum/count of the samples.
+LIVEKIT_LOSS = ('sum by ({by}) (rate(livekit_packet_loss_percent_sum{{type="AUDIO"}}[{window}])) '
+                '/ sum by ({by}) (rate(livekit_packet_loss_percent_count{{type="AUDIO"}}[{window}]))')
+
+
 def quantile(q: float, metric: str, by: str = "", selector: str = "", window: str = "$__rate_interval") -> str:
     labels = f"le, {by}" if by else "le"
     return f"histogram_quantile({q}, sum by ({labels}) (rate({metric}_bucket{selector}[{window}])))"
@@ -459,10 +465,10 @@ def voice_quality() -> dict[str, Any]:
                     prom(quantile(0.95, TTFW), "p95", latency=True, ref="B")],
                    unit="s", w=18, interval="1m"),
         row("Media (LiveKit server)"),
-        timeseries("Packet loss", "Lost packets over packets, by direction (livekit_packet_loss_total / "
-                   "livekit_packet_total); the alert fires above 1 %.",
-                   [prom("100 * sum by (direction) (rate(livekit_packet_loss_total[$__rate_interval])) / "
-                         "sum by (direction) (rate(livekit_packet_total[$__rate_interval]))", "{{direction}}")],
+        timeseries("Packet loss", "Mean packet loss of the audio streams, by direction, from LiveKit's "
+                   "livekit_packet_loss_percent histogram (one sample per stream and report); the alert "
+                   "fires above 1 %.",
+                   [prom(LIVEKIT_LOSS.format(by="direction", window="$__rate_interval"), "{{direction}}")],
                    unit="percent", w=8, interval="15s"),
         timeseries("Jitter p95", "RTP jitter p95 from LiveKit's livekit_jitter_us histogram, in ms.",
                    [prom(quantile(0.95, "livekit_jitter_us", "direction") + " / 1000", "{{direction}}",

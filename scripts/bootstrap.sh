@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Everything a fresh machine of this kind needs, idempotent and cached:
 #   Python venv (.venv) with the project and its dev tools,
-#   the collector, Jaeger (the native trace store) and Grafana's dashboard linter built from Go modules
+#   the collector, Jaeger (the native trace store), the LiveKit server and Grafana's dashboard linter
+#   built from Go modules
 #   (cached in ~/.cache/voxpulse; module checksums verified; the build fails when its Go module cache
 #   holds a module of scripts/go-not-to-use.txt, e.g. AGPL Tempo, Grafana or Loki),
-#   Prometheus, Alertmanager, PostgreSQL and Redis from Debian,
+#   Prometheus, Alertmanager, PostgreSQL, Redis, espeak-ng and sox from Debian,
 #   the web console's frontend (npm ci + build, cached by content hash) and Debian's Chromium for the
 #   browser tests (Playwright drives it; a browser download is impossible here).
 set -euo pipefail
@@ -25,7 +26,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt
   touch "$stamp"
 fi
 
-log "building or reusing the collector, Jaeger and the dashboard linter; installing Debian packages"
+log "building or reusing the collector, Jaeger, the LiveKit server and the dashboard linter; installing Debian packages"
 bash scripts/build-backends.sh
 
 log "building or reusing the web console's frontend (web/)"

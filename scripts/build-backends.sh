@@ -3,10 +3,12 @@
 #   - the OpenTelemetry Collector, from otel-collector/builder-config.yaml with the Collector Builder;
 #   - Jaeger v2, the trace store (Apache-2.0), built as the main module from its Go module;
 #   - Grafana's dashboard-linter, from its module with one file swapped (see below);
+#   - LiveKit's media server (livekit-server), from its Go module with a plain `go install`;
 #   - the Docker Compose CLI plugin, from its Go module, when a Docker CLI without it is installed
 #     (or with --with-compose): `docker compose config` needs no engine, and the tests run it;
 # and installs Prometheus, promtool, Alertmanager and amtool (and scripts/services.sh's PostgreSQL and
-# Redis) from Debian when they are missing, through scripts/debian.sh.
+# Redis, and the real calls' espeak-ng, sox and iproute2) from Debian when they are missing, through
+# scripts/debian.sh.
 #
 # Versions: scripts/versions.env (the one place they are pinned).
 # Binaries are cached in $VOXPULSE_CACHE_DIR (default ~/.cache/voxpulse), keyed by the hash of their
@@ -32,7 +34,7 @@ for arg in "$@"; do
     --with-linter) ;;  # accepted for old callers: the linter is always built now
     --with-compose) with_compose=1 ;;
     --only=*) only=${arg#--only=} ;;
-    *) echo "usage: $0 [--with-compose] [--only=otelcol|jaeger|linter|compose|licences|debian]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--with-compose] [--only=otelcol|jaeger|livekit|linter|compose|licences|debian]" >&2; exit 2 ;;
   esac
 done
 want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
@@ -125,6 +127,21 @@ if want jaeger; then
   fi
 fi
 
+# LiveKit's media server (Apache-2.0): v1.13.5 is the newest release whose go.mod has no `replace`
+# lines (later ones replace pion modules with LiveKit forks the module proxy refuses), so a plain
+# `go install` builds it, every module checked against the checksum database.
+if want livekit; then
+  k=$(key <(printf 'livekit-server %s' "$LIVEKIT_SERVER_VERSION"))
+  if ! cached livekit-server "$k"; then
+    go_build_env_ok
+    log "livekit-server: building $LIVEKIT_SERVER_VERSION (about 1.5 min on 2 cores)"
+    dir="$cache/build/livekit-server-$k"; rm -rf "$dir"; mkdir -p "$dir"
+    GOBIN="$dir" go install -trimpath -ldflags "-s -w" \
+      "github.com/livekit/livekit-server/cmd/server@$LIVEKIT_SERVER_VERSION"
+    install_bin livekit-server "$k" "$dir/server"; rm -rf "$dir"
+  fi
+fi
+
 # Grafana's dashboard-linter v0.2.0 (the only version the proxy serves; Apache-2.0) imports two
 # modules that must not be used (scripts/go-not-to-use.txt), each for one file:
 #   - lint/v2.go (v2 dashboard schema) imports github.com/grafana/grafana/apps/dashboard (AGPL);
@@ -180,6 +197,6 @@ if want licences; then
 fi
 
 if want debian; then
-  bash "$root/scripts/debian.sh" install stack services
+  bash "$root/scripts/debian.sh" install stack services media
 fi
 log "binaries in $bin"

@@ -7,8 +7,11 @@
 #   scripts/debian.sh list [GROUP...]      print the packages that are missing
 #
 # Groups: services (PostgreSQL, Redis: scripts/services.sh), stack (Prometheus, promtool,
-# Alertmanager, amtool: scripts/build-backends.sh --only=debian) and browser (Chromium for the web
-# console's browser tests: scripts/bootstrap.sh). Those scripts call this one.
+# Alertmanager, amtool: scripts/build-backends.sh --only=debian), media (the real calls: espeak-ng
+# speaks the callers' lines and the agent's answers in Ukrainian and Russian, sox resamples them to
+# 48 kHz, iproute2's `ip` makes the media network namespace of scripts/netns.sh; also
+# build-backends.sh --only=debian) and browser (Chromium for the web console's browser tests:
+# scripts/bootstrap.sh). Those scripts call this one.
 # A new package is one line of PACKAGES: its group, a shell test that is true when it is installed,
 # and the Debian package names.
 set -euo pipefail
@@ -27,6 +30,9 @@ PACKAGES=(
   "services  | command -v redis-cli                          | redis-tools"
   "stack     | command -v prometheus && command -v promtool  | prometheus"
   "stack     | have_alertmanager                             | prometheus-alertmanager"
+  "media     | command -v espeak-ng                        | espeak-ng"
+  "media     | command -v sox                              | sox"
+  "media     | command -v ip                               | iproute2"
   "browser   | command -v chromium                           | chromium"
 )
 # The system services those packages start on install (our processes use their own data dirs).
@@ -77,5 +83,5 @@ case "$cmd" in
   install) install "$@" ;;
   stop-services) stop_services ;;
   list) missing "$@" ;;
-  *) echo "usage: $0 [install|stop-services|list] [services|stack|browser ...]" >&2; exit 2 ;;
+  *) echo "usage: $0 [install|stop-services|list] [services|stack|media|browser ...]" >&2; exit 2 ;;
 esac

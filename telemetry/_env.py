@@ -112,6 +112,12 @@ VOXPULSE_METRICS_EXPORTER: Final = EnvVar(
 VOXPULSE_PROMETHEUS_ADDR: Final = EnvVar(
     ("VOXPULSE_PROMETHEUS_ADDR",), "127.0.0.1:8080", "host:port of the agent's own /metrics endpoint."
 )
+VOXPULSE_METRICS_RELAY: Final = EnvVar(
+    ("VOXPULSE_METRICS_RELAY",), None,
+    "OTLP/HTTP base URL of the worker's metrics relay (`telemetry.relay`): when set, the OTLP metrics "
+    "go there as deltas, and the relay exports them to the collector as one writer. A LiveKit worker "
+    "sets it for its job processes (`python -m agent`).",
+)
 VOXPULSE_CONTENT: Final = EnvVar(
     ("VOXPULSE_CONTENT",), "redacted", "Transcripts and tool arguments on spans: dropped, redacted or kept.",
     CONTENT_MODES,
@@ -155,6 +161,7 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
     VOXPULSE_EXPORTER,
     VOXPULSE_METRICS_EXPORTER,
     VOXPULSE_PROMETHEUS_ADDR,
+    VOXPULSE_METRICS_RELAY,
     VOXPULSE_CONTENT,
     VOXPULSE_MAX_ATTRIBUTE_LENGTH,
     VOXPULSE_LOG_LEVEL,

@@ -1,14 +1,16 @@
 """Span processors and exporter wrappers installed by configure().
 
 * :class:`CallIdProcessor` stamps ``call_id`` on every span started inside a call scope (or under
-  a parent that has one, or with ``call_id`` baggage from another process) and maps LiveKit's
-  stage spans to ``voice.stage``.
+  a parent that has one, or with ``call_id`` baggage from another process, or in a trace whose
+  call is known: ``telemetry._callmap``) and maps LiveKit's stage spans to ``voice.stage``.
 * :class:`QueueingSpanProcessor` is the SDK's BatchSpanProcessor that counts, instead of logging per
-  span, the spans it drops when its queue is full. Its sizes and delays: explicit arguments, else
-  ``OTEL_BSP_*``, else our defaults (``_env``).
+  span, the spans it drops when its queue is full, and holds the spans of a trace that will become
+  a call (a LiveKit job) until the call's id is known. Its sizes and delays: explicit arguments,
+  else ``OTEL_BSP_*``, else our defaults (``_env``).
 * :class:`ChangedPointsExporter` sends only the metric points that changed, so exemplars survive.
 * :class:`SafeExporter` redacts every span before the real exporter sees it (on the export thread,
-  off the event loop), counts spans it could not deliver, and logs failure and recovery once each.
+  off the event loop), completes ``call_id`` and ``gen_ai.conversation.id`` from the call map,
+  counts spans it could not deliver, and logs failure and recovery once each.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence, Sized
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import replace
 from typing import Any
 
@@ -35,15 +37,20 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Status
+from opentelemetry.util.types import AttributeValue
 
 from telemetry import _env
 from telemetry import metrics as _metrics
+from telemetry._callmap import CALLS
 from telemetry.calls import _current_call_id
 from telemetry.exceptions import TelemetryConfigError
 from telemetry.redaction import Redactor
 from telemetry.semconv import LIVEKIT_STAGE_SPANS, Attr
 
-__all__ = ["CallIdProcessor", "ChangedPointsExporter", "QueueingSpanProcessor", "SafeExporter", "redact_span", "stamp"]
+__all__ = [
+    "CallIdProcessor", "ChangedPointsExporter", "QueueingSpanProcessor", "SafeExporter", "add_start_hook",
+    "redact_span", "stamp",
+]
 
 _logger = logging.getLogger("voxpulse.export")
 _STAGE_BY_SPAN = {name: stage.value for name, stage in LIVEKIT_STAGE_SPANS.items()}
@@ -59,9 +66,24 @@ def _log_outside_call(message: str, *args: object) -> None:
         context.detach(token)
 
 
+StartHook = Callable[[Span, "context.Context | None"], None]
+_START_HOOKS: list[StartHook] = []
+
+
+def add_start_hook(hook: StartHook) -> None:
+    """Runs ``hook(span, parent_context)`` on every starting span, before call_id is stamped
+    (the LiveKit integration nests LiveKit's turn spans and marks job traces with it). A hook
+    must be cheap and must not raise."""
+    if hook not in _START_HOOKS:
+        _START_HOOKS.append(hook)
+
+
 def stamp(span: Span, parent_context: context.Context | None) -> None:
     """Puts call_id (and voice.stage on LiveKit's stage spans) on a starting span."""
+    for hook in _START_HOOKS:
+        hook(span, parent_context)
     attrs = span.attributes
+    call_id: str | None = None
     if attrs is None or Attr.CALL_ID not in attrs:
         call_id = _current_call_id()
         if call_id is None:
@@ -73,8 +95,16 @@ def stamp(span: Span, parent_context: context.Context | None) -> None:
             if call_id is None and parent_context is not None:
                 value = baggage.get_baggage("call_id", parent_context)
                 call_id = value if isinstance(value, str) else None
+            if call_id is None:
+                call_id = CALLS.call_id(span.context.trace_id)
         if call_id is not None:
             span.set_attribute(Attr.CALL_ID, call_id)
+    else:
+        value = attrs.get(Attr.CALL_ID)
+        call_id = value if isinstance(value, str) else None
+    # one conversation id per trace: LiveKit stamps the room's id on its spans, ours is the call_id
+    if call_id is not None and span.attributes is not None and Attr.CONVERSATION_ID in span.attributes:
+        span.set_attribute(Attr.CONVERSATION_ID, call_id)
     stage = _STAGE_BY_SPAN.get(span.name)
     if stage is not None:
         span.set_attribute(Attr.STAGE, stage)
@@ -96,10 +126,17 @@ class CallIdProcessor(SpanProcessor):
         return True
 
 
+# A job's spans wait at most this long for their call's id (a caller that never joins), and at
+# most this many spans wait in all; beyond either they are exported without it.
+HOLD_MAX_S = 120.0
+HOLD_MAX_SPANS = 2048
+
+
 class QueueingSpanProcessor(BatchSpanProcessor):
-    """BatchSpanProcessor that stamps call_id on start (one processor on the hot path, not two) and
+    """BatchSpanProcessor that stamps call_id on start (one processor on the hot path, not two),
     counts queue-full drops (one log line when the queue fills and one when it has drained below
-    half, not per span nor per exported batch)."""
+    half, not per span nor per exported batch), and holds the spans of an expected call's trace
+    (``telemetry._callmap``) that end before the call's id is known."""
 
     def __init__(self, exporter: SpanExporter, *, max_queue_size: int | None = None,
                  schedule_delay_ms: float | None = None, max_export_batch_size: int | None = None,
@@ -122,6 +159,9 @@ class QueueingSpanProcessor(BatchSpanProcessor):
         self._queue_limit = max_queue_size
         inner = getattr(self, "_batch_processor", None)
         self._queue: Sized = getattr(inner, "_queue", ())  # the SDK's deque (private; () if it moves)
+        self._held: dict[int, list[ReadableSpan]] = {}
+        self._held_count = 0
+        self._held_lock = threading.Lock()
 
     def on_start(self, span: Span, parent_context: context.Context | None = None) -> None:
         stamp(span, parent_context)
@@ -134,6 +174,49 @@ class QueueingSpanProcessor(BatchSpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         if not span.context or not span.context.trace_flags.sampled:
             return
+        if self._held:
+            self._release(force=False)
+        if (span.attributes is None or Attr.CALL_ID not in span.attributes) and self._hold(span):
+            return
+        self._enqueue(span)
+
+    def _hold(self, span: ReadableSpan) -> bool:
+        trace_id = span.context.trace_id
+        since = CALLS.expected_since(trace_id)
+        if since is None or time.time() - since > HOLD_MAX_S:
+            return False
+        with self._held_lock:
+            if self._held_count >= HOLD_MAX_SPANS:
+                return False
+            self._held.setdefault(trace_id, []).append(span)
+            self._held_count += 1
+        return True
+
+    def _release(self, *, force: bool) -> None:
+        """Queues the held spans whose call is now known (or that waited too long; all with force)."""
+        ready: list[ReadableSpan] = []
+        now = time.time()
+        with self._held_lock:
+            for trace_id in list(self._held):
+                since = CALLS.expected_since(trace_id)
+                if force or since is None or now - since > HOLD_MAX_S:
+                    spans = self._held.pop(trace_id)
+                    self._held_count -= len(spans)
+                    ready.extend(spans)
+                    if since is not None and not force:
+                        CALLS.forget_expected(trace_id)
+        for span in ready:
+            self._enqueue(span)
+
+    def force_flush(self, timeout_millis: int | None = None) -> bool:
+        self._release(force=True)
+        return super().force_flush(timeout_millis) if timeout_millis is not None else super().force_flush()
+
+    def shutdown(self) -> None:
+        self._release(force=True)
+        super().shutdown()  # type: ignore[no-untyped-call]
+
+    def _enqueue(self, span: ReadableSpan) -> None:
         if len(self._queue) >= self._queue_limit:
             self.dropped += 1
             _metrics._export_dropped(1)
@@ -150,13 +233,29 @@ class QueueingSpanProcessor(BatchSpanProcessor):
         super().on_end(span)
 
 
+def _completed(attributes: dict[str, AttributeValue], trace_id: int) -> dict[str, AttributeValue]:
+    """call_id (and the one conversation id) from the call map, for a span that started before
+    its trace's call was known."""
+    call_id = attributes.get(Attr.CALL_ID)
+    if call_id is None:
+        call_id = CALLS.call_id(trace_id)
+        if call_id is None:
+            return attributes
+        attributes[Attr.CALL_ID] = call_id
+    if Attr.CONVERSATION_ID in attributes:
+        attributes[Attr.CONVERSATION_ID] = call_id
+    return attributes
+
+
 def redact_span(span: ReadableSpan, redactor: Redactor) -> ReadableSpan:
     """The span as it may leave the process (the same object when nothing needed redacting)."""
     attributes = redactor.attributes(span.attributes)
+    if span.context is not None:
+        attributes = _completed(attributes, span.context.trace_id)
     original = span.attributes or {}
     if (
         not span.events and not span.status.description and len(attributes) == len(original)
-        and all(attributes[k] == v for k, v in original.items())
+        and all(k in attributes and attributes[k] == v for k, v in original.items())
     ):
         return span
     events = [

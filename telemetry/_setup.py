@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import multiprocessing.util
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -18,8 +19,22 @@ from dataclasses import dataclass
 
 from opentelemetry import metrics as metrics_api
 from opentelemetry import trace
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics import (
+    Counter,
+    Histogram,
+    MeterProvider,
+    ObservableCounter,
+    ObservableGauge,
+    ObservableUpDownCounter,
+    UpDownCounter,
+)
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -31,8 +46,9 @@ from telemetry._instrumentation import instrument_libraries
 from telemetry._processors import CallIdProcessor, ChangedPointsExporter, QueueingSpanProcessor, SafeExporter
 from telemetry._state import STATE, TRACER_NAME
 from telemetry.redaction import ContentMode, Redactor
+from telemetry.semconv import LIVEKIT_METER, LIVEKIT_METRIC_LABELS
 
-__all__ = ["Telemetry", "TelemetryConfig", "configure", "install"]
+__all__ = ["Telemetry", "TelemetryConfig", "configure", "install", "metric_views"]
 
 _logger = logging.getLogger("voxpulse")
 # The OTLP exporters log every retry; our SafeExporter logs failure and recovery once each.
@@ -64,6 +80,7 @@ class TelemetryConfig:
     max_attribute_length: int
     metric_export_interval_s: float
     endpoint_explicit: bool = False
+    metrics_relay: str | None = None  # OTLP/HTTP base URL of the worker's metrics relay
 
 
 def _run_bounded(fn: Callable[[], object], timeout: float) -> bool:
@@ -231,6 +248,7 @@ def _resolve(
             metric_export_interval_s if metric_export_interval_s is not None else interval_ms / 1000
         ),
         endpoint_explicit=endpoint is not None,
+        metrics_relay=_env.text(_env.VOXPULSE_METRICS_RELAY),
     )
 
 
@@ -263,7 +281,24 @@ def _metric_readers(config: TelemetryConfig) -> tuple[list[MetricReader], Change
     """The configured readers, and the OTLP metric exporter among them (stopped at a shutdown deadline)."""
     readers: list[MetricReader] = []
     otlp: ChangedPointsExporter | None = None
-    if config.metrics_exporter in ("otlp", "both") and config.exporter == "otlp":
+    if config.metrics_exporter in ("otlp", "both") and config.exporter == "otlp" and config.metrics_relay:
+        # a job process of a LiveKit worker: deltas to the worker's relay, the one writer of the
+        # worker's series (telemetry.relay)
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+            OTLPMetricExporter as HttpMetricExporter,
+        )
+
+        kinds: tuple[type, ...] = (
+            Counter, UpDownCounter, Histogram, ObservableCounter, ObservableUpDownCounter, ObservableGauge,
+        )
+        delta: dict[type, AggregationTemporality] = dict.fromkeys(kinds, AggregationTemporality.DELTA)
+        relay = HttpMetricExporter(endpoint=config.metrics_relay.rstrip("/") + "/v1/metrics",
+                                   preferred_temporality=delta)
+        otlp = ChangedPointsExporter(relay)
+        readers.append(PeriodicExportingMetricReader(
+            otlp, export_interval_millis=config.metric_export_interval_s * 1000,
+        ))
+    elif config.metrics_exporter in ("otlp", "both") and config.exporter == "otlp":
         endpoint = config.endpoint if config.endpoint_explicit else None  # else the exporter reads OTEL_*
         if config.protocol == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
@@ -396,7 +431,8 @@ def configure(
 
     readers, otlp_metrics = _metric_readers(config)
     readers = [*readers, *additional_metric_readers]
-    meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False,
+                                   views=metric_views())
 
     if not _globals_set:  # the OTel globals can be set once per process
         _globals_set = True
@@ -413,4 +449,14 @@ def configure(
     if not _atexit_registered:  # bounded (3 s); also under pytest (a test's subprocess must flush too)
         _atexit_registered = True
         atexit.register(_at_exit)
+        # LiveKit runs each job in a multiprocessing child, which leaves with os._exit(): atexit
+        # hooks never run there, multiprocessing's finalizers do. The job's last spans (its root,
+        # job_shutdown) end after the job's own code has returned: only this flush exports them.
+        multiprocessing.util.Finalize(None, _at_exit, exitpriority=100)
     return handle
+
+
+def metric_views() -> list[View]:
+    """LiveKit Agents' metrics keep only low-cardinality labels (semconv.LIVEKIT_METRIC_LABELS):
+    the per-job room_id and job_id it stamps on every point never become series."""
+    return [View(meter_name=LIVEKIT_METER, instrument_name="*", attribute_keys=set(LIVEKIT_METRIC_LABELS))]

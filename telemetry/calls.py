@@ -30,6 +30,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from telemetry import metrics as _metrics
+from telemetry._callmap import CALLS
 from telemetry._errors import internal_errors
 from telemetry._state import STATE
 from telemetry.semconv import Attr, CallOutcome, SpanName, Stage, error_type
@@ -229,6 +230,8 @@ class CallScope:
             SpanName.CALL, context=parent, kind=SpanKind.SERVER, attributes=attrs,
             record_exception=False, set_status_on_exception=False,
         )
+        # spans of this trace that started outside the scope (a LiveKit job's) get the call's id too
+        CALLS.register(self._span.get_span_context().trace_id, self.call_id)
         ctx = trace.set_span_in_context(self._span, parent)
         ctx = baggage.set_baggage(_BAGGAGE_KEY, self.call_id, ctx)
         self._ctx_token = context.attach(ctx)

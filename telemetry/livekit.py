@@ -2,29 +2,41 @@
 
 One call instruments an ``AgentSession`` for one phone call::
 
-    async with instrument_session(session, call_id=ctx.room.name) as call:
+    async with instrument_session(session) as call:
         await session.start(agent, room=ctx.room)
     # leaves when the session closed (hang-up, transfer, shutdown)
 
 ``configure()`` routes LiveKit Agents' own tracer into our provider (:func:`_route_tracer`) and the
 tool decorators leave LiveKit's ``RunContext`` argument out of the recorded tool arguments; both
 live here, so a LiveKit API change touches this one module.
+In a LiveKit worker, ``telemetry.configure()`` belongs in the worker's set-up function (LiveKit's
+``setup_fnc``, run in each job process before its job): LiveKit opens the job's root span
+``job_entrypoint`` before the entrypoint runs, so the whole call -- dispatch, connect, the session,
+shutdown -- is then one trace (see ``agent/server.py``).
 
 What it does, per call (several concurrent sessions in one process never mix: every piece of state
 lives on the :class:`SessionInstrumentation` of its session, and every span it creates names its
 parent explicitly):
 
-* opens the call scope (``telemetry.call``) with the call_id: given, else the job's room name,
-  else generated. ``session.start()`` runs inside the scope, so LiveKit's own spans
-  (``agent_session``, ``llm_request``, ``function_tool``, ``tts_request``, ...) join the call's trace
-  (``telemetry.configure`` routes LiveKit's tracer to our provider) and carry call_id;
+* opens the call scope (``telemetry.call``) with a call_id that never holds personal data: given,
+  else LiveKit SIP's call id (the caller's ``sip.callID`` attribute), else the room's id, else the
+  job's id, else generated -- never the room name, which LiveKit's SIP dispatch builds from the
+  caller's number (it goes on the call span as the PII attribute ``lk.pii.room_name``).
+  ``session.start()`` runs inside the scope, so LiveKit's own spans join the call's trace and
+  carry call_id; LiveKit's job spans outside the scope (``job_entrypoint``, ``room_connect``,
+  ``job_shutdown``, ...) get it from the call map (``telemetry._callmap``), and the job's trace
+  is held back until the call's id is known;
 * a ``turn`` span per caller utterance and the agent's answer (``voice.turn.index``,
-  ``voice.turn.time_to_first_word`` in seconds, tool-call count, the texts under PII keys);
+  ``voice.turn.time_to_first_word`` in seconds, tool-call count, the texts under PII keys), which
+  LiveKit's ``user_turn``,
+  ``on_user_turn_completed`` and ``agent_turn`` spans of that turn are nested under: one subtree
+  per turn (the caller's speech, end of turn, STT, LLM, tools, TTS, playout);
 * a ``speech_to_text`` span per user turn (LiveKit has none): from the end of the caller's speech
   to the final transcript, with provider, model and audio seconds;
-* time to first word per turn, measured live: end of caller speech (the VAD-anchored
-  ``stopped_speaking_at`` LiveKit puts on the user message) to the first agent audio frame (the
-  sink's playback start, which flips the agent to "speaking");
+* time to first word per turn, as close to the caller's ear as the agent can know (see
+  :class:`_TtfwProbe`): the caller's last audible frame received -> the agent's first audible
+  frame pushed into the room's audio source (plus the audio queued ahead of it), plus the media
+  latency both ways estimated from the caller track's jitter buffer;
 * LiveKit's metric events -> ``voice.stage.time_to_first_chunk`` (LLM ttft, TTS ttfb, STT
   end-of-speech -> final transcript);
 * usage and cost per call from a :class:`telemetry.pricing.PriceTable` (``call.add_cost`` per
@@ -34,6 +46,10 @@ parent explicitly):
   on the span event);
 * the call outcome when the session closes (a transfer set earlier wins);
 * the call-history logger, if given (:class:`CallLog`), fed with call start/end, turns and tool calls.
+
+Every event handler it registers with LiveKit is guarded: an error in it is logged (and, under
+tests, re-raised when the call scope exits), never raised into LiveKit, where it would break the
+turn.
 """
 
 from __future__ import annotations
@@ -45,7 +61,9 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Protocol, runtime_checkable
@@ -56,15 +74,27 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from telemetry import metrics as _metrics
-from telemetry._errors import internal_errors
+from telemetry._callmap import CALLS
+from telemetry._errors import internal_error, internal_errors, raise_internal_errors
+from telemetry._processors import add_start_hook
 from telemetry._state import STATE
 from telemetry.calls import CallScope
 from telemetry.decorators import _skip_framework_argument
 from telemetry.pricing import DEFAULT_PRICES, PriceTable
 from telemetry.redaction import ContentMode
-from telemetry.semconv import OTHER, Attr, CallOutcome, SpanName, Stage, error_type
+from telemetry.semconv import (
+    LIVEKIT_JOB_ROOT,
+    LIVEKIT_TURN_SPANS,
+    OTHER,
+    Attr,
+    CallOutcome,
+    SpanName,
+    Stage,
+    error_type,
+)
 
 __all__ = [
+    "AUDIBLE_RMS",
     "CallLog",
     "MeasuredTurn",
     "SessionInstrumentation",
@@ -75,6 +105,19 @@ _logger = logging.getLogger("voxpulse.livekit")
 
 # repeated calls of one tool within one turn that look like enumeration / data dumping
 _REPEATED_TOOL_THRESHOLD: Final = 4
+
+# Time to first word, at the caller's ear (see _TtfwProbe).
+AUDIBLE_RMS: Final = 300.0  # a 10 ms block of int16 samples with a higher RMS is audible
+AUDIBLE_BLOCK_S: Final = 0.010
+# One way, on top of the receiving jitter buffer: the Opus packet (20 ms) and the encoder's
+# look-ahead (6.5 ms), the sender's capture queue and the receiver's playout frame (about 10-20 ms
+# each). 55 ms is what the loopback measurements of bench/bench_realcalls.py leave once twice the
+# jitter-buffer delay is taken off the path the agent cannot see (2-core machine, 2026-11).
+MEDIA_FRAMING_S: Final = 0.055
+# The last audible frame counts as the end of the caller's speech only within this window before
+# the VAD's end of speech (the VAD ends speech 100-250 ms after the last audible frame; a later
+# "audible" frame is line noise).
+VAD_TRAILING_WINDOW_S: Final = 0.6
 
 
 # ------------------------------------------------------------------------------------------------
@@ -171,6 +214,11 @@ class _Turn:
     stt_done: bool = False
     idle_at: float | None = None  # the agent went back to listening after answering
     provider_failed: bool = False  # an STT/LLM/TTS error the framework could not recover from
+    heard_end: float | None = None  # start of TTFW: the caller's speech end as the agent knows it
+    ttfw_method: str = "vad"
+    audible_out_at: float | None = None  # end of TTFW: the first audible frame reaches the room
+    ttfw_agent_s: float | None = None
+    ttfw_network_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +234,10 @@ class MeasuredTurn:
     tool_calls: tuple[str, ...]
     stopped_speaking_at: float | None
     agent_started_at: float | None
+    ttfw_agent_s: float | None = None  # measured at the agent (voice.ttfw.agent_ms)
+    ttfw_network_s: float | None = None  # estimated media latency both ways (voice.ttfw.network_ms)
+    ttfw_method: str | None = None  # voice.ttfw.method
+    heard_end: float | None = None  # when the caller's speech ended, as the agent knows it
 
 
 class SessionInstrumentation:
@@ -218,10 +270,14 @@ class SessionInstrumentation:
         self.prices = price_table or DEFAULT_PRICES
         self.call_log = call_log
         self.wait_for_close = wait_for_close
-        job_room, job_caller = _from_job()
+        job = _from_job()
+        attrs: dict[str, AttributeValue] = {k: v for k, v in (
+            (Attr.SIP_CALL_ID, job.sip_call_id), (Attr.ROOM_SID, job.room_sid), (Attr.JOB_ID, job.job_id),
+        ) if v}
+        attrs.update(attributes or {})
         self.scope: CallScope = CallScope(
-            call_id or job_room, direction=direction, caller=caller or job_caller, room=room or job_room,
-            scenario=scenario, attributes=attributes,
+            call_id or job.call_id, direction=direction, caller=caller or job.caller, room=room or job.room_name,
+            scenario=scenario, attributes=attrs,
         )
         self.turns: list[MeasuredTurn] = []
         self.close_reason: str | None = None
@@ -236,6 +292,10 @@ class SessionInstrumentation:
         self._handlers: list[tuple[str, Any]] = []
         self._tracer = STATE.tracer
         self._finished = False
+        self._errors: list[BaseException] = []  # handler errors, re-raised at exit under tests
+        self._session_span_ctx: trace.SpanContext | None = None  # LiveKit's agent_session span
+        self._instr_token: Any = None
+        self._probe = _TtfwProbe(self)
 
     # -- public -----------------------------------------------------------------------------------
     @property
@@ -253,6 +313,9 @@ class SessionInstrumentation:
         scope = await self.scope.__aenter__()
         self._tracer = STATE.tracer
         self._parent_ctx = trace.set_span_in_context(scope.span)
+        # LiveKit's agent_session span starts inside session.start(), in this context: the span
+        # hook recognises it as this session's (turn spans are nested below it)
+        self._instr_token = _CURRENT.set(self)
         self._subscribe()
         if self.call_log is not None:
             with internal_errors("livekit.call_log.start"):
@@ -270,7 +333,13 @@ class SessionInstrumentation:
             raise
         finally:
             self._finish(exc)
+            if self._instr_token is not None:
+                with contextlib.suppress(ValueError):  # exited in another context than entered
+                    _CURRENT.reset(self._instr_token)
+                self._instr_token = None
             await self.scope.__aexit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+        if self._errors and exc is None:
+            raise self._errors[0]  # only under tests (see _guard): a handler of ours failed
 
     # -- events -----------------------------------------------------------------------------------
     def _subscribe(self) -> None:
@@ -283,13 +352,36 @@ class SessionInstrumentation:
             "close": self._on_close,
         }
         for name, fn in handlers.items():
-            self.session.on(name, fn)
-            self._handlers.append((name, fn))
+            guarded = self._guard(name, fn)
+            self.session.on(name, guarded)
+            self._handlers.append((name, guarded))
         # AgentSession.on() logs a deprecation warning for every "metrics_collected" subscriber;
         # the event itself is the only live source of LLM ttft / TTS ttfb per request.
         emitter_on = _base_emitter_on(self.session)
-        emitter_on("metrics_collected", self._on_metrics)
-        self._handlers.append(("metrics_collected", self._on_metrics))
+        guarded = self._guard("metrics_collected", self._on_metrics)
+        emitter_on("metrics_collected", guarded)
+        self._handlers.append(("metrics_collected", guarded))
+
+    def _guard(self, name: str, fn: Callable[[Any], None]) -> Callable[[Any], None]:
+        """``fn`` as a LiveKit event handler that can never raise into LiveKit (an exception in a
+        session event handler breaks the turn: the agent never answers). The error is logged; under
+        tests it is also kept and re-raised when the call scope exits."""
+
+        def handler(ev: Any) -> None:
+            try:
+                fn(ev)
+            except Exception as exc:
+                self._contain(f"livekit.{name}", exc)
+
+        return handler
+
+    def _contain(self, site: str, exc: Exception) -> None:
+        """An error of ours inside a LiveKit callback: counted and logged, never raised into
+        LiveKit; under tests kept and re-raised when the call scope exits."""
+        if raise_internal_errors():
+            self._errors.append(exc)
+        else:
+            internal_error(site, exc)
 
     def _unsubscribe(self) -> None:
         for name, fn in self._handlers:
@@ -303,26 +395,55 @@ class SessionInstrumentation:
             if ev.new_state == "speaking":
                 self._user_speech_started = now
                 t = self._turn
+                # with tracing on, LiveKit's user_turn span opened the turn a moment ago
                 if t is None or t.answered or t.agent_started_at is not None:
                     self._open_turn(now)
             elif ev.old_state == "speaking":
                 self._last_user_stop = now
+                self._probe.end_of_speech()
 
     def _on_agent_state(self, ev: Any) -> None:
         with internal_errors("livekit.agent_state"):
+            self._probe.install()  # the room's audio in and out exist once the session started
             t = self._turn
             if ev.new_state == "listening" and t is not None and t.agent_started_at is not None:
                 t.idle_at = float(getattr(ev, "created_at", time.time()))
             if ev.new_state == "speaking" and t is not None and t.agent_started_at is None and t.user_text:
                 now = float(getattr(ev, "created_at", time.time()))
                 t.agent_started_at = now
-                stop = t.stopped_speaking_at or self._last_user_stop
-                if stop is not None:
-                    ttfw = max(0.0, now - stop)
-                    t.ttfw_s = ttfw
-                    t.span.set_attribute(Attr.TURN_TTFW, ttfw)
-                    with trace.use_span(t.span, end_on_exit=False):  # exemplar -> this turn
-                        _metrics.record_time_to_first_word(ttfw)
+                if not self._probe.measures_output:
+                    # no room audio source (an offline sink): the sink's playback start is the end
+                    t.audible_out_at = now
+                    t.ttfw_method = "playback"
+                    self._complete_ttfw(t)
+
+    def _complete_ttfw(self, t: _Turn) -> None:
+        """Sets the turn's time to first word once both ends are known (once per turn)."""
+        if t.ttfw_s is not None or t.audible_out_at is None:
+            return
+        start = t.heard_end if t.heard_end is not None else (t.stopped_speaking_at or self._last_user_stop)
+        if start is None:
+            return
+        agent_s = max(0.0, t.audible_out_at - start)
+        network_s = self._probe.network_s() if self._probe.measures_output else 0.0
+        ttfw = agent_s + network_s
+        t.ttfw_s, t.ttfw_agent_s, t.ttfw_network_s = ttfw, agent_s, network_s
+        t.span.set_attributes({
+            Attr.TURN_TTFW: round(ttfw, 4),
+            Attr.TURN_TTFW_AT_AGENT: round(agent_s, 4),
+            Attr.TURN_MEDIA_LATENCY: round(network_s, 4),
+            Attr.TURN_TTFW_METHOD: t.ttfw_method,
+        })
+        with trace.use_span(t.span, end_on_exit=False):  # exemplar -> this turn
+            _metrics.record_time_to_first_word(ttfw)
+
+    def _on_audible_out(self, at: float) -> None:
+        """The probe saw the answer's first audible frame go into the room's audio source."""
+        t = self._turn
+        if t is None or t.audible_out_at is not None or not t.user_text:
+            return
+        t.audible_out_at = at
+        self._complete_ttfw(t)
 
     def _on_item(self, ev: Any) -> None:
         with internal_errors("livekit.conversation_item"):
@@ -347,6 +468,9 @@ class SessionInstrumentation:
         if stopped is not None:
             t.stopped_speaking_at = float(stopped)
         t.started_speaking_at = float(started)
+        if t.audible_out_at is None:
+            t.heard_end, t.ttfw_method = self._probe.speech_end(t.stopped_speaking_at)
+            self._probe.arm()
         t.span.set_attribute(Attr.TURN_USER_TEXT, t.user_text)
         if not t.stt_done and self.session.stt is not None:
             t.stt_done = True
@@ -398,8 +522,8 @@ class SessionInstrumentation:
         t.answered = not interrupted
         t.interrupted = t.interrupted or interrupted
         t.span.set_attribute(Attr.TURN_AGENT_TEXT, t.agent_text)
-        if interrupted:
-            t.span.set_attribute(Attr.CANCELLED, True)
+        # an interruption is on LiveKit's agent_turn below the turn (lk.interrupted,
+        # lk.interruption.source, lk.playout.position): no twin of it here
         if self.call_log is not None:
             ttft, ttfb = m.get("llm_node_ttft"), m.get("tts_node_ttfb")
             with internal_errors("livekit.call_log.turn"):
@@ -520,8 +644,11 @@ class SessionInstrumentation:
     def _open_turn(self, started_at: float) -> _Turn:
         self._close_turn(started_at)
         index = self.scope.next_turn()
+        parent = self._parent_ctx
+        if self._session_span_ctx is not None:  # beside LiveKit's other session spans
+            parent = trace.set_span_in_context(trace.NonRecordingSpan(self._session_span_ctx))
         span = self._tracer.start_span(
-            SpanName.TURN, context=self._parent_ctx, kind=SpanKind.INTERNAL,
+            SpanName.TURN, context=parent, kind=SpanKind.INTERNAL,
             attributes={Attr.CALL_ID: self.call_id, Attr.STAGE: Stage.TURN.value, Attr.TURN_INDEX: index},
             start_time=_ns(started_at),
         )
@@ -540,9 +667,30 @@ class SessionInstrumentation:
             MeasuredTurn(
                 index=t.index, ttfw_s=t.ttfw_s, user_text=t.user_text, agent_text=t.agent_text,
                 tool_calls=tuple(t.tool_names), stopped_speaking_at=t.stopped_speaking_at,
-                agent_started_at=t.agent_started_at,
+                agent_started_at=t.agent_started_at, ttfw_agent_s=t.ttfw_agent_s,
+                ttfw_network_s=t.ttfw_network_s, ttfw_method=t.ttfw_method if t.ttfw_s is not None else None,
+                heard_end=t.heard_end,
             )
         )
+
+    # -- LiveKit's spans (the span hook) ---------------------------------------------------------
+    def _session_span_started(self, span: Any) -> None:
+        if self._session_span_ctx is None:
+            self._session_span_ctx = span.get_span_context()
+            _SESSIONS[self._session_span_ctx.span_id] = self
+
+    def _turn_parent(self, span: Any) -> trace.SpanContext | None:
+        """The parent for one of LiveKit's turn spans that starts under agent_session: the turn
+        it belongs to (a user_turn opens the next turn), or None to leave it where it is."""
+        t = self._turn
+        if span.name == "user_turn":
+            if t is None or t.answered or t.agent_started_at is not None:
+                start = span.start_time / 1e9 if span.start_time else time.time()
+                t = self._open_turn(start)
+            return t.span.get_span_context()
+        if t is None or t.idle_at is not None:
+            return None  # the greeting, or agent speech after the turn was over
+        return t.span.get_span_context()
 
     # -- end of call ------------------------------------------------------------------------------
     def _finish(self, exc: BaseException | None) -> None:
@@ -550,6 +698,7 @@ class SessionInstrumentation:
             return
         self._finished = True
         self._unsubscribe()
+        self._probe.close()
         with internal_errors("livekit.finish"):
             self._close_turn()
             if not self._closed.is_set():
@@ -567,6 +716,312 @@ class SessionInstrumentation:
 
 instrument_session = SessionInstrumentation
 """``instrument_session(session, call_id=..., ...)``: see :class:`SessionInstrumentation` (an alias)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# time to first word, at the caller's ear
+# ------------------------------------------------------------------------------------------------
+DEFAULT_JITTER_BUFFER_S: Final = 0.040  # before the first WebRTC stats of the caller's track
+
+
+class _TtfwProbe:
+    """Measures time to first word as close to the caller's ear as the agent can know.
+
+    * start -- the caller's last audible frame as it reached the agent: a tap on the session's
+      audio input keeps the time of the last 10 ms block louder than :data:`AUDIBLE_RMS`. At the
+      VAD's end of speech it is the end of the caller's speech when it lies within
+      :data:`VAD_TRAILING_WINDOW_S` before the VAD's own end of speech (which the VAD declares
+      100-250 ms after the last audible frame); otherwise the VAD's end is (method ``vad``).
+    * end -- the answer's first audible block pushed into the room's audio source, plus the audio
+      queued there ahead of it: when the caller's side starts to receive sound. LiveKit's own
+      figure (``lk.e2e_latency``) ends at the agent-state change, when the first frame -- silence
+      at the start of most TTS audio -- is pushed. Without a room audio source (an offline sink):
+      the sink's playback start (method ``playback``).
+    * network -- what neither end of the agent sees: the media path both ways. One way is the
+      jitter-buffer delay of the caller's track at the agent (WebRTC stats over the last
+      utterance) plus :data:`MEDIA_FRAMING_S`; the way back is assumed to be the same. 0 without
+      a room.
+    """
+
+    def __init__(self, owner: SessionInstrumentation) -> None:
+        self._owner = weakref.ref(owner)
+        self.measures_output = False
+        self._tap: Any = None
+        self._source: Any = None
+        self._last_loud: float | None = None
+        self._loud_at_eos: float | None = None
+        self._armed = False
+        self._jitter_s: float | None = None
+        self._jb_prev: tuple[float, int] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def install(self) -> None:
+        """Taps the session's audio input and the room's audio source (idempotent; cheap)."""
+        owner = self._owner()
+        if owner is None or self._closed:
+            return
+        session = owner.session
+        inputs: Any = getattr(session, "input", None)
+        current_in = getattr(inputs, "audio", None)
+        if current_in is not None and current_in is not self._tap:
+            self._tap = _input_tap(current_in, self._on_input_frame, self.contain)
+            inputs.audio = self._tap
+        if self._source is None:
+            source = _room_audio_source(getattr(getattr(session, "output", None), "audio", None))
+            if source is not None:
+                _attach_output_probe(source, self)
+                self._source = source
+                self.measures_output = True
+
+    def close(self) -> None:
+        self._closed = True
+        self._armed = False
+        for task in self._tasks:
+            task.cancel()
+
+    # -- start ------------------------------------------------------------------------------------
+    def _on_input_frame(self, frame: Any) -> None:
+        last = _last_audible_offset(frame)
+        if last is not None:
+            self._last_loud = time.time() - (_duration(frame) - last)
+
+    def end_of_speech(self) -> None:
+        """The VAD ended the caller's speech: the last audible frame so far belongs to it."""
+        self._loud_at_eos = self._last_loud
+        if self.measures_output and not self._closed:
+            task = asyncio.get_running_loop().create_task(self._sample_jitter())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def speech_end(self, vad_stop: float | None) -> tuple[float | None, str]:
+        """(when the caller's speech ended as the agent knows it, method) for a committed turn."""
+        loud = self._loud_at_eos
+        if vad_stop is None:
+            return (loud, "audio") if loud is not None else (None, "vad")
+        if loud is not None and vad_stop - VAD_TRAILING_WINDOW_S <= loud <= vad_stop + AUDIBLE_BLOCK_S:
+            return loud, "audio"
+        return vad_stop, "vad"
+
+    # -- end --------------------------------------------------------------------------------------
+    def arm(self) -> None:
+        self._armed = not self._closed
+
+    def on_output_frame(self, frame: Any, queued_s: float) -> None:
+        if not self._armed:
+            return
+        offset = _first_audible_offset(frame)
+        if offset is None:
+            return
+        self._armed = False
+        owner = self._owner()
+        if owner is not None:
+            owner._on_audible_out(time.time() + queued_s + offset)
+
+    # -- network ----------------------------------------------------------------------------------
+    def network_s(self) -> float:
+        jitter = self._jitter_s if self._jitter_s is not None else DEFAULT_JITTER_BUFFER_S
+        return 2 * (jitter + MEDIA_FRAMING_S)
+
+    def contain(self, site: str, exc: Exception) -> None:
+        owner = self._owner()
+        if owner is not None:
+            owner._contain(site, exc)
+
+    async def _sample_jitter(self) -> None:
+        try:
+            await self._read_jitter()
+        except Exception as exc:
+            self.contain("livekit.ttfw.stats", exc)
+
+    async def _read_jitter(self) -> None:
+        owner = self._owner()
+        track = _caller_audio_track(owner.session) if owner is not None else None
+        if track is None:
+            return
+        for st in await track.get_stats():
+            if st.WhichOneof("stats") != "inbound_rtp":
+                continue
+            inbound = st.inbound_rtp.inbound
+            delay, count = float(inbound.jitter_buffer_delay), int(inbound.jitter_buffer_emitted_count)
+            prev = self._jb_prev
+            if prev is not None and count > prev[1]:
+                self._jitter_s = (delay - prev[0]) / (count - prev[1])
+            elif count > 0:
+                self._jitter_s = delay / count
+            self._jb_prev = (delay, count)
+            return
+
+
+def _blocks(frame: Any) -> tuple[Any, int] | None:
+    """The frame's int16 samples as rows of 10 ms (channels mixed), and the samples per row."""
+    import numpy as np
+
+    rate = int(getattr(frame, "sample_rate", 0) or 0)
+    channels = int(getattr(frame, "num_channels", 1) or 1)
+    data = np.frombuffer(frame.data, dtype=np.int16)
+    if rate <= 0 or data.size == 0:
+        return None
+    per = max(1, int(rate * AUDIBLE_BLOCK_S))
+    mono = data.reshape(-1, channels)[:, 0] if channels > 1 else data
+    n = mono.size // per
+    if n == 0:
+        return mono.reshape(1, -1).astype(np.float32), mono.size
+    return mono[: n * per].reshape(n, per).astype(np.float32), per
+
+
+def _audible_rows(frame: Any) -> tuple[Any, int, int] | None:
+    import numpy as np
+
+    blocks = _blocks(frame)
+    if blocks is None:
+        return None
+    rows, per = blocks
+    rms = np.sqrt(np.mean(rows * rows, axis=1))
+    loud = np.nonzero(rms > AUDIBLE_RMS)[0]
+    if loud.size == 0:
+        return None
+    return loud, per, int(frame.sample_rate)
+
+
+def _first_audible_offset(frame: Any) -> float | None:
+    """Seconds from the frame's start to its first audible 10 ms block, or None."""
+    found = _audible_rows(frame)
+    if found is None:
+        return None
+    loud, per, rate = found
+    return float(loud[0]) * per / rate
+
+
+def _last_audible_offset(frame: Any) -> float | None:
+    """Seconds from the frame's start to the end of its last audible 10 ms block, or None."""
+    found = _audible_rows(frame)
+    if found is None:
+        return None
+    loud, per, rate = found
+    return (float(loud[-1]) + 1) * per / rate
+
+
+def _duration(frame: Any) -> float:
+    rate = getattr(frame, "sample_rate", 0) or 0
+    return float(frame.samples_per_channel) / rate if rate else 0.0
+
+
+_TAP_CLASS: type | None = None
+
+
+def _input_tap(source: Any, on_frame: Callable[[Any], None], contain: Callable[[str, Exception], None]) -> Any:
+    """A pass-through AudioInput in front of ``source`` that shows every frame to ``on_frame``
+    (whose errors go to ``contain``: the caller's audio flows whatever happens there)."""
+    global _TAP_CLASS
+    if _TAP_CLASS is None:
+        from livekit.agents.voice import io as lk_io
+
+        class _AudioTap(lk_io.AudioInput):
+            def __init__(self, src: Any, fn: Callable[[Any], None], on_error: Callable[[str, Exception], None]) -> None:
+                super().__init__(label="voxpulse-tap", source=src)
+                self._fn = fn
+                self._on_error = on_error
+
+            async def __anext__(self) -> Any:
+                src = self.source
+                if src is None:
+                    raise StopAsyncIteration
+                frame = await src.__anext__()
+                try:
+                    self._fn(frame)
+                except Exception as exc:
+                    self._on_error("livekit.ttfw.input", exc)
+                return frame
+
+        _TAP_CLASS = _AudioTap
+    return _TAP_CLASS(source, on_frame, contain)
+
+
+def _room_audio_source(output: Any) -> Any:
+    """The ``rtc.AudioSource`` behind a session's audio output chain (RoomIO's), or None."""
+    seen = 0
+    while output is not None and seen < 16:
+        source = getattr(output, "_audio_source", None)
+        if source is not None and hasattr(source, "capture_frame") and hasattr(source, "queued_duration"):
+            return source
+        output = getattr(output, "next_in_chain", None)
+        seen += 1
+    return None
+
+
+def _attach_output_probe(source: Any, probe: _TtfwProbe) -> None:
+    """Shows every frame pushed into the room's audio source to ``probe`` (with the audio queued
+    ahead of it), by wrapping the source's ``capture_frame`` on that one object."""
+    if getattr(source, "_voxpulse_probe", None) is not None:
+        source._voxpulse_probe = probe
+        return
+    original = source.capture_frame
+
+    async def capture_frame(frame: Any) -> None:
+        current = getattr(source, "_voxpulse_probe", None)
+        if current is not None:
+            try:
+                current.on_output_frame(frame, float(source.queued_duration))
+            except Exception as exc:  # the agent's audio flows whatever happens here
+                current.contain("livekit.ttfw.output", exc)
+        await original(frame)
+
+    source._voxpulse_probe = probe
+    source.capture_frame = capture_frame
+
+
+def _caller_audio_track(session: Any) -> Any:
+    try:
+        participant = session.room_io.linked_participant
+    except Exception:  # no RoomIO (offline) or not linked yet
+        return None
+    if participant is None:
+        return None
+    for pub in getattr(participant, "track_publications", {}).values():
+        track = getattr(pub, "track", None)
+        if track is not None and hasattr(track, "get_stats") and getattr(pub, "kind", None) == 1:  # KIND_AUDIO
+            return track
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# LiveKit's spans: job traces and the turn subtree
+# ------------------------------------------------------------------------------------------------
+_CURRENT: ContextVar[SessionInstrumentation | None] = ContextVar("voxpulse_livekit_session", default=None)
+_SESSIONS: weakref.WeakValueDictionary[int, SessionInstrumentation] = weakref.WeakValueDictionary()
+
+
+def _on_span_start(span: Any, parent_context: otel_context.Context | None) -> None:
+    """The span hook (telemetry._processors.add_start_hook), on every span that starts.
+
+    * ``job_entrypoint``: LiveKit's job root; its trace will be a call, so the span pipeline holds
+      the trace's spans that end before the call's id is known;
+    * ``agent_session`` started inside :func:`instrument_session`: that session's root;
+    * ``user_turn``, ``on_user_turn_completed``, ``agent_turn`` under an instrumented session's
+      root: re-parented under the session's current ``turn`` (a user_turn opens the next turn).
+    """
+    name = span.name
+    if name == LIVEKIT_JOB_ROOT:
+        CALLS.expect(span.get_span_context().trace_id, time.time())
+    elif name == "agent_session":
+        instr = _CURRENT.get()
+        if instr is not None:
+            instr._session_span_started(span)
+    elif name in LIVEKIT_TURN_SPANS:
+        parent = getattr(span, "parent", None)
+        instr = _SESSIONS.get(parent.span_id) if parent is not None else None
+        if instr is not None:
+            try:
+                new_parent = instr._turn_parent(span)
+            except Exception as exc:  # never into LiveKit's span creation
+                instr._contain("livekit.turn_span", exc)
+                return
+            if new_parent is not None:
+                span._parent = new_parent  # the SDK span's parent, before anything saw it
+
+
+add_start_hook(_on_span_start)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -601,29 +1056,59 @@ def _is_run_context(name: str, value: object) -> bool:
 _skip_framework_argument(_is_run_context)
 
 
-def _from_job() -> tuple[str | None, str | None]:
-    """(room name, caller phone) from the current LiveKit job, if any."""
+@dataclass(frozen=True, slots=True)
+class _JobInfo:
+    room_name: str | None = None
+    room_sid: str | None = None
+    job_id: str | None = None
+    sip_call_id: str | None = None
+    caller: str | None = None
+
+    @property
+    def call_id(self) -> str | None:
+        """The SIP call id, else the room's id, else the job's id: none of them personal data."""
+        return self.sip_call_id or self.room_sid or self.job_id
+
+
+def _from_job() -> _JobInfo:
+    """What the current LiveKit job (if any) tells about the call."""
     try:
         from livekit.agents import get_job_context
 
         ctx = get_job_context(required=False)
     except Exception:  # no livekit or no job: not an error
-        return None, None
+        return _JobInfo()
     if ctx is None:
-        return None, None
-    room_name: str | None = None
+        return _JobInfo()
+    job = getattr(ctx, "job", None)
+    room_name = str(getattr(getattr(job, "room", None), "name", "") or "") or None
+    room_sid = str(getattr(getattr(job, "room", None), "sid", "") or "") or None
+    job_id = str(getattr(job, "id", "") or "") or None
+    sip_call_id: str | None = None
     caller: str | None = None
     try:
-        room_name = str(ctx.room.name) or None
-        for p in ctx.room.remote_participants.values():
-            attrs = getattr(p, "attributes", None) or {}
-            phone = attrs.get("sip.phoneNumber")
-            if phone:
-                caller = str(phone)
-                break
-    except Exception:  # an unconnected room has no name yet
-        pass
-    return room_name, caller
+        room_name = room_name or str(ctx.room.name) or None
+        participants = list(ctx.room.remote_participants.values())
+    except Exception:  # an unconnected room
+        participants = []
+    # a SIP participant first; LiveKit SIP stamps sip.* attributes on it (sip.callID, sip.phoneNumber)
+    participants.sort(key=lambda p: 0 if _is_sip(p) else 1)
+    for p in participants:
+        attrs = getattr(p, "attributes", None) or {}
+        if attrs.get("sip.callID") or attrs.get("sip.phoneNumber"):
+            sip_call_id = str(attrs.get("sip.callID") or "") or None
+            caller = str(attrs.get("sip.phoneNumber") or "") or None
+            break
+    return _JobInfo(room_name, room_sid, job_id, sip_call_id, caller)
+
+
+def _is_sip(participant: Any) -> bool:
+    try:
+        from livekit import rtc
+
+        return bool(participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP)
+    except Exception:
+        return False
 
 
 def _session_started(session: Any) -> bool:

@@ -20,7 +20,7 @@ from telemetry import _env
 from telemetry.calls import _current_call_id
 from telemetry.redaction import Redactor
 
-__all__ = ["JsonFormatter", "setup_logging"]
+__all__ = ["JsonFormatter", "context_filter", "setup_logging"]
 
 NOISY: Final = ("asyncio", "httpx", "httpcore", "urllib3", "grpc", "aiohttp", "websockets", "livekit",
                 "opentelemetry", "asyncpg", "redis", "hpack", "openai")
@@ -42,6 +42,12 @@ class _ContextFilter(logging.Filter):
             record.trace_id = format(ctx.trace_id, "032x")
             record.span_id = format(ctx.span_id, "016x")
         return True
+
+
+def context_filter() -> logging.Filter:
+    """The filter that puts call_id, trace_id and span_id on records, for a handler of someone
+    else's (LiveKit's job processes forward their records to the worker process)."""
+    return _ContextFilter()
 
 
 class JsonFormatter(logging.Formatter):

@@ -27,7 +27,12 @@ __all__ = [
     "CALL_DURATION_BUCKETS_S",
     "COST_BUCKETS_USD",
     "DURATION_BUCKETS_S",
+    "LIVEKIT_JOB_ROOT",
+    "LIVEKIT_JOB_SPANS",
+    "LIVEKIT_METER",
+    "LIVEKIT_METRIC_LABELS",
     "LIVEKIT_STAGE_SPANS",
+    "LIVEKIT_TURN_SPANS",
     "METRICS",
     "OTHER",
     "SPANMETRICS_CALLS",
@@ -115,12 +120,19 @@ class Attr:
     CALL_SCENARIO: Final = "voice.call.scenario"
     CALL_COST_USD: Final = "voice.call.cost_usd"
     CALL_TURNS: Final = "voice.call.turns"
-    CALL_CALLER: Final = "voice.call.pii.caller"
-    CALL_ROOM: Final = "voice.call.room"
+    # LiveKit's own keys where LiveKit has one (its join keys with the server, SIP and client traces)
+    CALL_CALLER: Final = "lk.pii.sip.phoneNumber"
+    CALL_ROOM: Final = "lk.pii.room_name"
+    SIP_CALL_ID: Final = "lk.sip.callID"
+    ROOM_SID: Final = "lk.room_sid"
+    JOB_ID: Final = "lk.job_id"
     AGENT_VERSION: Final = "voice.agent.version"
     # turn
     TURN_INDEX: Final = "voice.turn.index"
     TURN_TTFW: Final = "voice.turn.time_to_first_word"
+    TURN_TTFW_AT_AGENT: Final = "voice.turn.time_to_first_word_at_agent"
+    TURN_MEDIA_LATENCY: Final = "voice.turn.media_latency"
+    TURN_TTFW_METHOD: Final = "voice.turn.time_to_first_word_method"
     TURN_USER_TEXT: Final = "voice.turn.pii.user_text"
     TURN_AGENT_TEXT: Final = "voice.turn.pii.agent_text"
     TURN_TOOL_CALLS: Final = "voice.turn.tool_calls"
@@ -170,8 +182,12 @@ class AttributeSpec:
 
 
 ATTRIBUTES: Final[tuple[AttributeSpec, ...]] = (
-    AttributeSpec(Attr.CALL_ID, "The phone call's id (room name or SIP call id); on every span of the call."),
-    AttributeSpec(Attr.CONVERSATION_ID, "GenAI conversation id; equals call_id on the root span."),
+    AttributeSpec(
+        Attr.CALL_ID,
+        "The phone call's id, never personal data: LiveKit's SIP call id (sip.callID) for a SIP caller, "
+        "else the room's id (RM_...), else the job's id, else generated; on every span of the call's trace.",
+    ),
+    AttributeSpec(Attr.CONVERSATION_ID, "GenAI conversation id; equals call_id on every span of the call's trace."),
     AttributeSpec(Attr.STAGE, "stt, llm, tts, tool or turn; exactly one span per stage request.", metric_label=True),
     AttributeSpec(Attr.CALL_DIRECTION, "inbound or outbound.", metric_label=True),
     AttributeSpec(
@@ -184,11 +200,37 @@ ATTRIBUTES: Final[tuple[AttributeSpec, ...]] = (
     ),
     AttributeSpec(Attr.CALL_COST_USD, "Price table applied to the call's usage, USD."),
     AttributeSpec(Attr.CALL_TURNS, "Number of turns in the call."),
-    AttributeSpec(Attr.CALL_CALLER, "Caller phone number (masked before export).", pii=True),
-    AttributeSpec(Attr.CALL_ROOM, "LiveKit room name."),
+    AttributeSpec(Attr.CALL_CALLER, "Caller phone number (LiveKit's key; masked before export).", pii=True),
+    AttributeSpec(
+        Attr.CALL_ROOM,
+        "LiveKit room name (LiveKit's key): personal data, SIP rooms are named after the caller's number.",
+        pii=True,
+    ),
+    AttributeSpec(Attr.SIP_CALL_ID, "LiveKit SIP's call id (participant attribute sip.callID), when SIP."),
+    AttributeSpec(Attr.ROOM_SID, "The LiveKit room's id (RM_...)."),
+    AttributeSpec(Attr.JOB_ID, "The LiveKit job's id (AJ_...)."),
     AttributeSpec(Attr.AGENT_VERSION, "Version of the agent that handled the call.", metric_label=True),
     AttributeSpec(Attr.TURN_INDEX, "0-based index of the turn in the call."),
-    AttributeSpec(Attr.TURN_TTFW, "Time to first word: end of caller speech to first agent audio, seconds."),
+    AttributeSpec(
+        Attr.TURN_TTFW,
+        "Time to first word at the caller's ear, seconds: time_to_first_word_at_agent + media_latency "
+        "(see 'Time to first word' below).",
+    ),
+    AttributeSpec(
+        Attr.TURN_TTFW_AT_AGENT,
+        "Measured at the agent, seconds: the caller's last audible frame received -> the agent's first "
+        "audible frame into the room's audio source, plus the audio queued ahead of it.",
+    ),
+    AttributeSpec(
+        Attr.TURN_MEDIA_LATENCY,
+        "Estimated media latency both ways, seconds: 2 x (the caller track's jitter-buffer delay + 55 ms "
+        "of Opus packet, look-ahead and audio frames); 0 without a room.",
+    ),
+    AttributeSpec(
+        Attr.TURN_TTFW_METHOD,
+        "audio (audible frames at both ends), vad (VAD end of speech: no audible frame seen) or playback "
+        "(the sink's playback start: no room audio source).",
+    ),
     AttributeSpec(Attr.TURN_USER_TEXT, "What the caller said (redacted by default).", pii=True),
     AttributeSpec(Attr.TURN_AGENT_TEXT, "What the agent answered (redacted by default).", pii=True),
     AttributeSpec(Attr.TURN_TOOL_CALLS, "Number of tool calls in the turn."),
@@ -232,6 +274,30 @@ ATTRIBUTES: Final[tuple[AttributeSpec, ...]] = (
         metric_label=True,
     ),
 )
+
+# LiveKit Agents' spans of a job process (root first); VoxPulse stamps call_id on them and holds
+# those that end before the call's id is known (they are exported with it).
+LIVEKIT_JOB_SPANS: Final[tuple[str, ...]] = (
+    "job_entrypoint", "room_connect", "wait_for_participant", "job_shutdown", "on_session_end",
+    "session_end_upload", "room_disconnect", "shutdown_callback",
+)
+LIVEKIT_JOB_ROOT: Final = "job_entrypoint"
+
+# LiveKit Agents records its own metrics (gen_ai.client.*, lk.agents.*) with the meter
+# "livekit-agents", stamping per-job attributes (room_id, job_id, and more when recording) on every
+# point: a new series per call. configure() keeps only these labels on that meter's instruments
+# (an allow-list: a new per-job key LiveKit may add is dropped too).
+LIVEKIT_METER: Final = "livekit-agents"
+LIVEKIT_METRIC_LABELS: Final[frozenset[str]] = frozenset({
+    "model_name", "model_provider", "connection_reused", "severity",
+    "gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model", "gen_ai.response.model",
+    "gen_ai.agent.name", "gen_ai.token.type", "gen_ai.tool.name", "error.type",
+})
+
+# LiveKit's spans of one turn that VoxPulse nests under its `turn` span (LiveKit starts them under
+# agent_session): the caller's speech and end of turn, then the agent's reply (LLM, tools, TTS,
+# playout).
+LIVEKIT_TURN_SPANS: Final[tuple[str, ...]] = ("user_turn", "on_user_turn_completed", "agent_turn")
 
 # Spans LiveKit Agents already creates for a stage request: we annotate them with voice.stage
 # instead of adding twins (exactly one span per stage request carries voice.stage).
@@ -341,7 +407,9 @@ class Metric:
 
 METRICS: Final[tuple[MetricSpec, ...]] = (
     MetricSpec(
-        Metric.TTFW, MetricKind.HISTOGRAM, "s", "End of caller speech to the first byte of agent audio, per turn.",
+        Metric.TTFW, MetricKind.HISTOGRAM, "s",
+        "Time to first word per turn, at the caller's ear: end of the caller's speech to the first audible "
+        "agent audio (the turn span's voice.turn.time_to_first_word).",
         (Attr.AGENT_VERSION,), DURATION_BUCKETS_S,
     ),
     MetricSpec(
@@ -429,8 +497,10 @@ def render_markdown() -> str:
         "",
         "| span | created by | voice.stage |",
         "|---|---|---|",
-        f"| `{SpanName.CALL}` | `telemetry.call()` (root of the call's trace) | |",
-        f"| `{SpanName.TURN}` | LiveKit integration, one per caller utterance and answer | `turn` |",
+        f"| `{LIVEKIT_JOB_ROOT}` | LiveKit Agents: the job (one call), root of the call's trace in a worker | |",
+        f"| `{SpanName.CALL}` | `telemetry.call()` (the call scope; the trace root outside a LiveKit job) | |",
+        f"| `{SpanName.TURN}` | LiveKit integration, one per caller utterance and answer; parent of LiveKit's "
+        + ", ".join(f"`{n}`" for n in LIVEKIT_TURN_SPANS) + " | `turn` |",
         f"| `{SpanName.STT}` | `@trace_stt`, LiveKit integration (LiveKit has no STT request span) | `stt` |",
         f"| `{SpanName.llm('{model}')}` | `@trace_llm` | `llm` |",
         f"| `{SpanName.TTS}` | `@trace_tts` | `tts` |",
@@ -443,6 +513,28 @@ def render_markdown() -> str:
     out += [
         "",
         "Every span of a call carries `call_id`. Exactly one span per stage request carries `voice.stage`.",
+        "",
+        "A call taken by a LiveKit worker is one trace:",
+        "",
+        "```",
+        f"{LIVEKIT_JOB_ROOT}                     LiveKit: the job, from dispatch to the end of shutdown",
+        "  room_connect, wait_for_participant",
+        f"  {SpanName.CALL}                             VoxPulse: outcome, cost, turns",
+        "    agent_session                  LiveKit",
+        "      session_start ...",
+        f"      {SpanName.TURN}                         VoxPulse: a caller utterance and its answer; voice.ttfw_ms",
+        "        user_turn                  LiveKit: user_speaking, eou_wait (end of turn)",
+        f"        {SpanName.STT}             VoxPulse: end of speech -> final transcript",
+        "        on_user_turn_completed",
+        "        agent_turn                 LiveKit: llm_node > llm_request, function_tool, tts_node > tts_request,",
+        "                                   agent_speaking (playout; lk.interruption.source, lk.playout.position)",
+        "      session_close",
+        "  job_shutdown                     LiveKit: session_end_upload, room_disconnect, shutdown_callback",
+        "```",
+        "",
+        "LiveKit's job spans (" + ", ".join(f"`{n}`" for n in LIVEKIT_JOB_SPANS) + ") carry `call_id` too:",
+        "those that end before the call's id is known are held back and exported with it, and the job",
+        "process flushes at its exit, after the root ended.",
         "",
         "## Attributes",
         "",
@@ -479,6 +571,30 @@ def render_markdown() -> str:
         f"- labels: `service_name`, `span_name`, `span_kind`, `status_code`, and the dimensions {dims}"
         " with dots as underscores (`voice_stage`, `gen_ai_provider_name`, ...).",
         "- exemplars carry `trace_id` and `span_id`.",
+        "",
+        "## Time to first word",
+        "",
+        f"`{Attr.TURN_TTFW}` (span attribute and histogram, seconds) is what the caller hears: from the",
+        "end of the caller's speech to the first audible word of the answer at the caller's ear. The agent",
+        "measures what it can see and estimates the rest:",
+        "",
+        f"- `{Attr.TURN_TTFW_AT_AGENT}`, measured: from the caller's last audible 10 ms of speech as it",
+        "  reached the agent (a tap on the session's audio input; taken when the VAD ended the speech, if",
+        "  within 0.6 s before the VAD's own end of speech) to the answer's first audible 10 ms pushed into",
+        "  the room's audio source, plus the audio queued there ahead of it. LiveKit's `lk.e2e_latency` starts",
+        "  at the VAD's end of speech (100-250 ms after the last audible frame: the VAD needs silence to be",
+        "  sure) and ends when the first frame -- the TTS's leading silence -- is pushed.",
+        f"- `{Attr.TURN_MEDIA_LATENCY}`, estimated: the media path both ways, which neither end of the agent",
+        "  sees: twice (the jitter-buffer delay of the caller's track at the agent, from WebRTC stats over",
+        "  the last utterance, + 55 ms of Opus packet, encoder look-ahead and the capture and playout",
+        "  frames). The way back is assumed to mirror the way in: the caller's own jitter buffer and",
+        "  playout are not visible to the agent, and a loaded caller (or a loaded machine) is where the",
+        "  estimate and the caller part most.",
+        f"- `{Attr.TURN_TTFW_METHOD}`: `audio` (audible frames at both ends), `vad` (no audible frame",
+        "  was seen before the VAD's end of speech: the VAD's end is the start) or `playback` (no room",
+        "  audio source, e.g. an offline sink: the sink's playback start is the end, and no media path).",
+        "",
+        "Compared turn by turn with what simulated callers measure at their end (`bench/`, benchmarks.md).",
         "",
         "## Buckets",
         "",

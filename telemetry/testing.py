@@ -28,8 +28,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 
+from telemetry._callmap import CALLS
 from telemetry._processors import CallIdProcessor, SafeExporter
-from telemetry._setup import install
+from telemetry._setup import install, metric_views
 from telemetry._state import STATE
 from telemetry.redaction import ContentMode, Redactor
 
@@ -113,9 +114,11 @@ def capture_telemetry(
     tracer_provider.add_span_processor(CallIdProcessor())
     tracer_provider.add_span_processor(SimpleSpanProcessor(SafeExporter(exporter, redactor)))
     reader = InMemoryMetricReader()
-    meter_provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
+    meter_provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False,
+                                   views=metric_views())
     install(tracer_provider, meter_provider, redactor=redactor, service_version=None,
             livekit=livekit, libraries=libraries)
+    CALLS.clear()  # trace ids restart at 1: no call of an earlier capture may claim them
     try:
         yield CapturedTelemetry(exporter, reader, tracer_provider, meter_provider)
     finally:

@@ -26,6 +26,8 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -318,20 +320,26 @@ def _demo_login() -> tuple[str, str, dict[str, str]]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Stack up, simulated calls, latency per stage from Prometheus, the slowest call's waterfall
-    from the trace store (found through its exemplar), where to look next, and the web console."""
+    """Stack up, calls (real ones: callers speaking to the agent worker through the LiveKit server;
+    offline or when that cannot run: the simulator), latency per stage from Prometheus, the slowest
+    call's waterfall from the trace store (found through its exemplar), where to look next, and the
+    web console."""
     login = _demo_stack(args)
     collector_up = _reachable(COLLECTOR_HTTP)
-    console.rule("[bold]2. simulated calls")
-    args.exporter = "otlp" if collector_up else "console"
-    if not collector_up:
-        console.print("[yellow]no collector reachable: running with the console exporter[/yellow]")
     t_start = time.time()
-    summary, ok, dropped = asyncio.run(_simulate(args, args.exporter))
-    print_summary(summary, limit=args.calls)
-    if not collector_up:
-        return 0
-    console.print(f"exported; flush {'ok' if ok else 'timed out'}, dropped spans {dropped}")
+    summary: Any = None
+    if not args.offline:
+        summary = _demo_real_calls(args, _optional("voxpulse_console.stack"), collector_up)
+    if summary is None:
+        console.rule("[bold]2. simulated calls (offline: AgentSessions with fake providers, no server)")
+        args.exporter = "otlp" if collector_up else "console"
+        if not collector_up:
+            console.print("[yellow]no collector reachable: running with the console exporter[/yellow]")
+        summary, ok, dropped = asyncio.run(_simulate(args, args.exporter))
+        print_summary(summary, limit=args.calls)
+        if not collector_up:
+            return 0
+        console.print(f"exported; flush {'ok' if ok else 'timed out'}, dropped spans {dropped}")
     if not _demo_latency(args, summary):
         return 1
     trace_id, store, slowest_call_id = _demo_slowest_call(args, summary, t_start)
@@ -351,7 +359,7 @@ def _demo_stack(args: argparse.Namespace) -> tuple[str, str] | None:
     login: tuple[str, str] | None = None
     try:
         user, password, ui_env = _demo_login()
-        with console.status("starting collector, Jaeger, Prometheus, Alertmanager, the web console ..."):
+        with console.status("starting the collector, Jaeger, Prometheus, Alertmanager, LiveKit, the console ..."):
             # the shipped flush interval (20 s, above the 15 s scrape) keeps every exemplar
             result = stack.up(use_docker=args.docker, env=None if args.docker else ui_env)
             if result.get("ui") == "running":  # a console from an earlier demo: give it the new login
@@ -372,8 +380,10 @@ def _demo_latency(args: argparse.Namespace, summary: Any) -> bool:
         console.print(f"[red]Prometheus at {args.prometheus} is not reachable; the traces went to the collector."
                       "[/red] `voxpulse stack status` shows what runs.")
         return False
+    # most of the turns (a real call's turns are what its caller said: a VAD may merge two lines)
     turns = sum(len(c.turns) for c in summary.calls)
-    want = min(int(sum(1 + len(c.turns) for c in summary.calls) * 0.9), turns)
+    share = 0.8 if isinstance(summary, _RealSummary) else 0.9
+    want = min(int(sum(1 + len(c.turns) for c in summary.calls) * share), turns)
 
     def have_data() -> bool:
         res = prom_query(f'sum({SPANMETRICS_CALLS}{{{STAGE_LABEL}="turn"}})', prom=args.prometheus)
@@ -452,6 +462,79 @@ def _demo_web_console(login: tuple[str, str], slowest_call_id: str | None) -> No
         console.print(f"the slowest call: {ui}/calls/{quote(slowest_call_id, safe='')}")
 
 
+@dataclass
+class _RealCall:
+    """One real call of the demo, as the caller saw it (summary rows and the Prometheus wait)."""
+
+    call_id: str
+    scenario: str
+    turns: list[Any]
+    error: str | None
+    trace_id: str = ""
+
+
+@dataclass
+class _RealSummary:
+    calls: list[_RealCall]
+
+    def slowest(self) -> None:
+        return None  # the demo finds the slowest call through its exemplar
+
+
+def _demo_real_calls(args: argparse.Namespace, stack: Any, collector_up: bool) -> _RealSummary | None:
+    """Real calls, when this machine can place them: the agent as a LiveKit worker (local pipeline:
+    Silero VAD, scripted STT, fake LLM, espeak-ng TTS) and callers that speak over WebRTC, inside
+    the media namespace. None (the caller falls back to the offline simulator) when it cannot."""
+    import shutil
+
+    why = ""
+    if stack is None or not collector_up:
+        why = "no collector"
+    elif not stack.in_media_namespace():
+        why = "not inside the media network namespace (scripts/netns.sh exec -- voxpulse demo)"
+    elif not stack._ready(stack.COMPONENTS["livekit"].ready_url):
+        why = "the LiveKit server does not answer"
+    elif shutil.which("espeak-ng") is None or shutil.which("sox") is None:
+        why = "espeak-ng or sox missing (scripts/build-backends.sh --only=debian)"
+    if why:
+        console.print(f"[yellow]real calls not possible: {why}; simulating calls offline instead[/yellow]")
+        return None
+    from agent.realcalls import StoreThread, Worker, call
+    from agent.sim.scenarios import SCENARIOS
+
+    names = args.scenario or ["order_tyres", "order_status", "book_fitting", "ask_operator", "angry_caller",
+                              "prompt_injection"]
+    chosen = [names[i % len(names)] for i in range(args.real_calls)]
+    console.rule(f"[bold]2. {len(chosen)} real calls (LiveKit server, agent worker, callers speaking over WebRTC)")
+    creds = stack.livekit_env()
+    env = {**creds, "OTEL_EXPORTER_OTLP_ENDPOINT": COLLECTOR_HTTP,
+           "OTEL_METRIC_EXPORT_INTERVAL": str(int(args.metric_interval * 1000)),
+           "VOXPULSE_AGENT_NAME": f"tyre-agent-demo-{os.getpid()}"}
+    log = Path(os.environ.get("VOXPULSE_STACK_DIR", ".voxpulse/stack")) / "logs" / "demo-worker.log"
+    with StoreThread(latency_s=0.03, seed=args.seed) as store_url:
+        env["STORE_API_URL"] = store_url
+        with console.status("starting the agent worker ..."):
+            worker = Worker(env, log_path=log).start()
+        try:
+            with console.status(f"{len(chosen)} calls, {args.real_concurrency} at a time ..."):
+                results = call([{"scenario": n} for n in chosen], livekit=creds, agent_name=env["VOXPULSE_AGENT_NAME"],
+                               concurrency=args.real_concurrency)
+        finally:
+            with console.status("the worker finishes its calls (each job flushes its spans at exit) ..."):
+                worker.stop()
+    table = Table(title=f"{len(results)} real calls; time to first word as each caller heard it")
+    for col in ("call_id", "scenario", "turns", "caller TTFW per turn (ms)", "error"):
+        table.add_column(col)
+    calls = []
+    for r in results:
+        table.add_row(r.room_sid, r.scenario, str(len(r.turns)),
+                      " ".join(f"{t.ttfw_ms:.0f}" for t in r.turns if t.ttfw_ms is not None), r.error or "")
+        calls.append(_RealCall(r.room_sid, r.scenario, list(r.turns), r.error))
+    console.print(table)
+    console.print(f"the agent's log: {log}; scenarios: {', '.join(sorted(set(chosen) & set(SCENARIOS)))}")
+    return _RealSummary(calls)
+
+
 # ------------------------------------------------------------------------------------------------
 # entry point
 # ------------------------------------------------------------------------------------------------
@@ -495,6 +578,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="stack up, simulate, latency table and the slowest call's waterfall")
     _add_sim_args(p, 30, 10)
     p.add_argument("--no-stack", action="store_true", help="do not start the stack (use what runs)")
+    p.add_argument("--offline", action="store_true",
+                   help="simulated calls without a server (AgentSessions with fake providers) instead of real calls")
+    p.add_argument("--real-calls", type=int, default=6, help="real calls to place (callers speaking over WebRTC)")
+    p.add_argument("--real-concurrency", type=int, default=3, help="real calls at a time (5 fit 2 cores)")
     p.add_argument("--docker", action="store_true", help="docker compose instead of native processes")
     p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for Prometheus and the trace store")
     p.add_argument("--prometheus", default=PROMETHEUS)

@@ -1,10 +1,21 @@
-"""Run the VoxPulse backend stack natively: OTel Collector, Jaeger, Prometheus and Alertmanager
-(and the web console, ``ui``, when its users are configured).
+"""Run the VoxPulse backend stack natively: OTel Collector, Jaeger, Prometheus, Alertmanager and
+the LiveKit server (and the web console, ``ui``, when its users are configured).
 
 Each component is a background process started in its own session (it outlives the CLI that
 started it) with the repository's own config file, its state under ``state_dir/<name>/``, its
 log in ``state_dir/logs/<name>.log`` and its pid in ``state_dir/run/<name>.pid``. ``up()`` waits
 on each component's readiness endpoint; it is idempotent (what already runs is left alone).
+
+The LiveKit server's media must stay inside a network namespace (``scripts/netns.sh``: libwebrtc
+offers no loopback candidates, so the callers and the agent reach it over 198.18.0.1 there). The
+whole stack shares one namespace, so ``voxpulse stack up`` runs where the calls run::
+
+    scripts/netns.sh exec -- .venv/bin/voxpulse stack up
+
+Inside a namespace of one's own the stack adds the media address itself (``scripts/netns.sh
+setup``); in the host's namespace it refuses to start LiveKit. The server's API key and secret are
+generated once per install into the stack's env file, ``state_dir/env`` (mode 0600; ``voxpulse stack
+env`` prints it, :func:`livekit_env` reads it).
 
 Binaries come from ``scripts/build-backends.sh`` (cached in ``$VOXPULSE_CACHE_DIR/bin``, default
 ``~/.cache/voxpulse/bin``) or from ``PATH`` (Debian's prometheus, prometheus-alertmanager).
@@ -18,7 +29,7 @@ Standard library plus httpx only (rich is used for the CLI table when it is inst
     stack.down()
 
 CLI (wired into ``voxpulse`` by :func:`register_cli`, or ``python -m voxpulse_console.stack``):
-``stack up|down|status|logs|build|restart``.
+``stack up|down|status|logs|env|build|restart``.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -56,7 +68,9 @@ __all__ = [
     "docker_available",
     "down",
     "ensure_built",
+    "in_media_namespace",
     "kill",
+    "livekit_env",
     "logs",
     "main",
     "register_cli",
@@ -88,6 +102,7 @@ class Component:
     stop_timeout_s: float = 20.0  # SIGTERM, then SIGKILL after this long
     # why the component cannot start in this environment (None: it can); optional components only
     unavailable: Callable[[Mapping[str, str]], str | None] = field(default=lambda _env: None)
+    prepare: Callable[[Path], None] | None = None  # (stack state dir) -> None; raises StackError
 
 
 def _otelcol_argv(binary: Path, _state: Path) -> list[str]:
@@ -152,8 +167,116 @@ def _alertmanager_argv(binary: Path, state: Path) -> list[str]:
     ]
 
 
+# ---------------------------------------------------------------------------------------------
+# LiveKit: keys in the stack's env file, the media namespace
+
+MEDIA_ADDRESS = "198.18.0.1"  # scripts/netns.sh
+LIVEKIT_URL = "ws://127.0.0.1:7880"
+_LIVEKIT_ENV_KEYS = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
+
+
+def _has_way_out() -> bool:
+    """True when this network namespace has a default route over an interface other than lo
+    (the machine's network); a media namespace (scripts/netns.sh) has none."""
+    try:
+        v4 = Path("/proc/net/route").read_text().splitlines()[1:]
+        v6 = Path("/proc/net/ipv6_route").read_text().splitlines()
+    except OSError:  # no /proc (not Linux): cannot tell, so assume the machine's network
+        return True
+    for line in v4:
+        f = line.split()
+        if len(f) > 7 and f[1] == "00000000" and f[7] == "00000000":
+            return True
+    for line in v6:
+        f = line.split()
+        if len(f) > 9 and f[0] == "0" * 32 and f[1] == "00" and f[9] != "lo":
+            return True
+    return False
+
+
+def in_media_namespace() -> bool:
+    """True inside a network namespace with no way out that holds the media address."""
+    if _has_way_out():
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((MEDIA_ADDRESS, 0))
+        except OSError:
+            return False
+    return True
+
+
+def _ensure_media_namespace(_state: Path) -> None:
+    if in_media_namespace():
+        return
+    if not _has_way_out():  # a namespace of the user's own: add the media address (needs CAP_NET_ADMIN)
+        proc = subprocess.run(["bash", str(config_dir() / "scripts" / "netns.sh"), "setup"],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode == 0 and in_media_namespace():
+            return
+        raise StackError(f"livekit: could not set up the media namespace: {proc.stderr.strip()}")
+    raise StackError(
+        "livekit: LiveKit's media must stay inside a network namespace; run the stack there: "
+        "scripts/netns.sh exec -- voxpulse stack up"
+    )
+
+
+def _env_file(state: Path) -> Path:
+    return state / "env"
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return out
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.startswith("#"):
+            out[key.strip()] = value.strip()
+    return out
+
+
+def livekit_env(state_dir: Path | str | None = None, *, create: bool = False) -> dict[str, str]:
+    """LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET of this install's LiveKit server.
+
+    Read from the stack's env file; with ``create`` a key and a 40-character secret are generated
+    when the file has none (once per install: they survive restarts). Empty when there is none.
+    """
+    path = _env_file(_state(state_dir))
+    env = _read_env_file(path)
+    if all(env.get(k) for k in _LIVEKIT_ENV_KEYS):
+        return {k: env[k] for k in _LIVEKIT_ENV_KEYS}
+    if not create:
+        return {}
+    env.update({
+        "LIVEKIT_URL": LIVEKIT_URL,
+        "LIVEKIT_API_KEY": "API" + secrets.token_hex(6),
+        "LIVEKIT_API_SECRET": secrets.token_urlsafe(30),  # 40 characters; the server wants >= 32
+    })
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["# generated by `voxpulse stack up`; source with: set -a; . <this file>; set +a"]
+    lines += [f"{k}={v}" for k, v in env.items()]
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+    return {k: env[k] for k in _LIVEKIT_ENV_KEYS}
+
+
+def _livekit_argv(binary: Path, _state: Path) -> list[str]:
+    return [str(binary), f"--config={config_dir() / 'livekit' / 'livekit.yaml'}"]
+
+
+def _livekit_env(cstate: Path) -> dict[str, str]:
+    creds = livekit_env(cstate.parent, create=True)
+    return {"LIVEKIT_KEYS": f"{creds['LIVEKIT_API_KEY']}: {creds['LIVEKIT_API_SECRET']}"}
+
+
 # Start order: the trace store (Jaeger) before the collector that exports to it; the alerts
-# receiver before Alertmanager before Prometheus.
+# receiver before Alertmanager before Prometheus; LiveKit last.
 COMPONENTS: dict[str, Component] = {
     c.name: c
     for c in (
@@ -200,9 +323,19 @@ COMPONENTS: dict[str, Component] = {
             _prometheus_argv,
             description="Prometheus (exemplar storage, 15 d retention)",
         ),
+        Component(
+            "livekit",
+            ("livekit-server",),
+            "http://127.0.0.1:7880/",
+            (7880, 7881, 6789),
+            _livekit_argv,
+            _livekit_env,
+            "LiveKit server (signal 7880, RTC TCP 7881, UDP 50000-50100, metrics 6789), in the media namespace",
+            stop_timeout_s=10.0,
+            prepare=_ensure_media_namespace,
+        ),
     )
 }
-
 
 
 def _ui_argv(binary: Path, _state: Path) -> list[str]:
@@ -275,6 +408,7 @@ _TOOLS: dict[str, tuple[str, ...]] = {
     "promtool": ("promtool",),
     "alertmanager": ("alertmanager", "prometheus-alertmanager"),
     "amtool": ("amtool",),
+    "livekit-server": ("livekit-server",),
     "dashboard-linter": ("dashboard-linter",),
     "docker-compose": ("docker-compose",),
 }
@@ -294,13 +428,14 @@ def ensure_built(
     """
     script = config_dir() / "scripts" / "build-backends.sh"
     runs: list[list[str]] = []
-    for only in ("otelcol", "jaeger"):
+    for only in ("otelcol", "jaeger", "livekit"):
         runs.append([str(script), f"--only={only}"])
     if with_linter:
         runs.append([str(script), "--only=linter"])
     if with_compose:
         runs.append([str(script), "--only=compose"])
-    if debian and (_find(_TOOLS["prometheus"]) is None or _find(_TOOLS["alertmanager"]) is None):
+    speech = shutil.which("espeak-ng") is None or shutil.which("sox") is None
+    if debian and (_find(_TOOLS["prometheus"]) is None or _find(_TOOLS["alertmanager"]) is None or speech):
         runs.append([str(script), "--only=debian"])
     for argv in runs:
         proc = subprocess.run(argv, cwd=config_dir(), check=False)
@@ -418,6 +553,8 @@ def _spawn(comp: Component, state: Path, env: Mapping[str, str] | None) -> int:
             f"{comp.name}: binary not found ({' or '.join(comp.binary_names)}); "
             "run scripts/build-backends.sh or `voxpulse stack build`"
         )
+    if comp.prepare is not None:
+        comp.prepare(state)
     busy = [p for p in comp.ports if _port_busy(p)]
     deadline = time.monotonic() + 5  # a process that was just killed may still be closing its sockets
     while busy and time.monotonic() < deadline:
@@ -732,6 +869,14 @@ def _cmd(args: argparse.Namespace) -> int:
         elif args.stack_cmd == "restart":
             for name in comps or _names(None):
                 print(f"{name}: {restart(name, state_dir=state_dir, wait_s=args.wait)}")
+        elif args.stack_cmd == "env":
+            env = livekit_env(state_dir)
+            if not env:
+                print(f"no LiveKit keys yet in {_env_file(_state(state_dir))}: `voxpulse stack up` creates them",
+                      file=sys.stderr)
+                return 1
+            for key, value in env.items():
+                print(f"{key}={value}")
         elif args.stack_cmd == "build":
             found = ensure_built(with_linter=args.with_linter, with_compose=args.with_compose)
             for tool, path in found.items():
@@ -745,11 +890,12 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
-    """Add ``stack up|down|status|logs|restart|build`` to a CLI's subparsers.
+    """Add ``stack up|down|status|logs|env|restart|build`` to a CLI's subparsers.
 
     The handler is set as ``func`` (``args.func(args) -> int`` exit code).
     """
-    p = subparsers.add_parser("stack", help="run the collector, Jaeger, Prometheus and Alertmanager natively")
+    p = subparsers.add_parser(
+        "stack", help="run the collector, Jaeger, Prometheus, Alertmanager and LiveKit natively")
     p.set_defaults(func=_cmd)
     sub = p.add_subparsers(dest="stack_cmd", required=True)
 
@@ -793,6 +939,9 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     sp = sub.add_parser("restart", help="stop and start components")
     common(sp)
     sp.add_argument("--wait", type=float, default=60)
+
+    sp = sub.add_parser("env", help="print the stack's env file (LiveKit URL, API key and secret)")
+    common(sp, components=False)
 
     sp = sub.add_parser("build", help="build or reuse the binaries (scripts/build-backends.sh)")
     common(sp, components=False)

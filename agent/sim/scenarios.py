@@ -25,6 +25,7 @@ class Scenario:
     store_failures: tuple[int, ...] = ()  # the store fails this call's first requests
     llm_error_p: float | None = None  # override: share of LLM requests that fail (provider outage)
     weight: float = 1.0
+    barge_in: tuple[int, ...] = ()  # real callers (agent.caller) say these lines over the agent's answer
 
 
 PHONE = "+380501234567"
@@ -37,7 +38,7 @@ SCENARIOS: dict[str, Scenario] = {
             ("Добрий день, мені потрібні зимові шини 205/55 R16.",
              f"Так, оформіть замовлення на чотири шини, мій номер {PHONE}.",
              "Дякую, до побачення."),
-            CallOutcome.RESOLVED_BY_BOT, weight=3.0,
+            CallOutcome.RESOLVED_BY_BOT, weight=3.0, barge_in=(1,),
         ),
         Scenario(
             "book_fitting",

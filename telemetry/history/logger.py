@@ -48,6 +48,7 @@ from telemetry.history._redis_buffer import RedisBuffer
 from telemetry.history.records import CallEnded, CallStarted, Record, ToolCallRecord, TurnRecord
 from telemetry.history.sanitize import RejectedRecord
 from telemetry.history.store import Row, prepare
+from telemetry.redaction import redact
 from telemetry.semconv import SpanName
 
 if TYPE_CHECKING:
@@ -219,7 +220,12 @@ class CallLogger:
         trace_id: str | None = None,
         span_id: str | None = None,
     ) -> bool:
-        """A call began. Trace ids default to the current span's (call it inside the call scope)."""
+        """A call began. Trace ids default to the current span's (call it inside the call scope).
+
+        The room name is stored masked: LiveKit's SIP dispatch names rooms after the caller's
+        number, which belongs in ``phone`` only."""
+        if room:
+            room = redact(room)
         if trace_id is None:
             trace_id, cur_span = _current_ids()
             span_id = span_id or cur_span

@@ -44,10 +44,11 @@ CALL_JAEGER = {"queryType": "search", "service": "${service}", "tags": 'call_id=
 _LK = {"node_id", "node_type"}
 EXTERNAL: dict[str, set[str]] = {
     # livekit-server pkg/telemetry/prometheus (packets.go, rooms.go, node.go)
-    "livekit_packet_total": _LK | {"direction", "transmission"},
-    "livekit_packet_loss_total": _LK | {"direction", "source", "type"},
-    "livekit_jitter_us_bucket": _LK | {"direction", "source", "type", "le"},
-    "livekit_rtt_ms_bucket": _LK | {"direction", "source", "type", "le"},
+    "livekit_packet_total": _LK | {"direction", "transmission", "country"},
+    "livekit_packet_loss_percent_sum": _LK | {"direction", "source", "type", "country"},
+    "livekit_packet_loss_percent_count": _LK | {"direction", "source", "type", "country"},
+    "livekit_jitter_us_bucket": _LK | {"direction", "source", "type", "country", "le"},
+    "livekit_rtt_ms_bucket": _LK | {"direction", "source", "type", "country", "le"},
     "livekit_room_total": _LK,
     "livekit_participant_total": _LK,
     # livekit/sip pkg/stats/monitor.go

@@ -40,6 +40,7 @@ def _config(compose_cmd: list[str], folder: Path, **settings: str) -> dict[str, 
     lines = [f"{line.split('=', 1)[0]}={settings[line.split('=', 1)[0]]}" if line.split("=", 1)[0] in settings
              else line for line in lines]
     env.write_text("\n".join(lines) + "\nGRAFANA_ADMIN_PASSWORD=test-only\nPOSTGRES_PASSWORD=test-only\n"
+                   "LIVEKIT_API_KEY=test-only\nLIVEKIT_API_SECRET=test-only-not-a-secret-of-32-chars\n"
                    f"VOXPULSE_UI_USERS={UI_USERS}\n")
     proc = compose_config(compose_cmd, env)
     assert proc.returncode == 0, proc.stderr
@@ -59,15 +60,13 @@ def jaeger_config(compose_cmd: list[str], tmp_path_factory: pytest.TempPathFacto
 
 def test_compose_requires_the_secrets(compose_cmd: list[str], tmp_path: Path) -> None:
     env = tmp_path / "empty.env"
-    env.write_text(f"GRAFANA_ADMIN_PASSWORD=x\nVOXPULSE_UI_USERS={UI_USERS}\n")
-    proc = compose_config(compose_cmd, env)
-    assert proc.returncode != 0
-    assert "POSTGRES_PASSWORD" in proc.stderr
-    env.write_text(f"POSTGRES_PASSWORD=x\nVOXPULSE_UI_USERS={UI_USERS}\n")
-    proc = compose_config(compose_cmd, env)
-    assert proc.returncode != 0
-    assert "GRAFANA_ADMIN_PASSWORD" in proc.stderr
-    env.write_text("POSTGRES_PASSWORD=x\nGRAFANA_ADMIN_PASSWORD=x\n")  # no console users: no default login
+    required = ("GRAFANA_ADMIN_PASSWORD", "POSTGRES_PASSWORD", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
+    for missing in required:
+        env.write_text("".join(f"{k}=x\n" for k in required if k != missing) + f"VOXPULSE_UI_USERS={UI_USERS}\n")
+        proc = compose_config(compose_cmd, env)
+        assert proc.returncode != 0, missing
+        assert missing in proc.stderr, missing
+    env.write_text("".join(f"{k}=x\n" for k in required))  # no console users: no default login
     proc = compose_config(compose_cmd, env)
     assert proc.returncode != 0
     assert "VOXPULSE_UI_USERS" in proc.stderr
@@ -138,7 +137,8 @@ def test_env_example_lists_every_variable() -> None:
     }
     assert used - listed == set(), f"not in .env.example: {sorted(used - listed)}"
     for line in ENV_EXAMPLE.read_text().splitlines():
-        if line.startswith(("GRAFANA_ADMIN_PASSWORD=", "POSTGRES_PASSWORD=")):
+        secret = ("GRAFANA_ADMIN_PASSWORD=", "POSTGRES_PASSWORD=", "LIVEKIT_API_KEY=", "LIVEKIT_API_SECRET=")
+        if line.startswith(secret):
             assert line.endswith("="), "no secrets in .env.example"
 
 

@@ -29,7 +29,8 @@ PUBLIC: dict[str, set[str]] = {
         "setup_logging", "trace_llm", "trace_stt", "trace_tool", "trace_tts", "traced",
     },
     "telemetry.semconv": {
-        "ATTRIBUTES", "CALL_DURATION_BUCKETS_S", "COST_BUCKETS_USD", "DURATION_BUCKETS_S", "LIVEKIT_STAGE_SPANS",
+        "ATTRIBUTES", "CALL_DURATION_BUCKETS_S", "COST_BUCKETS_USD", "DURATION_BUCKETS_S", "LIVEKIT_JOB_ROOT",
+        "LIVEKIT_JOB_SPANS", "LIVEKIT_METER", "LIVEKIT_METRIC_LABELS", "LIVEKIT_STAGE_SPANS", "LIVEKIT_TURN_SPANS",
         "METRICS", "OTHER", "SPANMETRICS_CALLS", "SPANMETRICS_DIMENSIONS", "SPANMETRICS_DURATION", "Attr",
         "AttributeSpec", "CallOutcome", "GenAIOperation", "Metric", "MetricKind", "MetricSpec", "SpanName", "Stage",
         "error_type", "metric_spec", "prometheus_name", "render_markdown",
@@ -41,7 +42,8 @@ PUBLIC: dict[str, set[str]] = {
     "telemetry.pricing": {"DEFAULT_PRICES", "ModelPrice", "PriceTable"},
     "telemetry.exceptions": {"TelemetryConfigError", "TelemetryError"},
     "telemetry.testing": {"CapturedTelemetry", "IncrementalIdGenerator", "capture_telemetry"},
-    "telemetry.livekit": {"CallLog", "MeasuredTurn", "SessionInstrumentation", "instrument_session"},
+    "telemetry.livekit": {"AUDIBLE_RMS", "CallLog", "MeasuredTurn", "SessionInstrumentation", "instrument_session"},
+    "telemetry.relay": {"MetricsRelay"},
     "telemetry.history": {
         "CallEnded", "CallLogger", "CallStarted", "LoggerStats", "Mode", "Record", "RejectedRecord", "SessionStore",
         "ToolCallRecord", "TurnRecord", "apply_migrations", "clean_text", "database_url", "ensure_partitions",

@@ -1,0 +1,301 @@
+"""Real calls on one machine: the LiveKit server, the agent worker and the callers all on it.
+
+    python -m bench.bench_realcalls [--levels 1 3 5] [--waves 2] [--share-level 5] [--json PATH]
+
+Inside the media network namespace (scripts/netns.sh), with the stack's LiveKit server:
+
+* **time to first word, VoxPulse against the caller, per turn**: each simulated caller measures
+  TTFW at its own end (its last audible frame sent -> the agent's first audible frame received);
+  the agent's turn span says what VoxPulse measured (``voice.turn.time_to_first_word``). Reported:
+  the distribution of VoxPulse - caller, of its measured part alone (without the estimated media
+  path) and of LiveKit's own ``lk.e2e_latency`` - caller, for comparison. Target |VoxPulse - caller|
+  <= 50 ms at p95.
+* **concurrent calls per machine**: for each level, ``waves`` x level calls, level at a time; CPU of
+  the server, the worker (main, forkserver and every job process, sampled) and the callers, turns
+  answered, caller-side TTFW, and the overload signs the worker logs.
+* **telemetry's share of the agent's CPU** at ``share-level``: the same calls once with telemetry
+  on (spans and metrics exported by OTLP to a sink that takes everything) and once with
+  ``OTEL_SDK_DISABLED=true``; share = (on - off) / on of the worker's CPU per call.
+
+Numbers on a shared 2-core machine are noisy; the method is what this file fixes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psutil
+
+from agent.realcalls import OtlpRecorder, StoreThread, Worker, call
+from telemetry.semconv import Attr
+from voxpulse_console import stack
+
+SCENARIOS = ("order_status", "book_fitting", "ask_operator")  # no barge-in: one answer per line
+
+
+class CpuMeter:
+    """CPU seconds of process trees, sampled every ``every`` s (a process that exits between two
+    samples loses at most that much of its tail)."""
+
+    def __init__(self, roots: dict[str, int], every: float = 0.5) -> None:
+        self.roots = roots
+        self.every = every
+        self._seen: dict[str, dict[tuple[int, float], float]] = {k: {} for k in roots}
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        with self._lock:
+            roots = list(self.roots.items())
+        for name, pid in roots:
+            try:
+                root = psutil.Process(pid)
+                procs = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                continue
+            seen = self._seen[name]
+            for p in procs:
+                try:
+                    t = p.cpu_times()
+                    seen[(p.pid, p.create_time())] = t.user + t.system
+                except psutil.Error:
+                    continue
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self._sample()
+
+    def start(self) -> CpuMeter:
+        self._sample()
+        self.base = {k: dict(v) for k, v in self._seen.items()}
+        self._thread.start()
+        return self
+
+    def add_root(self, name: str, pid: int) -> None:
+        with self._lock:
+            self._seen.setdefault(name, {})
+            self.roots[name] = pid
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        out = {}
+        for name, seen in self._seen.items():
+            base = self.base.get(name, {})
+            out[name] = round(sum(v - base.get(k, 0.0) for k, v in seen.items()), 2)
+        return out
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(values[0], 1)
+    return round(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1], 1)
+
+
+def run_level(level: int, waves: int, *, telemetry_on: bool, creds: dict[str, str]) -> dict[str, Any]:
+    n = level * waves
+    spec = [{"scenario": SCENARIOS[i % len(SCENARIOS)]} for i in range(n)]
+    tmp = Path(tempfile.mkdtemp(prefix="vp-bench-rc-"))
+    agent_name = f"bench-agent-{level}-{'on' if telemetry_on else 'off'}-{int(time.time())}"
+    with OtlpRecorder() as rec, StoreThread(latency_s=0.03, seed=level) as store_url:
+        env = {**creds, "VOXPULSE_AGENT_NAME": agent_name, "OTEL_EXPORTER_OTLP_ENDPOINT": rec.endpoint,
+               "OTEL_SERVICE_NAME": "bench-agent", "STORE_API_URL": store_url, "DATABASE_URL": "",
+               "VOXPULSE_IDLE_PROCESSES": str(max(3, level)), "VOXPULSE_MAX_CALLS": str(level + 3),
+               "OTEL_METRIC_EXPORT_INTERVAL": "5000"}
+        if not telemetry_on:
+            env["OTEL_SDK_DISABLED"] = "true"
+        worker = Worker(env, log_path=tmp / "worker.log").start()
+        server_pid = _server_pid()
+        meter = CpuMeter({"worker": worker.proc.pid if worker.proc else 0, "server": server_pid}).start()
+        t0 = time.monotonic()
+        try:
+            results = call(spec, livekit=creds, agent_name=agent_name, concurrency=level, arrival_s=0.7,
+                           timeout_s=900, on_start=lambda pid: meter.add_root("callers", pid))
+        finally:
+            wall = time.monotonic() - t0
+            if telemetry_on:
+                rec.wait_for(lambda r: len(r.roots("job_entrypoint")) >= len(spec), 60)
+            else:
+                _wait_jobs_exited(worker, len(spec), 60)
+            cpu = meter.stop()
+            worker.stop()
+        log = worker.log_text()
+        spans = rec.spans()
+    turns = [t for r in results for t in r.turns]
+    heard = [t.ttfw_ms for t in turns if t.ttfw_ms is not None]
+    out: dict[str, Any] = {
+        "level": level, "calls": n, "telemetry": telemetry_on, "wall_s": round(wall, 1),
+        "failed_calls": sum(1 for r in results if r.error), "turns": len(turns),
+        "turns_answered": len(heard), "caller_ttfw_p50_ms": _pct(heard, 50), "caller_ttfw_p95_ms": _pct(heard, 95),
+        "cpu_s": cpu, "vad_slower_than_realtime": log.count("VAD inference is slower than realtime"),
+        "event_loop_blocked": log.count("event loop blocked"),
+    }
+    out["cores"] = {k: round(v / wall, 2) for k, v in cpu.items()}
+    out["worker_cpu_s_per_call"] = round(cpu.get("worker", 0.0) / n, 2)
+    if telemetry_on:
+        out["pairs"] = _pairs(results, spans)
+    return out
+
+
+def _pairs(results: list[Any], spans: list[Any]) -> list[dict[str, Any]]:
+    """(VoxPulse, its measured part, LiveKit's e2e, caller) per turn, matched by call and turn index."""
+    by_call: dict[str, dict[int, Any]] = {}
+    lk_e2e: dict[str, float] = {}
+    for s in spans:
+        if s.name == "agent_turn" and "lk.e2e_latency" in s.attributes and s.parent_id:
+            lk_e2e[s.parent_id] = float(s.attributes["lk.e2e_latency"])
+    for s in spans:
+        if s.name == "turn" and Attr.TURN_TTFW in s.attributes:
+            by_call.setdefault(str(s.call_id), {})[int(s.attributes[Attr.TURN_INDEX])] = s
+    pairs = []
+    for r in results:
+        turns = by_call.get(r.room_sid, {})
+        for t in r.turns:
+            span = turns.get(t.index)
+            if span is None or t.ttfw_ms is None:
+                continue
+            a = span.attributes
+            pairs.append({
+                "call": r.room_sid, "turn": t.index, "caller_ms": t.ttfw_ms,
+                "voxpulse_ms": round(float(a[Attr.TURN_TTFW]) * 1000, 1),
+                "at_agent_ms": round(float(a[Attr.TURN_TTFW_AT_AGENT]) * 1000, 1),
+                "media_ms": round(float(a[Attr.TURN_MEDIA_LATENCY]) * 1000, 1),
+                "method": a.get(Attr.TURN_TTFW_METHOD),
+                "livekit_e2e_ms": round(lk_e2e[span.span_id] * 1000, 1) if span.span_id in lk_e2e else None,
+            })
+    return pairs
+
+
+def _wait_jobs_exited(worker: Worker, n: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.log_text().count("process exiting") >= n:
+            return
+        time.sleep(0.5)
+
+
+def _server_pid() -> int:
+    for row in stack.status():
+        if row.name == "livekit" and row.pid:
+            return row.pid
+    for p in psutil.process_iter(["name"]):
+        if p.info["name"] == "livekit-server":
+            return p.pid
+    return 0
+
+
+def accuracy(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    def dist(key: str) -> dict[str, Any]:
+        diffs = [p[key] - p["caller_ms"] for p in pairs if p.get(key) is not None]
+        absd = [abs(d) for d in diffs]
+        return {"n": len(diffs), "mean_ms": round(statistics.fmean(diffs), 1) if diffs else None,
+                "p50_ms": _pct(diffs, 50), "abs_p50_ms": _pct(absd, 50), "abs_p95_ms": _pct(absd, 95),
+                "min_ms": round(min(diffs), 1) if diffs else None, "max_ms": round(max(diffs), 1) if diffs else None}
+
+    return {"voxpulse": dist("voxpulse_ms"), "at_agent": dist("at_agent_ms"), "livekit_e2e": dist("livekit_e2e_ms"),
+            "methods": sorted({str(p["method"]) for p in pairs})}
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    if result.get("skipped"):
+        return f"_Not measured: {result['skipped']}._"
+    acc = result["accuracy"]
+    lines = ["**Time to first word, VoxPulse against the caller, per turn** "
+             f"({acc['voxpulse']['n']} turns, all levels with telemetry on):", "",
+             "| measure | mean diff ms | p50 diff ms | p50 abs diff ms | p95 abs diff ms | min / max diff ms |",
+             "|---|---|---|---|---|---|"]
+    names = {"voxpulse": "VoxPulse `voice.turn.time_to_first_word` - caller",
+             "at_agent": "its measured part (`..._at_agent`, no media path) - caller",
+             "livekit_e2e": "LiveKit `lk.e2e_latency` - caller"}
+    for key, label in names.items():
+        d = acc[key]
+        lines.append(f"| {label} | {d['mean_ms']} | {d['p50_ms']} | {d['abs_p50_ms']} | {d['abs_p95_ms']} | "
+                     f"{d['min_ms']} / {d['max_ms']} |")
+    lines += ["", "**Concurrent real calls on this machine** (server, agent worker and callers on it; cores = "
+              "CPU seconds / wall seconds):", "",
+              "| calls at once | telemetry | calls | failed | turns answered | caller TTFW p50 / p95 ms | server "
+              "cores | agent cores | callers cores | agent CPU s per call | VAD slower than real time | loop "
+              "blocked |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        c = r["cores"]
+        lines.append(
+            f"| {r['level']} | {'on' if r['telemetry'] else 'off'} | {r['calls']} | {r['failed_calls']} | "
+            f"{r['turns_answered']}/{r['turns']} | {r['caller_ttfw_p50_ms']} / {r['caller_ttfw_p95_ms']} | "
+            f"{c.get('server')} | {c.get('worker')} | {c.get('callers')} | {r['worker_cpu_s_per_call']} | "
+            f"{r['vad_slower_than_realtime']} | {r['event_loop_blocked']} |")
+    share = result.get("telemetry_share")
+    if share:
+        lines += ["", f"**Telemetry's share of the agent's CPU** at {share['level']} calls at once: "
+                  f"{share['share_pct']} % (agent CPU per call {share['on_cpu_per_call_s']} s with telemetry, "
+                  f"{share['off_cpu_per_call_s']} s with OTEL_SDK_DISABLED=true)."]
+    lines += ["", "Scenarios " + ", ".join(SCENARIOS) + "; the local pipeline (Silero VAD, scripted STT, fake LLM, "
+              "espeak-ng TTS); telemetry exported by OTLP to a sink. Shared machine: rerun at a quiet time."]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--levels", type=int, nargs="+", default=[1, 3, 5])
+    ap.add_argument("--waves", type=int, default=2)
+    ap.add_argument("--share-level", type=int, default=5)
+    ap.add_argument("--json", type=Path, default=None)
+    a = ap.parse_args()
+    why = ""
+    if not stack.in_media_namespace():
+        why = "not inside a media network namespace (scripts/netns.sh exec -- python -m bench realcalls)"
+    elif stack.binaries().get("livekit-server") is None:
+        why = "no livekit-server (scripts/build-backends.sh)"
+    elif shutil.which("espeak-ng") is None or shutil.which("sox") is None:
+        why = "espeak-ng or sox missing"
+    if why:
+        result: dict[str, Any] = {"skipped": why}
+    else:
+        state = None
+        if not stack._ready(stack.COMPONENTS["livekit"].ready_url):
+            state = Path(tempfile.mkdtemp(prefix="vp-bench-stack-"))
+            stack.up(["livekit"], state_dir=state)
+        creds = stack.livekit_env(state)
+        try:
+            rows = [run_level(n, a.waves, telemetry_on=True, creds=creds) for n in a.levels]
+            off = run_level(a.share_level, a.waves, telemetry_on=False, creds=creds)
+            rows.append(off)
+        finally:
+            if state is not None:
+                stack.down(["livekit"], state_dir=state)
+        on = next((r for r in rows if r["level"] == a.share_level and r["telemetry"]), None)
+        share = None
+        if on is not None and on["worker_cpu_s_per_call"]:
+            share = {"level": a.share_level, "on_cpu_per_call_s": on["worker_cpu_s_per_call"],
+                     "off_cpu_per_call_s": off["worker_cpu_s_per_call"],
+                     "share_pct": round(100 * (on["worker_cpu_s_per_call"] - off["worker_cpu_s_per_call"])
+                                        / on["worker_cpu_s_per_call"], 1)}
+        pairs = [p for r in rows for p in r.get("pairs", [])]
+        acc = accuracy(pairs)
+        p95 = acc["voxpulse"]["abs_p95_ms"]
+        result = {"rows": rows, "accuracy": acc, "telemetry_share": share,
+                  "verdict": (f"|VoxPulse - caller| p95 {p95} ms (target <= 50 ms): "
+                              f"{'met' if p95 is not None and p95 <= 50 else 'NOT met'} on this run")}
+    text = json.dumps(result, indent=2)
+    if a.json:
+        a.json.write_text(text)
+    print(to_markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

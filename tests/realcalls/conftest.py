@@ -1,0 +1,219 @@
+"""Fixtures for the real-call tests: a real LiveKit server, the agent as a real worker, callers
+that speak over WebRTC -- all inside the media network namespace (scripts/netns.sh).
+
+* ``lk_stack``: the stack's LiveKit server, collector and Prometheus (started in a temporary state
+  dir, or a stack already answering on the standard ports is reused);
+* ``recorder``: what the worker exports, recorded at its OTLP boundary and forwarded to the
+  collector (agent.realcalls.OtlpRecorder);
+* ``worker``: ``python -m agent start`` with the local pipeline, its call history in a throw-away
+  PostgreSQL database (when one is reachable);
+* ``first_calls``: three concurrent calls -- one in a room named like LiveKit's SIP rooms (after
+  the caller's number), one whose caller carries SIP attributes set through the server API, one
+  that barges in -- and the recorder's view of them once every job process has exited.
+
+Without a media namespace, the LiveKit server, espeak-ng or sox these tests are skipped with the
+reason, unless VOXPULSE_REQUIRE_STACK is set (CI), where they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from agent.caller import CallerResult
+from agent.realcalls import OtlpRecorder, StoreThread, Worker, call
+from voxpulse_console import stack
+
+ROOT = Path(__file__).resolve().parents[2]
+PHONE = "+380501234567"
+PII_ROOM = "call-_+380501234567_AbCd"
+SIP_CALL_ID = "SCL_" + secrets.token_hex(6)
+JOB_DEADLINE_S = 60.0
+
+
+def _require() -> bool:
+    return os.environ.get("VOXPULSE_REQUIRE_STACK", "").lower() not in ("", "0", "false", "no")
+
+
+def _unavailable(reason: str) -> None:
+    if _require():
+        pytest.fail(f"VOXPULSE_REQUIRE_STACK is set but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if "=" in line and not line.startswith("#"):
+                k, v = line.split("=", 1)
+                out[k.strip()] = v.strip()
+    return out
+
+
+@dataclass
+class LiveKit:
+    url: str
+    api_key: str
+    api_secret: str
+
+
+@pytest.fixture(scope="module")
+def lk_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKit]:
+    if not stack.in_media_namespace():
+        _unavailable("not inside a media network namespace: run under scripts/netns.sh exec")
+    missing = [n for n in ("livekit-server", "otelcol", "prometheus") if stack.binaries().get(n) is None]
+    missing += [t for t in ("espeak-ng", "sox") if shutil.which(t) is None]
+    if missing:
+        _unavailable(f"missing {', '.join(missing)}: run scripts/build-backends.sh")
+    names = ["otelcol", "prometheus", "livekit"]
+    if all(stack._ready(stack.COMPONENTS[n].ready_url) for n in names):
+        env = stack.livekit_env()
+        if not env:
+            _unavailable("a LiveKit server runs, but not this checkout's stack (no keys in its env file)")
+        yield LiveKit(env["LIVEKIT_URL"], env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"])
+        return
+    state = tmp_path_factory.mktemp("stack")
+    stack.up(names, state_dir=state, wait_s=90)
+    try:
+        env = stack.livekit_env(state)
+        yield LiveKit(env["LIVEKIT_URL"], env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"])
+    finally:
+        stack.down(names, state_dir=state)
+
+
+@pytest.fixture(scope="module")
+def history_dsn() -> Iterator[str | None]:
+    """A throw-away, migrated call-history database; None when no PostgreSQL is reachable (the
+    history checks then skip, or fail under VOXPULSE_REQUIRE_DB)."""
+    import asyncpg
+
+    from telemetry.history import migrate
+
+    services = _env_file(Path(os.environ.get("VOXPULSE_STATE_DIR", ROOT / ".voxpulse")) / "services" / "env")
+    base = os.environ.get("DATABASE_URL") or services.get("DATABASE_URL")
+    if not base:
+        yield None
+        return
+    name = f"voxpulse_rc_{os.getpid()}_{secrets.token_hex(3)}"
+    u = urlsplit(base)
+    dsn = urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))
+
+    async def create() -> bool:
+        try:
+            conn = await asyncpg.connect(base, timeout=3)
+        except Exception:
+            return False
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        await migrate(dsn)
+        return True
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(base)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    if not asyncio.run(create()):
+        yield None
+        return
+    yield dsn
+    asyncio.run(drop())
+
+
+@pytest.fixture(scope="module")
+def recorder(lk_stack: LiveKit) -> Iterator[OtlpRecorder]:
+    with OtlpRecorder(forward_to="http://127.0.0.1:4318") as rec:
+        yield rec
+
+
+@dataclass
+class RunningWorker:
+    worker: Worker
+    agent_name: str
+    service: str
+
+
+@pytest.fixture(scope="module")
+def worker(
+    lk_stack: LiveKit, recorder: OtlpRecorder, history_dsn: str | None, tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningWorker]:
+    tag = secrets.token_hex(3)
+    agent_name, service = f"rc-agent-{tag}", f"rc-{tag}"
+    env = {
+        "LIVEKIT_URL": lk_stack.url, "LIVEKIT_API_KEY": lk_stack.api_key, "LIVEKIT_API_SECRET": lk_stack.api_secret,
+        "VOXPULSE_AGENT_NAME": agent_name, "OTEL_SERVICE_NAME": service,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": recorder.endpoint, "OTEL_METRIC_EXPORT_INTERVAL": "2000",
+        "VOXPULSE_IDLE_PROCESSES": "4", "VOXPULSE_MAX_CALLS": "10", "LOG_LEVEL": "INFO",
+    }
+    if history_dsn:
+        env["DATABASE_URL"] = history_dsn
+    else:
+        env["DATABASE_URL"] = ""
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with StoreThread(latency_s=0.02, seed=3) as store_url:
+        env["STORE_API_URL"] = store_url
+        w = Worker(env, log_path=log).start()
+        try:
+            yield RunningWorker(w, agent_name, service)
+        finally:
+            w.stop()
+
+
+@dataclass
+class Calls:
+    results: list[CallerResult]
+    started_at: float
+
+    def by_room(self, room: str) -> CallerResult:
+        return next(r for r in self.results if r.room == room)
+
+
+def place(
+    worker: RunningWorker, lk: LiveKit, scenarios: list[str], *, concurrency: int, arrival_s: float = 0.7,
+    room_names: list[str | None] | None = None, attributes: list[dict[str, str] | None] | None = None,
+) -> list[CallerResult]:
+    """The calls, placed by a caller process of their own (agent.realcalls.call)."""
+    spec = [{"scenario": s, "room": (room_names or [None] * len(scenarios))[i],
+             "attributes": (attributes or [None] * len(scenarios))[i]} for i, s in enumerate(scenarios)]
+    creds = {"LIVEKIT_URL": lk.url, "LIVEKIT_API_KEY": lk.api_key, "LIVEKIT_API_SECRET": lk.api_secret}
+    return call(spec, livekit=creds, agent_name=worker.agent_name, concurrency=concurrency, arrival_s=arrival_s)
+
+
+def jobs_done(recorder: OtlpRecorder, room_sids: list[str], deadline_s: float = JOB_DEADLINE_S) -> bool:
+    """Until the job root of each call reached the recorder (the job process has exited)."""
+
+    def done(rec: OtlpRecorder) -> bool:
+        roots = {s.attributes.get("lk.room_sid") for s in rec.roots("job_entrypoint")}
+        return all(sid in roots for sid in room_sids)
+
+    return recorder.wait_for(done, deadline_s)
+
+
+@pytest.fixture(scope="module")
+def first_calls(worker: RunningWorker, lk_stack: LiveKit, recorder: OtlpRecorder) -> Calls:
+    t0 = time.time()
+    sip_room = f"rc-sip-{secrets.token_hex(3)}"
+    results = place(
+        worker, lk_stack, ["order_status", "ask_operator", "order_tyres"], concurrency=3, arrival_s=0.5,
+        room_names=[PII_ROOM, sip_room, None],
+        attributes=[None, {"sip.callID": SIP_CALL_ID, "sip.phoneNumber": PHONE}, None],
+    )
+    errors = [(r.room, r.error) for r in results if r.error]
+    assert not errors, errors
+    assert jobs_done(recorder, [r.room_sid for r in results]), (
+        f"job roots missing; worker log:\n{worker.worker.tail(60)}")
+    return Calls(results, t0)

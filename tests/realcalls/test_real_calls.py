@@ -1,0 +1,353 @@
+"""Real calls on the real LiveKit server: one trace per call with every span exported, call_id on
+every span, no personal data in any id, the job ends with the call, and telemetry never costs the
+call its event loop.
+
+The recorder sees what the worker's exporters sent (before the collector's own masking, which
+must not hide a leak of the agent's); see conftest.py for the set-up.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from agent.realcalls import ExportedSpan, OtlpRecorder
+from telemetry.semconv import LIVEKIT_JOB_ROOT, LIVEKIT_TURN_SPANS, Attr
+
+from .conftest import PHONE, PII_ROOM, SIP_CALL_ID, Calls, RunningWorker
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+# Spans every call's trace must hold, the job's last ones (ended after the entrypoint returned)
+# included.
+EXPECTED = {
+    LIVEKIT_JOB_ROOT, "room_connect", "wait_for_participant", "call", "agent_session", "session_start",
+    "turn", "user_turn", "agent_turn", "speech_to_text", "session_close", "job_shutdown",
+    "session_end_upload", "room_disconnect", "shutdown_callback",
+}
+_DIGITS = re.compile(r"\d(?:[\s.\-()]{0,3}\d)*")
+_NUMBER = "".join(ch for ch in PHONE if ch.isdigit())
+
+
+def phone_digits_in(text: str) -> list[str]:
+    """Runs of digits (separators allowed, as a number is written) that hold 6 or more consecutive
+    digits of the caller's number. The masked form (+380***567) has none."""
+    found = []
+    for m in _DIGITS.finditer(text):
+        digits = "".join(ch for ch in m.group(0) if ch.isdigit())
+        if any(digits[i:i + 6] in _NUMBER for i in range(len(digits) - 5)):
+            found.append(m.group(0))
+    return found
+
+
+def trace_of(recorder: OtlpRecorder, room_sid: str) -> list[ExportedSpan]:
+    roots = [s for s in recorder.roots(LIVEKIT_JOB_ROOT) if s.attributes.get("lk.room_sid") == room_sid]
+    assert len(roots) == 1, f"{len(roots)} job roots for room {room_sid}"
+    return recorder.traces()[roots[0].trace_id]
+
+
+def test_one_trace_per_call_with_every_span(first_calls: Calls, recorder: OtlpRecorder) -> None:
+    traces = recorder.traces()
+    for r in first_calls.results:
+        spans = trace_of(recorder, r.room_sid)
+        names = Counter(s.name for s in spans)
+        assert set(names) >= EXPECTED, f"{r.scenario}: missing {EXPECTED - set(names)}"
+        roots = [s for s in spans if s.parent_id is None]
+        assert [s.name for s in roots] == [LIVEKIT_JOB_ROOT], r.scenario
+        ids = {s.span_id for s in spans}
+        orphans = [s.name for s in spans if s.parent_id is not None and s.parent_id not in ids]
+        assert not orphans, f"{r.scenario}: parents not exported for {orphans}"
+        assert len(ids) == len(spans), "a span was exported twice"
+    # each call's spans are in its own trace, and no span of these calls anywhere else
+    sids = {r.room_sid for r in first_calls.results}
+    mine = [t for t in traces.values() if any(s.attributes.get("lk.room_sid") in sids for s in t)]
+    assert len(mine) == len(first_calls.results)
+
+
+def test_call_id_on_every_span_and_one_conversation_id(first_calls: Calls, recorder: OtlpRecorder) -> None:
+    for r in first_calls.results:
+        spans = trace_of(recorder, r.room_sid)
+        without = sorted({s.name for s in spans if s.call_id is None})
+        assert not without, f"{r.scenario}: spans without call_id: {without}"
+        assert len({s.call_id for s in spans}) == 1
+        conversation = {s.attributes[Attr.CONVERSATION_ID] for s in spans if Attr.CONVERSATION_ID in s.attributes}
+        assert conversation == {spans[0].call_id}, r.scenario
+
+
+def test_call_id_is_the_sip_call_id_else_the_room_id(first_calls: Calls, recorder: OtlpRecorder) -> None:
+    for r in first_calls.results:
+        call = next(s for s in trace_of(recorder, r.room_sid) if s.name == "call")
+        if r.scenario == "ask_operator":  # the caller with sip.* attributes
+            assert call.call_id == SIP_CALL_ID
+            assert call.attributes[Attr.SIP_CALL_ID] == SIP_CALL_ID
+            assert call.attributes[Attr.CALL_CALLER] == "+380***567"
+        else:
+            assert call.call_id == r.room_sid and r.room_sid.startswith("RM_")
+        assert call.attributes[Attr.ROOM_SID] == r.room_sid
+        assert call.attributes[Attr.JOB_ID].startswith("AJ_")
+
+
+def test_turns_tell_the_story_and_measure_ttfw_at_the_ear(first_calls: Calls, recorder: OtlpRecorder) -> None:
+    for r in first_calls.results:
+        spans = trace_of(recorder, r.room_sid)
+        by_id = {s.span_id: s for s in spans}
+        session = next(s for s in spans if s.name == "agent_session")
+        turns = sorted((s for s in spans if s.name == "turn"), key=lambda s: s.attributes[Attr.TURN_INDEX])
+        assert len(turns) == len(r.turns), r.scenario
+        assert all(t.parent_id == session.span_id for t in turns)
+        for s in spans:
+            if s.name in LIVEKIT_TURN_SPANS and _turn_above(s, by_id) is None:
+                # only the greeting's agent_turn is outside a turn
+                assert s.name == "agent_turn" and s.parent_id == session.span_id, (r.scenario, s.name)
+            if s.attributes.get(Attr.STAGE) in ("stt", "llm", "tool", "tts") and _turn_above(s, by_id) is None:
+                assert s.name == "tts_request", (r.scenario, s.name)  # the greeting's TTS
+        for turn, heard in zip(turns, r.turns, strict=True):
+            assert heard.ttfw_ms is not None, (r.scenario, heard)
+            a = turn.attributes
+            assert a[Attr.TURN_TTFW_METHOD] == "audio", (r.scenario, a)
+            assert a[Attr.TURN_TTFW] == pytest.approx(a[Attr.TURN_TTFW_AT_AGENT] + a[Attr.TURN_MEDIA_LATENCY], abs=2e-4)
+            assert 0 < a[Attr.TURN_MEDIA_LATENCY] < 1.0
+    barge = next(r for r in first_calls.results if r.scenario == "order_tyres")
+    assert [t.barge_in for t in barge.turns] == [False, True, False]
+    interrupted = [s for s in trace_of(recorder, barge.room_sid) if s.name == "agent_turn"
+                   and s.attributes.get("lk.interrupted")]
+    assert interrupted, "the caller barged in: an agent turn was interrupted"
+    assert all("lk.interruption.source" in s.attributes for s in interrupted)
+
+
+def _turn_above(span: ExportedSpan, by_id: dict[str, ExportedSpan]) -> ExportedSpan | None:
+    s: ExportedSpan | None = span
+    while s is not None and s.parent_id is not None:
+        s = by_id.get(s.parent_id)
+        if s is not None and s.name == "turn":
+            return s
+    return None
+
+
+def test_a_hang_up_ends_the_job_and_the_call_within_seconds(first_calls: Calls, recorder: OtlpRecorder) -> None:
+    for r in first_calls.results:
+        spans = trace_of(recorder, r.room_sid)
+        end = {s.name: s.end_ns / 1e9 for s in spans if s.name in ("call", LIVEKIT_JOB_ROOT)}
+        assert end["call"] - r.hangup_at < 5.0, (r.scenario, end["call"] - r.hangup_at)
+        assert end[LIVEKIT_JOB_ROOT] - r.hangup_at < 8.0, (r.scenario, end[LIVEKIT_JOB_ROOT] - r.hangup_at)
+        shutdown = next(s for s in spans if s.name == "job_shutdown")
+        assert shutdown.attributes.get("lk.shutdown.reason", "").startswith("session closed"), shutdown.attributes
+
+
+def test_telemetry_set_up_never_blocks_a_job_loop(first_calls: Calls, recorder: OtlpRecorder,
+                                                  worker: RunningWorker) -> None:
+    """No stall of a job's event loop (LiveKit samples each one, with its stack) was telemetry's
+    set-up: configure() and the imports it does run in the worker's set-up function, before any
+    job. (With configure() in the entrypoint, every call's loop stalled 110-230 ms in
+    configure -> install -> _instrument_libraries -> import.) A stall that merely sampled a span
+    being started is the machine's load, not set-up: telemetry's CPU per call is in bench/."""
+    stalls = [(s.attributes.get("lk.blocking.stack", ""), s.attributes.get("lk.blocking.import", ""))
+              for r in first_calls.results for s in trace_of(recorder, r.room_sid) if s.name == "event_loop_blocked"]
+    stalls += [(rec.get("stack", ""), rec.get("import", "")) for rec in worker.worker.records()
+               if str(rec.get("event", "")).startswith("event loop blocked")]
+    for stack, imported in stalls:
+        assert not _set_up(str(stack), str(imported)), (stack, imported)
+
+
+def _set_up(stack: str, imported: str) -> bool:
+    """The stall was in telemetry's set-up: its configure()/install() frames, or an import of
+    telemetry's or OpenTelemetry's modules."""
+    if "telemetry/_setup.py" in stack or "telemetry/__init__.py" in stack:
+        return True
+    modules = [imported, *re.findall(r"importing (\S+)", stack)]
+    return any(m.startswith(("opentelemetry", "telemetry")) for m in modules if m)
+
+
+def test_no_digit_of_the_callers_number_leaves_the_agent(
+    first_calls: Calls, recorder: OtlpRecorder, worker: RunningWorker, history_dsn: str | None,
+) -> None:
+    """The PII room (named like LiveKit's SIP rooms) and the SIP caller's number: not one run of
+    its digits in any exported span, metric point, exemplar, log line, console link or history key."""
+    pii = first_calls.by_room(PII_ROOM)
+    leaks = [(where, text) for where, text in recorder.strings() if phone_digits_in(text)]
+    assert not leaks, leaks[:10]
+    log_leaks = [line for line in worker.worker.log_text().splitlines() if phone_digits_in(line)]
+    assert not log_leaks, log_leaks[:5]
+    # the room name is kept masked (LiveKit's key), never as an id
+    call = next(s for s in trace_of(recorder, pii.room_sid) if s.name == "call")
+    assert call.attributes[Attr.CALL_ROOM] == "call-_+380***567_AbCd"
+    # console links: the trace store's and Grafana's, by trace id; `voxpulse trace <call_id>`
+    from voxpulse_console import tracestore
+    from voxpulse_console.cli import _explore_link
+
+    for s in (call, *(s for s in recorder.roots(LIVEKIT_JOB_ROOT))):
+        links = [f"voxpulse trace {s.call_id}"]
+        for kind in ("jaeger", "tempo"):
+            links += [tracestore.create(kind).trace_link(s.trace_id), _explore_link(kind, s.trace_id)]
+        assert not [link for link in links if phone_digits_in(link)]
+    if history_dsn is None:
+        pytest.skip("no PostgreSQL: the call-history part needs scripts/services.sh")
+    rows = _history(history_dsn, [r.room_sid if r.scenario != "ask_operator" else SIP_CALL_ID
+                                  for r in first_calls.results])
+    assert len(rows["calls"]) == len(first_calls.results), rows
+    for row in rows["calls"]:
+        for column, value in row.items():
+            if column != "phone":
+                assert not phone_digits_in(str(value)), (column, value)
+    phones = {row["call_id"]: row["phone"] for row in rows["calls"]}
+    assert phones[SIP_CALL_ID] == PHONE  # the raw number: in the phone column only
+    for table in ("call_turns", "call_tool_calls"):
+        for row in rows[table]:
+            assert not phone_digits_in(str(row["call_id"])), (table, row)
+
+
+def _history(dsn: str, call_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    import asyncio
+
+    import asyncpg
+
+    async def fetch() -> dict[str, list[dict[str, Any]]]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            out = {}
+            for table in ("calls", "call_turns", "call_tool_calls"):
+                rows = await conn.fetch(f"SELECT * FROM {table} WHERE call_id = ANY($1::text[])", call_ids)
+                out[table] = [dict(r) for r in rows]
+            return out
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())
+
+
+def test_livekit_metric_points_carry_no_per_job_labels(first_calls: Calls, recorder: OtlpRecorder) -> None:
+    lk_points = [p for p in recorder.points() if p.scope == "livekit-agents"]
+    assert lk_points, "LiveKit's own metrics were exported"
+    labels = {k for p in lk_points for k in p.attributes}
+    assert not labels & {"room_id", "job_id"}, labels
+    # every exported metric point of every process: the same label keys as with one call
+    assert json.dumps(sorted(labels))
+
+
+# --- the server's media metrics in Prometheus ------------------------------------------------------
+PROM = "http://127.0.0.1:9090"
+
+
+def _prom(expr: str) -> list[dict[str, Any]]:
+    import httpx
+
+    r = httpx.get(f"{PROM}/api/v1/query", params={"query": expr}, timeout=15)
+    body = r.json()
+    assert r.status_code == 200 and body["status"] == "success", (expr, body)
+    return list(body["data"]["result"])
+
+
+def _poll(fn: Any, what: str, deadline_s: float = 60.0) -> Any:
+    import time
+
+    import httpx
+
+    end = time.monotonic() + deadline_s
+    last: Any = None
+    while time.monotonic() < end:
+        try:
+            last = fn()
+        except httpx.HTTPError as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(1.0)
+    raise AssertionError(f"timed out waiting for {what}: {last!r}")
+
+
+def test_dashboards_livekit_queries_and_the_loss_alert_return_data(first_calls: Calls) -> None:
+    """Prometheus scrapes the stack's LiveKit server; every LiveKit panel of the dashboards (SIP
+    excepted: LiveKit SIP is not built here) and the packet-loss alert's expression have data."""
+    import yaml
+
+    from tests.dashboards.conftest import load_module
+
+    queries = load_module("voxpulse_grafana_queries", _ROOT / "grafana" / "queries.py")
+    _poll(lambda: _prom('sum(livekit_packet_loss_percent_count{job="livekit", type="AUDIO"})'),
+          "LiveKit's loss samples scraped")
+    checked = []
+    for q in queries.panel_queries():
+        names = queries.promql_names(q.query).metrics if q.language == "promql" else set()
+        if not any(n.startswith("livekit_") for n in names) or any(n.startswith("livekit_sip") for n in names):
+            continue
+        expr = queries.expand(q, rate_interval="5m", range_="1h")
+        assert _poll(lambda e=expr: _prom(e), f"{q.dashboard} / {q.panel}"), expr
+        checked.append(q.panel)
+    assert {"Packet loss", "Jitter p95", "RTT p95", "Rooms", "Participants"} <= set(checked), checked
+    rules = yaml.safe_load((_ROOT / "prometheus" / "rules" / "alerts-infra.yml").read_text())
+    alert = next(r for g in rules["groups"] for r in g["rules"] if r.get("alert") == "LiveKitPacketLossHigh")
+    value = alert["expr"].strip().rsplit(">", 1)[0]
+    result = _poll(lambda: _prom(value), "the packet-loss alert's value")
+    assert all(float(r["value"][1]) == 0.0 for r in result)  # loopback: no loss
+
+
+# --- cardinality -----------------------------------------------------------------------------------
+# Series that appear with machine load, not with calls (a bounded set of values each).
+LOAD_DRIVEN = {"lk.agents.event_loop.blocked_duration", "voxpulse.export.dropped"}
+
+
+def test_series_count_is_the_same_after_20_calls_as_after_2(
+    first_calls: Calls, worker: RunningWorker, lk_stack: Any, recorder: OtlpRecorder,
+) -> None:
+    """LiveKit stamps room_id and job_id on every one of its metric points, and every call runs in a
+    job process of its own (an `instance` of its own): none of it becomes a series. The agent's
+    metrics reach the collector through the worker's relay, one writer. Checked at the agent's OTLP
+    boundary and in Prometheus (SDK and span metrics); the LiveKit server's own series carry no
+    room, participant or job."""
+    from .conftest import jobs_done, place
+
+    def settle(results: list[Any]) -> None:
+        errors = [r.error for r in results if r.error]
+        assert not errors, errors
+        assert jobs_done(recorder, [r.room_sid for r in results]), worker.worker.tail(40)
+
+    ours = f'{{job=~".*{worker.service}"}}'
+    spans = f'{{__name__=~"traces_span_metrics_.+", service_name="{worker.service}", span_name!~"{LOAD_SPANS}"}}'
+
+    def prom_series() -> dict[str, int]:
+        rows = _prom(f"count by (__name__) ({ours})") + _prom(f"count by (__name__) ({spans})")
+        return {r["metric"]["__name__"]: int(r["value"][1]) for r in rows}
+
+    def prom_calls() -> float:
+        rows = _prom(f'sum(voice_calls_total{ours})')
+        return float(rows[0]["value"][1]) if rows else 0.0
+
+    done = len(first_calls.results)
+    settle(place(worker, lk_stack, ["ask_operator"] * 2, concurrency=2, arrival_s=0.3))
+    done += 2
+    _poll(lambda: prom_calls() >= done, f"{done} calls in Prometheus", deadline_s=90)
+    agent_2, prom_2 = recorder.series(), prom_series()
+    settle(place(worker, lk_stack, ["ask_operator"] * 18, concurrency=4, arrival_s=0.5))
+    done += 18
+    _poll(lambda: prom_calls() >= done, f"{done} calls in Prometheus", deadline_s=90)
+    agent_20, prom_20 = recorder.series(), prom_series()
+
+    grown = {name: (len(agent_2.get(name, ())), len(sets)) for name, sets in agent_20.items()
+             if name not in LOAD_DRIVEN and sets != agent_2.get(name)}
+    assert not grown, grown
+    for name in LOAD_DRIVEN & set(agent_20):
+        assert len(agent_20[name]) <= 4, (name, agent_20[name])
+    prom_grown = {n: (prom_2.get(n), c) for n, c in prom_20.items()
+                  if c != prom_2.get(n) and not _load_driven_prometheus(n)}
+    assert not prom_grown, prom_grown
+    assert prom_calls() == done
+    # the LiveKit server's series: none keyed by a room, participant or job
+    per_call = re.compile(r"^(RM|PA|AJ|TR|AW)_|caller-|voxpulse-|call-_")
+    for row in _prom('{job="livekit"}'):
+        keyed = {k: v for k, v in row["metric"].items() if per_call.search(v)}
+        assert not keyed, (row["metric"]["__name__"], keyed)
+
+
+LOAD_SPANS = "event_loop_blocked"
+
+
+def _load_driven_prometheus(name: str) -> bool:
+    return name.startswith(("lk_agents_event_loop_blocked", "voxpulse_export_dropped"))
+
+
+_ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]

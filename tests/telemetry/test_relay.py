@@ -1,0 +1,153 @@
+"""The metrics relay: several processes' deltas become one writer's cumulative series.
+
+Two MeterProviders stand for two job processes of one worker (each with its own random
+service.instance.id); they export deltas to a real relay over OTLP/HTTP, and the relay's exports
+are read where the collector would receive them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, UpDownCounter
+from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+
+from telemetry.relay import MetricsRelay
+
+
+class Collector:
+    """Keeps every OTLP metrics request posted to it (the collector's place)."""
+
+    def __init__(self) -> None:
+        self.requests: list[ExportMetricsServiceRequest] = []
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                sink.requests.append(ExportMetricsServiceRequest.FromString(body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def last(self) -> dict[str, list[object]]:
+        out: dict[str, list[object]] = {}
+        for req in self.requests:
+            for rm in req.resource_metrics:
+                for sm in rm.scope_metrics:
+                    for m in sm.metrics:
+                        kind = m.WhichOneof("data")
+                        out[m.name] = [rm.resource, getattr(m, kind or "sum"), kind]
+        return out
+
+
+@pytest.fixture
+def relay() -> Iterator[tuple[MetricsRelay, Collector]]:
+    collector = Collector()
+    r = MetricsRelay(forward_to=collector.url, resource={"service.name": "agent"}, interval_s=3600).start()
+    try:
+        yield r, collector
+    finally:
+        r.stop()
+        collector.close()
+
+
+def _process(endpoint: str) -> tuple[MeterProvider, PeriodicExportingMetricReader]:
+    delta = {Counter: AggregationTemporality.DELTA, UpDownCounter: AggregationTemporality.DELTA,
+             Histogram: AggregationTemporality.DELTA}
+    exporter = OTLPMetricExporter(endpoint=endpoint + "/v1/metrics", preferred_temporality=delta)  # type: ignore[arg-type]
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
+    return MeterProvider(resource=Resource.create({"service.name": "agent"}), metric_readers=[reader]), reader
+
+
+def test_many_processes_one_writer(relay: tuple[MetricsRelay, Collector]) -> None:
+    r, collector = relay
+    tracer = TracerProvider().get_tracer("t")
+    for calls, active_left in ((2, 0), (3, 1)):  # two job processes, one after the other overlapping
+        provider, reader = _process(r.endpoint)
+        meter = provider.get_meter("voxpulse")
+        counter = meter.create_counter("voice.calls")
+        active = meter.create_up_down_counter("voice.calls.active")
+        ttfw = meter.create_histogram("voice.turn.time_to_first_word", unit="s")
+        for _ in range(calls):
+            counter.add(1, {"voice.call.outcome": "resolved_by_bot"})
+            active.add(1)
+            with trace.use_span(tracer.start_span("turn"), end_on_exit=True):
+                ttfw.record(0.9)
+        active.add(-(calls - active_left))
+        reader.force_flush()
+        reader.force_flush()  # a second export without measurements: no new deltas
+        provider.shutdown()
+    assert r.received >= 2
+    assert r.export()
+    got = collector.last()
+    resources = {str(res) for res, _, _ in got.values()}
+    assert len(resources) == 1, "one writer: the worker's resource"
+    _, calls_sum, kind = got["voice.calls"]
+    assert kind == "sum" and calls_sum.aggregation_temporality == AggregationTemporality.CUMULATIVE.value
+    (point,) = calls_sum.data_points
+    assert point.as_int == 5
+    _, active_sum, _ = got["voice.calls.active"]
+    assert active_sum.data_points[0].as_int == 1 and not active_sum.is_monotonic
+    _, hist, kind = got["voice.turn.time_to_first_word"]
+    (hp,) = hist.data_points
+    assert kind == "histogram" and hp.count == 5 and hp.sum == pytest.approx(4.5)
+    assert sum(hp.bucket_counts) == 5
+    assert hp.exemplars and all(len(e.trace_id) == 16 for e in hp.exemplars), "exemplars keep their trace ids"
+
+
+def test_only_changed_series_are_sent_again(relay: tuple[MetricsRelay, Collector]) -> None:
+    r, collector = relay
+    provider, reader = _process(r.endpoint)
+    meter = provider.get_meter("voxpulse")
+    a, b = meter.create_counter("a"), meter.create_counter("b")
+    a.add(1)
+    b.add(1)
+    reader.force_flush()
+    assert r.export()
+    collector.requests.clear()
+    a.add(1)
+    reader.force_flush()
+    assert r.export()
+    names = {m.name for req in collector.requests for rm in req.resource_metrics
+             for sm in rm.scope_metrics for m in sm.metrics}
+    assert names == {"a"}
+    provider.shutdown()
+
+
+def test_a_collector_down_keeps_the_series_for_the_next_export(relay: tuple[MetricsRelay, Collector]) -> None:
+    r, collector = relay
+    provider, reader = _process(r.endpoint)
+    provider.get_meter("voxpulse").create_counter("c").add(3)
+    reader.force_flush()
+    collector.close()
+    assert not r.export(timeout_s=1.0)
+    assert r.failed == 1
+    again = Collector()
+    r.forward_to = again.url
+    assert r.export()
+    assert again.last()["c"][1].data_points[0].as_int == 3
+    again.close()
+    provider.shutdown()
