@@ -65,9 +65,9 @@ def _providers(ctx: JobContext, proc: JobProcess) -> dict[str, Any]:
     vad = proc.userdata.get("vad")
     kind = os.environ.get("VOXPULSE_PROVIDERS", "plugins")
     if kind == "local":
+        from .local import EspeakTTS, ScriptedLineSTT, participant_line_source
         from .sim.latency import LatencyModel
         from .sim.providers import ScriptedLLM
-        from .local import EspeakTTS, ScriptedLineSTT, participant_line_source
 
         return {
             "vad": vad,
@@ -83,7 +83,10 @@ def _providers(ctx: JobContext, proc: JobProcess) -> dict[str, Any]:
     if kind == "inference":
         return {"stt": f"deepgram/{stt_model}:{language}", "llm": f"openai/{llm_model}",
                 "tts": f"openai/{tts_model}:{voice}", "vad": vad}
-    from livekit.plugins import deepgram, openai
+    # module imports: with the silero plugin installed (the realcalls extra), livekit.plugins is a
+    # package mypy reads, and the optional plugins below are absent from it
+    import livekit.plugins.deepgram as deepgram
+    import livekit.plugins.openai as openai
 
     return {
         "stt": deepgram.STT(model=stt_model, language=language),

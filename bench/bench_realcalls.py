@@ -195,7 +195,7 @@ def _server_pid() -> int:
             return row.pid
     for p in psutil.process_iter(["name"]):
         if p.info["name"] == "livekit-server":
-            return p.pid
+            return int(p.pid)
     return 0
 
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Lint, type-check and run the whole test suite against the real backends.
-# In CI (CI=true) tests that need the stack, the databases or the browser fail instead of skipping.
+# In CI (CI=true) tests that need the stack, the databases, the browser or the LiveKit server (with its
+# media network namespace: `make test` runs this inside it) fail instead of skipping.
 # Not `set -e`: every step runs (lint, then pytest), and the exit status says whether any failed.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 if [ "${CI:-}" = "true" ]; then
-  export VOXPULSE_REQUIRE_STACK=1 VOXPULSE_REQUIRE_DB=1 VOXPULSE_REQUIRE_BROWSER=1
+  export VOXPULSE_REQUIRE_STACK=1 VOXPULSE_REQUIRE_DB=1 VOXPULSE_REQUIRE_BROWSER=1 VOXPULSE_REQUIRE_LIVEKIT=1
 fi
 envfile=$(bash scripts/services.sh env-path)  # under $VOXPULSE_STATE_DIR, as services.sh has it
 if [ -f "$envfile" ]; then

@@ -12,52 +12,32 @@ that speak over WebRTC -- all inside the media network namespace (scripts/netns.
   that barges in -- and the recorder's view of them once every job process has exited.
 
 Without a media namespace, the LiveKit server, espeak-ng or sox these tests are skipped with the
-reason, unless VOXPULSE_REQUIRE_STACK is set (CI), where they fail.
+reason, unless VOXPULSE_REQUIRE_LIVEKIT is set (CI), where they fail.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 import secrets
 import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from agent.caller import CallerResult
 from agent.realcalls import OtlpRecorder, StoreThread, Worker, call
+from tests.support import database_url, throwaway_database, unavailable
 from voxpulse_console import stack
 
-ROOT = Path(__file__).resolve().parents[2]
 PHONE = "+380501234567"
 PII_ROOM = "call-_+380501234567_AbCd"
 SIP_CALL_ID = "SCL_" + secrets.token_hex(6)
 JOB_DEADLINE_S = 60.0
 
 
-def _require() -> bool:
-    return os.environ.get("VOXPULSE_REQUIRE_STACK", "").lower() not in ("", "0", "false", "no")
-
-
 def _unavailable(reason: str) -> None:
-    if _require():
-        pytest.fail(f"VOXPULSE_REQUIRE_STACK is set but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-def _env_file(path: Path) -> dict[str, str]:
-    out: dict[str, str] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            if "=" in line and not line.startswith("#"):
-                k, v = line.split("=", 1)
-                out[k.strip()] = v.strip()
-    return out
+    unavailable("LIVEKIT", reason)
 
 
 @dataclass
@@ -93,45 +73,13 @@ def lk_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKit]:
 
 @pytest.fixture(scope="module")
 def history_dsn() -> Iterator[str | None]:
-    """A throw-away, migrated call-history database; None when no PostgreSQL is reachable (the
-    history checks then skip, or fail under VOXPULSE_REQUIRE_DB)."""
-    import asyncpg
-
-    from telemetry.history import migrate
-
-    services = _env_file(Path(os.environ.get("VOXPULSE_STATE_DIR", ROOT / ".voxpulse")) / "services" / "env")
-    base = os.environ.get("DATABASE_URL") or services.get("DATABASE_URL")
-    if not base:
+    """A throw-away, migrated call-history database; None without a DATABASE_URL (the history
+    checks then skip, or fail under VOXPULSE_REQUIRE_DB)."""
+    if not database_url():
         yield None
         return
-    name = f"voxpulse_rc_{os.getpid()}_{secrets.token_hex(3)}"
-    u = urlsplit(base)
-    dsn = urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))
-
-    async def create() -> bool:
-        try:
-            conn = await asyncpg.connect(base, timeout=3)
-        except Exception:
-            return False
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        await migrate(dsn)
-        return True
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(base)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    if not asyncio.run(create()):
-        yield None
-        return
-    yield dsn
-    asyncio.run(drop())
+    with throwaway_database("voxpulse_rc") as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="module")

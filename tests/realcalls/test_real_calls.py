@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from agent.realcalls import ExportedSpan, OtlpRecorder
 from telemetry.semconv import LIVEKIT_JOB_ROOT, LIVEKIT_TURN_SPANS, Attr
+from tests.support import ROOT, load_script, unavailable, wait_for
+from tests.support.backends import PROMETHEUS
 
 from .conftest import PHONE, PII_ROOM, SIP_CALL_ID, Calls, RunningWorker
 
@@ -185,7 +189,7 @@ def test_no_digit_of_the_callers_number_leaves_the_agent(
             links += [tracestore.create(kind).trace_link(s.trace_id), _explore_link(kind, s.trace_id)]
         assert not [link for link in links if phone_digits_in(link)]
     if history_dsn is None:
-        pytest.skip("no PostgreSQL: the call-history part needs scripts/services.sh")
+        unavailable("DB", "no PostgreSQL: the call-history part needs scripts/services.sh")
     rows = _history(history_dsn, [r.room_sid if r.scenario != "ask_operator" else SIP_CALL_ID
                                   for r in first_calls.results])
     assert len(rows["calls"]) == len(first_calls.results), rows
@@ -229,35 +233,15 @@ def test_livekit_metric_points_carry_no_per_job_labels(first_calls: Calls, recor
 
 
 # --- the server's media metrics in Prometheus ------------------------------------------------------
-PROM = "http://127.0.0.1:9090"
-
-
 def _prom(expr: str) -> list[dict[str, Any]]:
-    import httpx
-
-    r = httpx.get(f"{PROM}/api/v1/query", params={"query": expr}, timeout=15)
+    r = httpx.get(f"{PROMETHEUS}/api/v1/query", params={"query": expr}, timeout=15)
     body = r.json()
     assert r.status_code == 200 and body["status"] == "success", (expr, body)
     return list(body["data"]["result"])
 
 
-def _poll(fn: Any, what: str, deadline_s: float = 60.0) -> Any:
-    import time
-
-    import httpx
-
-    end = time.monotonic() + deadline_s
-    last: Any = None
-    while time.monotonic() < end:
-        try:
-            last = fn()
-        except httpx.HTTPError as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(1.0)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
+def _poll(fn: Callable[[], Any], what: str, deadline_s: float = 60.0) -> Any:
+    return wait_for(fn, what, deadline_s, every_s=1.0)
 
 
 def test_dashboards_livekit_queries_and_the_loss_alert_return_data(first_calls: Calls) -> None:
@@ -265,9 +249,7 @@ def test_dashboards_livekit_queries_and_the_loss_alert_return_data(first_calls: 
     excepted: LiveKit SIP is not built here) and the packet-loss alert's expression have data."""
     import yaml
 
-    from tests.dashboards.conftest import load_module
-
-    queries = load_module("voxpulse_grafana_queries", _ROOT / "grafana" / "queries.py")
+    queries = load_script("grafana/queries.py")
     _poll(lambda: _prom('sum(livekit_packet_loss_percent_count{job="livekit", type="AUDIO"})'),
           "LiveKit's loss samples scraped")
     checked = []
@@ -279,7 +261,7 @@ def test_dashboards_livekit_queries_and_the_loss_alert_return_data(first_calls: 
         assert _poll(lambda e=expr: _prom(e), f"{q.dashboard} / {q.panel}"), expr
         checked.append(q.panel)
     assert {"Packet loss", "Jitter p95", "RTT p95", "Rooms", "Participants"} <= set(checked), checked
-    rules = yaml.safe_load((_ROOT / "prometheus" / "rules" / "alerts-infra.yml").read_text())
+    rules = yaml.safe_load((ROOT / "prometheus" / "rules" / "alerts-infra.yml").read_text())
     alert = next(r for g in rules["groups"] for r in g["rules"] if r.get("alert") == "LiveKitPacketLossHigh")
     value = alert["expr"].strip().rsplit(">", 1)[0]
     result = _poll(lambda: _prom(value), "the packet-loss alert's value")
@@ -349,5 +331,3 @@ LOAD_SPANS = "event_loop_blocked"
 def _load_driven_prometheus(name: str) -> bool:
     return name.startswith(("lk_agents_event_loop_blocked", "voxpulse_export_dropped"))
 
-
-_ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
