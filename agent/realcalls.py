@@ -61,10 +61,12 @@ class Worker:
         self.log_path = log_path
         self.register_timeout_s = register_timeout_s
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0  # the log may hold earlier runs (it is appended to): this one starts here
 
     def start(self) -> Worker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
+            self._log_offset = log.tell()
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "agent", "start"], cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -84,13 +86,9 @@ class Worker:
         raise WorkerError(f"the worker did not register within {self.register_timeout_s:.0f}s:\n{self.tail(40)}")
 
     def records(self) -> list[dict[str, Any]]:
-        """The worker's JSON log lines (its own and its job processes')."""
+        """This run's JSON log lines (the worker's own and its job processes')."""
         out: list[dict[str, Any]] = []
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return out
-        for line in text.splitlines():
+        for line in self.log_text().splitlines():
             if line.startswith("{"):
                 try:
                     out.append(json.loads(line))
@@ -99,8 +97,11 @@ class Worker:
         return out
 
     def log_text(self) -> str:
+        """This run's log (from where it started in the file)."""
         try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")
+            with self.log_path.open("rb") as f:
+                f.seek(self._log_offset)
+                return f.read().decode("utf-8", errors="replace")
         except OSError:
             return ""
 
