@@ -46,9 +46,11 @@ _PII_KEYS: Final[frozenset[str]] = _OWN_PII_KEYS | {
     "gen_ai.output.messages",
     "gen_ai.system_instructions",
 }
-# Join keys: the call-history store and the trace store's search use them verbatim. Call ids must not embed PII.
+# Join keys: the call-history store and the trace store's search use them verbatim (a random id may hold
+# a run of digits that looks like a phone number). Ids must not embed PII: call_id is never the room name.
 _VERBATIM_KEYS: Final[frozenset[str]] = frozenset(
-    {Attr.CALL_ID, Attr.CONVERSATION_ID, Attr.TOOL_CALL_ID, "lk.speech_id", "lk.generation_id"}
+    {Attr.CALL_ID, Attr.CONVERSATION_ID, Attr.TOOL_CALL_ID, Attr.SIP_CALL_ID, Attr.ROOM_SID, Attr.JOB_ID,
+     "lk.speech_id", "lk.generation_id"}
 )
 
 
