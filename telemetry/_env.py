@@ -125,6 +125,12 @@ VOXPULSE_CONTENT: Final = EnvVar(
 VOXPULSE_MAX_ATTRIBUTE_LENGTH: Final = EnvVar(
     ("VOXPULSE_MAX_ATTRIBUTE_LENGTH",), "2048", "Longer string attributes are truncated before export."
 )
+VOXPULSE_TRACE_SAMPLING_PERCENT: Final = EnvVar(
+    ("VOXPULSE_TRACE_SAMPLING_PERCENT",), "100",
+    "Share (0-100) of the traces no rule keeps that the collectors' tail sampling keeps (scale-out "
+    "topology). Set it alike for agents and collectors: the agent takes exemplars only from traces "
+    "that will be kept, and marks them.",
+)
 VOXPULSE_LOG_LEVEL: Final = EnvVar(
     ("VOXPULSE_LOG_LEVEL", "LOG_LEVEL"), "INFO",
     "Level of the root logger when VoxPulse installs its log handler (`LOG_LEVEL` is read as a fallback).",
@@ -164,6 +170,7 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
     VOXPULSE_METRICS_RELAY,
     VOXPULSE_CONTENT,
     VOXPULSE_MAX_ATTRIBUTE_LENGTH,
+    VOXPULSE_TRACE_SAMPLING_PERCENT,
     VOXPULSE_LOG_LEVEL,
     VOXPULSE_LOG_FORMAT,
     VOXPULSE_RAISE_INTERNAL_ERRORS,

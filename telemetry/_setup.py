@@ -45,7 +45,9 @@ from telemetry._env import Exporter, MetricsExporter, Protocol
 from telemetry._instrumentation import instrument_libraries
 from telemetry._processors import CallIdProcessor, ChangedPointsExporter, QueueingSpanProcessor, SafeExporter
 from telemetry._state import STATE, TRACER_NAME
+from telemetry.exceptions import TelemetryConfigError
 from telemetry.redaction import ContentMode, Redactor
+from telemetry.sampling import KeptTraceExemplarFilter
 from telemetry.semconv import LIVEKIT_METER, LIVEKIT_METRIC_LABELS
 
 __all__ = ["Telemetry", "TelemetryConfig", "configure", "install", "metric_views"]
@@ -81,6 +83,7 @@ class TelemetryConfig:
     metric_export_interval_s: float
     endpoint_explicit: bool = False
     metrics_relay: str | None = None  # OTLP/HTTP base URL of the worker's metrics relay
+    trace_sampling_percent: float = 100.0
 
 
 def _run_bounded(fn: Callable[[], object], timeout: float) -> bool:
@@ -249,7 +252,15 @@ def _resolve(
         ),
         endpoint_explicit=endpoint is not None,
         metrics_relay=_env.text(_env.VOXPULSE_METRICS_RELAY),
+        trace_sampling_percent=_percent(_env.VOXPULSE_TRACE_SAMPLING_PERCENT),
     )
+
+
+def _percent(var: _env.EnvVar) -> float:
+    value = _env.number(var, None)
+    if value > 100:
+        raise TelemetryConfigError(f"environment variable {var.name} is {value}; expected 0 to 100")
+    return value
 
 
 def _span_exporter(config: TelemetryConfig) -> SpanExporter | None:
@@ -431,8 +442,10 @@ def configure(
 
     readers, otlp_metrics = _metric_readers(config)
     readers = [*readers, *additional_metric_readers]
+    # Exemplars only from traces the collectors' tail sampling keeps (telemetry/sampling.py).
+    exemplars = KeptTraceExemplarFilter(config.trace_sampling_percent)
     meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False,
-                                   views=metric_views())
+                                   views=metric_views(), exemplar_filter=exemplars)
 
     if not _globals_set:  # the OTel globals can be set once per process
         _globals_set = True

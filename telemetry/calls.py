@@ -30,6 +30,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from telemetry import metrics as _metrics
+from telemetry import sampling as _sampling
 from telemetry._callmap import CALLS
 from telemetry._errors import internal_errors
 from telemetry._state import STATE
@@ -232,6 +233,7 @@ class CallScope:
         )
         # spans of this trace that started outside the scope (a LiveKit job's) get the call's id too
         CALLS.register(self._span.get_span_context().trace_id, self.call_id)
+        _sampling._call_started(self._span)  # exemplars into this trace mark the root while it is open
         ctx = trace.set_span_in_context(self._span, parent)
         ctx = baggage.set_baggage(_BAGGAGE_KEY, self.call_id, ctx)
         self._ctx_token = context.attach(ctx)
@@ -292,6 +294,7 @@ class CallScope:
                 _metrics._CALL_COST.record(self.cost_usd, {Attr.CALL_OUTCOME: outcome})
                 _metrics._CALLS_ACTIVE.add(-1, {Attr.CALL_DIRECTION: self._direction})
         span.end()
+        _sampling._call_ended(span)
         if self._ctx_token is not None:
             # exited in another context than entered: nothing to restore there
             with contextlib.suppress(ValueError):

@@ -38,6 +38,9 @@ __all__ = [
     "SPANMETRICS_CALLS",
     "SPANMETRICS_DIMENSIONS",
     "SPANMETRICS_DURATION",
+    "SPANMETRICS_KEPT_CALLS",
+    "SPANMETRICS_KEPT_DURATION",
+    "TTFW_OBJECTIVE_S",
     "Attr",
     "AttributeSpec",
     "CallOutcome",
@@ -171,6 +174,8 @@ class Attr:
     CALLLOG_BATCH_SOURCE: Final = "voxpulse.calllog.batch.source"
     EXPORT_SIGNAL: Final = "voxpulse.export.signal"
     INTERNAL_ERROR_SITE: Final = "voxpulse.internal_error.site"
+    # tail sampling (telemetry/sampling.py, otel-collector/processing.yaml)
+    TRACE_KEEP: Final = "voxpulse.trace.keep"
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +278,10 @@ ATTRIBUTES: Final[tuple[AttributeSpec, ...]] = (
         Attr.INTERNAL_ERROR_SITE, "Where in VoxPulse an internal error was contained (a fixed code).",
         metric_label=True,
     ),
+    AttributeSpec(
+        Attr.TRACE_KEEP,
+        "True on a call whose measurement became an exemplar: the collectors' tail sampling keeps the trace.",
+    ),
 )
 
 # LiveKit Agents' spans of a job process (root first); VoxPulse stamps call_id on them and holds
@@ -315,6 +324,10 @@ SPANMETRICS_DIMENSIONS: Final[tuple[str, ...]] = (
     Attr.TOOL_NAME,
     Attr.CALL_OUTCOME,
 )
+
+# The time-to-first-word objective: a turn slower than this is a slow turn (the latency alert's
+# threshold, and a trace the collectors' tail sampling always keeps).
+TTFW_OBJECTIVE_S: Final = 3.0
 
 # Voice latency: tens of milliseconds to tens of seconds.
 DURATION_BUCKETS_S: Final[tuple[float, ...]] = (
@@ -474,6 +487,10 @@ def metric_spec(name: str) -> MetricSpec:
 # The collector's spanmetrics connector (namespace traces.span.metrics, unit ms).
 SPANMETRICS_DURATION: Final = "traces_span_metrics_duration_milliseconds"
 SPANMETRICS_CALLS: Final = "traces_span_metrics_calls_total"
+# The scale-out topology's second connector (otel-collector/processing.yaml): the same series, for
+# the spans of the traces that tail sampling kept only; its exemplars always open a stored trace.
+SPANMETRICS_KEPT_DURATION: Final = "traces_span_kept_duration_milliseconds"
+SPANMETRICS_KEPT_CALLS: Final = "traces_span_kept_calls_total"
 
 
 def error_type(exc: BaseException | type[BaseException]) -> str:
@@ -595,6 +612,16 @@ def render_markdown() -> str:
         "  audio source, e.g. an offline sink: the sink's playback start is the end, and no media path).",
         "",
         "Compared turn by turn with what simulated callers measure at their end (`bench/`, benchmarks.md).",
+        "With tail sampling (the scale-out topology, docs/scaling.md) the connector above counts every"
+        " span, before sampling, and carries no exemplars; a second one counts the spans of the kept"
+        f" traces only: `{SPANMETRICS_KEPT_DURATION}_bucket|_sum|_count` and `{SPANMETRICS_KEPT_CALLS}`,"
+        " same labels, with the exemplars (each opens a stored trace).",
+        "",
+        "## Tail sampling",
+        "",
+        f"- time-to-first-word objective: {TTFW_OBJECTIVE_S:g} s; a turn slower than it is kept, like a call"
+        " with an error, a transfer or a tool anomaly.",
+        f"- `{Attr.TRACE_KEEP}` = true on a call root: an exemplar points at this call; the collectors keep it.",
         "",
         "## Buckets",
         "",

@@ -33,6 +33,7 @@ from telemetry._processors import CallIdProcessor, SafeExporter
 from telemetry._setup import install, metric_views
 from telemetry._state import STATE
 from telemetry.redaction import ContentMode, Redactor
+from telemetry.sampling import KeptTraceExemplarFilter
 
 __all__ = ["CapturedTelemetry", "IncrementalIdGenerator", "capture_telemetry"]
 
@@ -100,9 +101,13 @@ class CapturedTelemetry:
 @contextmanager
 def capture_telemetry(
     *, content: ContentMode = "redacted", deterministic_ids: bool = True, livekit: bool = True,
-    libraries: bool = True, service_name: str = "voxpulse-test",
+    libraries: bool = True, service_name: str = "voxpulse-test", trace_sampling_percent: float = 100.0,
 ) -> Iterator[CapturedTelemetry]:
-    """Routes all telemetry into memory for the duration of the block, then restores the previous state."""
+    """Routes all telemetry into memory for the duration of the block, then restores the previous state.
+
+    Exemplars go through the same filter as with ``configure()`` (``trace_sampling_percent`` as
+    ``VOXPULSE_TRACE_SAMPLING_PERCENT``): only from traces the collectors' tail sampling keeps.
+    """
     saved = (STATE.enabled, STATE.tracer, STATE.meter_provider, STATE.redactor, STATE.service_version)
     resource = Resource.create({"service.name": service_name})
     tracer_provider = TracerProvider(
@@ -115,7 +120,8 @@ def capture_telemetry(
     tracer_provider.add_span_processor(SimpleSpanProcessor(SafeExporter(exporter, redactor)))
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False,
-                                   views=metric_views())
+                                   views=metric_views(),
+                                   exemplar_filter=KeptTraceExemplarFilter(trace_sampling_percent))
     install(tracer_provider, meter_provider, redactor=redactor, service_version=None,
             livekit=livekit, libraries=libraries)
     CALLS.clear()  # trace ids restart at 1: no call of an earlier capture may claim them

@@ -31,7 +31,8 @@ PUBLIC: dict[str, set[str]] = {
     "telemetry.semconv": {
         "ATTRIBUTES", "CALL_DURATION_BUCKETS_S", "COST_BUCKETS_USD", "DURATION_BUCKETS_S", "LIVEKIT_JOB_ROOT",
         "LIVEKIT_JOB_SPANS", "LIVEKIT_METER", "LIVEKIT_METRIC_LABELS", "LIVEKIT_STAGE_SPANS", "LIVEKIT_TURN_SPANS",
-        "METRICS", "OTHER", "SPANMETRICS_CALLS", "SPANMETRICS_DIMENSIONS", "SPANMETRICS_DURATION", "Attr",
+        "METRICS", "OTHER", "SPANMETRICS_CALLS", "SPANMETRICS_DIMENSIONS", "SPANMETRICS_DURATION",
+        "SPANMETRICS_KEPT_CALLS", "SPANMETRICS_KEPT_DURATION", "TTFW_OBJECTIVE_S", "Attr",
         "AttributeSpec", "CallOutcome", "GenAIOperation", "Metric", "MetricKind", "MetricSpec", "SpanName", "Stage",
         "error_type", "metric_spec", "prometheus_name", "render_markdown",
     },
@@ -40,6 +41,7 @@ PUBLIC: dict[str, set[str]] = {
         "registered", "set_operator_queue", "tool_anomaly",
     },
     "telemetry.pricing": {"DEFAULT_PRICES", "ModelPrice", "PriceTable"},
+    "telemetry.sampling": {"HASH_SALT", "KeptTraceExemplarFilter", "in_share", "keeps_span", "share_threshold"},
     "telemetry.exceptions": {"TelemetryConfigError", "TelemetryError"},
     "telemetry.testing": {"CapturedTelemetry", "IncrementalIdGenerator", "capture_telemetry"},
     "telemetry.livekit": {"AUDIBLE_RMS", "CallLog", "MeasuredTurn", "SessionInstrumentation", "instrument_session"},
