@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -50,6 +51,7 @@ from pathlib import Path
 
 import httpx
 
+from voxpulse_console import collector_ring
 from voxpulse_console._paths import config_dir
 from voxpulse_console.alert_receiver import DEFAULT_LISTEN as RECEIVER_LISTEN
 from voxpulse_console.alert_receiver import ConfigError, render_alertmanager_config, write_alertmanager_config
@@ -58,12 +60,14 @@ from voxpulse_console.ui.config import DEFAULT_LISTEN as UI_LISTEN
 __all__ = [
     "COMPONENTS",
     "DEFAULT_STATE_DIR",
+    "MAX_COLLECTORS",
     "OPTIONAL",
     "Component",
     "ComponentStatus",
     "StackError",
     "binaries",
     "cache_dir",
+    "components",
     "compose_command",
     "docker_available",
     "down",
@@ -364,6 +368,149 @@ OPTIONAL: dict[str, Component] = {
 }
 _ALL: dict[str, Component] = {**COMPONENTS, **OPTIONAL}
 
+
+# ---------------------------------------------------------------------------------------------
+# the scale-out topology (docs/scaling.md): load-balancing collector, N processing collectors, ring
+
+MAX_COLLECTORS = collector_ring.MAX_COLLECTORS
+_TOPOLOGY_FILE = "topology.json"
+
+
+def _topology(state: Path) -> int:
+    """Processing collectors of the stack in ``state`` (0: the single collector)."""
+    try:
+        n = int(json.loads((state / _TOPOLOGY_FILE).read_text(encoding="utf-8"))["collectors"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+    return n if 0 <= n <= MAX_COLLECTORS else 0
+
+
+def _choose_topology(state: Path, collectors: int | None) -> None:
+    current = _topology(state)
+    running = [n for n in _components(state) if _read_pid(state, n) is not None]
+    wanted = current if collectors is None and running else (collectors or 0)
+    if not 0 <= wanted <= MAX_COLLECTORS:
+        raise StackError(f"--collectors {wanted}: 1 to {MAX_COLLECTORS} processing collectors (0: one collector)")
+    if wanted == current:
+        return
+    if running:
+        what = f"{current} processing collectors" if current else "one collector"
+        raise StackError(f"the stack in {state} runs with {what}: `voxpulse stack down` first ({', '.join(running)})")
+    if wanted:
+        (state / _TOPOLOGY_FILE).write_text(json.dumps({"collectors": wanted}) + "\n", encoding="utf-8")
+        # the ring starts with every processing collector; collector-ring maintains it from then on
+        ports = [collector_ring.processing_ports(k) for k in range(1, wanted + 1)]
+        collector_ring.write_ring_file(state / "otelcol" / "ring.yaml", [p.endpoint for p in ports])
+    else:
+        (state / _TOPOLOGY_FILE).unlink(missing_ok=True)
+
+
+def _processing(k: int) -> Component:
+    ports = collector_ring.processing_ports(k)
+
+    def argv(binary: Path, _state: Path) -> list[str]:
+        return [str(binary), f"--config={config_dir() / 'otel-collector' / 'processing.yaml'}"]
+
+    def env(cstate: Path) -> dict[str, str]:
+        return {**ports.env(), "VOXPULSE_COLLECTOR_QUEUE_DIR": str(cstate / "queue")}
+
+    return Component(
+        f"otelcol-{k}", ("otelcol", "voxpulse-otelcol"), f"http://127.0.0.1:{ports.health}/",
+        (ports.otlp, ports.metrics, ports.telemetry, ports.health), argv, env,
+        f"processing collector {k} (span metrics, tail sampling, redaction, export to the trace store)",
+    )
+
+
+def _lb_argv(binary: Path, cstate: Path) -> list[str]:
+    ring = cstate / "ring.yaml"
+    return [str(binary), f"--config={config_dir() / 'otel-collector' / 'lb.yaml'}", f"--config={ring}"]
+
+
+def _ring(n: int) -> Component:
+    def argv(_binary: Path, cstate: Path) -> list[str]:
+        return [sys.executable, "-m", "voxpulse_console.collector_ring",
+                "--state-dir", str(cstate.parent), "--collectors", str(n)]
+
+    return Component(
+        "collector-ring", (Path(sys.executable).name,), f"http://{collector_ring.LISTEN}/healthz",
+        (int(collector_ring.LISTEN.rpartition(":")[2]),), argv,
+        description="keeps the load-balancing collector's ring equal to the processing collectors that answer",
+        stop_timeout_s=5.0,
+    )
+
+
+def _tiered_prometheus_argv(n: int) -> Callable[[Path, Path], list[str]]:
+    """Prometheus with prometheus/prometheus.yml rendered into its state dir: the same config, with
+    absolute paths, and the processing collectors as the targets of the otel-collector-spans and
+    otel-collector-internal jobs (targets/otelcol-processing*.yml are empty in the repository)."""
+
+    def argv(binary: Path, cstate: Path) -> list[str]:
+        import yaml
+
+        src = config_dir() / "prometheus"
+        cfg = yaml.safe_load((src / "prometheus.yml").read_text(encoding="utf-8"))
+        cfg["rule_files"] = [str(src / f) for f in cfg.get("rule_files", [])]
+        targets = cstate / "targets"
+        targets.mkdir(parents=True, exist_ok=True)
+        ports = [collector_ring.processing_ports(k) for k in range(1, n + 1)]
+        generated = {
+            "otelcol-processing.yml": [
+                {"targets": [f"127.0.0.1:{p.metrics}"], "labels": {"collector": p.name}} for p in ports
+            ],
+            "otelcol-processing-internal.yml": [
+                {"targets": [f"127.0.0.1:{p.telemetry}"], "labels": {"collector": p.name}} for p in ports
+            ],
+        }
+        for name, groups in generated.items():
+            (targets / name).write_text(yaml.safe_dump(groups), encoding="utf-8")
+        for job in cfg.get("scrape_configs", []):
+            for sd in job.get("file_sd_configs", []):
+                sd["files"] = [
+                    str(targets / Path(f).name) if Path(f).name in generated else str(src / f)
+                    for f in sd.get("files", [])
+                ]
+        rendered = cstate / "prometheus.yml"
+        rendered.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+        return [str(binary), f"--config.file={rendered}", *_prometheus_argv(binary, cstate)[2:]]
+
+    return argv
+
+
+def _tiered(n: int) -> dict[str, Component]:
+    out: dict[str, Component] = {}
+    for name, comp in COMPONENTS.items():
+        if name == "otelcol":
+            for k in range(1, n + 1):
+                out[f"otelcol-{k}"] = _processing(k)
+            out[name] = Component(
+                name, comp.binary_names, comp.ready_url, comp.ports, _lb_argv,
+                lambda _state: {"VOXPULSE_COLLECTOR_NAME": "lb"},
+                f"load-balancing collector (OTLP in, traces by trace id to {n} processing collectors, SDK metrics)",
+            )
+            out["collector-ring"] = _ring(n)
+        elif name == "prometheus":
+            out[name] = Component(name, comp.binary_names, comp.ready_url, comp.ports, _tiered_prometheus_argv(n),
+                                  comp.env, comp.description)
+        else:
+            out[name] = comp
+    return out
+
+
+def _components(state: Path | None) -> dict[str, Component]:
+    """The stack's own components for the topology in ``state`` (None: the single collector)."""
+    n = 0 if state is None else _topology(state)
+    return COMPONENTS if n == 0 else _tiered(n)
+
+
+def _all(state: Path | None) -> dict[str, Component]:
+    return {**_components(state), **OPTIONAL}
+
+
+def components(*, state_dir: Path | str | None = None) -> dict[str, Component]:
+    """The components of the stack in ``state_dir``, in start order (:data:`COMPONENTS` for the
+    single collector; the scale-out topology after ``up(collectors=N)``), without the optional ones."""
+    return _components(_state(state_dir))
+
 # Processes started by this Python process, so that they can be reaped (no zombies in tests).
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -411,6 +558,7 @@ _TOOLS: dict[str, tuple[str, ...]] = {
     "livekit-server": ("livekit-server",),
     "dashboard-linter": ("dashboard-linter",),
     "docker-compose": ("docker-compose",),
+    "telemetrygen": ("telemetrygen",),
 }
 
 
@@ -592,9 +740,10 @@ def _spawn(comp: Component, state: Path, env: Mapping[str, str] | None) -> int:
 def _wait_ready(names: Sequence[str], state: Path, wait_s: float) -> None:
     deadline = time.monotonic() + wait_s
     pending = list(names)
+    comps = _all(state)
     while pending:
         for name in list(pending):
-            comp = _ALL[name]
+            comp = comps[name]
             pid = _read_pid(state, name)
             if pid is None:
                 raise StackError(
@@ -610,17 +759,20 @@ def _wait_ready(names: Sequence[str], state: Path, wait_s: float) -> None:
         time.sleep(0.25)
 
 
-def _names(components: Iterable[str] | None, env: Mapping[str, str] | None = None) -> list[str]:
-    """The components to act on, in start order. None: the stack, plus each optional component
-    that can start in this environment (``env`` over ``os.environ``)."""
+def _names(
+    components: Iterable[str] | None, env: Mapping[str, str] | None = None, state: Path | None = None
+) -> list[str]:
+    """The components to act on, in start order. None: the stack (of the topology in ``state``),
+    plus each optional component that can start in this environment (``env`` over ``os.environ``)."""
+    everything = _all(state)
     if components is None:
         merged = {**os.environ, **(env or {})}
-        return list(COMPONENTS) + [n for n, c in OPTIONAL.items() if c.unavailable(merged) is None]
+        return list(_components(state)) + [n for n, c in OPTIONAL.items() if c.unavailable(merged) is None]
     wanted = list(components)
-    unknown = [n for n in wanted if n not in _ALL]
+    unknown = [n for n in wanted if n not in everything]
     if unknown:
-        raise StackError(f"unknown component(s) {unknown}; known: {list(_ALL)}")
-    return [n for n in _ALL if n in wanted]  # keep start order
+        raise StackError(f"unknown component(s) {unknown}; known: {list(everything)}")
+    return [n for n in everything if n in wanted]  # keep start order
 
 
 def compose_command() -> list[str] | None:
@@ -667,12 +819,19 @@ def up(
     wait_s: float = 60,
     env: Mapping[str, str] | None = None,
     use_docker: bool = False,
+    collectors: int | None = None,
 ) -> dict[str, str]:
     """Start the components that are not running and wait until each is ready.
 
     Returns ``{name: "started" | "running"}``. ``env`` adds environment variables for the started
     processes (e.g. ``VOXPULSE_SPANMETRICS_FLUSH=1s``). With ``use_docker=True`` (and a Docker
     engine) runs ``docker compose up -d`` instead, for the whole compose file.
+
+    ``collectors=N`` (1 to :data:`MAX_COLLECTORS`) runs the scale-out topology (docs/scaling.md): a
+    load-balancing collector on the agents' ports (component ``otelcol``), N processing collectors
+    (``otelcol-1`` ...) and the ``collector-ring``; ``collectors=0`` the single collector. ``None``
+    keeps the current topology (``down()`` of the whole stack forgets it: the single collector
+    again). A running stack changes topology only after ``down()``.
     """
     if use_docker:
         if not docker_available():
@@ -681,17 +840,19 @@ def up(
         return {"docker-compose": "started"}
     state = _state(state_dir)
     state.mkdir(parents=True, exist_ok=True)
+    _choose_topology(state, collectors)
+    everything = _all(state)
     result: dict[str, str] = {}
     started: list[str] = []
     merged = {**os.environ, **(env or {})}
-    for name in _names(components, env):
+    for name in _names(components, env, state):
         if _read_pid(state, name) is not None:
             result[name] = "running"
             continue
-        why = _ALL[name].unavailable(merged)
+        why = everything[name].unavailable(merged)
         if why is not None:
             raise StackError(f"{name}: {why}")
-        _spawn(_ALL[name], state, env)
+        _spawn(everything[name], state, env)
         started.append(name)
         result[name] = "started"
     _wait_ready([n for n in result], state, wait_s)
@@ -725,12 +886,12 @@ def stop(name: str, *, state_dir: Path | str | None = None, timeout_s: float | N
     """Stop one component cleanly: SIGTERM, then SIGKILL after ``timeout_s`` (default: the
     component's ``stop_timeout_s``). False if it was not running."""
     state = _state(state_dir)
-    _names([name])
+    _names([name], state=state)
     pid = _read_pid(state, name)
     if pid is None:
         _pidfile(state, name).unlink(missing_ok=True)
         return False
-    _stop_pid(pid, _ALL[name].stop_timeout_s if timeout_s is None else timeout_s)
+    _stop_pid(pid, _all(state)[name].stop_timeout_s if timeout_s is None else timeout_s)
     _pidfile(state, name).unlink(missing_ok=True)
     return True
 
@@ -738,7 +899,7 @@ def stop(name: str, *, state_dir: Path | str | None = None, timeout_s: float | N
 def kill(name: str, *, state_dir: Path | str | None = None, sig: int = signal.SIGKILL) -> bool:
     """Kill one component abruptly (fault tests: a collector crash). False if it was not running."""
     state = _state(state_dir)
-    _names([name])
+    _names([name], state=state)
     pid = _read_pid(state, name)
     if pid is None:
         return False
@@ -784,17 +945,20 @@ def down(
     if use_docker:
         _compose("down")
         return ["docker-compose"]
+    state = _state(state_dir)
     stopped = []
-    for name in reversed(list(_ALL) if components is None else _names(components)):
+    for name in reversed(list(_all(state)) if components is None else _names(components, state=state)):
         if stop(name, state_dir=state_dir, timeout_s=timeout_s):
             stopped.append(name)
+    if components is None:  # the whole stack: the next `up` starts the topology it is asked for
+        (state / _TOPOLOGY_FILE).unlink(missing_ok=True)
     return stopped
 
 
 def status(*, state_dir: Path | str | None = None) -> list[ComponentStatus]:
     state = _state(state_dir)
     out = []
-    for name, comp in _ALL.items():
+    for name, comp in _all(state).items():
         pid = _read_pid(state, name)
         if name in OPTIONAL and pid is None and comp.unavailable(os.environ) is not None:
             continue  # an optional component that is neither running nor configured
@@ -814,8 +978,9 @@ def status(*, state_dir: Path | str | None = None) -> list[ComponentStatus]:
 
 def logs(name: str, lines: int = 50, *, state_dir: Path | str | None = None) -> str:
     """The last ``lines`` lines of a component's log."""
-    _names([name])
-    return _tail(_logfile(_state(state_dir), name), lines)
+    state = _state(state_dir)
+    _names([name], state=state)
+    return _tail(_logfile(state, name), lines)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -850,8 +1015,11 @@ def _cmd(args: argparse.Namespace) -> int:
             else:
                 if args.build:
                     ensure_built()
-                env = {"VOXPULSE_SPANMETRICS_FLUSH": args.flush} if args.flush else None
-                result = up(comps, state_dir=state_dir, wait_s=args.wait, env=env)
+                env = {"VOXPULSE_SPANMETRICS_FLUSH": args.flush} if args.flush else {}
+                if args.sampling_percent is not None:
+                    env["VOXPULSE_TRACE_SAMPLING_PERCENT"] = f"{args.sampling_percent:g}"
+                result = up(comps, state_dir=state_dir, wait_s=args.wait, env=env or None,
+                            collectors=args.collectors)
                 for name, what in result.items():
                     print(f"{name}: {what}")
             _print_status(status(state_dir=state_dir))
@@ -863,11 +1031,11 @@ def _cmd(args: argparse.Namespace) -> int:
             _print_status(rows)
             return 0 if all(r.ready for r in rows) else 3
         elif args.stack_cmd == "logs":
-            for name in comps or _names(None):
+            for name in comps or _names(None, state=_state(state_dir)):
                 print(f"==> {name} <==")
                 print(logs(name, args.lines, state_dir=state_dir))
         elif args.stack_cmd == "restart":
-            for name in comps or _names(None):
+            for name in comps or _names(None, state=_state(state_dir)):
                 print(f"{name}: {restart(name, state_dir=state_dir, wait_s=args.wait)}")
         elif args.stack_cmd == "env":
             env = livekit_env(state_dir)
@@ -924,6 +1092,17 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     sp.add_argument(
         "--docker", action="store_true", help="docker compose up -d instead (needs a Docker engine)"
     )
+    sp.add_argument(
+        "--collectors", type=int, default=None, metavar="N",
+        help=f"scale-out topology: a load-balancing collector and N processing collectors (1-{MAX_COLLECTORS}; "
+        "0: one collector, the default); ports in docs/scaling.md",
+    )
+    sp.add_argument(
+        "--sampling-percent", type=float, default=None, metavar="P",
+        help="processing collectors keep P %% of the traces no rule keeps (VOXPULSE_TRACE_SAMPLING_PERCENT; "
+        "set the same for the agents)",
+    )
+
 
     sp = sub.add_parser("down", help="stop the stack (SIGTERM, then SIGKILL)")
     common(sp)
