@@ -176,6 +176,7 @@ class Attr:
     INTERNAL_ERROR_SITE: Final = "voxpulse.internal_error.site"
     # tail sampling (telemetry/sampling.py, otel-collector/processing.yaml)
     TRACE_KEEP: Final = "voxpulse.trace.keep"
+    COLLECTOR: Final = "voxpulse.collector"
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +282,10 @@ ATTRIBUTES: Final[tuple[AttributeSpec, ...]] = (
     AttributeSpec(
         Attr.TRACE_KEEP,
         "True on a call whose measurement became an exemplar: the collectors' tail sampling keeps the trace.",
+    ),
+    AttributeSpec(
+        Attr.COLLECTOR,
+        "Set by the processing collector that kept the span's trace (p1, p2, ...; scale-out topology).",
     ),
 )
 
