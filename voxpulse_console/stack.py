@@ -387,12 +387,12 @@ def _topology(state: Path) -> int:
 
 def _choose_topology(state: Path, collectors: int | None) -> None:
     current = _topology(state)
-    running = [n for n in _components(state) if _read_pid(state, n) is not None]
-    wanted = current if collectors is None and running else (collectors or 0)
+    wanted = current if collectors is None else collectors
     if not 0 <= wanted <= MAX_COLLECTORS:
         raise StackError(f"--collectors {wanted}: 1 to {MAX_COLLECTORS} processing collectors (0: one collector)")
     if wanted == current:
         return
+    running = [n for n in _components(state) if _read_pid(state, n) is not None]
     if running:
         what = f"{current} processing collectors" if current else "one collector"
         raise StackError(f"the stack in {state} runs with {what}: `voxpulse stack down` first ({', '.join(running)})")
