@@ -155,14 +155,20 @@ class Replay:
     fresh trace ids (a byte replace per trace): a load generator that costs far less CPU per span
     than encoding spans, so that it can saturate a collector on a 2-core machine."""
 
-    def __init__(self, calls: int = 10) -> None:
+    # the ordinary calls of the simulator's mix (no error, transfer or anomaly by design): the share
+    # that tail sampling then keeps is the configured one, as with a healthy contact centre's traffic
+    SCENARIOS = ("order_tyres", "book_fitting", "order_status")
+
+    def __init__(self, calls: int = 12) -> None:
         from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
         from agent.simulator import SimOptions, simulate
         from telemetry.testing import capture_telemetry
 
-        with capture_telemetry(deterministic_ids=False) as cap:
-            asyncio.run(simulate(calls=calls, concurrency=5, seed=14, options=SimOptions(arrival_s=0.05)))
+        # exemplars filtered as at 0 %: only traces a rule keeps carry the agent's keep mark
+        with capture_telemetry(deterministic_ids=False, trace_sampling_percent=0) as cap:
+            asyncio.run(simulate(calls=calls, concurrency=6, seed=14, scenarios=self.SCENARIOS,
+                                 options=SimOptions(arrival_s=0.05)))
             spans = cap.spans()
         self.spans = len(spans)
         self.traces = len({s.context.trace_id for s in spans})
@@ -236,9 +242,9 @@ class Load:
 def _measured(state: Path, names: Sequence[str], own: Sequence[str], seconds: float,
               start: Callable[[float], tuple[Callable[[], None], dict[str, int]]]) -> dict[str, Any]:
     """Starts a load of ``seconds + 6`` s, measures the middle ``seconds`` (after a 4 s warm-up)."""
-    stop_load, extra = start(seconds + 6)
+    stop_load, extra = start(seconds + 10)
     try:
-        time.sleep(4)
+        time.sleep(8)
         before = [scrape(u) for u in own]
         w = _window(state, names, extra, seconds,
                     lambda: sum(total(scrape(u), "otelcol_receiver_accepted_spans") for u in own))
@@ -281,10 +287,10 @@ def saturation(seconds: float, replay: Replay) -> list[dict[str, Any]]:
                         **{k: w[k] for k in ("refused_per_s", "export_dropped_per_s", "traces_held",
                                              "export_queue_spans", "cpu_cores", "rss_mb")}}
                 steps.append(step)
-                took_all = step["refused_per_s"] == 0 and step["accepted"] >= 0.97 * rate
+                took_all = step["refused_per_s"] == 0 and step["accepted"] >= 0.95 * rate
                 if not took_all or core >= SATURATED_CORE:
                     break
-        sustained = [x for x in steps if x["refused_per_s"] == 0 and x["accepted"] >= 0.97 * x["offered"]]
+        sustained = [x for x in steps if x["refused_per_s"] == 0 and x["accepted"] >= 0.95 * x["offered"]]
         best = sustained[-1] if sustained else steps[0]
         last = steps[-1]
         limit = ("CPU (its one core)" if last["collector_cpu_cores"] >= SATURATED_CORE
