@@ -264,7 +264,7 @@ def _measured(state: Path, names: Sequence[str], own: Sequence[str], seconds: fl
 
 # --- saturation -----------------------------------------------------------------------------------
 
-SATURATION_STEPS = (5_000, 10_000, 20_000, 30_000, 40_000, 60_000, 80_000)
+SATURATION_STEPS = (10_000, 20_000, 40_000, 60_000, 80_000, 100_000, 120_000, 150_000)
 
 
 def saturation(seconds: float, replay: Replay) -> list[dict[str, Any]]:
