@@ -536,88 +536,123 @@ def growth(levels: Sequence[int] = (10, 100, 1000)) -> list[dict[str, Any]]:
 # --- report ---------------------------------------------------------------------------------------
 
 
-def run(parts: Sequence[str], seconds: float) -> dict[str, Any]:
+def run(parts: Sequence[str], seconds: float, save: Path | None = None) -> dict[str, Any]:
+    """Runs the parts; with ``save``, the JSON is rewritten after each part (a crash keeps the rest)."""
     result: dict[str, Any] = {"parts": list(parts), "cores": os.cpu_count()}
+
+    def done() -> None:
+        if save is not None:
+            save.parent.mkdir(parents=True, exist_ok=True)
+            save.write_text(json.dumps(result, indent=2))
+
     replay = Replay() if {"saturation", "scaling", "fault"} & set(parts) else None
     if replay is not None:
         result["replay"] = {"spans": replay.spans, "traces": replay.traces, "bytes": len(replay.payload)}
     if "saturation" in parts and replay is not None:
         result["saturation"] = saturation(seconds, replay)
+        done()
     if "scaling" in parts and replay is not None:
         result["scaling"] = scaling(seconds, replay)
+        done()
     if "fault" in parts and replay is not None:
         result["fault"] = fault(max(seconds, 30.0), replay)
+        done()
     if "growth" in parts:
         result["growth"] = growth()
     result["verdict"] = _verdict(result)
+    done()
     return result
 
 
 def _verdict(r: dict[str, Any]) -> str:
     notes = []
     for s in r.get("saturation", []):
-        notes.append(f"one processing collector, {s['sampling_percent']:g} % sampling: {s['spans_per_s_per_core']} "
-                     f"spans/s per core ({'saturated' if s['saturated'] else 'NOT saturated: load-limited'})")
+        what = (f"{s['spans_per_s_per_core']} spans/s per core at CPU saturation" if s["cpu_saturated"]
+                else f"{s['sustained_spans_per_s']} spans/s sustained, then limited by {s['limit']}")
+        notes.append(f"one processing collector, {s['sampling_percent']:g} % sampling, "
+                     f"{s['memory_limit_mib']} MiB: {what}")
     if r.get("scaling"):
-        rates = ", ".join(f"{x['collectors']}: {x['spans_per_s']}" for x in r["scaling"])
-        notes.append(f"spans/s by processing collectors ({rates}) on {r['cores']} cores")
+        rates = ", ".join(f"{x['collectors']}: {x['spans_per_s']}" for x in r["scaling"] if x["generator"] == "replay")
+        notes.append(f"tier throughput by processing collectors ({rates} spans/s) on {r['cores']} cores")
     if f := r.get("fault"):
-        match = "matches" if f["lost"] == f["lost_by_trace"] else "DOES NOT match"
-        notes.append(f"collector killed: {f['lost']} of {f['spans_acknowledged']} acknowledged spans lost "
-                     f"(Jaeger's counter), {match} the {f['lost_by_trace']} missing span by span")
+        match = "equal to" if f["lost"] == f["lost_by_trace"] else "NOT equal to"
+        notes.append(f"a processing collector killed: {f['lost']} of {f['spans_acknowledged']} accepted spans lost "
+                     f"(accepted - stored), {match} the {f['lost_by_trace']} missing trace by trace")
     if g := r.get("growth"):
         for shape in ("one process", "one process per call"):
             rows = [x for x in g if x["agent"] == shape]
             if rows:
                 flat = rows[-1]["series_exposed_total"] <= rows[0]["series_exposed_total"] * 1.1
-                notes.append(f"series x1->x100 calls, {shape}: {rows[0]['series_exposed_total']} -> "
+                notes.append(f"series x1 -> x100 calls, {shape}: {rows[0]['series_exposed_total']} -> "
                              f"{rows[-1]['series_exposed_total']} ({'flat' if flat else 'GROWS'})")
     return "; ".join(notes)
 
 
+def _cores(c: dict[str, float], prefix: str) -> str:
+    return ", ".join(f"{c[k]:.2f}" for k in sorted(c) if k.startswith(prefix)) or "-"
+
+
 def to_markdown(r: dict[str, Any]) -> str:
     out: list[str] = []
-    if r.get("saturation"):
-        out += ["One processing collector on one core (`GOMAXPROCS=1`), every shipped processor, telemetrygen at",
-                "its OTLP port unthrottled (8-span traces, voice-like attributes with a phone number to redact):", "",
-                "| sampling | spans/s | collector CPU (cores) | spans/s per core | saturated | telemetrygen CPU | Jaeger CPU | collector RSS MB |",
-                "|---:|---:|---:|---:|---|---:|---:|---:|"]
-        for s in r["saturation"]:
-            c = s["cpu_cores"]
-            out.append(f"| {s['sampling_percent']:g} % | {s['spans_per_s']} | {s['collector_cpu_cores']} | "
-                       f"{s['spans_per_s_per_core']} | {'yes' if s['saturated'] else 'no'} | {c.get('telemetrygen', 0)} | "
-                       f"{c.get('jaeger', 0)} | {s['rss_mb'].get('otelcol-1', 0)} |")
+    if rep := r.get("replay"):
+        out += [f"Load: the project's simulator records {rep['traces']} ordinary calls ({rep['spans']} spans: LiveKit "
+                "AgentSessions with fake providers, instrumented by the library), sent again and again as one "
+                "OTLP/gRPC request with fresh trace ids; telemetrygen (v0.161.0, 8-span traces) is the external "
+                "generator in the tier runs.", ""]
+    if sat := r.get("saturation"):
+        out += ["### One processing collector, one core (`GOMAXPROCS=1`), every shipped processor", "",
+                "| sampling | memory limit | sustained spans/s (CPU) | at saturation: spans/s (CPU) | spans/s per core "
+                "| limit | KiB per span held |",
+                "|---:|---:|---:|---:|---:|---|---:|"]
+        for s in sat:
+            kib = [x["kib_per_held_span"] for x in s["steps"] if x["kib_per_held_span"]]
+            out.append(f"| {s['sampling_percent']:g} % | {s['memory_limit_mib']} MiB | {s['sustained_spans_per_s']} "
+                       f"({s['cpu_cores_at_sustained']:.2f}) | {s['saturation_spans_per_s']} "
+                       f"({s['cpu_cores_at_saturation']:.2f}) | {s['spans_per_s_per_core']}"
+                       f"{'' if s['cpu_saturated'] else ' (CPU not saturated)'} | {s['limit']} | "
+                       f"{max(kib) if kib else '-'} |")
+        out += ["", "Each step (offered spans/s -> accepted, collector CPU cores, RSS, spans refused/s, "
+                "export queue):", ""]
+        for s in sat:
+            steps = "; ".join(f"{x['offered'] // 1000}k -> {x['accepted']} ({x['collector_cpu_cores']:.2f} cores, "
+                              f"{x['rss_mb'].get('otelcol-1', 0):.0f} MB, refused {x['refused_per_s']}/s, "
+                              f"queue {int(x['export_queue_spans'])})" for x in s["steps"])
+            out.append(f"- {s['sampling_percent']:g} %, {s['memory_limit_mib']} MiB: {steps}")
         out.append("")
-    if r.get("scaling"):
-        out += ["The tier on this machine: telemetrygen at the load-balancing collector, 10 % sampling, 1 to 3",
-                "processing collectors; CPU in cores per process (the machine has "
-                f"{r['cores']}):", "",
-                "| processing collectors | spans/s | load-balancing | processing (each) | Jaeger | telemetrygen | busy cores |",
-                "|---:|---:|---:|---|---:|---:|---:|"]
-        for x in r["scaling"]:
-            c = x["cpu_cores"]
-            each = ", ".join(str(c[k]) for k in sorted(c) if k.startswith("otelcol-"))
-            out.append(f"| {x['collectors']} | {x['spans_per_s']} | {c.get('otelcol', 0)} | {each} | {c.get('jaeger', 0)} | "
-                       f"{c.get('telemetrygen', 0)} | {x['machine_cpu_cores_busy']} |")
+    if sc := r.get("scaling"):
+        out += [f"### The tier on this {r['cores']}-core machine: load-balancing collector + 1..3 processing "
+                "collectors, 10 % sampling, load as fast as they answer", "",
+                "| generator | processing collectors | spans/s | refused/s | load-balancing CPU | processing CPU (each) "
+                "| Jaeger CPU | generator CPU | stack CPU |",
+                "|---|---:|---:|---:|---:|---|---:|---:|---:|"]
+        for x in sc:
+            gen = f"{x['generator_cpu_cores']:.2f}" if x["generator_cpu_cores"] is not None else "(in-process)"
+            each = ", ".join(f"{c:.2f}" for c in x["processing_cpu_cores"])
+            out.append(f"| {x['generator']} | {x['collectors']} | {x['spans_per_s']} | {x['refused_per_s']} | "
+                       f"{x['lb_cpu_cores']:.2f} | {each} | {x['jaeger_cpu_cores']:.2f} | {gen} | "
+                       f"{x['stack_cpu_cores']:.2f} |")
         out.append("")
     if f := r.get("fault"):
-        out += [f"Processing collector 2 of 3 SIGKILLed a third into a {f['seconds']:g} s load of {f['traces']} traces "
-                "(100 % sampling):", "",
-                "| spans sent | acknowledged by the load-balancing tier | its receivers' counter | stored (Jaeger's counter) "
-                "| stored (span by span) | lost = acknowledged - stored | lost span by span | traces touched | traces wholly lost |",
-                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-                f"| {f['spans_sent']} | {f['spans_acknowledged']} | {f['lb_receiver_accepted']} | {f['jaeger_stored_counter']} | "
+        out += [f"### A processing collector killed under load (3 collectors, 100 % sampling, "
+                f"{f['offered_spans_per_s']:g} spans/s of replayed calls for {f['seconds']:g} s; SIGKILL of "
+                f"collector 2 after {f['killed_after_s']:g} s)", "",
+                "| accepted by the load-balancing tier (acknowledged) | its receivers' counter | stored (Jaeger's "
+                "counter) | stored (trace by trace) | lost = accepted - stored | lost trace by trace | traces "
+                "touched | traces wholly lost |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|",
+                f"| {f['spans_acknowledged']} | {f['lb_receiver_accepted']} | {f['jaeger_stored_counter']} | "
                 f"{f['stored_by_trace']} | {f['lost']} | {f['lost_by_trace']} | {f['traces_with_lost_spans']} | "
                 f"{f['traces_wholly_lost']} |", "",
-                f"The lost spans belong to traces started {f['lost_trace_start_s_from_kill']} s from the kill; the ring "
-                f"changed {f['ring_changes']} time(s) and ended as {f['ring_after']}.", ""]
+                f"The collector-ring dropped it from the ring {f['ring_reaction_s']} s after the kill (ring changes: "
+                f"{f['ring_changes']}, ring after: {', '.join(f['ring_after'])}).", ""]
     if g := r.get("growth"):
-        out += ["Series and memory as the call volume grows (2 processing collectors, 10 % sampling):", "",
-                "| agent | calls | series exposed (SDK / span metrics / collectors' own) | agent instances | Prometheus head series added | collector RSS MB |",
+        out += ["### Series and memory as the call volume grows (2 processing collectors, 10 % sampling)", "",
+                "| agent | calls | series exposed: total (SDK / span metrics / collectors' own) | agent instances "
+                "| Prometheus head series added | collector RSS MB |",
                 "|---|---:|---|---:|---:|---|"]
         for x in g:
             e = x["series_exposed"]
-            mem = ", ".join(f"{k} {v}" for k, v in sorted(x["collector_rss_mb"].items()))
+            mem = ", ".join(f"{k} {v:.0f}" for k, v in sorted(x["collector_rss_mb"].items()))
             out.append(f"| {x['agent']} | {x['calls']} | {x['series_exposed_total']} ({e.get('otel-collector', 0)} / "
                        f"{e.get('otel-collector-spans', 0)} / {e.get('otel-collector-internal', 0)}) | "
                        f"{x['agent_instances']} | {x['prometheus_head_series_added']} | {mem} |")
@@ -635,11 +670,7 @@ def main() -> None:
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise SystemExit(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
-    result = run(parts, args.seconds)
-    text = json.dumps(result, indent=2)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text)
+    result = run(parts, args.seconds, args.json)
     print(to_markdown(result))
     print(result["verdict"], file=sys.stderr)
 
