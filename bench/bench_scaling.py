@@ -41,7 +41,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -133,17 +133,20 @@ def telemetrygen(endpoint: str, seconds: float, workers: int, *, http: bool = Fa
 
 
 def _window(state: Path, names: Sequence[str], extra_pids: dict[str, int], seconds: float,
-            counter: Callable[[], float]) -> dict[str, Any]:
-    """CPU of each process and the counter's rate over ``seconds``."""
+            counter: Callable[[], float], stored: Callable[[], float] | None = None) -> dict[str, Any]:
+    """CPU of each process and the counters' rates over ``seconds`` (``stored``: the trace store's)."""
     procs = {**{n: p for n, p in pids(state).items() if n in names}, **extra_pids}
     cpu0 = {n: cpu_s(p) for n, p in procs.items()}
+    s0 = stored() if stored else 0.0
     c0, t0 = counter(), time.monotonic()
     time.sleep(seconds)
     c1, t1 = counter(), time.monotonic()
+    s1 = stored() if stored else 0.0
     dt = t1 - t0
     cpu = {n: round((cpu_s(p) - cpu0[n]) / dt, 3) for n, p in procs.items()}
     rss = {n: round(rss_mb(p), 1) for n, p in procs.items()}
-    return {"rate": (c1 - c0) / dt, "seconds": round(dt, 1), "cpu_cores": cpu, "rss_mb": rss}
+    return {"rate": (c1 - c0) / dt, "stored_rate": (s1 - s0) / dt, "seconds": round(dt, 1), "cpu_cores": cpu,
+            "rss_mb": rss}
 
 
 # --- realistic traces, replayed cheaply -----------------------------------------------------------
@@ -239,6 +242,10 @@ class Load:
         self.thread.join(120)
 
 
+def _jaeger_stored() -> float:
+    return total(scrape(JAEGER_METRICS), "otelcol_exporter_sent_spans")
+
+
 def _measured(state: Path, names: Sequence[str], own: Sequence[str], seconds: float,
               start: Callable[[float], tuple[Callable[[], None], dict[str, int]]]) -> dict[str, Any]:
     """Starts a load of ``seconds + 6`` s, measures the middle ``seconds`` (after a 4 s warm-up)."""
@@ -247,7 +254,7 @@ def _measured(state: Path, names: Sequence[str], own: Sequence[str], seconds: fl
         time.sleep(8)
         before = [scrape(u) for u in own]
         w = _window(state, names, extra, seconds,
-                    lambda: sum(total(scrape(u), "otelcol_receiver_accepted_spans") for u in own))
+                    lambda: sum(total(scrape(u), "otelcol_receiver_accepted_spans") for u in own), _jaeger_stored)
         after = [scrape(u) for u in own]
     finally:
         stop_load()
@@ -268,11 +275,52 @@ SATURATION_STEPS = (10_000, 20_000, 40_000, 60_000, 80_000, 100_000, 120_000, 15
 
 
 SATURATION_RUNS = (
-    # (sampling %, memory limit MiB or None for the shipped 512)
-    (10.0, None),  # the shipped settings: where does it stop taking everything, and why
-    (10.0, 3072),  # enough memory that the one core is the limit: spans/s per core at saturation
-    (100.0, None),  # every span to the trace store
+    # (sampling %, memory limit MiB or None for the shipped 512, where kept spans go)
+    (10.0, None, "sink"),  # the shipped settings: where does it stop taking everything, and why
+    (10.0, 3072, "sink"),  # enough memory that the one core is the limit: spans/s per core at saturation
+    (100.0, None, "jaeger"),  # every span to the native trace store: how much of it the store takes
 )
+SINK_OTLP = "127.0.0.1:4419"
+SINK_CONFIG = """\
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:4419
+exporters:
+  debug:
+    verbosity: basic
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [debug]
+  telemetry:
+    logs:
+      level: warn
+    metrics:
+      level: none
+"""
+
+
+@contextmanager
+def sink() -> Iterator[subprocess.Popen[bytes]]:
+    """A collector that takes OTLP and drops it: a trace store that is never the bottleneck."""
+    binary = stack.binaries().get("otelcol")
+    assert binary is not None, "otelcol missing: run scripts/build-backends.sh"
+    with tempfile.TemporaryDirectory(prefix="vp-sink-") as tmp:
+        cfg = Path(tmp) / "sink.yaml"
+        cfg.write_text(SINK_CONFIG)
+        proc = subprocess.Popen([str(binary), f"--config={cfg}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            while not stack._port_busy(int(SINK_OTLP.rpartition(":")[2])):
+                assert proc.poll() is None and time.monotonic() < deadline, "the sink collector did not start"
+                time.sleep(0.1)
+            yield proc
+        finally:
+            proc.terminate()
+            proc.wait(20)
 
 
 def saturation(seconds: float, replay: Replay) -> list[dict[str, Any]]:
@@ -280,24 +328,28 @@ def saturation(seconds: float, replay: Replay) -> list[dict[str, Any]]:
     out = []
     p1 = collector_ring.processing_ports(1)
     own = [f"http://127.0.0.1:{p1.telemetry}/metrics"]
-    for percent, memory_mib in SATURATION_RUNS:
+    for percent, memory_mib, store in SATURATION_RUNS:
         env = {"VOXPULSE_TRACE_SAMPLING_PERCENT": f"{percent:g}", "VOXPULSE_TRACE_DECISION_AFTER_ROOT": "5s"}
         collector_env = {"GOMAXPROCS": "1"}
         if memory_mib:
             collector_env["VOXPULSE_COLLECTOR_MEMORY_MIB"] = str(memory_mib)
+        if store == "sink":
+            collector_env["VOXPULSE_TRACE_STORE_OTLP"] = SINK_OTLP
         steps = []
-        with tiered_stack(1, env, ["jaeger", "otelcol-1"], {"otelcol-1": collector_env}) as state:
+        with (sink() if store == "sink" else nullcontext()) as sink_proc, \
+                tiered_stack(1, env, ["jaeger", "otelcol-1"], {"otelcol-1": collector_env}) as state:
             idle_rss = rss_mb(pids(state)["otelcol-1"])
             for rate in SATURATION_STEPS:
                 def start(duration: float, rate: float = rate) -> tuple[Callable[[], None], dict[str, int]]:
                     load = Load(lambda: blast(replay, p1.endpoint, duration, rate=rate))
-                    return load.join, {}
+                    return load.join, ({"sink": sink_proc.pid} if sink_proc is not None else {})
 
                 w = _measured(state, ["otelcol-1", "jaeger"], own, seconds, start)
                 core = w["cpu_cores"]["otelcol-1"]
                 held_spans = w["traces_held"] * replay.spans / replay.traces
                 step = {"offered": rate, "accepted": round(w["rate"]), "collector_cpu_cores": core,
                         "held_spans": round(held_spans),
+                        "jaeger_stored_per_s": round(w["stored_rate"]) if store == "jaeger" else None,
                         "kib_per_held_span": round((w["rss_mb"]["otelcol-1"] - idle_rss) * 1024 / held_spans, 1)
                         if held_spans else None,
                         **{k: w[k] for k in ("refused_per_s", "export_dropped_per_s", "traces_held",
@@ -320,7 +372,8 @@ def saturation(seconds: float, replay: Replay) -> list[dict[str, Any]]:
         else:
             limit = "intake (accepted < offered)"
         out.append({
-            "sampling_percent": percent, "memory_limit_mib": memory_mib or 512, "idle_rss_mb": round(idle_rss, 1),
+            "sampling_percent": percent, "memory_limit_mib": memory_mib or 512, "store": store,
+            "idle_rss_mb": round(idle_rss, 1),
             "steps": steps, "sustained_spans_per_s": best["accepted"],
             "cpu_cores_at_sustained": best["collector_cpu_cores"],
             "saturation_spans_per_s": last["accepted"], "cpu_cores_at_saturation": last["collector_cpu_cores"],
@@ -361,6 +414,7 @@ def scaling(seconds: float, replay: Replay) -> list[dict[str, Any]]:
                 gen_cpu = sum(v for k, v in cpu.items() if k.startswith("telemetrygen"))
                 out.append({
                     "collectors": n, "generator": generator, "spans_per_s": round(w["rate"]),
+                    "jaeger_stored_per_s": round(w["stored_rate"]),
                     "refused_per_s": w["refused_per_s"],
                     "lb_cpu_cores": cpu.get("otelcol", 0.0),
                     "processing_cpu_cores": [cpu.get(f"otelcol-{k}", 0.0) for k in range(1, n + 1)],

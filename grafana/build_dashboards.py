@@ -35,7 +35,14 @@ from typing import Any
 from urllib.parse import quote
 
 from agent.metrics import STORE_API_ERRORS as AGENT_STORE_API_ERRORS
-from telemetry.semconv import SPANMETRICS_CALLS, SPANMETRICS_DURATION, Attr, Metric, metric_spec
+from telemetry.semconv import (
+    SPANMETRICS_CALLS,
+    SPANMETRICS_DURATION,
+    SPANMETRICS_KEPT_DURATION,
+    Attr,
+    Metric,
+    metric_spec,
+)
 
 OUT_DIR = Path(__file__).resolve().parent / "dashboards"
 SQL_FILE = Path(__file__).resolve().parent / "panels.sql"
@@ -244,6 +251,25 @@ def panel(kind: str, title: str, description: str, targets: list[dict[str, Any]]
     return p
 
 
+def kept_exemplars(targets: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each span-metric latency target gets a sibling over the kept spans' histogram, hidden, for its
+    exemplars. With tail sampling (the scale-out topology, docs/scaling.md) the exact histogram of
+    every span carries none -- most of its traces are dropped -- and the kept one carries exemplars
+    that each open a stored trace; with one collector the kept one does not exist and the exact one
+    carries the exemplars. Returns the targets and the overrides that hide the siblings' lines."""
+    out, hidden = list(targets), []
+    raw = re.compile(rf"(?<![\w:]){SPAN_MS}(?=_bucket|_sum|_count)")  # the series, not a recording of them
+    for t in targets:
+        if t.get("exemplar") and raw.search(t["expr"]):
+            ref = f"{t['refId']}_kept"
+            out.append({**t, "refId": ref, "expr": raw.sub(SPAN_KEPT_MS, t["expr"]),
+                        "legendFormat": "kept traces (exemplars)"})
+            hidden.append({"matcher": {"id": "byFrameRefID", "options": ref},
+                           "properties": [{"id": "custom.hideFrom",
+                                           "value": {"viz": True, "legend": True, "tooltip": True}}]})
+    return out, hidden
+
+
 def timeseries(title: str, description: str, targets: list[dict[str, Any]], *, unit: str, w: int = 12,
                h: int = 8, stacked: bool = False, interval: str | None = None, bars: bool = False,
                datasource: dict[str, str] = PROM) -> Panel:
@@ -251,8 +277,9 @@ def timeseries(title: str, description: str, targets: list[dict[str, Any]], *, u
                               "fillOpacity": 20 if stacked else 5, "showPoints": "never", "spanNulls": False}
     if stacked:
         custom["stacking"] = {"mode": "normal", "group": "A"}
+    targets, hidden = kept_exemplars(targets)
     return panel("timeseries", title, description, targets, w=w, h=h, unit=unit, interval=interval,
-                 datasource=datasource, defaults={"custom": custom},
+                 datasource=datasource, defaults={"custom": custom}, overrides=hidden or None,
                  options={"legend": {"displayMode": "table", "placement": "bottom", "calcs": ["mean", "max"]},
                           "tooltip": {"mode": "multi", "sort": "desc"}})
 
@@ -362,6 +389,7 @@ CALL_COST = series(Metric.CALL_COST)
 API_SPEND = series(Metric.API_SPEND)
 STORE_API_ERRORS = AGENT_STORE_API_ERRORS.spec.prometheus
 SPAN_MS = SPANMETRICS_DURATION
+SPAN_KEPT_MS = SPANMETRICS_KEPT_DURATION  # the kept spans (tail sampling): their exemplars
 SPAN_CALLS = SPANMETRICS_CALLS
 SPAN_STATUS = "status_code"  # the span metrics connector's own label
 # prometheus/rules/recording.yml: mean span duration per stage over 5 minutes

@@ -95,10 +95,13 @@ def semconv_metrics() -> dict[str, set[str]]:
             out[m.prometheus] = labels
     span_labels = {"service_name", "span_name", "span_kind", "status_code"} | {
         _label(d) for d in semconv.SPANMETRICS_DIMENSIONS}
-    for suffix in ("_sum", "_count"):
-        out[semconv.SPANMETRICS_DURATION + suffix] = set(span_labels)
-    out[semconv.SPANMETRICS_DURATION + "_bucket"] = span_labels | {"le"}
-    out[semconv.SPANMETRICS_CALLS] = set(span_labels)
+    # the exact span metrics, and the kept ones of the scale-out topology (otel-collector/processing.yaml)
+    for duration, calls in ((semconv.SPANMETRICS_DURATION, semconv.SPANMETRICS_CALLS),
+                            (semconv.SPANMETRICS_KEPT_DURATION, semconv.SPANMETRICS_KEPT_CALLS)):
+        for suffix in ("_sum", "_count"):
+            out[duration + suffix] = set(span_labels)
+        out[duration + "_bucket"] = span_labels | {"le"}
+        out[calls] = set(span_labels)
     return out
 
 
@@ -338,6 +341,28 @@ def test_latency_targets_have_exemplars(dashboards: dict[str, dict[str, Any]]) -
     exprs = " ".join(t["expr"] for t in rt["Response latency (time to first word) p50 / p95 / p99"]["targets"])
     for q in ("0.5", "0.95", "0.99"):
         assert f"histogram_quantile({q}, sum by (le) (rate(voice_turn_time_to_first_word_seconds_bucket" in exprs
+
+
+def test_span_latency_exemplars_also_come_from_the_kept_spans(dashboards: dict[str, dict[str, Any]]) -> None:
+    """With tail sampling the exact span histogram carries no exemplars (docs/scaling.md): every
+    span-metric latency target has a hidden sibling over the kept spans' histogram, same query."""
+    siblings = 0
+    for name, doc in dashboards.items():
+        for p in data_panels(doc):
+            targets = {t["refId"]: t for t in p.get("targets", []) if t["datasource"]["uid"] == "prometheus"}
+            hidden = {o["matcher"]["options"] for o in p["fieldConfig"]["overrides"]
+                      if o["matcher"]["id"] == "byFrameRefID"
+                      and {"id": "custom.hideFrom", "value": {"viz": True, "legend": True, "tooltip": True}}
+                      in o["properties"]}
+            for ref, t in targets.items():
+                if re.search(rf"\(\s*{semconv.SPANMETRICS_DURATION}_bucket", t["expr"]):
+                    kept = targets.get(f"{ref}_kept")
+                    assert kept is not None, f"{name}: {p['title']} {ref} has no kept-exemplar sibling"
+                    assert kept["exemplar"] is True and f"{ref}_kept" in hidden
+                    assert kept["expr"] == t["expr"].replace(semconv.SPANMETRICS_DURATION,
+                                                             semconv.SPANMETRICS_KEPT_DURATION)
+                    siblings += 1
+    assert siblings >= 6
 
 
 def _links(panel: dict[str, Any], field: str) -> list[dict[str, Any]]:

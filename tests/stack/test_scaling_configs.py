@@ -1,0 +1,256 @@
+"""The scale-out configs (docs/scaling.md), checked by the real tools and against the one source of names.
+
+* Every collector config in otel-collector/ and in docs/scaling.md passes the collector's own
+  ``validate`` (the load-balancing tier layered with its ring file and with each resolver example),
+  and a broken one is rejected.
+* What the processing collectors repeat from the single collector (redaction, the span-metrics
+  connector, the SDK-metric guard) is the same; the tail-sampling rules use semconv's names and the
+  time-to-first-word objective; the share uses telemetry.sampling's hash salt.
+* Prometheus: the config the native stack renders for N processing collectors passes promtool;
+  every dashboard and rule query over span metrics sums the collectors' series (no per-collector
+  or per-restart split can reach a panel or an alert).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from telemetry import semconv
+from telemetry.sampling import HASH_SALT
+from voxpulse_console import collector_ring, stack
+
+ROOT = Path(__file__).resolve().parents[2]
+COL = ROOT / "otel-collector"
+SINGLE, LB, PROCESSING = COL / "config.yaml", COL / "lb.yaml", COL / "processing.yaml"
+EXAMPLES = sorted((COL / "examples").glob("*.yaml"))
+SCALING_DOC = ROOT / "docs" / "scaling.md"
+
+pytestmark = pytest.mark.stack
+
+
+def run(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, **env}, cwd=ROOT)
+
+
+def load(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return data
+
+
+def validate(otelcol: Path, *configs: Path) -> subprocess.CompletedProcess[str]:
+    return run([str(otelcol), "validate", *(f"--config={c}" for c in configs)])
+
+
+# --- the collector's own validate --------------------------------------------------------------------
+
+
+def test_processing_and_lb_configs_are_valid(need: Callable[[str], Path], tmp_path: Path) -> None:
+    otelcol = need("otelcol")
+    for cfg in (PROCESSING, LB):
+        proc = validate(otelcol, cfg)
+        assert proc.returncode == 0, (cfg.name, proc.stderr)
+    ring = tmp_path / "ring.yaml"
+    collector_ring.write_ring_file(ring, [collector_ring.processing_ports(k).endpoint for k in (1, 2, 3)])
+    proc = validate(otelcol, LB, ring)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[e.name for e in EXAMPLES])
+def test_resolver_examples_are_valid(need: Callable[[str], Path], example: Path) -> None:
+    proc = validate(need("otelcol"), LB, example)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_two_resolvers_at_once_are_rejected(need: Callable[[str], Path], tmp_path: Path) -> None:
+    both = tmp_path / "both.yaml"
+    both.write_text("exporters:\n  load_balancing:\n    resolver:\n      dns:\n        hostname: otelcol-processing\n")
+    proc = validate(need("otelcol"), LB, both)
+    assert proc.returncode != 0 and "only one resolver" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("sampling_percentage: ${env:VOXPULSE_TRACE_SAMPLING_PERCENT:-100}", "sampling_percentage: ten"),
+        ("decision_wait: ${env:VOXPULSE_TRACE_DECISION_WAIT:-15m}", "decision_wait: soon"),
+        ("receivers: [span_metrics, span_metrics/kept]", "receivers: [span_metrics, span_metrics/kepd]"),
+    ],
+    ids=["bad-percentage", "bad-duration", "undefined-connector"],
+)
+def test_broken_processing_config_is_rejected(need: Callable[[str], Path], tmp_path: Path, old: str,
+                                              new: str) -> None:
+    text = PROCESSING.read_text()
+    assert old in text
+    broken = tmp_path / "processing.yaml"
+    broken.write_text(text.replace(old, new))
+    assert validate(need("otelcol"), broken).returncode != 0
+
+
+def _doc_blocks() -> list[tuple[str, str]]:
+    """docs/scaling.md's YAML blocks whose first line names a collector config: (name, text)."""
+    text = SCALING_DOC.read_text(encoding="utf-8")
+    out = []
+    for block in re.findall(r"```yaml\n(.*?)```", text, flags=re.S):
+        first = block.splitlines()[0]
+        m = re.match(r"# (otel-collector/\S+\.yaml)", first)
+        if m:
+            out.append((m.group(1), block))
+    return out
+
+
+def test_every_collector_config_in_the_scaling_doc_is_a_validated_file(need: Callable[[str], Path]) -> None:
+    """The doc shows the files themselves (so validating the files validates the doc)."""
+    otelcol = need("otelcol")
+    blocks = _doc_blocks()
+    assert len(blocks) >= 3, "docs/scaling.md shows the resolver examples and the processing tier"
+    for name, block in blocks:
+        path = ROOT / name
+        assert path.is_file(), name
+        body = path.read_text(encoding="utf-8")
+        assert block.strip() in body or body.strip() in block, f"docs/scaling.md's {name} differs from the file"
+        layered = [LB, path] if path.parent.name == "examples" else [path]
+        proc = validate(otelcol, *layered)
+        assert proc.returncode == 0, (name, proc.stderr)
+
+
+# --- one source of names -----------------------------------------------------------------------------
+
+
+def test_processing_repeats_the_single_collectors_redaction_and_span_metrics() -> None:
+    single, processing = load(SINGLE), load(PROCESSING)
+    for name in ("transform/redact", "redaction", "transform/spanmetrics", "memory_limiter", "batch"):
+        assert processing["processors"][name] == single["processors"][name], name
+    exact, kept = processing["connectors"]["span_metrics"], processing["connectors"]["span_metrics/kept"]
+    reference = dict(single["connectors"]["span_metrics"])
+    assert reference.pop("exemplars")["enabled"] is True
+    assert {k: v for k, v in exact.items() if k != "exemplars"} == reference
+    assert exact["exemplars"] == {"enabled": False}
+    assert {k: v for k, v in kept.items() if k not in ("exemplars", "namespace")} == {
+        k: v for k, v in reference.items() if k != "namespace"}
+    assert kept["exemplars"]["enabled"] is True
+    assert [d["name"] for d in exact["dimensions"]] == list(semconv.SPANMETRICS_DIMENSIONS)
+    # the kept series' names as semconv says
+    assert kept["namespace"].replace(".", "_") + "_duration_milliseconds" == semconv.SPANMETRICS_KEPT_DURATION
+    assert kept["namespace"].replace(".", "_") + "_calls_total" == semconv.SPANMETRICS_KEPT_CALLS
+    assert load(LB)["processors"]["transform/metrics"] == single["processors"]["transform/metrics"]
+    assert processing["exporters"]["otlp_grpc/tracestore"] == single["exporters"]["otlp_grpc/tracestore"]
+
+
+def _policies() -> dict[str, dict[str, Any]]:
+    return {p["name"]: p for p in load(PROCESSING)["processors"]["tail_sampling"]["policies"]}
+
+
+def test_tail_sampling_rules_use_semconv() -> None:
+    pol = _policies()
+    assert set(pol) == {"error", "slow-turn", "transfer", "tool-anomaly", "exemplar", "share"}
+    assert pol["error"]["status_code"]["status_codes"] == ["ERROR"]
+    (slow,) = pol["slow-turn"]["ottl_condition"]["span"]
+    assert f'attributes["{semconv.Attr.TURN_TTFW}"]' in slow
+    objective = re.search(r"VOXPULSE_TTFW_OBJECTIVE_S:-([\d.]+)\}", slow)
+    assert objective and float(objective.group(1)) == semconv.TTFW_OBJECTIVE_S
+    assert pol["transfer"]["string_attribute"] == {"key": semconv.Attr.CALL_OUTCOME,
+                                                   "values": [semconv.CallOutcome.TRANSFERRED.value]}
+    (anomaly,) = pol["tool-anomaly"]["ottl_condition"]["span"]
+    assert f'attributes["{semconv.Attr.TOOL_ANOMALY}"]' in anomaly
+    assert pol["exemplar"]["boolean_attribute"] == {"key": semconv.Attr.TRACE_KEEP, "value": True}
+    assert pol["share"]["probabilistic"]["hash_salt"] == HASH_SALT
+    stamp = load(PROCESSING)["processors"]["transform/collector"]["trace_statements"][0]["statements"][0]
+    assert f'span.attributes["{semconv.Attr.COLLECTOR}"]' in stamp
+
+
+def test_the_latency_alert_uses_the_same_objective() -> None:
+    rules = load(ROOT / "prometheus" / "rules" / "alerts-voice.yml")
+    (alert,) = [r for g in rules["groups"] for r in g["rules"] if r.get("alert") == "VoiceResponseLatencyHigh"]
+    threshold = re.search(r">\s*([\d.]+)\s*$", alert["expr"].strip())
+    assert threshold and float(threshold.group(1)) == semconv.TTFW_OBJECTIVE_S
+
+
+# --- Prometheus ----------------------------------------------------------------------------------------
+
+
+def test_rendered_prometheus_config_for_the_tier_is_valid(need: Callable[[str], Path], tmp_path: Path) -> None:
+    promtool = need("promtool")
+    argv = stack._tiered_prometheus_argv(3)(Path("/usr/bin/prometheus"), tmp_path)
+    rendered = Path(next(a for a in argv if a.startswith("--config.file=")).split("=", 1)[1])
+    proc = run([str(promtool), "check", "config", str(rendered)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cfg = load(rendered)
+    jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
+    spans = load(Path(jobs["otel-collector-spans"]["file_sd_configs"][0]["files"][0]))
+    assert [g["targets"] for g in spans] == [[f"127.0.0.1:{collector_ring.processing_ports(k).metrics}"]
+                                              for k in (1, 2, 3)]
+    assert [g["labels"]["collector"] for g in spans] == ["p1", "p2", "p3"]
+    assert jobs["otel-collector-spans"]["honor_labels"] is True
+
+
+def test_compose_target_files_list_the_three_processing_collectors() -> None:
+    targets = ROOT / "prometheus" / "targets"
+    assert load(targets / "otelcol-processing.yml") == []  # one collector: nothing to scrape
+    for name, port in (("otelcol-processing-compose.yml", "metrics"), ("otelcol-processing-internal-compose.yml",
+                                                                        "telemetry")):
+        groups = load(targets / name)
+        assert [g["targets"] for g in groups] == [
+            [f"127.0.0.1:{getattr(collector_ring.processing_ports(k), port)}"] for k in (1, 2, 3)]
+
+
+SPAN_SERIES = re.compile(r"(?<![\w:])(traces_span_(?:metrics|kept)_\w+)")
+AGGREGATIONS = ("sum", "avg", "max", "min", "count", "topk", "bottomk", "quantile", "group")
+
+
+def _enclosing_aggregation(expr: str, pos: int) -> str | None:
+    """The innermost aggregation operator whose parentheses hold position ``pos``, with its grouping."""
+    depth = 0
+    for i in range(pos, -1, -1):
+        if expr[i] == ")":
+            depth += 1
+        elif expr[i] == "(":
+            if depth == 0:
+                head = expr[:i].rstrip()
+                m = re.search(r"(\w+)\s*(?:(by|without)\s*\(([^)]*)\))?\s*$", head)
+                if m and m.group(1) in AGGREGATIONS:
+                    return f"{m.group(1)} {m.group(2) or ''} ({m.group(3) or ''})"
+                if m and m.group(2):  # `sum by (x) (...)`: the name before `by`
+                    return None
+            else:
+                depth -= 1
+    return None
+
+
+def _prom_queries() -> list[tuple[str, str]]:
+    out = []
+    for f in sorted((ROOT / "grafana" / "dashboards").rglob("*.json")):
+        out += [(f"{f.parent.name}/{f.name}", e) for e in re.findall(r'"expr": "((?:[^"\\]|\\.)*)"', f.read_text())]
+    for f in sorted((ROOT / "prometheus" / "rules").glob("*.yml")):
+        out += [(f.name, r["expr"]) for g in load(f)["groups"] for r in g["rules"]]
+    return out
+
+
+def test_span_metric_queries_sum_over_the_collectors() -> None:
+    """Each processing collector exposes its own span-metric series (label instance / collector):
+    a query must aggregate them away, or a panel would show one line per collector and a rule fire
+    per collector."""
+    checked = 0
+    for where, expr in _prom_queries():
+        expr = expr.replace('\\"', '"')
+        for m in SPAN_SERIES.finditer(expr):
+            agg = _enclosing_aggregation(expr, m.start())
+            assert agg is not None, f"{where}: {m.group(1)} outside any aggregation in {expr}"
+            assert "instance" not in agg and "collector" not in agg, f"{where}: keeps the collector in {agg}"
+            assert not agg.startswith(("topk", "bottomk")), f"{where}: {agg}"
+            checked += 1
+    assert checked >= 20
+
+
+def test_the_aggregation_check_catches_a_per_collector_query() -> None:
+    assert _enclosing_aggregation("rate(traces_span_metrics_calls_total[5m])", 5) is None
+    expr = "sum by (instance) (rate(traces_span_metrics_calls_total[5m]))"
+    assert "instance" in str(_enclosing_aggregation(expr, expr.index("traces_")))
