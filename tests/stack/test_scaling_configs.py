@@ -195,7 +195,7 @@ def test_rendered_prometheus_config_for_the_tier_is_valid(need: Callable[[str], 
 def test_compose_target_files_list_the_three_processing_collectors() -> None:
     targets = ROOT / "prometheus" / "targets"
     assert load(targets / "otelcol-processing.yml") == []  # one collector: nothing to scrape
-    for name, port in (("otelcol-processing-compose.yml", "metrics"), ("otelcol-processing-internal-compose.yml",
+    for name, port in (("otelcol-processing-tiered.yml", "metrics"), ("otelcol-processing-internal-tiered.yml",
                                                                         "telemetry")):
         groups = load(targets / name)
         assert [g["targets"] for g in groups] == [

@@ -186,3 +186,51 @@ def test_grafana_data_sources_cover_both_stores(config: dict[str, Any]) -> None:
     assert {"tempo", "jaeger"} <= {d["uid"] for d in yaml.safe_load(text)["datasources"]}
     assert "datasourceUid: ${VOXPULSE_TRACE_STORE}" in text  # Grafana expands it from its environment
     assert "VOXPULSE_TRACE_STORE" in config["services"]["grafana"]["environment"]
+
+
+@pytest.fixture(scope="module")
+def tiered_config(compose_cmd: list[str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _config(compose_cmd, tmp_path_factory.mktemp("compose-tiered"), VOXPULSE_TOPOLOGY="tiered")
+
+
+def test_one_collector_is_the_default(config: dict[str, Any]) -> None:
+    services = config["services"]
+    assert not [n for n in services if n.startswith("otelcol-p")]
+    assert services["otel-collector"]["command"] == ["--config=/etc/otelcol/single.yaml"]
+    assert _mounts(services["otel-collector"])["/etc/otelcol/single.yaml"] == "otel-collector/config.yaml"
+    prom = _mounts(services["prometheus"])
+    assert prom["/etc/prometheus/targets/otelcol-processing.yml"] == "prometheus/targets/otelcol-processing-single.yml"
+
+
+def test_tiered_profile_runs_the_scale_out_topology(tiered_config: dict[str, Any]) -> None:
+    """One setting (VOXPULSE_TOPOLOGY=tiered): the load-balancing tier on the collector's ports,
+    three processing collectors on the native ports, Prometheus scraping them (docs/scaling.md)."""
+    from voxpulse_console.collector_ring import processing_ports
+
+    services = tiered_config["services"]
+    lb = services["otel-collector"]
+    assert lb["command"] == ["--config=/etc/otelcol/tiered.yaml"]
+    assert _mounts(lb)["/etc/otelcol/tiered.yaml"] == "otel-collector/lb.yaml"
+    backends = yaml.safe_load(lb["environment"]["VOXPULSE_LB_BACKENDS"])
+    assert backends == [processing_ports(k).endpoint for k in (1, 2, 3)]
+    for k in (1, 2, 3):
+        p, svc = processing_ports(k), services[f"otelcol-p{k}"]
+        env = svc["environment"]
+        assert svc["network_mode"] == "service:telemetry"
+        assert svc["image"] == lb["image"]
+        assert _mounts(svc)["/etc/otelcol/processing.yaml"] == "otel-collector/processing.yaml"
+        assert {n: env[n] for n in p.env()} == p.env()
+        assert _mounts(svc)[env["VOXPULSE_COLLECTOR_QUEUE_DIR"]] == f"otelcol-queue-p{k}"
+        agent = services["agent"]["environment"]
+        assert env["VOXPULSE_TRACE_SAMPLING_PERCENT"] == agent["VOXPULSE_TRACE_SAMPLING_PERCENT"]
+    prom = _mounts(services["prometheus"])
+    assert prom["/etc/prometheus/targets/otelcol-processing.yml"] == "prometheus/targets/otelcol-processing-tiered.yml"
+    assert (prom["/etc/prometheus/targets/otelcol-processing-internal.yml"]
+            == "prometheus/targets/otelcol-processing-internal-tiered.yml")
+
+
+def test_the_single_topologys_target_files_equal_the_native_defaults() -> None:
+    targets = ROOT / "prometheus" / "targets"
+    for name in ("otelcol-processing", "otelcol-processing-internal"):
+        assert yaml.safe_load((targets / f"{name}-single.yml").read_text()) == yaml.safe_load(
+            (targets / f"{name}.yml").read_text()) == []
