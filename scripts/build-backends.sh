@@ -4,6 +4,7 @@
 #   - Jaeger v2, the trace store (Apache-2.0), built as the main module from its Go module;
 #   - Grafana's dashboard-linter, from its module with one file swapped (see below);
 #   - LiveKit's media server (livekit-server), from its Go module with a plain `go install`;
+#   - telemetrygen, the OpenTelemetry load generator (bench/bench_scaling.py), from its module;
 #   - the Docker Compose CLI plugin, from its Go module, when a Docker CLI without it is installed
 #     (or with --with-compose): `docker compose config` needs no engine, and the tests run it;
 # and installs Prometheus, promtool, Alertmanager and amtool (and scripts/services.sh's PostgreSQL and
@@ -34,7 +35,8 @@ for arg in "$@"; do
     --with-linter) ;;  # accepted for old callers: the linter is always built now
     --with-compose) with_compose=1 ;;
     --only=*) only=${arg#--only=} ;;
-    *) echo "usage: $0 [--with-compose] [--only=otelcol|jaeger|livekit|linter|compose|licences|debian]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--with-compose] [--only=otelcol|jaeger|livekit|linter|telemetrygen|compose|licences|debian]" >&2
+       exit 2 ;;
   esac
 done
 want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
@@ -166,6 +168,20 @@ if want linter; then
       for r in $DASHBOARD_LINTER_REPLACES; do go mod edit -replace="$r"; done &&
       go build -trimpath -ldflags "-s -w" -o "$dir/dashboard-linter.bin" .)
     install_bin dashboard-linter "$k" "$dir/dashboard-linter.bin"; rm -rf "$dir"
+  fi
+fi
+
+# telemetrygen's go.mod has no replace or exclude directive: `go install pkg@version` builds it,
+# its modules verified against the checksum database like every other build.
+if want telemetrygen; then
+  k=$(key <(printf 'telemetrygen %s -trimpath -s -w\n' "$TELEMETRYGEN_VERSION"))
+  if ! cached telemetrygen "$k"; then
+    go_build_env_ok
+    log "telemetrygen: building $TELEMETRYGEN_VERSION (about a minute)"
+    dir="$cache/build/telemetrygen-$k"; rm -rf "$dir"; mkdir -p "$dir"
+    GOBIN="$dir" go install -trimpath -ldflags "-s -w" \
+      "github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen@$TELEMETRYGEN_VERSION"
+    install_bin telemetrygen "$k" "$dir/telemetrygen"; rm -rf "$dir"
   fi
 fi
 

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COL = ROOT / "otel-collector"
 SINGLE, LB, PROCESSING = COL / "config.yaml", COL / "lb.yaml", COL / "processing.yaml"
 EXAMPLES = sorted((COL / "examples").glob("*.yaml"))
+JAEGER_EXAMPLES = sorted((ROOT / "jaeger" / "examples").glob("*.yaml"))
 SCALING_DOC = ROOT / "docs" / "scaling.md"
 
 pytestmark = pytest.mark.stack
@@ -64,10 +65,26 @@ def test_processing_and_lb_configs_are_valid(need: Callable[[str], Path], tmp_pa
     assert proc.returncode == 0, proc.stderr
 
 
+def _base(example: Path) -> Path:
+    """examples/lb-*.yaml are layered over lb.yaml, examples/processing-*.yaml over processing.yaml."""
+    return LB if example.name.startswith("lb-") else PROCESSING
+
+
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.name for e in EXAMPLES])
-def test_resolver_examples_are_valid(need: Callable[[str], Path], example: Path) -> None:
-    proc = validate(need("otelcol"), LB, example)
+def test_examples_are_valid(need: Callable[[str], Path], example: Path) -> None:
+    assert example.name.startswith(("lb-", "processing-")), example.name
+    proc = validate(need("otelcol"), _base(example), example)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("example", JAEGER_EXAMPLES, ids=[e.name for e in JAEGER_EXAMPLES])
+def test_jaeger_examples_are_valid(need: Callable[[str], Path], example: Path, tmp_path: Path) -> None:
+    jaeger = need("jaeger")
+    proc = run([str(jaeger), "validate", f"--config=file:{example}"], VOXPULSE_JAEGER_DATA=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    broken = tmp_path / example.name
+    broken.write_text(example.read_text().replace("shards: 5", "shards: five"))
+    assert run([str(jaeger), "validate", f"--config=file:{broken}"]).returncode != 0
 
 
 def test_two_resolvers_at_once_are_rejected(need: Callable[[str], Path], tmp_path: Path) -> None:
@@ -95,31 +112,22 @@ def test_broken_processing_config_is_rejected(need: Callable[[str], Path], tmp_p
     assert validate(need("otelcol"), broken).returncode != 0
 
 
-def _doc_blocks() -> list[tuple[str, str]]:
-    """docs/scaling.md's YAML blocks whose first line names a collector config: (name, text)."""
-    text = SCALING_DOC.read_text(encoding="utf-8")
-    out = []
-    for block in re.findall(r"```yaml\n(.*?)```", text, flags=re.S):
-        first = block.splitlines()[0]
-        m = re.match(r"# (otel-collector/\S+\.yaml)", first)
-        if m:
-            out.append((m.group(1), block))
-    return out
+def _doc_blocks() -> list[str]:
+    return re.findall(r"```yaml\n(.*?)```", SCALING_DOC.read_text(encoding="utf-8"), flags=re.S)
 
 
-def test_every_collector_config_in_the_scaling_doc_is_a_validated_file(need: Callable[[str], Path]) -> None:
-    """The doc shows the files themselves (so validating the files validates the doc)."""
-    otelcol = need("otelcol")
+def test_every_collector_config_in_the_scaling_doc_is_a_validated_file() -> None:
+    """Every YAML block of docs/scaling.md is one of the example files, verbatim (its first line
+    names it), and that file passes the collector's -- or Jaeger's -- own validate above."""
     blocks = _doc_blocks()
-    assert len(blocks) >= 3, "docs/scaling.md shows the resolver examples and the processing tier"
-    for name, block in blocks:
-        path = ROOT / name
-        assert path.is_file(), name
+    assert len(blocks) >= 4
+    for block in blocks:
+        m = re.match(r"# ((?:otel-collector|jaeger)/examples/\S+\.yaml)\n", block)
+        assert m, f"a YAML block of docs/scaling.md is not an example file: {block[:80]!r}"
+        path = ROOT / m.group(1)
         body = path.read_text(encoding="utf-8")
-        assert block.strip() in body or body.strip() in block, f"docs/scaling.md's {name} differs from the file"
-        layered = [LB, path] if path.parent.name == "examples" else [path]
-        proc = validate(otelcol, *layered)
-        assert proc.returncode == 0, (name, proc.stderr)
+        assert block == body, f"docs/scaling.md's {m.group(1)} differs from the file"
+        assert path in EXAMPLES or path in JAEGER_EXAMPLES
 
 
 # --- one source of names -----------------------------------------------------------------------------
