@@ -395,8 +395,8 @@ def scaling(seconds: float, replay: Replay) -> list[dict[str, Any]]:
     for n in (1, 2, 3):
         comps = ["jaeger", *(f"otelcol-{k}" for k in range(1, n + 1)), "otelcol"]
         own = [f"http://127.0.0.1:{collector_ring.processing_ports(k).telemetry}/metrics" for k in range(1, n + 1)]
-        with tiered_stack(n, env, comps) as state:
-            for generator in ("replay", "telemetrygen"):
+        for generator in ("replay", "telemetrygen"):  # a fresh stack each: no memory left by the other
+            with tiered_stack(n, env, comps) as state:
                 def start(duration: float, generator: str = generator) -> tuple[Callable[[], None], dict[str, int]]:
                     if generator == "replay":
                         load = Load(lambda: blast(replay, "127.0.0.1:4317", duration, threads=3))
@@ -580,7 +580,8 @@ def growth(levels: Sequence[int] = (10, 100, 1000)) -> list[dict[str, Any]]:
                     "calls": level,
                     "series_exposed": {k: int(v) for k, v in exposed.items()},
                     "series_exposed_total": int(sum(exposed.values())),
-                    "agent_instances": int(_prom(http, f'count(count by (instance) (voice_calls_total{{service_name="{service}"}}))')),
+                    "agent_instances": int(_prom(
+                        http, f'count(count by (instance) (voice_calls_total{{service_name="{service}"}}))')),
                     "prometheus_head_series_added": int(_prom(http, "prometheus_tsdb_head_series") - head0),
                     "collector_rss_mb": mem,
                 })
@@ -674,8 +675,8 @@ def to_markdown(r: dict[str, Any]) -> str:
             out.append(f"- {s['sampling_percent']:g} %, {s['memory_limit_mib']} MiB: {steps}")
         out.append("")
     if sc := r.get("scaling"):
-        out += [f"### The tier on this {r['cores']}-core machine: load-balancing collector + 1..3 processing "
-                "collectors, 10 % sampling, load as fast as they answer", "",
+        out += [f"### The tier on this {r['cores']}-core machine: load-balancing collector + 1..3 "
+                "processing collectors, 10 % sampling, load as fast as they answer", "",
                 "| generator | processing collectors | spans/s | refused/s | load-balancing CPU | processing CPU (each) "
                 "| Jaeger CPU | generator CPU | stack CPU |",
                 "|---|---:|---:|---:|---:|---|---:|---:|---:|"]
