@@ -677,14 +677,15 @@ def to_markdown(r: dict[str, Any]) -> str:
     if sc := r.get("scaling"):
         out += [f"### The tier on this {r['cores']}-core machine: load-balancing collector + 1..3 "
                 "processing collectors, 10 % sampling, load as fast as they answer", "",
-                "| generator | processing collectors | spans/s | refused/s | load-balancing CPU | processing CPU (each) "
-                "| Jaeger CPU | generator CPU | stack CPU |",
-                "|---|---:|---:|---:|---:|---|---:|---:|---:|"]
+                "| generator | processing collectors | spans/s | refused/s | stored by Jaeger/s | load-balancing CPU "
+                "| processing CPU (each) | Jaeger CPU | generator CPU | stack CPU |",
+                "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
         for x in sc:
             gen = f"{x['generator_cpu_cores']:.2f}" if x["generator_cpu_cores"] is not None else "(in-process)"
             each = ", ".join(f"{c:.2f}" for c in x["processing_cpu_cores"])
             out.append(f"| {x['generator']} | {x['collectors']} | {x['spans_per_s']} | {x['refused_per_s']} | "
-                       f"{x['lb_cpu_cores']:.2f} | {each} | {x['jaeger_cpu_cores']:.2f} | {gen} | "
+                       f"{x.get('jaeger_stored_per_s', '-')} | {x['lb_cpu_cores']:.2f} | {each} | "
+                       f"{x['jaeger_cpu_cores']:.2f} | {gen} | "
                        f"{x['stack_cpu_cores']:.2f} |")
         out.append("")
     if f := r.get("fault"):
