@@ -59,6 +59,10 @@ BENCHES = (
     Bench("freshness", "bench.bench_freshness", "Freshness through the real pipeline",
           "span end → Prometheus ≤ scrape interval + 5 s; → findable by call_id in the trace store (Jaeger) "
           "p95 ≤ 5 s", args=("--also-flush", "3s")),
+    Bench("scaling", "bench.bench_scaling", "Scale-out: the collector tiers under load and faults, the cost of growth",
+          "one processing collector's spans/s per core at saturation; throughput from 1 to 3 processing "
+          "collectors; a killed collector's lost spans = what the receivers accepted - what the trace store "
+          "holds; Prometheus series flat as calls grow x1, x10, x100 (docs/scaling.md)"),
 )
 
 

@@ -438,23 +438,50 @@ def _jaeger_span_count(http: httpx.Client, trace_id: str) -> int:
     return sum(len(t.get("spans", [])) for t in data)
 
 
-def fault(seconds: float, replay: Replay, rate: float = 3000.0) -> dict[str, Any]:
-    """Kill processing collector 2 of 3 under a steady load of replayed calls (100 % sampling)."""
+def _settled(state: Path, collectors: Sequence[int], deadline_s: float) -> bool:
+    """Waits until the collectors hold no trace and queue no span, and Jaeger's count stops moving."""
+    end = time.monotonic() + deadline_s
+    own = [f"http://127.0.0.1:{collector_ring.processing_ports(k).telemetry}/metrics" for k in collectors]
+    while time.monotonic() < end:
+        try:
+            busy = sum(total(m, "otelcol_processor_tail_sampling_sampling_traces_on_memory")
+                       + total(m, "otelcol_exporter_queue_size") for m in (scrape(u) for u in own))
+        except httpx.HTTPError:
+            busy = 1
+        if not busy:
+            before = _jaeger_stored()
+            time.sleep(3)
+            if _jaeger_stored() == before:
+                return True
+        time.sleep(1)
+    return False
+
+
+def fault(seconds: float, replay: Replay, rate: float = 1500.0) -> dict[str, Any]:
+    """Kill processing collector 2 of 3 under a steady load of replayed calls (100 % sampling); count
+    the loss with it dead, then again once it is back (its export queue on disk delivered)."""
     env = {"VOXPULSE_TRACE_SAMPLING_PERCENT": "100", "VOXPULSE_TRACE_DECISION_AFTER_ROOT": "5s"}
     comps = ["jaeger", "otelcol-1", "otelcol-2", "otelcol-3", "otelcol", "collector-ring"]
+    p2 = f"http://127.0.0.1:{collector_ring.processing_ports(2).telemetry}/metrics"
     with tiered_stack(3, env, comps) as state:
-        jaeger0 = total(scrape(JAEGER_METRICS), "otelcol_exporter_sent_spans")
+        jaeger0 = _jaeger_stored()
         lb_samples: list[float] = []
+        p2_last: dict[str, float] = {}
         acked_ids: list[bytes] = []
         stop = threading.Event()
 
-        def watch_lb() -> None:  # the LB's counter restarts at each reload: sample it, sum the increases
+        def watch() -> None:  # the LB's counter restarts at each reload: sample it, sum the increases
             while not stop.is_set():
                 with suppress(httpx.HTTPError):
                     lb_samples.append(total(scrape(LB_METRICS), "otelcol_receiver_accepted_spans"))
+                with suppress(httpx.HTTPError):
+                    m = scrape(p2)
+                    p2_last.update(accepted=total(m, "otelcol_receiver_accepted_spans"),
+                                   exported=total(m, "otelcol_exporter_sent_spans"),
+                                   queued=total(m, "otelcol_exporter_queue_size"))
                 stop.wait(0.2)
 
-        watcher = threading.Thread(target=watch_lb, daemon=True)
+        watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         load = Load(lambda: blast(replay, "127.0.0.1:4317", seconds, rate=rate, acked_ids=acked_ids))
         time.sleep(seconds / 3)
@@ -467,33 +494,36 @@ def fault(seconds: float, replay: Replay, rate: float = 3000.0) -> dict[str, Any
                     reaction = round(time.monotonic() - killed_at, 2)
             time.sleep(0.05)
         load.join()
-        ring = httpx.get(f"http://{collector_ring.LISTEN}/ring", timeout=5).json()
-        # every decision made (5 s after each root) and exported: Jaeger's count settles
-        last, settled = -1.0, time.monotonic()
-        while time.monotonic() - settled < 8:
-            now_count = total(scrape(JAEGER_METRICS), "otelcol_exporter_sent_spans")
-            if now_count != last:
-                last, settled = now_count, time.monotonic()
-            time.sleep(1)
         stop.set()
         watcher.join(5)
-        stored_counter = int(last - jaeger0)
+        ring = httpx.get(f"http://{collector_ring.LISTEN}/ring", timeout=5).json()
+        settled = _settled(state, (1, 3), 180)
         lb_accepted = int((lb_samples[0] if lb_samples else 0)
                           + sum(b - a if b >= a else b for a, b in itertools.pairwise(lb_samples)))
         expected = dict(zip((i.hex() for i in acked_ids),
                             replay.spans_per_trace * (len(acked_ids) // len(replay.ids)), strict=True))
-        with httpx.Client(timeout=10) as http:
-            stored_by_trace = {tid: _jaeger_span_count(http, tid) for tid in expected}
-    acked = sum(expected.values())
-    missing = {tid: n - stored_by_trace[tid] for tid, n in expected.items() if stored_by_trace[tid] < n}
+        acked = sum(expected.values())
+
+        def count() -> dict[str, Any]:
+            with httpx.Client(timeout=10) as http:
+                by_trace = {tid: _jaeger_span_count(http, tid) for tid in expected}
+            missing = {tid: n - by_trace[tid] for tid, n in expected.items() if by_trace[tid] < n}
+            stored = int(_jaeger_stored() - jaeger0)
+            return {"stored_counter": stored, "stored_by_trace": sum(by_trace.values()), "lost": acked - stored,
+                    "lost_by_trace": sum(missing.values()), "traces_touched": len(missing),
+                    "traces_wholly_lost": sum(1 for t in missing if by_trace[t] == 0)}
+
+        dead = count()
+        # back: the ring takes it again, and its export queue on disk goes to the trace store
+        stack.start("otelcol-2", state_dir=state, wait_s=60)
+        back_settled = _settled(state, (1, 2, 3), 120)
+        back = count()
     return {
         "seconds": seconds, "offered_spans_per_s": rate, "traces": len(expected), "spans_acknowledged": acked,
-        "lb_receiver_accepted": lb_accepted, "jaeger_stored_counter": stored_counter,
-        "stored_by_trace": sum(stored_by_trace.values()), "lost": acked - stored_counter,
-        "lost_by_trace": sum(missing.values()), "traces_with_lost_spans": len(missing),
-        "traces_wholly_lost": sum(1 for t in missing if stored_by_trace[t] == 0),
-        "killed_after_s": round(seconds / 3, 1), "ring_after": ring["ring"], "ring_changes": ring["changes"],
-        "lb_counter_samples": len(lb_samples), "ring_reaction_s": reaction,
+        "lb_receiver_accepted": lb_accepted, "killed_after_s": round(seconds / 3, 1), "ring_reaction_s": reaction,
+        "ring_after": ring["ring"], "ring_changes": ring["changes"], "settled": settled and back_settled,
+        "killed_collector_last_seen": {k: int(v) for k, v in p2_last.items()},
+        "while_dead": dead, "after_restart": back,
     }
 
 
@@ -630,9 +660,11 @@ def _verdict(r: dict[str, Any]) -> str:
         rates = ", ".join(f"{x['collectors']}: {x['spans_per_s']}" for x in r["scaling"] if x["generator"] == "replay")
         notes.append(f"tier throughput by processing collectors ({rates} spans/s) on {r['cores']} cores")
     if f := r.get("fault"):
-        match = "equal to" if f["lost"] == f["lost_by_trace"] else "NOT equal to"
-        notes.append(f"a processing collector killed: {f['lost']} of {f['spans_acknowledged']} accepted spans lost "
-                     f"(accepted - stored), {match} the {f['lost_by_trace']} missing trace by trace")
+        d = f["while_dead"]
+        match = "equal to" if d["lost"] == d["lost_by_trace"] else "NOT equal to"
+        notes.append(f"a processing collector killed: {d['lost']} of {f['spans_acknowledged']} accepted spans lost "
+                     f"(accepted - stored), {match} the {d['lost_by_trace']} missing trace by trace; "
+                     f"{f['after_restart']['lost']} once it was back")
     if g := r.get("growth"):
         for shape in ("one process", "one process per call"):
             rows = [x for x in g if x["agent"] == shape]
@@ -689,18 +721,24 @@ def to_markdown(r: dict[str, Any]) -> str:
                        f"{x['stack_cpu_cores']:.2f} |")
         out.append("")
     if f := r.get("fault"):
+        k = f["killed_collector_last_seen"]
         out += [f"### A processing collector killed under load (3 collectors, 100 % sampling, "
                 f"{f['offered_spans_per_s']:g} spans/s of replayed calls for {f['seconds']:g} s; SIGKILL of "
                 f"collector 2 after {f['killed_after_s']:g} s)", "",
-                "| accepted by the load-balancing tier (acknowledged) | its receivers' counter | stored (Jaeger's "
-                "counter) | stored (trace by trace) | lost = accepted - stored | lost trace by trace | traces "
-                "touched | traces wholly lost |",
-                "|---:|---:|---:|---:|---:|---:|---:|---:|",
-                f"| {f['spans_acknowledged']} | {f['lb_receiver_accepted']} | {f['jaeger_stored_counter']} | "
-                f"{f['stored_by_trace']} | {f['lost']} | {f['lost_by_trace']} | {f['traces_with_lost_spans']} | "
-                f"{f['traces_wholly_lost']} |", "",
-                f"The collector-ring dropped it from the ring {f['ring_reaction_s']} s after the kill (ring changes: "
-                f"{f['ring_changes']}, ring after: {', '.join(f['ring_after'])}).", ""]
+                f"The collector-ring dropped it {f['ring_reaction_s']} s after the kill (ring after: "
+                f"{', '.join(f['ring_after'])}). The load-balancing tier's receivers accepted "
+                f"{f['lb_receiver_accepted']} spans (its counter, summed across its reload) and acknowledged "
+                f"{f['spans_acknowledged']} to the sender. Last seen before the kill, collector 2 had accepted "
+                f"{k.get('accepted', 0)} spans and exported {k.get('exported', 0)} ({k.get('queued', 0)} in its "
+                "queue on disk; the rest in memory, awaiting their traces' decisions).", "",
+                "| when counted | stored (Jaeger's counter) | stored (trace by trace) | lost = accepted - stored "
+                "| lost (trace by trace) | traces touched | traces wholly lost |",
+                "|---|---:|---:|---:|---:|---:|---:|"]
+        for label, c in (("collector 2 dead", f["while_dead"]), ("collector 2 back (its disk queue sent)",
+                                                                  f["after_restart"])):
+            out.append(f"| {label} | {c['stored_counter']} | {c['stored_by_trace']} | {c['lost']} | "
+                       f"{c['lost_by_trace']} | {c['traces_touched']} | {c['traces_wholly_lost']} |")
+        out.append("")
     if g := r.get("growth"):
         out += ["### Series and memory as the call volume grows (2 processing collectors, 10 % sampling)", "",
                 "| agent | calls | series exposed: total (SDK / span metrics / collectors' own) | agent instances "
