@@ -694,10 +694,11 @@ async def api_latency(request: web.Request) -> web.Response:
             out["series"] = series
             out["step"] = step
             ex = []
-            sel = f'{exprs.STAGE_BUCKET}{{voice_stage=~"{"|".join(STAGES)}"}}'
-            for x in await p.exemplars(sel, start, end):
-                ex.append({"t": x["t"], "value_ms": round(x["value"], 1), "trace_id": x["trace_id"],
-                           "stage": x["series"].get("voice_stage", "?")})
+            for bucket in (exprs.STAGE_BUCKET, exprs.STAGE_KEPT_BUCKET):  # one collector / tail sampling
+                sel = f'{bucket}{{voice_stage=~"{"|".join(STAGES)}"}}'
+                for x in await p.exemplars(sel, start, end):
+                    ex.append({"t": x["t"], "value_ms": round(x["value"], 1), "trace_id": x["trace_id"],
+                               "stage": x["series"].get("voice_stage", "?")})
             for x in await p.exemplars(exprs.TTFW_BUCKET, start, end):
                 ex.append({"t": x["t"], "value_ms": round(x["value"] * 1000, 1), "trace_id": x["trace_id"],
                            "stage": "ttfw"})

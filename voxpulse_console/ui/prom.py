@@ -12,7 +12,7 @@ from typing import Any, Final
 
 import aiohttp
 
-from telemetry.semconv import METRICS, SPANMETRICS_DURATION, Stage
+from telemetry.semconv import METRICS, SPANMETRICS_DURATION, SPANMETRICS_KEPT_DURATION, Stage
 
 __all__ = ["STAGES", "PromError", "Prometheus", "exprs"]
 
@@ -38,6 +38,8 @@ class exprs:
 
     TTFW_BUCKET: Final = f"{_TTFW}_bucket"
     STAGE_BUCKET: Final = f"{SPANMETRICS_DURATION}_bucket"
+    # with tail sampling (docs/scaling.md) the span exemplars are on the kept spans' histogram
+    STAGE_KEPT_BUCKET: Final = f"{SPANMETRICS_KEPT_DURATION}_bucket"
     TTFC_BUCKET: Final = f"{_TTFC}_bucket"
 
     @staticmethod
