@@ -182,6 +182,14 @@ def test_the_latency_alert_uses_the_same_objective() -> None:
     assert threshold and float(threshold.group(1)) == semconv.TTFW_OBJECTIVE_S
 
 
+def test_every_setting_of_the_tier_configs_is_in_env_example() -> None:
+    listed = {line.split("=", 1)[0] for line in (ROOT / ".env.example").read_text().splitlines()
+              if "=" in line and not line.startswith("#")}
+    for cfg in (LB, PROCESSING):
+        used = set(re.findall(r"\$\{env:([A-Z_][A-Z0-9_]*)", cfg.read_text()))
+        assert used - listed == set(), f"{cfg.name}: not in .env.example: {sorted(used - listed)}"
+
+
 # --- Prometheus ----------------------------------------------------------------------------------------
 
 
