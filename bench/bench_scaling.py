@@ -163,6 +163,22 @@ class Replay:
     SCENARIOS = ("order_tyres", "book_fitting", "order_status")
 
     def __init__(self, calls: int = 12) -> None:
+        # recorded in a child process: the simulator leaves LiveKit's threads behind, which would
+        # compete with the load generator's for this process's interpreter lock
+        with tempfile.TemporaryDirectory(prefix="vp-replay-") as tmp:
+            out = Path(tmp) / "replay.json"
+            subprocess.run([sys.executable, "-m", "bench.bench_scaling", "--record", str(out), "--calls", str(calls)],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300,
+                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+            rec = json.loads(out.read_text())
+        self.payload = bytes.fromhex(rec["payload"])
+        self.ids = [bytes.fromhex(t) for t in rec["ids"]]
+        self.spans_per_trace = list(rec["spans_per_trace"])
+        self.spans = sum(self.spans_per_trace)
+        self.traces = len(self.ids)
+
+    @classmethod
+    def record(cls, path: Path, calls: int) -> None:
         from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
         from agent.simulator import SimOptions, simulate
@@ -170,15 +186,15 @@ class Replay:
 
         # exemplars filtered as at 0 %: only traces a rule keeps carry the agent's keep mark
         with capture_telemetry(deterministic_ids=False, trace_sampling_percent=0) as cap:
-            asyncio.run(simulate(calls=calls, concurrency=6, seed=14, scenarios=self.SCENARIOS,
+            asyncio.run(simulate(calls=calls, concurrency=6, seed=14, scenarios=cls.SCENARIOS,
                                  options=SimOptions(arrival_s=0.05)))
             spans = cap.spans()
-        self.spans = len(spans)
-        self.traces = len({s.context.trace_id for s in spans})
-        self.payload = encode_spans(spans).SerializeToString()
         per_trace = Counter(s.context.trace_id for s in spans)
-        self.ids = [t.to_bytes(16, "big") for t in per_trace]
-        self.spans_per_trace = list(per_trace.values())
+        path.write_text(json.dumps({
+            "payload": encode_spans(spans).SerializeToString().hex(),
+            "ids": [t.to_bytes(16, "big").hex() for t in per_trace],
+            "spans_per_trace": list(per_trace.values()),
+        }))
 
     def fresh(self) -> tuple[bytes, list[bytes]]:
         """The request with new trace ids, and those ids (in the order of ``spans_per_trace``)."""
@@ -763,7 +779,12 @@ def main() -> None:
     p.add_argument("--parts", default=",".join(PARTS))
     p.add_argument("--seconds", type=float, default=30.0, help="measurement window per run")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--record", type=Path, default=None, help=argparse.SUPPRESS)  # Replay's child process
+    p.add_argument("--calls", type=int, default=12, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.record:
+        Replay.record(args.record, args.calls)
+        return
     parts = [x for x in args.parts.split(",") if x]
     unknown = set(parts) - set(PARTS)
     if unknown:
