@@ -366,8 +366,9 @@ def test_200_exemplars_all_open_a_stored_trace_of_their_call(
                *(f"{PROM_NAME[n]}_bucket" for n in SDK_HISTOGRAMS), PROM_NAME["voice.calls"]]
 
     def collect() -> list[dict[str, Any]] | None:
-        found = [e for m in metrics for e in _exemplars(tiered, sent, m)]
-        return found if len(found) >= MIN_EXEMPLARS else None
+        found = {(e["labels"].get("trace_id"), e["labels"].get("span_id"), e["timestamp"], e["value"]): e
+                 for m in metrics for e in _exemplars(tiered, sent, m)}
+        return list(found.values()) if len(found) >= MIN_EXEMPLARS else None
 
     exemplars = poll(collect, f"{MIN_EXEMPLARS} exemplars in Prometheus", 60, every_s=3)
     by_trace = {tid: cid for cid, tid in sent.calls.items()}
