@@ -575,7 +575,10 @@ async def _calls(n: int, per_call_process: bool, service: str, rng: random.Rando
     handle = None if per_call_process else configure()
     for i in range(n):
         if per_call_process:
-            handle = configure()  # a fresh SDK: a new service.instance.id, as in a new job process
+            # a new job process: a fresh SDK with its own service.instance.id (the SDK draws one per
+            # process, so a reconfigure alone would keep it)
+            os.environ["OTEL_RESOURCE_ATTRIBUTES"] = f"service.instance.id={uuid.uuid4()}"
+            handle = configure()
         async with telemetry.call(call_id=f"growth-{uuid.uuid4().hex[:12]}") as call:
             for turn in range(3):
                 call.next_turn()
@@ -592,6 +595,7 @@ async def _calls(n: int, per_call_process: bool, service: str, rng: random.Rando
     if handle is not None and not per_call_process:
         await handle.flush(timeout=10)
         await handle.shutdown(timeout=10)
+    os.environ.pop("OTEL_RESOURCE_ATTRIBUTES", None)
 
 
 def _prom(http: httpx.Client, query: str) -> float:
