@@ -181,7 +181,7 @@ class Replay:
     def record(cls, path: Path, calls: int) -> None:
         from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-        from agent.simulator import SimOptions, simulate
+        from agent.sim.simulator import SimOptions, simulate
         from telemetry.testing import capture_telemetry
 
         # exemplars filtered as at 0 %: only traces a rule keeps carry the agent's keep mark

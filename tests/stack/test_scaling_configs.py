@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import yaml
 
 from telemetry import semconv
 from telemetry.sampling import HASH_SALT
+from tests.support import binary
 from voxpulse_console import collector_ring, stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,8 +54,8 @@ def validate(otelcol: Path, *configs: Path) -> subprocess.CompletedProcess[str]:
 # --- the collector's own validate --------------------------------------------------------------------
 
 
-def test_processing_and_lb_configs_are_valid(need: Callable[[str], Path], tmp_path: Path) -> None:
-    otelcol = need("otelcol")
+def test_processing_and_lb_configs_are_valid(tmp_path: Path) -> None:
+    otelcol = binary("otelcol")
     for cfg in (PROCESSING, LB):
         proc = validate(otelcol, cfg)
         assert proc.returncode == 0, (cfg.name, proc.stderr)
@@ -71,15 +71,15 @@ def _base(example: Path) -> Path:
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.name for e in EXAMPLES])
-def test_examples_are_valid(need: Callable[[str], Path], example: Path) -> None:
+def test_examples_are_valid(example: Path) -> None:
     assert example.name.startswith(("lb-", "processing-")), example.name
-    proc = validate(need("otelcol"), _base(example), example)
+    proc = validate(binary("otelcol"), _base(example), example)
     assert proc.returncode == 0, proc.stderr
 
 
 @pytest.mark.parametrize("example", JAEGER_EXAMPLES, ids=[e.name for e in JAEGER_EXAMPLES])
-def test_jaeger_examples_are_valid(need: Callable[[str], Path], example: Path, tmp_path: Path) -> None:
-    jaeger = need("jaeger")
+def test_jaeger_examples_are_valid(example: Path, tmp_path: Path) -> None:
+    jaeger = binary("jaeger")
     proc = run([str(jaeger), "validate", f"--config=file:{example}"], VOXPULSE_JAEGER_DATA=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     broken = tmp_path / example.name
@@ -87,10 +87,10 @@ def test_jaeger_examples_are_valid(need: Callable[[str], Path], example: Path, t
     assert run([str(jaeger), "validate", f"--config=file:{broken}"]).returncode != 0
 
 
-def test_two_resolvers_at_once_are_rejected(need: Callable[[str], Path], tmp_path: Path) -> None:
+def test_two_resolvers_at_once_are_rejected(tmp_path: Path) -> None:
     both = tmp_path / "both.yaml"
     both.write_text("exporters:\n  load_balancing:\n    resolver:\n      dns:\n        hostname: otelcol-processing\n")
-    proc = validate(need("otelcol"), LB, both)
+    proc = validate(binary("otelcol"), LB, both)
     assert proc.returncode != 0 and "only one resolver" in proc.stderr
 
 
@@ -103,13 +103,13 @@ def test_two_resolvers_at_once_are_rejected(need: Callable[[str], Path], tmp_pat
     ],
     ids=["bad-percentage", "bad-duration", "undefined-connector"],
 )
-def test_broken_processing_config_is_rejected(need: Callable[[str], Path], tmp_path: Path, old: str,
+def test_broken_processing_config_is_rejected(tmp_path: Path, old: str,
                                               new: str) -> None:
     text = PROCESSING.read_text()
     assert old in text
     broken = tmp_path / "processing.yaml"
     broken.write_text(text.replace(old, new))
-    assert validate(need("otelcol"), broken).returncode != 0
+    assert validate(binary("otelcol"), broken).returncode != 0
 
 
 def _doc_blocks() -> list[str]:
@@ -193,8 +193,8 @@ def test_every_setting_of_the_tier_configs_is_in_env_example() -> None:
 # --- Prometheus ----------------------------------------------------------------------------------------
 
 
-def test_rendered_prometheus_config_for_the_tier_is_valid(need: Callable[[str], Path], tmp_path: Path) -> None:
-    promtool = need("promtool")
+def test_rendered_prometheus_config_for_the_tier_is_valid(tmp_path: Path) -> None:
+    promtool = binary("promtool")
     argv = stack._tiered_prometheus_argv(3)(Path("/usr/bin/prometheus"), tmp_path)
     rendered = Path(next(a for a in argv if a.startswith("--config.file=")).split("=", 1)[1])
     proc = run([str(promtool), "check", "config", str(rendered)])

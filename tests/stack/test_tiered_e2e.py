@@ -53,6 +53,7 @@ from telemetry.semconv import (
     CallOutcome,
     Stage,
 )
+from tests.support import PromClient, binary, wait_for
 from voxpulse_console import collector_ring, stack, tracestore
 from voxpulse_console.tracestore import Trace
 
@@ -74,44 +75,22 @@ T = TypeVar("T")
 
 
 def poll(fn: Callable[[], T | None], what: str, deadline_s: float = DEADLINE_S, every_s: float = 0.5) -> T:
-    end = time.monotonic() + deadline_s
-    last: Any = None
-    while True:
-        try:
-            last = fn()
-        except (httpx.HTTPError, KeyError, ValueError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        if time.monotonic() > end:
-            pytest.fail(f"timed out after {deadline_s:.0f}s waiting for {what}; last: {last!r}")
-        time.sleep(every_s)
+    return wait_for(fn, what, deadline_s, every_s)
 
 
 # --- the stack ---------------------------------------------------------------------------------------
 
 
 @dataclass
-class Tiered:
+class Tiered(PromClient):
     state_dir: Path
     http: httpx.Client
 
-    def prom(self, query: str) -> list[dict[str, Any]]:
-        r = self.http.get(f"{PROM}/api/v1/query", params={"query": query})
-        r.raise_for_status()
-        result: list[dict[str, Any]] = r.json()["data"]["result"]
-        return result
-
-    def prom_value(self, query: str) -> float | None:
-        result = self.prom(query)
-        return float(result[0]["value"][1]) if result else None
-
 
 @pytest.fixture(scope="module")
-def tiered(need: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tiered]:
+def tiered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tiered]:
     for tool in ("otelcol", "jaeger", "prometheus", "alertmanager"):
-        need(tool)
+        binary(tool)
     state = tmp_path_factory.mktemp("tiered")
     ports = {p for c in stack.components(state_dir=state).values() for p in c.ports}
     ports |= {p for k in range(1, COLLECTORS + 1) for p in (collector_ring.processing_ports(k).otlp, 13150)}
