@@ -55,6 +55,9 @@ JAEGER_METRICS = "http://127.0.0.1:14269/metrics"
 LB_METRICS = "http://127.0.0.1:8888/metrics"
 TICK_S = os.sysconf("SC_CLK_TCK")
 SATURATED_CORE = 0.9
+# a collector that takes less than it is offered, refuses nothing and burns this much of its one
+# core is CPU-bound (the Go runtime's own threads keep GOMAXPROCS=1 a little under a full core)
+CPU_BOUND_CORE = 0.85
 # What telemetrygen's spans carry: the attribute shape of a voice span, a phone number in a pii key
 # (the redaction processors work on it) and a call_id.
 TG_ATTRIBUTES = (
@@ -374,30 +377,37 @@ def saturation(seconds: float, replay: Replay) -> list[dict[str, Any]]:
                 took_all = step["refused_per_s"] == 0 and step["accepted"] >= 0.95 * rate
                 if not took_all or core >= SATURATED_CORE:
                     break
-        sustained = [x for x in steps if x["refused_per_s"] == 0 and x["accepted"] >= 0.95 * x["offered"]]
-        best = sustained[-1] if sustained else steps[0]
-        last = steps[-1]
-        if last["collector_cpu_cores"] >= SATURATED_CORE:
-            limit = "CPU: its one core"
-        elif last["refused_per_s"]:
-            limit = "memory: the memory limiter refuses (spans held for their decision)"
-        elif last["export_dropped_per_s"] or last["export_queue_spans"] > 100_000:
-            limit = "the trace store (Jaeger) takes less than the collector keeps: its export queue fills"
-        elif last is best:
-            limit = "not reached (the load generator's last step)"
-        else:
-            limit = "intake (accepted < offered)"
-        out.append({
-            "sampling_percent": percent, "memory_limit_mib": memory_mib or 512, "store": store,
-            "idle_rss_mb": round(idle_rss, 1),
-            "steps": steps, "sustained_spans_per_s": best["accepted"],
-            "cpu_cores_at_sustained": best["collector_cpu_cores"],
-            "saturation_spans_per_s": last["accepted"], "cpu_cores_at_saturation": last["collector_cpu_cores"],
-            "spans_per_s_per_core": round(last["accepted"] / last["collector_cpu_cores"])
-            if last["collector_cpu_cores"] else 0,
-            "cpu_saturated": last["collector_cpu_cores"] >= SATURATED_CORE, "limit": limit,
-        })
+        out.append({"sampling_percent": percent, "memory_limit_mib": memory_mib or 512, "store": store,
+                    "idle_rss_mb": round(idle_rss, 1), "steps": steps})
     return out
+
+
+def summary(run: dict[str, Any]) -> dict[str, Any]:
+    """A saturation run's steps -> what it sustained, where it stopped and why (from the raw steps,
+    so that the report can be rebuilt from the results)."""
+    steps = run["steps"]
+    sustained = [x for x in steps if x["refused_per_s"] == 0 and x["accepted"] >= 0.95 * x["offered"]]
+    best = sustained[-1] if sustained else steps[0]
+    last = steps[-1]
+    took_all = last is best
+    cpu = last["collector_cpu_cores"]
+    if cpu >= SATURATED_CORE or (not took_all and not last["refused_per_s"] and cpu >= CPU_BOUND_CORE):
+        limit = "CPU: its one core"
+    elif last["refused_per_s"]:
+        limit = "memory: the memory limiter refuses (spans held for their decision)"
+    elif last["export_dropped_per_s"] or last["export_queue_spans"] > 100_000:
+        limit = "the trace store (Jaeger) takes less than the collector keeps: its export queue fills"
+    elif took_all:
+        limit = "not reached (the load generator's last step)"
+    else:
+        limit = "intake (accepted < offered)"
+    return {
+        "sustained_spans_per_s": best["accepted"], "cpu_cores_at_sustained": best["collector_cpu_cores"],
+        "saturation_spans_per_s": last["accepted"], "cpu_cores_at_saturation": cpu,
+        "spans_per_s_per_core": round(last["accepted"] / cpu) if cpu else 0,
+        "cpu_saturated": limit.startswith("CPU"), "limit": limit,
+        "kib_per_held_span": max((x["kib_per_held_span"] for x in steps if x["kib_per_held_span"]), default=None),
+    }
 
 
 # --- scaling --------------------------------------------------------------------------------------
@@ -671,7 +681,8 @@ def run(parts: Sequence[str], seconds: float, save: Path | None = None) -> dict[
 
 def _verdict(r: dict[str, Any]) -> str:
     notes = []
-    for s in r.get("saturation", []):
+    for run in r.get("saturation", []):
+        s = {**run, **summary(run)}
         what = (f"{s['spans_per_s_per_core']} spans/s per core at CPU saturation" if s["cpu_saturated"]
                 else f"{s['sustained_spans_per_s']} spans/s sustained, then limited by {s['limit']}")
         notes.append(f"one processing collector, {s['sampling_percent']:g} % sampling, "
@@ -711,12 +722,13 @@ def to_markdown(r: dict[str, Any]) -> str:
                 "| sampling | memory limit | sustained spans/s (CPU) | at saturation: spans/s (CPU) | spans/s per core "
                 "| limit | KiB per span held |",
                 "|---:|---:|---:|---:|---:|---|---:|"]
-        for s in sat:
+        for run in sat:
+            s = {**run, **summary(run)}
             kib = [x["kib_per_held_span"] for x in s["steps"] if x["kib_per_held_span"]]
             out.append(f"| {s['sampling_percent']:g} % | {s['memory_limit_mib']} MiB | {s['sustained_spans_per_s']} "
                        f"({s['cpu_cores_at_sustained']:.2f}) | {s['saturation_spans_per_s']} "
-                       f"({s['cpu_cores_at_saturation']:.2f}) | {s['spans_per_s_per_core']}"
-                       f"{'' if s['cpu_saturated'] else ' (CPU not saturated)'} | {s['limit']} | "
+                       f"({s['cpu_cores_at_saturation']:.2f}) | "
+                       f"{s['spans_per_s_per_core'] if s['cpu_saturated'] else '- (not CPU-bound)'} | {s['limit']} | "
                        f"{max(kib) if kib else '-'} |")
         out += ["", "Each step (offered spans/s -> accepted, collector CPU cores, RSS, spans refused/s, "
                 "export queue):", ""]
@@ -760,20 +772,22 @@ def to_markdown(r: dict[str, Any]) -> str:
                 "awaiting their decisions, and the batches routed to it before the ring changed. Restarted, it "
                 f"re-sent {resent} spans from its queue on disk (delivered before the kill but not yet "
                 f"acknowledged there: at-least-once; Jaeger's counter counts them, its query deduplicates them) "
-                f"and recovered {recovered}. (The tier's own receiver counter, sampled every 0.2 s and restarting "
-                f"at each reload, sums to {f['lb_receiver_accepted']}: the increase between the last sample and "
-                "the reload is not seen, so the acknowledged count is the exact one.)", ""]
+                f"and recovered {recovered}. The tier's own receiver counter (sampled every 0.2 s, restarting at "
+                f"each reload of the tier, summed) says {f['lb_receiver_accepted']}"
+                + ("." if f["lb_receiver_accepted"] == f["spans_acknowledged"] else
+                   ": an increase between its last sample and a reload is not seen, so the acknowledged count is "
+                   "the exact one."), ""]
     if g := r.get("growth"):
         out += ["### Series and memory as the call volume grows (2 processing collectors, 10 % sampling)", "",
-                "| agent | calls | series exposed: total (SDK / span metrics / collectors' own) | agent instances "
-                "| Prometheus head series added | collector RSS MB |",
-                "|---|---:|---|---:|---:|---|"]
+                "| agent | calls | series the collectors expose: total (SDK / span metrics / collectors' own) "
+                "| agent instances | collector RSS MB |",
+                "|---|---:|---|---:|---|"]
         for x in g:
             e = x["series_exposed"]
             mem = ", ".join(f"{k} {v:.0f}" for k, v in sorted(x["collector_rss_mb"].items()))
             out.append(f"| {x['agent']} | {x['calls']} | {x['series_exposed_total']} ({e.get('otel-collector', 0)} / "
                        f"{e.get('otel-collector-spans', 0)} / {e.get('otel-collector-internal', 0)}) | "
-                       f"{x['agent_instances']} | {x['prometheus_head_series_added']} | {mem} |")
+                       f"{x['agent_instances']} | {mem} |")
         out.append("")
     return "\n".join(out)
 
