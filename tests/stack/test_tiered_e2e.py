@@ -222,14 +222,14 @@ def sent(tiered: Tiered) -> Iterator[Sent]:
     rng.shuffle(plan)
 
     async def run() -> None:
-        # spread over ~50 s: several metric exports and span-metric flushes, so several exemplars
+        # spread over ~65 s: several metric exports and span-metric flushes, so several exemplars
         # per series reach Prometheus
         for i, rule in enumerate(plan):
             call_id = f"tiered-{uuid.uuid4().hex[:12]}"
             result.calls[call_id] = await one_call(call_id, rule, rng)
             if rule:
                 result.rule[call_id] = rule
-            await asyncio.sleep(50 / len(plan))
+            await asyncio.sleep(65 / len(plan))
             if i % 50 == 0:
                 await handle.flush(timeout=15)
         assert await handle.flush(timeout=15)
@@ -335,7 +335,8 @@ def _exemplars(tiered: Tiered, sent: Sent, metric: str) -> list[dict[str, Any]]:
         params={"query": f'{metric}{{service_name="{sent.service}"}}', "start": sent.t0 - 60, "end": time.time() + 60},
     )
     r.raise_for_status()
-    return [e for series in r.json()["data"] for e in series["exemplars"]]
+    # each exemplar with the series it is stored on (Prometheus keeps exemplars per series)
+    return [{**e, "series": series["seriesLabels"]} for series in r.json()["data"] for e in series["exemplars"]]
 
 
 def test_200_exemplars_all_open_a_stored_trace_of_their_call(
@@ -344,12 +345,18 @@ def test_200_exemplars_all_open_a_stored_trace_of_their_call(
     metrics = [f"{SPANMETRICS_KEPT_DURATION}_bucket", f"{SPANMETRICS_KEPT_CALLS}",
                *(f"{PROM_NAME[n]}_bucket" for n in SDK_HISTOGRAMS), PROM_NAME["voice.calls"]]
 
-    def collect() -> list[dict[str, Any]] | None:
-        found = {(e["labels"].get("trace_id"), e["labels"].get("span_id"), e["timestamp"], e["value"]): e
-                 for m in metrics for e in _exemplars(tiered, sent, m)}
-        return list(found.values()) if len(found) >= MIN_EXEMPLARS else None
+    def collect() -> list[dict[str, Any]]:
+        found = {(tuple(sorted(e["series"].items())), e["labels"].get("trace_id"), e["labels"].get("span_id"),
+                  e["timestamp"]): e for m in metrics for e in _exemplars(tiered, sent, m)}
+        return list(found.values())
 
-    exemplars = poll(collect, f"{MIN_EXEMPLARS} exemplars in Prometheus", 60, every_s=3)
+    # every span-metric flush and metric export reaches Prometheus within a flush and a scrape (31 s)
+    end = time.monotonic() + 60
+    exemplars = collect()
+    while len(exemplars) < MIN_EXEMPLARS and time.monotonic() < end:
+        time.sleep(3)
+        exemplars = collect()
+    assert len(exemplars) >= MIN_EXEMPLARS, f"{len(exemplars)} exemplars in Prometheus, fewer than {MIN_EXEMPLARS}"
     by_trace = {tid: cid for cid, tid in sent.calls.items()}
     ids = sorted({e["labels"]["trace_id"].rjust(32, "0") for e in exemplars})
     traces = stored(ids)
