@@ -615,14 +615,40 @@ def _prom(http: httpx.Client, query: str) -> float:
     return sum(float(x["value"][1]) for x in res)
 
 
+GROWTH_SHAPES = (
+    # (label, a process per call, through the worker's metrics relay)
+    ("one process", False, False),
+    ("one process per call", True, False),
+    ("one process per call, worker's metrics relay", True, True),  # what agent/__main__.py runs
+)
+
+
+@contextmanager
+def _relay(on: bool, service: str) -> Iterator[None]:
+    """The worker's metrics relay (telemetry.relay), as agent/__main__.py runs it, or nothing."""
+    if not on:
+        yield
+        return
+    from telemetry.relay import MetricsRelay
+
+    relay = MetricsRelay(forward_to="http://127.0.0.1:4318", resource={"service.name": service},
+                         interval_s=5).start()
+    os.environ["VOXPULSE_METRICS_RELAY"] = relay.endpoint
+    try:
+        yield
+    finally:
+        os.environ.pop("VOXPULSE_METRICS_RELAY", None)
+        relay.stop()
+
+
 def growth(levels: Sequence[int] = (10, 100, 1000)) -> list[dict[str, Any]]:
     out = []
     env = {"VOXPULSE_TRACE_SAMPLING_PERCENT": "10", "VOXPULSE_TRACE_DECISION_AFTER_ROOT": "2s",
            "VOXPULSE_SPANMETRICS_FLUSH": "5s"}
     os.environ["VOXPULSE_TRACE_SAMPLING_PERCENT"] = "10"
-    for per_call_process in (False, True):
-        with tiered_stack(2, env) as state, httpx.Client(timeout=10) as http:
-            service = f"vp-growth-{uuid.uuid4().hex[:6]}"
+    for label, per_call_process, relay in GROWTH_SHAPES:
+        service = f"vp-growth-{uuid.uuid4().hex[:6]}"
+        with tiered_stack(2, env) as state, httpx.Client(timeout=10) as http, _relay(relay, service):
             rng = random.Random(7)
             done = 0
             head0 = _prom(http, "prometheus_tsdb_head_series")
@@ -636,7 +662,7 @@ def growth(levels: Sequence[int] = (10, 100, 1000)) -> list[dict[str, Any]]:
                 }
                 mem = {n: round(rss_mb(p), 1) for n, p in pids(state).items() if n.startswith("otelcol")}
                 out.append({
-                    "agent": "one process per call" if per_call_process else "one process",
+                    "agent": label,
                     "calls": level,
                     "series_exposed": {k: int(v) for k, v in exposed.items()},
                     "series_exposed_total": int(sum(exposed.values())),
@@ -697,7 +723,7 @@ def _verdict(r: dict[str, Any]) -> str:
                      f"(accepted - stored), {match} the {d['lost_by_trace']} missing trace by trace "
                      f"({d['traces_wholly_lost']} whole traces, held in its memory)")
     if g := r.get("growth"):
-        for shape in ("one process", "one process per call"):
+        for shape, _, _ in GROWTH_SHAPES:
             rows = [x for x in g if x["agent"] == shape]
             if rows:
                 flat = rows[-1]["series_exposed_total"] <= rows[0]["series_exposed_total"] * 1.1
