@@ -1,6 +1,6 @@
 """Runs every benchmark and writes docs/benchmarks.md.
 
-    python -m bench            # all of them (about 15 minutes on 2 cores)
+    python -m bench            # all of them (about 45 minutes on 2 cores)
     python -m bench spans lag  # a subset; the others keep their last results in bench/results/
     python -m bench --report-only  # only rebuild the report from bench/results/
 
@@ -54,7 +54,8 @@ BENCHES = (
           "a new call in all of 50 live-update clients ≤ 2 s"),
     Bench("realcalls", "bench.bench_realcalls",
           "Real calls: time to first word against the caller, calls per machine, telemetry's CPU share",
-          "|VoxPulse TTFW - caller TTFW| ≤ 50 ms at p95 (loopback); about 5 concurrent calls on 2 cores with "
+          "|VoxPulse TTFW - caller TTFW| ≤ 50 ms at p95 (loopback, calls one at a time; loaded levels reported); "
+          "about 5 concurrent calls on 2 cores with "
           "server, agent and callers on it; telemetry under 5 % of the agent's CPU"),
     Bench("freshness", "bench.bench_freshness", "Freshness through the real pipeline",
           "span end → Prometheus ≤ scrape interval + 5 s; → findable by call_id in the trace store (Jaeger) "
