@@ -146,13 +146,14 @@ def _redacted_worker_logs() -> None:
         handler.setFormatter(JsonFormatter())
 
 
-def _sip_caller(ctx: JobContext) -> tuple[str | None, Any]:
+def _sip_participant(ctx: JobContext) -> Any:
+    """The SIP participant a transfer moves (instrument_session finds the caller's number itself)."""
     from livekit import rtc
 
     for p in ctx.room.remote_participants.values():
         if p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP:
-            return p.attributes.get("sip.phoneNumber"), p
-    return None, None
+            return p
+    return None
 
 
 def _direction(metadata: str) -> str:
@@ -167,7 +168,7 @@ def _direction(metadata: str) -> str:
 async def entrypoint(ctx: JobContext) -> None:
     await ctx.connect()
     participant = await ctx.wait_for_participant()
-    caller, sip = _sip_caller(ctx)
+    sip = _sip_participant(ctx)
 
     async def transfer(reason: str) -> None:
         target = os.environ.get("OPERATOR_SIP_URI")
@@ -206,7 +207,7 @@ async def entrypoint(ctx: JobContext) -> None:
     store = StoreClient()
     try:
         # call_id: the SIP call id, else the room's id (never the room name: it holds the number)
-        async with instrument_session(session, caller=caller, direction=_direction(ctx.job.metadata),
+        async with instrument_session(session, direction=_direction(ctx.job.metadata),
                                       call_log=call_log):
             await session.start(TyreAssistant(store, on_transfer=transfer), room=ctx.room, record=False)
             log.info("call started", extra={"participant_kind": int(participant.kind)})

@@ -7,12 +7,14 @@
     @telemetry.trace_tool
     async def find_tyres(size: str) -> list[dict]: ...
 
-    async with telemetry.call(call_id=room.name, caller=phone) as call:
+    async with telemetry.call(call_id=sip_call_id, caller=phone) as call:  # never the room name
         ...
 
 The names below are the core API. Public submodules, each with its own ``__all__``:
 ``telemetry.semconv`` (every name VoxPulse emits), ``telemetry.metrics`` (instruments, also the
-application's own), ``telemetry.pricing``, ``telemetry.exceptions``, ``telemetry.testing``, and the
+application's own), ``telemetry.pricing``, ``telemetry.exceptions``, ``telemetry.testing``,
+``telemetry.sampling`` (the exemplar filter of tail sampling), ``telemetry.relay`` (a worker's
+metrics relay), and the
 optional integrations ``telemetry.livekit`` (extra ``livekit``) and ``telemetry.history`` (extra
 ``history``). Everything else is internal. See docs/library-api.md (a test keeps it complete).
 """

@@ -246,8 +246,9 @@ class SessionInstrumentation:
     session to close (``wait_for_close``), sets the outcome, cost and turn count on the call's root
     span and ends it.
 
-    ``call_id`` defaults to the job's room name, else a generated id; ``caller`` to the SIP
-    participant's phone number when the job's room has one. ``price_table`` prices the session's
+    ``call_id`` defaults to LiveKit SIP's call id, else the room's id, else the job's id (never the
+    room name: a SIP room is named after the caller's number), else a generated id; ``caller`` to
+    the SIP participant's phone number when the job's room has one. ``price_table`` prices the session's
     usage (default :data:`telemetry.pricing.DEFAULT_PRICES`); ``call_log`` (e.g.
     ``telemetry.history.CallLogger``) receives the call's start and end, its turns and tool calls.
     """

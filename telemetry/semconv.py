@@ -544,7 +544,7 @@ def render_markdown() -> str:
         f"  {SpanName.CALL}                             VoxPulse: outcome, cost, turns",
         "    agent_session                  LiveKit",
         "      session_start ...",
-        f"      {SpanName.TURN}                         VoxPulse: a caller utterance and its answer; voice.ttfw_ms",
+        f"      {SpanName.TURN}                         VoxPulse: a caller utterance and its answer; TTFW",
         "        user_turn                  LiveKit: user_speaking, eou_wait (end of turn)",
         f"        {SpanName.STT}             VoxPulse: end of speech -> final transcript",
         "        on_user_turn_completed",
