@@ -139,7 +139,8 @@ def run_level(level: int, waves: int, *, telemetry_on: bool, creds: dict[str, st
     heard = [t.ttfw_ms for t in turns if t.ttfw_ms is not None]
     out: dict[str, Any] = {
         "level": level, "calls": n, "telemetry": telemetry_on, "wall_s": round(wall, 1),
-        "failed_calls": sum(1 for r in results if r.error), "turns": len(turns),
+        "failed_calls": sum(1 for r in results if r.error), "errors": [r.error for r in results if r.error],
+        "turns": len(turns),
         "turns_answered": len(heard), "caller_ttfw_p50_ms": _pct(heard, 50), "caller_ttfw_p95_ms": _pct(heard, 95),
         "cpu_s": cpu, "vad_slower_than_realtime": log.count("VAD inference is slower than realtime"),
         "event_loop_blocked": log.count("event loop blocked"),
@@ -245,6 +246,10 @@ def to_markdown(result: dict[str, Any]) -> str:
             f"{r['turns_answered']}/{r['turns']} | {r['caller_ttfw_p50_ms']} / {r['caller_ttfw_p95_ms']} | "
             f"{c.get('server')} | {c.get('worker')} | {c.get('callers')} | {r['worker_cpu_s_per_call']} | "
             f"{r['vad_slower_than_realtime']} | {r['event_loop_blocked']} |")
+    failures = [f"{r['level']} at once, telemetry {'on' if r['telemetry'] else 'off'}: {e}"
+                for r in result["rows"] for e in r.get("errors", [])]
+    if failures:
+        lines += ["", "Failed calls: " + "; ".join(failures) + "."]
     share = result.get("telemetry_share")
     if share:
         lines += ["", f"**Telemetry's share of the agent's CPU** at {share['level']} calls at once: "

@@ -204,6 +204,9 @@ def choice(var: EnvVar, explicit: S | None, allowed: tuple[S, ...]) -> S:
     raise TelemetryConfigError(f"{source} is {value!r}; expected one of {', '.join(allowed)}")
 
 
+# Every flag, OTEL_SDK_DISABLED included, takes these spellings: a superset of the OpenTelemetry
+# spec's true/false (case-insensitive), since whoever writes 1 or yes means it; anything else is an
+# error (TelemetryConfigError), never a silent false.
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 

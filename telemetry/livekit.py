@@ -110,10 +110,12 @@ _REPEATED_TOOL_THRESHOLD: Final = 4
 AUDIBLE_RMS: Final = 300.0  # a 10 ms block of int16 samples with a higher RMS is audible
 AUDIBLE_BLOCK_S: Final = 0.010
 # One way, on top of the receiving jitter buffer: the Opus packet (20 ms) and the encoder's
-# look-ahead (6.5 ms), the sender's capture queue and the receiver's playout frame (about 10-20 ms
-# each). 55 ms is what the loopback measurements of bench/bench_realcalls.py leave once twice the
-# jitter-buffer delay is taken off the path the agent cannot see (2-core machine, 2026-11).
-MEDIA_FRAMING_S: Final = 0.055
+# look-ahead (6.5 ms); the sender's capture queue and the receiver's playout frame add about 1 ms
+# more. 28 ms is what bench/bench_realcalls.py's calls placed one at a time leave, per direction,
+# once twice the jitter-buffer delay is taken off the path the agent cannot see (loopback, 2-core
+# machine, 14 turns, 2026-11-27: 28 +- 6 ms). An earlier 55 ms came from a loaded machine, where the
+# caller's own scheduling delays (not the media path) made up the difference.
+MEDIA_FRAMING_S: Final = 0.028
 # The last audible frame counts as the end of the caller's speech only within this window before
 # the VAD's end of speech (the VAD ends speech 100-250 ms after the last audible frame; a later
 # "audible" frame is line noise).

@@ -229,7 +229,7 @@ ATTRIBUTES: Final[tuple[AttributeSpec, ...]] = (
     ),
     AttributeSpec(
         Attr.TURN_MEDIA_LATENCY,
-        "Estimated media latency both ways, seconds: 2 x (the caller track's jitter-buffer delay + 55 ms "
+        "Estimated media latency both ways, seconds: 2 x (the caller track's jitter-buffer delay + 28 ms "
         "of Opus packet, look-ahead and audio frames); 0 without a room.",
     ),
     AttributeSpec(
@@ -608,7 +608,7 @@ def render_markdown() -> str:
         "  sure) and ends when the first frame -- the TTS's leading silence -- is pushed.",
         f"- `{Attr.TURN_MEDIA_LATENCY}`, estimated: the media path both ways, which neither end of the agent",
         "  sees: twice (the jitter-buffer delay of the caller's track at the agent, from WebRTC stats over",
-        "  the last utterance, + 55 ms of Opus packet, encoder look-ahead and the capture and playout",
+        "  the last utterance, + 28 ms of Opus packet, encoder look-ahead and the capture and playout",
         "  frames). The way back is assumed to mirror the way in: the caller's own jitter buffer and",
         "  playout are not visible to the agent, and a loaded caller (or a loaded machine) is where the",
         "  estimate and the caller part most.",
