@@ -33,8 +33,14 @@ docs:
 	$(VENV)/python -m telemetry.semconv > docs/semantic-conventions.md
 	$(VENV)/python -m telemetry._env > docs/configuration.md
 
-bench: bootstrap
+bench: bootstrap bench/.venv-peers/installed
 	$(NETNS) bash -ec 'bash scripts/services.sh start; $(LOAD_SERVICES_ENV); $(VENV)/python -m bench'
+
+# the peers' own environment (bench/bench_peers.py): Logfire and Pipecat with their pinned resolve
+bench/.venv-peers/installed: bench/requirements-peers.txt
+	python3 -m venv bench/.venv-peers
+	bench/.venv-peers/bin/pip install -q -r bench/requirements-peers.txt
+	touch $@
 
 clean-state:
 	-$(NETNS) $(VENV)/voxpulse stack down

@@ -7,8 +7,8 @@ from this process.
 
 * **call view**: one simulated 30-turn call (real LiveKit AgentSession, spans through the collector
   to the trace store, history to PostgreSQL), ``GET /api/calls/<id>`` repeated: the console reads
-  the history and the trace and lays out the lanes. Needs the stack (``voxpulse stack up``); skipped
-  without it.
+  the history and the trace and lays out the lanes. Uses the running stack, else starts one (``voxpulse
+  stack up`` in a temporary state folder).
 * **calls list**: 100 000 calls spread over 60 days (with 400 000 turn rows and 100 000 tool calls,
   loaded by COPY), ``GET /api/calls`` with each kind of filter, and a page 1 000 pages deep.
 * **live**: 50 Server-Sent-Event clients connected; a call row inserted; the time until every client
@@ -328,11 +328,30 @@ def _wait_trace(trace_id: str) -> int:
     return asyncio.run(get())
 
 
+@contextmanager
+def _stack() -> Iterator[None]:
+    """The running stack, else one of its own in a temporary state folder for this run."""
+    import tempfile
+
+    from voxpulse_console import stack
+
+    if all(stack._ready(c.ready_url) for c in stack.COMPONENTS.values()):
+        yield
+        return
+    owned = Path(tempfile.mkdtemp(prefix="vp-bench-console-"))
+    print("[console] starting a stack ...", file=sys.stderr)
+    stack.up(state_dir=owned, wait_s=120)
+    try:
+        yield
+    finally:
+        stack.down(state_dir=owned)
+
+
 def run(calls: int, requests: int, clients: int) -> dict[str, Any]:
     from voxpulse_console.ui.filters import encode_cursor
 
     out: dict[str, Any] = {"targets": TARGETS}
-    with _database(_dsn()) as dsn:
+    with _stack(), _database(_dsn()) as dsn:
         print(f"[console] loading {calls} calls ...", file=sys.stderr)
         data = asyncio.run(_load(dsn, calls))
         out["data"] = {k: v for k, v in data.items() if k in ("calls", "turn_rows", "tool_rows", "load_s")}
