@@ -256,7 +256,8 @@ def to_markdown(result: dict[str, Any]) -> str:
                   f"{share['share_pct']} % (agent CPU per call {share['on_cpu_per_call_s']} s with telemetry, "
                   f"{share['off_cpu_per_call_s']} s with OTEL_SDK_DISABLED=true)."]
     lines += ["", "Scenarios " + ", ".join(SCENARIOS) + "; the local pipeline (Silero VAD, scripted STT, fake LLM, "
-              "espeak-ng TTS); telemetry exported by OTLP to a sink. Shared machine: rerun at a quiet time."]
+              "espeak-ng TTS); telemetry exported by OTLP to a sink. The server, the worker and the callers share the "
+              "machine's 2 cores."]
     return "\n".join(lines)
 
 
