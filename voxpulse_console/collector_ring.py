@@ -136,15 +136,6 @@ def _probe(url: str, timeout_s: float) -> str:
     return "ok" if r.status_code == 200 else "slow"
 
 
-def _lb_pid(pidfile: Path) -> int | None:
-    try:
-        pid = int(pidfile.read_text().split()[0])
-        os.kill(pid, 0)
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid
-
-
 class Ring:
     """The membership loop. ``reload`` is called with the new ring after the ring file changed."""
 
@@ -256,10 +247,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     state: Path = args.state_dir
     ring_file = state / "otelcol" / "ring.yaml"
-    pidfile = state / "run" / "otelcol.pid"
 
     def reload(endpoints: list[str]) -> None:
-        pid = _lb_pid(pidfile)
+        from voxpulse_console import stack  # stack imports this module for the collectors' ports
+
+        pid = stack.pid("otelcol", state_dir=state)
         print(f"{time.strftime('%H:%M:%S')} ring -> {endpoints}; SIGHUP load-balancing collector pid {pid}", flush=True)
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):

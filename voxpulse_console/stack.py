@@ -77,6 +77,7 @@ __all__ = [
     "livekit_env",
     "logs",
     "main",
+    "pid",
     "register_cli",
     "restart",
     "start",
@@ -953,6 +954,11 @@ def down(
     if components is None:  # the whole stack: the next `up` starts the topology it is asked for
         (state / _TOPOLOGY_FILE).unlink(missing_ok=True)
     return stopped
+
+
+def pid(name: str, *, state_dir: Path | str | None = None) -> int | None:
+    """The running component's process id (None when it is not running, or its pid was recycled)."""
+    return _read_pid(_state(state_dir), name)
 
 
 def status(*, state_dir: Path | str | None = None) -> list[ComponentStatus]:
