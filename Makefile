@@ -1,8 +1,8 @@
 # The two commands of the README: `make demo` and `make test`. Both set up everything they need.
-# The live parts (services, the stack with its LiveKit server, the agent worker, the callers, the
-# tests and benchmarks that use them) run inside the media network namespace (scripts/netns.sh):
-# the current one when it is not the host's, else the namespace $VOXPULSE_NETNS (default voxpulse).
-# Downloads (bootstrap) happen outside it.
+# Everything listens on the host's loopback (the console, Prometheus, the collector's OTLP ports,
+# PostgreSQL, Redis); only our LiveKit server, the demo's agent worker and the speaking callers run in
+# the media namespace, which the stack makes without root (voxpulse_console/media.py).
+# Root is needed once, for the Debian packages (bootstrap says which when they are missing).
 .PHONY: demo test bootstrap lint docs bench clean-state
 
 SHELL := /bin/bash
@@ -13,17 +13,16 @@ VOXPULSE_STATE_DIR ?= .voxpulse
 export VOXPULSE_STATE_DIR
 # Loads the env file scripts/services.sh writes (DATABASE_URL, REDIS_URL) into a recipe's shell.
 LOAD_SERVICES_ENV := set -a; source "$$(bash scripts/services.sh env-path)"; set +a
-NETNS := bash scripts/netns.sh exec --
 LINT_PATHS := telemetry agent voxpulse_console tests bench grafana scripts
 
 bootstrap:
 	bash scripts/bootstrap.sh
 
 demo: bootstrap
-	$(NETNS) bash -ec 'bash scripts/services.sh start; $(LOAD_SERVICES_ENV); $(VENV)/voxpulse demo'
+	bash -ec 'bash scripts/services.sh start; $(LOAD_SERVICES_ENV); $(VENV)/voxpulse demo'
 
 test: bootstrap
-	$(NETNS) bash -ec 'bash scripts/services.sh start; bash scripts/test.sh'
+	bash -ec 'bash scripts/services.sh start; bash scripts/test.sh'
 
 # The one definition of the static checks (scripts/test.sh runs it too): both run, either fails it.
 lint:
@@ -34,7 +33,7 @@ docs:
 	$(VENV)/python -m telemetry._env > docs/configuration.md
 
 bench: bootstrap bench/.venv-peers/installed
-	$(NETNS) bash -ec 'bash scripts/services.sh start; $(LOAD_SERVICES_ENV); $(VENV)/python -m bench'
+	bash -ec 'bash scripts/services.sh start; $(LOAD_SERVICES_ENV); $(VENV)/python -m bench'
 
 # the peers' own environment (bench/bench_peers.py): Logfire and Pipecat with their pinned resolve
 bench/.venv-peers/installed: bench/requirements-peers.txt
@@ -43,6 +42,6 @@ bench/.venv-peers/installed: bench/requirements-peers.txt
 	touch $@
 
 clean-state:
-	-$(NETNS) $(VENV)/voxpulse stack down
-	-$(NETNS) bash scripts/services.sh stop
+	-$(VENV)/voxpulse stack down
+	-bash scripts/services.sh stop
 	rm -rf "$(VOXPULSE_STATE_DIR)"

@@ -1,7 +1,8 @@
 """Real calls end to end: the agent worker as a process, and a recorder of what it exports.
 
-Used by ``voxpulse demo``, the real-call tests and the benchmarks; everything runs inside the
-media network namespace (``scripts/netns.sh``) next to the stack's LiveKit server.
+Used by ``voxpulse demo``, the real-call tests and the benchmarks. The worker and the callers run
+inside the stack's media namespace (``voxpulse_console.media``, passed as ``media=``) next to its
+LiveKit server; what they export reaches the stack on the host's loopback through it.
 
     with OtlpRecorder(forward_to="http://127.0.0.1:4318") as rec, Worker(env=...) as worker:
         results = asyncio.run(run_calls([...], url=..., api_key=..., api_secret=...))
@@ -33,11 +34,14 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+if TYPE_CHECKING:
+    from voxpulse_console.media import MediaNamespace
 
 __all__ = [
     "ExportedMetricPoint", "ExportedSpan", "OtlpRecorder", "StoreThread", "Worker", "WorkerError", "call",
@@ -56,8 +60,10 @@ class WorkerError(RuntimeError):
 class Worker:
     """``python -m agent start`` as a child process (in its own process group)."""
 
-    def __init__(self, env: Mapping[str, str], *, log_path: Path, register_timeout_s: float = 60.0) -> None:
+    def __init__(self, env: Mapping[str, str], *, log_path: Path, register_timeout_s: float = 60.0,
+                 media: MediaNamespace | None = None) -> None:
         self.env = {**os.environ, "VOXPULSE_PROVIDERS": "local", "VOXPULSE_WORKER_PORT": "0", **env}
+        self.media = media  # where it runs (the stack's media namespace), None: right here
         self.log_path = log_path
         self.register_timeout_s = register_timeout_s
         self.proc: subprocess.Popen[bytes] | None = None
@@ -65,10 +71,11 @@ class Worker:
 
     def start(self) -> Worker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        inside = self.media.prepare(self.env) if self.media is not None else []
         with self.log_path.open("ab") as log:
             self._log_offset = log.tell()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "agent", "start"], cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
+                [*inside, sys.executable, "-m", "agent", "start"], cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         deadline = time.monotonic() + self.register_timeout_s
@@ -134,16 +141,18 @@ def _message(record: Mapping[str, Any]) -> Any:
 def call(
     spec: list[dict[str, Any]], *, livekit: Mapping[str, str], agent_name: str, concurrency: int = 5,
     arrival_s: float = 0.7, timeout_s: float = 600.0, on_start: Callable[[int], None] | None = None,
+    media: MediaNamespace | None = None,
 ) -> list[Any]:
     """Places the calls of ``spec`` (``[{"scenario": ..., "room": ..., "attributes": ...}]``) from
-    a caller process of their own (``python -m agent.caller --spec``): the callers' WebRTC stack
-    stays out of the calling process, and their CPU is theirs (``on_start`` gets its pid).
-    Returns ``CallerResult``s."""
+    a caller process of their own (``python -m agent.caller --spec``), in the media namespace
+    ``media`` (None: right here): the callers' WebRTC stack stays out of the calling process, and
+    their CPU is theirs (``on_start`` gets its pid). Returns ``CallerResult``s."""
     from .caller import from_dict
 
     env = {**os.environ, **livekit}
+    inside = media.prepare(livekit) if media is not None else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.caller", "--spec", "--agent-name", agent_name,
+        [*inside, sys.executable, "-m", "agent.caller", "--spec", "--agent-name", agent_name,
          "--concurrency", str(concurrency), "--arrival", str(arrival_s)],
         cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

@@ -2,7 +2,7 @@
 
     python -m bench.bench_realcalls [--levels 1 3 5] [--waves 2] [--quiet-calls 8] [--share-level 5] [--json PATH]
 
-Inside the media network namespace (scripts/netns.sh), with the stack's LiveKit server:
+With the stack's LiveKit server; the worker and the callers in its media namespace (no root):
 
 * **time to first word, VoxPulse against the caller, per turn**: each simulated caller measures
   TTFW at its own end (its last audible frame sent -> the agent's first audible frame received);
@@ -38,7 +38,8 @@ import psutil
 
 from agent.realcalls import OtlpRecorder, StoreThread, Worker, call
 from telemetry.semconv import Attr
-from voxpulse_console import stack
+from voxpulse_console import media, stack
+from voxpulse_console.media import MediaNamespace
 
 SCENARIOS = ("order_status", "book_fitting", "ask_operator")  # no barge-in: one answer per line
 
@@ -106,7 +107,8 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1], 1)
 
 
-def run_level(level: int, waves: int, *, telemetry_on: bool, creds: dict[str, str]) -> dict[str, Any]:
+def run_level(level: int, waves: int, *, telemetry_on: bool, creds: dict[str, str],
+              ns: MediaNamespace) -> dict[str, Any]:
     n = level * waves
     spec = [{"scenario": SCENARIOS[i % len(SCENARIOS)]} for i in range(n)]
     tmp = Path(tempfile.mkdtemp(prefix="vp-bench-rc-"))
@@ -118,13 +120,13 @@ def run_level(level: int, waves: int, *, telemetry_on: bool, creds: dict[str, st
                "OTEL_METRIC_EXPORT_INTERVAL": "5000"}
         if not telemetry_on:
             env["OTEL_SDK_DISABLED"] = "true"
-        worker = Worker(env, log_path=tmp / "worker.log").start()
+        worker = Worker(env, log_path=tmp / "worker.log", media=ns).start()
         server_pid = _server_pid()
         meter = CpuMeter({"worker": worker.proc.pid if worker.proc else 0, "server": server_pid}).start()
         t0 = time.monotonic()
         try:
             results = call(spec, livekit=creds, agent_name=agent_name, concurrency=level, arrival_s=0.7,
-                           timeout_s=900, on_start=lambda pid: meter.add_root("callers", pid))
+                           timeout_s=900, on_start=lambda pid: meter.add_root("callers", pid), media=ns)
         finally:
             wall = time.monotonic() - t0
             if telemetry_on:
@@ -269,9 +271,9 @@ def main() -> int:
     ap.add_argument("--share-level", type=int, default=5)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
-    why = ""
-    if not stack.in_media_namespace():
-        why = "not inside a media network namespace (scripts/netns.sh exec -- python -m bench realcalls)"
+    why = media.supported() or ""
+    if why:
+        why = f"no media namespace: {why}"
     elif stack.binaries().get("livekit-server") is None:
         why = "no livekit-server (scripts/build-backends.sh)"
     elif shutil.which("espeak-ng") is None or shutil.which("sox") is None:
@@ -284,10 +286,11 @@ def main() -> int:
             state = Path(tempfile.mkdtemp(prefix="vp-bench-stack-"))
             stack.up(["livekit"], state_dir=state)
         creds = stack.livekit_env(state)
+        ns = stack.media_namespace(state)
         try:
-            rows = [run_level(n, a.quiet_calls if n == 1 else a.waves, telemetry_on=True, creds=creds)
+            rows = [run_level(n, a.quiet_calls if n == 1 else a.waves, telemetry_on=True, creds=creds, ns=ns)
                     for n in a.levels]
-            off = run_level(a.share_level, a.waves, telemetry_on=False, creds=creds)
+            off = run_level(a.share_level, a.waves, telemetry_on=False, creds=creds, ns=ns)
             rows.append(off)
         finally:
             if state is not None:

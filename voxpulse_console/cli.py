@@ -490,8 +490,6 @@ def _demo_real_calls(args: argparse.Namespace, stack: Any, collector_up: bool) -
     why = ""
     if stack is None or not collector_up:
         why = "no collector"
-    elif not stack.in_media_namespace():
-        why = "not inside the media network namespace (scripts/netns.sh exec -- voxpulse demo)"
     elif not stack._ready(stack.COMPONENTS["livekit"].ready_url):
         why = "the LiveKit server does not answer"
     elif shutil.which("espeak-ng") is None or shutil.which("sox") is None:
@@ -514,11 +512,11 @@ def _demo_real_calls(args: argparse.Namespace, stack: Any, collector_up: bool) -
     with StoreThread(latency_s=0.03, seed=args.seed) as store_url:
         env["STORE_API_URL"] = store_url
         with console.status("starting the agent worker ..."):
-            worker = Worker(env, log_path=log).start()
+            worker = Worker(env, log_path=log, media=stack.media_namespace()).start()
         try:
             with console.status(f"{len(chosen)} calls, {args.real_concurrency} at a time ..."):
                 results = call([{"scenario": n} for n in chosen], livekit=creds, agent_name=env["VOXPULSE_AGENT_NAME"],
-                               concurrency=args.real_concurrency)
+                               concurrency=args.real_concurrency, media=stack.media_namespace())
         finally:
             with console.status("the worker finishes its calls (each job flushes its spans at exit) ..."):
                 worker.stop()

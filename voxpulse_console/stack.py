@@ -6,16 +6,14 @@ started it) with the repository's own config file, its state under ``state_dir/<
 log in ``state_dir/logs/<name>.log`` and its pid in ``state_dir/run/<name>.pid``. ``up()`` waits
 on each component's readiness endpoint; it is idempotent (what already runs is left alone).
 
-The LiveKit server's media must stay inside a network namespace (``scripts/netns.sh``: libwebrtc
-offers no loopback candidates, so the callers and the agent reach it over 198.18.0.1 there). The
-whole stack shares one namespace, so ``voxpulse stack up`` runs where the calls run::
-
-    scripts/netns.sh exec -- .venv/bin/voxpulse stack up
-
-Inside a namespace of one's own the stack adds the media address itself (``scripts/netns.sh
-setup``); in the host's namespace it refuses to start LiveKit. The server's API key and secret are
-generated once per install into the stack's env file, ``state_dir/env`` (mode 0600; ``voxpulse stack
-env`` prints it, :func:`livekit_env` reads it).
+Everything listens on the host's loopback, where the user's browser and agents reach it. Only our
+LiveKit server runs in the media namespace (component ``media``, made without root by
+:mod:`voxpulse_console.media`: libwebrtc offers no loopback candidates, so the callers and the demo's
+agent reach it over 198.18.0.1 there); its ports 7880 and 6789 are published on the host's loopback.
+``voxpulse stack up --without-livekit`` is the stack for agents on a LiveKit server of the user's own.
+Inside a media namespace of one's own (``scripts/netns.sh``) LiveKit runs right there, with no
+``media`` component. The server's API key and secret are generated once per install into the stack's
+env file, ``state_dir/env`` (mode 0600; ``voxpulse stack env`` prints it, :func:`livekit_env` reads it).
 
 Binaries come from ``scripts/build-backends.sh`` (cached in ``$VOXPULSE_CACHE_DIR/bin``, default
 ``~/.cache/voxpulse/bin``) or from ``PATH`` (Debian's prometheus, prometheus-alertmanager).
@@ -51,7 +49,7 @@ from pathlib import Path
 
 import httpx
 
-from voxpulse_console import collector_ring
+from voxpulse_console import collector_ring, media
 from voxpulse_console._paths import config_dir
 from voxpulse_console.alert_receiver import DEFAULT_LISTEN as RECEIVER_LISTEN
 from voxpulse_console.alert_receiver import ConfigError, render_alertmanager_config, write_alertmanager_config
@@ -77,6 +75,7 @@ __all__ = [
     "livekit_env",
     "logs",
     "main",
+    "media_namespace",
     "pid",
     "register_cli",
     "restart",
@@ -108,6 +107,7 @@ class Component:
     # why the component cannot start in this environment (None: it can); optional components only
     unavailable: Callable[[Mapping[str, str]], str | None] = field(default=lambda _env: None)
     prepare: Callable[[Path], None] | None = None  # (stack state dir) -> None; raises StackError
+    in_media: bool = False  # runs inside the media namespace (voxpulse_console.media)
 
 
 def _otelcol_argv(binary: Path, _state: Path) -> list[str]:
@@ -173,57 +173,32 @@ def _alertmanager_argv(binary: Path, state: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# LiveKit: keys in the stack's env file, the media namespace
+# LiveKit: keys in the stack's env file; its media in the media namespace (voxpulse_console.media)
 
-MEDIA_ADDRESS = "198.18.0.1"  # scripts/netns.sh
+MEDIA_ADDRESS = media.MEDIA_ADDRESS
 LIVEKIT_URL = "ws://127.0.0.1:7880"
 _LIVEKIT_ENV_KEYS = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
-
-
-def _has_way_out() -> bool:
-    """True when this network namespace has a default route over an interface other than lo
-    (the machine's network); a media namespace (scripts/netns.sh) has none."""
-    try:
-        v4 = Path("/proc/net/route").read_text().splitlines()[1:]
-        v6 = Path("/proc/net/ipv6_route").read_text().splitlines()
-    except OSError:  # no /proc (not Linux): cannot tell, so assume the machine's network
-        return True
-    for line in v4:
-        f = line.split()
-        if len(f) > 7 and f[1] == "00000000" and f[7] == "00000000":
-            return True
-    for line in v6:
-        f = line.split()
-        if len(f) > 9 and f[0] == "0" * 32 and f[1] == "00" and f[9] != "lo":
-            return True
-    return False
+#: the components that exist only for our LiveKit server (left out by ``up(without_livekit=True)``)
+LIVEKIT_COMPONENTS = ("media", "livekit")
 
 
 def in_media_namespace() -> bool:
-    """True inside a network namespace with no way out that holds the media address."""
-    if _has_way_out():
-        return False
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind((MEDIA_ADDRESS, 0))
-        except OSError:
-            return False
-    return True
+    """True inside a network namespace with no way out that holds the media address (a namespace of
+    the user's own, made with scripts/netns.sh): LiveKit then runs here, with no ``media`` component."""
+    return media.in_media_namespace()
 
 
-def _ensure_media_namespace(_state: Path) -> None:
-    if in_media_namespace():
-        return
-    if not _has_way_out():  # a namespace of the user's own: add the media address (needs CAP_NET_ADMIN)
-        proc = subprocess.run(["bash", str(config_dir() / "scripts" / "netns.sh"), "setup"],
-                              capture_output=True, text=True, check=False)
-        if proc.returncode == 0 and in_media_namespace():
-            return
-        raise StackError(f"livekit: could not set up the media namespace: {proc.stderr.strip()}")
-    raise StackError(
-        "livekit: LiveKit's media must stay inside a network namespace; run the stack there: "
-        "scripts/netns.sh exec -- voxpulse stack up"
-    )
+def media_namespace(state_dir: Path | str | None = None) -> media.MediaNamespace:
+    """The media namespace of the stack in ``state_dir`` (its ``media`` component)."""
+    return media.MediaNamespace(_state(state_dir) / "media")
+
+
+def _media_argv(_binary: Path, cstate: Path) -> list[str]:
+    return [sys.executable, "-m", "voxpulse_console.media", "serve", "--dir", str(cstate)]
+
+
+def _media_unavailable(_env: Mapping[str, str]) -> str | None:
+    return media.supported()
 
 
 def _env_file(state: Path) -> Path:
@@ -329,15 +304,26 @@ COMPONENTS: dict[str, Component] = {
             description="Prometheus (exemplar storage, 15 d retention)",
         ),
         Component(
+            "media",
+            (Path(sys.executable).name,),
+            f"http://127.0.0.1:{media.HEALTH_PORT}/",
+            (*media.DEFAULT_PUBLISH, media.HEALTH_PORT),
+            _media_argv,
+            description="the media namespace without root (LiveKit's media inside; its ports 7880/6789 "
+            "published on the host's loopback, the stack's OTLP, PostgreSQL and Redis reachable from inside)",
+            stop_timeout_s=10.0,
+            unavailable=_media_unavailable,
+        ),
+        Component(
             "livekit",
             ("livekit-server",),
             "http://127.0.0.1:7880/",
-            (7880, 7881, 6789),
+            (),  # its ports are the media namespace's (7880 and 6789 published on the host by `media`)
             _livekit_argv,
             _livekit_env,
             "LiveKit server (signal 7880, RTC TCP 7881, UDP 50000-50100, metrics 6789), in the media namespace",
             stop_timeout_s=10.0,
-            prepare=_ensure_media_namespace,
+            in_media=True,
         ),
     )
 }
@@ -710,9 +696,10 @@ def _spawn(comp: Component, state: Path, env: Mapping[str, str] | None) -> int:
         time.sleep(0.1)
         busy = [p for p in comp.ports if _port_busy(p)]
     if busy:
+        owners = "; ".join(f"{p}: {media.port_owner(p) or 'unknown process'}" for p in busy)
         raise StackError(
             f"{comp.name}: port(s) {busy} on 127.0.0.1 are taken by a process this stack did not start "
-            f"(state dir {state}); stop it or use that stack's state dir"
+            f"({owners}; state dir {state}); stop it or use that stack's state dir"
         )
     cstate = state / comp.name
     cstate.mkdir(parents=True, exist_ok=True)
@@ -720,6 +707,11 @@ def _spawn(comp: Component, state: Path, env: Mapping[str, str] | None) -> int:
     (state / "run").mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, **comp.env(cstate), **(env or {})}
     argv = comp.argv(binary, cstate)
+    if comp.in_media:
+        try:
+            argv = [*media_namespace(state).argv(), *argv]
+        except media.MediaError as exc:
+            raise StackError(f"{comp.name}: {exc}") from exc
     log = _logfile(state, comp.name)
     with log.open("ab") as out:
         out.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(argv)}\n".encode())
@@ -761,15 +753,20 @@ def _wait_ready(names: Sequence[str], state: Path, wait_s: float) -> None:
 
 
 def _names(
-    components: Iterable[str] | None, env: Mapping[str, str] | None = None, state: Path | None = None
+    components: Iterable[str] | None, env: Mapping[str, str] | None = None, state: Path | None = None,
+    *, without_livekit: bool = False,
 ) -> list[str]:
-    """The components to act on, in start order. None: the stack (of the topology in ``state``),
-    plus each optional component that can start in this environment (``env`` over ``os.environ``)."""
+    """The components to act on, in start order. None: the stack (of the topology in ``state``; without
+    our LiveKit server and its media namespace when ``without_livekit``), plus each optional component
+    that can start in this environment (``env`` over ``os.environ``)."""
     everything = _all(state)
     if components is None:
         merged = {**os.environ, **(env or {})}
-        return list(_components(state)) + [n for n, c in OPTIONAL.items() if c.unavailable(merged) is None]
+        own = [n for n in _components(state) if not (without_livekit and n in LIVEKIT_COMPONENTS)]
+        return own + [n for n, c in OPTIONAL.items() if c.unavailable(merged) is None]
     wanted = list(components)
+    if "livekit" in wanted and "media" not in wanted:
+        wanted.append("media")  # LiveKit runs in the media namespace
     unknown = [n for n in wanted if n not in everything]
     if unknown:
         raise StackError(f"unknown component(s) {unknown}; known: {list(everything)}")
@@ -821,8 +818,14 @@ def up(
     env: Mapping[str, str] | None = None,
     use_docker: bool = False,
     collectors: int | None = None,
+    without_livekit: bool = False,
 ) -> dict[str, str]:
     """Start the components that are not running and wait until each is ready.
+
+    Everything listens on the host's loopback; our LiveKit server runs in the media namespace
+    (component ``media``, no root needed: :mod:`voxpulse_console.media`), its signal port 7880 and
+    metrics port 6789 published on the host's loopback. ``without_livekit=True`` leaves both out: the
+    stack for agents on a LiveKit server of the user's own (LiveKit Cloud or self-hosted).
 
     Returns ``{name: "started" | "running"}``. ``env`` adds environment variables for the started
     processes (e.g. ``VOXPULSE_SPANMETRICS_FLUSH=1s``). With ``use_docker=True`` (and a Docker
@@ -846,7 +849,9 @@ def up(
     result: dict[str, str] = {}
     started: list[str] = []
     merged = {**os.environ, **(env or {})}
-    for name in _names(components, env, state):
+    for name in _names(components, env, state, without_livekit=without_livekit):
+        if name == "media" and media.in_media_namespace():
+            continue  # already in a media namespace of the user's own: LiveKit runs right here
         if _read_pid(state, name) is not None:
             result[name] = "running"
             continue
@@ -1025,7 +1030,7 @@ def _cmd(args: argparse.Namespace) -> int:
                 if args.sampling_percent is not None:
                     env["VOXPULSE_TRACE_SAMPLING_PERCENT"] = f"{args.sampling_percent:g}"
                 result = up(comps, state_dir=state_dir, wait_s=args.wait, env=env or None,
-                            collectors=args.collectors)
+                            collectors=args.collectors, without_livekit=args.without_livekit)
                 for name, what in result.items():
                     print(f"{name}: {what}")
             _print_status(status(state_dir=state_dir))
@@ -1097,6 +1102,11 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     sp.add_argument(
         "--docker", action="store_true", help="docker compose up -d instead (needs a Docker engine)"
+    )
+    sp.add_argument(
+        "--without-livekit", action="store_true",
+        help="no LiveKit server of ours and no media namespace: for agents on your own LiveKit server "
+        "(LiveKit Cloud or self-hosted) exporting to this stack",
     )
     sp.add_argument(
         "--collectors", type=int, default=None, metavar="N",

@@ -120,7 +120,11 @@ class RedisBuffer:
         try:
             while pg_ok() and self.ok:
                 try:
-                    raw = await r.lrange(self.key, 0, self._batch_size - 1)
+                    # the buffer's own polling is no call's work: traced, it made one root span per
+                    # poll with neither a call_id nor a link (an orphan exemplar); the batch it feeds
+                    # is traced as voxpulse.calllog.write, linked to its calls
+                    with suppress_instrumentation():
+                        raw = await r.lrange(self.key, 0, self._batch_size - 1)
                 except _ERRORS as exc:
                     self._down(exc)
                     return
@@ -131,8 +135,9 @@ class RedisBuffer:
                 if rows and not await write(rows):
                     return
                 try:
-                    await r.ltrim(self.key, len(raw), -1)
-                    await r.pexpire(self._lock_key, _LOCK_TTL_MS)
+                    with suppress_instrumentation():
+                        await r.ltrim(self.key, len(raw), -1)
+                        await r.pexpire(self._lock_key, _LOCK_TTL_MS)
                 except _ERRORS as exc:
                     # written but not trimmed: the next drain replays them (idempotent)
                     self._down(exc)

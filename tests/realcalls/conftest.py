@@ -1,8 +1,10 @@
 """Fixtures for the real-call tests: a real LiveKit server, the agent as a real worker, callers
-that speak over WebRTC -- all inside the media network namespace (scripts/netns.sh).
+that speak over WebRTC -- the three in the stack's media namespace (voxpulse_console.media, made
+without root), the rest of the stack on the host's loopback, as a user runs it.
 
-* ``lk_stack``: the stack's LiveKit server, collector and Prometheus (started in a temporary state
-  dir, or a stack already answering on the standard ports is reused);
+* ``lk_stack``: the stack's LiveKit server (with its media namespace), Jaeger, the collector and
+  Prometheus (started in a temporary state dir, or a stack already answering on the standard ports
+  is reused);
 * ``recorder``: what the worker exports, recorded at its OTLP boundary and forwarded to the
   collector (agent.realcalls.OtlpRecorder);
 * ``worker``: ``python -m agent start`` with the local pipeline, its call history in a throw-away
@@ -11,7 +13,7 @@ that speak over WebRTC -- all inside the media network namespace (scripts/netns.
   the caller's number), one whose caller carries SIP attributes set through the server API, one
   that barges in -- and the recorder's view of them once every job process has exited.
 
-Without a media namespace, the LiveKit server, espeak-ng or sox these tests are skipped with the
+Without user namespaces, the LiveKit server, espeak-ng or sox these tests are skipped with the
 reason, unless VOXPULSE_REQUIRE_LIVEKIT is set (CI), where they fail.
 """
 
@@ -28,7 +30,7 @@ import pytest
 from agent.caller import CallerResult
 from agent.realcalls import OtlpRecorder, StoreThread, Worker, call
 from tests.support import database_url, throwaway_database, unavailable
-from voxpulse_console import stack
+from voxpulse_console import media, stack
 
 PHONE = "+380501234567"
 PII_ROOM = "call-_+380501234567_AbCd"
@@ -45,28 +47,32 @@ class LiveKit:
     url: str
     api_key: str
     api_secret: str
+    media: media.MediaNamespace
 
 
 @pytest.fixture(scope="module")
 def lk_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKit]:
-    if not stack.in_media_namespace():
-        _unavailable("not inside a media network namespace: run under scripts/netns.sh exec")
-    missing = [n for n in ("livekit-server", "otelcol", "prometheus") if stack.binaries().get(n) is None]
+    why = media.supported()
+    if why:
+        _unavailable(f"no media namespace: {why}")
+    missing = [n for n in ("livekit-server", "otelcol", "prometheus", "jaeger") if stack.binaries().get(n) is None]
     missing += [t for t in ("espeak-ng", "sox") if shutil.which(t) is None]
     if missing:
         _unavailable(f"missing {', '.join(missing)}: run scripts/build-backends.sh")
-    names = ["otelcol", "prometheus", "livekit"]
+    names = ["jaeger", "otelcol", "prometheus", "livekit"]
     if all(stack._ready(stack.COMPONENTS[n].ready_url) for n in names):
         env = stack.livekit_env()
         if not env:
             _unavailable("a LiveKit server runs, but not this checkout's stack (no keys in its env file)")
-        yield LiveKit(env["LIVEKIT_URL"], env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"])
+        yield LiveKit(env["LIVEKIT_URL"], env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"],
+                      stack.media_namespace())
         return
     state = tmp_path_factory.mktemp("stack")
     stack.up(names, state_dir=state, wait_s=90)
     try:
         env = stack.livekit_env(state)
-        yield LiveKit(env["LIVEKIT_URL"], env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"])
+        yield LiveKit(env["LIVEKIT_URL"], env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"],
+                      stack.media_namespace(state))
     finally:
         stack.down(names, state_dir=state)
 
@@ -114,7 +120,7 @@ def worker(
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     with StoreThread(latency_s=0.02, seed=3) as store_url:
         env["STORE_API_URL"] = store_url
-        w = Worker(env, log_path=log).start()
+        w = Worker(env, log_path=log, media=lk_stack.media).start()
         try:
             yield RunningWorker(w, agent_name, service)
         finally:
@@ -138,7 +144,8 @@ def place(
     spec = [{"scenario": s, "room": (room_names or [None] * len(scenarios))[i],
              "attributes": (attributes or [None] * len(scenarios))[i]} for i, s in enumerate(scenarios)]
     creds = {"LIVEKIT_URL": lk.url, "LIVEKIT_API_KEY": lk.api_key, "LIVEKIT_API_SECRET": lk.api_secret}
-    return call(spec, livekit=creds, agent_name=worker.agent_name, concurrency=concurrency, arrival_s=arrival_s)
+    return call(spec, livekit=creds, agent_name=worker.agent_name, concurrency=concurrency, arrival_s=arrival_s,
+                media=lk.media)
 
 
 def jobs_done(recorder: OtlpRecorder, room_sids: list[str], deadline_s: float = JOB_DEADLINE_S) -> bool:
