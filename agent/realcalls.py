@@ -34,14 +34,19 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-if TYPE_CHECKING:
-    from voxpulse_console.media import MediaNamespace
+
+class MediaNamespace(Protocol):
+    """Where the worker and the callers run: the stack's media namespace
+    (``voxpulse_console.stack.media_namespace()``): ``prepare(env)`` makes the loopback ports ``env``
+    names reachable inside and returns the command prefix that enters it."""
+
+    def prepare(self, env: Mapping[str, str]) -> list[str]: ...
 
 __all__ = [
     "ExportedMetricPoint", "ExportedSpan", "OtlpRecorder", "StoreThread", "Worker", "WorkerError", "call",

@@ -9,7 +9,7 @@
 # Groups: services (PostgreSQL, Redis: scripts/services.sh), stack (Prometheus, promtool,
 # Alertmanager, amtool: scripts/build-backends.sh --only=debian), media (the real calls: espeak-ng
 # speaks the callers' lines and the agent's answers in Ukrainian and Russian, sox resamples them to
-# 48 kHz, iproute2's `ip` makes the media network namespace of scripts/netns.sh; also
+# 48 kHz, iproute2's `ip` sets up the media namespace (voxpulse_console/media.py); also
 # build-backends.sh --only=debian) and browser (Chromium for the web console's browser tests:
 # scripts/bootstrap.sh). Those scripts call this one.
 # A new package is one line of PACKAGES: its group, a shell test that is true when it is installed,
@@ -33,6 +33,7 @@ PACKAGES=(
   "media     | command -v espeak-ng                        | espeak-ng"
   "media     | command -v sox                              | sox"
   "media     | command -v ip                               | iproute2"
+  "media     | command -v unshare && command -v nsenter    | util-linux"
   "browser   | command -v chromium                           | chromium"
 )
 # The system services those packages start on install (our processes use their own data dirs).

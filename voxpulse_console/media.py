@@ -164,7 +164,7 @@ class MediaNamespace:
 
     def argv(self) -> list[str]:
         """The prefix that runs a command inside (``nsenter``); [] when this process already is in a
-        media namespace (a namespace of the user's own, ``scripts/netns.sh``)."""
+        media namespace (a network namespace of the user's own with 198.18.0.1 and no way out)."""
         if in_media_namespace():
             return []
         pid = self.pid

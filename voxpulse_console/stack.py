@@ -11,7 +11,7 @@ LiveKit server runs in the media namespace (component ``media``, made without ro
 :mod:`voxpulse_console.media`: libwebrtc offers no loopback candidates, so the callers and the demo's
 agent reach it over 198.18.0.1 there); its ports 7880 and 6789 are published on the host's loopback.
 ``voxpulse stack up --without-livekit`` is the stack for agents on a LiveKit server of the user's own.
-Inside a media namespace of one's own (``scripts/netns.sh``) LiveKit runs right there, with no
+Inside a media namespace of one's own (no way out, 198.18.0.1 on an interface) LiveKit runs right there, with no
 ``media`` component. The server's API key and secret are generated once per install into the stack's
 env file, ``state_dir/env`` (mode 0600; ``voxpulse stack env`` prints it, :func:`livekit_env` reads it).
 
@@ -184,7 +184,7 @@ LIVEKIT_COMPONENTS = ("media", "livekit")
 
 def in_media_namespace() -> bool:
     """True inside a network namespace with no way out that holds the media address (a namespace of
-    the user's own, made with scripts/netns.sh): LiveKit then runs here, with no ``media`` component."""
+    the user's own): LiveKit then runs here, with no ``media`` component."""
     return media.in_media_namespace()
 
 
@@ -318,7 +318,7 @@ COMPONENTS: dict[str, Component] = {
             "livekit",
             ("livekit-server",),
             "http://127.0.0.1:7880/",
-            (),  # its ports are the media namespace's (7880 and 6789 published on the host by `media`)
+            (7880, 7881, 6789),  # in the media namespace; 7880 and 6789 published on the host by `media`
             _livekit_argv,
             _livekit_env,
             "LiveKit server (signal 7880, RTC TCP 7881, UDP 50000-50100, metrics 6789), in the media namespace",
@@ -690,11 +690,12 @@ def _spawn(comp: Component, state: Path, env: Mapping[str, str] | None) -> int:
         )
     if comp.prepare is not None:
         comp.prepare(state)
-    busy = [p for p in comp.ports if _port_busy(p)]
+    host_ports = () if comp.in_media else comp.ports  # an in_media component's ports are the namespace's
+    busy = [p for p in host_ports if _port_busy(p)]
     deadline = time.monotonic() + 5  # a process that was just killed may still be closing its sockets
     while busy and time.monotonic() < deadline:
         time.sleep(0.1)
-        busy = [p for p in comp.ports if _port_busy(p)]
+        busy = [p for p in host_ports if _port_busy(p)]
     if busy:
         owners = "; ".join(f"{p}: {media.port_owner(p) or 'unknown process'}" for p in busy)
         raise StackError(

@@ -255,12 +255,15 @@ class Console:
 
     # -- links ---------------------------------------------------------------------------------------
     def trace_link(self, trace_id: str | None) -> str | None:
-        if not trace_id or self.traces is None:
+        """Where the user's browser opens the raw trace: ``VOXPULSE_UI_TRACE_URL`` (e.g. Grafana's
+        Explore in compose) with ``{trace_id}`` filled in, else the console's own JSON of it
+        (``/api/traces/<id>``) -- never the trace store's address, which only the server may reach."""
+        if not trace_id:
             return None
-        try:
-            return self.traces.trace_link(trace_id)
-        except Exception:
-            return None
+        tpl = self.config.trace_url
+        if tpl:
+            return tpl.replace("{trace_id}", quote(trace_id, safe=""))
+        return f"/api/traces/{quote(trace_id, safe='')}" if self.traces is not None else None
 
     def logs_link(self, call_id: str, trace_id: str | None) -> str | None:
         tpl = self.config.logs_url
@@ -631,7 +634,9 @@ async def api_span(request: web.Request) -> web.Response:
 
 
 async def api_trace_call(request: web.Request) -> web.Response:
-    """trace id (an exemplar's) -> the call it belongs to."""
+    """trace id (an exemplar's) -> the call it belongs to; for a trace of background work (a
+    call-history batch, the worker's own housekeeping) ``call_id`` is null and ``background`` names
+    that work, so the console says so instead of opening nothing."""
     c = _console(request)
     trace_id = filters.check_trace_id(request.match_info["trace_id"])
     with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
@@ -643,7 +648,35 @@ async def api_trace_call(request: web.Request) -> web.Response:
             t = await c.traces.trace(trace_id)
             if t is not None and t.call_id:
                 return _json({"trace_id": trace_id, "call_id": t.call_id, "source": "trace"})
+            if t is not None and t.root is not None:
+                return _json({"trace_id": trace_id, "call_id": None, "source": "trace",
+                              "background": t.root.name, "service": t.root.service})
     return _error(404, f"no call found for trace {trace_id}")
+
+
+async def api_trace(request: web.Request) -> web.Response:
+    """The raw trace, as the trace store has it (personal data masked unless the user may see it):
+    the call view's "trace" link, reachable wherever the console is."""
+    c = _console(request)
+    s = _session(request)
+    assert s is not None
+    trace_id = filters.check_trace_id(request.match_info["trace_id"])
+    if c.traces is None:
+        return _error(503, c.trace_error or "no trace store")
+    try:
+        trace = await c.trace(trace_id)
+    except Exception as exc:
+        return _error(503, f"trace store unavailable ({type(exc).__name__})")
+    if trace is None:
+        return _error(404, f"the trace store has no trace {trace_id}")
+    spans = []
+    for sp in trace.spans:
+        attrs, _ = span_attributes(sp, s.can_view_pii)
+        spans.append({"span_id": sp.span_id, "parent_id": sp.parent_id, "name": sp.name, "service": sp.service,
+                      "start_ns": sp.start_ns, "end_ns": sp.end_ns, "duration_ms": round(sp.duration_ms, 3),
+                      "error": sp.error, "attributes": attrs,
+                      "events": [{"time_ns": t, "name": n} for t, n, _a in sp.events]})
+    return _json({"trace_id": trace.trace_id, "call_id": trace.call_id, "store": c.traces.kind, "spans": spans})
 
 
 async def api_latency(request: web.Request) -> web.Response:
@@ -826,6 +859,7 @@ def make_app(config: UiConfig) -> web.Application:
     r.add_get("/api/calls", api_calls)
     r.add_get("/api/calls/{call_id}", api_call)
     r.add_get("/api/calls/{call_id}/spans/{span_id}", api_span)
+    r.add_get("/api/traces/{trace_id}", api_trace)
     r.add_get("/api/traces/{trace_id}/call", api_trace_call)
     r.add_get("/api/latency", api_latency)
     r.add_get("/api/alerts", api_alerts)

@@ -43,6 +43,8 @@ class UiConfig:
     timezone: str = "UTC"
     #: a URL template for a call's logs, ``{call_id}`` and ``{trace_id}`` filled in (empty: no link)
     logs_url: str | None = None
+    #: a URL template for a trace, ``{trace_id}`` filled in (empty: the console's own /api/traces/<id>)
+    trace_url: str | None = None
     session_idle_s: float = 8 * 3600
     login_max_failures: int = 5
     login_window_s: float = 300.0
@@ -97,5 +99,6 @@ class UiConfig:
             public_url=public.rstrip("/") if public else None,
             timezone=tz,
             logs_url=e.get("VOXPULSE_UI_LOGS_URL") or None,
+            trace_url=e.get("VOXPULSE_UI_TRACE_URL") or None,
             session_idle_s=idle_h * 3600,
         )

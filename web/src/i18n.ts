@@ -123,6 +123,7 @@ const T: Record<string, Entry> = {
   "lat.slowest": ["Slowest calls in this window (by time to first word)", "Найповільніші дзвінки за період (за часом до першого слова)", "Самые медленные звонки за период (по времени до первого слова)"],
   "lat.exemplar": ["Exemplar: {stage} {v} at {t}", "Приклад: {stage} {v} о {t}", "Пример: {stage} {v} в {t}"],
   "lat.no_exemplars": ["No exemplars in this window.", "Немає прикладів за цей період.", "Нет примеров за этот период."],
+  "lat.background": ["This exemplar is background work, not a call: {what}", "Цей приклад — фонова робота, не дзвінок: {what}", "Этот пример — фоновая работа, не звонок: {what}"],
   "lat.exemplars": ["Slowest exemplars", "Найповільніші приклади", "Самые медленные примеры"],
   "lat.turn": ["slowest turn", "найповільніша репліка", "самая медленная реплика"],
   "stage.stt": ["STT", "STT", "STT"],

@@ -26,7 +26,11 @@ const ROWS = ["ttfw", "stt", "first_chunk:stt", "llm", "first_chunk:llm", "tool"
 
 async function openTrace(traceId: string): Promise<void> {
   try {
-    const r = await getJson<{ call_id: string }>(`/api/traces/${traceId}/call`);
+    const r = await getJson<{ call_id: string | null; background?: string }>(`/api/traces/${traceId}/call`);
+    if (!r.call_id) {
+      alert(t("lat.background", { what: r.background || traceId }));
+      return;
+    }
     navigate(`/calls/${encodeURIComponent(r.call_id)}`);
   } catch (e) {
     alert(String((e as Error).message));
