@@ -258,8 +258,10 @@ async def place_call(
     ear = _Ear()
     agent = _AgentState()
     agent_joined = asyncio.Event()
+    stage = "creating the room"  # what the call was doing when it failed: every error says it
     try:
         await lkapi.room.create_room(api.CreateRoomRequest(name=room_name, empty_timeout=30, departure_timeout=5))
+        stage = f"dispatching agent {agent_name!r}"
         await lkapi.agent_dispatch.create_dispatch(api.CreateAgentDispatchRequest(
             agent_name=agent_name, room=room_name, metadata=json.dumps({"scenario": scenario.name}),
         ))
@@ -287,6 +289,7 @@ async def place_call(
         lk_room.on("track_subscribed", on_track)
         lk_room.on("participant_connected", on_participant)
         lk_room.on("participant_attributes_changed", on_attrs)
+        stage = "joining the room"
         await lk_room.connect(url, token.to_jwt())
         result.joined_at = time.time()
         result.room_sid = await lk_room.sid
@@ -299,12 +302,19 @@ async def place_call(
         mouth = _Mouth(source)
         tasks.append(asyncio.create_task(mouth.run(), name=f"mouth-{ident}"))
 
-        await asyncio.wait_for(agent_joined.wait(), turn_timeout_s)
+        stage = f"waiting {turn_timeout_s:.0f} s for agent {agent_name!r} to join"
+        try:
+            await asyncio.wait_for(agent_joined.wait(), turn_timeout_s)
+        except TimeoutError:
+            stage += await _dispatch_state(lkapi, room_name)
+            raise
         result.agent_joined = True
+        stage = "waiting for the greeting"
         # the greeting: the agent speaks first, the caller waits until it is done
         result.greeting_heard = await agent.wait_answered(turn_timeout_s)
         barge_next = False
         for i, line in enumerate(lines):
+            stage = f"turn {i + 1} of {len(lines)}"
             if not barge_next:
                 await asyncio.sleep(think_s)
             await lk_room.local_participant.set_attributes({LINE_ATTRIBUTE: encode_line(i, line)})
@@ -325,7 +335,7 @@ async def place_call(
             await agent.wait_for({"listening"}, turn_timeout_s)
         await asyncio.sleep(0.2)
     except Exception as e:  # a failed call is a result, not a crash of the run
-        result.error = f"{type(e).__name__}: {e}"
+        result.error = f"{stage}: {type(e).__name__}" + (f": {e}" if str(e) else "")
     finally:
         if mouth is not None:
             mouth.stop()
@@ -339,6 +349,23 @@ async def place_call(
                 await t
         await lkapi.aclose()
     return result
+
+
+async def _dispatch_state(lkapi: api.LiveKitAPI, room: str) -> str:
+    """What the server says of the room's dispatch, for the error of a call whose agent never came:
+    no job at all (no worker took it: none registered, or every one reported itself full) or a job
+    that did not join (the worker's job process failed or was slow to start)."""
+    try:
+        dispatches = await lkapi.agent_dispatch.list_dispatch(room)
+    except Exception as exc:
+        return f" (the dispatch could not be read: {type(exc).__name__})"
+    if not dispatches:
+        return " (the server has no dispatch for the room)"
+    jobs = [j for d in dispatches for j in d.state.jobs]
+    if not jobs:
+        return " (dispatched, but no worker took the job: none available or all reported full)"
+    states = ", ".join(sorted({api.JobStatus.Name(j.state.status) for j in jobs}))
+    return f" (the job was assigned to a worker but its agent did not join; job status {states})"
 
 
 async def run_calls(
