@@ -51,7 +51,7 @@ from pathlib import Path
 
 import httpx
 
-from voxpulse_console import collector_ring
+from voxpulse_console import collector_ring, exporters
 from voxpulse_console._paths import config_dir
 from voxpulse_console.alert_receiver import DEFAULT_LISTEN as RECEIVER_LISTEN
 from voxpulse_console.alert_receiver import ConfigError, render_alertmanager_config, write_alertmanager_config
@@ -302,6 +302,24 @@ COMPONENTS: dict[str, Component] = {
             _otelcol_argv,
             _otelcol_env,
             "OpenTelemetry Collector (OTLP in, span metrics, redaction, trace queue on disk)",
+        ),
+        Component(
+            "node-exporter",
+            exporters.NODE_BINARIES,
+            f"http://{exporters.NODE_LISTEN}/",
+            (exporters.port(exporters.NODE_LISTEN),),
+            exporters.node_exporter_argv,
+            description="node_exporter (host CPU, memory, disk, network; voxpulse_console/exporters.py)",
+            stop_timeout_s=5.0,
+        ),
+        Component(
+            "blackbox-exporter",
+            exporters.BLACKBOX_BINARIES,
+            f"http://{exporters.BLACKBOX_LISTEN}/-/healthy",
+            (exporters.port(exporters.BLACKBOX_LISTEN),),
+            exporters.blackbox_exporter_argv,
+            description="blackbox exporter (availability probes of the stack's endpoints, prometheus/blackbox.yml)",
+            stop_timeout_s=5.0,
         ),
         Component(
             "alerts-receiver",
