@@ -7,7 +7,7 @@
 #   scripts/debian.sh list [GROUP...]      print the packages that are missing
 #
 # Groups: services (PostgreSQL, Redis: scripts/services.sh), stack (Prometheus, promtool,
-# Alertmanager, amtool: scripts/build-backends.sh --only=debian), media (the real calls: espeak-ng
+# Alertmanager, amtool, node_exporter, the blackbox exporter: scripts/build-backends.sh --only=debian), media (the real calls: espeak-ng
 # speaks the callers' lines and the agent's answers in Ukrainian and Russian, sox resamples them to
 # 48 kHz, iproute2's `ip` sets up the media namespace (voxpulse_console/media.py); also
 # build-backends.sh --only=debian) and browser (Chromium for the web console's browser tests:
@@ -30,6 +30,8 @@ PACKAGES=(
   "services  | command -v redis-cli                          | redis-tools"
   "stack     | command -v prometheus && command -v promtool  | prometheus"
   "stack     | have_alertmanager                             | prometheus-alertmanager"
+  "stack     | command -v prometheus-node-exporter           | prometheus-node-exporter"
+  "stack     | command -v prometheus-blackbox-exporter       | prometheus-blackbox-exporter"
   "media     | command -v espeak-ng                        | espeak-ng"
   "media     | command -v sox                              | sox"
   "media     | command -v ip                               | iproute2"
@@ -37,7 +39,8 @@ PACKAGES=(
   "browser   | command -v chromium                           | chromium"
 )
 # The system services those packages start on install (our processes use their own data dirs).
-SYSTEM_SERVICES=(postgresql redis-server prometheus prometheus-alertmanager prometheus-node-exporter)
+SYSTEM_SERVICES=(postgresql redis-server prometheus prometheus-alertmanager prometheus-node-exporter
+                 prometheus-blackbox-exporter)
 
 trim() { local s=$1; s=${s#"${s%%[![:space:]]*}"}; printf '%s' "${s%"${s##*[![:space:]]}"}"; }
 

@@ -39,6 +39,7 @@ from voxpulse_console._paths import ConfigDirError, config_dir
 __all__ = [
     "MIGRATIONS_TABLE",
     "AlertRecord",
+    "console_url",
     "insert_alerts",
     "migrate",
     "parse_notification",
@@ -51,6 +52,7 @@ __all__ = [
 log = logging.getLogger("voxpulse.alert_receiver")
 
 DEFAULT_LISTEN = "127.0.0.1:9095"
+WEBHOOK_RECEIVER = "webhook"  # prometheus/alertmanager.yml's generic webhook (ALERT_WEBHOOK_URL)
 MIGRATIONS_TABLE = "console_schema_migrations"
 TEMPLATE = Path("prometheus") / "alertmanager.yml"  # inside the config directory
 MAX_BODY = 4 * 1024 * 1024
@@ -285,6 +287,8 @@ def _fill_telegram(cfg: dict[str, Any], env: Mapping[str, str]) -> list[str]:
         raise ConfigError("TELEGRAM_CHAT_ID must be an integer") from exc
     for c in _configs(cfg, "telegram_configs"):
         c["bot_token"], c["chat_id"] = token, chat_id
+        if env.get("TELEGRAM_API_URL"):  # a Bot API server of one's own (default api.telegram.org)
+            c["api_url"] = env["TELEGRAM_API_URL"]
     return []
 
 
@@ -328,6 +332,52 @@ def _fill_email(cfg: dict[str, Any], env: Mapping[str, str]) -> list[str]:
     return []
 
 
+def _fill_webhook(cfg: dict[str, Any], env: Mapping[str, str]) -> list[str]:
+    """The generic webhook's URL (or the content of its file) into the ``webhook`` receiver; returns
+    the settings that are missing. (The alerts-history webhook is filled from ALERTS_RECEIVER_URL.)"""
+    url = _secret(env, "ALERT_WEBHOOK_URL")
+    if not url:
+        return ["ALERT_WEBHOOK_URL"]
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError("ALERT_WEBHOOK_URL must start with http:// or https://")
+    for c in _webhook_blocks(cfg):
+        c["url"] = url
+    return []
+
+
+def _webhook_blocks(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for r in cfg.get("receivers", []) if r.get("name") == WEBHOOK_RECEIVER
+            for c in r.get("webhook_configs", [])]
+
+
+def console_url(env: Mapping[str, str]) -> str:
+    """Where a notification's reader opens the console's alerts page: ``VOXPULSE_UI_PUBLIC_URL``, else
+    the console's listen address (``VOXPULSE_UI_LISTEN``, default 127.0.0.1:8090), plus ``/alerts``."""
+    public = (env.get("VOXPULSE_UI_PUBLIC_URL") or "").rstrip("/")
+    if public:
+        if not public.startswith(("http://", "https://")):
+            raise ConfigError("VOXPULSE_UI_PUBLIC_URL must start with http:// or https://")
+        return f"{public}/alerts"
+    from voxpulse_console.ui.config import DEFAULT_LISTEN as CONSOLE_LISTEN
+
+    host, _, port = (env.get("VOXPULSE_UI_LISTEN") or CONSOLE_LISTEN).rpartition(":")
+    if host in ("", "0.0.0.0", "::", "[::]"):  # every address: the reader reaches it on loopback here
+        host = "127.0.0.1"
+    return f"http://{host}:{port}/alerts"
+
+
+def _link_console(cfg: dict[str, Any], env: Mapping[str, str]) -> None:
+    """Every chat and e-mail notification links to the console's alerts page: Slack's title, a line
+    under Telegram's message and the e-mail's text. (The webhooks' JSON is Alertmanager's own.)"""
+    url = console_url(env)
+    for c in _configs(cfg, "slack_configs"):
+        c["title_link"] = url
+    for c in _configs(cfg, "telegram_configs"):
+        c["message"] = f'{c.get("message", "")}\n<a href="{url}">Open in the VoxPulse console</a>'
+    for c in _configs(cfg, "email_configs"):
+        c["text"] = f'{c.get("text", "")}\nConsole: {url}\n'
+
+
 # Each integration of the template: its receivers' block and what fills it from the environment.
 _INTEGRATIONS = (
     ("telegram_configs", _fill_telegram),
@@ -353,6 +403,14 @@ def render_alertmanager_config(template: str, env: Mapping[str, str], *, allow_m
         if lacking and allow_missing:
             _drop(cfg, kind)
         missing += lacking
+    if _webhook_blocks(cfg):
+        lacking = _fill_webhook(cfg, env)
+        if lacking and allow_missing:
+            for r in cfg.get("receivers", []):
+                if r.get("name") == WEBHOOK_RECEIVER:
+                    r.pop("webhook_configs", None)
+        missing += lacking
+    _link_console(cfg, env)
     if env.get("ALERTS_RECEIVER_URL"):
         for r in cfg.get("receivers", []):
             if r.get("name") == "alerts-history":

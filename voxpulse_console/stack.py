@@ -49,7 +49,7 @@ from pathlib import Path
 
 import httpx
 
-from voxpulse_console import collector_ring, media
+from voxpulse_console import collector_ring, exporters, media
 from voxpulse_console._paths import config_dir
 from voxpulse_console.alert_receiver import DEFAULT_LISTEN as RECEIVER_LISTEN
 from voxpulse_console.alert_receiver import ConfigError, render_alertmanager_config, write_alertmanager_config
@@ -277,6 +277,24 @@ COMPONENTS: dict[str, Component] = {
             _otelcol_argv,
             _otelcol_env,
             "OpenTelemetry Collector (OTLP in, span metrics, redaction, trace queue on disk)",
+        ),
+        Component(
+            "node-exporter",
+            exporters.NODE_BINARIES,
+            f"http://{exporters.NODE_LISTEN}/",
+            (exporters.port(exporters.NODE_LISTEN),),
+            exporters.node_exporter_argv,
+            description="node_exporter (host CPU, memory, disk, network; voxpulse_console/exporters.py)",
+            stop_timeout_s=5.0,
+        ),
+        Component(
+            "blackbox-exporter",
+            exporters.BLACKBOX_BINARIES,
+            f"http://{exporters.BLACKBOX_LISTEN}/-/healthy",
+            (exporters.port(exporters.BLACKBOX_LISTEN),),
+            exporters.blackbox_exporter_argv,
+            description="blackbox exporter (availability probes of the stack's endpoints, prometheus/blackbox.yml)",
+            stop_timeout_s=5.0,
         ),
         Component(
             "alerts-receiver",
@@ -542,6 +560,8 @@ _TOOLS: dict[str, tuple[str, ...]] = {
     "promtool": ("promtool",),
     "alertmanager": ("alertmanager", "prometheus-alertmanager"),
     "amtool": ("amtool",),
+    "node-exporter": exporters.NODE_BINARIES,
+    "blackbox-exporter": exporters.BLACKBOX_BINARIES,
     "livekit-server": ("livekit-server",),
     "dashboard-linter": ("dashboard-linter",),
     "docker-compose": ("docker-compose",),
@@ -570,7 +590,8 @@ def ensure_built(
     if with_compose:
         runs.append([str(script), "--only=compose"])
     speech = shutil.which("espeak-ng") is None or shutil.which("sox") is None
-    if debian and (_find(_TOOLS["prometheus"]) is None or _find(_TOOLS["alertmanager"]) is None or speech):
+    stack_tools = ("prometheus", "alertmanager", "node-exporter", "blackbox-exporter")
+    if debian and (any(_find(_TOOLS[t]) is None for t in stack_tools) or speech):
         runs.append([str(script), "--only=debian"])
     for argv in runs:
         proc = subprocess.run(argv, cwd=config_dir(), check=False)

@@ -115,6 +115,8 @@ FULL_ENV = {
     "SMTP_PASSWORD": "not-a-secret",
     "ALERT_EMAIL_TO": "oncall@example.invalid",
     "ALERTS_RECEIVER_URL": "http://127.0.0.1:19095/alerts",
+    "ALERT_WEBHOOK_URL": "https://hooks.example.invalid/voxpulse",
+    "VOXPULSE_UI_PUBLIC_URL": "https://console.example.invalid/",
 }
 
 
@@ -132,9 +134,15 @@ def test_amtool_check_rendered_config(env: dict[str, str], tmp_path: Path) -> No
         assert cfg["global"]["slack_api_url"] == env["SLACK_WEBHOOK_URL"]
         assert receivers["email"]["email_configs"][0]["to"] == env["ALERT_EMAIL_TO"]
         assert receivers["alerts-history"]["webhook_configs"][0]["url"] == env["ALERTS_RECEIVER_URL"]
+        assert receivers["webhook"]["webhook_configs"][0]["url"] == env["ALERT_WEBHOOK_URL"]
+        console = "https://console.example.invalid/alerts"
+        assert receivers["slack-email-warnings"]["slack_configs"][0]["title_link"] == console
+        assert f'href="{console}"' in tele["message"]
+        assert f"Console: {console}" in receivers["email"]["email_configs"][0]["text"]
     else:
         assert "telegram_configs" not in receivers["telegram-critical"]
         assert "slack_configs" not in receivers["slack-email-warnings"]
+        assert "webhook_configs" not in receivers["webhook"]
         assert receivers["alerts-history"]["webhook_configs"][0]["send_resolved"] is True
     res = _run([binary("amtool"), "check-config", str(out)])
     assert res.returncode == 0, res.stdout + res.stderr
@@ -156,10 +164,10 @@ def test_no_secrets_committed() -> None:
 
 @pytest.mark.parametrize(("labels", "receivers"), [
     ({"alertname": "VoiceStageErrors", "severity": "critical", "service": "voice-agent"},
-     "alerts-history,telegram-critical"),
+     "alerts-history,webhook,telegram-critical"),
     ({"alertname": "VoiceResponseLatencyHigh", "severity": "warning", "service": "voice-agent"},
-     "alerts-history,slack-email-warnings"),
-    ({"alertname": "VoiceApiSpendAnomaly", "severity": "warning", "notify": "email"}, "alerts-history,email"),
+     "alerts-history,webhook,slack-email-warnings"),
+    ({"alertname": "VoiceApiSpendAnomaly", "severity": "warning", "notify": "email"}, "alerts-history,webhook,email"),
 ])
 def test_routing(labels: dict[str, str], receivers: str) -> None:
     res = _run([binary("amtool"), "config", "routes", "test", f"--config.file={AM}",

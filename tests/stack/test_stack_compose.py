@@ -21,6 +21,8 @@ pytestmark = pytest.mark.stack
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 # a console user for `docker compose config` (a hash of a throw-away password, never a real one)
+# the one bind mount from outside the repository: node_exporter reads the host's file systems (read-only)
+HOST_MOUNTS = {("node-exporter", "/")}
 UI_USERS = "ops:scrypt.16384.8.1.AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 
 
@@ -82,7 +84,9 @@ def test_every_mounted_file_exists(config: dict[str, Any], jaeger_config: dict[s
     assert mounts
     missing = [(name, str(src)) for name, src in mounts if not src.exists()]
     assert not missing, f"bind mounts without a source in the repository: {missing}"
-    for _, src in mounts:
+    for name, src in mounts:
+        if (name, str(src)) in HOST_MOUNTS:
+            continue
         assert src.resolve().is_relative_to(ROOT), src
 
 
@@ -234,3 +238,33 @@ def test_the_single_topologys_target_files_equal_the_native_defaults() -> None:
     for name in ("otelcol-processing", "otelcol-processing-internal"):
         assert yaml.safe_load((targets / f"{name}-single.yml").read_text()) == yaml.safe_load(
             (targets / f"{name}.yml").read_text()) == []
+
+
+def test_the_exporters_run_as_natively(config: dict[str, Any], jaeger_config: dict[str, Any]) -> None:
+    """node_exporter and the blackbox exporter: Debian bookworm's release lines, the native stack's
+    flags and listen addresses (voxpulse_console/exporters.py), the repository's blackbox.yml, and
+    the trace store's readiness probe follows VOXPULSE_TRACE_STORE."""
+    from voxpulse_console import exporters
+
+    services = config["services"]
+    node, blackbox = services["node-exporter"], services["blackbox-exporter"]
+    assert node["image"] == "prom/node-exporter:v1.5.0"
+    assert blackbox["image"] == "prom/blackbox-exporter:v0.23.0"
+    native = exporters.node_exporter_argv(Path("node_exporter"), Path())[1:]
+    assert [a for a in node["command"] if not a.startswith("--path.rootfs=")] == native
+    assert node["network_mode"] == blackbox["network_mode"] == "service:telemetry"
+    host_root = next(v for v in node["volumes"] if v["target"] == "/host")
+    assert host_root["source"] == "/" and host_root["read_only"] is True
+    assert f"--web.listen-address={exporters.BLACKBOX_LISTEN}" in blackbox["command"]
+    config_file = next(a.split("=", 1)[1] for a in blackbox["command"] if a.startswith("--config.file="))
+    assert _mounts(blackbox)[config_file] == "prometheus/blackbox.yml"
+    probe = "/etc/prometheus/targets/blackbox-http-trace-store.yml"
+    assert _mounts(services["prometheus"])[probe] == "prometheus/targets/trace-store-probe-tempo.yml"
+    assert (_mounts(jaeger_config["services"]["prometheus"])[probe]
+            == "prometheus/targets/trace-store-probe-jaeger.yml")
+
+
+def test_the_native_trace_store_probe_is_jaegers() -> None:
+    targets = ROOT / "prometheus" / "targets"
+    assert yaml.safe_load((targets / "trace-store-probe-jaeger.yml").read_text()) == yaml.safe_load(
+        (targets / "blackbox-http-trace-store.yml").read_text())
