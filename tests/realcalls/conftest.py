@@ -23,7 +23,10 @@ import secrets
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,8 +53,8 @@ class LiveKit:
     media: media.MediaNamespace
 
 
-@pytest.fixture(scope="module")
-def lk_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKit]:
+def require_media() -> None:
+    """Skips (fails under VOXPULSE_REQUIRE_LIVEKIT) without the media namespace, the binaries or the voices."""
     why = media.supported()
     if why:
         _unavailable(f"no media namespace: {why}")
@@ -59,16 +62,12 @@ def lk_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKit]:
     missing += [t for t in ("espeak-ng", "sox") if shutil.which(t) is None]
     if missing:
         _unavailable(f"missing {', '.join(missing)}: run scripts/build-backends.sh")
-    names = ["jaeger", "otelcol", "prometheus", "livekit"]
-    if all(stack._ready(stack.COMPONENTS[n].ready_url) for n in names):
-        env = stack.livekit_env()
-        if not env:
-            _unavailable("a LiveKit server runs, but not this checkout's stack (no keys in its env file)")
-        yield LiveKit(env["LIVEKIT_URL"], env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"],
-                      stack.media_namespace())
-        return
-    state = tmp_path_factory.mktemp("stack")
-    stack.up(names, state_dir=state, wait_s=90)
+
+
+@contextmanager
+def livekit_stack(state: Path, names: list[str] | None = None, **up: Any) -> Iterator[LiveKit]:
+    """The stack's ``names`` (None: all of it) with its LiveKit server, in ``state``; down afterwards."""
+    stack.up(names, state_dir=state, wait_s=90, **up)
     try:
         env = stack.livekit_env(state)
         yield LiveKit(env["LIVEKIT_URL"], env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"],
@@ -77,7 +76,23 @@ def lk_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKit]:
         stack.down(names, state_dir=state)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
+def lk_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKit]:
+    """Shared by the package's modules (one stack, one worker, one first batch of calls)."""
+    require_media()
+    names = ["jaeger", "otelcol", "prometheus", "livekit"]
+    if all(stack._ready(stack.COMPONENTS[n].ready_url) for n in names):
+        env = stack.livekit_env()
+        if not env:
+            _unavailable("a LiveKit server runs, but not this checkout's stack (no keys in its env file)")
+        yield LiveKit(env["LIVEKIT_URL"], env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"],
+                      stack.media_namespace())
+        return
+    with livekit_stack(tmp_path_factory.mktemp("stack"), names) as lk:
+        yield lk
+
+
+@pytest.fixture(scope="package")
 def history_dsn() -> Iterator[str | None]:
     """A throw-away, migrated call-history database; None without a DATABASE_URL (the history
     checks then skip, or fail under VOXPULSE_REQUIRE_DB)."""
@@ -88,7 +103,7 @@ def history_dsn() -> Iterator[str | None]:
         yield dsn
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def recorder(lk_stack: LiveKit) -> Iterator[OtlpRecorder]:
     with OtlpRecorder(forward_to="http://127.0.0.1:4318") as rec:
         yield rec
@@ -101,30 +116,35 @@ class RunningWorker:
     service: str
 
 
-@pytest.fixture(scope="module")
-def worker(
-    lk_stack: LiveKit, recorder: OtlpRecorder, history_dsn: str | None, tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[RunningWorker]:
+@contextmanager
+def running_worker(lk: LiveKit, endpoint: str, history_dsn: str | None, log: Path,
+                   **extra: str) -> Iterator[RunningWorker]:
+    """``python -m agent start`` in ``lk``'s media namespace, exporting to ``endpoint``."""
     tag = secrets.token_hex(3)
     agent_name, service = f"rc-agent-{tag}", f"rc-{tag}"
     env = {
-        "LIVEKIT_URL": lk_stack.url, "LIVEKIT_API_KEY": lk_stack.api_key, "LIVEKIT_API_SECRET": lk_stack.api_secret,
+        "LIVEKIT_URL": lk.url, "LIVEKIT_API_KEY": lk.api_key, "LIVEKIT_API_SECRET": lk.api_secret,
         "VOXPULSE_AGENT_NAME": agent_name, "OTEL_SERVICE_NAME": service,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": recorder.endpoint, "OTEL_METRIC_EXPORT_INTERVAL": "2000",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_METRIC_EXPORT_INTERVAL": "2000",
         "VOXPULSE_IDLE_PROCESSES": "4", "VOXPULSE_MAX_CALLS": "10", "LOG_LEVEL": "INFO",
+        "DATABASE_URL": history_dsn or "", **extra,
     }
-    if history_dsn:
-        env["DATABASE_URL"] = history_dsn
-    else:
-        env["DATABASE_URL"] = ""
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
     with StoreThread(latency_s=0.02, seed=3) as store_url:
         env["STORE_API_URL"] = store_url
-        w = Worker(env, log_path=log, media=lk_stack.media).start()
+        w = Worker(env, log_path=log, media=lk.media).start()
         try:
             yield RunningWorker(w, agent_name, service)
         finally:
             w.stop()
+
+
+@pytest.fixture(scope="package")
+def worker(
+    lk_stack: LiveKit, recorder: OtlpRecorder, history_dsn: str | None, tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningWorker]:
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with running_worker(lk_stack, recorder.endpoint, history_dsn, log) as w:
+        yield w
 
 
 @dataclass
@@ -158,7 +178,7 @@ def jobs_done(recorder: OtlpRecorder, room_sids: list[str], deadline_s: float = 
     return recorder.wait_for(done, deadline_s)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def first_calls(worker: RunningWorker, lk_stack: LiveKit, recorder: OtlpRecorder) -> Calls:
     t0 = time.time()
     sip_room = f"rc-sip-{secrets.token_hex(3)}"
