@@ -348,7 +348,37 @@ COMPONENTS: dict[str, Component] = {
 
 
 def _ui_argv(binary: Path, _state: Path) -> list[str]:
-    return [str(binary), "ui", "--listen", UI_LISTEN]
+    return [str(binary), "ui"]  # listens on $VOXPULSE_UI_LISTEN (up(bind=...) sets it), else 127.0.0.1:8090
+
+
+LOOPBACK = "127.0.0.1"
+
+
+def _bind_env(bind: str, env: Mapping[str, str], allow_plain_http: bool) -> dict[str, str]:
+    """What ``up(bind=...)`` changes: the collector's OTLP ports and the console listen on ``bind``
+    (Prometheus, Jaeger, Alertmanager and the databases stay on the loopback: they have no login).
+    Refused for an address other than the loopback unless the console has TLS
+    (``VOXPULSE_UI_TLS_CERT`` and ``VOXPULSE_UI_TLS_KEY``) or the operator says so (``allow_plain_http``,
+    ``VOXPULSE_ALLOW_PLAIN_HTTP=1``)."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(bind)
+    except ValueError as exc:
+        raise StackError(f"--bind {bind!r}: an IP address of this machine (or 0.0.0.0)") from exc
+    if address.is_loopback:
+        return {}
+    tls = bool(env.get("VOXPULSE_UI_TLS_CERT") and env.get("VOXPULSE_UI_TLS_KEY"))
+    plain_ok = allow_plain_http or env.get("VOXPULSE_ALLOW_PLAIN_HTTP", "").lower() in ("1", "true", "yes")
+    if not tls and not plain_ok:
+        raise StackError(
+            f"--bind {bind}: the console's login and the collector's OTLP would be open to your network over "
+            "plain HTTP; give the console TLS (VOXPULSE_UI_TLS_CERT and VOXPULSE_UI_TLS_KEY), or keep the stack "
+            "on the loopback behind a TLS proxy, or say so explicitly: --allow-plain-http "
+            "(VOXPULSE_ALLOW_PLAIN_HTTP=1)"
+        )
+    # HOST:PORT split at the last colon (ui.config), so an IPv6 address goes in without brackets
+    return {"VOXPULSE_COLLECTOR_BIND": bind, "VOXPULSE_UI_LISTEN": f"{bind}:{UI_LISTEN.rpartition(':')[2]}"}
 
 
 def _ui_unavailable(env: Mapping[str, str]) -> str | None:
@@ -752,7 +782,11 @@ def _spawn(comp: Component, state: Path, env: Mapping[str, str] | None) -> int:
     return proc.pid
 
 
-def _wait_ready(names: Sequence[str], state: Path, wait_s: float) -> None:
+#: the components that listen on ``up(bind=...)``'s address (the rest stay on the loopback)
+_BOUND = ("otelcol", "ui")
+
+
+def _wait_ready(names: Sequence[str], state: Path, wait_s: float, bind: str | None = None) -> None:
     deadline = time.monotonic() + wait_s
     pending = list(names)
     comps = _all(state)
@@ -764,7 +798,10 @@ def _wait_ready(names: Sequence[str], state: Path, wait_s: float) -> None:
                 raise StackError(
                     f"{name} exited during start-up; log tail:\n{_tail(_logfile(state, name), 30)}"
                 )
-            if _ready(comp.ready_url):
+            url = comp.ready_url
+            if bind and name in _BOUND and bind not in ("0.0.0.0", "::"):
+                url = url.replace(LOOPBACK, f"[{bind}]" if ":" in bind else bind, 1)
+            if _ready(url):
                 pending.remove(name)
         if not pending:
             return
@@ -841,6 +878,8 @@ def up(
     use_docker: bool = False,
     collectors: int | None = None,
     without_livekit: bool = False,
+    bind: str | None = None,
+    allow_plain_http: bool = False,
 ) -> dict[str, str]:
     """Start the components that are not running and wait until each is ready.
 
@@ -848,6 +887,10 @@ def up(
     (component ``media``, no root needed: :mod:`voxpulse_console.media`), its signal port 7880 and
     metrics port 6789 published on the host's loopback. ``without_livekit=True`` leaves both out: the
     stack for agents on a LiveKit server of the user's own (LiveKit Cloud or self-hosted).
+
+    ``bind`` (else ``$VOXPULSE_STACK_BIND``, else 127.0.0.1): where the console and the collector's OTLP
+    ports listen, for browsers and agents on other machines; an address other than the loopback is
+    refused unless the console has TLS or ``allow_plain_http`` (:func:`_bind_env`).
 
     Returns ``{name: "started" | "running"}``. ``env`` adds environment variables for the started
     processes (e.g. ``VOXPULSE_SPANMETRICS_FLUSH=1s``). With ``use_docker=True`` (and a Docker
@@ -871,6 +914,10 @@ def up(
     result: dict[str, str] = {}
     started: list[str] = []
     merged = {**os.environ, **(env or {})}
+    bound = _bind_env(bind or merged.get("VOXPULSE_STACK_BIND") or LOOPBACK, merged, allow_plain_http)
+    if bound:
+        env = {**(env or {}), **bound}
+        merged.update(bound)
     for name in _names(components, env, state, without_livekit=without_livekit):
         if name == "media" and media.in_media_namespace():
             continue  # already in a media namespace of the user's own: LiveKit runs right here
@@ -883,7 +930,7 @@ def up(
         _spawn(everything[name], state, env)
         started.append(name)
         result[name] = "started"
-    _wait_ready([n for n in result], state, wait_s)
+    _wait_ready([n for n in result], state, wait_s, bound.get("VOXPULSE_COLLECTOR_BIND"))
     return result
 
 
@@ -1052,7 +1099,8 @@ def _cmd(args: argparse.Namespace) -> int:
                 if args.sampling_percent is not None:
                     env["VOXPULSE_TRACE_SAMPLING_PERCENT"] = f"{args.sampling_percent:g}"
                 result = up(comps, state_dir=state_dir, wait_s=args.wait, env=env or None,
-                            collectors=args.collectors, without_livekit=args.without_livekit)
+                            collectors=args.collectors, without_livekit=args.without_livekit,
+                            bind=args.bind, allow_plain_http=args.allow_plain_http)
                 for name, what in result.items():
                     print(f"{name}: {what}")
             _print_status(status(state_dir=state_dir))
@@ -1129,6 +1177,15 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         "--without-livekit", action="store_true",
         help="no LiveKit server of ours and no media namespace: for agents on your own LiveKit server "
         "(LiveKit Cloud or self-hosted) exporting to this stack",
+    )
+    sp.add_argument(
+        "--bind", default=None, metavar="ADDRESS",
+        help="where the console and the collector's OTLP ports listen (default $VOXPULSE_STACK_BIND, else "
+        "127.0.0.1); another address needs the console's TLS (VOXPULSE_UI_TLS_CERT/KEY) or --allow-plain-http",
+    )
+    sp.add_argument(
+        "--allow-plain-http", action="store_true",
+        help="let --bind open the console and OTLP to the network without TLS (VOXPULSE_ALLOW_PLAIN_HTTP=1)",
     )
     sp.add_argument(
         "--collectors", type=int, default=None, metavar="N",
