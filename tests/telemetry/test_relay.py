@@ -26,14 +26,17 @@ from telemetry.relay import MetricsRelay
 class Collector:
     """Keeps every OTLP metrics request posted to it (the collector's place)."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.requests: list[ExportMetricsServiceRequest] = []
+        self.headers: list[dict[str, str]] = []
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                sink.requests.append(ExportMetricsServiceRequest.FromString(body))
+                if self.path.endswith("/v1/metrics"):
+                    sink.requests.append(ExportMetricsServiceRequest.FromString(body))
+                    sink.headers.append(dict(self.headers))
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -41,7 +44,7 @@ class Collector:
             def log_message(self, format: str, *args: object) -> None:
                 return None
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
@@ -137,17 +140,22 @@ def test_only_changed_series_are_sent_again(relay: tuple[MetricsRelay, Collector
     provider.shutdown()
 
 
-def test_a_collector_down_keeps_the_series_for_the_next_export(relay: tuple[MetricsRelay, Collector]) -> None:
-    r, collector = relay
+def test_a_collector_down_keeps_the_series_for_the_next_export(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")  # the exporter's own deadline, as configure()'s
+    collector = Collector()
+    port = collector.server.server_address[1]
+    r = MetricsRelay(forward_to=collector.url, interval_s=3600).start()
     provider, reader = _process(r.endpoint)
     provider.get_meter("voxpulse").create_counter("c").add(3)
     reader.force_flush()
     collector.close()
     assert not r.export(timeout_s=1.0)
     assert r.failed == 1
-    again = Collector()
-    r.forward_to = again.url
-    assert r.export()
-    assert again.last()["c"][1].data_points[0].as_int == 3
-    again.close()
-    provider.shutdown()
+    again = Collector(port)  # the collector is back, on the same address
+    try:
+        assert r.export()
+        assert again.last()["c"][1].data_points[0].as_int == 3
+    finally:
+        r.stop()
+        again.close()
+        provider.shutdown()
