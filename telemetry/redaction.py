@@ -17,7 +17,8 @@ store, which never goes through this module.
 Structured values are masked by structure, not as text: a string that is a JSON object or array
 (LiveKit's ``lk.llm_metrics``, ``lk.tts_metrics``, ``lk.stt.events``, tool arguments) is parsed and
 each value masked by its key (:meth:`Redactor.structured`): strings as text, except ids under id
-keys (``request_id``, ``speech_id``, ...) that do not look like a phone number; JSON numbers are
+keys (``request_id``, ``speech_id``, ...) that are not written like a phone number (with a ``+``
+or separators, or shaped like a Ukrainian one); JSON numbers are
 left alone unless they have 9 or more digits under a key that is neither a measurement
 (``timestamp``, ``*_at``, ``duration``, ``ttft``, ``*_tokens``, ...) nor an id -- under a phone key
 (``phone``, ``caller``, ...) they are always masked. A log record's extra fields go the same way.
@@ -150,7 +151,12 @@ def _is_id(key: str, value: str) -> bool:
         return False
     if any(ch.isspace() for ch in value):
         return False
-    return not _PHONE_SHAPED.fullmatch(value)
+    if not _PHONE_SHAPED.fullmatch(value):
+        return True
+    # digits only: an id (LiveKit's request ids may be long numbers), unless written like a phone
+    # number (a +, separators) or shaped like a Ukrainian one (380XXXXXXXXX, 0XXXXXXXXX)
+    return value.isdigit() and not ((value.startswith("380") and len(value) == 12)
+                                    or (value.startswith("0") and len(value) == 10))
 
 
 def _digits(value: float) -> str:
