@@ -25,8 +25,8 @@ PACKAGE = ROOT / "telemetry"
 PUBLIC: dict[str, set[str]] = {
     "telemetry": {
         "Attr", "CallOutcome", "CallScope", "Stage", "Telemetry", "TelemetryConfig", "TelemetryConfigError",
-        "TelemetryError", "__version__", "call", "configure", "current_call", "inject", "mask_logs", "metrics", "redact",
-        "setup_logging", "trace_llm", "trace_stt", "trace_tool", "trace_tts", "traced",
+        "TelemetryError", "__version__", "call", "configure", "current_call", "inject", "mask_logs", "metrics",
+        "redact", "setup_logging", "trace_llm", "trace_stt", "trace_tool", "trace_tts", "traced",
     },
     "telemetry.semconv": {
         "ATTRIBUTES", "CALL_DURATION_BUCKETS_S", "COST_BUCKETS_USD", "DURATION_BUCKETS_S", "LIVEKIT_JOB_ROOT",

@@ -203,7 +203,8 @@ def test_livekit_metrics_payloads_survive_the_span_pipeline(cap: CapturedTelemet
         ({"request_id": "0501234567"}, {"request_id": "+380***567"}),  # shaped like a Ukrainian number
         ({"request_id": "+380 50 123 45 67"}, {"request_id": "+380***567"}),  # an id shaped like a phone
         ({"note": 380501234567, "amount": 3200.5}, {"note": "+380***567", "amount": 3200.5}),
-        ({"args": {"card": "4111 1111 1111 1111", "mail": "a.b@c.ua"}}, {"args": {"card": "[card]", "mail": "[email]"}}),
+        ({"args": {"card": "4111 1111 1111 1111", "mail": "a.b@c.ua"}},
+         {"args": {"card": "[card]", "mail": "[email]"}}),
         ([{"received_at": 1765043870.5}, 380501234567], [{"received_at": 1765043870.5}, "+380***567"]),
     ],
 )
@@ -270,7 +271,8 @@ def test_a_livekit_log_line_with_a_phone_number_room_is_masked(livekit_handler: 
     assert "0501234567" not in text and "1234567" not in text
     first, second = lines
     assert first["room"] == "sip-_+380***567_Xa9" and first["job_request"] == "JobRequest(room=sip-_+380***567_Xa9)"
-    assert first["job_id"] == "AJ_x7Yq2Lm" and first["room_id"] == "RM_ab12Cd" and first["dispatch_id"] == "AD_4815162342"
+    assert first["job_id"] == "AJ_x7Yq2Lm" and first["room_id"] == "RM_ab12Cd"
+    assert first["dispatch_id"] == "AD_4815162342"
     assert first["resuming"] is False
     assert second["message"] == "caller +380***567 hung up" and second["room"] == "sip-_+380***567_Xa9"
 

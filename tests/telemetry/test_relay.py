@@ -203,7 +203,7 @@ def test_the_relay_speaks_grpc_when_configured(monkeypatch: pytest.MonkeyPatch) 
     got: list[tuple[ExportMetricsServiceRequest, dict[str, str]]] = []
 
     class Metrics(svc.MetricsServiceServicer):  # type: ignore[misc]
-        def Export(self, request: ExportMetricsServiceRequest, context: grpc.ServicerContext) -> object:  # noqa: N802
+        def Export(self, request: ExportMetricsServiceRequest, context: grpc.ServicerContext) -> object:
             got.append((request, dict(context.invocation_metadata())))
             return ExportMetricsServiceResponse()
 
