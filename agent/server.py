@@ -35,7 +35,6 @@ machine); telemetry settings: see docs/library-api.md (``OTEL_*``, ``VOXPULSE_*`
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -110,8 +109,7 @@ def prewarm(proc: JobProcess) -> None:
     for handler in logging.getLogger().handlers:
         handler.addFilter(context_filter())
     store.prepare()  # the TLS context: ~25-350 ms of blocking work, not on a call's loop
-    if os.environ.get("VOXPULSE_DATABASE_URL") or os.environ.get("DATABASE_URL"):
-        importlib.import_module("telemetry.history")  # asyncpg, redis: here, not on a call's loop
+    # (configure() imported the call history's asyncpg and redis here when DATABASE_URL is set)
     try:
         from livekit.plugins import silero
 
@@ -192,14 +190,11 @@ async def entrypoint(ctx: JobContext) -> None:
             log.exception("could not shut the job down")
 
     session.on("close", end_job)
-    call_log = await _call_history()
     handle = ctx.proc.userdata.get("telemetry")
 
     async def after_call(reason: str) -> None:
-        # LiveKit runs this after the room was left: write the call history out and send the
-        # call's spans now (the job's own last spans follow when the process exits).
-        if call_log is not None:
-            await call_log.aclose(timeout=5.0)
+        # LiveKit runs this after the room was left: send the call's spans now (the job's own last
+        # spans follow when the process exits). instrument_session wrote the call history out.
         if handle is not None:
             await handle.flush(timeout=5.0)
 
@@ -207,20 +202,9 @@ async def entrypoint(ctx: JobContext) -> None:
     store = StoreClient()
     try:
         # call_id: the SIP call id, else the room's id (never the room name: it holds the number)
-        async with instrument_session(session, direction=_direction(ctx.job.metadata),
-                                      call_log=call_log):
+        # with DATABASE_URL set it also keeps the call's history (a CallLogger opened and closed per call)
+        async with instrument_session(session, direction=_direction(ctx.job.metadata)):
             await session.start(TyreAssistant(store, on_transfer=transfer), room=ctx.room, record=False)
             log.info("call started", extra={"participant_kind": int(participant.kind)})
     finally:
         await store.aclose()
-
-
-async def _call_history() -> Any:
-    """The call-history logger (PostgreSQL, Redis as its outage buffer) when DATABASE_URL is set."""
-    if not (os.environ.get("VOXPULSE_DATABASE_URL") or os.environ.get("DATABASE_URL")):
-        return None
-    from telemetry.history import CallLogger
-
-    logger = CallLogger.from_env(agent_version=AGENT_VERSION)
-    await logger.start()
-    return logger

@@ -13,8 +13,8 @@
 The names below are the core API. Public submodules, each with its own ``__all__``:
 ``telemetry.semconv`` (every name VoxPulse emits), ``telemetry.metrics`` (instruments, also the
 application's own), ``telemetry.pricing``, ``telemetry.exceptions``, ``telemetry.testing``,
-``telemetry.sampling`` (the exemplar filter of tail sampling), ``telemetry.relay`` (a worker's
-metrics relay), and the
+``telemetry.sampling`` (the exemplar filter of tail sampling), ``telemetry.relay`` (a LiveKit
+worker's metrics relay), and the
 optional integrations ``telemetry.livekit`` (extra ``livekit``) and ``telemetry.history`` (extra
 ``history``). Everything else is internal. See docs/library-api.md (a test keeps it complete).
 """
@@ -26,7 +26,7 @@ from telemetry._setup import Telemetry, TelemetryConfig, configure
 from telemetry.calls import CallScope, call, current_call, inject
 from telemetry.decorators import trace_llm, trace_stt, trace_tool, trace_tts, traced
 from telemetry.exceptions import TelemetryConfigError, TelemetryError
-from telemetry.logs import setup_logging
+from telemetry.logs import mask_logs, setup_logging
 from telemetry.redaction import redact
 from telemetry.semconv import Attr, CallOutcome, Stage
 
@@ -49,6 +49,7 @@ __all__ = [
     "configure",
     "current_call",
     "inject",
+    "mask_logs",
     "metrics",
     "redact",
     "setup_logging",

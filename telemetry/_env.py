@@ -36,6 +36,7 @@ __all__ = [
     "number",
     "optional_flag",
     "render_markdown",
+    "set_for_children",
     "text",
     "under_test",
 ]
@@ -113,10 +114,11 @@ VOXPULSE_PROMETHEUS_ADDR: Final = EnvVar(
     ("VOXPULSE_PROMETHEUS_ADDR",), "127.0.0.1:8080", "host:port of the agent's own /metrics endpoint."
 )
 VOXPULSE_METRICS_RELAY: Final = EnvVar(
-    ("VOXPULSE_METRICS_RELAY",), None,
-    "OTLP/HTTP base URL of the worker's metrics relay (`telemetry.relay`): when set, the OTLP metrics "
-    "go there as deltas, and the relay exports them to the collector as one writer. A LiveKit worker "
-    "sets it for its job processes (`python -m agent`).",
+    ("VOXPULSE_METRICS_RELAY",), "auto",
+    "The worker's metrics relay (`telemetry.relay`), one writer of a LiveKit worker's series whatever its "
+    "job processes: `auto` starts or finds one per worker when `configure()` runs in a LiveKit job process "
+    "(elsewhere it does nothing); an OTLP/HTTP base URL sends the OTLP metrics there as deltas (what "
+    "`telemetry.relay.worker_relay()` sets for the job processes); `off` exports from each process.",
 )
 VOXPULSE_CONTENT: Final = EnvVar(
     ("VOXPULSE_CONTENT",), "redacted", "Transcripts and tool arguments on spans: dropped, redacted or kept.",
@@ -246,6 +248,15 @@ def number(var: EnvVar, explicit: float | None = None, *, minimum: float = 0.0) 
     if value < minimum:
         raise TelemetryConfigError(f"{source} is {value}; expected at least {minimum}")
     return value
+
+
+def set_for_children(var: EnvVar, value: str | None) -> None:
+    """Sets (None: removes) the variable in this process's environment, which the processes it starts
+    inherit (a LiveKit worker's job processes: ``telemetry.relay.worker_relay``)."""
+    if value is None:
+        os.environ.pop(var.name, None)
+    else:
+        os.environ[var.name] = value
 
 
 def under_test() -> bool:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import dataclasses
+import importlib
 import logging
 import multiprocessing.util
 import threading
@@ -50,7 +52,7 @@ from telemetry.redaction import ContentMode, Redactor
 from telemetry.sampling import KeptTraceExemplarFilter
 from telemetry.semconv import LIVEKIT_METER, LIVEKIT_METRIC_LABELS
 
-__all__ = ["Telemetry", "TelemetryConfig", "configure", "install", "metric_views"]
+__all__ = ["Telemetry", "TelemetryConfig", "configure", "install", "metric_views", "otlp_metric_exporter", "resolve"]
 
 _logger = logging.getLogger("voxpulse")
 # The OTLP exporters log every retry; our SafeExporter logs failure and recovery once each.
@@ -82,7 +84,9 @@ class TelemetryConfig:
     max_attribute_length: int
     metric_export_interval_s: float
     endpoint_explicit: bool = False
-    metrics_relay: str | None = None  # OTLP/HTTP base URL of the worker's metrics relay
+    metrics_relay: str | None = None
+    """The worker's metrics relay: ``"auto"`` (default), ``"off"``, or its OTLP/HTTP base URL; on the
+    handle of a configured process, the relay's URL the metrics go to, or None (exported directly)."""
     trace_sampling_percent: float = 100.0
 
 
@@ -232,7 +236,7 @@ def _resolve(
     exporter: Exporter | None, endpoint: str | None, protocol: Protocol | None,
     metrics_exporter: MetricsExporter | None, prometheus_addr: str | None, content: ContentMode | None,
     metric_export_interval_s: float | None,
-    disabled: bool | None,
+    disabled: bool | None, metrics_relay: str | None = None,
 ) -> TelemetryConfig:
     interval_ms = _env.number(_env.OTEL_METRIC_EXPORT_INTERVAL, None, minimum=100)
     return TelemetryConfig(
@@ -251,8 +255,21 @@ def _resolve(
             metric_export_interval_s if metric_export_interval_s is not None else interval_ms / 1000
         ),
         endpoint_explicit=endpoint is not None,
-        metrics_relay=_env.text(_env.VOXPULSE_METRICS_RELAY),
+        metrics_relay=_env.text(_env.VOXPULSE_METRICS_RELAY, metrics_relay),
         trace_sampling_percent=_percent(_env.VOXPULSE_TRACE_SAMPLING_PERCENT),
+    )
+
+
+def resolve(
+    *, service_name: str | None = None, endpoint: str | None = None, protocol: Protocol | None = None,
+    metric_export_interval_s: float | None = None, metrics_relay: str | None = None,
+) -> TelemetryConfig:
+    """The configuration ``configure()`` would resolve from these arguments and the environment:
+    the one reader of the settings (the worker's metrics relay reads its settings through it)."""
+    return _resolve(
+        service_name=service_name, service_version=None, environment=None, exporter=None, endpoint=endpoint,
+        protocol=protocol, metrics_exporter=None, prometheus_addr=None, content=None,
+        metric_export_interval_s=metric_export_interval_s, disabled=None, metrics_relay=metrics_relay,
     )
 
 
@@ -288,47 +305,48 @@ def _grpc_insecure(endpoint: str) -> bool:
     return not endpoint.startswith("https://")
 
 
+def otlp_metric_exporter(config: TelemetryConfig) -> MetricExporter:
+    """The OTLP metric exporter to the collector: ``configure()`` exports through it and so does the
+    worker's metrics relay (``telemetry.relay``), so both send with the same endpoint (an explicit one
+    wins; else the exporters read ``OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT``), protocol, headers
+    (``OTEL_EXPORTER_OTLP_[METRICS_]HEADERS``), TLS settings (``..._CERTIFICATE``, ``..._CLIENT_*``,
+    ``..._INSECURE``), compression and timeout (the exporters read those themselves)."""
+    endpoint = config.endpoint if config.endpoint_explicit else None  # else the exporter reads OTEL_*
+    if config.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+            OTLPMetricExporter as GrpcMetricExporter,
+        )
+
+        if endpoint:
+            return GrpcMetricExporter(endpoint=endpoint, insecure=_grpc_insecure(endpoint))
+        return GrpcMetricExporter()
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
+
+    return HttpMetricExporter(endpoint=endpoint.rstrip("/") + "/v1/metrics") if endpoint else HttpMetricExporter()
+
+
+def _relay_leg_exporter(relay: str) -> MetricExporter:
+    """A job process's metrics to its worker's relay: deltas, OTLP/HTTP on the loopback, uncompressed."""
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
+
+    kinds: tuple[type, ...] = (
+        Counter, UpDownCounter, Histogram, ObservableCounter, ObservableUpDownCounter, ObservableGauge,
+    )
+    delta: dict[type, AggregationTemporality] = dict.fromkeys(kinds, AggregationTemporality.DELTA)
+    return HttpMetricExporter(endpoint=relay.rstrip("/") + "/v1/metrics", preferred_temporality=delta,
+                              compression=Compression.NoCompression)
+
+
 def _metric_readers(config: TelemetryConfig) -> tuple[list[MetricReader], ChangedPointsExporter | None]:
-    """The configured readers, and the OTLP metric exporter among them (stopped at a shutdown deadline)."""
+    """The configured readers, and the OTLP metric exporter among them (stopped at a shutdown deadline).
+    ``config.metrics_relay`` is resolved: the relay's URL (a job process of a LiveKit worker: deltas to
+    the worker's relay, the one writer of the worker's series) or None."""
     readers: list[MetricReader] = []
     otlp: ChangedPointsExporter | None = None
-    if config.metrics_exporter in ("otlp", "both") and config.exporter == "otlp" and config.metrics_relay:
-        # a job process of a LiveKit worker: deltas to the worker's relay, the one writer of the
-        # worker's series (telemetry.relay)
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-            OTLPMetricExporter as HttpMetricExporter,
-        )
-
-        kinds: tuple[type, ...] = (
-            Counter, UpDownCounter, Histogram, ObservableCounter, ObservableUpDownCounter, ObservableGauge,
-        )
-        delta: dict[type, AggregationTemporality] = dict.fromkeys(kinds, AggregationTemporality.DELTA)
-        relay = HttpMetricExporter(endpoint=config.metrics_relay.rstrip("/") + "/v1/metrics",
-                                   preferred_temporality=delta)
-        otlp = ChangedPointsExporter(relay)
-        readers.append(PeriodicExportingMetricReader(
-            otlp, export_interval_millis=config.metric_export_interval_s * 1000,
-        ))
-    elif config.metrics_exporter in ("otlp", "both") and config.exporter == "otlp":
-        endpoint = config.endpoint if config.endpoint_explicit else None  # else the exporter reads OTEL_*
-        if config.protocol == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-                OTLPMetricExporter as GrpcMetricExporter,
-            )
-
-            exporter: MetricExporter = (
-                GrpcMetricExporter(endpoint=endpoint, insecure=_grpc_insecure(endpoint)) if endpoint
-                else GrpcMetricExporter()
-            )
-        else:
-            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-                OTLPMetricExporter as HttpMetricExporter,
-            )
-
-            exporter = (
-                HttpMetricExporter(endpoint=endpoint.rstrip("/") + "/v1/metrics") if endpoint
-                else HttpMetricExporter()
-            )
+    if config.metrics_exporter in ("otlp", "both") and config.exporter == "otlp":
+        exporter = (_relay_leg_exporter(config.metrics_relay) if config.metrics_relay
+                    else otlp_metric_exporter(config))
         otlp = ChangedPointsExporter(exporter)
         readers.append(PeriodicExportingMetricReader(
             otlp, export_interval_millis=config.metric_export_interval_s * 1000,
@@ -412,13 +430,26 @@ def configure(
     from telemetry import logs
 
     if setup_logs or (setup_logs is None and not logs.has_handlers()):
-        logs.setup_logging()
+        logs.setup_logging()  # masks the other handlers on the root logger too
+    elif setup_logs is None:
+        # the application's or LiveKit's handlers (a LiveKit job process forwards every record to
+        # the worker process, which writes it): masked where they are, no second handler added
+        logs.mask_logs()
     redactor = Redactor(content=config.content, max_length=config.max_attribute_length)
+    key = config
     if config.disabled:
-        handle = Telemetry(config, None, None, None, None)
+        handle = Telemetry(dataclasses.replace(config, metrics_relay=None), None, None, None, None)
         install(None, None, redactor=redactor, service_version=service_version)
-        _active, _active_key = handle, config
+        _active, _active_key = handle, key
         return handle
+    config = dataclasses.replace(config, metrics_relay=_relay_endpoint(config))
+    if _in_livekit_job() and _env.text(_env.DATABASE_URL):
+        # instrument_session() opens the call history per call: its imports (asyncpg, redis) here,
+        # in the job process's set-up, not on a call's event loop
+        try:
+            importlib.import_module("telemetry.history")
+        except ImportError:
+            _logger.warning("DATABASE_URL is set but the history extra is not installed: no call history")
 
     attrs: dict[str, str] = {"service.name": config.service_name}
     if service_version:
@@ -458,7 +489,7 @@ def configure(
             retry_logger.setLevel(logging.CRITICAL)
 
     handle = Telemetry(config, tracer_provider, meter_provider, safe, batch, otlp_metrics)
-    _active, _active_key = handle, config
+    _active, _active_key = handle, key
     if not _atexit_registered:  # bounded (3 s); also under pytest (a test's subprocess must flush too)
         _atexit_registered = True
         atexit.register(_at_exit)
@@ -467,6 +498,29 @@ def configure(
         # job_shutdown) end after the job's own code has returned: only this flush exports them.
         multiprocessing.util.Finalize(None, _at_exit, exitpriority=100)
     return handle
+
+
+def _in_livekit_job() -> bool:
+    """True in a job process of a LiveKit worker (LiveKit names them ``job_proc``; with its thread
+    executor every job runs in the worker's own process)."""
+    return multiprocessing.current_process().name == "job_proc" and multiprocessing.parent_process() is not None
+
+
+def _relay_endpoint(config: TelemetryConfig) -> str | None:
+    """The metrics relay the OTLP metrics go to: the URL set, else (``auto``, in a LiveKit job
+    process) the worker's relay, started by the first job process that needs it; else None."""
+    if config.exporter != "otlp" or config.metrics_exporter not in ("otlp", "both"):
+        return None
+    setting = (config.metrics_relay or "off").strip()
+    if setting.lower() == "off":
+        return None
+    if setting.lower() != "auto":
+        return setting
+    if not _in_livekit_job():
+        return None
+    from telemetry import relay
+
+    return relay.worker_relay_endpoint(config)
 
 
 def metric_views() -> list[View]:

@@ -45,7 +45,10 @@ parent explicitly):
   ``voice.tool.anomalies`` (a made-up tool name is labelled ``_OTHER`` there; the real name stays
   on the span event);
 * the call outcome when the session closes (a transfer set earlier wins);
-* the call-history logger, if given (:class:`CallLog`), fed with call start/end, turns and tool calls.
+* the call history (:class:`CallLog`), fed with call start/end, turns and tool calls: the one
+  given, else -- with a database configured (``DATABASE_URL``) and the ``history`` extra installed --
+  a ``telemetry.history.CallLogger`` it creates, starts and closes for this call itself;
+  ``call_log=False`` opts out.
 
 Every event handler it registers with LiveKit is guarded: an error in it is logged (and, under
 tests, re-raised when the call scope exits), never raised into LiveKit, where it would break the
@@ -56,6 +59,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import importlib.util
 import json
 import logging
@@ -66,13 +70,14 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
+from telemetry import _env
 from telemetry import metrics as _metrics
 from telemetry._callmap import CALLS
 from telemetry._errors import internal_error, internal_errors, raise_internal_errors
@@ -252,7 +257,10 @@ class SessionInstrumentation:
     room name: a SIP room is named after the caller's number), else a generated id; ``caller`` to
     the SIP participant's phone number when the job's room has one. ``price_table`` prices the session's
     usage (default :data:`telemetry.pricing.DEFAULT_PRICES`); ``call_log`` (e.g.
-    ``telemetry.history.CallLogger``) receives the call's start and end, its turns and tool calls.
+    ``telemetry.history.CallLogger``, which the caller starts and closes) receives the call's start
+    and end, its turns and tool calls; left None, with a database configured (``DATABASE_URL``) a
+    ``CallLogger`` is created for the call, started on entry and closed (flushed, bounded) on exit;
+    ``False``: no call history.
     """
 
     def __init__(
@@ -265,13 +273,15 @@ class SessionInstrumentation:
         room: str | None = None,
         scenario: str | None = None,
         price_table: PriceTable | None = None,
-        call_log: CallLog | None = None,
+        call_log: CallLog | Literal[False] | None = None,
         wait_for_close: bool = True,
         attributes: Mapping[str, AttributeValue] | None = None,
     ) -> None:
         self.session = session
         self.prices = price_table or DEFAULT_PRICES
-        self.call_log = call_log
+        self.call_log: CallLog | None = call_log or None
+        self._auto_call_log = call_log is None
+        self._owned_call_log: Any = None
         self.wait_for_close = wait_for_close
         job = _from_job()
         attrs: dict[str, AttributeValue] = {k: v for k, v in (
@@ -320,6 +330,8 @@ class SessionInstrumentation:
         # hook recognises it as this session's (turn spans are nested below it)
         self._instr_token = _CURRENT.set(self)
         self._subscribe()
+        if self._auto_call_log:
+            await self._open_call_log()
         if self.call_log is not None:
             with internal_errors("livekit.call_log.start"):
                 self.call_log.bind_call(scope)
@@ -340,9 +352,38 @@ class SessionInstrumentation:
                 with contextlib.suppress(ValueError):  # exited in another context than entered
                     _CURRENT.reset(self._instr_token)
                 self._instr_token = None
-            await self.scope.__aexit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+            try:
+                await self.scope.__aexit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+            finally:
+                await self._close_call_log()  # after the scope: its end (outcome, cost) is the last record
         if self._errors and exc is None:
             raise self._errors[0]  # only under tests (see _guard): a handler of ours failed
+
+    # -- call history ---------------------------------------------------------------------------
+    async def _open_call_log(self) -> None:
+        """This call's own CallLogger, when a database is configured (never blocks: the writer
+        connects in the background; an unreachable database degrades to Redis, then memory)."""
+        if not _env.text(_env.DATABASE_URL):
+            return
+        with internal_errors("livekit.call_log.open"):
+            try:
+                # the optional extra, looked up at run time (telemetry.history builds on this package)
+                history = importlib.import_module("telemetry.history")
+            except ImportError:
+                _logger.warning("DATABASE_URL is set but the history extra is not installed: no call history")
+                return
+            logger = history.CallLogger.from_env(agent_version=STATE.service_version)
+            await logger.start()
+            self._owned_call_log = logger
+            self.call_log = logger
+
+    async def _close_call_log(self) -> None:
+        """Writes the call's records out (bounded: what is not written in time is buffered in Redis or
+        counted as dropped) and closes the logger this instrumentation opened."""
+        logger, self._owned_call_log = self._owned_call_log, None
+        if logger is not None:
+            with internal_errors("livekit.call_log.close"):
+                await logger.aclose(timeout=5.0)
 
     # -- events -----------------------------------------------------------------------------------
     def _subscribe(self) -> None:

@@ -13,13 +13,23 @@ arguments) and drops other libraries' (whole chat contexts, prompts: bulky, and 
 spans in redacted form); ``full`` keeps them all (still encodable and truncated). Every other
 string value is redacted too, as defence in depth. Raw values stay available to the call-history
 store, which never goes through this module.
+
+Structured values are masked by structure, not as text: a string that is a JSON object or array
+(LiveKit's ``lk.llm_metrics``, ``lk.tts_metrics``, ``lk.stt.events``, tool arguments) is parsed and
+each value masked by its key (:meth:`Redactor.structured`): strings as text, except ids under id
+keys (``request_id``, ``speech_id``, ...) that are not written like a phone number (with a ``+``
+or separators, or shaped like a Ukrainian one); JSON numbers are
+left alone unless they have 9 or more digits under a key that is neither a measurement
+(``timestamp``, ``*_at``, ``duration``, ``ttft``, ``*_tokens``, ...) nor an id -- under a phone key
+(``phone``, ``caller``, ...) they are always masked. A log record's extra fields go the same way.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from opentelemetry.util.types import AttributeValue
 
@@ -100,9 +110,14 @@ def _luhn(digits: str) -> bool:
 def _mask_number(match: re.Match[str]) -> str:
     raw = match.group(0)
     digits = "".join(ch for ch in raw if ch.isdigit())
-    n = len(digits)
-    if n < 9:
+    if len(digits) < 9:
         return raw
+    return _mask_number_text(digits)
+
+
+def _mask_number_text(digits: str) -> str:
+    """The mask for a run of 9 or more digits: a card, a long number, or a phone number."""
+    n = len(digits)
     if 13 <= n <= 19 and _luhn(digits):
         return "[card]"
     if n > 15:
@@ -112,6 +127,55 @@ def _mask_number(match: re.Match[str]) -> str:
     if n == 10 and digits.startswith("0"):  # Ukrainian national format 0XX XXX XX XX
         return f"+380***{digits[-3:]}"
     return f"+***{digits[-3:]}"
+
+
+# Keys, in structured values (JSON payloads, log records' extra fields), that say what a value is.
+_PHONE_KEY = re.compile(r"phone|msisdn|caller|callee|mobile|contact|(?:^|[._-])tel(?:$|[._-])", re.I)
+_ID_KEY = re.compile(r"(?i:(?:^|[._-])(?:id|ids|sid|uuid)$)|[a-z]Id$")
+_MEASURE_KEY = re.compile(
+    r"(?:^|[._-])(?:time|timestamp|ts|at|duration|latency|delay|ttft|ttfb|ms|s|ns|sec|seconds|tokens|count|"
+    r"size|bytes|length|offset|index|seq|rate|version)(?:$|[._-])",
+    re.I,
+)
+_PHONE_SHAPED = re.compile(r"\+?[\d\s().\-\u2010-\u2015]+")
+_STRUCTURED_MAX_DEPTH: Final = 32
+# JSON writes these control characters as \u00XX, whose digits next to a number's would read as a
+# longer number: in a structured value they are replaced
+_JSON_CONTROL = re.compile(r"[\x00-\x07\x0b\x0e-\x1f]")
+
+
+def _is_id(key: str, value: str) -> bool:
+    """An id under an id key: kept verbatim (a random id may hold a run of digits), unless it has
+    the shape of a phone number, spaces, or an e-mail address."""
+    if not _ID_KEY.search(key) or _PHONE_KEY.search(key) or len(value) > 256 or "@" in value:
+        return False
+    if any(ch.isspace() for ch in value):
+        return False
+    if not _PHONE_SHAPED.fullmatch(value):
+        return True
+    # digits only: an id (LiveKit's request ids may be long numbers), unless written like a phone
+    # number (a +, separators) or shaped like a Ukrainian one (380XXXXXXXXX, 0XXXXXXXXX)
+    return value.isdigit() and not ((value.startswith("380") and len(value) == 12)
+                                    or (value.startswith("0") and len(value) == 10))
+
+
+def _digits(value: float) -> str:
+    return "".join(ch for ch in json.dumps(value) if ch.isdigit())
+
+
+def _number_is_safe(key: str, digits: str) -> bool:
+    """A JSON number kept as it is: fewer than 9 digits, or a measurement or an id (not under a
+    phone key)."""
+    if len(digits) < 9:
+        return True
+    if _PHONE_KEY.search(key):
+        return False
+    return bool(_MEASURE_KEY.search(key) or _ID_KEY.search(key))
+
+
+def _looks_structured(text: str) -> bool:
+    t = text.strip()
+    return len(t) >= 2 and ((t[0] == "{" and t[-1] == "}") or (t[0] == "[" and t[-1] == "]"))
 
 
 _HINTS: Final = ("звати", "зовут", "ім'я", "имя", "name", "прізвище", "фамилия", "this is")
@@ -157,6 +221,13 @@ class Redactor:
     def _text(self, text: str) -> str:
         if len(text) > self.max_length * 4:  # bound the regex work on hostile input
             text = text[: self.max_length * 4]
+        if _looks_structured(text):
+            structured = self._json(text)
+            if structured is not None:
+                return self.safe(structured)
+        return self._free_text(text)
+
+    def _free_text(self, text: str) -> str:
         if "@" in text:
             text = _mask_emails(text)
         text = _NUMBER.sub(_mask_number, text)
@@ -164,6 +235,34 @@ class Redactor:
         if any(h in lowered for h in _HINTS):
             text = _NAME.sub(lambda m: m.group(0)[: m.start(1) - m.start(0)] + "[name]", text)
         return self.safe(text)
+
+    def _json(self, text: str) -> str | None:
+        """``text`` as JSON with its values masked by key, or None when it is not JSON."""
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
+            return None
+        return json.dumps(self.structured("", data), ensure_ascii=False, separators=(",", ":"))
+
+    def structured(self, key: str, value: Any, _depth: int = 0) -> Any:
+        """``value`` (JSON-like data: dicts, lists, strings, numbers) with its values masked by key,
+        keeping its shape: strings redacted as text (ids under id keys kept), numbers kept unless
+        they may be a phone number (see the module docstring); anything else as its redacted text."""
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            value = _JSON_CONTROL.sub("\ufffd", value)
+            return self.safe(value) if _is_id(key, value) else self.text(value)
+        if isinstance(value, (int, float)):
+            digits = _digits(value)
+            return value if _number_is_safe(key, digits) else _mask_number_text(digits)
+        if _depth >= _STRUCTURED_MAX_DEPTH:
+            return "[truncated]"
+        if isinstance(value, Mapping):
+            return {str(k): self.structured(str(k), v, _depth + 1) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.structured(key, v, _depth + 1) for v in value]
+        return self.text(str(value))
 
     def value(self, key: str, value: AttributeValue) -> AttributeValue | None:
         """The value to export under ``key``, or None to drop the attribute."""

@@ -287,8 +287,9 @@ async def run_call(
                          timeout_s=2.0, retries=2, backoff_s=0.02)
     caller = _Caller(audio_in, voice, options.frame_ms)
     watch = _AgentWatch(session)  # before start(): it must see the greeting's state changes
+    # the history is the one given (False: none), never one of the environment's DATABASE_URL
     instr = instrument_session(session, call_id=call_id, caller=PHONE, room=call_id, price_table=price_table,
-                               call_log=call_log)
+                               call_log=call_log if call_log is not None else False)
     if on_instrumented is not None:
         on_instrumented(instr)
     t0 = time.monotonic()

@@ -233,3 +233,27 @@ async def test_queue_full_warning_carries_no_call_id() -> None:
     finally:
         release.set()
         logging.getLogger("voxpulse.export").removeHandler(grab)
+
+
+def test_configure_masks_the_handler_it_finds_instead_of_adding_one() -> None:
+    """A LiveKit job process: LiveKit's handler (it forwards records to the worker) is on the root
+    logger; configure() masks it and adds no second, VoxPulse handler."""
+    import logging
+
+    from telemetry import logs
+
+    root = logging.getLogger()
+    saved = list(root.handlers)
+    out = io.StringIO()
+    theirs = logging.StreamHandler(out)
+    root.handlers = [theirs]
+    try:
+        telemetry.configure(exporter="none", metrics_exporter="none")
+        assert root.handlers == [theirs]
+        logging.getLogger("app").warning("room sip-_+380501234567_Xa9")
+    finally:
+        root.handlers = saved
+        theirs.removeFilter(logs._MASK_FILTER)
+        for name in logs.LIVEKIT_LOGGERS:
+            logging.getLogger(name).removeFilter(logs._MASK_FILTER)
+    assert out.getvalue().strip() == "room sip-_+380***567_Xa9"

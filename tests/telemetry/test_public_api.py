@@ -25,8 +25,8 @@ PACKAGE = ROOT / "telemetry"
 PUBLIC: dict[str, set[str]] = {
     "telemetry": {
         "Attr", "CallOutcome", "CallScope", "Stage", "Telemetry", "TelemetryConfig", "TelemetryConfigError",
-        "TelemetryError", "__version__", "call", "configure", "current_call", "inject", "metrics", "redact",
-        "setup_logging", "trace_llm", "trace_stt", "trace_tool", "trace_tts", "traced",
+        "TelemetryError", "__version__", "call", "configure", "current_call", "inject", "mask_logs", "metrics",
+        "redact", "setup_logging", "trace_llm", "trace_stt", "trace_tool", "trace_tts", "traced",
     },
     "telemetry.semconv": {
         "ATTRIBUTES", "CALL_DURATION_BUCKETS_S", "COST_BUCKETS_USD", "DURATION_BUCKETS_S", "LIVEKIT_JOB_ROOT",
@@ -45,7 +45,7 @@ PUBLIC: dict[str, set[str]] = {
     "telemetry.exceptions": {"TelemetryConfigError", "TelemetryError"},
     "telemetry.testing": {"CapturedTelemetry", "IncrementalIdGenerator", "capture_telemetry"},
     "telemetry.livekit": {"AUDIBLE_RMS", "CallLog", "MeasuredTurn", "SessionInstrumentation", "instrument_session"},
-    "telemetry.relay": {"MetricsRelay"},
+    "telemetry.relay": {"MetricsRelay", "worker_relay", "worker_relay_endpoint"},
     "telemetry.history": {
         "CallEnded", "CallLogger", "CallStarted", "LoggerStats", "Mode", "Record", "RejectedRecord", "SessionStore",
         "ToolCallRecord", "TurnRecord", "apply_migrations", "clean_text", "database_url", "ensure_partitions",

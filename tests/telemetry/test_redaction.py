@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Iterator
 
 import pytest
 
@@ -147,3 +148,159 @@ def test_text_log_format(cap: CapturedTelemetry) -> None:
         _remove_handler(out)
     line = out.getvalue().strip()
     assert line.endswith("phone +380***567 call_id=t1")
+
+
+# -- structured values: LiveKit's metrics payloads keep their numbers and ids ----------------------
+
+
+def _livekit_payloads() -> dict[str, str]:
+    from livekit.agents.metrics import LLMMetrics, STTMetrics, TTSMetrics
+    from livekit.agents.metrics.base import Metadata
+
+    now = 1765043870.123456  # time.time() as LiveKit stamps it
+    meta = Metadata(model_name="gpt-4o-mini", model_provider="openai")
+    llm = LLMMetrics(label="livekit.plugins.openai.llm.LLM", request_id="chatcmpl-CZ9x4815162342AbC",
+                     timestamp=now, duration=1.234567921, ttft=0.412345678, cancelled=False,
+                     completion_tokens=42, prompt_tokens=1234, prompt_cached_tokens=0, total_tokens=1276,
+                     tokens_per_second=34.01234567, speech_id="speech_5d3c12345678901", metadata=meta)
+    tts = TTSMetrics(label="livekit.plugins.openai.tts.TTS", request_id="123456789012", timestamp=now + 0.5,
+                     ttfb=0.287654321, duration=2.000000123, audio_duration=3.456789012, cancelled=False,
+                     characters_count=57, streamed=True, segment_id="SEG_4815162342",
+                     speech_id="speech_5d3c12345678901", metadata=meta)
+    stt = STTMetrics(label="livekit.plugins.deepgram.stt.STT", request_id="d1e2f3a4-0501-2345-6789-abcdef012345",
+                     timestamp=now, duration=0.0, audio_duration=5.120000001, streamed=True, metadata=meta)
+    events = [{"received_at": now + i * 0.1, "type": t, "transcript_length": n}
+              for i, (t, n) in enumerate((("interim_transcript", 5), ("final_transcript", 23)))]
+    return {"lk.llm_metrics": llm.model_dump_json(), "lk.tts_metrics": tts.model_dump_json(),
+            "lk.stt_metrics": stt.model_dump_json(), "lk.stt.events": json.dumps(events)}
+
+
+def test_livekit_metrics_payloads_keep_their_timestamps_durations_and_ids() -> None:
+    r = Redactor()
+    for key, payload in _livekit_payloads().items():
+        out = r.value(key, payload)
+        assert isinstance(out, str)
+        assert json.loads(out) == json.loads(payload), key
+        assert "***" not in out and "[number]" not in out and "[card]" not in out, out
+
+
+def test_livekit_metrics_payloads_survive_the_span_pipeline(cap: CapturedTelemetry) -> None:
+    payloads = _livekit_payloads()
+    with telemetry.call("lk-payloads") as call:
+        for key, payload in payloads.items():
+            call.span.set_attribute(key, payload)
+    (root,) = cap.spans_named("call")
+    for key, payload in payloads.items():
+        assert json.loads(str(root.attributes[key])) == json.loads(payload), key
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ({"text": "передзвоніть на 0501234567"}, {"text": "передзвоніть на +380***567"}),
+        ({"phone": 380501234567}, {"phone": "+380***567"}),
+        ({"caller_id": "380501234567"}, {"caller_id": "+380***567"}),
+        ({"request_id": "0501234567"}, {"request_id": "+380***567"}),  # shaped like a Ukrainian number
+        ({"request_id": "+380 50 123 45 67"}, {"request_id": "+380***567"}),  # an id shaped like a phone
+        ({"note": 380501234567, "amount": 3200.5}, {"note": "+380***567", "amount": 3200.5}),
+        ({"args": {"card": "4111 1111 1111 1111", "mail": "a.b@c.ua"}},
+         {"args": {"card": "[card]", "mail": "[email]"}}),
+        ([{"received_at": 1765043870.5}, 380501234567], [{"received_at": 1765043870.5}, "+380***567"]),
+    ],
+)
+def test_personal_data_in_json_values_is_still_masked(payload: object, expected: object) -> None:
+    out = Redactor().value("gen_ai.tool.call.result", json.dumps(payload))
+    assert json.loads(str(out)) == expected
+
+
+# -- logs: LiveKit's handlers are masked where they are ---------------------------------------------
+
+
+@pytest.fixture
+def livekit_handler() -> Iterator[io.StringIO]:
+    """LiveKit's CLI handler (its own JsonFormatter) added to the root logger AFTER telemetry.mask_logs()
+    ran, as in a worker whose agent module calls mask_logs() before cli.run_app() sets up logging."""
+    from livekit.agents.cli.log import JsonFormatter as LiveKitJson
+
+    from telemetry import logs
+
+    root = logging.getLogger()
+    saved, level = list(root.handlers), root.level
+    lk_level = logging.getLogger("livekit").level
+    out = io.StringIO()
+    try:
+        logging.getLogger("livekit").setLevel(logging.DEBUG)
+        telemetry.mask_logs()
+        handler = logging.StreamHandler(out)
+        handler.setFormatter(LiveKitJson())
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG)
+        yield out
+    finally:
+        root.handlers = saved
+        root.setLevel(level)
+        logging.getLogger("livekit").setLevel(lk_level)
+        for h in saved:
+            if logs._MASK_FILTER in h.filters:
+                h.removeFilter(logs._MASK_FILTER)
+        for name in logs.LIVEKIT_LOGGERS:
+            logging.getLogger(name).removeFilter(logs._MASK_FILTER)
+
+
+class _JobRequest:
+    def __repr__(self) -> str:
+        return "JobRequest(room=sip-_+380501234567_Xa9)"
+
+
+def test_a_livekit_log_line_with_a_phone_number_room_is_masked(livekit_handler: io.StringIO) -> None:
+    lk = logging.getLogger("livekit.agents")
+    # the worker's own line (worker.py: "received job request")
+    lk.info("received job request", extra={"job_id": "AJ_x7Yq2Lm", "room": "sip-_+380501234567_Xa9",
+                                           "room_id": "RM_ab12Cd", "dispatch_id": "AD_4815162342",
+                                           "job_request": _JobRequest(), "resuming": False})
+    # a job process's line, forwarded to the worker, which adds the job's fields and hands it to its
+    # handlers directly (livekit.agents.ipc.log_queue: callHandlers, no logger filter on the way)
+    record = logging.getLogger("livekit.agents.voice").makeRecord(
+        "livekit.agents.voice", logging.WARNING, __file__, 1, "caller %s hung up", ("0501234567",), None)
+    record.room = "sip-_+380501234567_Xa9"
+    record.job_id = "AJ_x7Yq2Lm"
+    logging.getLogger(record.name).callHandlers(record)
+    lines = [json.loads(line) for line in livekit_handler.getvalue().splitlines()]
+    assert len(lines) == 2
+    text = livekit_handler.getvalue()
+    assert "0501234567" not in text and "1234567" not in text
+    first, second = lines
+    assert first["room"] == "sip-_+380***567_Xa9" and first["job_request"] == "JobRequest(room=sip-_+380***567_Xa9)"
+    assert first["job_id"] == "AJ_x7Yq2Lm" and first["room_id"] == "RM_ab12Cd"
+    assert first["dispatch_id"] == "AD_4815162342"
+    assert first["resuming"] is False
+    assert second["message"] == "caller +380***567 hung up" and second["room"] == "sip-_+380***567_Xa9"
+
+
+def test_an_exception_in_a_livekit_line_is_masked(livekit_handler: io.StringIO) -> None:
+    try:
+        raise ValueError("no room sip-_+380501234567_Xa9")
+    except ValueError:
+        logging.getLogger("livekit.agents").exception("job failed")
+    text = livekit_handler.getvalue()
+    assert "0501234567" not in text and "+380***567" in text and "ValueError" in text
+
+
+def test_setup_logging_masks_the_handler_already_there(cap: CapturedTelemetry) -> None:
+    from telemetry import logs
+
+    root = logging.getLogger()
+    saved = list(root.handlers)
+    theirs, ours = io.StringIO(), io.StringIO()
+    their_handler = logging.StreamHandler(theirs)
+    root.addHandler(their_handler)
+    try:
+        setup_logging(level="INFO", fmt="json", stream=ours)
+        logging.getLogger("app").info("room %s", "sip-_+380501234567")
+    finally:
+        root.handlers = saved
+        their_handler.removeFilter(logs._MASK_FILTER)
+        for name in logs.LIVEKIT_LOGGERS:
+            logging.getLogger(name).removeFilter(logs._MASK_FILTER)
+    assert theirs.getvalue().strip() == "room sip-_+380***567"
+    assert json.loads(ours.getvalue())["event"] == "room sip-_+380***567"

@@ -20,20 +20,24 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExp
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from telemetry.relay import MetricsRelay
+from telemetry import _setup
+from telemetry.relay import MetricsRelay, worker_relay
 
 
 class Collector:
     """Keeps every OTLP metrics request posted to it (the collector's place)."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.requests: list[ExportMetricsServiceRequest] = []
+        self.headers: list[dict[str, str]] = []
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                sink.requests.append(ExportMetricsServiceRequest.FromString(body))
+                if self.path.endswith("/v1/metrics"):
+                    sink.requests.append(ExportMetricsServiceRequest.FromString(body))
+                    sink.headers.append(dict(self.headers))
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -41,7 +45,7 @@ class Collector:
             def log_message(self, format: str, *args: object) -> None:
                 return None
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
@@ -105,6 +109,9 @@ def test_many_processes_one_writer(relay: tuple[MetricsRelay, Collector]) -> Non
     got = collector.last()
     resources = {str(res) for res, _, _ in got.values()}
     assert len(resources) == 1, "one writer: the worker's resource"
+    resource = {kv.key: kv.value.string_value for kv in next(iter(got.values()))[0].attributes}  # type: ignore[attr-defined]
+    assert resource["service.name"] == "agent", "the job processes' resource"
+    assert resource["service.instance.id"] == r.instance_id, "with the relay's one instance id"
     _, calls_sum, kind = got["voice.calls"]
     assert kind == "sum" and calls_sum.aggregation_temporality == AggregationTemporality.CUMULATIVE.value
     (point,) = calls_sum.data_points
@@ -137,17 +144,112 @@ def test_only_changed_series_are_sent_again(relay: tuple[MetricsRelay, Collector
     provider.shutdown()
 
 
-def test_a_collector_down_keeps_the_series_for_the_next_export(relay: tuple[MetricsRelay, Collector]) -> None:
-    r, collector = relay
+def test_a_collector_down_keeps_the_series_for_the_next_export(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")  # the exporter's own deadline, as configure()'s
+    collector = Collector()
+    port = collector.server.server_address[1]
+    r = MetricsRelay(forward_to=collector.url, interval_s=3600).start()
     provider, reader = _process(r.endpoint)
     provider.get_meter("voxpulse").create_counter("c").add(3)
     reader.force_flush()
     collector.close()
     assert not r.export(timeout_s=1.0)
     assert r.failed == 1
-    again = Collector()
-    r.forward_to = again.url
-    assert r.export()
-    assert again.last()["c"][1].data_points[0].as_int == 3
-    again.close()
+    again = Collector(port)  # the collector is back, on the same address
+    try:
+        assert r.export()
+        assert again.last()["c"][1].data_points[0].as_int == 3
+    finally:
+        r.stop()
+        again.close()
+        provider.shutdown()
+
+
+# -- the relay sends like configure(): one exporter factory, one reader of the settings ----------------
+
+
+def _one_export(relay: MetricsRelay) -> None:
+    provider, reader = _process(relay.endpoint)
+    provider.get_meter("voxpulse").create_counter("voice.calls").add(1)
+    reader.force_flush()
     provider.shutdown()
+
+
+def test_the_relay_sends_with_configures_headers_and_signal_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    collector = Collector()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")  # the general one: nothing there
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", collector.url + "/v1/metrics")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-voxpulse-tenant=tyres,authorization=Bearer%20t0k")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "x-voxpulse-signal=metrics")
+    relay = MetricsRelay(interval_s=3600).start()  # settings read by configure()'s reader
+    try:
+        assert type(relay._exporter) is type(_setup.otlp_metric_exporter(_setup.resolve()))
+        _one_export(relay)
+        assert relay.export()
+    finally:
+        relay.stop()
+        collector.close()
+    (headers,) = [{k.lower(): v for k, v in h.items()} for h in collector.headers[:1]]
+    assert headers["x-voxpulse-signal"] == "metrics"  # the per-signal headers win, as in the exporter
+
+
+def test_the_relay_speaks_grpc_when_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent import futures
+
+    import grpc
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as svc
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
+
+    got: list[tuple[ExportMetricsServiceRequest, dict[str, str]]] = []
+
+    class Metrics(svc.MetricsServiceServicer):  # type: ignore[misc]
+        def Export(self, request: ExportMetricsServiceRequest, context: grpc.ServicerContext) -> object:
+            got.append((request, dict(context.invocation_metadata())))
+            return ExportMetricsServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    svc.add_MetricsServiceServicer_to_server(Metrics(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-voxpulse-tenant=tyres")
+    relay = MetricsRelay(interval_s=3600).start()
+    try:
+        _one_export(relay)
+        assert relay.export()
+    finally:
+        relay.stop()
+        server.stop(None)
+    request, metadata = got[0]
+    assert metadata["x-voxpulse-tenant"] == "tyres"
+    names = {m.name for rm in request.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    assert names == {"voice.calls"}
+
+
+@pytest.mark.parametrize(
+    ("env", "runs"),
+    [
+        ({}, True),
+        ({"OTEL_SDK_DISABLED": "1"}, False),  # the library's spellings of a flag
+        ({"VOXPULSE_EXPORTER": "none"}, False),
+        ({"VOXPULSE_METRICS_EXPORTER": "prometheus"}, False),
+        ({"VOXPULSE_METRICS_RELAY": "off"}, False),
+        ({"VOXPULSE_METRICS_RELAY": "http://127.0.0.1:9"}, False),  # a relay named already
+    ],
+)
+def test_worker_relay_reads_the_settings_like_configure(
+    env: dict[str, str], runs: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    before = os.environ.get("VOXPULSE_METRICS_RELAY")
+    with worker_relay() as relay:
+        if runs:
+            assert relay is not None and os.environ["VOXPULSE_METRICS_RELAY"] == relay.endpoint
+            assert relay.config.service_name == "voxpulse-agent"  # the library's default, not another
+        else:
+            assert relay is None and os.environ.get("VOXPULSE_METRICS_RELAY") == before
+    assert os.environ.get("VOXPULSE_METRICS_RELAY") == before
