@@ -27,7 +27,7 @@ Standard library plus httpx only (rich is used for the CLI table when it is inst
     stack.down()
 
 CLI (wired into ``voxpulse`` by :func:`register_cli`, or ``python -m voxpulse_console.stack``):
-``stack up|down|status|logs|env|build|restart``.
+``stack up|down|status|logs|env|exec|build|restart``.
 """
 
 from __future__ import annotations
@@ -1126,6 +1126,16 @@ def _cmd(args: argparse.Namespace) -> int:
                 return 1
             for key, value in env.items():
                 print(f"{key}={value}")
+        elif args.stack_cmd == "exec":
+            argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+            if not argv:
+                print("usage: voxpulse stack exec -- COMMAND [ARG...]", file=sys.stderr)
+                return 2
+            try:
+                prefix = media_namespace(state_dir).prepare(os.environ)
+            except media.MediaError as exc:
+                raise StackError(str(exc)) from exc
+            os.execvp((prefix or argv)[0], [*prefix, *argv])
         elif args.stack_cmd == "build":
             found = ensure_built(with_linter=args.with_linter, with_compose=args.with_compose)
             for tool, path in found.items():
@@ -1216,6 +1226,12 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
     sp = sub.add_parser("env", help="print the stack's env file (LiveKit URL, API key and secret)")
     common(sp, components=False)
+
+    sp = sub.add_parser(
+        "exec", help="run a command in the media namespace, next to the stack's LiveKit server (an agent of "
+        "yours); the loopback ports its environment names are reachable there")
+    common(sp, components=False)
+    sp.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
 
     sp = sub.add_parser("build", help="build or reuse the binaries (scripts/build-backends.sh)")
     common(sp, components=False)

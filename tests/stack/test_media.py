@@ -216,3 +216,25 @@ def test_stopping_the_holder_cleans_up(held: Held) -> None:
     assert not Path(f"/proc/{pid}").exists()
     assert held.ns.pid is None
     assert not any((held.ns.dir / n).exists() for n in ("ns.pid", "host.sock", "ns.sock", "control.sock"))
+
+
+def test_stack_exec_runs_a_command_inside(tmp_path: Path) -> None:
+    """`voxpulse stack exec -- CMD` (an agent of the user's, next to the stack's LiveKit server)."""
+    if media.supported():
+        unavailable("STACK", str(media.supported()))
+    state = tmp_path / "stack"
+    out_of_stack = subprocess.run([sys.executable, "-m", "voxpulse_console", "stack", "exec", "--state-dir",
+                                   str(state), "--", "true"], cwd=REPO, capture_output=True, text=True, timeout=60,
+                                  check=False)
+    assert out_of_stack.returncode == 1 and "not running" in out_of_stack.stderr, out_of_stack.stderr
+    from voxpulse_console import stack
+
+    stack.up(["media"], state_dir=state, wait_s=30)
+    try:
+        inside = subprocess.run([sys.executable, "-m", "voxpulse_console", "stack", "exec", "--state-dir",
+                                 str(state), "--", "ip", "-o", "-4", "addr"], cwd=REPO, capture_output=True,
+                                text=True, timeout=60, check=False)
+        assert inside.returncode == 0, inside.stderr
+        assert f"{media.MEDIA_ADDRESS}/32" in inside.stdout
+    finally:
+        stack.down(["media"], state_dir=state)
