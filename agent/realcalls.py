@@ -66,9 +66,11 @@ class Worker:
     """``python -m agent start`` as a child process (in its own process group)."""
 
     def __init__(self, env: Mapping[str, str], *, log_path: Path, register_timeout_s: float = 60.0,
-                 media: MediaNamespace | None = None) -> None:
+                 media: MediaNamespace | None = None, argv: list[str] | None = None) -> None:
         self.env = {**os.environ, "VOXPULSE_PROVIDERS": "local", "VOXPULSE_WORKER_PORT": "0", **env}
         self.media = media  # where it runs (the stack's media namespace), None: right here
+        # the worker's command: the example agent by default, or any LiveKit worker (a user's agent.py start)
+        self.argv = argv or [sys.executable, "-m", "agent", "start"]
         self.log_path = log_path
         self.register_timeout_s = register_timeout_s
         self.proc: subprocess.Popen[bytes] | None = None
@@ -80,7 +82,7 @@ class Worker:
         with self.log_path.open("ab") as log:
             self._log_offset = log.tell()
             self.proc = subprocess.Popen(
-                [*inside, sys.executable, "-m", "agent", "start"], cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
+                [*inside, *self.argv], cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         deadline = time.monotonic() + self.register_timeout_s

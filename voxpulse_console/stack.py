@@ -918,19 +918,32 @@ def up(
     if bound:
         env = {**(env or {}), **bound}
         merged.update(bound)
-    for name in _names(components, env, state, without_livekit=without_livekit):
-        if name == "media" and media.in_media_namespace():
-            continue  # already in a media namespace of the user's own: LiveKit runs right here
-        if _read_pid(state, name) is not None:
-            result[name] = "running"
-            continue
-        why = everything[name].unavailable(merged)
-        if why is not None:
+    names = _names(components, env, state, without_livekit=without_livekit)
+    # what cannot start here is said before anything starts
+    for name in names:
+        why = None if _read_pid(state, name) is not None else everything[name].unavailable(merged)
+        if why is not None and not (name == "media" and media.in_media_namespace()):
             raise StackError(f"{name}: {why}")
-        _spawn(everything[name], state, env)
-        started.append(name)
-        result[name] = "started"
-    _wait_ready([n for n in result], state, wait_s, bound.get("VOXPULSE_COLLECTOR_BIND"))
+    bind_host = bound.get("VOXPULSE_COLLECTOR_BIND")
+    try:
+        for name in names:
+            if name == "media" and media.in_media_namespace():
+                continue  # already in a media namespace of the user's own: LiveKit runs right here
+            if _read_pid(state, name) is not None:
+                result[name] = "running"
+                continue
+            if everything[name].in_media and "media" in started:
+                _wait_ready(["media"], state, wait_s)  # its namespace first
+            _spawn(everything[name], state, env)
+            started.append(name)
+            result[name] = "started"
+        _wait_ready([n for n in result], state, wait_s, bind_host)
+    except BaseException:
+        # nothing half-started: what this call started is stopped again (what ran before is left)
+        for name in reversed(started):
+            with contextlib.suppress(Exception):
+                stop(name, state_dir=state)
+        raise
     return result
 
 

@@ -67,8 +67,8 @@ def require_media() -> None:
 @contextmanager
 def livekit_stack(state: Path, names: list[str] | None = None, **up: Any) -> Iterator[LiveKit]:
     """The stack's ``names`` (None: all of it) with its LiveKit server, in ``state``; down afterwards."""
-    stack.up(names, state_dir=state, wait_s=90, **up)
     try:
+        stack.up(names, state_dir=state, wait_s=90, **up)
         env = stack.livekit_env(state)
         yield LiveKit(env["LIVEKIT_URL"], env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"],
                       stack.media_namespace(state))

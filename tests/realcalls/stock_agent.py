@@ -1,0 +1,49 @@
+"""LiveKit's quickstart agent with VoxPulse added as docs/your-agent.md shows, and nothing else of
+ours: no ``python -m agent``, LiveKit's own CLI and its default executor (a process per job). The
+providers are the real calls' local ones (the callers' scripted lines, a fake LLM, espeak-ng), the
+only change from the quickstart besides the agent's name (explicit dispatch) and a load that counts
+calls (what the doc says a small machine needs). Run by tests/realcalls/test_stock_agent.py as
+``python stock_agent.py start``.
+"""
+
+import os
+
+from livekit.agents import Agent, AgentServer, AgentSession, JobContext, JobProcess, cli
+from livekit.plugins import silero
+
+import telemetry  # VoxPulse
+from agent.local import EspeakTTS, ScriptedLineSTT, participant_line_source
+from agent.sim.providers import ScriptedLLM
+from telemetry.livekit import instrument_session  # VoxPulse
+
+telemetry.mask_logs()                               # VoxPulse
+
+
+class Assistant(Agent):
+    def __init__(self) -> None:
+        super().__init__(instructions="You are a helpful voice AI assistant.")
+
+
+def prewarm(proc: JobProcess) -> None:
+    telemetry.configure(service_name=os.environ["OTEL_SERVICE_NAME"])    # VoxPulse
+    proc.userdata["vad"] = silero.VAD.load()
+
+
+server = AgentServer(setup_fnc=prewarm, load_fnc=lambda srv: len(srv.active_jobs) / 10, port=0)
+
+
+@server.rtc_session(agent_name=os.environ["VOXPULSE_AGENT_NAME"])
+async def entrypoint(ctx: JobContext) -> None:
+    session = AgentSession(
+        stt=ScriptedLineSTT(participant_line_source(ctx.room)),
+        llm=ScriptedLLM(),
+        tts=EspeakTTS(),
+        vad=ctx.proc.userdata["vad"],
+    )
+    async with instrument_session(session):         # VoxPulse
+        await session.start(room=ctx.room, agent=Assistant())
+        await session.generate_reply(instructions="Greet the user and offer your assistance.")
+
+
+if __name__ == "__main__":
+    cli.run_app(server)
