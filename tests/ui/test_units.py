@@ -1,4 +1,5 @@
-"""The console's pure parts: password hashes, users, sessions and the login limiter; filter
+"""The console's pure parts: password hashes, users, sessions and the login throttle; redirect
+targets, client addresses and origins (``doors``); filter
 validation; the call view's lanes on a REAL simulated call (a LiveKit AgentSession through the
 telemetry library, captured in memory), with only history, only trace, and masking."""
 
@@ -13,7 +14,7 @@ import pytest
 
 from telemetry.semconv import Attr
 from voxpulse_console.tracestore import Span, Trace
-from voxpulse_console.ui import auth, filters
+from voxpulse_console.ui import auth, doors, filters
 from voxpulse_console.ui.callview import assign_lanes, build_call_view
 from voxpulse_console.ui.config import UiConfig, UiConfigError
 
@@ -65,15 +66,147 @@ def test_sessions_expire_and_limiter_slides(monkeypatch: pytest.MonkeyPatch) -> 
     assert store.get(s.token) is s
     now[0] += 61
     assert store.get(s.token) is None
-    lim = auth.LoginLimiter(max_failures=3, window_s=100)
-    for _ in range(3):
-        assert lim.retry_after("ip:x") == 0
-        lim.failed("ip:x")
-    assert lim.retry_after("ip:x") == pytest.approx(100)
+
+
+def test_login_throttle_backs_off_per_name_and_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: now[0])
+    t = auth.LoginThrottle(free_failures=3, delay_s=1.0, max_delay_s=8.0, address_failures=100)
+    for _ in range(3):  # free
+        assert t.retry_after("Admin", "10.0.0.1") == 0
+        t.failed("admin", "10.0.0.1")
+    waits = []
+    for _ in range(6):
+        waits.append(t.retry_after("admin", "10.0.0.1"))
+        now[0] += waits[-1]
+        assert t.retry_after("ADMIN", "10.0.0.1") == 0  # names are case-blind
+        t.failed("admin", "10.0.0.1")
+    assert waits == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]  # doubling, capped
+    assert t.retry_after("admin", "10.0.0.2") == 0  # another address: not held back
+    assert t.retry_after("bob", "10.0.0.1") == 0  # another name from the address: not either
+    t.succeeded("admin", "10.0.0.1")
+    assert t.retry_after("admin", "10.0.0.1") == 0
+    for _ in range(4):
+        t.failed("admin", "10.0.0.1")
+    now[0] += t.forget_s + 1  # an hour without failures forgets them
+    assert t.retry_after("admin", "10.0.0.1") == 0
+
+
+def test_login_throttle_per_address_and_per_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: now[0])
+    t = auth.LoginThrottle(free_failures=3, delay_s=10.0, address_failures=4, address_window_s=100,
+                           user_failures=5, user_window_s=50)
+    for name in ("a", "b", "c", "d"):  # spraying names from one address
+        assert t.retry_after(name, "10.0.0.1") == 0
+        t.failed(name, "10.0.0.1")
+    assert t.retry_after("e", "10.0.0.1") == pytest.approx(100)
     now[0] += 60
-    assert lim.retry_after("ip:x") == pytest.approx(40)
-    now[0] += 41
-    assert lim.retry_after("ip:x") == 0
+    assert t.retry_after("e", "10.0.0.1") == pytest.approx(40)
+    # IPv6: a /64 is one client
+    for i in range(4):
+        t.failed(f"n{i}", f"2001:db8:1:2::{i + 1}")
+    assert t.retry_after("x", "2001:db8:1:2:ffff::9") > 0 and t.retry_after("x", "2001:db8:1:3::1") == 0
+    # five failures for one name from five addresses: each of those addresses now waits after one
+    # failure; an address with none never does
+    for i in range(5):
+        t.failed("admin", f"192.0.2.{i}")
+    assert t.retry_after("admin", "192.0.2.0") == pytest.approx(10.0)
+    assert t.retry_after("admin", "192.0.2.99") == 0
+    now[0] += 51  # the alarm's window slid on: one failure is free again
+    assert t.retry_after("admin", "192.0.2.0") == 0
+
+
+def test_login_throttle_memory_is_bounded() -> None:
+    t = auth.LoginThrottle(max_entries=100)
+    for i in range(1000):
+        t.failed(f"user{i}", f"10.0.{i // 256}.{i % 256}")
+    assert len(t._pairs) <= 100 and len(t._addresses) <= 100 and len(t._users) <= 100
+
+
+# ------------------------------------------------------------------------------------------ doors
+OWN = ("http://127.0.0.1:8090", "http://localhost:8090")
+
+
+@pytest.mark.parametrize("target", [
+    "/\\evil.example/x", "/\\evil", "\\\\evil.example", "\\/evil.example", "/\t/evil.example",
+    "/\n/evil.example", "/\r/evil.example", "/\t\\evil.example", "\t//evil.example", " //evil.example",
+    "\x00//evil.example", "\x0b//evil.example", "//evil.example", "///evil.example", "////evil.example",
+    "https://evil.example", "HtTpS://evil.example/", "http://evil.example", "HTTP:\\\\evil.example",
+    "http:/\\evil.example", "http:////evil.example", "https:evil.example", "http:evil.example",
+    "javascript:alert(1)", "JavaScript:alert(1)", "data:text/html,x", "vbscript:x", "calls", "?next=/x",
+    "http://127.0.0.1:8090@evil.example/", "http://user@127.0.0.1:8090/", "http://evil.example\\@127.0.0.1:8090/",
+    "http://127.0.0.1:8091/", "https://127.0.0.1:8090/", "http://127.0.0.1:80x/", "http://[::1:8090/",
+    "/login", "/login?next=/calls", "/x" * 2000, "", None,
+])
+def test_safe_next_refuses_everything_but_the_console(target: str | None) -> None:
+    assert doors.safe_next(target, OWN) == "/"
+
+
+@pytest.mark.parametrize(("target", "path"), [
+    ("/", "/"), ("/calls", "/calls"),
+    ("/calls?outcome=transferred&q=a\\b#top", "/calls?outcome=transferred&q=a\\b#top"),
+    ("/calls/abc-1", "/calls/abc-1"), ("http://127.0.0.1:8090/alerts", "/alerts"),
+    ("HTTP://LocalHost:8090/latency?window=1h", "/latency?window=1h"), ("/%5Cevil.example", "/%5Cevil.example"),
+    ("/%2F%2Fevil.example", "/%2F%2Fevil.example"), ("/.//evil.example", "/evil.example"),
+    ("http://127.0.0.1:8090//evil.example", "/evil.example"), ("/ca\tlls", "/calls"), ("  /calls ", "/calls"),
+])
+def test_safe_next_keeps_paths_on_the_console(target: str, path: str) -> None:
+    assert doors.safe_next(target, OWN) == path
+    assert doors.safe_next(path, OWN) == path  # what it answers passes again unchanged
+
+
+def test_client_address_reads_forwarded_for_only_from_trusted_proxies() -> None:
+    proxies = doors.parse_networks("10.0.0.0/8, 127.0.0.1 ::1")
+    assert doors.client_address("192.0.2.1", ["198.51.100.1"], proxies) == "192.0.2.1"  # not a proxy
+    assert doors.client_address("10.0.0.2", ["198.51.100.1"], ()) == "10.0.0.2"  # no proxies configured
+    assert doors.client_address("10.0.0.2", [], proxies) == "10.0.0.2"
+    assert doors.client_address("10.0.0.2", ["198.51.100.1"], proxies) == "198.51.100.1"
+    assert doors.client_address("10.0.0.2", ["203.0.113.9, 198.51.100.1"], proxies) == "198.51.100.1"
+    assert doors.client_address("10.0.0.2", ["203.0.113.9", "198.51.100.1, 10.9.9.9"], proxies) == "198.51.100.1"
+    assert doors.client_address("::ffff:127.0.0.1", ["10.1.1.1, 10.2.2.2"], proxies) == "10.1.1.1"  # all proxies
+    assert doors.client_address("::1", ["[2001:db8::7]:4431"], proxies) == "2001:db8::7"
+    assert doors.client_address("::1", ["198.51.100.1:5678"], proxies) == "198.51.100.1"
+    assert doors.client_address("10.0.0.2", ["198.51.100.1, unknown"], proxies) == "10.0.0.2"  # stops there
+    assert doors.client_address(None, ["198.51.100.1"], proxies) == "unknown"
+    with pytest.raises(ValueError, match="CIDR"):
+        doors.parse_networks("10.0.0.0/33")
+
+
+def test_origins_are_parsed_and_derived() -> None:
+    assert doors.parse_origins("HTTPS://Console.Example.com:443/, http://[::1]:8090 http://a:80") == (
+        "https://console.example.com", "http://[::1]:8090", "http://a")
+    for bad in ("console.example.com", "ftp://x", "https://x/path", "https://u@x", "null", "https://x?q", ""):
+        with pytest.raises(ValueError, match="origin"):
+            doors.parse_origins(bad)
+    assert doors.default_origins("127.0.0.1", 8090) == OWN
+    assert doors.default_origins("0.0.0.0", 8090) == OWN
+    assert doors.default_origins("::", 9000)[-1] == "http://[::1]:9000"
+    assert doors.default_origins("10.1.2.3", 8090) == ("http://10.1.2.3:8090",)
+    assert doors.origin_of("https://x.example:443/a?b") == "https://x.example"
+    assert doors.origin_of("javascript:alert(1)") is None
+
+
+def test_config_reads_the_doors_settings() -> None:
+    users = f"a:{auth.hash_password('a-long-password')}"
+    cfg = UiConfig.from_env({"VOXPULSE_UI_USERS": users})
+    assert cfg.allowed_origins == OWN and cfg.trusted_proxies == () and cfg.login_free_failures == 3
+    cfg = UiConfig.from_env({"VOXPULSE_UI_USERS": users, "VOXPULSE_UI_LISTEN": "0.0.0.0:9000",
+                             "VOXPULSE_UI_PUBLIC_URL": "https://c.example/"})
+    assert cfg.allowed_origins == ("http://127.0.0.1:9000", "http://localhost:9000", "https://c.example")
+    cfg = UiConfig.from_env({"VOXPULSE_UI_USERS": users, "VOXPULSE_UI_ORIGIN": "https://c.example, http://h:1",
+                             "VOXPULSE_UI_TRUSTED_PROXIES": "10.0.0.0/8", "VOXPULSE_UI_LOGIN_DELAY_S": "2.5",
+                             "VOXPULSE_UI_LOGIN_FREE_FAILURES": "5", "VOXPULSE_UI_LOGIN_ADDRESS_FAILURES": "50",
+                             "VOXPULSE_UI_LOGIN_USER_FAILURES": "500"})
+    assert cfg.allowed_origins == ("https://c.example", "http://h:1")
+    assert [str(n) for n in cfg.trusted_proxies] == ["10.0.0.0/8"]
+    assert (cfg.login_delay_s, cfg.login_free_failures, cfg.login_address_failures, cfg.login_user_failures) == (
+        2.5, 5, 50, 500)
+    for name, bad in (("VOXPULSE_UI_ORIGIN", "c.example"), ("VOXPULSE_UI_TRUSTED_PROXIES", "proxy.local"),
+                      ("VOXPULSE_UI_LOGIN_DELAY_S", "0"), ("VOXPULSE_UI_LOGIN_DELAY_S", "soon"),
+                      ("VOXPULSE_UI_LOGIN_FREE_FAILURES", "0"), ("VOXPULSE_UI_LOGIN_USER_FAILURES", "-1")):
+        with pytest.raises(UiConfigError, match=name):
+            UiConfig.from_env({"VOXPULSE_UI_USERS": users, name: bad})
 
 
 # --------------------------------------------------------------------------------------- filters

@@ -34,9 +34,10 @@ from aiohttp import web
 from telemetry.semconv import SpanName
 from voxpulse_console import tracestore
 from voxpulse_console.ui import filters
-from voxpulse_console.ui.auth import LoginLimiter, Session, SessionStore, hash_password, verify_password
+from voxpulse_console.ui.auth import LoginThrottle, Session, SessionStore, hash_password, verify_password
 from voxpulse_console.ui.callview import build_call_view, mask_text, span_attributes
 from voxpulse_console.ui.config import UiConfig
+from voxpulse_console.ui.doors import client_address, origin_of, safe_next
 from voxpulse_console.ui.filters import BadRequest
 from voxpulse_console.ui.history import OVERVIEW_SQL, History
 from voxpulse_console.ui.live import LiveHub
@@ -80,7 +81,11 @@ class Console:
     def __init__(self, config: UiConfig) -> None:
         self.config = config
         self.sessions = SessionStore(idle_s=config.session_idle_s)
-        self.limiter = LoginLimiter(max_failures=config.login_max_failures, window_s=config.login_window_s)
+        self.limiter = LoginThrottle(
+            free_failures=config.login_free_failures, delay_s=config.login_delay_s,
+            max_delay_s=config.login_max_delay_s, address_failures=config.login_address_failures,
+            user_failures=config.login_user_failures)
+        self.origins = config.allowed_origins
         self.pool: asyncpg.Pool | None = None
         self.history: History | None = None
         self.http: aiohttp.ClientSession | None = None
@@ -293,16 +298,25 @@ def _error(status: int, message: str, **extra: Any) -> web.Response:
     return _json({"error": message, **extra}, status=status)
 
 
-def _same_origin(request: web.Request, cfg: UiConfig) -> bool:
-    """False for a browser request sent from another site (Origin / Sec-Fetch-Site)."""
+def _same_origin(request: web.Request, origins: tuple[str, ...]) -> bool:
+    """False for a browser request sent from another site: its ``Origin`` (else its ``Referer``'s
+    origin) must be one of the console's configured ``origins`` -- never compared with the request's
+    own ``Host``, which whoever sends the request (or a DNS-rebound name) chooses. Without either,
+    ``Sec-Fetch-Site`` must say same-origin (a client that is no browser sends none of them and still
+    needs the CSRF token)."""
     origin = request.headers.get("Origin")
+    if origin is None and request.headers.get("Referer"):
+        origin = origin_of(request.headers["Referer"]) or "null"
     if origin is not None:
-        allowed = {f"{request.scheme}://{request.host}"}
-        if cfg.public_url:
-            allowed.add(cfg.public_url)
-        return origin in allowed
+        return (origin_of(origin) if origin != "null" else None) in origins
     site = request.headers.get("Sec-Fetch-Site")
     return site is None or site in ("same-origin", "none")
+
+
+def _client(request: web.Request) -> str:
+    """The client's address: the peer's, or behind a trusted proxy the one it forwarded."""
+    cfg = _console(request).config
+    return client_address(request.remote, request.headers.getall("X-Forwarded-For", ()), cfg.trusted_proxies)
 
 
 def _cookie_kwargs(request: web.Request, cfg: UiConfig) -> dict[str, Any]:
@@ -345,8 +359,9 @@ async def auth_middleware(request: web.Request, handler: Callable[[web.Request],
             return _error(401, "login required")
         return web.HTTPFound(f"/login?next={quote(request.path_qs, safe='/')}")
     if request.method not in _SAFE_METHODS:
-        if not _same_origin(request, c.config):
-            return _error(403, "cross-site request refused")
+        if not _same_origin(request, c.origins):
+            return _error(403, "cross-site request refused: not from one of the console's origins "
+                               "(VOXPULSE_UI_ORIGIN)")
         expected = session.csrf if session is not None else request.cookies.get(PRE_CSRF_COOKIE)
         got = request.headers.get("X-CSRF-Token", "")
         if not expected or not secrets.compare_digest(got, expected):
@@ -378,7 +393,8 @@ async def api_session(request: web.Request) -> web.Response:
     c = _console(request)
     s = _session(request)
     if s is not None:
-        return _json({"authenticated": True, "user": s.user, "can_view_pii": s.can_view_pii, "csrf": s.csrf})
+        return _json({"authenticated": True, "user": s.user, "can_view_pii": s.can_view_pii, "csrf": s.csrf,
+                      "next": safe_next(request.query.get("next"), c.origins)})
     token = request.cookies.get(PRE_CSRF_COOKIE)
     if not token or len(token) > 64:
         token = secrets.token_urlsafe(24)
@@ -403,8 +419,9 @@ async def api_login(request: web.Request) -> web.Response:
     if not isinstance(user, str) or not isinstance(password, str) or not user or not password \
             or len(user) > 64 or len(password) > 1024:
         return _error(400, "user and password are required")
-    keys = (f"ip:{request.remote}", f"user:{user.lower()}")
-    wait = c.limiter.retry_after(*keys)
+    target = body.get("next")
+    client = _client(request)
+    wait = c.limiter.retry_after(user, client)
     if wait > 0:
         return web.json_response({"error": "too many failed logins; try again later",
                                   "retry_after_s": math.ceil(wait)}, status=429,
@@ -414,15 +431,16 @@ async def api_login(request: web.Request) -> web.Response:
     ok = await loop.run_in_executor(None, verify_password, password,
                                     account.password_hash if account else c._dummy_hash)
     if not ok or account is None:
-        c.limiter.failed(*keys)
-        log.warning("failed console login for %r from %s", user[:64], request.remote)
+        c.limiter.failed(user, client)
+        log.warning("failed console login for %r from %s", user[:64], client)
         return _error(401, "wrong user name or password")
-    c.limiter.succeeded(keys[1])
+    c.limiter.succeeded(user, client)
     old = request.cookies.get(SESSION_COOKIE)
     c.sessions.drop(old)
     s = c.sessions.create(account)
-    log.info("console login: %s from %s", account.name, request.remote)
-    resp = _json({"authenticated": True, "user": s.user, "can_view_pii": s.can_view_pii, "csrf": s.csrf})
+    log.info("console login: %s from %s", account.name, client)
+    resp = _json({"authenticated": True, "user": s.user, "can_view_pii": s.can_view_pii, "csrf": s.csrf,
+                  "next": safe_next(target if isinstance(target, str) else None, c.origins)})
     resp.set_cookie(SESSION_COOKIE, s.token, **_cookie_kwargs(request, c.config))
     resp.del_cookie(PRE_CSRF_COOKIE, path="/")
     return resp
@@ -455,6 +473,13 @@ def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
                 "(npm ci && npm run build in web/). The JSON API under /api/ works without it."))
         return web.FileResponse(f, headers={"Content-Type": "text/html; charset=utf-8"})
     return handler
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    """The login form; with a session already, straight on to ``next`` (on this console only)."""
+    if _session(request) is not None:
+        raise web.HTTPFound(safe_next(request.query.get("next"), _console(request).origins))
+    return await _page("login.html")(request)
 
 
 async def call_page(request: web.Request) -> web.StreamResponse:
@@ -865,7 +890,7 @@ def make_app(config: UiConfig) -> web.Application:
     r.add_get("/api/alerts", api_alerts)
     r.add_get("/api/events", api_events)
     r.add_route("*", "/api/{tail:.*}", api_not_found)
-    r.add_get("/login", _page("login.html"))
+    r.add_get("/login", login_page)
     for p in PAGES:
         r.add_get(p, _page("index.html"))
     r.add_get("/calls/{call_id}", call_page)

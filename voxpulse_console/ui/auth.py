@@ -1,4 +1,4 @@
-"""Who may use the console: password hashes from the environment, sessions, CSRF, login rate limit.
+"""Who may use the console: password hashes from the environment, sessions, CSRF, login throttle.
 
 Users come from ``VOXPULSE_UI_USERS`` only: entries separated by spaces, commas or newlines, each
 ``NAME:HASH`` or ``NAME:HASH:pii`` (``pii``: may see raw phone numbers and unredacted transcripts).
@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 import time
@@ -24,7 +25,7 @@ from typing import Final
 
 __all__ = [
     "AuthConfigError",
-    "LoginLimiter",
+    "LoginThrottle",
     "Session",
     "SessionStore",
     "User",
@@ -186,44 +187,109 @@ class SessionStore:
 
 
 # ------------------------------------------------------------------------------------ rate limit
+def _address_key(address: str) -> str:
+    """IPv6 clients by their /64 (one host holds a whole /64), everything else as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 @dataclass(slots=True)
-class LoginLimiter:
-    """At most ``max_failures`` failed logins per client address and per user name in ``window_s``;
-    beyond that every attempt (even a right password) is refused until the window slides on."""
+class _Backoff:
+    failures: int
+    last: float
 
-    max_failures: int = 5
-    window_s: float = 300.0
-    _fails: dict[str, deque[float]] = field(default_factory=dict)
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._fails.get(key)
+@dataclass(slots=True)
+class LoginThrottle:
+    """Slows password guessing without locking the owner out.
+
+    - **Per user name and client address**: the first ``free_failures`` wrong passwords cost
+      nothing; after that each attempt from that address for that name waits ``delay_s``, doubling
+      with each further failure up to ``max_delay_s``. A right password clears it; an hour without
+      failures forgets it.
+    - **Per client address** (IPv6: per /64): ``address_failures`` wrong passwords for any names in
+      ``address_window_s``, then the address waits until the window slides on (password spraying).
+    - **Per user name, from everywhere**: past ``user_failures`` wrong passwords in
+      ``user_window_s`` (a guessing botnet), an address that has already failed for the name waits
+      from its first failure on. An address with no failures is never held back by another
+      address's failures: the owner logs in from their own address while a guesser elsewhere waits.
+
+    A waiting attempt is refused before the password is checked, so it tells the guesser nothing.
+    """
+
+    free_failures: int = 3
+    delay_s: float = 1.0
+    max_delay_s: float = 900.0
+    address_failures: int = 30
+    address_window_s: float = 600.0
+    user_failures: int = 100
+    user_window_s: float = 900.0
+    forget_s: float = 3600.0
+    max_entries: int = 100_000
+    _pairs: dict[tuple[str, str], _Backoff] = field(default_factory=dict)
+    _addresses: dict[str, deque[float]] = field(default_factory=dict)
+    _users: dict[str, deque[float]] = field(default_factory=dict)
+
+    @staticmethod
+    def _recent(q: deque[float] | None, now: float, window: float) -> int:
         if q is None:
-            return deque()
-        while q and now - q[0] > self.window_s:
+            return 0
+        while q and now - q[0] > window:
             q.popleft()
-        if not q:
-            self._fails.pop(key, None)
-        return q
+        return len(q)
 
-    def retry_after(self, *keys: str) -> float:
-        """Seconds until an attempt for these keys is allowed again (0: allowed now)."""
+    def retry_after(self, user: str, address: str) -> float:
+        """Seconds until ``user`` may try a password from ``address`` (0: now)."""
         now = time.monotonic()
+        name, addr = user.lower(), _address_key(address)
         wait = 0.0
-        for k in keys:
-            q = self._recent(k, now)
-            if len(q) >= self.max_failures:
-                wait = max(wait, self.window_s - (now - q[-self.max_failures]))
+        b = self._pairs.get((name, addr))
+        if b is not None and now - b.last > self.forget_s:
+            self._pairs.pop((name, addr), None)
+            b = None
+        if b is not None and b.failures > 0:
+            free = self.free_failures
+            if self._recent(self._users.get(name), now, self.user_window_s) >= self.user_failures:
+                free = 1
+            if b.failures >= free:
+                delay = min(self.max_delay_s, self.delay_s * 2.0 ** min(b.failures - free, 64))
+                wait = max(wait, b.last + delay - now)
+        q = self._addresses.get(addr)
+        if self._recent(q, now, self.address_window_s) >= self.address_failures:
+            assert q is not None
+            wait = max(wait, self.address_window_s - (now - q[-self.address_failures]))
         return max(0.0, wait)
 
-    def failed(self, *keys: str) -> None:
+    def failed(self, user: str, address: str) -> None:
         now = time.monotonic()
-        if len(self._fails) > 100_000:  # bounded memory under a spray of addresses / names
-            for k in list(self._fails)[:50_000]:
-                self._fails.pop(k, None)
-        for k in keys:
-            q = self._fails.setdefault(k, deque(maxlen=self.max_failures * 4))
-            q.append(now)
+        name, addr = user.lower(), _address_key(address)
+        self._bound(now)
+        b = self._pairs.setdefault((name, addr), _Backoff(0, now))
+        b.failures += 1
+        b.last = now
+        self._addresses.setdefault(addr, deque(maxlen=self.address_failures)).append(now)
+        self._users.setdefault(name, deque(maxlen=self.user_failures)).append(now)
 
-    def succeeded(self, *keys: str) -> None:
-        for k in keys:
-            self._fails.pop(k, None)
+    def succeeded(self, user: str, address: str) -> None:
+        self._pairs.pop((user.lower(), _address_key(address)), None)
+
+    def _bound(self, now: float) -> None:
+        """Bounded memory under a spray of addresses and names: expired entries go first, then the
+        oldest."""
+        for table, window in ((self._addresses, self.address_window_s), (self._users, self.user_window_s)):
+            if len(table) >= self.max_entries:
+                for k in [k for k, q in table.items() if not q or now - q[-1] > window]:
+                    table.pop(k, None)
+                for k in list(table)[: max(0, len(table) - self.max_entries // 2)]:
+                    table.pop(k, None)
+        if len(self._pairs) >= self.max_entries:
+            for pair in [p for p, b in self._pairs.items() if now - b.last > self.forget_s]:
+                self._pairs.pop(pair, None)
+            oldest = sorted(self._pairs, key=lambda p: self._pairs[p].last)
+            for pair in oldest[: max(0, len(self._pairs) - self.max_entries // 2)]:
+                self._pairs.pop(pair, None)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from voxpulse_console.ui.auth import User, parse_users
+from voxpulse_console.ui.doors import Network, default_origins, origin_of, parse_networks, parse_origins
 
 __all__ = ["DEFAULT_LISTEN", "TTFW_OBJECTIVE_MS", "UiConfig", "UiConfigError"]
 
@@ -37,8 +38,13 @@ class UiConfig:
     listen: str = DEFAULT_LISTEN
     database_url: str | None = None
     prometheus_url: str = "http://127.0.0.1:9090"
-    #: public origin behind a proxy (https://console.example.com): Secure cookies, Origin checks
+    #: public origin behind a proxy (https://console.example.com): Secure cookies, one of ``origins``
     public_url: str | None = None
+    #: the console's own origins: a state change must come from one (``Origin`` / ``Referer``), and
+    #: a login redirects only to them; empty: derived from ``listen`` (see :meth:`allowed_origins`)
+    origins: tuple[str, ...] = ()
+    #: reverse proxies whose ``X-Forwarded-For`` names the client (empty: the header is ignored)
+    trusted_proxies: tuple[Network, ...] = ()
     #: days of "today" and the overview's daily numbers
     timezone: str = "UTC"
     #: a URL template for a call's logs, ``{call_id}`` and ``{trace_id}`` filled in (empty: no link)
@@ -46,8 +52,15 @@ class UiConfig:
     #: a URL template for a trace, ``{trace_id}`` filled in (empty: the console's own /api/traces/<id>)
     trace_url: str | None = None
     session_idle_s: float = 8 * 3600
-    login_max_failures: int = 5
-    login_window_s: float = 300.0
+    #: wrong passwords per user name and client address before each attempt waits (1 s, doubling)
+    login_free_failures: int = 3
+    login_delay_s: float = 1.0
+    login_max_delay_s: float = 900.0
+    #: wrong passwords per client address (any user name) in 10 minutes before it waits
+    login_address_failures: int = 30
+    #: wrong passwords per user name from all addresses in 15 minutes before every address that
+    #: has failed for it waits from its first failure on (an address without failures never does)
+    login_user_failures: int = 100
     ttfw_objective_ms: float = TTFW_OBJECTIVE_MS
     #: complete traces of finished calls kept in memory (0: fetch every time)
     trace_cache: int = 32
@@ -60,6 +73,16 @@ class UiConfig:
     @property
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        """``origins`` (else the listen address's, :func:`~voxpulse_console.ui.doors.default_origins`)
+        and the public URL's origin; the first is the one a redirect target is resolved against."""
+        found = list(self.origins or default_origins(self.host, self.port))
+        public = origin_of(self.public_url) if self.public_url else None
+        if public and public not in found:
+            found.append(public)
+        return tuple(found)
 
     @property
     def secure_cookies(self) -> bool:
@@ -87,6 +110,20 @@ class UiConfig:
             idle_h = float(e.get("VOXPULSE_UI_SESSION_HOURS") or 8)
         except ValueError as exc:
             raise UiConfigError("VOXPULSE_UI_SESSION_HOURS must be a number") from exc
+        origins: tuple[str, ...] = ()
+        if (e.get("VOXPULSE_UI_ORIGIN") or "").strip():
+            try:
+                origins = parse_origins(e["VOXPULSE_UI_ORIGIN"])
+            except ValueError as exc:
+                raise UiConfigError(f"VOXPULSE_UI_ORIGIN: {exc}") from exc
+        try:
+            proxies = parse_networks(e.get("VOXPULSE_UI_TRUSTED_PROXIES") or "")
+        except ValueError as exc:
+            raise UiConfigError(f"VOXPULSE_UI_TRUSTED_PROXIES: {exc}") from exc
+        free = _count(e, "VOXPULSE_UI_LOGIN_FREE_FAILURES", 3, 1, 1000)
+        delay = _seconds(e, "VOXPULSE_UI_LOGIN_DELAY_S", 1.0)
+        per_address = _count(e, "VOXPULSE_UI_LOGIN_ADDRESS_FAILURES", 30, 1, 100_000)
+        per_user = _count(e, "VOXPULSE_UI_LOGIN_USER_FAILURES", 100, 1, 1_000_000)
         cache = e.get("VOXPULSE_UI_TRACE_CACHE") or "32"
         if not cache.isdigit() or int(cache) > 10_000:
             raise UiConfigError("VOXPULSE_UI_TRACE_CACHE: a number of traces, 0 to 10000")
@@ -101,4 +138,33 @@ class UiConfig:
             logs_url=e.get("VOXPULSE_UI_LOGS_URL") or None,
             trace_url=e.get("VOXPULSE_UI_TRACE_URL") or None,
             session_idle_s=idle_h * 3600,
+            origins=origins,
+            trusted_proxies=proxies,
+            login_free_failures=free,
+            login_delay_s=delay,
+            login_max_delay_s=max(900.0, delay),
+            login_address_failures=per_address,
+            login_user_failures=per_user,
         )
+
+
+def _count(e: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = (e.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise UiConfigError(f"{name}={raw!r}: a whole number, {low} to {high}")
+    return int(raw)
+
+
+def _seconds(e: Mapping[str, str], name: str, default: float) -> float:
+    raw = (e.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.01 <= value <= 86_400:
+        raise UiConfigError(f"{name}={raw!r}: seconds, 0.01 to 86400")
+    return value

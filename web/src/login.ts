@@ -13,15 +13,19 @@ const form = document.getElementById("login-form") as HTMLFormElement;
 const errorBox = document.getElementById("login-error") as HTMLParagraphElement;
 let csrf = "";
 
-function safeNext(): string {
-  const n = new URLSearchParams(location.search).get("next") || "/";
-  return n.startsWith("/") && !n.startsWith("//") && !n.startsWith("/login") ? n : "/";
+const requested = new URLSearchParams(location.search).get("next") || "/";
+
+/** Where to go after the login: the console's answer (it resolves `next` as a browser does and
+ * keeps only its own origin), checked once more with this browser's own URL parser. */
+function go(next: unknown): void {
+  const u = new URL(typeof next === "string" ? next : "/", location.href);
+  location.replace(u.origin === location.origin && !u.pathname.startsWith("/login") ? u.href : "/");
 }
 
 async function session(): Promise<void> {
-  const r = await fetch("/api/session", { credentials: "same-origin" });
+  const r = await fetch(`/api/session?next=${encodeURIComponent(requested)}`, { credentials: "same-origin" });
   const s = await r.json();
-  if (s.authenticated) location.replace(safeNext());
+  if (s.authenticated) go(s.next);
   csrf = s.csrf;
 }
 
@@ -41,11 +45,11 @@ form.addEventListener("submit", async (e) => {
       method: "POST",
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-      body: JSON.stringify({ user: data.get("user"), password: data.get("password") }),
+      body: JSON.stringify({ user: data.get("user"), password: data.get("password"), next: requested }),
     });
     const body = await r.json().catch(() => ({}));
     if (r.ok) {
-      location.replace(safeNext());
+      go(body.next);
       return;
     }
     if (r.status === 429) showError(t("login.limited", { s: body.retry_after_s ?? "?" }));
