@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import dataclasses
 import importlib
 import logging
 import multiprocessing.util
+import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -106,6 +109,47 @@ def _run_bounded(fn: Callable[[], object], timeout: float) -> bool:
     return done.wait(timeout)
 
 
+class _OffLoop:
+    """One long-lived thread that runs flushes and shutdowns for event loops. Starting a thread
+    blocks its starter until the thread runs (``Thread.start`` waits on an event): on a loaded
+    machine that is tens of milliseconds, so a flush must not start one on a call's loop. This
+    thread is started by :func:`configure` (a worker's set-up function, before any call) and takes
+    work through a queue whose ``put`` never blocks."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:  # a forked child has the queue but not the thread
+        self._queue = queue.SimpleQueue()
+        self._thread = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="voxpulse-offloop", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            try:
+                job()
+            except Exception:  # pragma: no cover - jobs catch their own errors
+                _logger.debug("off-loop job failed", exc_info=True)
+
+    def submit(self, job: Callable[[], None]) -> None:
+        if self._thread is None:
+            self.start()  # only when configure() never ran here: once, and then never again
+        self._queue.put(job)
+
+
+_OFF_LOOP = _OffLoop()
+
+
 class Telemetry:
     """Handle returned by :func:`configure`."""
 
@@ -122,6 +166,7 @@ class Telemetry:
         self._closed = False
         self._abandoned = 0
         self._metric_exporter = metric_exporter
+        _OFF_LOOP.start()  # here, in the set-up, so that flush() and shutdown() never start a thread
 
     @property
     def dropped_spans(self) -> int:
@@ -200,13 +245,15 @@ class Telemetry:
 
         def target() -> None:
             ok = _run_bounded(fn, timeout)
+
             def resolve() -> None:
                 if not fut.done():
                     fut.set_result(ok)
 
-            loop.call_soon_threadsafe(resolve)
+            with contextlib.suppress(RuntimeError):  # the loop closed in the meantime
+                loop.call_soon_threadsafe(resolve)
 
-        threading.Thread(target=target, name="voxpulse-shutdown", daemon=True).start()
+        _OFF_LOOP.submit(target)  # never starts a thread on the caller's loop
         return await fut
 
 

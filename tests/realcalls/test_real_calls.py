@@ -269,8 +269,11 @@ def test_dashboards_livekit_queries_and_the_loss_alert_return_data(first_calls: 
 
 
 # --- cardinality -----------------------------------------------------------------------------------
-# Series that appear with machine load, not with calls (a bounded set of values each).
-LOAD_DRIVEN = {"lk.agents.event_loop.blocked_duration", "voxpulse.export.dropped"}
+# Series that appear with machine load, not with calls (a bounded set of values each): the call
+# history's records by (result, buffer) gain "buffered"/"flushed" via Redis when a PostgreSQL write
+# is slow on a loaded machine -- at most 5 results x 3 buffers.
+LOAD_DRIVEN = {"lk.agents.event_loop.blocked_duration": 4, "voxpulse.export.dropped": 4,
+               "voxpulse.calllog.records": 15}
 
 
 def test_series_count_is_the_same_after_20_calls_as_after_2(
@@ -312,8 +315,8 @@ def test_series_count_is_the_same_after_20_calls_as_after_2(
     grown = {name: (len(agent_2.get(name, ())), len(sets)) for name, sets in agent_20.items()
              if name not in LOAD_DRIVEN and sets != agent_2.get(name)}
     assert not grown, grown
-    for name in LOAD_DRIVEN & set(agent_20):
-        assert len(agent_20[name]) <= 4, (name, agent_20[name])
+    for name in LOAD_DRIVEN.keys() & set(agent_20):
+        assert len(agent_20[name]) <= LOAD_DRIVEN[name], (name, agent_20[name])
     prom_grown = {n: (prom_2.get(n), c) for n, c in prom_20.items()
                   if c != prom_2.get(n) and not _load_driven_prometheus(n)}
     assert not prom_grown, prom_grown
@@ -329,5 +332,5 @@ LOAD_SPANS = "event_loop_blocked"
 
 
 def _load_driven_prometheus(name: str) -> bool:
-    return name.startswith(("lk_agents_event_loop_blocked", "voxpulse_export_dropped"))
+    return name.startswith(("lk_agents_event_loop_blocked", "voxpulse_export_dropped", "voxpulse_calllog_records"))
 

@@ -81,9 +81,10 @@ def real_console(history_dsn: str | None, first_calls: Calls, tmp_path_factory: 
 
 
 def test_the_console_shows_every_span_of_a_real_call(
-    first_calls: Calls, recorder: OtlpRecorder, real_console: Console,
+    first_calls: Calls, recorder: OtlpRecorder, real_console: Console, request: pytest.FixtureRequest,
 ) -> None:
     client = real_console.client(ADMIN)
+    request.addfinalizer(client.close)
     for call_id, (trace_id, exported) in _call_ids(first_calls, recorder).items():
         wait_for(lambda t=trace_id, e=exported: _jaeger_span_ids(t) >= e, f"Jaeger to hold call {call_id}", 60)  # type: ignore[misc]
         r = client.get(f"/api/calls/{call_id}")
@@ -100,10 +101,12 @@ def test_the_console_shows_every_span_of_a_real_call(
 
 def test_an_exemplar_of_a_real_call_opens_that_call(
     first_calls: Calls, recorder: OtlpRecorder, worker: RunningWorker, real_console: Console,
+    request: pytest.FixtureRequest,
 ) -> None:
     """The latency page's exemplars (Prometheus, from the collector's span metrics) each open the
     call they came from, or say plainly that they are background work."""
     client = real_console.client(ADMIN)
+    request.addfinalizer(client.close)
     ours = _call_ids(first_calls, recorder)
     by_trace = {trace_id: call_id for call_id, (trace_id, _) in ours.items()}
 
