@@ -715,7 +715,8 @@ def _port_busy(port: int) -> bool:
 
 def _ready(url: str, timeout: float = 1.0) -> bool:
     try:
-        return httpx.get(url, timeout=timeout).status_code == 200
+        # a readiness probe of our own process (the console's TLS may be self-signed): no verification
+        return httpx.get(url, timeout=timeout, verify=not url.startswith("https://")).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -786,7 +787,8 @@ def _spawn(comp: Component, state: Path, env: Mapping[str, str] | None) -> int:
 _BOUND = ("otelcol", "ui")
 
 
-def _wait_ready(names: Sequence[str], state: Path, wait_s: float, bind: str | None = None) -> None:
+def _wait_ready(names: Sequence[str], state: Path, wait_s: float, bind: str | None = None,
+                ui_tls: bool = False) -> None:
     deadline = time.monotonic() + wait_s
     pending = list(names)
     comps = _all(state)
@@ -801,6 +803,8 @@ def _wait_ready(names: Sequence[str], state: Path, wait_s: float, bind: str | No
             url = comp.ready_url
             if bind and name in _BOUND and bind not in ("0.0.0.0", "::"):
                 url = url.replace(LOOPBACK, f"[{bind}]" if ":" in bind else bind, 1)
+            if ui_tls and name == "ui":
+                url = url.replace("http://", "https://", 1)
             if _ready(url):
                 pending.remove(name)
         if not pending:
@@ -937,7 +941,7 @@ def up(
             _spawn(everything[name], state, env)
             started.append(name)
             result[name] = "started"
-        _wait_ready([n for n in result], state, wait_s, bind_host)
+        _wait_ready([n for n in result], state, wait_s, bind_host, bool(merged.get("VOXPULSE_UI_TLS_CERT")))
     except BaseException:
         # nothing half-started: what this call started is stopped again (what ran before is left)
         for name in reversed(started):

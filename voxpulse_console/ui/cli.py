@@ -13,6 +13,7 @@ import getpass
 import logging
 import os
 import signal
+import ssl
 import sys
 from typing import Any
 
@@ -30,11 +31,15 @@ async def serve(config: Any, *, ready: asyncio.Event | None = None, stop: asynci
     app = make_app(config)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port)
+    tls = None
+    if config.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(config.tls_cert, config.tls_key)
+    site = web.TCPSite(runner, config.host, config.port, ssl_context=tls)
     await site.start()
     if not (static_dir() / "index.html").is_file():
         log.warning("the frontend is not built (scripts/bootstrap.sh builds web/): pages answer 503")
-    log.info("VoxPulse console on http://%s (%d user(s))", config.listen, len(config.users))
+    log.info("VoxPulse console on %s://%s (%d user(s))", config.scheme, config.listen, len(config.users))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -62,6 +67,9 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     try:
         asyncio.run(serve(config))
+    except ssl.SSLError as exc:
+        print(f"error: VOXPULSE_UI_TLS_CERT / VOXPULSE_UI_TLS_KEY: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"error: cannot listen on {config.listen}: {exc}", file=sys.stderr)
         return 1

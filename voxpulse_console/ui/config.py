@@ -62,6 +62,9 @@ class UiConfig:
     #: has failed for it waits from its first failure on (an address without failures never does)
     login_user_failures: int = 100
     ttfw_objective_ms: float = TTFW_OBJECTIVE_MS
+    #: the console's own TLS: a certificate chain and its key (PEM files); None: plain HTTP
+    tls_cert: str | None = None
+    tls_key: str | None = None
     #: complete traces of finished calls kept in memory (0: fetch every time)
     trace_cache: int = 32
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -78,15 +81,20 @@ class UiConfig:
     def allowed_origins(self) -> tuple[str, ...]:
         """``origins`` (else the listen address's, :func:`~voxpulse_console.ui.doors.default_origins`)
         and the public URL's origin; the first is the one a redirect target is resolved against."""
-        found = list(self.origins or default_origins(self.host, self.port))
+        found = list(self.origins or default_origins(self.host, self.port, self.scheme))
         public = origin_of(self.public_url) if self.public_url else None
         if public and public not in found:
             found.append(public)
         return tuple(found)
 
     @property
+    def scheme(self) -> str:
+        """``https`` when the console serves TLS itself, else ``http``."""
+        return "https" if self.tls_cert else "http"
+
+    @property
     def secure_cookies(self) -> bool:
-        return bool(self.public_url and self.public_url.lower().startswith("https://"))
+        return self.scheme == "https" or bool(self.public_url and self.public_url.lower().startswith("https://"))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, listen: str | None = None) -> UiConfig:
@@ -124,6 +132,12 @@ class UiConfig:
         delay = _seconds(e, "VOXPULSE_UI_LOGIN_DELAY_S", 1.0)
         per_address = _count(e, "VOXPULSE_UI_LOGIN_ADDRESS_FAILURES", 30, 1, 100_000)
         per_user = _count(e, "VOXPULSE_UI_LOGIN_USER_FAILURES", 100, 1, 1_000_000)
+        cert, key = e.get("VOXPULSE_UI_TLS_CERT") or None, e.get("VOXPULSE_UI_TLS_KEY") or None
+        if bool(cert) != bool(key):
+            raise UiConfigError("VOXPULSE_UI_TLS_CERT and VOXPULSE_UI_TLS_KEY go together (PEM files)")
+        for name, path in (("VOXPULSE_UI_TLS_CERT", cert), ("VOXPULSE_UI_TLS_KEY", key)):
+            if path and not os.access(path, os.R_OK):
+                raise UiConfigError(f"{name}={path!r}: not a readable file")
         cache = e.get("VOXPULSE_UI_TRACE_CACHE") or "32"
         if not cache.isdigit() or int(cache) > 10_000:
             raise UiConfigError("VOXPULSE_UI_TRACE_CACHE: a number of traces, 0 to 10000")
@@ -145,6 +159,8 @@ class UiConfig:
             login_max_delay_s=max(900.0, delay),
             login_address_failures=per_address,
             login_user_failures=per_user,
+            tls_cert=cert,
+            tls_key=key,
         )
 
 

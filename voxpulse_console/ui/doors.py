@@ -76,17 +76,17 @@ def parse_origins(spec: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def default_origins(host: str, port: int) -> tuple[str, ...]:
+def default_origins(host: str, port: int, scheme: str = "http") -> tuple[str, ...]:
     """The origins a browser uses for a console listening on ``host:port``: for a loopback or
-    wildcard address ``http://127.0.0.1:PORT`` and ``http://localhost:PORT`` (both name this
-    machine in every browser), else ``http://HOST:PORT``."""
+    wildcard address ``SCHEME://127.0.0.1:PORT`` and ``SCHEME://localhost:PORT`` (both name this
+    machine in every browser), else ``SCHEME://HOST:PORT``."""
     h = host.strip("[]").lower()
     if h in _WILDCARD_HOSTS or h == "localhost" or _is_loopback(h):
-        found = [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
+        found = [f"{scheme}://127.0.0.1:{port}", f"{scheme}://localhost:{port}"]
         if h in ("::1", "::"):
-            found.append(f"http://[::1]:{port}")
+            found.append(f"{scheme}://[::1]:{port}")
         return tuple(found)
-    return (f"http://[{h}]:{port}" if ":" in h else f"http://{h}:{port}",)
+    return (f"{scheme}://[{h}]:{port}" if ":" in h else f"{scheme}://{h}:{port}",)
 
 
 def _is_loopback(host: str) -> bool:
