@@ -35,6 +35,7 @@ machine); telemetry settings: see docs/library-api.md (``OTEL_*``, ``VOXPULSE_*`
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -116,8 +117,15 @@ def prewarm(proc: JobProcess) -> None:
         proc.userdata["vad"] = silero.VAD.load()
     except ImportError:  # falls back to LiveKit's default VAD
         log.warning("livekit-plugins-silero not installed; using the default VAD")
-    # LiveKit's sentence tokenizer builds its hyphenation tables on first use (~100 ms)
-    import livekit.agents.tokenize._basic_hyphenator  # noqa: F401
+    # LiveKit's sentence tokenizer builds its hyphenation tables on first use (100-200 ms on a call's
+    # loop, seen in real calls): build them here
+    from livekit.agents.tokenize import _basic_hyphenator
+
+    _basic_hyphenator.hyphenate_word("warmup")
+    if os.environ.get("VOXPULSE_PROVIDERS", "plugins") == "local":
+        # the local pipeline's modules: imported on a call's loop they stalled it 285-510 ms
+        for module in ("agent.local", "agent.sim.providers", "agent.sim.latency", "agent.sim.dialogue"):
+            importlib.import_module(module)
 
 
 def _load(srv: AgentServer) -> float:
