@@ -208,6 +208,13 @@ class QueueingSpanProcessor(BatchSpanProcessor):
         for span in ready:
             self._enqueue(span)
 
+    def export_ready(self) -> None:
+        """Exports, on the calling thread, what is queued and the held spans whose call is now known
+        (those still waiting for it stay held): what the export thread sends next, without
+        waiting for it. ``telemetry.testing`` reads its in-memory exporter after this."""
+        self._release(force=False)
+        super().force_flush()
+
     def force_flush(self, timeout_millis: int | None = None) -> bool:
         self._release(force=True)
         return super().force_flush(timeout_millis) if timeout_millis is not None else super().force_flush()

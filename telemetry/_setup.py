@@ -43,6 +43,7 @@ from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 from telemetry import _env
 from telemetry import metrics as _metrics
@@ -91,6 +92,8 @@ class TelemetryConfig:
     """The worker's metrics relay: ``"auto"`` (default), ``"off"``, or its OTLP/HTTP base URL; on the
     handle of a configured process, the relay's URL the metrics go to, or None (exported directly)."""
     trace_sampling_percent: float = 100.0
+    livekit: bool = True  # LiveKit Agents' spans routed into this pipeline
+    libraries: bool = True  # asyncpg and Redis instrumented
 
 
 def _run_bounded(fn: Callable[[], object], timeout: float) -> bool:
@@ -283,7 +286,8 @@ def _resolve(
     exporter: Exporter | None, endpoint: str | None, protocol: Protocol | None,
     metrics_exporter: MetricsExporter | None, prometheus_addr: str | None, content: ContentMode | None,
     metric_export_interval_s: float | None,
-    disabled: bool | None, metrics_relay: str | None = None,
+    disabled: bool | None, metrics_relay: str | None = None, trace_sampling_percent: float | None = None,
+    livekit: bool = True, libraries: bool = True,
 ) -> TelemetryConfig:
     interval_ms = _env.number(_env.OTEL_METRIC_EXPORT_INTERVAL, None, minimum=100)
     return TelemetryConfig(
@@ -303,7 +307,9 @@ def _resolve(
         ),
         endpoint_explicit=endpoint is not None,
         metrics_relay=_env.text(_env.VOXPULSE_METRICS_RELAY, metrics_relay),
-        trace_sampling_percent=_percent(_env.VOXPULSE_TRACE_SAMPLING_PERCENT),
+        trace_sampling_percent=_percent(_env.VOXPULSE_TRACE_SAMPLING_PERCENT, trace_sampling_percent),
+        livekit=livekit,
+        libraries=libraries,
     )
 
 
@@ -320,10 +326,11 @@ def resolve(
     )
 
 
-def _percent(var: _env.EnvVar) -> float:
-    value = _env.number(var, None)
+def _percent(var: _env.EnvVar, explicit: float | None = None) -> float:
+    value = _env.number(var, explicit)
     if value > 100:
-        raise TelemetryConfigError(f"environment variable {var.name} is {value}; expected 0 to 100")
+        source = "argument" if explicit is not None else f"environment variable {var.name}"
+        raise TelemetryConfigError(f"{source} is {value}; expected 0 to 100")
     return value
 
 
@@ -447,6 +454,12 @@ def configure(
     additional_span_processors: Sequence[SpanProcessor] = (),
     additional_metric_readers: Sequence[MetricReader] = (),
     setup_logs: bool | None = None,
+    trace_sampling_percent: float | None = None,
+    span_exporter: SpanExporter | None = None,
+    id_generator: IdGenerator | None = None,
+    livekit: bool = True,
+    libraries: bool = True,
+    set_global_providers: bool = True,
 ) -> Telemetry:
     """Sets up tracing, metrics and logs for the agent process; returns the handle.
 
@@ -458,16 +471,25 @@ def configure(
     root logger (JSON or text with call and trace ids, redacted; see ``setup_logging``) and sets the
     root level; ``False`` leaves logging alone; ``None`` (default) installs it only when the root
     logger has no handler yet, so an application that set up its own logging keeps it.
+
+    ``trace_sampling_percent``: the share of calls the collectors' tail sampling keeps (as
+    ``VOXPULSE_TRACE_SAMPLING_PERCENT``); exemplars come only from those. ``span_exporter``: an
+    exporter object used instead of the one ``exporter`` names, behind the same redaction, queue
+    and hold-back (``telemetry.testing`` injects an in-memory one). ``id_generator``: the trace and
+    span ids (the SDK's random ones by default). ``livekit`` / ``libraries``: route LiveKit
+    Agents' spans into this pipeline / instrument asyncpg and Redis. ``set_global_providers``:
+    ``False`` leaves the OpenTelemetry global providers alone (they can be set once per process;
+    ``telemetry.testing`` leaves them for the application).
     """
     global _active, _active_key, _globals_set, _atexit_registered
     config = _resolve(
         service_name=service_name, service_version=service_version, environment=environment,
         exporter=exporter, endpoint=endpoint, protocol=protocol, metrics_exporter=metrics_exporter,
         prometheus_addr=prometheus_addr, content=content, metric_export_interval_s=metric_export_interval_s,
-        disabled=disabled,
+        disabled=disabled, trace_sampling_percent=trace_sampling_percent, livekit=livekit, libraries=libraries,
     )
     if (_active is not None and _active_key == config and not additional_span_processors
-            and not additional_metric_readers):
+            and not additional_metric_readers and span_exporter is None and id_generator is None):
         return _active
     if _active is not None:
         old = _active
@@ -486,7 +508,8 @@ def configure(
     key = config
     if config.disabled:
         handle = Telemetry(dataclasses.replace(config, metrics_relay=None), None, None, None, None)
-        install(None, None, redactor=redactor, service_version=service_version)
+        install(None, None, redactor=redactor, service_version=service_version, livekit=livekit,
+                libraries=libraries)
         _active, _active_key = handle, key
         return handle
     config = dataclasses.replace(config, metrics_relay=_relay_endpoint(config))
@@ -505,8 +528,8 @@ def configure(
         attrs["deployment.environment.name"] = environment
     resource = Resource.create(attrs)
 
-    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
-    inner = _span_exporter(config)
+    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False, id_generator=id_generator)
+    inner = span_exporter if span_exporter is not None else _span_exporter(config)
     safe: SafeExporter | None = None
     batch: QueueingSpanProcessor | None = None
     if inner is not None:
@@ -525,11 +548,12 @@ def configure(
     meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False,
                                    views=metric_views(), exemplar_filter=exemplars)
 
-    if not _globals_set:  # the OTel globals can be set once per process
+    if set_global_providers and not _globals_set:  # the OTel globals can be set once per process
         _globals_set = True
         trace.set_tracer_provider(tracer_provider)
         metrics_api.set_meter_provider(meter_provider)
-    install(tracer_provider, meter_provider, redactor=redactor, service_version=service_version)
+    install(tracer_provider, meter_provider, redactor=redactor, service_version=service_version,
+            livekit=livekit, libraries=libraries)
     for name in _RETRY_LOGGERS:  # unless the application set their level itself
         retry_logger = logging.getLogger(name)
         if retry_logger.level == logging.NOTSET:

@@ -7,10 +7,15 @@
             asyncio.run(handle_call())
         assert cap.spans_named("call")[0].attributes["call_id"] == "c-1"
 
-Spans are stored as the exporter would send them: stamped with ``call_id`` the way ``configure()``'s
-processor does it and redacted per ``content`` by the same exporter wrapper, but exported at once
-(no batching queue, no OTLP). LiveKit Agents' spans, asyncpg's and Redis's are routed here too while
-the capture is active.
+The capture is ``configure()`` itself, as Logfire's ``capfire`` is ``logfire.configure()``: the
+in-memory exporter and metric reader are injected through configure's own parameters, so spans go
+through the production pipeline -- ``call_id`` stamped at start, the queue that holds the spans of
+a LiveKit job until its call's id is known, redaction per ``content`` by the exporter wrapper --
+and only the OTLP export is replaced. Reading the spans exports, on the reading thread, what the
+export thread would send next (the queue, and the held spans whose call is known by then); spans
+still held for their call appear when the block ends (the pipeline's shutdown releases them, as in
+production). LiveKit Agents' spans, asyncpg's and Redis's are routed here too while the capture
+is active.
 """
 
 from __future__ import annotations
@@ -22,18 +27,14 @@ from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Metric
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 from telemetry._callmap import CALLS
-from telemetry._processors import CallIdProcessor, SafeExporter
-from telemetry._setup import install, metric_views
-from telemetry._state import STATE
-from telemetry.redaction import ContentMode, Redactor
-from telemetry.sampling import KeptTraceExemplarFilter
+from telemetry._processors import QueueingSpanProcessor
+from telemetry._setup import Telemetry, configure
+from telemetry.redaction import ContentMode
 
 __all__ = ["CapturedTelemetry", "IncrementalIdGenerator", "capture_telemetry"]
 
@@ -63,8 +64,14 @@ class CapturedTelemetry:
     # The SDK resets exemplars on every collection; keep the ones seen per point so repeated
     # reads return them all.
     _exemplars: dict[tuple[str, frozenset[Any]], list[Any]] = field(default_factory=dict)
+    #: the handle ``configure()`` returned for this capture (``None``: spans are read as exported)
+    handle: Telemetry | None = None
 
     def spans(self) -> list[ReadableSpan]:
+        """The spans exported so far: first exports what is queued (see the module docstring)."""
+        processor = self.handle._span_processor if self.handle is not None else None
+        if isinstance(processor, QueueingSpanProcessor):
+            processor.export_ready()
         return list(self.exporter.get_finished_spans())
 
     def spans_named(self, name: str) -> list[ReadableSpan]:
@@ -103,31 +110,26 @@ def capture_telemetry(
     *, content: ContentMode = "redacted", deterministic_ids: bool = True, livekit: bool = True,
     libraries: bool = True, service_name: str = "voxpulse-test", trace_sampling_percent: float = 100.0,
 ) -> Iterator[CapturedTelemetry]:
-    """Routes all telemetry into memory for the duration of the block, then restores the previous state.
+    """Routes all telemetry into memory for the duration of the block, through ``configure()``;
+    at the end that pipeline is shut down and telemetry is off (as after ``Telemetry.shutdown``).
 
-    Exemplars go through the same filter as with ``configure()`` (``trace_sampling_percent`` as
-    ``VOXPULSE_TRACE_SAMPLING_PERCENT``): only from traces the collectors' tail sampling keeps.
+    Like a second ``configure()`` call, the capture replaces the pipeline configured before it.
+    The OpenTelemetry global providers are left alone (they can be set once per process), and the
+    root logger too. Exemplars go through the same filter as with ``configure()``
+    (``trace_sampling_percent``): only from traces the collectors' tail sampling keeps.
     """
-    saved = (STATE.enabled, STATE.tracer, STATE.meter_provider, STATE.redactor, STATE.service_version)
-    resource = Resource.create({"service.name": service_name})
-    tracer_provider = TracerProvider(
-        resource=resource, shutdown_on_exit=False,
-        id_generator=IncrementalIdGenerator() if deterministic_ids else None,
-    )
-    redactor = Redactor(content=content)
     exporter = InMemorySpanExporter()
-    tracer_provider.add_span_processor(CallIdProcessor())
-    tracer_provider.add_span_processor(SimpleSpanProcessor(SafeExporter(exporter, redactor)))
     reader = InMemoryMetricReader()
-    meter_provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False,
-                                   views=metric_views(),
-                                   exemplar_filter=KeptTraceExemplarFilter(trace_sampling_percent))
-    install(tracer_provider, meter_provider, redactor=redactor, service_version=None,
-            livekit=livekit, libraries=libraries)
+    ids: IdGenerator | None = IncrementalIdGenerator() if deterministic_ids else None
     CALLS.clear()  # trace ids restart at 1: no call of an earlier capture may claim them
+    handle = configure(
+        service_name=service_name, service_version=None, environment=None, content=content,
+        disabled=False, metrics_exporter="none", span_exporter=exporter, additional_metric_readers=[reader],
+        id_generator=ids, trace_sampling_percent=trace_sampling_percent, livekit=livekit,
+        libraries=libraries, set_global_providers=False, setup_logs=False,
+    )
+    assert handle.tracer_provider is not None and handle.meter_provider is not None
     try:
-        yield CapturedTelemetry(exporter, reader, tracer_provider, meter_provider)
+        yield CapturedTelemetry(exporter, reader, handle.tracer_provider, handle.meter_provider, handle=handle)
     finally:
-        STATE.enabled, STATE.tracer, STATE.meter_provider, STATE.redactor, STATE.service_version = saved
-        tracer_provider.shutdown()
-        meter_provider.shutdown()
+        handle.shutdown_sync(timeout=10.0)

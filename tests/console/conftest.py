@@ -1,6 +1,7 @@
 """Fixtures for the console tests: a REAL Jaeger (the binary scripts/build-backends.sh builds, with the
 repository's jaeger/jaeger.yaml), started in a temporary state folder by voxpulse_console.stack, or
-the one that already answers on 127.0.0.1:16686 (then the restart test is skipped).
+the one that already answers on 127.0.0.1:16686 (then the restart test skips with the reason, or
+fails under VOXPULSE_REQUIRE_STACK).
 
 Without the binary these tests skip with the reason, unless VOXPULSE_REQUIRE_STACK is set (CI),
 where a missing binary is a failure.

@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode, set_span_in_context
 
 from telemetry.semconv import Attr, SpanName
+from tests.support import unavailable
 from voxpulse_console import stack, tracestore
 from voxpulse_console.tracestore import JaegerTraceStore, TraceStoreError
 
@@ -179,7 +180,10 @@ async def test_ready_and_a_store_that_does_not_answer(store: JaegerTraceStore) -
 
 async def test_traces_survive_a_restart(jaeger: LiveJaeger, sent: Sent) -> None:
     if jaeger.state_dir is None:
-        pytest.skip("reusing a Jaeger this test did not start: not restarting it")
+        unavailable("STACK", "a Jaeger this test did not start answers on 127.0.0.1:16686 and this test kills "
+                             "and restarts it: stop that stack (voxpulse stack down) or run the tests in a "
+                             "network namespace of their own (scripts/netns.sh), where they start a Jaeger in a "
+                             "temporary state dir")
     async with JaegerTraceStore(jaeger.url) as store:
         for call_id in sent.calls:
             assert await eventually(lambda c=call_id: store.traces_for_call(c), call_id)

@@ -4,7 +4,9 @@
   after ``voxpulse simulate`` (LiveKit / node exporter / blackbox panels only have to parse);
 * every query that targets the trace store, panel or data link, runs on the native trace store,
   Jaeger (the Jaeger set of dashboards, through voxpulse_console.tracestore: the request Grafana's
-  Jaeger data source sends), and the call explorer's search by call_id finds a simulated call;
+  Jaeger data source sends), and the call explorer's search by call_id finds a simulated call, its
+  "Slow turns" panel a 2.5 s turn the test sent (and, a known defect on Jaeger's badger storage,
+  marked xfail: also the 0.5 s one sent with it, in a 4 s call);
   the Tempo set's TraceQL cannot run here (no Tempo is built: AGPL): test_dashboards.py checks the
   names in it against telemetry.semconv;
 * the exemplar chain: the response-latency panel's exemplar -> trace id -> the trace in Jaeger ->
@@ -32,8 +34,13 @@ from typing import Any, TypeVar
 import asyncpg
 import httpx
 import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import set_span_in_context
 
-from telemetry.semconv import SPANMETRICS_KEPT_CALLS, SPANMETRICS_KEPT_DURATION, Attr
+from telemetry.semconv import SPANMETRICS_KEPT_CALLS, SPANMETRICS_KEPT_DURATION, Attr, SpanName
 from tests.support import unavailable, wait_for
 from voxpulse_console.tracestore import JaegerTraceStore, Trace
 
@@ -42,6 +49,8 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 PROM = "http://127.0.0.1:9090"
 JAEGER = "http://127.0.0.1:16686"
+COLLECTOR = "http://127.0.0.1:4318"
+S = 1_000_000_000  # ns per second
 DEADLINE_S = 120.0
 T = TypeVar("T")
 
@@ -167,7 +176,44 @@ def run_jaeger_query(queries: ModuleType, q: Any, variables: dict[str, str], sta
     return jaeger(lambda s: s.search(start_s=start_s, end_s=end_s, **kwargs))
 
 
-def test_every_trace_store_query_runs_on_jaeger(simulated: dict[str, Any], queries: ModuleType) -> None:
+def send_turns(service: str) -> dict[str, str]:
+    """Two calls of ``service``, sent by OTLP to the collector like the agent's: one whose turn took
+    2.5 s, one whose turn took 0.5 s (each a ``call`` root with one ``turn``, ended 30 s ago);
+    returns their trace ids by ``"slow"`` / ``"fast"``."""
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{COLLECTOR}/v1/traces")))
+    tracer = provider.get_tracer("voxpulse.test")
+    start = time.time_ns() - 40 * S
+    out: dict[str, str] = {}
+    for label, turn_ns in (("slow", 5 * S // 2), ("fast", S // 2)):
+        call_id = f"dash-{label}-{uuid.uuid4().hex[:8]}"
+        root = tracer.start_span(SpanName.CALL, start_time=start, attributes={Attr.CALL_ID: call_id})
+        turn = tracer.start_span(SpanName.TURN, context=set_span_in_context(root), start_time=start + S // 10,
+                                 attributes={Attr.CALL_ID: call_id, Attr.STAGE: "turn"})
+        turn.end(end_time=start + S // 10 + turn_ns)
+        root.end(end_time=start + 4 * S)
+        out[label] = format(root.get_span_context().trace_id, "032x")
+    provider.shutdown()
+    return out
+
+
+@pytest.fixture(scope="module")
+def own_turns(simulated: dict[str, Any]) -> dict[str, str]:
+    """:func:`send_turns` for the simulated calls' service, once both traces are in Jaeger."""
+    turns = send_turns(simulated["service"])
+    for label, tid in turns.items():
+        poll(lambda t=tid: jaeger(lambda s: s.trace(t)), f"the {label} turn's trace {tid} in Jaeger")
+    return turns
+
+
+def slow_turns(queries: ModuleType, service: str) -> list[Trace]:
+    """The call explorer's "Slow turns in Jaeger" panel, run for ``service`` over the last hour."""
+    (q,) = [q for q in queries.panel_queries("jaeger") if q.panel == "Slow turns in Jaeger"]
+    return run_jaeger_query(queries, q, {"service": service}, time.time() - 3600, time.time() + 60)
+
+
+def test_every_trace_store_query_runs_on_jaeger(simulated: dict[str, Any], queries: ModuleType,
+                                                own_turns: dict[str, str]) -> None:
     call_id = simulated["call_ids"][0]
     trace_ids = poll(lambda: jaeger(lambda s: s.traces_for_call(call_id, lookback_s=3600)), f"{call_id} in Jaeger")
     panels = [q for q in queries.panel_queries("jaeger") if q.language == "jaeger"]
@@ -182,11 +228,24 @@ def test_every_trace_store_query_runs_on_jaeger(simulated: dict[str, Any], queri
         found[f"{q.file} / {q.panel}"] = run_jaeger_query(queries, q, variables, start, end)  # runs, or raises
     # every search by call_id (the selected call, each call_id cell) and by trace id finds the call's trace
     for where, traces in found.items():
-        if "Slow turns" in where:
-            assert all(any(s.name == "turn" and s.duration_ms >= 2000 for s in t.spans) for t in traces), where
+        if "Slow turns" in where:  # lists the 2.5 s turn the test sent (what else: the test below)
+            assert own_turns["slow"] in [t.trace_id for t in traces], (where, own_turns, traces)
             continue
         assert [t.trace_id for t in traces] == trace_ids[:1], where
         assert traces[0].call_id == call_id, where
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "Jaeger's trace search (badger storage) applies minDuration to any span of the trace, not to the "
+    "span of the searched operation: a call longer than 2 s whose turns are all fast is listed too"))
+def test_slow_turns_in_jaeger_lists_only_traces_with_a_slow_turn(simulated: dict[str, Any], queries: ModuleType,
+                                                                 own_turns: dict[str, str]) -> None:
+    """The panel lists the 2.5 s turn the test sent and not the 0.5 s one (in a 4 s call)."""
+    traces = slow_turns(queries, simulated["service"])
+    found_ids = [t.trace_id for t in traces]
+    assert own_turns["slow"] in found_ids, (own_turns, found_ids)
+    assert own_turns["fast"] not in found_ids, (own_turns, found_ids)
+    assert all(any(s.name == "turn" and s.duration_ms >= 2000 for s in t.spans) for t in traces), found_ids
 
 
 def test_exemplar_opens_the_trace_of_a_call(simulated: dict[str, Any], queries: ModuleType) -> None:

@@ -9,7 +9,9 @@ carries call_id or a phone number, and that a phone number in a `pii` attribute 
 collector before the trace store.
 
 The stack is started by voxpulse_console/stack.py in a temporary state folder (or a stack that already
-answers on the standard ports is reused, without the fault part). Waits are polls with deadlines.
+answers on the standard ports is reused, without the tests that restart its components or read its
+alerts receiver's database: they skip with the reason, or fail under VOXPULSE_REQUIRE_STACK).
+Waits are polls with deadlines.
 Exemplars need the span-metrics flush interval to be longer than the scrape interval (15 s), so
 the worst case is one flush (16 s here) plus one scrape (15 s).
 """
@@ -71,6 +73,14 @@ class Stack(PromClient):
     @property
     def owned(self) -> bool:
         return self.state_dir is not None
+
+
+# The tests that restart the stack's components or read what its receiver wrote need a stack of
+# their own: with another one on the standard ports they skip with this reason, or fail under
+# VOXPULSE_REQUIRE_STACK (CI runs with the ports free, so they always run there).
+_NOT_OURS = ("a stack this test did not start answers on the standard ports and this test {what}: "
+             "stop that stack (voxpulse stack down) or run the tests in a network namespace of their own "
+             "(scripts/netns.sh), where they start a stack in a temporary state dir")
 
 
 def _all_ready() -> bool:
@@ -375,7 +385,7 @@ def test_no_series_is_keyed_by_call_or_person(running: Stack, sent: Sent) -> Non
 
 def test_up_is_idempotent_and_the_collector_survives_a_kill(running: Stack, sent: Sent) -> None:
     if not running.owned:
-        pytest.skip("reusing a stack that this test did not start: not killing its collector")
+        unavailable("STACK", _NOT_OURS.format(what="kills and restarts the collector"))
     assert set(stack.up(state_dir=running.state_dir).values()) == {"running"}
     assert stack.kill("otelcol", state_dir=running.state_dir)
     rows = {r.name: r for r in stack.status(state_dir=running.state_dir)}
@@ -395,7 +405,7 @@ def test_alertmanager_of_the_stack_records_alerts_in_history(running: Stack) -> 
     import asyncpg
 
     if not running.owned:
-        pytest.skip("reusing a stack that this test did not start: its receiver may use another database")
+        unavailable("STACK", _NOT_OURS.format(what="reads the database of the stack's alerts receiver"))
     dsn = database_url()
     if not dsn:
         unavailable("DB", "no DATABASE_URL: the stack's receiver has no database (scripts/services.sh writes one)")

@@ -16,6 +16,7 @@ from telemetry._processors import QueueingSpanProcessor, SafeExporter
 from telemetry._setup import install
 from telemetry.redaction import Redactor
 from telemetry.semconv import LIVEKIT_JOB_ROOT, Attr
+from telemetry.testing import capture_telemetry
 
 
 class Collect(SpanExporter):
@@ -95,6 +96,34 @@ def test_redaction_survives_a_dropped_key_and_an_added_one(
     processor.force_flush()
     (span,) = out.spans
     assert dict(span.attributes) == {Attr.CALL_ID: "RM_x"}
+
+
+def test_a_capture_holds_job_spans_as_production_does() -> None:
+    """telemetry.testing goes through configure(): a capture's spans pass the production queue,
+    which holds a job's spans until the call's id is known, and releases the ones whose call never
+    came when the pipeline shuts down (exported at once, they would lack call_id)."""
+    with capture_telemetry(livekit=False, libraries=False) as cap:
+        tracer = cap.tracer_provider.get_tracer("livekit-agents")
+        root = tracer.start_span(LIVEKIT_JOB_ROOT)
+        CALLS.expect(root.get_span_context().trace_id, time.time())
+        with tracer.start_as_current_span("wait_for_participant", context=_ctx(root)):
+            pass
+        lonely = tracer.start_span(LIVEKIT_JOB_ROOT)  # a job whose caller never joins
+        CALLS.expect(lonely.get_span_context().trace_id, time.time())
+        with tracer.start_as_current_span("room_connect", context=_ctx(lonely)):
+            pass
+        assert cap.spans() == []  # held: neither trace's call is known yet
+        with telemetry.call("SCL_cap", parent=_ctx(root)):
+            pass
+        root.end()
+        spans = {s.name: s for s in cap.spans()}
+        assert set(spans) == {"wait_for_participant", "call", LIVEKIT_JOB_ROOT}
+        for span in spans.values():
+            assert span.attributes[Attr.CALL_ID] == "SCL_cap", span.name
+    # the block's end shuts the pipeline down: what still waited is exported (without a call_id)
+    (late,) = [s for s in cap.spans() if s.name == "room_connect"]
+    assert Attr.CALL_ID not in (late.attributes or {})
+    lonely.end()
 
 
 def _ctx(span: object) -> object:

@@ -62,6 +62,14 @@ def test_bad_values_give_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
         telemetry.configure(setup_logs=False)
     with pytest.raises(telemetry.TelemetryConfigError, match="argument is 'smtp'"):
         telemetry.configure(metrics_exporter="smtp", disabled=True, setup_logs=False)  # type: ignore[arg-type]
+    monkeypatch.delenv("OTEL_SDK_DISABLED")
+    monkeypatch.setenv("VOXPULSE_TRACE_SAMPLING_PERCENT", "150")
+    with pytest.raises(telemetry.TelemetryConfigError, match=r"PERCENT is 150\.0; expected 0 to 100"):
+        telemetry.configure(setup_logs=False)
+    handle = telemetry.configure(trace_sampling_percent=5, exporter="none", metrics_exporter="none", setup_logs=False)
+    assert handle.config.trace_sampling_percent == 5  # the argument wins over the environment
+    with pytest.raises(telemetry.TelemetryConfigError, match=r"argument is 101\.0; expected 0 to 100"):
+        telemetry.configure(trace_sampling_percent=101, exporter="none", setup_logs=False)
 
 
 async def test_sdk_disabled_is_a_no_op_but_calls_still_work(monkeypatch: pytest.MonkeyPatch) -> None:
