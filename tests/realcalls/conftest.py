@@ -127,7 +127,9 @@ def running_worker(lk: LiveKit, endpoint: str, history_dsn: str | None, log: Pat
         "VOXPULSE_AGENT_NAME": agent_name, "OTEL_SERVICE_NAME": service,
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_METRIC_EXPORT_INTERVAL": "2000",
         "VOXPULSE_IDLE_PROCESSES": "4", "VOXPULSE_MAX_CALLS": "10", "LOG_LEVEL": "INFO",
-        "DATABASE_URL": history_dsn or "", **extra,
+        "DATABASE_URL": history_dsn or "",
+        # LiveKit's loop monitor samples stalls from 40 ms (default 100): the stall check always has samples
+        "LIVEKIT_AGENTS_LOOP_BLOCK_WARN_MS": "40", **extra,
     }
     with StoreThread(latency_s=0.02, seed=3) as store_url:
         env["STORE_API_URL"] = store_url
