@@ -830,6 +830,9 @@ def _names(
     wanted = list(components)
     if "livekit" in wanted and "media" not in wanted:
         wanted.append("media")  # LiveKit runs in the media namespace
+    if "otelcol" in wanted and state is not None and _topology(state):
+        # the load-balancing collector alone would route every span nowhere: its tier comes with it
+        wanted += [n for n in everything if (n.startswith("otelcol-") or n == "collector-ring") and n not in wanted]
     unknown = [n for n in wanted if n not in everything]
     if unknown:
         raise StackError(f"unknown component(s) {unknown}; known: {list(everything)}")

@@ -47,3 +47,13 @@ def test_tls_or_the_operators_word_binds_the_console_and_otlp(env: dict[str, str
     assert stack._bind_env(LAN, env, allow) == {"VOXPULSE_COLLECTOR_BIND": LAN, "VOXPULSE_UI_LISTEN": f"{LAN}:8090"}
     assert stack._bind_env("127.0.0.1", env, allow) == {}  # the default changes nothing
     assert stack._bind_env("::", env, allow) == {"VOXPULSE_COLLECTOR_BIND": "::", "VOXPULSE_UI_LISTEN": ":::8090"}
+
+
+def test_naming_the_collector_of_the_tiered_topology_brings_its_tier(tmp_path: Path) -> None:
+    """`stack up --collectors 3 jaeger otelcol prometheus` started the load-balancing collector alone
+    (every span routed nowhere) and said nothing: naming it brings its processing collectors and ring."""
+    stack._choose_topology(tmp_path, 3)
+    names = stack._names(["jaeger", "otelcol", "prometheus"], state=tmp_path)
+    assert {"otelcol-1", "otelcol-2", "otelcol-3", "collector-ring"} <= set(names)
+    assert names.index("otelcol-1") < names.index("otelcol") < names.index("prometheus")  # start order kept
+    assert stack._names(["livekit"], state=tmp_path) == ["media", "livekit"]
