@@ -6,6 +6,7 @@ every span, and Prometheus's series of the agent the same after 20 calls as afte
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import sys
 from collections.abc import Iterator
@@ -37,12 +38,13 @@ class Stock:
 
 
 @pytest.fixture(scope="module")
-def stock(lk_stack: LiveKit, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stock]:
+def stock(lk_stack: LiveKit, history_dsn: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stock]:
     tag = secrets.token_hex(3)
     agent_name, service = f"stock-agent-{tag}", f"stock-{tag}"
     env = {"LIVEKIT_URL": lk_stack.url, "LIVEKIT_API_KEY": lk_stack.api_key, "LIVEKIT_API_SECRET": lk_stack.api_secret,
            "VOXPULSE_AGENT_NAME": agent_name, "OTEL_SERVICE_NAME": service, "OTEL_METRIC_EXPORT_INTERVAL": "2000",
-           "DATABASE_URL": "", "PYTHONPATH": str(ROOT)}
+           # with a database, instrument_session keeps the call history itself (no CallLogger in the agent)
+           "DATABASE_URL": history_dsn or "", "PYTHONPATH": str(ROOT)}
     log = tmp_path_factory.mktemp("stock") / "worker.log"
     with OtlpRecorder(forward_to="http://127.0.0.1:4318") as rec:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = rec.endpoint
@@ -68,7 +70,8 @@ def _calls(stock: Stock, lk: LiveKit, n: int, concurrency: int) -> list[str]:
     return sids
 
 
-def test_a_stock_agent_one_trace_per_call_and_flat_series(stock: Stock, lk_stack: LiveKit) -> None:
+def test_a_stock_agent_one_trace_per_call_and_flat_series(stock: Stock, lk_stack: LiveKit,
+                                                          history_dsn: str | None) -> None:
     service = stock.worker.service
     # the agent's own (SDK) series: the span metrics are the collector's (instance = its address)
     load = "|".join(x.replace(".", "_") for x in LOAD_DRIVEN)
@@ -94,9 +97,26 @@ def test_a_stock_agent_one_trace_per_call_and_flat_series(stock: Stock, lk_stack
     assert after_20 == after_2, {n: (after_2.get(n), c) for n, c in after_20.items() if after_2.get(n) != c}
     assert inst_20 == inst_2  # one writer: the worker's relay, whatever the number of job processes
     # one trace per call, call_id on every span
+    call_ids: list[str] = []
     for sid in first + rest:
         roots = [s for s in stock.recorder.roots(LIVEKIT_JOB_ROOT) if s.attributes.get("lk.room_sid") == sid]
         assert len(roots) == 1, sid
         spans = stock.recorder.traces()[roots[0].trace_id]
         ids = {s.call_id for s in spans}
         assert None not in ids and len(ids) == 1, (sid, ids, [s.name for s in spans if s.call_id is None][:10])
+        call_ids.append(str(ids.pop()))
+    if history_dsn:  # ... and each call in the call history the console reads, with its trace
+        rows = asyncio.run(_history(history_dsn, call_ids))
+        assert len(rows) == 20 and all(r["trace_id"] and r["ended_at"] for r in rows), rows
+
+
+async def _history(dsn: str, call_ids: list[str]) -> list[dict[str, Any]]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT call_id, trace_id, ended_at FROM calls WHERE call_id = ANY($1::text[])",
+                                call_ids)
+    finally:
+        await conn.close()
+    return [dict(r) for r in rows]
