@@ -41,6 +41,11 @@ parent explicitly):
   end-of-speech -> final transcript);
 * usage and cost per call from a :class:`telemetry.pricing.PriceTable` (``call.add_cost`` per
   provider/model);
+* every duration LiveKit reports (or that two of its timestamps give) passes one guard,
+  ``telemetry._quality``: a negative, wrapped, non-finite one, one longer than the call so far, or
+  one from a clock that went backwards is counted in ``voxpulse.data.errors`` (by source) and put on
+  the span as a ``data_error`` event with the raw value, never into a histogram or a duration
+  attribute;
 * anomalous tool calls (a tool the agent does not have; the same tool hammered in one turn) ->
   ``voice.tool.anomalies`` (a made-up tool name is labelled ``_OTHER`` there; the real name stays
   on the span event);
@@ -63,6 +68,7 @@ import importlib
 import importlib.util
 import json
 import logging
+import math
 import sys
 import time
 import weakref
@@ -77,7 +83,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from telemetry import _env
+from telemetry import _env, _quality
 from telemetry import metrics as _metrics
 from telemetry._callmap import CALLS
 from telemetry._errors import internal_error, internal_errors, raise_internal_errors
@@ -107,6 +113,9 @@ __all__ = [
 ]
 
 _logger = logging.getLogger("voxpulse.livekit")
+
+# LiveKit's LLM ttft / TTS ttfb when nothing was generated
+_NOT_MEASURED: Final = -1.0
 
 # repeated calls of one tool within one turn that look like enumeration / data dumping
 _REPEATED_TOOL_THRESHOLD: Final = 4
@@ -142,8 +151,12 @@ class _UsageCost:
     audio_seconds: float = 0.0
 
 
-def _usage_costs(usage: Any, prices: PriceTable) -> list[_UsageCost]:
-    """Applies the price table to a LiveKit ``AgentSessionUsage`` (one entry per provider/model)."""
+def _usage_costs(
+    usage: Any, prices: PriceTable, *, within_s: float | None = None, span: Span | None = None
+) -> list[_UsageCost]:
+    """Applies the price table to a LiveKit ``AgentSessionUsage`` (one entry per provider/model).
+    An impossible audio duration (see ``telemetry._quality``; STT audio is bounded by the call's
+    duration so far, ``within_s``) is a data error and counts as none."""
     out: list[_UsageCost] = []
     for u in getattr(usage, "model_usage", ()):
         kind = getattr(u, "type", "")
@@ -153,12 +166,14 @@ def _usage_costs(usage: Any, prices: PriceTable) -> list[_UsageCost]:
             usd = prices.cost(Stage.LLM, provider, model, input_tokens=it, output_tokens=ot)
             out.append(_UsageCost(Stage.LLM, provider, model, usd, input_tokens=it, output_tokens=ot))
         elif kind == "tts_usage":
-            chars, secs = int(u.characters_count), float(u.audio_duration)
+            chars = int(u.characters_count)
+            secs = _quality.duration("livekit.tts.audio_duration", u.audio_duration, span=span) or 0.0
             usd = prices.cost(Stage.TTS, provider, model, characters=chars, audio_seconds=0.0,
                               input_tokens=int(u.input_tokens), output_tokens=int(u.output_tokens))
             out.append(_UsageCost(Stage.TTS, provider, model, usd, characters=chars, audio_seconds=secs))
         elif kind == "stt_usage":
-            secs = float(u.audio_duration)
+            secs = _quality.duration("livekit.stt.audio_duration", u.audio_duration, within_s=within_s,
+                                     span=span) or 0.0
             usd = prices.cost(Stage.STT, provider, model, audio_seconds=secs,
                               input_tokens=int(u.input_tokens), output_tokens=int(u.output_tokens))
             out.append(_UsageCost(Stage.STT, provider, model, usd, audio_seconds=secs))
@@ -427,6 +442,17 @@ class SessionInstrumentation:
         else:
             internal_error(site, exc)
 
+    def _so_far(self, at: float | None = None) -> float | None:
+        """The call's duration so far, at LiveKit's timestamp ``at`` (when later than now): what no
+        duration measured in the call can exceed. None before the call started."""
+        started = self.scope.started_at
+        if not started:
+            return None
+        now = time.time()
+        if at is not None and math.isfinite(at) and at > now:
+            now = at
+        return now - started
+
     def _unsubscribe(self) -> None:
         for name, fn in self._handlers:
             with contextlib.suppress(KeyError, ValueError):
@@ -468,7 +494,10 @@ class SessionInstrumentation:
         start = t.heard_end if t.heard_end is not None else (t.stopped_speaking_at or self._last_user_stop)
         if start is None:
             return
-        agent_s = max(0.0, t.audible_out_at - start)
+        agent_s = _quality.interval("livekit.ttfw", start, t.audible_out_at,
+                                    within_s=self._so_far(t.audible_out_at), span=t.span)
+        if agent_s is None:
+            return  # a data error: no time to first word for this turn
         network_s = self._probe.network_s() if self._probe.measures_output else 0.0
         ttfw = agent_s + network_s
         t.ttfw_s, t.ttfw_agent_s, t.ttfw_network_s = ttfw, agent_s, network_s
@@ -504,11 +533,17 @@ class SessionInstrumentation:
 
     def _on_user_message(self, text: str, m: Mapping[str, Any], created_at: float) -> None:
         t = self._turn
-        started = m.get("started_speaking_at") or self._user_speech_started or created_at
+        lk_started, lk_stopped = m.get("started_speaking_at"), m.get("stopped_speaking_at")
+        if lk_started and lk_stopped and _quality.interval(
+            "livekit.user.speaking", lk_started, lk_stopped, within_s=self._so_far(created_at),
+            span=t.span if t is not None else self.scope.span,
+        ) is None:
+            lk_started = lk_stopped = None  # impossible: the session's own speaking events instead
+        started = lk_started or self._user_speech_started or created_at
         if t is None or t.answered or t.agent_started_at is not None:
             t = self._open_turn(float(started))
         t.user_text = f"{t.user_text} {text}".strip() if t.user_text else text
-        stopped = m.get("stopped_speaking_at") or self._last_user_stop
+        stopped = lk_stopped or self._last_user_stop
         if stopped is not None:
             t.stopped_speaking_at = float(stopped)
         t.started_speaking_at = float(started)
@@ -516,38 +551,41 @@ class SessionInstrumentation:
             t.heard_end, t.ttfw_method = self._probe.speech_end(t.stopped_speaking_at)
             self._probe.arm()
         t.span.set_attribute(Attr.TURN_USER_TEXT, t.user_text)
+        delay = _quality.duration("livekit.stt.transcription_delay", m.get("transcription_delay"),
+                                  within_s=self._so_far(created_at), span=t.span)
         if not t.stt_done and self.session.stt is not None:
             t.stt_done = True
-            self._stt_span(t, m, created_at)
+            self._stt_span(t, delay, created_at)
         if self.call_log is not None:
-            delay = m.get("transcription_delay")
             with internal_errors("livekit.call_log.turn"):
                 self.call_log.log_turn(
                     self.call_id, t.index, "user", text, ts=created_at,
-                    stt_ms=round(float(delay) * 1000, 1) if delay is not None else None,
+                    stt_ms=round(delay * 1000, 1) if delay is not None else None,
                 )
 
-    def _stt_span(self, t: _Turn, m: Mapping[str, Any], created_at: float) -> None:
-        """One ``speech_to_text`` span per user turn: end of speech -> final transcript."""
+    def _stt_span(self, t: _Turn, delay: float | None, created_at: float) -> None:
+        """One ``speech_to_text`` span per user turn: end of speech -> final transcript
+        (``delay``: LiveKit's transcription delay, checked)."""
         provider, model = _provider_model(self.session.stt)
         stop = t.stopped_speaking_at
-        delay = m.get("transcription_delay")
         if stop is None:
             stop = created_at
-        final_at = stop + float(delay) if delay is not None else created_at
+        final_at = stop + delay if delay is not None else created_at
         start = min(stop, final_at)
-        speech_s = max(0.0, stop - (t.started_speaking_at or stop))
+        speech_s = _quality.interval("livekit.user.speaking", t.started_speaking_at or stop, stop,
+                                     within_s=self._so_far(created_at), span=t.span)
         attrs: dict[str, AttributeValue] = {
             Attr.CALL_ID: self.call_id,
             Attr.STAGE: Stage.STT.value,
             Attr.PROVIDER: provider,
             Attr.MODEL: model,
-            Attr.STT_AUDIO_SECONDS: round(speech_s, 3),
             Attr.STT_TRANSCRIPT: t.user_text,
             Attr.TURN_INDEX: t.index,
         }
+        if speech_s is not None:
+            attrs[Attr.STT_AUDIO_SECONDS] = round(speech_s, 3)
         if delay is not None:
-            attrs[Attr.STREAM_TTFC] = round(float(delay), 4)
+            attrs[Attr.STREAM_TTFC] = round(delay, 4)
         span = self._tracer.start_span(
             SpanName.STT, context=trace.set_span_in_context(t.span), kind=SpanKind.CLIENT,
             attributes=attrs, start_time=_ns(start),
@@ -555,7 +593,7 @@ class SessionInstrumentation:
         span.end(end_time=_ns(max(final_at, start)))
         if delay is not None:
             with trace.use_span(span, end_on_exit=False):
-                _metrics.record_time_to_first_chunk(Stage.STT, float(delay), provider=provider, model=model)
+                _metrics.record_time_to_first_chunk(Stage.STT, delay, provider=provider, model=model)
 
     def _on_assistant_message(self, item: Any, text: str, m: Mapping[str, Any]) -> None:
         t = self._turn
@@ -569,12 +607,16 @@ class SessionInstrumentation:
         # an interruption is on LiveKit's agent_turn below the turn (lk.interrupted,
         # lk.interruption.source, lk.playout.position): no twin of it here
         if self.call_log is not None:
-            ttft, ttfb = m.get("llm_node_ttft"), m.get("tts_node_ttfb")
+            at = float(getattr(item, "created_at", time.time()))
+            ttft = _quality.duration("livekit.llm.node_ttft", m.get("llm_node_ttft"), within_s=self._so_far(at),
+                                     span=t.span)
+            ttfb = _quality.duration("livekit.tts.node_ttfb", m.get("tts_node_ttfb"), within_s=self._so_far(at),
+                                     span=t.span)
             with internal_errors("livekit.call_log.turn"):
                 self.call_log.log_turn(
-                    self.call_id, t.index, "agent", text, ts=float(getattr(item, "created_at", time.time())),
-                    llm_ms=round(float(ttft) * 1000, 1) if ttft is not None else None,
-                    tts_ms=round(float(ttfb) * 1000, 1) if ttfb is not None else None,
+                    self.call_id, t.index, "agent", text, ts=at,
+                    llm_ms=round(ttft * 1000, 1) if ttft is not None else None,
+                    tts_ms=round(ttfb * 1000, 1) if ttfb is not None else None,
                     ttfw_ms=round(t.ttfw_s * 1000, 1) if t.ttfw_s is not None else None,
                     interrupted=interrupted,
                 )
@@ -601,12 +643,16 @@ class SessionInstrumentation:
                     success = out is not None and not bool(getattr(out, "is_error", False))
                     started = float(getattr(fc, "created_at", 0.0) or 0.0)
                     ended = float(getattr(out, "created_at", 0.0) or 0.0) if out is not None else 0.0
+                    took = _quality.interval(
+                        "livekit.tool.duration", started, ended, within_s=self._so_far(ended),
+                        span=t.span if t is not None else self.scope.span,
+                    ) if started and ended else None
                     # raw values: the call history is where they stay searchable (it masks its logs)
                     with internal_errors("livekit.call_log.tool"):
                         self.call_log.log_tool_call(
                             self.call_id, name, _loads(str(fc.arguments or "{}")),
                             _loads(str(getattr(out, "output", "") or "")), success=success,
-                            duration_ms=round((ended - started) * 1000, 1) if started and ended else None,
+                            duration_ms=round(took * 1000, 1) if took is not None else None,
                             ts=started or time.time(), turn_index=t.index if t is not None else None,
                             tool_call_id=str(getattr(fc, "call_id", "") or "") or None,
                             error=None if success else str(getattr(out, "output", ""))[:500],
@@ -641,10 +687,20 @@ class SessionInstrumentation:
             meta = getattr(mtr, "metadata", None)
             provider = getattr(meta, "model_provider", None) if meta is not None else None
             model = getattr(meta, "model_name", None) if meta is not None else None
-            if kind == "llm_metrics" and float(mtr.ttft) >= 0 and not mtr.cancelled:
-                _metrics.record_time_to_first_chunk(Stage.LLM, float(mtr.ttft), provider=provider, model=model)
-            elif kind == "tts_metrics" and float(mtr.ttfb) >= 0 and not mtr.cancelled:
-                _metrics.record_time_to_first_chunk(Stage.TTS, float(mtr.ttfb), provider=provider, model=model)
+            if kind == "llm_metrics" and not mtr.cancelled:
+                stage, source, raw = Stage.LLM, "livekit.llm.ttft", mtr.ttft
+            elif kind == "tts_metrics" and not mtr.cancelled:
+                stage, source, raw = Stage.TTS, "livekit.tts.ttfb", mtr.ttfb
+            else:
+                return
+            if raw == _NOT_MEASURED:
+                return  # LiveKit's "no first token/byte" (nothing generated), not a data error
+            seconds = _quality.duration(
+                source, raw, within_s=self._so_far(getattr(ev, "created_at", None)),
+                span=self._turn.span if self._turn is not None else self.scope.span,
+            )
+            if seconds is not None:
+                _metrics.record_time_to_first_chunk(stage, seconds, provider=provider, model=model)
 
     def _on_error(self, ev: Any) -> None:
         with internal_errors("livekit.error"):
@@ -752,7 +808,7 @@ class SessionInstrumentation:
                     self.scope.set_outcome(CallOutcome.FAILED)
             usage = getattr(self.session, "usage", None)
             if usage is not None:
-                self._costs = _usage_costs(usage, self.prices)
+                self._costs = _usage_costs(usage, self.prices, within_s=self._so_far(), span=self.scope.span)
                 with trace.use_span(self.scope.span, end_on_exit=False):
                     for c in self._costs:
                         self.scope.add_cost(c.usd, stage=c.stage, provider=c.provider, model=c.model)
@@ -880,7 +936,9 @@ class _TtfwProbe:
 
     async def _read_jitter(self) -> None:
         owner = self._owner()
-        track = _caller_audio_track(owner.session) if owner is not None else None
+        if owner is None:
+            return
+        track = _caller_audio_track(owner.session)
         if track is None:
             return
         for st in await track.get_stats():
@@ -889,10 +947,16 @@ class _TtfwProbe:
             inbound = st.inbound_rtp.inbound
             delay, count = float(inbound.jitter_buffer_delay), int(inbound.jitter_buffer_emitted_count)
             prev = self._jb_prev
+            jitter: float | None = None
             if prev is not None and count > prev[1]:
-                self._jitter_s = (delay - prev[0]) / (count - prev[1])
+                jitter = (delay - prev[0]) / (count - prev[1])
             elif count > 0:
-                self._jitter_s = delay / count
+                jitter = delay / count
+            # an impossible jitter-buffer delay leaves the estimate as it was (a data error)
+            jitter = _quality.duration("livekit.rtc.jitter_buffer_delay", jitter, within_s=owner._so_far(),
+                                       span=owner.scope.span)
+            if jitter is not None:
+                self._jitter_s = jitter
             self._jb_prev = (delay, count)
             return
 

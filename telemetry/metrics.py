@@ -217,6 +217,7 @@ _TOOL_ANOMALIES: Final[Counter] = _OWN[Metric.TOOL_ANOMALIES]
 _EXPORT_DROPPED: Final[Counter] = _OWN[Metric.EXPORT_DROPPED]
 _INTERNAL_ERRORS: Final[Counter] = _OWN[Metric.INTERNAL_ERRORS]
 _CALLLOG_RECORDS: Final[Counter] = _OWN[Metric.CALLLOG_RECORDS]
+_DATA_ERRORS: Final[Counter] = _OWN[Metric.DATA_ERRORS]
 
 
 def record_time_to_first_word(seconds: float) -> None:
@@ -269,3 +270,8 @@ def _calllog_records(count: int, *, result: str, buffer: str, meter_provider: Me
     if count:
         _CALLLOG_RECORDS.add(count, {Attr.CALLLOG_RESULT: result, Attr.CALLLOG_BUFFER: buffer},
                              meter_provider=meter_provider)
+
+
+def _data_error(source: str, reason: str) -> None:
+    """One impossible duration kept out of the histograms (telemetry._quality)."""
+    _DATA_ERRORS.add(1, {Attr.DATA_ERROR_SOURCE: source, Attr.DATA_ERROR_REASON: reason})

@@ -174,6 +174,10 @@ class Attr:
     CALLLOG_BATCH_SOURCE: Final = "voxpulse.calllog.batch.source"
     EXPORT_SIGNAL: Final = "voxpulse.export.signal"
     INTERNAL_ERROR_SITE: Final = "voxpulse.internal_error.site"
+    DATA_ERROR_SOURCE: Final = "voxpulse.data_error.source"
+    DATA_ERROR_REASON: Final = "voxpulse.data_error.reason"
+    DATA_ERROR_VALUE: Final = "voxpulse.data_error.value"
+    DATA_ERROR_LIMIT: Final = "voxpulse.data_error.limit"
     # tail sampling (telemetry/sampling.py, otel-collector/processing.yaml)
     TRACE_KEEP: Final = "voxpulse.trace.keep"
     COLLECTOR: Final = "voxpulse.collector"
@@ -278,6 +282,19 @@ ATTRIBUTES: Final[tuple[AttributeSpec, ...]] = (
     AttributeSpec(
         Attr.INTERNAL_ERROR_SITE, "Where in VoxPulse an internal error was contained (a fixed code).",
         metric_label=True,
+    ),
+    AttributeSpec(
+        Attr.DATA_ERROR_SOURCE,
+        "Which measured value was impossible (a fixed code, e.g. livekit.stt.transcription_delay).",
+        metric_label=True,
+    ),
+    AttributeSpec(
+        Attr.DATA_ERROR_REASON, "Why it was rejected: not_finite, negative, wrapped, exceeds_call or clock_backwards.",
+        metric_label=True,
+    ),
+    AttributeSpec(Attr.DATA_ERROR_VALUE, "The rejected value as reported, seconds (on the data_error span event)."),
+    AttributeSpec(
+        Attr.DATA_ERROR_LIMIT, "The call's duration so far, seconds, that the rejected value exceeded (exceeds_call).",
     ),
     AttributeSpec(
         Attr.TRACE_KEEP,
@@ -420,6 +437,7 @@ class Metric:
     TOOL_ANOMALIES: Final = "voice.tool.anomalies"
     EXPORT_DROPPED: Final = "voxpulse.export.dropped"
     INTERNAL_ERRORS: Final = "voxpulse.internal_errors"
+    DATA_ERRORS: Final = "voxpulse.data.errors"
     CALLLOG_RECORDS: Final = "voxpulse.calllog.records"
 
 
@@ -473,6 +491,13 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
     MetricSpec(
         Metric.INTERNAL_ERRORS, MetricKind.COUNTER, "{error}",
         "Internal VoxPulse errors contained so that the call goes on, by site.", (Attr.INTERNAL_ERROR_SITE,),
+    ),
+    MetricSpec(
+        Metric.DATA_ERRORS, MetricKind.COUNTER, "{value}",
+        "Impossible durations reported to VoxPulse (negative, wrapped, not finite, longer than the call, or "
+        "from a clock that went backwards), by source and reason; kept out of every histogram and span "
+        "duration attribute (the raw value is on the span's data_error event).",
+        (Attr.DATA_ERROR_SOURCE, Attr.DATA_ERROR_REASON),
     ),
     MetricSpec(
         Metric.CALLLOG_RECORDS, MetricKind.COUNTER, "{record}",

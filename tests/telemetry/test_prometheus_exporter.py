@@ -6,7 +6,7 @@ import asyncio
 import urllib.request
 
 import telemetry
-from telemetry import metrics
+from telemetry import _quality, metrics
 from telemetry.semconv import METRICS, Attr, Metric, MetricKind, MetricSpec
 from tests.support import free_port
 
@@ -25,6 +25,7 @@ async def test_prometheus_names_match_semconv() -> None:
             APP_ERRORS.add(1, {Attr.HTTP_STATUS: 500})
             metrics.set_operator_queue(2)
             metrics.tool_anomaly("x", "unknown_tool")
+            assert _quality.duration("livekit.llm.ttft", -0.5) is None  # a data error
             call.add_cost(0.01, stage="llm")
             call.set_outcome("transferred", reason="operator_requested")
         metrics._calllog_records(1, result="written", buffer="postgres")
