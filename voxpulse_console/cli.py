@@ -343,7 +343,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not _demo_latency(args, summary):
         return 1
     trace_id, store, slowest_call_id = _demo_slowest_call(args, summary, t_start)
-    _demo_links(args, trace_id, store)
+    _demo_links(args, trace_id, store, login is not None)
     if login is not None:
         _demo_web_console(login, slowest_call_id)
     return 0
@@ -440,15 +440,19 @@ def _demo_slowest_call(args: argparse.Namespace, summary: Any,
     return trace_id, store, slowest_call_id
 
 
-def _demo_links(args: argparse.Namespace, trace_id: str | None, store: TraceStore | None) -> None:
-    """Step 5: where to look next."""
+def _demo_links(args: argparse.Namespace, trace_id: str | None, store: TraceStore | None,
+                console_up: bool) -> None:
+    """Step 5: where to look next -- only links that open in the user's browser: the console's own
+    raw trace, Grafana only where it runs (docker compose)."""
     console.rule("[bold]5. open")
     console.print(f"Prometheus: {args.prometheus}/graph?g0.expr="
                   + quote(f"histogram_quantile(0.95, sum by (le, {STAGE_LABEL}) ({SPANMETRICS}))"))
-    if trace_id and store is not None:
-        console.print(f"{store.kind.capitalize() + ':':11} {store.trace_link(trace_id)}")
+    if trace_id and console_up:
+        console.print(f"raw trace:  http://{UI_LISTEN}/api/traces/{trace_id}   (JSON, after logging in to the console)")
+    if trace_id and store is not None and args.docker:
         console.print(f"Grafana:    {_explore_link(store.kind, trace_id)}")
-    console.print(f"Grafana dashboards: {GRAFANA}/dashboards (docker compose)")
+    if args.docker:
+        console.print(f"Grafana dashboards: {GRAFANA}/dashboards")
     console.print("trace of any call: voxpulse trace <call_id>")
 
 

@@ -73,6 +73,9 @@ def test_the_demo_places_real_calls(demo: Demo) -> None:
     assert "real calls (LiveKit server, agent worker, callers speaking over WebRTC)" in demo.out, demo.out[-4000:]
     assert "simulating calls offline instead" not in demo.out, demo.out[-4000:]
     assert demo.url == "http://127.0.0.1:8090"  # the host's loopback: the user's own browser opens it
+    # no dead links: nothing of compose's (Grafana) natively, the raw trace through the console
+    assert ":3000" not in demo.out, demo.out[-3000:]
+    assert "raw trace:  http://127.0.0.1:8090/api/traces/" in demo.out, demo.out[-3000:]
 
 
 def test_the_printed_url_opens_in_the_browser_and_the_login_works(demo: Demo) -> None:
