@@ -191,6 +191,8 @@ async def test_tool_stage_is_counted_once_under_livekits_function_tool_span(cap:
     assert lk.attributes[Attr.STAGE] == "tool"
     assert Attr.STAGE not in ours.attributes
     assert ours.attributes[Attr.TOOL_NAME] == "check_order_status"
+    assert ours.attributes[Attr.TOOL_SUCCESS] is True
+    assert ours.attributes[Attr.TOOL_RESULT] == "shipped"
 
 
 def test_signatures_and_forms_survive() -> None:
