@@ -33,6 +33,7 @@ from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
 from telemetry import metrics as _metrics
+from telemetry._processors import _attribute_dict
 from telemetry._state import STATE
 from telemetry.calls import _current_call_id, _record_error
 from telemetry.semconv import Attr, GenAIOperation, SpanName, Stage
@@ -72,13 +73,14 @@ def _to_json(value: object) -> str:
 class _Spec:
     """What one decorated function records; built once at decoration time."""
 
-    __slots__ = ("attributes", "capture_io", "model", "name", "provider", "sig", "stage")
+    __slots__ = ("attributes", "capture_io", "model", "name", "provider", "sig", "stage", "stage_value")
 
     def __init__(
         self, fn: Callable[..., Any], *, stage: Stage | None, name: str,
         attributes: Mapping[str, AttributeValue], capture_io: bool,
     ) -> None:
         self.stage = stage
+        self.stage_value = stage.value if stage is not None else None  # read per span: no enum lookup
         self.name = name
         self.attributes: dict[str, AttributeValue] = dict(attributes)
         if stage is not None:
@@ -95,11 +97,10 @@ class _Spec:
         call_id = _current_call_id()
         if call_id is not None:
             attributes = {**attributes, Attr.CALL_ID: call_id}
-        if self.stage is not None:
-            parent = trace.get_current_span()
-            parent_attrs = getattr(parent, "attributes", None)
-            if parent_attrs and parent_attrs.get(Attr.STAGE) == self.stage.value:
-                attributes = {k: v for k, v in attributes.items() if k != Attr.STAGE}
+        if self.stage_value is not None and (
+            _attribute_dict(trace.get_current_span()).get(Attr.STAGE) == self.stage_value
+        ):
+            attributes = {k: v for k, v in attributes.items() if k != Attr.STAGE}
         if self.capture_io and self.sig is not None:
             attributes = dict(attributes)
             attributes[Attr.TOOL_ARGUMENTS] = _to_json(self._arguments(args, kwargs))
@@ -119,21 +120,28 @@ class _Spec:
         }
 
     def succeeded(self, span: Span, result: object) -> None:
-        if self.capture_io:
-            span.set_attribute(Attr.TOOL_SUCCESS, True)
-            span.set_attribute(Attr.TOOL_RESULT, _to_json(result))
+        """A tool's result (only with ``capture_io``; the wrappers check it first)."""
+        span.set_attributes({Attr.TOOL_SUCCESS: True, Attr.TOOL_RESULT: _to_json(result)})
 
     def failed(self, span: Span, exc: BaseException) -> None:
         _record_error(span, exc)
         if self.capture_io:
             span.set_attribute(Attr.TOOL_SUCCESS, False)
 
-    def first_chunk(self, span: Span, seconds: float) -> None:
-        span.set_attribute(Attr.STREAM_TTFC, seconds)
-        if self.stage is Stage.LLM:
-            span.set_attribute(Attr.TIME_TO_FIRST_CHUNK, seconds)
+    def first_chunk(self, seconds: float) -> None:
+        """The time-to-first-chunk histogram, at once (this span, current now, is its exemplar); the
+        span's attributes come with the stream's end (:meth:`stream_end`), in one write."""
         if self.stage is not None:
             _metrics.record_time_to_first_chunk(self.stage, seconds, provider=self.provider, model=self.model)
+
+    def stream_end(self, span: Span, chunks: int, ttfc: float | None) -> None:
+        attrs: dict[str, AttributeValue] = {}
+        if ttfc is not None:
+            attrs[Attr.STREAM_TTFC] = ttfc
+            if self.stage is Stage.LLM:
+                attrs[Attr.TIME_TO_FIRST_CHUNK] = ttfc
+        attrs[Attr.STREAM_CHUNKS] = chunks
+        span.set_attributes(attrs)
 
 
 def _wrap(fn: Callable[..., Any], spec_factory: Callable[[Callable[..., Any]], _Spec]) -> Callable[..., Any]:
@@ -151,6 +159,7 @@ def _wrap(fn: Callable[..., Any], spec_factory: Callable[[Callable[..., Any]], _
             ctx = trace.set_span_in_context(span)
             agen = fn(*args, **kwargs)
             t0 = time.perf_counter()
+            ttfc: float | None = None
             chunks = 0
             try:
                 while True:
@@ -158,7 +167,8 @@ def _wrap(fn: Callable[..., Any], spec_factory: Callable[[Callable[..., Any]], _
                     try:
                         item = await agen.__anext__()
                         if chunks == 0:
-                            spec.first_chunk(span, time.perf_counter() - t0)
+                            ttfc = time.perf_counter() - t0
+                            spec.first_chunk(ttfc)
                     except StopAsyncIteration:
                         break
                     finally:
@@ -178,7 +188,7 @@ def _wrap(fn: Callable[..., Any], spec_factory: Callable[[Callable[..., Any]], _
                     await agen.aclose()
                 raise
             finally:
-                span.set_attribute(Attr.STREAM_CHUNKS, chunks)
+                spec.stream_end(span, chunks, ttfc)
                 span.end()
 
         return agen_wrapper
@@ -194,6 +204,7 @@ def _wrap(fn: Callable[..., Any], spec_factory: Callable[[Callable[..., Any]], _
             ctx = trace.set_span_in_context(span)
             gen = fn(*args, **kwargs)
             t0 = time.perf_counter()
+            ttfc: float | None = None
             chunks = 0
             try:
                 while True:
@@ -201,7 +212,8 @@ def _wrap(fn: Callable[..., Any], spec_factory: Callable[[Callable[..., Any]], _
                     try:
                         item = next(gen)
                         if chunks == 0:
-                            spec.first_chunk(span, time.perf_counter() - t0)
+                            ttfc = time.perf_counter() - t0
+                            spec.first_chunk(ttfc)
                     except StopIteration:
                         break
                     finally:
@@ -215,7 +227,7 @@ def _wrap(fn: Callable[..., Any], spec_factory: Callable[[Callable[..., Any]], _
                 spec.failed(span, exc)
                 raise
             finally:
-                span.set_attribute(Attr.STREAM_CHUNKS, chunks)
+                spec.stream_end(span, chunks, ttfc)
                 span.end()
 
         return gen_wrapper
@@ -234,7 +246,8 @@ def _wrap(fn: Callable[..., Any], spec_factory: Callable[[Callable[..., Any]], _
                 spec.failed(span, exc)
                 raise
             else:
-                spec.succeeded(span, result)
+                if spec.capture_io:
+                    spec.succeeded(span, result)
                 return result
             finally:
                 context.detach(token)
@@ -254,7 +267,8 @@ def _wrap(fn: Callable[..., Any], spec_factory: Callable[[Callable[..., Any]], _
             spec.failed(span, exc)
             raise
         else:
-            spec.succeeded(span, result)
+            if spec.capture_io:
+                spec.succeeded(span, result)
             return result
         finally:
             context.detach(token)

@@ -127,6 +127,40 @@ async def test_cancelled_stream_is_marked_cancelled_not_error(
     assert "Failed to detach context" not in caplog.text
 
 
+async def test_a_failing_stream_keeps_what_it_measured(cap: CapturedTelemetry) -> None:
+    """The stream's attributes are written once, at its end: a stream that fails after its first chunk
+    still carries its time to first chunk, one that fails before has none."""
+
+    @telemetry.trace_llm(provider="openai", model="gpt-4o-mini")
+    async def fails_after(n: int) -> AsyncIterator[str]:
+        for i in range(n):
+            yield f"tok{i}"
+        raise ConnectionError("stream reset")
+
+    @telemetry.trace_tts(provider="cartesia")
+    def fails_at_once() -> Iterator[bytes]:
+        raise ConnectionError("refused")
+        yield b""  # a generator
+
+    async with telemetry.call("c"):
+        with pytest.raises(ConnectionError):
+            async for _ in fails_after(2):
+                pass
+        with pytest.raises(ConnectionError):
+            list(fails_at_once())
+    after = cap.spans_named("chat gpt-4o-mini")[0]
+    assert after.attributes[Attr.STREAM_CHUNKS] == 2
+    assert after.attributes[Attr.STREAM_TTFC] == after.attributes[Attr.TIME_TO_FIRST_CHUNK] >= 0
+    assert after.attributes[Attr.ERROR_TYPE] == "ConnectionError"
+    at_once = cap.spans_named("text_to_speech")[0]
+    assert at_once.attributes[Attr.STREAM_CHUNKS] == 0
+    assert Attr.STREAM_TTFC not in at_once.attributes
+    assert Attr.TIME_TO_FIRST_CHUNK not in at_once.attributes
+    assert at_once.status.status_code is trace.StatusCode.ERROR
+    (point,) = cap.metric_points("voice.stage.time_to_first_chunk")  # the stream that had a first chunk
+    assert point.attributes[Attr.STAGE] == "llm"
+
+
 async def test_exceptions_set_error_and_are_reraised(cap: CapturedTelemetry) -> None:
     @telemetry.trace_tool
     async def create_order(size: str, phone: str) -> str:
@@ -157,6 +191,8 @@ async def test_tool_stage_is_counted_once_under_livekits_function_tool_span(cap:
     assert lk.attributes[Attr.STAGE] == "tool"
     assert Attr.STAGE not in ours.attributes
     assert ours.attributes[Attr.TOOL_NAME] == "check_order_status"
+    assert ours.attributes[Attr.TOOL_SUCCESS] is True
+    assert ours.attributes[Attr.TOOL_RESULT] == "shipped"
 
 
 def test_signatures_and_forms_survive() -> None:
