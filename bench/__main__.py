@@ -38,7 +38,7 @@ class Bench:
 
 BENCHES = (
     Bench("spans", "bench.bench_spans", "Per-span cost of the decorators",
-          "decorated span ≤ 1.3× a bare SDK span with the same attributes (call_id stamping and redaction on)"),
+          "decorated span ≤ 1.1× a bare SDK span of its shape (call_id stamping and redaction on), each shape"),
     Bench("peers", "bench.bench_peers", "Against the peers (Logfire, Pipecat), same process",
           "report ratios; ours should be the cheapest", python=str(ROOT / "bench" / ".venv-peers" / "bin" / "python")),
     Bench("lag", "bench.bench_loop_lag", "Event-loop lag added by telemetry",
