@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from telemetry import livekit as lk
+from telemetry.livekit import _ttfw as lk
 
 
 def frame(*blocks: int, rate: int = 48000) -> rtc.AudioFrame:
