@@ -120,15 +120,14 @@ class _AfterImport(importlib.abc.MetaPathFinder):
         if fullname != self.name:
             return None
         self.remove()
+        spec: importlib.machinery.ModuleSpec | None = None
         for finder in sys.meta_path:
             find = getattr(finder, "find_spec", None)
             spec = find(fullname, path, target) if find is not None else None
             if spec is not None:
                 break
-        else:
-            return None
-        loader = spec.loader
-        if loader is None or not hasattr(loader, "exec_module"):
+        loader = spec.loader if spec is not None else None
+        if loader is None or not hasattr(loader, "exec_module"):  # (a legacy loader: load_module only)
             return spec
         exec_module = loader.exec_module
         callback = self.callback
@@ -137,5 +136,5 @@ class _AfterImport(importlib.abc.MetaPathFinder):
             exec_module(module)
             callback()
 
-        loader.exec_module = exec_then_call  # type: ignore[method-assign]
+        loader.exec_module = exec_then_call  # type: ignore[method-assign]  # on this one loader object
         return spec

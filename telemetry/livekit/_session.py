@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkab
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
@@ -655,12 +655,12 @@ class SessionInstrumentation:
         )
 
     # -- LiveKit's spans (the span hook) ---------------------------------------------------------
-    def _session_span_started(self, span: ReadableSpan) -> None:
+    def _session_span_started(self, span: SdkSpan) -> None:
         if self._session_span_ctx is None:
             self._session_span_ctx = span.get_span_context()
             _SESSIONS[self._session_span_ctx.span_id] = self
 
-    def _turn_parent(self, span: ReadableSpan) -> trace.SpanContext | None:
+    def _turn_parent(self, span: SdkSpan) -> trace.SpanContext | None:
         """The parent for one of LiveKit's turn spans that starts under agent_session: the turn
         it belongs to (a user_turn opens the next turn), or None to leave it where it is."""
         t = self._turn
