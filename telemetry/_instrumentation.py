@@ -1,20 +1,37 @@
-"""The asyncpg and Redis instrumentors, pointed at our tracer provider (one function for
-``configure()``, ``capture_telemetry()`` and ``telemetry.history.instrument()``)."""
+"""Other libraries' instrumentation, pointed at our tracer provider (one place for ``configure()``,
+``capture_telemetry()`` and ``telemetry.history.instrument()``): the asyncpg and Redis
+instrumentors, and LiveKit Agents' own tracer (``telemetry.livekit``).
+
+LiveKit is routed without importing it for a process that does not use it (``import livekit.agents``
+alone takes over a second): at once where livekit-agents is already imported or in a LiveKit job
+process, else by a one-shot import hook the moment the process imports it.
+"""
 
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
 import importlib.util
+import multiprocessing
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import Final
 
 from opentelemetry.trace import TracerProvider
 
-__all__ = ["instrument_libraries"]
+from telemetry._errors import internal_errors
+from telemetry.redaction import ContentMode
+
+__all__ = ["instrument_libraries", "route_livekit"]
 
 _INSTRUMENTORS: Final = (
     ("opentelemetry.instrumentation.asyncpg", "AsyncPGInstrumentor"),
     ("opentelemetry.instrumentation.redis", "RedisInstrumentor"),
 )
+_LIVEKIT: Final = "livekit.agents"
 
 
 def instrument_libraries(tracer_provider: TracerProvider | None) -> None:
@@ -33,3 +50,91 @@ def instrument_libraries(tracer_provider: TracerProvider | None) -> None:
                 continue
             instrumentor.uninstrument()
         instrumentor.instrument(tracer_provider=tracer_provider)
+
+
+# ------------------------------------------------------------------------------------------------
+# LiveKit Agents
+# ------------------------------------------------------------------------------------------------
+_lock = threading.Lock()
+_pending: tuple[TracerProvider, ContentMode] | None = None  # what LiveKit is to be routed to
+_hook: _AfterImport | None = None
+
+
+def _in_livekit_job() -> bool:
+    """True in a job process of a LiveKit worker (LiveKit names them ``job_proc``; with its thread
+    executor every job runs in the worker's own process)."""
+    return multiprocessing.current_process().name == "job_proc" and multiprocessing.parent_process() is not None
+
+
+def route_livekit(tracer_provider: TracerProvider, content: ContentMode) -> None:
+    """Routes LiveKit Agents' own spans into ``tracer_provider`` (``content``: whether LiveKit
+    records prompts and transcripts, see ``telemetry.livekit._tracing._route_tracer``).
+
+    Where livekit-agents is already imported (a worker, an application that imported it first) or
+    in a LiveKit job process, now; else when the process imports it, to the provider given last;
+    never where it is not imported (nor installed).
+    """
+    global _pending, _hook
+    with _lock:
+        _pending = (tracer_provider, content)
+        if _LIVEKIT not in sys.modules and not _in_livekit_job():
+            if _hook is None:
+                _hook = _AfterImport(_LIVEKIT, _route_pending)
+                sys.meta_path.insert(0, _hook)
+            return
+    _route_pending()
+
+
+def _route_pending() -> None:
+    global _pending, _hook
+    with _lock:
+        pending, _pending = _pending, None
+        if _hook is not None:
+            _hook.remove()
+            _hook = None
+    if pending is None:
+        return
+    with internal_errors("livekit.route"):  # never into the application's import
+        from telemetry.livekit._tracing import _route_tracer
+
+        _route_tracer(*pending)
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """A one-shot import hook: ``callback()`` runs right after module ``name`` is first executed.
+
+    It finds the module with the finders after it and wraps that spec's loader's ``exec_module``
+    (on that one loader object); every other import passes by untouched."""
+
+    def __init__(self, name: str, callback: Callable[[], None]) -> None:
+        self.name = name
+        self.callback = callback
+
+    def remove(self) -> None:
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != self.name:
+            return None
+        self.remove()
+        spec: importlib.machinery.ModuleSpec | None = None
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = find(fullname, path, target) if find is not None else None
+            if spec is not None:
+                break
+        loader = spec.loader if spec is not None else None
+        if loader is None or not hasattr(loader, "exec_module"):  # (a legacy loader: load_module only)
+            return spec
+        exec_module = loader.exec_module
+        callback = self.callback
+
+        def exec_then_call(module: ModuleType) -> None:
+            exec_module(module)
+            callback()
+
+        loader.exec_module = exec_then_call  # type: ignore[method-assign]  # on this one loader object
+        return spec

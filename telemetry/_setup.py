@@ -48,7 +48,7 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from telemetry import _env
 from telemetry import metrics as _metrics
 from telemetry._env import Exporter, MetricsExporter, Protocol
-from telemetry._instrumentation import instrument_libraries
+from telemetry._instrumentation import _in_livekit_job, instrument_libraries, route_livekit
 from telemetry._processors import CallIdProcessor, ChangedPointsExporter, QueueingSpanProcessor, SafeExporter
 from telemetry._state import STATE, TRACER_NAME
 from telemetry.exceptions import TelemetryConfigError
@@ -424,10 +424,8 @@ def install(
     STATE.service_version = service_version
     STATE.meter_provider = meter_provider
     if livekit:
-        from telemetry.livekit import _route_tracer
-
         # with no provider LiveKit is routed to a no-op one: it would otherwise keep a previous one
-        _route_tracer(tracer_provider or trace.NoOpTracerProvider(), redactor.content)
+        route_livekit(tracer_provider or trace.NoOpTracerProvider(), redactor.content)
     if tracer_provider is None:
         STATE.enabled = False
         STATE.tracer = trace.NoOpTracer()
@@ -569,12 +567,6 @@ def configure(
         # job_shutdown) end after the job's own code has returned: only this flush exports them.
         multiprocessing.util.Finalize(None, _at_exit, exitpriority=100)
     return handle
-
-
-def _in_livekit_job() -> bool:
-    """True in a job process of a LiveKit worker (LiveKit names them ``job_proc``; with its thread
-    executor every job runs in the worker's own process)."""
-    return multiprocessing.current_process().name == "job_proc" and multiprocessing.parent_process() is not None
 
 
 def _relay_endpoint(config: TelemetryConfig) -> str | None:

@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from agent.sim.providers import CallerVoice, ScriptedSTT
 from telemetry import _quality
 from telemetry import livekit as lk
+from telemetry.livekit import _pricing
 from telemetry.pricing import ModelPrice, PriceTable
 from telemetry.semconv import Attr, Metric, SpanName, Stage
 from telemetry.testing import CapturedTelemetry, capture_telemetry
@@ -244,7 +245,7 @@ def test_a_wrapped_stt_audio_duration_costs_nothing() -> None:
         from telemetry._state import STATE
 
         with STATE.tracer.start_as_current_span("call"):
-            costs = lk._usage_costs(usage, prices, within_s=120.0)
+            costs = _pricing._usage_costs(usage, prices, within_s=120.0)
         assert [(c.model, c.audio_seconds, c.usd) for c in costs] == [
             ("nova-3", 0.0, 0.0), ("nova-2", 60.0, pytest.approx(0.01)),
         ]

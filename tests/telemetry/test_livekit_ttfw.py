@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from telemetry import livekit as lk
+from telemetry.livekit import _ttfw as lk
 
 
 def frame(*blocks: int, rate: int = 48000) -> rtc.AudioFrame:
@@ -84,3 +84,28 @@ def test_media_path_from_the_jitter_buffer() -> None:
     assert p.network_s() == pytest.approx(2 * (lk.DEFAULT_JITTER_BUFFER_S + lk.MEDIA_FRAMING_S))
     p._jitter_s = 0.03
     assert p.network_s() == pytest.approx(2 * (0.03 + lk.MEDIA_FRAMING_S))
+
+
+class Source:
+    """Stands in for the room's ``rtc.AudioSource`` (what the probe uses of it)."""
+
+    def __init__(self) -> None:
+        self.queued_duration = 0.01
+        self.sent: list[rtc.AudioFrame] = []
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        self.sent.append(frame)
+
+
+async def test_the_output_probe_wraps_a_source_once_and_reports_to_the_latest_probe() -> None:
+    source = Source()
+    first, first_owner = probe()
+    second, second_owner = probe()
+    lk._attach_output_probe(source, first)  # type: ignore[arg-type]
+    lk._attach_output_probe(source, second)  # type: ignore[arg-type]  # the next session's probe
+    first.arm()
+    second.arm()
+    loud = frame(4000)
+    await source.capture_frame(loud)
+    assert source.sent == [loud]  # passed on, once
+    assert first_owner.out == [] and len(second_owner.out) == 1
