@@ -144,7 +144,8 @@ def test_lb_queues_on_disk_and_retries_through_the_ring() -> None:
     """The load-balancing exporter's own queue (in front of the ring) is on disk and bounded, its
     retries never give up, and the per-backend template has no queue or retries of its own: a batch
     that failed on a dead collector comes back to the disk queue and is re-routed through the ring
-    as it is when retried (the exporter's README, "Resilience and scaling considerations")."""
+    as it is when retried (the exporter's README, "Resilience and scaling considerations"). No batch
+    processor before it: a span the tier acknowledged is on disk."""
     lb = load(LB)
     exporter = lb["exporters"]["load_balancing"]
     queue, retry = exporter["sending_queue"], exporter["retry_on_failure"]
@@ -155,6 +156,9 @@ def test_lb_queues_on_disk_and_retries_through_the_ring() -> None:
     assert lb["extensions"][storage] == load(SINGLE)["extensions"]["file_storage/queue"]
     assert queue["queue_size"] == load(SINGLE)["exporters"]["otlp_grpc/tracestore"]["sending_queue"]["queue_size"]
     assert retry["enabled"] is True and retry["max_elapsed_time"] == "0s"
+    # batched from the queue, not before it: nothing in memory between the acknowledgement and the disk
+    assert queue["batch"] == {"flush_timeout": "1s", "min_size": 2048}
+    assert lb["service"]["pipelines"]["traces"]["processors"] == ["memory_limiter"]
     backend = exporter["protocol"]["otlp"]
     assert backend["sending_queue"] == {"enabled": False}
     assert backend["retry_on_failure"] == {"enabled": False}
