@@ -519,7 +519,7 @@ def _tiered(n: int) -> dict[str, Component]:
                 out[f"otelcol-{k}"] = _processing(k)
             out[name] = Component(
                 name, comp.binary_names, comp.ready_url, comp.ports, _lb_argv,
-                lambda _state: {"VOXPULSE_COLLECTOR_NAME": "lb"},
+                lambda state: {"VOXPULSE_COLLECTOR_NAME": "lb", **_otelcol_env(state)},  # its trace queue on disk
                 f"load-balancing collector (OTLP in, traces by trace id to {n} processing collectors, SDK metrics)",
             )
             out["collector-ring"] = _ring(n)

@@ -1,8 +1,11 @@
 """The scale-out configs (docs/scaling.md), checked by the real tools and against the one source of names.
 
 * Every collector config in otel-collector/ and in docs/scaling.md passes the collector's own
-  ``validate`` (the load-balancing tier layered with its ring file and with each resolver example),
-  and a broken one is rejected.
+  ``validate`` (the load-balancing tier layered with its ring file, with each resolver example and
+  with docker compose's DNS resolver), and a broken one is rejected.
+* The load-balancing tier loses nothing the single collector would not: its queue is on disk
+  (file_storage, in the builder manifest), retried without giving up through the ring as it is then,
+  with no per-backend queue that would take a batch off the disk and drop it with its backend.
 * What the processing collectors repeat from the single collector (redaction, the span-metrics
   connector, the SDK-metric guard) is the same; the tail-sampling rules use semconv's names and the
   time-to-first-word objective; the share uses telemetry.sampling's hash salt.
@@ -30,6 +33,7 @@ from voxpulse_console import collector_ring, stack
 ROOT = Path(__file__).resolve().parents[2]
 COL = ROOT / "otel-collector"
 SINGLE, LB, PROCESSING = COL / "config.yaml", COL / "lb.yaml", COL / "processing.yaml"
+COMPOSE_SINGLE, COMPOSE_TIERED = COL / "compose-single.yaml", COL / "compose-tiered.yaml"
 EXAMPLES = sorted((COL / "examples").glob("*.yaml"))
 JAEGER_EXAMPLES = sorted((ROOT / "jaeger" / "examples").glob("*.yaml"))
 SCALING_DOC = ROOT / "docs" / "scaling.md"
@@ -63,6 +67,10 @@ def test_processing_and_lb_configs_are_valid(tmp_path: Path) -> None:
     collector_ring.write_ring_file(ring, [collector_ring.processing_ports(k).endpoint for k in (1, 2, 3)])
     proc = validate(otelcol, LB, ring)
     assert proc.returncode == 0, proc.stderr
+    # docker compose layers one of these over the collector's config (docker-compose.yml)
+    for base, overlay in ((SINGLE, COMPOSE_SINGLE), (LB, COMPOSE_TIERED)):
+        proc = validate(otelcol, base, overlay)
+        assert proc.returncode == 0, (overlay.name, proc.stderr)
 
 
 def _base(example: Path) -> Path:
@@ -110,6 +118,70 @@ def test_broken_processing_config_is_rejected(tmp_path: Path, old: str,
     broken = tmp_path / "processing.yaml"
     broken.write_text(text.replace(old, new))
     assert validate(binary("otelcol"), broken).returncode != 0
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("      storage: file_storage/queue\n", "      storage_id: file_storage/queue\n"),
+        ("      max_elapsed_time: 0s\n", "      max_elapsed_time: never\n"),
+        ("      sizer: items\n", "      sizer: spans\n"),
+    ],
+    ids=["unknown-queue-key", "bad-duration", "bad-sizer"],
+)
+def test_broken_lb_queue_is_rejected(tmp_path: Path, old: str, new: str) -> None:
+    text = LB.read_text()
+    assert text.count(old) == 1
+    broken = tmp_path / "lb.yaml"
+    broken.write_text(text.replace(old, new))
+    assert validate(binary("otelcol"), broken).returncode != 0
+
+
+# --- no loss that the single collector would not have ------------------------------------------------
+
+
+def test_lb_queues_on_disk_and_retries_through_the_ring() -> None:
+    """The load-balancing exporter's own queue (in front of the ring) is on disk and bounded, its
+    retries never give up, and the per-backend template has no queue or retries of its own: a batch
+    that failed on a dead collector comes back to the disk queue and is re-routed through the ring
+    as it is when retried (the exporter's README, "Resilience and scaling considerations"). No batch
+    processor before it: a span the tier acknowledged is on disk."""
+    lb = load(LB)
+    exporter = lb["exporters"]["load_balancing"]
+    queue, retry = exporter["sending_queue"], exporter["retry_on_failure"]
+    assert queue["enabled"] is True and queue["sizer"] == "items"
+    storage = queue["storage"]
+    assert storage.split("/")[0] == "file_storage" and storage in lb["service"]["extensions"]
+    # the same queue folder, bounds and crash recovery as the single collector's trace-store queue
+    assert lb["extensions"][storage] == load(SINGLE)["extensions"]["file_storage/queue"]
+    assert queue["queue_size"] == load(SINGLE)["exporters"]["otlp_grpc/tracestore"]["sending_queue"]["queue_size"]
+    assert retry["enabled"] is True and retry["max_elapsed_time"] == "0s"
+    # batched from the queue, not before it: nothing in memory between the acknowledgement and the disk
+    assert queue["batch"] == {"flush_timeout": "1s", "min_size": 2048}
+    assert lb["service"]["pipelines"]["traces"]["processors"] == ["memory_limiter"]
+    backend = exporter["protocol"]["otlp"]
+    assert backend["sending_queue"] == {"enabled": False}
+    assert backend["retry_on_failure"] == {"enabled": False}
+    # the extension is built into the native collector (compose's contrib image has it too)
+    manifest = load(COL / "builder-config.yaml")
+    assert any("/extension/storage/filestorage " in e["gomod"] for e in manifest["extensions"])
+
+
+def test_the_native_stack_gives_the_lb_its_queue_folder(tmp_path: Path) -> None:
+    env = stack._tiered(3)["otelcol"].env(tmp_path)
+    assert env["VOXPULSE_COLLECTOR_QUEUE_DIR"] == str(tmp_path / "queue")
+    assert env["VOXPULSE_COLLECTOR_NAME"] == "lb"
+
+
+def test_compose_finds_the_processing_collectors_by_dns() -> None:
+    """docker compose's tiered topology: the DNS resolver replaces the static list (a dead collector
+    leaves Docker's DNS answer, and so the ring), re-resolving every few seconds."""
+    resolver = load(COMPOSE_TIERED)["exporters"]["load_balancing"]["resolver"]
+    assert resolver["static"] is None
+    dns = resolver["dns"]
+    assert dns["hostname"] == "otelcol-processing" and dns["port"] == "4317"
+    assert dns["interval"] == "2s" and dns["timeout"] == "1s"
+    assert load(COMPOSE_SINGLE) is None  # one collector: config.yaml unchanged
 
 
 def _doc_blocks() -> list[str]:
@@ -214,8 +286,9 @@ def test_compose_target_files_list_the_three_processing_collectors() -> None:
     for name, port in (("otelcol-processing-tiered.yml", "metrics"), ("otelcol-processing-internal-tiered.yml",
                                                                         "telemetry")):
         groups = load(targets / name)
+        # by service name: in compose they run on the compose network, not in Prometheus's namespace
         assert [g["targets"] for g in groups] == [
-            [f"127.0.0.1:{getattr(collector_ring.processing_ports(k), port)}"] for k in (1, 2, 3)]
+            [f"otelcol-p{k}:{getattr(collector_ring.processing_ports(k), port)}"] for k in (1, 2, 3)]
 
 
 SPAN_SERIES = re.compile(r"(?<![\w:])(traces_span_(?:metrics|kept)_\w+)")

@@ -200,30 +200,39 @@ def tiered_config(compose_cmd: list[str], tmp_path_factory: pytest.TempPathFacto
 def test_one_collector_is_the_default(config: dict[str, Any]) -> None:
     services = config["services"]
     assert not [n for n in services if n.startswith("otelcol-p")]
-    assert services["otel-collector"]["command"] == ["--config=/etc/otelcol/single.yaml"]
+    assert services["otel-collector"]["command"] == ["--config=/etc/otelcol/single.yaml",
+                                                     "--config=/etc/otelcol/compose.yaml"]
     assert _mounts(services["otel-collector"])["/etc/otelcol/single.yaml"] == "otel-collector/config.yaml"
+    assert _mounts(services["otel-collector"])["/etc/otelcol/compose.yaml"] == "otel-collector/compose-single.yaml"
     prom = _mounts(services["prometheus"])
     assert prom["/etc/prometheus/targets/otelcol-processing.yml"] == "prometheus/targets/otelcol-processing-single.yml"
 
 
 def test_tiered_profile_runs_the_scale_out_topology(tiered_config: dict[str, Any]) -> None:
     """One setting (VOXPULSE_TOPOLOGY=tiered): the load-balancing tier on the collector's ports,
-    three processing collectors on the native ports, Prometheus scraping them (docs/scaling.md)."""
+    three processing collectors found by DNS (the network alias the resolver asks for, OTLP on its
+    port), the other ports native, Prometheus scraping them (docs/scaling.md)."""
     from voxpulse_console.collector_ring import processing_ports
 
     services = tiered_config["services"]
     lb = services["otel-collector"]
-    assert lb["command"] == ["--config=/etc/otelcol/tiered.yaml"]
+    assert lb["command"] == ["--config=/etc/otelcol/tiered.yaml", "--config=/etc/otelcol/compose.yaml"]
     assert _mounts(lb)["/etc/otelcol/tiered.yaml"] == "otel-collector/lb.yaml"
-    backends = yaml.safe_load(lb["environment"]["VOXPULSE_LB_BACKENDS"])
-    assert backends == [processing_ports(k).endpoint for k in (1, 2, 3)]
+    assert _mounts(lb)["/etc/otelcol/compose.yaml"] == "otel-collector/compose-tiered.yaml"
+    dns = yaml.safe_load((ROOT / "otel-collector" / "compose-tiered.yaml").read_text())[
+        "exporters"]["load_balancing"]["resolver"]["dns"]
     for k in (1, 2, 3):
         p, svc = processing_ports(k), services[f"otelcol-p{k}"]
         env = svc["environment"]
-        assert svc["network_mode"] == "service:telemetry"
+        assert "network_mode" not in svc
+        assert svc["networks"]["default"]["aliases"] == [dns["hostname"]]
+        assert env["VOXPULSE_PROCESSING_OTLP_PORT"] == dns["port"]
+        assert env["VOXPULSE_COLLECTOR_BIND"] == "0.0.0.0"
         assert svc["image"] == lb["image"]
         assert _mounts(svc)["/etc/otelcol/processing.yaml"] == "otel-collector/processing.yaml"
-        assert {n: env[n] for n in p.env()} == p.env()
+        assert {n: env[n] for n in p.env() if n != "VOXPULSE_PROCESSING_OTLP_PORT"} == {
+            n: v for n, v in p.env().items() if n != "VOXPULSE_PROCESSING_OTLP_PORT"}
+        assert f"http://otelcol-p{k}:{p.health}/" in services["telemetry"]["healthcheck"]["test"][1]
         assert _mounts(svc)[env["VOXPULSE_COLLECTOR_QUEUE_DIR"]] == f"otelcol-queue-p{k}"
         agent = services["agent"]["environment"]
         assert env["VOXPULSE_TRACE_SAMPLING_PERCENT"] == agent["VOXPULSE_TRACE_SAMPLING_PERCENT"]
