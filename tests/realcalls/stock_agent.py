@@ -30,8 +30,11 @@ def prewarm(proc: JobProcess) -> None:
 
 
 # a load that counts calls (docs/your-agent.md): 20 calls fill the worker, so the 70 % threshold of the
-# worker means 14 (livekit.yaml lets the worker decide) -- a job stays active a while after its caller hung up
-server = AgentServer(setup_fnc=prewarm, load_fnc=lambda srv: len(srv.active_jobs) / 20, port=0)
+# worker means 14 (livekit.yaml lets the worker decide) -- a job stays active a while after its caller hung up;
+# and 5 idle processes: while no job is active yet, LiveKit's worker reserves threshold / num_idle_processes
+# of load per request it accepts, so with the default 2 a third call arriving at once from idle is refused
+server = AgentServer(setup_fnc=prewarm, load_fnc=lambda srv: len(srv.active_jobs) / 20, num_idle_processes=5,
+                     port=0)
 
 
 @server.rtc_session(agent_name=os.environ["VOXPULSE_AGENT_NAME"])
