@@ -36,7 +36,18 @@ from opentelemetry.util.types import AttributeValue
 from telemetry._errors import internal_errors
 from telemetry._state import STATE
 from telemetry.exceptions import TelemetryConfigError
-from telemetry.semconv import ATTRIBUTES, METRICS, Attr, AttributeSpec, Metric, MetricKind, MetricSpec, Stage
+from telemetry.semconv import (
+    ATTRIBUTES,
+    METRICS,
+    TURN_SEGMENT_OWNERS,
+    Attr,
+    AttributeSpec,
+    Metric,
+    MetricKind,
+    MetricSpec,
+    Stage,
+    TurnSegment,
+)
 
 __all__ = [
     "Counter",
@@ -205,6 +216,7 @@ _OWN: Final[dict[str, Any]] = {spec.name: _KINDS[spec.kind](spec) for spec in ME
 
 # VoxPulse's own instruments (typed; telemetry.calls and the export pipeline record them).
 _TTFW: Final[Histogram] = _OWN[Metric.TTFW]
+_TURN_SEGMENT: Final[Histogram] = _OWN[Metric.TURN_SEGMENT]
 _STAGE_TTFC: Final[Histogram] = _OWN[Metric.STAGE_TTFC]
 _CALL_DURATION: Final[Histogram] = _OWN[Metric.CALL_DURATION]
 _CALL_COST: Final[Histogram] = _OWN[Metric.CALL_COST]
@@ -223,6 +235,12 @@ _DATA_ERRORS: Final[Counter] = _OWN[Metric.DATA_ERRORS]
 def record_time_to_first_word(seconds: float) -> None:
     """End of caller speech to the first byte of agent audio, for one turn."""
     _TTFW.record(seconds, {Attr.AGENT_VERSION: STATE.service_version} if STATE.service_version else None)
+
+
+def _turn_segment(segment: TurnSegment, seconds: float) -> None:
+    """One part of a turn's time to first word (telemetry.livekit._anatomy)."""
+    _TURN_SEGMENT.record(seconds, {Attr.TURN_SEGMENT: segment.value,
+                                   Attr.TURN_SEGMENT_OWNER: TURN_SEGMENT_OWNERS[segment][0]})
 
 
 def record_time_to_first_chunk(

@@ -35,12 +35,14 @@ __all__ = [
     "LIVEKIT_TURN_SPANS",
     "METRICS",
     "OTHER",
+    "SEGMENT_BUCKETS_S",
     "SPANMETRICS_CALLS",
     "SPANMETRICS_DIMENSIONS",
     "SPANMETRICS_DURATION",
     "SPANMETRICS_KEPT_CALLS",
     "SPANMETRICS_KEPT_DURATION",
     "TTFW_OBJECTIVE_S",
+    "TURN_SEGMENT_OWNERS",
     "Attr",
     "AttributeSpec",
     "CallOutcome",
@@ -50,6 +52,7 @@ __all__ = [
     "MetricSpec",
     "SpanName",
     "Stage",
+    "TurnSegment",
     "error_type",
     "metric_spec",
     "prometheus_name",
@@ -65,6 +68,54 @@ class Stage(StrEnum):
     TTS = "tts"
     TOOL = "tool"
     TURN = "turn"
+
+
+class TurnSegment(StrEnum):
+    """Values of ``voice.turn.segment``: the parts of a turn's time to first word, in the pipeline's
+    order (``telemetry.livekit._anatomy`` says how each is measured). They sum to the turn's
+    ``voice.turn.time_to_first_word``."""
+
+    TRANSPORT_IN = "transport_in"
+    END_OF_SPEECH = "end_of_speech"
+    STT_FINAL = "stt_final"
+    END_OF_TURN = "end_of_turn"
+    ON_USER_TURN_COMPLETED = "on_user_turn_completed"
+    LLM_TOOL_CALL = "llm_tool_call"
+    TOOLS = "tools"
+    QUEUEING = "queueing"
+    LLM_TTFT = "llm_ttft"
+    LLM_FIRST_SENTENCE = "llm_first_sentence"
+    TTS_TTFB = "tts_ttfb"
+    PLAYBACK = "playback"
+    PUBLICATION = "publication"
+    TRANSPORT_OUT = "transport_out"
+    UNACCOUNTED = "unaccounted"
+
+    @property
+    def attribute(self) -> str:
+        """The turn span's attribute with this segment's seconds."""
+        return f"voice.turn.segment.{self.value}"
+
+
+TURN_SEGMENT_OWNERS: Final[dict[TurnSegment, tuple[str, str]]] = {
+    TurnSegment.TRANSPORT_IN: ("transport", "the caller's audio to the agent: jitter buffer and framing (estimated)"),
+    TurnSegment.END_OF_SPEECH: ("setting", "the VAD's silence before it ends the speech (min_silence_duration)"),
+    TurnSegment.STT_FINAL: ("provider", "the STT's final transcript after the end of speech"),
+    TurnSegment.END_OF_TURN: ("setting", "the end-of-turn decision (turn detector, endpointing delay)"),
+    TurnSegment.ON_USER_TURN_COMPLETED: ("agent", "the agent's on_user_turn_completed hook"),
+    TurnSegment.LLM_TOOL_CALL: ("provider", "the LLM generation that chose a tool, to the first tool call"),
+    TurnSegment.TOOLS: ("agent", "the tool calls, first start to last end (they run concurrently)"),
+    TurnSegment.QUEUEING: ("framework", "a gap no component measures: before the reply's LLM generation started"),
+    TurnSegment.LLM_TTFT: ("provider", "the LLM's time to first token"),
+    TurnSegment.LLM_FIRST_SENTENCE: ("provider", "the LLM's first sentence after its first token, to the TTS"),
+    TurnSegment.TTS_TTFB: ("provider", "the TTS's first audio after its first text"),
+    TurnSegment.PLAYBACK: ("framework", "the first audio frame forwarded to the audio output until playback started"),
+    TurnSegment.PUBLICATION: ("framework", "playback started until the first audible frame went into the room"),
+    TurnSegment.TRANSPORT_OUT: ("transport", "the agent's audio to the caller's ear (estimated)"),
+    TurnSegment.UNACCOUNTED: (
+        "unaccounted", "time whose measurement is missing (a crashed job, a metric not reported)",
+    ),
+}
 
 
 class CallOutcome(StrEnum):
@@ -136,6 +187,9 @@ class Attr:
     TURN_TTFW_AT_AGENT: Final = "voice.turn.time_to_first_word_at_agent"
     TURN_MEDIA_LATENCY: Final = "voice.turn.media_latency"
     TURN_TTFW_METHOD: Final = "voice.turn.time_to_first_word_method"
+    TURN_SEGMENT: Final = "voice.turn.segment"
+    TURN_SEGMENT_OWNER: Final = "voice.turn.segment.owner"
+    TURN_NAMED_SHARE: Final = "voice.turn.named_share"
     TURN_USER_TEXT: Final = "voice.turn.pii.user_text"
     TURN_AGENT_TEXT: Final = "voice.turn.pii.agent_text"
     TURN_TOOL_CALLS: Final = "voice.turn.tool_calls"
@@ -240,6 +294,24 @@ ATTRIBUTES: Final[tuple[AttributeSpec, ...]] = (
         Attr.TURN_TTFW_METHOD,
         "audio (audible frames at both ends), vad (VAD end of speech: no audible frame seen) or playback "
         "(the sink's playback start: no room audio source).",
+    ),
+    AttributeSpec(
+        Attr.TURN_SEGMENT, "A part of the turn's time to first word (metric label; the turn span carries "
+        "each part's seconds as voice.turn.segment.<part>).", metric_label=True,
+    ),
+    AttributeSpec(
+        Attr.TURN_SEGMENT_OWNER,
+        "Whose the part is: transport, setting, provider, agent, framework or unaccounted.", metric_label=True,
+    ),
+    AttributeSpec(
+        Attr.TURN_NAMED_SHARE,
+        "The share (0-1) of the turn's time to first word named by a measured part (not queueing or unaccounted).",
+    ),
+    *(
+        AttributeSpec(
+            seg.attribute, f"Seconds of the turn's time to first word in {seg.value}: {TURN_SEGMENT_OWNERS[seg][1]}.",
+        )
+        for seg in TurnSegment
     ),
     AttributeSpec(Attr.TURN_USER_TEXT, "What the caller said (redacted by default).", pii=True),
     AttributeSpec(Attr.TURN_AGENT_TEXT, "What the agent answered (redacted by default).", pii=True),
@@ -355,6 +427,10 @@ TTFW_OBJECTIVE_S: Final = 3.0
 DURATION_BUCKETS_S: Final[tuple[float, ...]] = (
     0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 20.0, 30.0, 60.0,
 )
+# The parts of a turn: a few milliseconds (playback, publication) to seconds (a slow LLM).
+SEGMENT_BUCKETS_S: Final[tuple[float, ...]] = (
+    0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
+)
 CALL_DURATION_BUCKETS_S: Final[tuple[float, ...]] = (
     5.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
 )
@@ -426,6 +502,7 @@ class Metric:
     """Names of the metrics VoxPulse records (specs in :data:`METRICS`)."""
 
     TTFW: Final = "voice.turn.time_to_first_word"
+    TURN_SEGMENT: Final = "voice.turn.segment.duration"
     STAGE_TTFC: Final = "voice.stage.time_to_first_chunk"
     CALL_DURATION: Final = "voice.call.duration"
     CALL_COST: Final = "voice.call.cost"
@@ -447,6 +524,12 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         "Time to first word per turn, at the caller's ear: end of the caller's speech to the first audible "
         "agent audio (the turn span's voice.turn.time_to_first_word).",
         (Attr.AGENT_VERSION,), DURATION_BUCKETS_S,
+    ),
+    MetricSpec(
+        Metric.TURN_SEGMENT, MetricKind.HISTOGRAM, "s",
+        "The parts of each turn's time to first word (voice.turn.segment; they sum to it), by part and owner; "
+        "exemplars open the turn.",
+        (Attr.TURN_SEGMENT, Attr.TURN_SEGMENT_OWNER), SEGMENT_BUCKETS_S,
     ),
     MetricSpec(
         Metric.STAGE_TTFC, MetricKind.HISTOGRAM, "s",
@@ -647,6 +730,21 @@ def render_markdown() -> str:
         f" traces only: `{SPANMETRICS_KEPT_DURATION}_bucket|_sum|_count` and `{SPANMETRICS_KEPT_CALLS}`,"
         " same labels, with the exemplars (each opens a stored trace).",
         "",
+        "## The anatomy of a turn",
+        "",
+        f"A turn's `{Attr.TURN_TTFW}` is cut into parts on the agent's clock, each the time until something",
+        "the turn waited for was done; they sum to it (to the µs they are rounded to) and none is negative.",
+        "The turn span carries each part's seconds (`voice.turn.segment.<part>`, a part of zero length is",
+        f"left out) and `{Attr.TURN_NAMED_SHARE}`; `{metric_spec(Metric.TURN_SEGMENT).prometheus}` has one",
+        "observation per part (labels part and owner), with exemplars to the turn. In the pipeline's order:",
+        "",
+        "| part | owner | what it is |",
+        "|---|---|---|",
+        *(f"| `{seg.value}` | {TURN_SEGMENT_OWNERS[seg][0]} | {TURN_SEGMENT_OWNERS[seg][1]} |" for seg in TurnSegment),
+        "",
+        "`queueing` is a gap no component measures; `unaccounted` is time whose measurement is missing (the",
+        "answer's metrics never came, a crashed job): a turn with missing data still adds up.",
+        "",
         "## Tail sampling",
         "",
         f"- time-to-first-word objective: {TTFW_OBJECTIVE_S:g} s; a turn slower than it is kept, like a call"
@@ -656,6 +754,7 @@ def render_markdown() -> str:
         "## Buckets",
         "",
         f"- latency (s): {', '.join(str(b) for b in DURATION_BUCKETS_S)}",
+        f"- parts of a turn (s): {', '.join(str(b) for b in SEGMENT_BUCKETS_S)}",
         f"- call duration (s): {', '.join(str(b) for b in CALL_DURATION_BUCKETS_S)}",
         f"- cost (USD): {', '.join(str(b) for b in COST_BUCKETS_USD)}",
         "",

@@ -32,6 +32,7 @@ from telemetry import metrics as _metrics
 from telemetry._errors import internal_error, internal_errors, raise_internal_errors
 from telemetry._state import STATE
 from telemetry.calls import CallScope
+from telemetry.livekit._anatomy import Segment, TurnMarks, anatomy, named_share
 from telemetry.livekit._job import _from_job
 from telemetry.livekit._pricing import _usage_costs, _UsageCost
 from telemetry.livekit._tracing import _CURRENT, _SESSIONS
@@ -121,6 +122,11 @@ class _Turn:
     audible_out_at: float | None = None  # end of TTFW: the first audible frame reaches the room
     ttfw_agent_s: float | None = None
     ttfw_network_s: float | None = None
+    ttfw_start: float | None = None  # heard_end, or the VAD's end of speech without an audible frame
+    vad_end_at: float | None = None  # the VAD's end-of-speech event
+    user_delays: dict[str, float] = field(default_factory=dict)  # LiveKit's checked user-message delays
+    reply_metrics: dict[str, float] | None = None  # the first answer's checked metrics
+    tool_spans: list[tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +146,7 @@ class MeasuredTurn:
     ttfw_network_s: float | None = None  # estimated media latency both ways (voice.ttfw.network_ms)
     ttfw_method: str | None = None  # voice.ttfw.method
     heard_end: float | None = None  # when the caller's speech ended, as the agent knows it
+    segments: tuple[Segment, ...] = ()  # the anatomy of ttfw_s (voice.turn.segment.*), summing to it
 
 
 class SessionInstrumentation:
@@ -381,7 +388,7 @@ class SessionInstrumentation:
             return  # a data error: no time to first word for this turn
         network_s = self._probe.network_s() if self._probe.measures_output else 0.0
         ttfw = agent_s + network_s
-        t.ttfw_s, t.ttfw_agent_s, t.ttfw_network_s = ttfw, agent_s, network_s
+        t.ttfw_s, t.ttfw_agent_s, t.ttfw_network_s, t.ttfw_start = ttfw, agent_s, network_s, start
         t.span.set_attributes({
             Attr.TURN_TTFW: round(ttfw, 4),
             Attr.TURN_TTFW_AT_AGENT: round(agent_s, 4),
@@ -428,12 +435,19 @@ class SessionInstrumentation:
         if stopped is not None:
             t.stopped_speaking_at = float(stopped)
         t.started_speaking_at = float(started)
+        t.vad_end_at = self._last_user_stop
+        for key in ("end_of_turn_delay", "on_user_turn_completed_delay"):
+            checked = _quality.duration(f"livekit.{key}", m.get(key), within_s=self._so_far(created_at), span=t.span)
+            if checked is not None:
+                t.user_delays[key] = checked
         if t.audible_out_at is None:
             t.heard_end, t.ttfw_method = self._probe.speech_end(t.stopped_speaking_at)
             self._probe.arm()
         t.span.set_attribute(Attr.TURN_USER_TEXT, t.user_text)
         delay = _quality.duration("livekit.stt.transcription_delay", m.get("transcription_delay"),
                                   within_s=self._so_far(created_at), span=t.span)
+        if delay is not None:
+            t.user_delays["transcription_delay"] = delay
         if not t.stt_done and self.session.stt is not None:
             t.stt_done = True
             self._stt_span(t, delay, created_at)
@@ -482,6 +496,8 @@ class SessionInstrumentation:
         if t is None or not t.user_text:
             return  # greeting or an agent-initiated message: not a turn
         t.agent_text = f"{t.agent_text} {text}".strip() if t.agent_text else text
+        if t.reply_metrics is None and m.get("started_speaking_at"):
+            t.reply_metrics = self._reply_metrics(t, m)
         t.answered = not interrupted
         t.interrupted = t.interrupted or interrupted
         t.span.set_attribute(Attr.TURN_AGENT_TEXT, t.agent_text)
@@ -511,6 +527,10 @@ class SessionInstrumentation:
                 if t is not None:
                     t.tool_calls += 1
                     t.tool_names.append(name)
+                    began = float(getattr(fc, "created_at", 0.0) or 0.0)
+                    done = float(getattr(out, "created_at", 0.0) or 0.0) if out is not None else 0.0
+                    if began and done and 0 <= done - began <= (self._so_far(done) or math.inf):
+                        t.tool_spans.append((began, done))
                     t.span.set_attribute(Attr.TURN_TOOL_CALLS, t.tool_calls)
                 reason: str | None = None
                 if known is not None and name not in known:
@@ -538,6 +558,47 @@ class SessionInstrumentation:
                             tool_call_id=str(getattr(fc, "call_id", "") or "") or None,
                             error=None if success else str(getattr(out, "output", ""))[:500],
                         )
+
+    def _reply_metrics(self, t: _Turn, m: Mapping[str, Any]) -> dict[str, float]:
+        """The answer's metrics the anatomy reads, each duration through the data-quality guard."""
+        raw = TurnMarks.reply_metrics(m)
+        out: dict[str, float] = {}
+        for key, value in raw.items():
+            if key == "started_speaking_at":
+                out[key] = value
+                continue
+            checked = _quality.duration(f"livekit.{key}", value, within_s=self._so_far(raw.get("started_speaking_at")),
+                                        span=t.span)
+            if checked is not None:
+                out[key] = checked
+        return out
+
+    def _anatomy(self, t: _Turn) -> tuple[Segment, ...]:
+        """The turn's time to first word in parts (telemetry.livekit._anatomy), on its span and in the
+        segment histogram (exemplars to the turn)."""
+        if t.ttfw_s is None or t.ttfw_start is None or t.audible_out_at is None:
+            return ()
+        net = t.ttfw_network_s or 0.0
+        reply = t.reply_metrics or {}
+        marks = TurnMarks(
+            heard_end=t.ttfw_start, audible_out=t.audible_out_at, transport_in_s=net / 2, transport_out_s=net / 2,
+            vad_end_at=t.vad_end_at, stopped_speaking_at=t.stopped_speaking_at,
+            transcription_delay=t.user_delays.get("transcription_delay"),
+            end_of_turn_delay=t.user_delays.get("end_of_turn_delay"),
+            on_user_turn_completed_delay=t.user_delays.get("on_user_turn_completed_delay"),
+            tools=[(a, b) for a, b in t.tool_spans if a < t.audible_out_at],
+            started_speaking_at=reply.get("started_speaking_at"), playback_latency=reply.get("playback_latency"),
+            tts_node_ttfb=reply.get("tts_node_ttfb"), llm_node_ttfs=reply.get("llm_node_ttfs"),
+            llm_node_ttft=reply.get("llm_node_ttft"),
+        )
+        parts = tuple(anatomy(marks))
+        attrs: dict[str, AttributeValue] = {s.segment.attribute: round(s.seconds, 6) for s in parts}
+        attrs[Attr.TURN_NAMED_SHARE] = round(named_share(parts), 4)
+        t.span.set_attributes(attrs)
+        with trace.use_span(t.span, end_on_exit=False):  # exemplars -> this turn
+            for part in parts:
+                _metrics._turn_segment(part.segment, part.seconds)
+        return parts
 
     def _anomaly(self, tool: str, reason: str, t: _Turn | None, *, label: str) -> None:
         self.anomalies.append((tool, reason))
@@ -642,6 +703,9 @@ class SessionInstrumentation:
             return
         self._turn = None
         t.span.set_attribute(Attr.TURN_TOOL_CALLS, t.tool_calls)
+        segments: tuple[Segment, ...] = ()
+        with internal_errors("livekit.anatomy"):
+            segments = self._anatomy(t)
         end = t.idle_at if t.idle_at is not None else (at if at is not None else time.time())
         t.span.end(end_time=_ns(max(end, t.started_at)))
         self.turns.append(
@@ -650,7 +714,7 @@ class SessionInstrumentation:
                 tool_calls=tuple(t.tool_names), stopped_speaking_at=t.stopped_speaking_at,
                 agent_started_at=t.agent_started_at, ttfw_agent_s=t.ttfw_agent_s,
                 ttfw_network_s=t.ttfw_network_s, ttfw_method=t.ttfw_method if t.ttfw_s is not None else None,
-                heard_end=t.heard_end,
+                heard_end=t.heard_end, segments=segments,
             )
         )
 

@@ -31,10 +31,10 @@ PUBLIC: dict[str, set[str]] = {
     "telemetry.semconv": {
         "ATTRIBUTES", "CALL_DURATION_BUCKETS_S", "COST_BUCKETS_USD", "DURATION_BUCKETS_S", "LIVEKIT_JOB_ROOT",
         "LIVEKIT_JOB_SPANS", "LIVEKIT_METER", "LIVEKIT_METRIC_LABELS", "LIVEKIT_STAGE_SPANS", "LIVEKIT_TURN_SPANS",
-        "METRICS", "OTHER", "SPANMETRICS_CALLS", "SPANMETRICS_DIMENSIONS", "SPANMETRICS_DURATION",
-        "SPANMETRICS_KEPT_CALLS", "SPANMETRICS_KEPT_DURATION", "TTFW_OBJECTIVE_S", "Attr",
+        "METRICS", "OTHER", "SEGMENT_BUCKETS_S", "SPANMETRICS_CALLS", "SPANMETRICS_DIMENSIONS", "SPANMETRICS_DURATION",
+        "SPANMETRICS_KEPT_CALLS", "SPANMETRICS_KEPT_DURATION", "TTFW_OBJECTIVE_S", "TURN_SEGMENT_OWNERS", "Attr",
         "AttributeSpec", "CallOutcome", "GenAIOperation", "Metric", "MetricKind", "MetricSpec", "SpanName", "Stage",
-        "error_type", "metric_spec", "prometheus_name", "render_markdown",
+        "TurnSegment", "error_type", "metric_spec", "prometheus_name", "render_markdown",
     },
     "telemetry.metrics": {
         "Counter", "Gauge", "Histogram", "UpDownCounter", "record_time_to_first_chunk", "record_time_to_first_word",
