@@ -217,6 +217,8 @@ _OWN: Final[dict[str, Any]] = {spec.name: _KINDS[spec.kind](spec) for spec in ME
 # VoxPulse's own instruments (typed; telemetry.calls and the export pipeline record them).
 _TTFW: Final[Histogram] = _OWN[Metric.TTFW]
 _TURN_SEGMENT: Final[Histogram] = _OWN[Metric.TURN_SEGMENT]
+_INTERRUPTIONS: Final[Counter] = _OWN[Metric.INTERRUPTIONS]
+_YIELD_TIME: Final[Histogram] = _OWN[Metric.YIELD_TIME]
 _STAGE_TTFC: Final[Histogram] = _OWN[Metric.STAGE_TTFC]
 _CALL_DURATION: Final[Histogram] = _OWN[Metric.CALL_DURATION]
 _CALL_COST: Final[Histogram] = _OWN[Metric.CALL_COST]
@@ -241,6 +243,16 @@ def _turn_segment(segment: TurnSegment, seconds: float) -> None:
     """One part of a turn's time to first word (telemetry.livekit._anatomy)."""
     _TURN_SEGMENT.record(seconds, {Attr.TURN_SEGMENT: segment.value,
                                    Attr.TURN_SEGMENT_OWNER: TURN_SEGMENT_OWNERS[segment][0]})
+
+
+def _interruption(direction: str, kind: str) -> None:
+    """One interruption (telemetry.livekit._interruptions)."""
+    _INTERRUPTIONS.add(1, {Attr.INTERRUPTION_DIRECTION: direction, Attr.INTERRUPTION_KIND: kind})
+
+
+def _interruption_yield(seconds: float) -> None:
+    """How fast the agent stopped talking after a barge-in."""
+    _YIELD_TIME.record(seconds)
 
 
 def record_time_to_first_chunk(

@@ -190,6 +190,10 @@ class Attr:
     TURN_SEGMENT: Final = "voice.turn.segment"
     TURN_SEGMENT_OWNER: Final = "voice.turn.segment.owner"
     TURN_NAMED_SHARE: Final = "voice.turn.named_share"
+    INTERRUPTION_DIRECTION: Final = "voice.interruption.direction"
+    INTERRUPTION_KIND: Final = "voice.interruption.kind"
+    INTERRUPTION_RESUMED: Final = "voice.interruption.resumed"
+    INTERRUPTION_YIELD_TIME: Final = "voice.interruption.yield_time"
     TURN_USER_TEXT: Final = "voice.turn.pii.user_text"
     TURN_AGENT_TEXT: Final = "voice.turn.pii.agent_text"
     TURN_TOOL_CALLS: Final = "voice.turn.tool_calls"
@@ -306,6 +310,21 @@ ATTRIBUTES: Final[tuple[AttributeSpec, ...]] = (
     AttributeSpec(
         Attr.TURN_NAMED_SHARE,
         "The share (0-1) of the turn's time to first word named by a measured part (not queueing or unaccounted).",
+    ),
+    AttributeSpec(
+        Attr.INTERRUPTION_DIRECTION,
+        "caller (a barge-in: the caller spoke while the agent spoke) or agent (the agent spoke over the caller).",
+        metric_label=True,
+    ),
+    AttributeSpec(
+        Attr.INTERRUPTION_KIND,
+        "interruption, or false_interruption (a barge-in LiveKit resumed from: noise, a backchannel).",
+        metric_label=True,
+    ),
+    AttributeSpec(Attr.INTERRUPTION_RESUMED, "Whether LiveKit resumed the agent's speech after a false interruption."),
+    AttributeSpec(
+        Attr.INTERRUPTION_YIELD_TIME,
+        "Seconds from the caller's first word of a barge-in to the agent's audio stopping (how fast it yields).",
     ),
     *(
         AttributeSpec(
@@ -503,6 +522,8 @@ class Metric:
 
     TTFW: Final = "voice.turn.time_to_first_word"
     TURN_SEGMENT: Final = "voice.turn.segment.duration"
+    INTERRUPTIONS: Final = "voice.interruptions"
+    YIELD_TIME: Final = "voice.interruption.yield_time"
     STAGE_TTFC: Final = "voice.stage.time_to_first_chunk"
     CALL_DURATION: Final = "voice.call.duration"
     CALL_COST: Final = "voice.call.cost"
@@ -530,6 +551,17 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         "The parts of each turn's time to first word (voice.turn.segment; they sum to it), by part and owner; "
         "exemplars open the turn.",
         (Attr.TURN_SEGMENT, Attr.TURN_SEGMENT_OWNER), SEGMENT_BUCKETS_S,
+    ),
+    MetricSpec(
+        Metric.INTERRUPTIONS, MetricKind.COUNTER, "{interruption}",
+        "Interruptions by direction (caller: a barge-in; agent: it spoke over the caller) and kind "
+        "(interruption, false_interruption); exemplars open the interrupted turn.",
+        (Attr.INTERRUPTION_DIRECTION, Attr.INTERRUPTION_KIND),
+    ),
+    MetricSpec(
+        Metric.YIELD_TIME, MetricKind.HISTOGRAM, "s",
+        "How fast the agent stops talking after a barge-in: the caller's first word to the agent's audio stopping.",
+        (), SEGMENT_BUCKETS_S,
     ),
     MetricSpec(
         Metric.STAGE_TTFC, MetricKind.HISTOGRAM, "s",

@@ -33,6 +33,7 @@ from telemetry._errors import internal_error, internal_errors, raise_internal_er
 from telemetry._state import STATE
 from telemetry.calls import CallScope
 from telemetry.livekit._anatomy import Segment, TurnMarks, anatomy, named_share
+from telemetry.livekit._interruptions import Interruptions
 from telemetry.livekit._job import _from_job
 from telemetry.livekit._pricing import _usage_costs, _UsageCost
 from telemetry.livekit._tracing import _CURRENT, _SESSIONS
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from livekit.agents import AgentSession
     from livekit.agents.llm import ChatMessage
     from livekit.agents.voice.events import (
+        AgentFalseInterruptionEvent,
         AgentStateChangedEvent,
         CloseEvent,
         ConversationItemAddedEvent,
@@ -211,6 +213,7 @@ class SessionInstrumentation:
         self._session_span_ctx: trace.SpanContext | None = None  # LiveKit's agent_session span
         self._instr_token: Token[SessionInstrumentation | None] | None = None
         self._probe = _TtfwProbe(self)
+        self.interruptions = Interruptions()
 
     # -- public -----------------------------------------------------------------------------------
     @property
@@ -294,6 +297,7 @@ class SessionInstrumentation:
             "agent_state_changed": self._on_agent_state,
             "conversation_item_added": self._on_item,
             "function_tools_executed": self._on_tools,
+            "agent_false_interruption": self._on_false_interruption,
             "error": self._on_error,
             "close": self._on_close,
         }
@@ -352,18 +356,26 @@ class SessionInstrumentation:
             now = float(getattr(ev, "created_at", time.time()))
             if ev.new_state == "speaking":
                 self._user_speech_started = now
+                self.interruptions.user_started(now, self._turn.span if self._turn is not None else None)
                 t = self._turn
                 # with tracing on, LiveKit's user_turn span opened the turn a moment ago
                 if t is None or t.answered or t.agent_started_at is not None:
                     self._open_turn(now)
             elif ev.old_state == "speaking":
                 self._last_user_stop = now
+                self.interruptions.user_stopped(now, self._turn.span if self._turn is not None else None)
                 self._probe.end_of_speech()
 
     def _on_agent_state(self, ev: AgentStateChangedEvent) -> None:
         with internal_errors("livekit.agent_state"):
             self._probe.install()  # the room's audio in and out exist once the session started
             t = self._turn
+            at = float(getattr(ev, "created_at", time.time()))
+            span = t.span if t is not None else self.scope.span
+            if ev.new_state == "speaking":
+                self.interruptions.agent_started(at, span)
+            elif ev.old_state == "speaking":
+                self.interruptions.agent_stopped(at, span)
             if ev.new_state == "listening" and t is not None and t.agent_started_at is not None:
                 t.idle_at = float(getattr(ev, "created_at", time.time()))
             if ev.new_state == "speaking" and t is not None and t.agent_started_at is None and t.user_text:
@@ -642,6 +654,11 @@ class SessionInstrumentation:
             )
             if seconds is not None:
                 _metrics.record_time_to_first_chunk(stage, seconds, provider=provider, model=model)
+
+    def _on_false_interruption(self, ev: AgentFalseInterruptionEvent) -> None:
+        with internal_errors("livekit.false_interruption"):
+            span = self._turn.span if self._turn is not None else self.scope.span
+            self.interruptions.false_interruption(float(ev.created_at), span, resumed=bool(ev.resumed))
 
     def _on_error(self, ev: ErrorEvent) -> None:
         # (LiveKit types the event's error and source "... | Any": plugins raise their own)

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from agent.realcalls import ExportedSpan, OtlpRecorder
-from telemetry.semconv import LIVEKIT_JOB_ROOT, LIVEKIT_METRIC_LABELS, LIVEKIT_TURN_SPANS, Attr
+from telemetry.semconv import LIVEKIT_JOB_ROOT, LIVEKIT_METRIC_LABELS, LIVEKIT_TURN_SPANS, Attr, TurnSegment
 from tests.support import ROOT, load_script, unavailable, wait_for
 from tests.support.backends import PROMETHEUS
 
@@ -120,6 +120,39 @@ def test_turns_tell_the_story_and_measure_ttfw_at_the_ear(first_calls: Calls, re
                    and s.attributes.get("lk.interrupted")]
     assert interrupted, "the caller barged in: an agent turn was interrupted"
     assert all("lk.interruption.source" in s.attributes for s in interrupted)
+    # VoxPulse's own count of it: a caller barge-in on the interrupted turn, and how fast the agent yielded
+    turn_events = [e for s in trace_of(recorder, barge.room_sid) if s.name == "turn" for e in s.events]
+    barges = [attrs for name, attrs in turn_events if name == "interruption"
+              and attrs.get(Attr.INTERRUPTION_DIRECTION) == "caller"
+              and attrs.get(Attr.INTERRUPTION_KIND) == "interruption"]
+    assert len(barges) == 1, turn_events
+    [yielded] = [attrs for name, attrs in turn_events if name == "interruption_yielded"]
+    assert 0 < yielded[Attr.INTERRUPTION_YIELD_TIME] < 2.0, yielded
+    # no other call has a barge-in (every other line waits for the agent to finish)
+    for r in first_calls.results:
+        if r is not barge:
+            directions = [a.get(Attr.INTERRUPTION_DIRECTION) for s in trace_of(recorder, r.room_sid)
+                          if s.name == "turn" for n, a in s.events if n == "interruption"]
+            assert "caller" not in directions, (r.scenario, directions)
+
+
+def test_each_turns_parts_add_up_to_what_the_caller_heard(first_calls: Calls, recorder: OtlpRecorder) -> None:
+    """The anatomy of every real turn: its parts sum to the turn's time to first word within 1 ms,
+    none is negative, and on average at least 95 % of it is named by a measured part (the rest is
+    queueing or unaccounted, named as such)."""
+    shares: list[float] = []
+    for r in first_calls.results:
+        for turn in (s for s in trace_of(recorder, r.room_sid) if s.name == "turn"):
+            a = turn.attributes
+            parts = {seg: a[seg.attribute] for seg in TurnSegment if seg.attribute in a}
+            assert parts, (r.scenario, a)
+            assert all(v > 0 for v in parts.values()), (r.scenario, parts)
+            assert sum(parts.values()) == pytest.approx(a[Attr.TURN_TTFW], abs=1e-3), (r.scenario, parts)
+            # the providers' parts are there on every real turn
+            assert {TurnSegment.LLM_TTFT, TurnSegment.TTS_TTFB, TurnSegment.TRANSPORT_OUT} <= set(parts), parts
+            shares.append(a[Attr.TURN_NAMED_SHARE])
+    assert len(shares) >= 3
+    assert sum(shares) / len(shares) >= 0.95, shares
 
 
 def _turn_above(span: ExportedSpan, by_id: dict[str, ExportedSpan]) -> ExportedSpan | None:
