@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from livekit.agents import Agent, RunContext, ToolError, function_tool
+from livekit.agents import Agent, FlushSentinel, ModelSettings, RunContext, ToolError, function_tool, llm
 
 import telemetry
 from telemetry import metrics
+from telemetry.livekit import BudgetBreach
 from telemetry.semconv import CallOutcome
 
 from .metrics import FITTINGS_BOOKED, ORDERS_CREATED
@@ -76,11 +77,36 @@ class TyreAssistant(Agent):
         greet: bool = True,
         on_transfer: Callable[[str], Any] | None = None,
         instructions: str = INSTRUCTIONS,
+        fallback_llm: llm.LLM[Any] | None = None,
     ) -> None:
         super().__init__(instructions=instructions)
         self.store = store
         self.greet = greet
         self.on_transfer = on_transfer
+        self.fallback_llm = fallback_llm  # a faster model for the rest of a call that ran over budget
+        self.on_fallback = False
+
+    def over_budget(self, breach: BudgetBreach) -> None:
+        """The session's budget hook (``instrument_session(on_budget_exceeded=...)``): a turn ran over
+        its latency budget while the caller waits, so the rest of the call answers with the faster
+        fallback model (the answer already being generated finishes on the model it started with)."""
+        if breach.live and self.fallback_llm is not None and not self.on_fallback:
+            self.on_fallback = True
+            log.warning("turn over its latency budget: answering with the fallback model from now on",
+                        extra={"turn": breach.turn_index, "budget_s": breach.budget_s,
+                               "fallback_model": self.fallback_llm.model})
+
+    async def llm_node(
+        self, chat_ctx: llm.ChatContext, tools: list[llm.Tool], model_settings: ModelSettings,
+    ) -> AsyncIterable[llm.ChatChunk | str | FlushSentinel]:
+        if not (self.on_fallback and self.fallback_llm is not None):
+            async for chunk in Agent.default.llm_node(self, chat_ctx, tools, model_settings):
+                yield chunk
+            return
+        async with self.fallback_llm.chat(chat_ctx=chat_ctx, tools=tools,
+                                          tool_choice=model_settings.tool_choice) as stream:
+            async for chunk in stream:
+                yield chunk
 
     async def on_enter(self) -> None:
         if self.greet:

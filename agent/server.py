@@ -96,6 +96,24 @@ def _providers(ctx: JobContext, proc: JobProcess) -> dict[str, Any]:
     }
 
 
+def _fallback_llm() -> Any:
+    """The faster model the agent switches to when a turn runs over its latency budget
+    (``TyreAssistant.over_budget``): ``VOXPULSE_FALLBACK_LLM_MODEL`` with the plugins, a quicker
+    scripted model with the local pipeline; ``None``: no fallback."""
+    kind = os.environ.get("VOXPULSE_PROVIDERS", "plugins")
+    if kind == "local":
+        from .sim.latency import LatencyModel
+        from .sim.providers import ScriptedLLM
+
+        return ScriptedLLM(ttft=LatencyModel(0.05, 0.1), model="sim-llm-fast")
+    model = os.environ.get("VOXPULSE_FALLBACK_LLM_MODEL")
+    if not model or kind != "plugins":
+        return None
+    import livekit.plugins.openai as openai
+
+    return openai.LLM(model=model)
+
+
 def prewarm(proc: JobProcess) -> None:
     """LiveKit's set-up function: runs in each job process before it is given a job."""
     # Telemetry first: LiveKit opens the job's root span before the entrypoint runs, so a tracer
@@ -211,8 +229,12 @@ async def entrypoint(ctx: JobContext) -> None:
     try:
         # call_id: the SIP call id, else the room's id (never the room name: it holds the number)
         # with DATABASE_URL set it also keeps the call's history (a CallLogger opened and closed per call)
-        async with instrument_session(session, direction=_direction(ctx.job.metadata)):
-            await session.start(TyreAssistant(store, on_transfer=transfer), room=ctx.room, record=False)
+        # a turn over its latency budget (VOXPULSE_TURN_BUDGET) switches the rest of the call to the
+        # fallback model, at the moment it runs over (see TyreAssistant.over_budget)
+        assistant = TyreAssistant(store, on_transfer=transfer, fallback_llm=_fallback_llm())
+        async with instrument_session(session, direction=_direction(ctx.job.metadata),
+                                      on_budget_exceeded=assistant.over_budget):
+            await session.start(assistant, room=ctx.room, record=False)
             log.info("call started", extra={"participant_kind": int(participant.kind)})
     finally:
         await store.aclose()

@@ -18,6 +18,7 @@ from typing import Final, Literal, TypeVar, get_args, overload
 
 from telemetry.exceptions import TelemetryConfigError
 from telemetry.redaction import ContentMode
+from telemetry.semconv import TTFW_OBJECTIVE_S
 
 __all__ = [
     "CONTENT_MODES",
@@ -146,6 +147,17 @@ VOXPULSE_RAISE_INTERNAL_ERRORS: Final = EnvVar(
     "`true` re-raises internal telemetry errors instead of containing them; `false` contains them even "
     "while a test runs. Unset: re-raised only while pytest runs a test (`PYTEST_CURRENT_TEST`).",
 )
+VOXPULSE_TURN_BUDGET: Final = EnvVar(
+    ("VOXPULSE_TURN_BUDGET",), f"{TTFW_OBJECTIVE_S:g}",
+    "Live latency budget of a turn, seconds of the caller's time to first word: when a turn runs over while the "
+    "caller still waits, a `budget_exceeded` event, `voice.budget.breaches` and the session's budget hooks "
+    "(`telemetry.livekit`). `0` turns it off.",
+)
+VOXPULSE_SEGMENT_BUDGETS: Final = EnvVar(
+    ("VOXPULSE_SEGMENT_BUDGETS",), None,
+    "Budgets of parts of a turn, `part=seconds,...` (parts: `voice.turn.segment` values, e.g. "
+    "`llm_ttft=1.0,tts_ttfb=0.5`), checked when the turn's parts are known.",
+)
 DATABASE_URL: Final = EnvVar(
     ("VOXPULSE_DATABASE_URL", "DATABASE_URL"), None,
     "PostgreSQL DSN of the call history (`telemetry.history`) and of the console's alerts receiver.",
@@ -176,6 +188,8 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
     VOXPULSE_LOG_LEVEL,
     VOXPULSE_LOG_FORMAT,
     VOXPULSE_RAISE_INTERNAL_ERRORS,
+    VOXPULSE_TURN_BUDGET,
+    VOXPULSE_SEGMENT_BUDGETS,
     DATABASE_URL,
     REDIS_URL,
 )

@@ -219,6 +219,7 @@ _TTFW: Final[Histogram] = _OWN[Metric.TTFW]
 _TURN_SEGMENT: Final[Histogram] = _OWN[Metric.TURN_SEGMENT]
 _INTERRUPTIONS: Final[Counter] = _OWN[Metric.INTERRUPTIONS]
 _YIELD_TIME: Final[Histogram] = _OWN[Metric.YIELD_TIME]
+_BUDGET_BREACHES: Final[Counter] = _OWN[Metric.BUDGET_BREACHES]
 _STAGE_TTFC: Final[Histogram] = _OWN[Metric.STAGE_TTFC]
 _CALL_DURATION: Final[Histogram] = _OWN[Metric.CALL_DURATION]
 _CALL_COST: Final[Histogram] = _OWN[Metric.CALL_COST]
@@ -248,6 +249,11 @@ def _turn_segment(segment: TurnSegment, seconds: float) -> None:
 def _interruption(direction: str, kind: str) -> None:
     """One interruption (telemetry.livekit._interruptions)."""
     _INTERRUPTIONS.add(1, {Attr.INTERRUPTION_DIRECTION: direction, Attr.INTERRUPTION_KIND: kind})
+
+
+def _budget_breach(budget: str) -> None:
+    """A latency budget exceeded (telemetry.livekit._budgets)."""
+    _BUDGET_BREACHES.add(1, {Attr.BUDGET: budget})
 
 
 def _interruption_yield(seconds: float) -> None:

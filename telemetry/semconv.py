@@ -194,6 +194,10 @@ class Attr:
     INTERRUPTION_KIND: Final = "voice.interruption.kind"
     INTERRUPTION_RESUMED: Final = "voice.interruption.resumed"
     INTERRUPTION_YIELD_TIME: Final = "voice.interruption.yield_time"
+    BUDGET: Final = "voice.budget"
+    BUDGET_LIMIT: Final = "voice.budget.limit"
+    BUDGET_ELAPSED: Final = "voice.budget.elapsed"
+    BUDGET_LIVE: Final = "voice.budget.live"
     TURN_USER_TEXT: Final = "voice.turn.pii.user_text"
     TURN_AGENT_TEXT: Final = "voice.turn.pii.agent_text"
     TURN_TOOL_CALLS: Final = "voice.turn.tool_calls"
@@ -325,6 +329,15 @@ ATTRIBUTES: Final[tuple[AttributeSpec, ...]] = (
     AttributeSpec(
         Attr.INTERRUPTION_YIELD_TIME,
         "Seconds from the caller's first word of a barge-in to the agent's audio stopping (how fast it yields).",
+    ),
+    AttributeSpec(
+        Attr.BUDGET, "Which latency budget was exceeded: time_to_first_word (the turn's) or a part of the turn.",
+        metric_label=True,
+    ),
+    AttributeSpec(Attr.BUDGET_LIMIT, "The budget, seconds (on the budget_exceeded event)."),
+    AttributeSpec(Attr.BUDGET_ELAPSED, "The time spent when the breach was seen, seconds."),
+    AttributeSpec(
+        Attr.BUDGET_LIVE, "True: seen while the caller was still waiting for the first word (the agent could act).",
     ),
     *(
         AttributeSpec(
@@ -524,6 +537,7 @@ class Metric:
     TURN_SEGMENT: Final = "voice.turn.segment.duration"
     INTERRUPTIONS: Final = "voice.interruptions"
     YIELD_TIME: Final = "voice.interruption.yield_time"
+    BUDGET_BREACHES: Final = "voice.budget.breaches"
     STAGE_TTFC: Final = "voice.stage.time_to_first_chunk"
     CALL_DURATION: Final = "voice.call.duration"
     CALL_COST: Final = "voice.call.cost"
@@ -562,6 +576,11 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         Metric.YIELD_TIME, MetricKind.HISTOGRAM, "s",
         "How fast the agent stops talking after a barge-in: the caller's first word to the agent's audio stopping.",
         (), SEGMENT_BUCKETS_S,
+    ),
+    MetricSpec(
+        Metric.BUDGET_BREACHES, MetricKind.COUNTER, "{breach}",
+        "Latency budgets exceeded, by budget (time_to_first_word or a part of the turn); exemplars open the turn.",
+        (Attr.BUDGET,),
     ),
     MetricSpec(
         Metric.STAGE_TTFC, MetricKind.HISTOGRAM, "s",

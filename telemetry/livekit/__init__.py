@@ -51,6 +51,12 @@ parent explicitly):
 * anomalous tool calls (a tool the agent does not have; the same tool hammered in one turn) ->
   ``voice.tool.anomalies`` (a made-up tool name is labelled ``_OTHER`` there; the real name stays
   on the span event);
+* the anatomy of each turn: its time to first word cut into parts on one clock (transport, VAD,
+  STT, end of turn, the agent's hook, tools, queueing, LLM, TTS, playback, publication), summing
+  to it, on the turn span and in ``voice.turn.segment.duration`` (``_anatomy``);
+* interruptions both ways and how fast the agent yields (``_interruptions``);
+* latency budgets: a turn that runs over while the caller waits fires the session's budget hooks
+  at once, so the agent can say a filler phrase or switch models (``_budgets``);
 * the call outcome when the session closes (a transfer set earlier wins);
 * the call history (:class:`CallLog`), fed with call start/end, turns and tool calls: the one
   given, else -- with a database configured (``DATABASE_URL``) and the ``history`` extra installed --
@@ -68,17 +74,24 @@ The package's modules (only this one is public):
 * ``_tracing``: LiveKit's tracer routed into our provider, and the span hook that nests LiveKit's
   turn spans under ours;
 * ``_job``: the call's identity from the LiveKit job;
-* ``_pricing``: the session's usage priced with a ``telemetry.pricing.PriceTable``.
+* ``_pricing``: the session's usage priced with a ``telemetry.pricing.PriceTable``;
+* ``_anatomy``: a turn's time to first word in parts that sum to it (``voice.turn.segment.*``);
+* ``_interruptions``: barge-ins, the agent talking over the caller, false interruptions;
+* ``_budgets``: latency budgets watched during the call, and the hook the agent acts with.
 """
 
 from __future__ import annotations
 
 # (importing _session imports _tracing, which registers the span hook for LiveKit's spans)
+from telemetry.livekit._budgets import BudgetBreach, BudgetHook, Budgets
 from telemetry.livekit._session import CallLog, MeasuredTurn, SessionInstrumentation, instrument_session
 from telemetry.livekit._ttfw import AUDIBLE_RMS
 
 __all__ = [
     "AUDIBLE_RMS",
+    "BudgetBreach",
+    "BudgetHook",
+    "Budgets",
     "CallLog",
     "MeasuredTurn",
     "SessionInstrumentation",

@@ -18,7 +18,9 @@ A segment whose start mark is missing is ``unaccounted`` (a crashed job, a dropp
 metric LiveKit did not report), so a turn with missing data still adds up and nothing is negative.
 
 The marks, from LiveKit's per-message metrics (``ChatMessage.metrics``, LiveKit >= 1.3) and the
-turn's own probes:
+turn's own probes; where the answer's metrics are incomplete (an answer the caller interrupted is
+added to the chat only after the caller's new turn began), the LLM and TTS marks come from LiveKit's
+per-request metrics (``metrics_collected``: start = timestamp - duration, plus ttft / ttfb):
 
 ================================  ===========================================================
 segment (ends when ...)            mark
@@ -42,6 +44,7 @@ segment (ends when ...)            mark
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -84,6 +87,10 @@ class TurnMarks:
     tts_node_ttfb: float | None = None  # first text into the TTS -> its first audio
     llm_node_ttfs: float | None = None  # LLM generation start -> first sentence into the TTS
     llm_node_ttft: float | None = None  # LLM generation start -> first token
+    # when the answer's metrics are incomplete (an interrupted answer is added to the chat after
+    # the turn it answered was closed): LiveKit's per-request metrics, (start, first token/audio)
+    llm_requests: Sequence[tuple[float, float]] = ()
+    tts_requests: Sequence[tuple[float, float]] = ()
 
     @classmethod
     def reply_metrics(cls, m: Mapping[str, object]) -> dict[str, float]:
@@ -105,6 +112,17 @@ def _marks(m: TurnMarks) -> list[tuple[TurnSegment, float | None]]:
     forwarded = _sum(m.started_speaking_at, -m.playback_latency if m.playback_latency is not None else None)
     tts_in = _sum(forwarded, -m.tts_node_ttfb if m.tts_node_ttfb is not None else None)
     llm_start = _sum(tts_in, -m.llm_node_ttfs if m.llm_node_ttfs is not None else None)
+    first_token = _sum(llm_start, m.llm_node_ttft)
+    if first_token is None:  # the answer's own metrics are incomplete: LiveKit's per-request ones
+        llm_start = first_token = tts_in = forwarded = None
+        until = m.started_speaking_at if m.started_speaking_at is not None else m.audible_out
+        after = last_tool if last_tool is not None else -math.inf
+        replies = [r for r in m.llm_requests if after <= r[0] < until]
+        if replies:
+            llm_start, first_token = replies[-1]
+            speech = [r for r in m.tts_requests if r[0] >= llm_start]
+            if speech:
+                tts_in, forwarded = min(speech)
     return [
         (TurnSegment.TRANSPORT_IN, m.heard_end),
         (TurnSegment.END_OF_SPEECH, m.vad_end_at),
@@ -114,7 +132,7 @@ def _marks(m: TurnMarks) -> list[tuple[TurnSegment, float | None]]:
         (TurnSegment.LLM_TOOL_CALL, first_tool),
         (TurnSegment.TOOLS, last_tool),
         (TurnSegment.QUEUEING, llm_start),
-        (TurnSegment.LLM_TTFT, _sum(llm_start, m.llm_node_ttft)),
+        (TurnSegment.LLM_TTFT, first_token),
         (TurnSegment.LLM_FIRST_SENTENCE, tts_in),
         (TurnSegment.TTS_TTFB, forwarded),
         (TurnSegment.PLAYBACK, m.started_speaking_at),

@@ -33,6 +33,7 @@ from telemetry._errors import internal_error, internal_errors, raise_internal_er
 from telemetry._state import STATE
 from telemetry.calls import CallScope
 from telemetry.livekit._anatomy import Segment, TurnMarks, anatomy, named_share
+from telemetry.livekit._budgets import BudgetBreach, BudgetHook, Budgets, BudgetWatch
 from telemetry.livekit._interruptions import Interruptions
 from telemetry.livekit._job import _from_job
 from telemetry.livekit._pricing import _usage_costs, _UsageCost
@@ -129,6 +130,8 @@ class _Turn:
     user_delays: dict[str, float] = field(default_factory=dict)  # LiveKit's checked user-message delays
     reply_metrics: dict[str, float] | None = None  # the first answer's checked metrics
     tool_spans: list[tuple[float, float]] = field(default_factory=list)
+    llm_requests: list[tuple[float, float]] = field(default_factory=list)  # (start, first token)
+    tts_requests: list[tuple[float, float]] = field(default_factory=list)  # (start, first audio)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +183,8 @@ class SessionInstrumentation:
         call_log: CallLog | Literal[False] | None = None,
         wait_for_close: bool = True,
         attributes: Mapping[str, AttributeValue] | None = None,
+        budgets: Budgets | None = None,
+        on_budget_exceeded: BudgetHook | None = None,
     ) -> None:
         self.session = session
         self.prices = price_table or DEFAULT_PRICES
@@ -214,8 +219,21 @@ class SessionInstrumentation:
         self._instr_token: Token[SessionInstrumentation | None] | None = None
         self._probe = _TtfwProbe(self)
         self.interruptions = Interruptions()
+        self._budgets = BudgetWatch(budgets if budgets is not None else Budgets.from_env(), self.scope.call_id)
+        if on_budget_exceeded is not None:
+            self._budgets.hooks.append(on_budget_exceeded)
 
     # -- public -----------------------------------------------------------------------------------
+    def on_budget_exceeded(self, hook: BudgetHook) -> None:
+        """Calls ``hook`` with a :class:`BudgetBreach` when a turn runs over a latency budget (see
+        ``telemetry.livekit._budgets``); live breaches come while the caller still waits."""
+        self._budgets.hooks.append(hook)
+
+    @property
+    def budget_breaches(self) -> list[BudgetBreach]:
+        """The budgets exceeded so far in this call."""
+        return list(self._budgets.breaches)
+
     @property
     def call_id(self) -> str:
         return self.scope.call_id
@@ -357,6 +375,7 @@ class SessionInstrumentation:
             if ev.new_state == "speaking":
                 self._user_speech_started = now
                 self.interruptions.user_started(now, self._turn.span if self._turn is not None else None)
+                self._budgets.disarm()  # the caller goes on: the wait starts again at the next stop
                 t = self._turn
                 # with tracing on, LiveKit's user_turn span opened the turn a moment ago
                 if t is None or t.answered or t.agent_started_at is not None:
@@ -365,6 +384,11 @@ class SessionInstrumentation:
                 self._last_user_stop = now
                 self.interruptions.user_stopped(now, self._turn.span if self._turn is not None else None)
                 self._probe.end_of_speech()
+                t = self._turn
+                if t is not None and t.audible_out_at is None:
+                    heard = self._probe.speech_end(now)[0] or now
+                    self._budgets.arm(t.span, t.index, heard, time.time,
+                                      self._probe.network_s() if self._probe.measures_output else 0.0)
 
     def _on_agent_state(self, ev: AgentStateChangedEvent) -> None:
         with internal_errors("livekit.agent_state"):
@@ -409,6 +433,7 @@ class SessionInstrumentation:
         })
         with trace.use_span(t.span, end_on_exit=False):  # exemplar -> this turn
             _metrics.record_time_to_first_word(ttfw)
+        self._budgets.check_turn(t.span, t.index, ttfw)
 
     def _on_audible_out(self, at: float) -> None:
         """The probe saw the answer's first audible frame go into the room's audio source."""
@@ -599,11 +624,13 @@ class SessionInstrumentation:
             end_of_turn_delay=t.user_delays.get("end_of_turn_delay"),
             on_user_turn_completed_delay=t.user_delays.get("on_user_turn_completed_delay"),
             tools=[(a, b) for a, b in t.tool_spans if a < t.audible_out_at],
-            started_speaking_at=reply.get("started_speaking_at"), playback_latency=reply.get("playback_latency"),
+            started_speaking_at=reply.get("started_speaking_at", t.agent_started_at),
+            playback_latency=reply.get("playback_latency"),
             tts_node_ttfb=reply.get("tts_node_ttfb"), llm_node_ttfs=reply.get("llm_node_ttfs"),
-            llm_node_ttft=reply.get("llm_node_ttft"),
+            llm_node_ttft=reply.get("llm_node_ttft"), llm_requests=t.llm_requests, tts_requests=t.tts_requests,
         )
         parts = tuple(anatomy(marks))
+        self._budgets.check_segments(t.span, t.index, {p.segment: p.seconds for p in parts})
         attrs: dict[str, AttributeValue] = {s.segment.attribute: round(s.seconds, 6) for s in parts}
         attrs[Attr.TURN_NAMED_SHARE] = round(named_share(parts), 4)
         t.span.set_attributes(attrs)
@@ -640,9 +667,9 @@ class SessionInstrumentation:
             meta = getattr(mtr, "metadata", None)
             provider = getattr(meta, "model_provider", None) if meta is not None else None
             model = getattr(meta, "model_name", None) if meta is not None else None
-            if mtr.type == "llm_metrics" and not mtr.cancelled:
+            if mtr.type == "llm_metrics":
                 stage, source, raw = Stage.LLM, "livekit.llm.ttft", mtr.ttft
-            elif mtr.type == "tts_metrics" and not mtr.cancelled:
+            elif mtr.type == "tts_metrics":
                 stage, source, raw = Stage.TTS, "livekit.tts.ttfb", mtr.ttfb
             else:
                 return
@@ -653,12 +680,30 @@ class SessionInstrumentation:
                 span=self._turn.span if self._turn is not None else self.scope.span,
             )
             if seconds is not None:
-                _metrics.record_time_to_first_chunk(stage, seconds, provider=provider, model=model)
+                # a request cut short by a barge-in still started and answered when it did (the
+                # turn's anatomy); its time to first chunk stays out of the histogram
+                self._request_marks(stage, mtr, seconds)
+                if not mtr.cancelled:
+                    _metrics.record_time_to_first_chunk(stage, seconds, provider=provider, model=model)
 
     def _on_false_interruption(self, ev: AgentFalseInterruptionEvent) -> None:
         with internal_errors("livekit.false_interruption"):
             span = self._turn.span if self._turn is not None else self.scope.span
             self.interruptions.false_interruption(float(ev.created_at), span, resumed=bool(ev.resumed))
+
+    def _request_marks(self, stage: Stage, mtr: Any, first_s: float) -> None:
+        """(start, first token/audio) of one LLM or TTS request on the agent's clock, for the turn's
+        anatomy: LiveKit stamps the metrics when the request ended (``timestamp``) with its length."""
+        t = self._turn
+        if t is None:
+            return
+        took = _quality.duration(f"livekit.{stage.value}.duration", getattr(mtr, "duration", None),
+                                 within_s=self._so_far(), span=t.span)
+        ended = getattr(mtr, "timestamp", None)
+        if took is None or not isinstance(ended, int | float):
+            return
+        start = float(ended) - took
+        (t.llm_requests if stage is Stage.LLM else t.tts_requests).append((start, start + first_s))
 
     def _on_error(self, ev: ErrorEvent) -> None:
         # (LiveKit types the event's error and source "... | Any": plugins raise their own)
@@ -719,6 +764,7 @@ class SessionInstrumentation:
         if t is None:
             return
         self._turn = None
+        self._budgets.disarm()
         t.span.set_attribute(Attr.TURN_TOOL_CALLS, t.tool_calls)
         segments: tuple[Segment, ...] = ()
         with internal_errors("livekit.anatomy"):
@@ -761,6 +807,7 @@ class SessionInstrumentation:
         self._finished = True
         self._unsubscribe()
         self._probe.close()
+        self._budgets.close()
         with internal_errors("livekit.finish"):
             self._close_turn()
             if not self._closed.is_set():

@@ -73,7 +73,7 @@ def test_tools_sit_between_the_turn_decision_and_the_reply() -> None:
     got = by_name(m)
     assert got[TurnSegment.LLM_TOOL_CALL] == pytest.approx(0.55 - 0.48)
     assert got[TurnSegment.TOOLS] == pytest.approx(0.05)  # first start to last end: concurrent
-    assert got[TurnSegment.QUEUEING] == pytest.approx(0.02)
+    assert got[TurnSegment.QUEUEING] == pytest.approx(0.02, abs=1e-6)
 
 
 def test_a_final_transcript_after_the_turn_decision_makes_the_decision_zero() -> None:
@@ -94,6 +94,23 @@ def test_missing_measurements_are_unaccounted_never_negative(missing: dict[str, 
     got = by_name(m)
     assert got[TurnSegment.UNACCOUNTED] > 0
     assert named_share(anatomy(m)) < 1
+
+
+def test_an_interrupted_answer_is_cut_from_livekits_per_request_metrics() -> None:
+    """A barge-in closes the turn before LiveKit adds the interrupted answer (and its metrics) to the
+    chat: the LLM and TTS marks come from the requests' own metrics, the playback start from the
+    agent's speaking state."""
+    m = full_marks(playback_latency=None, tts_node_ttfb=None, llm_node_ttfs=None, llm_node_ttft=None,
+                   llm_requests=[(T0 + 0.1, T0 + 0.2), (T0 + 0.6, T0 + 0.85)],  # a greeting's, the answer's
+                   tts_requests=[(T0 + 0.15, T0 + 0.3), (T0 + 0.95, T0 + 1.06), (T0 + 1.3, T0 + 1.4)])
+    assert_adds_up(m)
+    got = by_name(m)
+    assert TurnSegment.UNACCOUNTED not in got
+    assert got[TurnSegment.QUEUEING] == pytest.approx(0.6 - 0.48, abs=1e-6)
+    assert got[TurnSegment.LLM_TTFT] == pytest.approx(0.25, abs=1e-6)
+    assert got[TurnSegment.LLM_FIRST_SENTENCE] == pytest.approx(0.1, abs=1e-6)
+    assert got[TurnSegment.TTS_TTFB] == pytest.approx(0.11, abs=1e-6)
+    assert got[TurnSegment.PLAYBACK] == pytest.approx(0.02, abs=1e-6)
 
 
 @pytest.mark.parametrize("over", [

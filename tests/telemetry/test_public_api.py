@@ -44,7 +44,10 @@ PUBLIC: dict[str, set[str]] = {
     "telemetry.sampling": {"HASH_SALT", "KeptTraceExemplarFilter", "in_share", "keeps_span", "share_threshold"},
     "telemetry.exceptions": {"TelemetryConfigError", "TelemetryError"},
     "telemetry.testing": {"CapturedTelemetry", "IncrementalIdGenerator", "capture_telemetry"},
-    "telemetry.livekit": {"AUDIBLE_RMS", "CallLog", "MeasuredTurn", "SessionInstrumentation", "instrument_session"},
+    "telemetry.livekit": {
+        "AUDIBLE_RMS", "BudgetBreach", "BudgetHook", "Budgets", "CallLog", "MeasuredTurn", "SessionInstrumentation",
+        "instrument_session",
+    },
     "telemetry.relay": {"MetricsRelay", "worker_relay", "worker_relay_endpoint"},
     "telemetry.history": {
         "CallEnded", "CallLogger", "CallStarted", "LoggerStats", "Mode", "Record", "RejectedRecord", "SessionStore",
