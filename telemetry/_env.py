@@ -18,6 +18,7 @@ from typing import Final, Literal, TypeVar, get_args, overload
 
 from telemetry.exceptions import TelemetryConfigError
 from telemetry.redaction import ContentMode
+from telemetry.semconv import TTFW_OBJECTIVE_S
 
 __all__ = [
     "CONTENT_MODES",
@@ -133,6 +134,12 @@ VOXPULSE_TRACE_SAMPLING_PERCENT: Final = EnvVar(
     "topology). Set it alike for agents and collectors: the agent takes exemplars only from traces "
     "that will be kept, and marks them.",
 )
+VOXPULSE_TTFW_OBJECTIVE_S: Final = EnvVar(
+    ("VOXPULSE_TTFW_OBJECTIVE_S",), f"{TTFW_OBJECTIVE_S:g}",
+    "The time-to-first-word objective, seconds: a turn whose time to first word is at or over it is a slow "
+    "turn (`voice.turn.slow` on its span, which the dashboards' Slow turns panels search by). Set it alike "
+    "for agents and collectors: the collectors' tail sampling keeps a slow turn's trace by the same number.",
+)
 VOXPULSE_LOG_LEVEL: Final = EnvVar(
     ("VOXPULSE_LOG_LEVEL", "LOG_LEVEL"), "INFO",
     "Level of the root logger when VoxPulse installs its log handler (`LOG_LEVEL` is read as a fallback).",
@@ -173,6 +180,7 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
     VOXPULSE_CONTENT,
     VOXPULSE_MAX_ATTRIBUTE_LENGTH,
     VOXPULSE_TRACE_SAMPLING_PERCENT,
+    VOXPULSE_TTFW_OBJECTIVE_S,
     VOXPULSE_LOG_LEVEL,
     VOXPULSE_LOG_FORMAT,
     VOXPULSE_RAISE_INTERNAL_ERRORS,
