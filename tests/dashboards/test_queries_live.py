@@ -282,7 +282,7 @@ def test_exemplar_opens_the_trace_of_a_call(simulated: dict[str, Any], queries: 
     assert jaeger(lambda s: s.traces_for_call(call_id, lookback_s=3600)) == [trace_id]
     # ... and the call history has that trace id on the call's row
     if simulated["dsn"] is None:
-        pytest.skip("no PostgreSQL (scripts/services.sh): the chain is checked up to the trace store")
+        unavailable("DB", "no PostgreSQL (scripts/services.sh): the chain is checked up to the trace store")
 
     async def row() -> Any:
         conn = await asyncpg.connect(simulated["dsn"], timeout=5)
