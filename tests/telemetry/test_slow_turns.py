@@ -52,3 +52,16 @@ def test_an_invalid_threshold_does_not_break_the_call(monkeypatch: pytest.Monkey
     monkeypatch.setenv("VOXPULSE_RAISE_INTERNAL_ERRORS", "false")
     assert turn_attributes(TTFW_OBJECTIVE_S + 0.5)[Attr.TURN_SLOW] is True
     assert turn_attributes(TTFW_OBJECTIVE_S - 0.5)[Attr.TURN_SLOW] is False
+
+
+def test_a_turn_marked_slow_makes_its_trace_exemplar_worthy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a threshold under the default, the exemplar filter follows the mark (the collectors, set
+    alike, keep the trace by the same number)."""
+    from types import SimpleNamespace
+
+    from telemetry.sampling import keeps_span
+
+    monkeypatch.setenv("VOXPULSE_TTFW_OBJECTIVE_S", "1.2")
+    attrs = turn_attributes(1.5)
+    assert keeps_span(SimpleNamespace(status=None, attributes=attrs))
+    assert not keeps_span(SimpleNamespace(status=None, attributes={**attrs, Attr.TURN_SLOW: False}))
