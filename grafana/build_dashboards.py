@@ -39,8 +39,10 @@ from telemetry.semconv import (
     SPANMETRICS_CALLS,
     SPANMETRICS_DURATION,
     SPANMETRICS_KEPT_DURATION,
+    TTFW_OBJECTIVE_S,
     Attr,
     Metric,
+    SpanName,
     metric_spec,
 )
 
@@ -52,8 +54,11 @@ PG = {"type": "grafana-postgresql-datasource", "uid": "postgres"}
 
 # TraceQL that finds every span of one call; ``{value}`` is a Grafana variable.
 CALL_TRACEQL = '{{ span.call_id = "{value}" }}'
-# TraceQL of the turns slower than 2 s.
-SLOW_TURNS_TRACEQL = '{ span.voice.stage = "turn" && duration > 2s }'
+# The slow turns: the library marks a turn whose time to first word is at or over the objective
+# (voice.turn.slow, VOXPULSE_TTFW_OBJECTIVE_S). Not a duration filter: a turn span lasts as long as the
+# answer, and Jaeger's minDuration matches a trace when any of its spans is that long.
+SLOW_TURNS_TRACEQL = f'{{ name = "{SpanName.TURN}" && span.{Attr.TURN_SLOW} = true }}'
+SLOW_TURNS_JAEGER_TAGS = f"{Attr.TURN_SLOW}=true"
 
 Panel = dict[str, Any]
 
@@ -83,12 +88,12 @@ class TraceStore:
         return {"query": trace_id}  # Jaeger: no queryType is the trace-id lookup
 
     def slow_turns_query(self) -> dict[str, Any]:
-        """Turn spans slower than 2 s."""
+        """The turn spans marked slow (time to first word at or over the objective)."""
         if self.kind == "tempo":
             return {"queryType": "traceql", "query": SLOW_TURNS_TRACEQL, "limit": 20, "spss": 3,
                     "tableType": "traces"}
-        return {"queryType": "search", "service": "${service}", "operation": "turn", "tags": 'voice.stage="turn"',
-                "minDuration": "2s", "limit": 20}
+        return {"queryType": "search", "service": "${service}", "operation": SpanName.TURN,
+                "tags": SLOW_TURNS_JAEGER_TAGS, "limit": 20}
 
     def target(self, query: dict[str, Any], ref: str = "A") -> dict[str, Any]:
         return {"datasource": self.ds, "refId": ref, **query}
@@ -643,8 +648,10 @@ def call_explorer(store: TraceStore) -> dict[str, Any]:
         table("Slow calls", "Calls with the slowest turns (max time to first word); each opens its trace.",
               [sql("slow_calls")],
               w=12, h=9, overrides=call_links),
-        table(f"Slow turns in {store.title}", f"Turn spans slower than 2 s ({store.language}); each row opens "
-              "its trace.", [store.target(store.slow_turns_query())], w=12, h=9, datasource=store.ds),
+        table(f"Slow turns in {store.title}", f"Turns whose time to first word is at or over the objective "
+              f"({Attr.TURN_SLOW} = true: VOXPULSE_TTFW_OBJECTIVE_S, default {TTFW_OBJECTIVE_S:g} s; "
+              f"{store.language}); each row opens its trace.",
+              [store.target(store.slow_turns_query())], w=12, h=9, datasource=store.ds),
         row("Selected call"),
         table("Trace of the selected call", "Every trace carrying span attribute call_id = $call_id.",
               [store.target(store.call_query("${call_id}"))], h=6, datasource=store.ds),

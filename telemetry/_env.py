@@ -134,6 +134,12 @@ VOXPULSE_TRACE_SAMPLING_PERCENT: Final = EnvVar(
     "topology). Set it alike for agents and collectors: the agent takes exemplars only from traces "
     "that will be kept, and marks them.",
 )
+VOXPULSE_TTFW_OBJECTIVE_S: Final = EnvVar(
+    ("VOXPULSE_TTFW_OBJECTIVE_S",), f"{TTFW_OBJECTIVE_S:g}",
+    "The time-to-first-word objective, seconds: a turn whose time to first word is at or over it is a slow "
+    "turn (`voice.turn.slow` on its span, which the dashboards' Slow turns panels search by). Set it alike "
+    "for agents and collectors: the collectors' tail sampling keeps a slow turn's trace by the same number.",
+)
 VOXPULSE_LOG_LEVEL: Final = EnvVar(
     ("VOXPULSE_LOG_LEVEL", "LOG_LEVEL"), "INFO",
     "Level of the root logger when VoxPulse installs its log handler (`LOG_LEVEL` is read as a fallback).",
@@ -148,10 +154,10 @@ VOXPULSE_RAISE_INTERNAL_ERRORS: Final = EnvVar(
     "while a test runs. Unset: re-raised only while pytest runs a test (`PYTEST_CURRENT_TEST`).",
 )
 VOXPULSE_TURN_BUDGET: Final = EnvVar(
-    ("VOXPULSE_TURN_BUDGET",), f"{TTFW_OBJECTIVE_S:g}",
+    ("VOXPULSE_TURN_BUDGET",), None,
     "Live latency budget of a turn, seconds of the caller's time to first word: when a turn runs over while the "
     "caller still waits, a `budget_exceeded` event, `voice.budget.breaches` and the session's budget hooks "
-    "(`telemetry.livekit`). `0` turns it off.",
+    "(`telemetry.livekit`). Unset: `VOXPULSE_TTFW_OBJECTIVE_S`; `0` turns it off.",
 )
 VOXPULSE_SEGMENT_BUDGETS: Final = EnvVar(
     ("VOXPULSE_SEGMENT_BUDGETS",), None,
@@ -185,6 +191,7 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
     VOXPULSE_CONTENT,
     VOXPULSE_MAX_ATTRIBUTE_LENGTH,
     VOXPULSE_TRACE_SAMPLING_PERCENT,
+    VOXPULSE_TTFW_OBJECTIVE_S,
     VOXPULSE_LOG_LEVEL,
     VOXPULSE_LOG_FORMAT,
     VOXPULSE_RAISE_INTERNAL_ERRORS,

@@ -100,6 +100,8 @@ def keeps_span(span: object, *, ttfw_objective_s: float = TTFW_OBJECTIVE_S) -> b
     if status is not None and status.status_code is StatusCode.ERROR:
         return True
     attrs = getattr(span, "attributes", None) or {}
+    if attrs.get(Attr.TURN_SLOW) is True:  # marked by the configured threshold (VOXPULSE_TTFW_OBJECTIVE_S)
+        return True
     ttfw = attrs.get(Attr.TURN_TTFW)
     if isinstance(ttfw, int | float) and ttfw >= ttfw_objective_s:
         return True

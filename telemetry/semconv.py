@@ -198,6 +198,7 @@ class Attr:
     BUDGET_LIMIT: Final = "voice.budget.limit"
     BUDGET_ELAPSED: Final = "voice.budget.elapsed"
     BUDGET_LIVE: Final = "voice.budget.live"
+    TURN_SLOW: Final = "voice.turn.slow"
     TURN_USER_TEXT: Final = "voice.turn.pii.user_text"
     TURN_AGENT_TEXT: Final = "voice.turn.pii.agent_text"
     TURN_TOOL_CALLS: Final = "voice.turn.tool_calls"
@@ -344,6 +345,12 @@ ATTRIBUTES: Final[tuple[AttributeSpec, ...]] = (
             seg.attribute, f"Seconds of the turn's time to first word in {seg.value}: {TURN_SEGMENT_OWNERS[seg][1]}.",
         )
         for seg in TurnSegment
+    ),
+    AttributeSpec(
+        Attr.TURN_SLOW,
+        "True when the turn's time to first word is at or over the slow-turn threshold "
+        "(VOXPULSE_TTFW_OBJECTIVE_S, default the 3 s objective), false when under it; absent when no time "
+        "to first word was measured. The trace stores' Slow turns panels search by it.",
     ),
     AttributeSpec(Attr.TURN_USER_TEXT, "What the caller said (redacted by default).", pii=True),
     AttributeSpec(Attr.TURN_AGENT_TEXT, "What the agent answered (redacted by default).", pii=True),
@@ -774,6 +781,10 @@ def render_markdown() -> str:
         f"- `{Attr.TURN_TTFW_METHOD}`: `audio` (audible frames at both ends), `vad` (no audible frame",
         "  was seen before the VAD's end of speech: the VAD's end is the start) or `playback` (no room",
         "  audio source, e.g. an offline sink: the sink's playback start is the end, and no media path).",
+        f"- `{Attr.TURN_SLOW}`: true when the time to first word is at or over the objective",
+        f"  (`VOXPULSE_TTFW_OBJECTIVE_S`, default {TTFW_OBJECTIVE_S:g} s), else false: what the dashboards'"
+        " Slow turns panels",
+        "  search by (a trace store's duration filter cannot tell a slow turn from a long call or a long answer).",
         "",
         "Compared turn by turn with what simulated callers measure at their end (`bench/`, benchmarks.md).",
         "With tail sampling (the scale-out topology, docs/scaling.md) the connector above counts every"

@@ -1,8 +1,8 @@
 """Latency budgets acted on during the call (livekit/agents#6982: budgets, a fallback when a turn
 runs over).
 
-A budget is a limit on the caller's time to first word (``turn_s``; the seed's objective,
-:data:`telemetry.semconv.TTFW_OBJECTIVE_S`, by default) and, optionally, on parts of the turn
+A budget is a limit on the caller's time to first word (``turn_s``; by default the slow-turn
+objective, ``VOXPULSE_TTFW_OBJECTIVE_S``, 3 s: the seed's objective) and, optionally, on parts of the turn
 (``segments``, e.g. ``{TurnSegment.LLM_TTFT: 1.0}``). The turn's budget is watched *live*: a timer
 armed when the caller stops speaking fires the moment the turn runs over while the caller is still
 waiting for the first word; the agent can then act (say a filler phrase, switch to a faster
@@ -15,9 +15,11 @@ registered (``instrument_session(..., on_budget_exceeded=hook)`` or
 the session's event loop; it may be a coroutine function (run as a task). Its errors are contained
 (``voxpulse.internal_errors``), never raised into the call.
 
-Configuration: ``VOXPULSE_TURN_BUDGET`` (seconds, ``0`` turns the live budget off) and
+Configuration: ``VOXPULSE_TURN_BUDGET`` (seconds, ``0`` turns the live budget off; unset: the
+objective) and
 ``VOXPULSE_SEGMENT_BUDGETS`` (``part=seconds,...``), or ``Budgets(...)`` given to
-``instrument_session``.
+``instrument_session``. A malformed value is an internal error of the session (counted, logged),
+which then runs with the defaults: configuration never breaks a call.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ class Budgets:
     @classmethod
     def from_env(cls) -> Budgets:
         """``VOXPULSE_TURN_BUDGET`` and ``VOXPULSE_SEGMENT_BUDGETS`` (see the module docstring)."""
-        turn = _env.number(_env.VOXPULSE_TURN_BUDGET)
+        own = _env.VOXPULSE_TURN_BUDGET.raw() is not None
+        turn = _env.number(_env.VOXPULSE_TURN_BUDGET if own else _env.VOXPULSE_TTFW_OBJECTIVE_S)
         segments: dict[TurnSegment, float] = {}
         raw = _env.text(_env.VOXPULSE_SEGMENT_BUDGETS) or ""
         for item in filter(None, (p.strip() for p in raw.split(","))):

@@ -40,7 +40,7 @@ from telemetry.livekit._pricing import _usage_costs, _UsageCost
 from telemetry.livekit._tracing import _CURRENT, _SESSIONS
 from telemetry.livekit._ttfw import _TtfwProbe
 from telemetry.pricing import DEFAULT_PRICES, PriceTable
-from telemetry.semconv import OTHER, Attr, CallOutcome, SpanName, Stage, error_type
+from telemetry.semconv import OTHER, TTFW_OBJECTIVE_S, Attr, CallOutcome, SpanName, Stage, error_type
 
 if TYPE_CHECKING:
     from livekit.agents import AgentSession
@@ -219,9 +219,10 @@ class SessionInstrumentation:
         self._instr_token: Token[SessionInstrumentation | None] | None = None
         self._probe = _TtfwProbe(self)
         self.interruptions = Interruptions()
-        self._budgets = BudgetWatch(budgets if budgets is not None else Budgets.from_env(), self.scope.call_id)
+        self._budgets = BudgetWatch(budgets if budgets is not None else _budgets_from_env(), self.scope.call_id)
         if on_budget_exceeded is not None:
             self._budgets.hooks.append(on_budget_exceeded)
+        self._slow_turn_s = _slow_turn_threshold_s()
 
     # -- public -----------------------------------------------------------------------------------
     def on_budget_exceeded(self, hook: BudgetHook) -> None:
@@ -430,6 +431,7 @@ class SessionInstrumentation:
             Attr.TURN_TTFW_AT_AGENT: round(agent_s, 4),
             Attr.TURN_MEDIA_LATENCY: round(network_s, 4),
             Attr.TURN_TTFW_METHOD: t.ttfw_method,
+            Attr.TURN_SLOW: ttfw >= self._slow_turn_s,
         })
         with trace.use_span(t.span, end_on_exit=False):  # exemplar -> this turn
             _metrics.record_time_to_first_word(ttfw)
@@ -825,6 +827,27 @@ class SessionInstrumentation:
 
 instrument_session = SessionInstrumentation
 """``instrument_session(session, call_id=..., ...)``: see :class:`SessionInstrumentation` (an alias)."""
+
+
+def _budgets_from_env() -> Budgets:
+    """The budgets of ``VOXPULSE_TURN_BUDGET`` / ``VOXPULSE_SEGMENT_BUDGETS``; a malformed value is
+    contained (the defaults then): it must not break a call."""
+    try:
+        return Budgets.from_env()
+    except Exception as exc:  # TelemetryConfigError
+        internal_error("livekit.budgets", exc)
+        return Budgets()
+
+
+def _slow_turn_threshold_s() -> float:
+    """The slow-turn threshold (``VOXPULSE_TTFW_OBJECTIVE_S``, default the time-to-first-word
+    objective), read when a session is instrumented; an invalid value is contained (the default then):
+    it must not break a call."""
+    try:
+        return _env.number(_env.VOXPULSE_TTFW_OBJECTIVE_S)
+    except Exception as exc:  # TelemetryConfigError
+        internal_error("livekit.slow_turn_threshold", exc)
+        return TTFW_OBJECTIVE_S
 
 
 def _session_started(session: AgentSession[Any]) -> bool:

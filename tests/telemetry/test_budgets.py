@@ -19,7 +19,10 @@ from telemetry.testing import capture_telemetry
 def test_budgets_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("VOXPULSE_TURN_BUDGET", raising=False)
     monkeypatch.delenv("VOXPULSE_SEGMENT_BUDGETS", raising=False)
+    monkeypatch.delenv("VOXPULSE_TTFW_OBJECTIVE_S", raising=False)
     assert Budgets.from_env() == Budgets(turn_s=3.0, segments={})  # the seed's objective
+    monkeypatch.setenv("VOXPULSE_TTFW_OBJECTIVE_S", "2.5")
+    assert Budgets.from_env().turn_s == 2.5  # the slow-turn objective, when the budget is not its own
     monkeypatch.setenv("VOXPULSE_TURN_BUDGET", "0")
     monkeypatch.setenv("VOXPULSE_SEGMENT_BUDGETS", "llm_ttft=1.5, tts_ttfb=0.4")
     assert Budgets.from_env() == Budgets(
@@ -87,6 +90,15 @@ def test_a_quick_turn_fires_nothing_and_a_slow_part_is_found_afterwards(monkeypa
         assert seen and all(not b.live and b.budget == "llm_ttft" and b.elapsed_s > 0.2 for b in seen)
         assert not [p for p in cap.metric_points(Metric.BUDGET_BREACHES)
                     if p.attributes[Attr.BUDGET] == "time_to_first_word"]
+
+
+def test_a_malformed_budget_never_reaches_the_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    with capture_telemetry() as cap:
+        result = simulate(monkeypatch, lambda _: None, llm_ttft=0.2, VOXPULSE_TURN_BUDGET="soon",
+                          VOXPULSE_SEGMENT_BUDGETS="", VOXPULSE_RAISE_INTERNAL_ERRORS="false")
+        assert result.error is None and result.turns and all(t.ttfw_ms is not None for t in result.turns)
+        sites = {p.attributes[Attr.INTERNAL_ERROR_SITE]: p.value for p in cap.metric_points(Metric.INTERNAL_ERRORS)}
+        assert sites.get("livekit.budgets") == 1
 
 
 def test_a_failing_hook_never_reaches_the_call(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -271,6 +271,7 @@ def test_a_simulated_call_has_no_data_errors() -> None:
     with capture_telemetry() as cap:
         result = asyncio.run(one())
         assert result.error is None
+        assert result.turns, "the simulated call had turns"
         assert all(t.ttfw_ms is not None for t in result.turns)
         assert errors(cap) == {}
         assert ttfc_points(cap, Stage.STT) and ttfc_points(cap, Stage.LLM) and ttfc_points(cap, Stage.TTS)

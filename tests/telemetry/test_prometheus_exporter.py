@@ -7,7 +7,7 @@ import urllib.request
 
 import telemetry
 from telemetry import _quality, metrics
-from telemetry.semconv import METRICS, Attr, Metric, MetricKind, MetricSpec
+from telemetry.semconv import METRICS, Attr, Metric, MetricKind, MetricSpec, TurnSegment
 from tests.support import free_port
 
 APP_ERRORS = metrics.Counter(MetricSpec(
@@ -25,6 +25,10 @@ async def test_prometheus_names_match_semconv() -> None:
             APP_ERRORS.add(1, {Attr.HTTP_STATUS: 500})
             metrics.set_operator_queue(2)
             metrics.tool_anomaly("x", "unknown_tool")
+            metrics._turn_segment(TurnSegment.LLM_TTFT, 0.2)
+            metrics._interruption("caller", "interruption")
+            metrics._interruption_yield(0.3)
+            metrics._budget_breach("time_to_first_word")
             assert _quality.duration("livekit.llm.ttft", -0.5) is None  # a data error
             call.add_cost(0.01, stage="llm")
             call.set_outcome("transferred", reason="operator_requested")
