@@ -596,7 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full", action="store_true", help="also LiveKit's internal spans")
     p.set_defaults(func=cmd_trace)
 
-    for module in ("telemetry.history.cli", "voxpulse_console.stack", "voxpulse_console.alert_receiver",
+    for module in ("telemetry.history.commands", "voxpulse_console.stack", "voxpulse_console.alert_receiver",
                    "voxpulse_console.ui"):
         mod = _optional(module)
         if mod is not None and hasattr(mod, "register_cli"):

@@ -37,9 +37,9 @@ from voxpulse_console.ui import filters
 from voxpulse_console.ui.auth import LoginThrottle, Session, SessionStore, hash_password, verify_password
 from voxpulse_console.ui.callview import build_call_view, mask_text, span_attributes
 from voxpulse_console.ui.config import UiConfig
+from voxpulse_console.ui.database import OVERVIEW_SQL, History
 from voxpulse_console.ui.doors import client_address, origin_of, safe_next
 from voxpulse_console.ui.filters import BadRequest
-from voxpulse_console.ui.history import OVERVIEW_SQL, History
 from voxpulse_console.ui.live import LiveHub
 from voxpulse_console.ui.prom import STAGES, PromError, Prometheus, exprs
 
