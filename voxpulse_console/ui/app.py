@@ -145,14 +145,14 @@ class Console:
             raise OSError("no database configured (set DATABASE_URL)")
         async with self._pool_lock:
             if self.history is None:
-                from voxpulse_console._migrations import migrate_console
+                from telemetry.history import migrate
 
                 try:
                     pool = await asyncpg.create_pool(self.config.database_url, min_size=1, max_size=8, timeout=5,
                                                      command_timeout=15)
                     try:
                         async with pool.acquire() as conn:
-                            await migrate_console(conn)
+                            await migrate(conn)
                     except BaseException:
                         await pool.close()
                         raise
