@@ -23,7 +23,7 @@ from telemetry.semconv import CallOutcome
 
 from .metrics import FITTINGS_BOOKED, ORDERS_CREATED
 from .prompts import GREETING, INSTRUCTIONS
-from .store import StoreClient, StoreError
+from .shop_api import StoreClient, StoreError
 
 __all__ = ["TOOL_NAMES", "TyreAssistant"]
 

@@ -177,7 +177,7 @@ def call(
 
 
 class StoreThread:
-    """The fake store API (``agent.fake_store``) served from a thread of its own, for a worker in
+    """The fake store API (``agent.sim.fake_shop``) served from a thread of its own, for a worker in
     another process: ``with StoreThread() as url: ...``."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -191,7 +191,7 @@ class StoreThread:
     def _run(self) -> None:
         import asyncio
 
-        from .sim.fake_store import FakeStore
+        from .sim.fake_shop import FakeStore
 
         async def main() -> None:
             self._loop = asyncio.get_running_loop()

@@ -47,9 +47,9 @@ import telemetry
 from telemetry.livekit import instrument_session
 from telemetry.logs import JsonFormatter, context_filter
 
-from . import store
+from . import shop_api
 from .assistant import TyreAssistant
-from .store import StoreClient
+from .shop_api import StoreClient
 
 __all__ = ["AGENT_NAME", "entrypoint", "prewarm", "server"]
 
@@ -127,7 +127,7 @@ def prewarm(proc: JobProcess) -> None:
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(context_filter())
-    store.prepare()  # the TLS context: ~25-350 ms of blocking work, not on a call's loop
+    shop_api.prepare()  # the TLS context: ~25-350 ms of blocking work, not on a call's loop
     # (configure() imported the call history's asyncpg and redis here when DATABASE_URL is set)
     try:
         from livekit.plugins import silero

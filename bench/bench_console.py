@@ -77,7 +77,7 @@ def _dsn() -> str:
 
 @contextmanager
 def _database(base: str) -> Iterator[str]:
-    from voxpulse_console._migrations import migrate_console
+    from telemetry.history import migrate
 
     name = f"voxpulse_bench_console_{os.getpid()}"
     u = urlsplit(base)
@@ -89,7 +89,7 @@ def _database(base: str) -> Iterator[str]:
         await conn.execute(f'CREATE DATABASE "{name}"')
         await conn.close()
         conn = await asyncpg.connect(dsn)
-        await migrate_console(conn)
+        await migrate(conn)
         await conn.close()
 
     async def drop() -> None:

@@ -36,7 +36,7 @@ import asyncpg
 
 from telemetry.history import CallLogger, migrate
 from telemetry.history.records import TurnRecord
-from telemetry.history.store import INSERT_TURN_ONE, prepare, turn_values
+from telemetry.history.rows import INSERT_TURN_ONE, prepare, turn_values
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,8 @@
 Output is deterministic (sorted keys, fixed ids and layout); tests/dashboards checks that the
 committed files equal this script's output. Every metric and label name comes from its declaration:
 VoxPulse's from telemetry/semconv.py (docs/semantic-conventions.md), the tyre shop's from
-agent/metrics.py, the span metrics' from semconv's SPANMETRICS_* (the collector's connector); LiveKit,
+agent/metrics.toml (read as data: the agent is not imported), the span metrics' from semconv's
+SPANMETRICS_* (the collector's connector); LiveKit,
 node exporter and blackbox metrics are the exporters' own. The SQL of the PostgreSQL panels is in
 grafana/panels.sql, by name.
 
@@ -34,7 +35,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from agent.metrics import STORE_API_ERRORS as AGENT_STORE_API_ERRORS
 from telemetry.semconv import (
     SPANMETRICS_CALLS,
     SPANMETRICS_DURATION,
@@ -44,6 +44,7 @@ from telemetry.semconv import (
     Metric,
     SpanName,
     metric_spec,
+    read_metric_specs,
 )
 
 OUT_DIR = Path(__file__).resolve().parent / "dashboards"
@@ -384,7 +385,7 @@ def series(metric: str) -> str:
     return metric_spec(metric).prometheus
 
 
-# Series: the SDK's (semconv), the tyre shop's own (agent.metrics), the collector's span metrics.
+# Series: the SDK's (semconv), the tyre shop's own (agent/metrics.toml), the collector's span metrics.
 TTFW = series(Metric.TTFW)
 TTFC = series(Metric.STAGE_TTFC)
 CALLS = series(Metric.CALLS)
@@ -392,7 +393,10 @@ CALLS_ACTIVE = series(Metric.CALLS_ACTIVE)
 OPERATOR_QUEUE = series(Metric.OPERATOR_QUEUE)
 CALL_COST = series(Metric.CALL_COST)
 API_SPEND = series(Metric.API_SPEND)
-STORE_API_ERRORS = AGENT_STORE_API_ERRORS.spec.prometheus
+# the tyre shop's own metrics: its declarations (agent/metrics.toml) read as data, the agent not imported
+AGENT_METRICS = {m.name: m for m in read_metric_specs(
+    (Path(__file__).resolve().parents[1] / "agent" / "metrics.toml").read_text(encoding="utf-8"))}
+STORE_API_ERRORS = AGENT_METRICS["voice.store_api.errors"].prometheus
 SPAN_MS = SPANMETRICS_DURATION
 SPAN_KEPT_MS = SPANMETRICS_KEPT_DURATION  # the kept spans (tail sampling): their exemplars
 SPAN_CALLS = SPANMETRICS_CALLS

@@ -338,7 +338,7 @@ def _span_exporter(config: TelemetryConfig) -> SpanExporter | None:
     if config.exporter == "none":
         return None
     if config.exporter == "console":
-        from telemetry.console import ConsoleTreeExporter
+        from telemetry.span_tree import ConsoleTreeExporter
 
         return ConsoleTreeExporter()
     endpoint = config.endpoint if config.endpoint_explicit else None  # else the exporter reads OTEL_*

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import sys
+import tomllib
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -56,6 +57,7 @@ __all__ = [
     "error_type",
     "metric_spec",
     "prometheus_name",
+    "read_metric_specs",
     "render_markdown",
 ]
 
@@ -535,6 +537,20 @@ class MetricSpec:
     def prometheus(self) -> str:
         """The Prometheus series name (histograms add ``_bucket``, ``_sum``, ``_count``)."""
         return prometheus_name(self.name, self.kind, self.unit)
+
+
+def read_metric_specs(text: str) -> tuple[MetricSpec, ...]:
+    """An application's metric declarations from TOML, so that scripts (dashboards, rules) read its
+    names without importing its code: one ``[[metric]]`` table per metric with ``name``, ``kind``
+    (``counter``, ``histogram``, ``updowncounter``, ``gauge``), ``unit``, ``description`` and,
+    optionally, ``attributes`` (attribute keys) and ``buckets``. The example agent's are
+    ``agent/metrics.toml``."""
+    out = []
+    for m in tomllib.loads(text).get("metric", []):
+        buckets = m.get("buckets")
+        out.append(MetricSpec(m["name"], MetricKind(m["kind"]), m["unit"], m["description"],
+                              tuple(m.get("attributes", ())), None if buckets is None else tuple(buckets)))
+    return tuple(out)
 
 
 class Metric:

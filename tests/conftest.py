@@ -63,6 +63,6 @@ def redis_url() -> str:
 
 @pytest.fixture(scope="module")
 def migrated_db(base_dsn: str) -> Iterator[str]:
-    """A throw-away database with the call history's and the console's schemas, for this module only."""
-    with throwaway_database("voxpulse_test", console=True) as dsn:
+    """A throw-away database with the one migration tree's schema (call history, console), for this module."""
+    with throwaway_database("voxpulse_test") as dsn:
         yield dsn

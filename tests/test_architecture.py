@@ -4,6 +4,11 @@
 * the diagram's ``imports`` edges are exactly the imports between those packages, read from the code;
 * those imports follow the layering rules (the library imports none of the applications, the agent
   never imports the console, nothing imports the tests or the benchmarks);
+* the example agent reaches the console only through the ``voxpulse.commands`` entry points of
+  pyproject.toml, each drawn as an edge (the console never imports it);
+* one word, one meaning: one ``cli.py`` (the ``voxpulse`` program), no ``console`` module outside the
+  console, no ``store`` module but the trace store's, no ``history`` module outside the call history;
+  one migration tree and one runner;
 * every process of the native stack (voxpulse_console.stack.COMPONENTS and its OPTIONAL ones) and the
   two services of scripts/services.sh are nodes, labelled with exactly the ports they listen on.
 """
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -27,9 +33,9 @@ EXCLUDED = ("tests", ".venv", ".voxpulse", "node_modules")
 ALLOWED: dict[str, set[str]] = {
     "telemetry": set(),
     "agent": {"telemetry"},
-    "voxpulse_console": {"telemetry", "agent"},
+    "voxpulse_console": {"telemetry"},  # the agent's commands come by entry point, not import
     "bench": {"telemetry", "agent", "voxpulse_console"},
-    "grafana": {"telemetry", "agent"},
+    "grafana": {"telemetry"},  # the tyre shop's metric names: agent/metrics.toml, read as data
 }
 
 
@@ -129,6 +135,46 @@ def test_the_import_edges_are_the_code_imports() -> None:
     drawn = {(a, b) for a, b in re.findall(r"^\s*(\w+)\s*-\.\s*imports\s*\.->\s*(\w+)", _mermaid(), re.M)}
     actual = {(_node_id(a), _node_id(b)) for a, b in import_graph()}
     assert drawn == actual, f"docs/architecture.md: add {sorted(actual - drawn)}, remove {sorted(drawn - actual)}"
+
+
+def test_the_agent_reaches_the_console_only_by_entry_point() -> None:
+    """Each ``voxpulse.commands`` entry point is drawn as an edge from its package to the console, and
+    the console imports none of them (test_the_layering_holds)."""
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    eps = data["project"].get("entry-points", {}).get("voxpulse.commands", {})
+    nodes = [*packages(), *SCRIPT_DIRS]
+    wanted = set()
+    for value in eps.values():
+        owner = _owner(value.split("[")[0].split(":")[0].strip(), nodes)
+        assert owner is not None, value
+        wanted.add((_node_id(owner), "voxpulse_console"))
+    drawn = set(re.findall(r'^\s*(\w+)\s*-\.\s*"voxpulse\.commands entry point[^"]*"\s*\.->\s*(\w+)', _mermaid(), re.M))
+    assert drawn == wanted, f"docs/architecture.md: entry-point edges {sorted(wanted)}, drawn {sorted(drawn)}"
+    assert ("voxpulse_console", "agent") not in import_graph()
+
+
+def _modules() -> list[Path]:
+    return [p for pkg in packages() for p in (ROOT / pkg.replace(".", "/")).glob("*.py")]
+
+
+def test_one_word_one_meaning() -> None:
+    """docs/architecture.md, "Names": the module names that used to mean several things."""
+    rel = sorted(str(p.relative_to(ROOT)) for p in _modules())
+    assert [p for p in rel if p.endswith("/cli.py")] == ["voxpulse_console/cli.py"]
+    assert [p for p in rel if Path(p).stem == "console"] == []  # the console is voxpulse_console/
+    assert [p for p in rel if Path(p).stem in ("store", "fake_store")] == []  # the trace store: tracestore/
+    assert [p for p in rel if Path(p).stem == "history"] == []  # the call history: telemetry/history/
+
+
+def test_one_migration_tree_and_one_runner() -> None:
+    """The database's schema is one folder of migrations, run by one module: nothing else creates or
+    reads a migrations table."""
+    trees = sorted({str(p.parent.relative_to(ROOT)) for p in ROOT.rglob("migrations/*.sql")
+                    if not any(part in EXCLUDED or part.startswith(".") for part in p.relative_to(ROOT).parts)})
+    assert trees == ["telemetry/history/migrations"]
+    runner = re.compile(r"schema_migrations|CREATE TABLE IF NOT EXISTS \{table\}")
+    runners = sorted(str(p.relative_to(ROOT)) for p in _modules() if runner.search(p.read_text(encoding="utf-8")))
+    assert runners == ["telemetry/history/schema.py"]
 
 
 def _ports(label: str) -> set[int]:

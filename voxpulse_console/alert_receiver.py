@@ -9,10 +9,10 @@
 NOTHING``), and a resolution also stamps ``resolved_at`` on the firing row. When PostgreSQL is
 unreachable the receiver answers 503, so Alertmanager retries the notification later.
 
-``alerts_history`` is the console's table, not the call history's: its schema is this package's own
-migrations (``voxpulse_console/migrations``, recorded in ``console_schema_migrations``), applied by
-:func:`migrate` when the receiver first reaches the database. The DSN is the call history's
-(``telemetry.history.database_url()``: ``--dsn``, ``VOXPULSE_DATABASE_URL``, ``DATABASE_URL``).
+``alerts_history`` is the console's table, not the call history's, but its schema lives in the
+database's one migration tree (``telemetry/history/migrations``), applied by its one runner
+(:func:`telemetry.history.migrate`) when the receiver first reaches the database. The DSN is the
+call history's (``telemetry.history.database_url()``: ``--dsn``, ``VOXPULSE_DATABASE_URL``, ``DATABASE_URL``).
 
 ``alertmanager-config`` renders the Alertmanager config with its secrets from the environment
 (Alertmanager 0.25 has no ``bot_token_file`` for Telegram); see the header of
@@ -37,11 +37,9 @@ from typing import Any
 from voxpulse_console._paths import ConfigDirError, config_dir
 
 __all__ = [
-    "MIGRATIONS_TABLE",
     "AlertRecord",
     "console_url",
     "insert_alerts",
-    "migrate",
     "parse_notification",
     "register_cli",
     "render_alertmanager_config",
@@ -53,7 +51,6 @@ log = logging.getLogger("voxpulse.alert_receiver")
 
 DEFAULT_LISTEN = "127.0.0.1:9095"
 WEBHOOK_RECEIVER = "webhook"  # prometheus/alertmanager.yml's generic webhook (ALERT_WEBHOOK_URL)
-MIGRATIONS_TABLE = "console_schema_migrations"
 TEMPLATE = Path("prometheus") / "alertmanager.yml"  # inside the config directory
 MAX_BODY = 4 * 1024 * 1024
 
@@ -155,18 +152,6 @@ async def insert_alerts(conn: Any, rows: list[AlertRecord]) -> int:
     return new
 
 
-async def migrate(dsn_or_pool: Any) -> list[int]:
-    """Applies the console's migrations (``alerts_history``, the web console's live-feed triggers and
-    indexes) after the call history's, which they build on; idempotent, safe to run concurrently.
-    Returns the console versions applied by this call."""
-    from telemetry.history import apply_migrations
-    from telemetry.history import migrate as migrate_history
-
-    await migrate_history(dsn_or_pool)
-
-    return await apply_migrations(dsn_or_pool, "voxpulse_console", table=MIGRATIONS_TABLE)
-
-
 # ---------------------------------------------------------------------------------------- server
 def make_app(dsn: str | None, *, token: str | None = None) -> Any:
     """The aiohttp application: POST /alerts (and /), GET /healthz.
@@ -175,6 +160,8 @@ def make_app(dsn: str | None, *, token: str | None = None) -> Any:
     and nothing is lost once a database is configured and the receiver restarted)."""
     import asyncpg
     from aiohttp import web
+
+    from telemetry.history import migrate
 
     state: dict[str, Any] = {"pool": None}
     lock = asyncio.Lock()

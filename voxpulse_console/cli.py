@@ -1,14 +1,16 @@
-"""``voxpulse``: simulate calls, run the demo, read a call's trace back from the trace store.
+"""``voxpulse``: run the demo, read a call's trace back from the trace store, and every registered command.
 
-    voxpulse simulate --calls 20 --concurrency 10 --seed 7 [--exporter auto|console|otlp|none]
     voxpulse demo                 # stack up -> simulate -> latency table + slowest call's waterfall
     voxpulse trace CALL_ID        # the call's trace from the trace store (Jaeger natively), as a waterfall
     voxpulse calls | db ...       # call history (telemetry.history)
     voxpulse stack up|down|...    # the native backend stack (voxpulse_console.stack)
     voxpulse alerts-receiver      # Alertmanager webhook receiver (voxpulse_console.alert_receiver)
+    voxpulse ui                   # the web console (voxpulse_console.ui)
+    voxpulse simulate ...         # the example agent's simulated calls (agent.commands, an entry point)
 
-With ``--exporter auto`` (the default) ``simulate`` exports by OTLP when a collector answers on
-127.0.0.1:4318, else it prints every call's span tree on the console: the embedded default.
+The commands besides ``demo`` and ``trace`` come from :mod:`voxpulse_console.registry`: the console's
+own modules and those installed distributions contribute (the ``voxpulse.commands`` entry points).
+``demo`` places its calls through the example agent's command module when it is installed.
 Traces are read through :mod:`voxpulse_console.tracestore` (``VOXPULSE_TRACE_STORE``,
 ``VOXPULSE_TRACE_STORE_URL``, or ``--trace-store`` / ``--trace-store-url``).
 """
@@ -18,9 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import json
-import logging
 import os
 import socket
 import sys
@@ -33,11 +33,10 @@ from urllib.parse import quote
 
 import httpx
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from telemetry.semconv import SPANMETRICS_CALLS, SPANMETRICS_DURATION, Attr, Metric, SpanName, metric_spec
-from voxpulse_console import tracestore
+from voxpulse_console import registry, tracestore
 from voxpulse_console.tracestore import Trace, TraceStore, TraceStoreError
 from voxpulse_console.waterfall import render_waterfall
 
@@ -121,114 +120,6 @@ def latency_table(prom: str = PROMETHEUS) -> tuple[Table, int]:
     if len(ttfw) == 3:
         table.add_row("[bold]time to first word[/bold]", *ttfw, "")
     return table, len(rows)
-
-
-# ------------------------------------------------------------------------------------------------
-# simulate
-# ------------------------------------------------------------------------------------------------
-def _configure(exporter: str, *, metric_interval_s: float | None = None) -> Any:
-    import telemetry
-
-    metrics_exporter = "otlp" if exporter == "otlp" else "none"
-    return telemetry.configure(
-        service_name=os.environ.get("OTEL_SERVICE_NAME", "tyre-agent"), service_version="sim",
-        exporter=exporter, metrics_exporter=metrics_exporter,  # type: ignore[arg-type]
-        metric_export_interval_s=metric_interval_s, setup_logs=False,
-    )
-
-
-def _resolve_exporter(choice: str) -> str:
-    if choice != "auto":
-        return choice
-    return "otlp" if _reachable(COLLECTOR_HTTP) else "console"
-
-
-async def _open_call_log() -> Any:
-    """The real call-history logger when DATABASE_URL (or VOXPULSE_DATABASE_URL) is set, else None."""
-    from telemetry.history import CallLogger, database_url
-
-    if not database_url():
-        return None
-
-    logger = CallLogger.from_env(agent_version="voxpulse-sim")
-    await logger.start()
-    console.print(f"[dim]call history: PostgreSQL ({logger.mode})[/dim]")
-    return logger
-
-
-async def _simulate(args: argparse.Namespace, exporter: str) -> Any:
-    from agent.sim.simulator import SimOptions, simulate
-
-    if not getattr(args, "verbose", False):  # the simulated faults would flood the progress bar
-        for name in ("livekit", "livekit.agents", "voxpulse.livekit", "agent"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-    handle = _configure(exporter, metric_interval_s=args.metric_interval)
-    options = SimOptions(playout_scale=args.playout_scale)
-    progress = Progress(
-        TextColumn("[bold]simulating calls"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.fields[last]}"), console=console, transient=False,
-        disable=args.quiet,
-    )
-    call_log = await _open_call_log()
-    with progress:
-        task = progress.add_task("calls", total=args.calls, last="")
-
-        def done(r: Any) -> None:
-            ttfw = f"{max(r.ttfw_ms):.0f} ms" if r.ttfw_ms else "-"
-            progress.update(task, advance=1, last=f"{r.call_id} {r.scenario} -> {r.outcome} (max TTFW {ttfw})")
-
-        summary = await simulate(
-            calls=args.calls, concurrency=args.concurrency, seed=args.seed,
-            scenarios=args.scenario or None, options=options, store_error_rate=args.store_error_rate,
-            on_call_done=done, call_log=call_log, run_id=args.run_id,
-        )
-    if call_log is not None:
-        drained = await call_log.wait_drained(timeout=15.0)
-        await call_log.aclose(timeout=5.0)
-        stats = call_log.stats
-        console.print(f"call history: {'written' if drained else 'NOT fully written'} to PostgreSQL ({stats})")
-    ok = await handle.flush(timeout=10.0)
-    dropped = handle.dropped_spans
-    await handle.shutdown(timeout=5.0)
-    return summary, ok, dropped
-
-
-def print_summary(summary: Any, *, limit: int = 40) -> None:
-    table = Table(title=f"{len(summary.calls)} calls, concurrency {summary.concurrency}, seed {summary.seed}, "
-                        f"{summary.wall_s:.1f} s ({summary.calls_per_s:.2f} calls/s)")
-    for col in ("call_id", "scenario", "outcome", "turns", "TTFW per turn (ms)", "cost $", "trace_id"):
-        table.add_column(col)
-    for c in summary.calls[:limit]:
-        outcome = c.outcome + (f" ({c.transfer_reason})" if c.transfer_reason else "")
-        if c.error:
-            outcome += f" [red]{c.error}[/red]"
-        if c.anomalies:
-            outcome += " [yellow]anomaly[/yellow]"
-        table.add_row(c.call_id, c.scenario, outcome, str(len(c.turns)),
-                      " ".join(f"{t.ttfw_ms:.0f}" for t in c.turns if t.ttfw_ms is not None),
-                      f"{c.cost_usd:.4f}", c.trace_id)
-    console.print(table)
-    v = sorted(summary.ttfw_ms())
-    if v:
-        p = summary.percentile
-        console.print(f"TTFW over {len(v)} turns: p50 {p(v, 50):.0f} ms, p95 {p(v, 95):.0f} ms, "
-                      f"p99 {p(v, 99):.0f} ms, max {v[-1]:.0f} ms")
-    bad = [c for c in summary.calls if c.outcome != c.expected or c.error]
-    if bad:
-        console.print(f"[yellow]{len(bad)} calls ended differently than their scenario expects "
-                      "(provider faults, slow tails)[/yellow]")
-
-
-def cmd_simulate(args: argparse.Namespace) -> int:
-    exporter = _resolve_exporter(args.exporter)
-    if args.exporter == "auto" and exporter == "console":
-        console.print(f"[dim]no collector on {COLLECTOR_HTTP}: printing each call's trace on the console[/dim]")
-    summary, ok, dropped = asyncio.run(_simulate(args, exporter))
-    print_summary(summary)
-    if exporter == "otlp":
-        console.print(f"spans exported to {COLLECTOR_HTTP}; flush {'ok' if ok else 'timed out'}; "
-                      f"dropped spans: {dropped}")
-    return 0 if all(not c.error for c in summary.calls) else 1
 
 
 # ------------------------------------------------------------------------------------------------
@@ -324,19 +215,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     offline or when that cannot run: the simulator), latency per stage from Prometheus, the slowest
     call's waterfall from the trace store (found through its exemplar), where to look next, and the
     web console."""
+    calls: Any = args.calls_source  # the example agent's command module (agent.commands), or None
+    if calls is None:
+        console.print("[red]voxpulse demo places the example agent's calls, and it is not installed: "
+                      "pip install 'voxpulse-otel[agent,console]'[/red]")
+        return 2
     login = _demo_stack(args)
     collector_up = _reachable(COLLECTOR_HTTP)
     t_start = time.time()
     summary: Any = None
     if not args.offline:
-        summary = _demo_real_calls(args, _optional("voxpulse_console.stack"), collector_up)
+        summary = _demo_real_calls(args, calls, collector_up)
     if summary is None:
         console.rule("[bold]2. simulated calls (offline: AgentSessions with fake providers, no server)")
         args.exporter = "otlp" if collector_up else "console"
         if not collector_up:
-            console.print("[yellow]no collector reachable: running with the console exporter[/yellow]")
-        summary, ok, dropped = asyncio.run(_simulate(args, args.exporter))
-        print_summary(summary, limit=args.calls)
+            console.print("[yellow]no collector reachable: printing each call's trace on the terminal[/yellow]")
+        summary, ok, dropped = asyncio.run(calls.simulate_calls(args, args.exporter))
+        calls.print_summary(summary, limit=args.calls)
         if not collector_up:
             return 0
         console.print(f"exported; flush {'ok' if ok else 'timed out'}, dropped spans {dropped}")
@@ -352,8 +248,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _demo_stack(args: argparse.Namespace) -> tuple[str, str] | None:
     """Step 1: the backend stack and the web console (unless --no-stack); returns the console's
     one-time login when it runs. A failure is reported, the demo goes on."""
-    stack = _optional("voxpulse_console.stack")
-    if stack is None or args.no_stack:
+    from voxpulse_console import stack
+
+    if args.no_stack:
         return None
     console.rule("[bold]1. backend stack")
     login: tuple[str, str] | None = None
@@ -485,14 +382,16 @@ class _RealSummary:
         return None  # the demo finds the slowest call through its exemplar
 
 
-def _demo_real_calls(args: argparse.Namespace, stack: Any, collector_up: bool) -> _RealSummary | None:
+def _demo_real_calls(args: argparse.Namespace, calls: Any, collector_up: bool) -> _RealSummary | None:
     """Real calls, when this machine can place them: the agent as a LiveKit worker (local pipeline:
     Silero VAD, scripted STT, fake LLM, espeak-ng TTS) and callers that speak over WebRTC, inside
     the media namespace. None (the caller falls back to the offline simulator) when it cannot."""
     import shutil
 
+    from voxpulse_console import stack
+
     why = ""
-    if stack is None or not collector_up:
+    if not collector_up:
         why = "no collector"
     elif not stack._ready(stack.COMPONENTS["livekit"].ready_url):
         why = "the LiveKit server does not answer"
@@ -501,66 +400,28 @@ def _demo_real_calls(args: argparse.Namespace, stack: Any, collector_up: bool) -
     if why:
         console.print(f"[yellow]real calls not possible: {why}; simulating calls offline instead[/yellow]")
         return None
-    from agent.realcalls import StoreThread, Worker, call
-    from agent.sim.scenarios import SCENARIOS
-
-    names = args.scenario or ["order_tyres", "order_status", "book_fitting", "ask_operator", "angry_caller",
-                              "prompt_injection"]
-    chosen = [names[i % len(names)] for i in range(args.real_calls)]
-    console.rule(f"[bold]2. {len(chosen)} real calls (LiveKit server, agent worker, callers speaking over WebRTC)")
-    creds = stack.livekit_env()
-    env = {**creds, "OTEL_EXPORTER_OTLP_ENDPOINT": COLLECTOR_HTTP,
+    console.rule(f"[bold]2. {args.real_calls} real calls (LiveKit server, agent worker, callers speaking over WebRTC)")
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": COLLECTOR_HTTP,
            "OTEL_METRIC_EXPORT_INTERVAL": str(int(args.metric_interval * 1000)),
            "VOXPULSE_AGENT_NAME": f"tyre-agent-demo-{os.getpid()}"}
     log = Path(os.environ.get("VOXPULSE_STACK_DIR", ".voxpulse/stack")) / "logs" / "demo-worker.log"
-    with StoreThread(latency_s=0.03, seed=args.seed) as store_url:
-        env["STORE_API_URL"] = store_url
-        with console.status("starting the agent worker ..."):
-            worker = Worker(env, log_path=log, media=stack.media_namespace()).start()
-        try:
-            with console.status(f"{len(chosen)} calls, {args.real_concurrency} at a time ..."):
-                results = call([{"scenario": n} for n in chosen], livekit=creds, agent_name=env["VOXPULSE_AGENT_NAME"],
-                               concurrency=args.real_concurrency, media=stack.media_namespace())
-        finally:
-            with console.status("the worker finishes its calls (each job flushes its spans at exit) ..."):
-                worker.stop()
+    results = calls.real_calls(args, env=env, livekit=stack.livekit_env(), media=stack.media_namespace(), log=log)
     table = Table(title=f"{len(results)} real calls; time to first word as each caller heard it")
     for col in ("call_id", "scenario", "turns", "caller TTFW per turn (ms)", "error"):
         table.add_column(col)
-    calls = []
+    rows = []
     for r in results:
         table.add_row(r.room_sid, r.scenario, str(len(r.turns)),
                       " ".join(f"{t.ttfw_ms:.0f}" for t in r.turns if t.ttfw_ms is not None), r.error or "")
-        calls.append(_RealCall(r.room_sid, r.scenario, list(r.turns), r.error))
+        rows.append(_RealCall(r.room_sid, r.scenario, list(r.turns), r.error))
     console.print(table)
-    console.print(f"the agent's log: {log}; scenarios: {', '.join(sorted(set(chosen) & set(SCENARIOS)))}")
-    return _RealSummary(calls)
+    console.print(f"the agent's log: {log}; scenarios: {', '.join(sorted({r.scenario for r in results}))}")
+    return _RealSummary(rows)
 
 
 # ------------------------------------------------------------------------------------------------
 # entry point
 # ------------------------------------------------------------------------------------------------
-def _optional(module: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        return None
-
-
-def _add_sim_args(p: argparse.ArgumentParser, calls: int, concurrency: int) -> None:
-    p.add_argument("--calls", "-n", type=int, default=calls)
-    p.add_argument("--concurrency", "-c", type=int, default=concurrency)
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--run-id", help="call_ids are sim-SEED-RUN_ID-NNNN (default: new per run, so they never repeat)")
-    p.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
-    p.add_argument("--store-error-rate", type=float, default=0.02, help="random store API 5xx rate")
-    p.add_argument("--playout-scale", type=float, default=0.1, help="agent audio plays this x real time")
-    p.add_argument("--metric-interval", type=float, default=20.0,
-                   help="SDK metric export interval, s (above the 15 s scrape interval, or exemplars are lost)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    p.add_argument("--verbose", "-v", action="store_true", help="show the agent's and LiveKit's warnings")
-
-
 def _add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trace-store", choices=sorted(tracestore.KINDS), default=None,
                    help="jaeger or tempo (default $VOXPULSE_TRACE_STORE, else jaeger)")
@@ -572,13 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voxpulse", description="OpenTelemetry for LiveKit voice agents")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("simulate", help="run simulated calls through real AgentSessions (offline)")
-    _add_sim_args(p, 20, 10)
-    p.add_argument("--exporter", choices=["auto", "console", "otlp", "none"], default="auto")
-    p.set_defaults(func=cmd_simulate)
+    commands = registry.load(sub)  # the console's command modules and the installed entry points
+    calls = commands.get("simulate")  # the example agent's (agent.commands): the demo's calls
 
     p = sub.add_parser("demo", help="stack up, simulate, latency table and the slowest call's waterfall")
-    _add_sim_args(p, 30, 10)
+    if calls is not None:
+        calls.add_sim_args(p, 30, 10)
     p.add_argument("--no-stack", action="store_true", help="do not start the stack (use what runs)")
     p.add_argument("--offline", action="store_true",
                    help="simulated calls without a server (AgentSessions with fake providers) instead of real calls")
@@ -588,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for Prometheus and the trace store")
     p.add_argument("--prometheus", default=PROMETHEUS)
     _add_store_args(p)
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_demo, calls_source=calls)
 
     p = sub.add_parser("trace", help="a call's trace from the trace store as a waterfall")
     p.add_argument("call_id", help="call_id (or a 32-hex trace id)")
@@ -596,16 +456,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full", action="store_true", help="also LiveKit's internal spans")
     p.set_defaults(func=cmd_trace)
 
-    for module in ("telemetry.history.cli", "voxpulse_console.stack", "voxpulse_console.alert_receiver",
-                   "voxpulse_console.ui"):
-        mod = _optional(module)
-        if mod is not None and hasattr(mod, "register_cli"):
-            mod.register_cli(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except registry.CommandImportError as e:
+        print(e, file=sys.stderr)
+        return 1
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)

@@ -8,5 +8,5 @@ and a fake store API, so calls run without a server, keys or network.
 * :mod:`.latency` -- their latency, timeout and error model;
 * :mod:`.dialogue` -- the fake model's policy (rules over the caller's words);
 * :mod:`.audio` -- synthetic speech and the session's audio input and sink;
-* :mod:`.fake_store` -- the store API as a local aiohttp server.
+* :mod:`.fake_shop` -- the store API as a local aiohttp server.
 """

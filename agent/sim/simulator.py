@@ -4,7 +4,7 @@ Each simulated call runs the production path: ``TyreAssistant`` in an ``AgentSes
 endpointing, streaming STT, LLM steps with tools, TTS, playout) instrumented by
 ``telemetry.livekit.instrument_session`` -- the same call the LiveKit entry point makes. Only the
 providers (:mod:`agent.sim.providers`), the room (:mod:`agent.sim.audio`: queue audio in,
-recording audio out) and the store API (:mod:`agent.sim.fake_store`) are simulated. No server, no keys.
+recording audio out) and the store API (:mod:`agent.sim.fake_shop`) are simulated. No server, no keys.
 
 Caller audio is paced in real time (that is what VAD and endpointing measure), but utterances are
 short and agent playout is time-scaled (``playout_scale``), so 20 calls at concurrency 10 take
@@ -30,9 +30,9 @@ from telemetry.livekit import CallLog, SessionInstrumentation, instrument_sessio
 from telemetry.pricing import PriceTable
 
 from ..assistant import TyreAssistant
-from ..store import StoreClient
+from ..shop_api import StoreClient
 from .audio import QueueAudioInput, RecordingAudioOutput, silence_frame, speech_frame
-from .fake_store import FakeStore
+from .fake_shop import FakeStore
 from .latency import ProviderProfile
 from .providers import CallerVoice, EnergyVAD, FakeTTS, ScriptedLLM, ScriptedSTT
 from .scenarios import PHONE, Scenario, pick_scenarios

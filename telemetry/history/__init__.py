@@ -17,7 +17,7 @@ from opentelemetry.trace import TracerProvider
 
 from telemetry import _env
 from telemetry._instrumentation import instrument_libraries
-from telemetry.history.cli import register_cli
+from telemetry.history.commands import register_cli
 from telemetry.history.logger import CallLogger, LoggerStats, Mode
 from telemetry.history.records import CallEnded, CallStarted, Record, ToolCallRecord, TurnRecord, to_datetime
 from telemetry.history.sanitize import RejectedRecord, clean_text, to_jsonable

@@ -1,5 +1,5 @@
 import sys
 
-from telemetry.history.cli import main
+from telemetry.history.commands import main
 
 sys.exit(main())

@@ -16,8 +16,8 @@ from opentelemetry.trace import Tracer
 
 from telemetry.history._accounting import Accounting, Mode
 from telemetry.history._backoff import Backoff, failure_reason
+from telemetry.history.rows import Row, batch_links, row_ts, write_rows
 from telemetry.history.schema import ensure_partitions, migrate, month_of
-from telemetry.history.store import Row, batch_links, row_ts, write_rows
 from telemetry.semconv import Attr, SpanName, error_type
 
 __all__ = ["PostgresWriter", "unavailable"]

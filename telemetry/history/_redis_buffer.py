@@ -18,7 +18,7 @@ from opentelemetry.trace import Tracer
 
 from telemetry.history._accounting import Accounting, Mode
 from telemetry.history._backoff import Backoff
-from telemetry.history.store import Row, batch_links, upgrade_row, valid_row
+from telemetry.history.rows import Row, batch_links, upgrade_row, valid_row
 from telemetry.semconv import Attr, SpanName, error_type
 
 __all__ = ["RedisBuffer"]

@@ -46,8 +46,8 @@ from telemetry.history._backoff import failure_reason
 from telemetry.history._postgres import PostgresWriter
 from telemetry.history._redis_buffer import RedisBuffer
 from telemetry.history.records import CallEnded, CallStarted, Record, ToolCallRecord, TurnRecord
+from telemetry.history.rows import Row, prepare
 from telemetry.history.sanitize import RejectedRecord
-from telemetry.history.store import Row, prepare
 from telemetry.redaction import redact
 from telemetry.semconv import SpanName
 

@@ -1,9 +1,12 @@
 """Schema management: versioned migrations, monthly partitions, daily_stats refresh.
 
 Migrations are ``NNNN_name.sql`` files in a package's ``migrations`` folder, applied in order and
-recorded in a table of their own (checksum included) under an advisory lock. The call history's
-are ``telemetry/history/migrations`` (``schema_migrations``); another package can keep its own
-namespace with :func:`apply_migrations` (the console's alerts receiver does, for ``alerts_history``).
+recorded in a table of their own (checksum included) under an advisory lock. VoxPulse's database has
+one tree, ``telemetry/history/migrations`` (recorded in ``schema_migrations``): the call history's
+tables and the operator console's (``alerts_history``, the live feed's triggers), applied by
+:func:`migrate`, the one runner every caller uses (the writer, the alerts receiver, the web console,
+``voxpulse db migrate``). :func:`apply_migrations` runs an application's own tree in a namespace of
+its own.
 A file edited after release may name the checksums it replaces (``-- replaces checksum: <hex>``):
 databases that applied such a text are updated silently instead of warned about.
 """

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agent.sim.fake_store import FakeStore
+from agent.sim.fake_shop import FakeStore
 from agent.sim.scenarios import SCENARIOS
 from agent.sim.simulator import SimOptions, run_call
 from telemetry.livekit import SessionInstrumentation

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from agent.assistant import TOOL_NAMES, TyreAssistant
-from agent.sim.fake_store import FakeStore, normalise_size
-from agent.store import StoreClient, StoreError
+from agent.shop_api import StoreClient, StoreError
+from agent.sim.fake_shop import FakeStore, normalise_size
 from telemetry.pricing import ModelPrice, PriceTable
 from telemetry.semconv import Attr, Stage
 from telemetry.testing import capture_telemetry

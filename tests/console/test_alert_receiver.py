@@ -94,20 +94,18 @@ async def test_alerts_history_is_idempotent_on_fingerprint_start_status(migrated
 
 
 @pytest.mark.db
-async def test_the_receiver_owns_its_migrations(migrated_db: str) -> None:
-    """alerts_history is the console's: its own namespace, not the call history's schema_migrations."""
-    from voxpulse_console.alert_receiver import MIGRATIONS_TABLE, migrate
+async def test_the_receiver_schema_is_in_the_one_migration_tree(migrated_db: str) -> None:
+    """alerts_history and the live feed's triggers come from telemetry/history/migrations, recorded in
+    schema_migrations with the call history's; the console's former namespace is gone."""
+    from telemetry.history import load_migrations, migrate
 
     assert await migrate(migrated_db) == []  # applied by the fixture; idempotent
     conn = await asyncpg.connect(migrated_db)
     try:
-        # every console migration (alerts_history first, then the web console's) in its own table
-        from telemetry.history import load_migrations
-
-        recorded = [r["name"] for r in await conn.fetch(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY version")]
-        assert recorded == [m.name for m in load_migrations("voxpulse_console")]
-        assert recorded[0] == "alerts_history"
-        assert await conn.fetchval("SELECT count(*) FROM schema_migrations WHERE name LIKE '%alert%'") == 0
+        recorded = [r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations ORDER BY version")]
+        assert recorded == [m.name for m in load_migrations()]
+        assert {"alerts_history", "live_notify", "ttfw_index"} <= set(recorded)
+        assert await conn.fetchval("SELECT to_regclass('console_schema_migrations')") is None
     finally:
         await conn.close()
 

@@ -52,7 +52,7 @@ def demo(base_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[De
     if not Path(CHROMIUM).is_file():
         unavailable("BROWSER", "no /usr/bin/chromium (scripts/bootstrap.sh installs Debian's chromium)")
     state = tmp_path_factory.mktemp("demo-state")
-    with throwaway_database("voxpulse_demo", console=True) as dsn:
+    with throwaway_database("voxpulse_demo") as dsn:
         env = {**os.environ, "VOXPULSE_STACK_DIR": str(state / "stack"), "DATABASE_URL": dsn,
                "COLUMNS": "250", "TERM": "dumb", "NO_COLOR": "1"}
         env.pop("VOXPULSE_UI_USERS", None)

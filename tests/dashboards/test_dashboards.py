@@ -528,10 +528,9 @@ def test_trace_queries_use_semconv_names(dashboards: dict[str, dict[str, Any]]) 
 
 
 def test_sql_uses_the_history_schema(queries: ModuleType) -> None:
-    """Table names against the call history's migrations and the console's (alerts_history); the
-    live run is in test_sql_panels.py."""
-    files = [*(ROOT / "telemetry" / "history" / "migrations").glob("*.sql"),
-             *(ROOT / "voxpulse_console" / "migrations").glob("*.sql")]
+    """Table names against the database's one migration tree (the call history's and the console's
+    alerts_history); the live run is in test_sql_panels.py."""
+    files = list((ROOT / "telemetry" / "history" / "migrations").glob("*.sql"))
     schema = "\n".join(f.read_text() for f in sorted(files))
     tables = dict(re.findall(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+) \((.*?)\n\)", schema, re.S))
     assert {"calls", "call_turns", "call_tool_calls", "alerts_history"} <= set(tables)

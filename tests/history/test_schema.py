@@ -63,8 +63,8 @@ async def test_fresh_database_gets_the_whole_schema(base_dsn) -> None:  # type: 
             tables = {r["tablename"] for r in rows}
         finally:
             await conn.close()
-        assert {"customers", "daily_stats", "schema_migrations"} <= tables
-        assert "alerts_history" not in tables  # the console's table, in its own migration namespace
+        assert {"customers", "daily_stats", "schema_migrations", "alerts_history"} <= tables  # one tree
+        assert "console_schema_migrations" not in tables  # no second runner's record
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
@@ -73,10 +73,8 @@ async def test_fresh_database_gets_the_whole_schema(base_dsn) -> None:  # type: 
 async def test_a_database_of_the_first_release_is_upgraded_with_its_data(base_dsn) -> None:  # type: ignore[no-untyped-def]
     """0001 as released (alerts_history in it, the tyre shop's counters as columns), then migrate():
     the counters move into calls.app / daily_stats.app, 0001's edited text is recognised by the
-    checksum it replaces (no warning), and the console adopts the alerts_history it finds."""
-    from telemetry.history import apply_migrations
-    from voxpulse_console import alert_receiver
-
+    checksum it replaces (no warning), the alerts_history it finds is adopted, and the console's former
+    migration namespace (console_schema_migrations) is folded into the one tree."""
     (first, *_) = load_migrations()
     (released,) = first.replaces
     admin = await asyncpg.connect(base_dsn)
@@ -94,6 +92,12 @@ async def test_a_database_of_the_first_release_is_upgraded_with_its_data(base_ds
                 "  checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
             await conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (1, 'init', $1)",
                                released)
+            # the console's former namespace, as its receiver left it (its alerts_history is the above)
+            await conn.execute(
+                "CREATE TABLE console_schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+                "  checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+            await conn.execute("INSERT INTO console_schema_migrations (version, name, checksum)"
+                               " VALUES (1, 'alerts_history', 'x')")
             t = dt.datetime(2026, 11, 20, 10, tzinfo=dt.UTC)
             await conn.execute("SELECT voxpulse_ensure_month_partitions($1::date)", t.date())
             await conn.execute("INSERT INTO calls (call_id, started_at, orders_created) VALUES ('old-1', $1, 2),"
@@ -108,10 +112,13 @@ async def test_a_database_of_the_first_release_is_upgraded_with_its_data(base_ds
             assert json.loads(await conn.fetchval("SELECT app FROM daily_stats")) == {
                 "orders_created": 2, "fittings_booked": 1}
             assert await conn.fetchval("SELECT checksum FROM schema_migrations WHERE version = 1") == first.checksum
-            # every console migration applies; the first adopts the table and keeps its rows
-            assert await alert_receiver.migrate(dsn) == [m.version for m in load_migrations("voxpulse_console")]
+            # the console's migrations applied in the one tree: the table adopted with its rows, the
+            # former namespace gone, nothing left to apply
             assert await conn.fetchval("SELECT alertname FROM alerts_history") == "Old"
-            assert await apply_migrations(dsn, "voxpulse_console", table=alert_receiver.MIGRATIONS_TABLE) == []
+            assert await conn.fetchval("SELECT to_regclass('console_schema_migrations')") is None
+            assert await conn.fetchval("SELECT count(*) FROM pg_trigger WHERE tgname = 'voxpulse_console_live'"
+                                       " AND tgrelid IN ('calls'::regclass, 'alerts_history'::regclass)") == 2
+            assert await migrate(dsn) == []
         finally:
             await conn.close()
     finally:
@@ -122,7 +129,7 @@ async def test_a_database_of_the_first_release_is_upgraded_with_its_data(base_ds
 def alert_receiver_sql() -> str:
     from telemetry.history import load_migrations as load
 
-    alerts = load("voxpulse_console")[0]  # 0001: alerts_history (later ones came after the release)
+    (alerts,) = [m for m in load() if m.name == "alerts_history"]  # the table as 0001's released text made it
     return alerts.sql
 
 

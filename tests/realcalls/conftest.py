@@ -99,7 +99,7 @@ def history_dsn() -> Iterator[str | None]:
     if not database_url():
         yield None
         return
-    with throwaway_database("voxpulse_rc", console=True) as dsn:
+    with throwaway_database("voxpulse_rc") as dsn:
         yield dsn
 
 

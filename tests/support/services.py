@@ -68,10 +68,10 @@ def _where(dsn: str) -> str:
 
 
 @contextmanager
-def throwaway_database(prefix: str, *, migrate: bool = True, console: bool = False) -> Iterator[str]:
+def throwaway_database(prefix: str, *, migrate: bool = True) -> Iterator[str]:
     """A new database on the real PostgreSQL, dropped afterwards; yields its DSN. Migrated to the
-    call-history schema unless ``migrate=False``, and with ``console`` to the console's own
-    (``alerts_history``) too. Without a reachable server the test is skipped, or fails under
+    database's schema (the one migration tree: the call history and the console's tables) unless
+    ``migrate=False``. Without a reachable server the test is skipped, or fails under
     ``VOXPULSE_REQUIRE_DB``."""
     import asyncpg
 
@@ -97,10 +97,6 @@ def throwaway_database(prefix: str, *, migrate: bool = True, console: bool = Fal
             from telemetry.history import migrate as run_migrations
 
             asyncio.run(run_migrations(dsn))
-        if console:
-            from voxpulse_console import alert_receiver
-
-            asyncio.run(alert_receiver.migrate(dsn))
         yield dsn
     finally:
         asyncio.run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

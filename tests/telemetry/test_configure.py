@@ -13,8 +13,8 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 import telemetry
 from telemetry._state import STATE
-from telemetry.console import ConsoleTreeExporter
 from telemetry.semconv import Attr
+from telemetry.span_tree import ConsoleTreeExporter
 from tests.support import closed_port
 
 

@@ -255,7 +255,7 @@ def test_a_wrapped_stt_audio_duration_costs_nothing() -> None:
 def test_a_simulated_call_has_no_data_errors() -> None:
     """A real AgentSession on the simulator's providers: every duration it reports is possible, so
     the guard keeps them all (no false data errors) and they reach the histograms."""
-    from agent.sim.fake_store import FakeStore
+    from agent.sim.fake_shop import FakeStore
     from agent.sim.latency import ProviderProfile
     from agent.sim.scenarios import SCENARIOS
     from agent.sim.simulator import SimOptions

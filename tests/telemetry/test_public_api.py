@@ -34,7 +34,7 @@ PUBLIC: dict[str, set[str]] = {
         "METRICS", "OTHER", "SEGMENT_BUCKETS_S", "SPANMETRICS_CALLS", "SPANMETRICS_DIMENSIONS", "SPANMETRICS_DURATION",
         "SPANMETRICS_KEPT_CALLS", "SPANMETRICS_KEPT_DURATION", "TTFW_OBJECTIVE_S", "TURN_SEGMENT_OWNERS", "Attr",
         "AttributeSpec", "CallOutcome", "GenAIOperation", "Metric", "MetricKind", "MetricSpec", "SpanName", "Stage",
-        "TurnSegment", "error_type", "metric_spec", "prometheus_name", "render_markdown",
+        "TurnSegment", "error_type", "metric_spec", "prometheus_name", "read_metric_specs", "render_markdown",
     },
     "telemetry.metrics": {
         "Counter", "Gauge", "Histogram", "UpDownCounter", "record_time_to_first_chunk", "record_time_to_first_word",

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from telemetry import semconv
 from telemetry.semconv import ATTRIBUTES, METRICS, SPANMETRICS_DIMENSIONS, Attr, Metric, TurnSegment
 
@@ -74,3 +76,17 @@ def test_error_type_is_the_module_qualified_class() -> None:
     import json
 
     assert semconv.error_type(json.JSONDecodeError("x", "", 0)) == "json.decoder.JSONDecodeError"
+
+
+def test_read_metric_specs_reads_an_applications_declarations() -> None:
+    """agent/metrics.toml through read_metric_specs: the specs the agent records with (the dashboards
+    read the same file without importing the agent)."""
+    from agent.metrics import AGENT_METRICS, STORE_API_ERRORS
+    from tests.support import ROOT
+
+    specs = semconv.read_metric_specs((ROOT / "agent" / "metrics.toml").read_text(encoding="utf-8"))
+    assert specs == AGENT_METRICS
+    assert STORE_API_ERRORS.spec.prometheus == "voice_store_api_errors_total"
+    assert STORE_API_ERRORS.spec.attributes == (semconv.Attr.HTTP_STATUS,)
+    with pytest.raises(ValueError, match="buckets"):
+        semconv.read_metric_specs('[[metric]]\nname = "a.b"\nkind = "histogram"\nunit = "s"\ndescription = "x"\n')

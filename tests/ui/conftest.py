@@ -33,7 +33,7 @@ TABLES = "calls, call_turns, call_tool_calls, customers, alerts_history, daily_s
 @pytest.fixture(scope="session")
 def console_db(base_dsn: str) -> Iterator[str]:
     """A throw-away database for the API tests (their ``pg`` fixture empties it per test)."""
-    with throwaway_database("voxpulse_console", console=True) as dsn:
+    with throwaway_database("voxpulse_console") as dsn:
         yield dsn
 
 

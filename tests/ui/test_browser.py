@@ -119,7 +119,7 @@ def live(base_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Li
         stack.up(state_dir=state, env={"VOXPULSE_SPANMETRICS_FLUSH": "16s"}, wait_s=120)
     receiver_port = free_port()
     try:
-        with throwaway_database("voxpulse_browser", console=True) as dsn:
+        with throwaway_database("voxpulse_browser") as dsn:
             run = uuid.uuid4().hex[:6]
             seed = os.getpid() % 90000 + 10000
             env = {**os.environ, "DATABASE_URL": dsn, "OTEL_SERVICE_NAME": f"vp-console-{seed}",

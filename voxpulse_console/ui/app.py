@@ -37,9 +37,9 @@ from voxpulse_console.ui import filters
 from voxpulse_console.ui.auth import LoginThrottle, Session, SessionStore, hash_password, verify_password
 from voxpulse_console.ui.callview import build_call_view, mask_text, span_attributes
 from voxpulse_console.ui.config import UiConfig
+from voxpulse_console.ui.database import OVERVIEW_SQL, History
 from voxpulse_console.ui.doors import client_address, origin_of, safe_next
 from voxpulse_console.ui.filters import BadRequest
-from voxpulse_console.ui.history import OVERVIEW_SQL, History
 from voxpulse_console.ui.live import LiveHub
 from voxpulse_console.ui.prom import STAGES, PromError, Prometheus, exprs
 
@@ -145,14 +145,14 @@ class Console:
             raise OSError("no database configured (set DATABASE_URL)")
         async with self._pool_lock:
             if self.history is None:
-                from voxpulse_console._migrations import migrate_console
+                from telemetry.history import migrate
 
                 try:
                     pool = await asyncpg.create_pool(self.config.database_url, min_size=1, max_size=8, timeout=5,
                                                      command_timeout=15)
                     try:
                         async with pool.acquire() as conn:
-                            await migrate_console(conn)
+                            await migrate(conn)
                     except BaseException:
                         await pool.close()
                         raise

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
-from voxpulse_console.ui.history import CallFilter
+from voxpulse_console.ui.database import CallFilter
 
 __all__ = ["WINDOWS", "BadRequest", "decode_cursor", "encode_cursor", "parse_call_filter", "parse_window"]
 

@@ -1,6 +1,6 @@
 """Live updates: PostgreSQL ``LISTEN voxpulse_live`` -> one read of each changed row -> every
 connected browser, over Server-Sent Events. The database is never polled: the triggers of the
-console's migration (``voxpulse_console/migrations/0001_live_notify.sql``) notify on every write.
+migration ``telemetry/history/migrations/0004_live_notify.sql`` notify on every write.
 
 One listening connection per console process; notifications arriving together are read in one
 query (coalesced for ``batch_s``) and broadcast to every client's bounded queue. A client that

@@ -1,7 +1,8 @@
--- The console's alerts receiver: Alertmanager webhook history (operations data, not call history).
--- Its own migration namespace (table console_schema_migrations), applied by the receiver on first use.
--- IF NOT EXISTS: databases migrated before this namespace existed already hold the table (the call
--- history's first migration created it); it is adopted as it is.
+-- The console's alerts receiver: Alertmanager webhook history (operations data, not call history),
+-- in the database's one migration tree since the console's own (voxpulse_console/migrations, recorded
+-- in console_schema_migrations) was folded in; 0006 retires that record.
+-- IF NOT EXISTS: databases migrated before already hold the table (the call history's first release
+-- created it, then the console's namespace did); it is adopted as it is.
 --
 -- Alertmanager webhook history. One row per (alert fingerprint, startsAt, status): a replayed
 -- webhook is ON CONFLICT (fingerprint, starts_at, status) DO NOTHING; a resolution is its own row.

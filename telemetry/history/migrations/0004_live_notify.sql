@@ -1,4 +1,5 @@
--- The web console's live feed (console namespace, after 0001_alerts_history): PostgreSQL NOTIFY on channel voxpulse_live whenever a call row or an
+-- The web console's live feed (after 0003_alerts_history; idempotent: replaces what the console's
+-- former namespace created): PostgreSQL NOTIFY on channel voxpulse_live whenever a call row or an
 -- alerts_history row is written. The payload carries keys only (never a phone number or text): the
 -- console reads the row itself and masks what the user may not see.
 --   calls          {"t":"call","op":"INSERT|UPDATE","id":call_id,"s":started_at (epoch seconds)}
