@@ -7,7 +7,7 @@ group (the example agent contributes ``simulate`` and the calls of ``voxpulse de
 console never imports it)::
 
     [project.entry-points."voxpulse.commands"]
-    simulate = "agent.commands [agent]"     # a module with register_cli; [agent]: the extra it needs
+    simulate = "agent.commands"     # a module with register_cli (setuptools refuses extras here)
 
 A module that fails to import fails ``voxpulse`` loudly, naming the module and the cause
 (:class:`CommandImportError`). The one exception is a precisely missing optional dependency: when the

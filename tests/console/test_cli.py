@@ -49,7 +49,7 @@ def test_the_agent_contributes_simulate_and_the_demo_calls() -> None:
     """pyproject's entry point names a module with register_cli and the demo's call functions."""
     value = _pyproject_entry_points()["simulate"]
     ep = importlib.metadata.EntryPoint("simulate", value, registry.GROUP)
-    assert ep.module == "agent.commands" and ep.extras == ["agent", "console"]
+    assert ep.module == "agent.commands" and ep.extras == []
     sub = argparse.ArgumentParser().add_subparsers()
     loaded = registry.load(sub, [ep])
     module = loaded["simulate"]
