@@ -19,9 +19,10 @@ Configuration (environment, or the arguments of :func:`create`):
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
+
+from voxpulse_console import settings
 
 from ._jaeger import JaegerTraceStore
 from ._model import CallTrace, Span, Trace, TraceStore, TraceStoreError
@@ -46,8 +47,8 @@ KINDS: dict[str, type[JaegerTraceStore] | type[TempoTraceStore]] = {
     "jaeger": JaegerTraceStore,
     "tempo": TempoTraceStore,
 }
-DEFAULT_KIND = "jaeger"
-DEFAULT_URLS = {"jaeger": "http://127.0.0.1:16686", "tempo": "http://127.0.0.1:3200"}
+DEFAULT_KIND = settings.DEFAULT_TRACE_STORE
+DEFAULT_URLS = settings.DEFAULT_TRACE_STORE_URLS
 
 
 def create(kind: str = DEFAULT_KIND, url: str | None = None, **options: Any) -> TraceStore:
@@ -62,10 +63,5 @@ def create(kind: str = DEFAULT_KIND, url: str | None = None, **options: Any) -> 
 
 def from_env(env: Mapping[str, str] | None = None, **options: Any) -> TraceStore:
     """The store that ``VOXPULSE_TRACE_STORE`` and ``VOXPULSE_TRACE_STORE_URL`` name (see the module docstring)."""
-    if env is None:
-        kind = os.environ.get("VOXPULSE_TRACE_STORE") or DEFAULT_KIND
-        url = os.environ.get("VOXPULSE_TRACE_STORE_URL") or None
-    else:
-        kind = env.get("VOXPULSE_TRACE_STORE") or DEFAULT_KIND
-        url = env.get("VOXPULSE_TRACE_STORE_URL") or None
-    return create(kind, url, **options)
+    kind = str(settings.text(settings.TRACE_STORE, env=env))
+    return create(kind, settings.text(settings.TRACE_STORE_URL, env=env), **options)
