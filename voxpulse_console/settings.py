@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Final
 
 from telemetry._env import EnvVar, text
+from voxpulse_console.tracestore import TRACE_STORE, TRACE_STORE_URL
+from voxpulse_console.tracestore._defaults import DEFAULT_KIND, DEFAULT_URLS
 
 __all__ = [
     "ALERTS_RECEIVER_LISTEN",
@@ -56,25 +58,15 @@ DEFAULT_GRAFANA_URL: Final = "http://127.0.0.1:3000"
 #: (8080), the store API (8081), Prometheus (9090), Alertmanager (9093) and the alerts receiver (9095).
 DEFAULT_UI_LISTEN: Final = "127.0.0.1:8090"
 DEFAULT_ALERTS_RECEIVER_LISTEN: Final = "127.0.0.1:9095"
-DEFAULT_TRACE_STORE: Final = "jaeger"
 #: Each trace store's query API on this machine: Jaeger (the native stack), Tempo (docker compose).
-DEFAULT_TRACE_STORE_URLS: Final = {"jaeger": "http://127.0.0.1:16686", "tempo": "http://127.0.0.1:3200"}
+DEFAULT_TRACE_STORE: Final = DEFAULT_KIND
+DEFAULT_TRACE_STORE_URLS: Final = DEFAULT_URLS
 
 PROMETHEUS_URL: Final = EnvVar(
     ("VOXPULSE_PROMETHEUS_URL",), DEFAULT_PROMETHEUS_URL,
     "Prometheus's query API: the console's latency and alert pages, `voxpulse demo`'s latency table.",
 )
 GRAFANA_URL: Final = EnvVar(("VOXPULSE_GRAFANA_URL",), DEFAULT_GRAFANA_URL, "Grafana, for the links `voxpulse` prints.")
-TRACE_STORE: Final = EnvVar(
-    ("VOXPULSE_TRACE_STORE",), DEFAULT_TRACE_STORE,
-    "The trace store the console and `voxpulse trace` read: Jaeger (the native stack) or Tempo (docker compose).",
-    tuple(DEFAULT_TRACE_STORE_URLS),
-)
-TRACE_STORE_URL: Final = EnvVar(
-    ("VOXPULSE_TRACE_STORE_URL",), None,
-    "The trace store's query API; default " + ", ".join(f"{u} ({k})" for k, u in DEFAULT_TRACE_STORE_URLS.items())
-    + ".",
-)
 CONFIG_DIR: Final = EnvVar(
     ("VOXPULSE_CONFIG_DIR",), None,
     "The folder holding the stack's configuration files (`otel-collector/`, `prometheus/`, ...); unset: the "

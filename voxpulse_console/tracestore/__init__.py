@@ -22,8 +22,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from voxpulse_console import settings
+from telemetry._env import EnvVar, text
 
+from ._defaults import DEFAULT_KIND, DEFAULT_URLS
 from ._jaeger import JaegerTraceStore
 from ._model import CallTrace, Span, Trace, TraceStore, TraceStoreError
 from ._tempo import TempoTraceStore
@@ -32,6 +33,8 @@ __all__ = [
     "DEFAULT_KIND",
     "DEFAULT_URLS",
     "KINDS",
+    "TRACE_STORE",
+    "TRACE_STORE_URL",
     "CallTrace",
     "JaegerTraceStore",
     "Span",
@@ -47,8 +50,16 @@ KINDS: dict[str, type[JaegerTraceStore] | type[TempoTraceStore]] = {
     "jaeger": JaegerTraceStore,
     "tempo": TempoTraceStore,
 }
-DEFAULT_KIND = settings.DEFAULT_TRACE_STORE
-DEFAULT_URLS = settings.DEFAULT_TRACE_STORE_URLS
+# the console's table (voxpulse_console.settings) lists these two
+TRACE_STORE = EnvVar(
+    ("VOXPULSE_TRACE_STORE",), DEFAULT_KIND,
+    "The trace store the console and `voxpulse trace` read: Jaeger (the native stack) or Tempo (docker compose).",
+    tuple(DEFAULT_URLS),
+)
+TRACE_STORE_URL = EnvVar(
+    ("VOXPULSE_TRACE_STORE_URL",), None,
+    "The trace store's query API; default " + ", ".join(f"{u} ({k})" for k, u in DEFAULT_URLS.items()) + ".",
+)
 
 
 def create(kind: str = DEFAULT_KIND, url: str | None = None, **options: Any) -> TraceStore:
@@ -63,5 +74,4 @@ def create(kind: str = DEFAULT_KIND, url: str | None = None, **options: Any) -> 
 
 def from_env(env: Mapping[str, str] | None = None, **options: Any) -> TraceStore:
     """The store that ``VOXPULSE_TRACE_STORE`` and ``VOXPULSE_TRACE_STORE_URL`` name (see the module docstring)."""
-    kind = str(settings.text(settings.TRACE_STORE, env=env))
-    return create(kind, settings.text(settings.TRACE_STORE_URL, env=env), **options)
+    return create(str(text(TRACE_STORE, env=env)), text(TRACE_STORE_URL, env=env), **options)

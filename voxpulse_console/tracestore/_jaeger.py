@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 
 from telemetry.semconv import Attr, SpanName
-from voxpulse_console.settings import DEFAULT_TRACE_STORE_URLS
 
+from ._defaults import DEFAULT_URLS
 from ._http import HttpTraceStore, trace_id_hex
 from ._model import CallTrace, Span, Trace
 
@@ -83,7 +83,7 @@ class JaegerTraceStore(HttpTraceStore):
 
     def __init__(
         self,
-        url: str = DEFAULT_TRACE_STORE_URLS["jaeger"],
+        url: str = DEFAULT_URLS["jaeger"],
         *,
         timeout_s: float = 10.0,
         services: Iterable[str] | None = None,

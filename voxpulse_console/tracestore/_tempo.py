@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 
 from telemetry.semconv import Attr, SpanName
-from voxpulse_console.settings import DEFAULT_TRACE_STORE_URLS
 
+from ._defaults import DEFAULT_URLS
 from ._http import HttpTraceStore, trace_id_hex
 from ._model import CallTrace, Span, Trace
 
@@ -109,7 +109,7 @@ class TempoTraceStore(HttpTraceStore):
     kind = "tempo"
 
     def __init__(
-        self, url: str = DEFAULT_TRACE_STORE_URLS["tempo"], *, timeout_s: float = 10.0,
+        self, url: str = DEFAULT_URLS["tempo"], *, timeout_s: float = 10.0,
         client: httpx.AsyncClient | None = None,
     ) -> None:
         super().__init__(url, timeout_s=timeout_s, client=client)
