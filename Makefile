@@ -30,7 +30,7 @@ lint:
 
 docs:
 	$(VENV)/python -m telemetry.semconv > docs/semantic-conventions.md
-	$(VENV)/python -m telemetry._env > docs/configuration.md
+	$(VENV)/python -m telemetry._env voxpulse_console.settings agent.settings > docs/configuration.md
 
 bench: bootstrap bench/.venv-peers/installed
 	bash -ec 'bash scripts/services.sh start; $(LOAD_SERVICES_ENV); $(VENV)/python -m bench'

@@ -1,4 +1,4 @@
-"""``python -m agent dev|start|console``: LiveKit's CLI around :data:`agent.server.server`.
+"""``python -m agent dev|start|console``: LiveKit's CLI around :func:`agent.server.build_server`.
 
 The worker's main process runs the metrics relay (``telemetry.relay.worker_relay``): each call's job
 process exports its metrics to it as deltas, and it exports the worker's series to the collector as
@@ -16,8 +16,8 @@ from livekit.agents import cli
 
 from telemetry.relay import worker_relay
 
-from .server import server
+from .server import build_server
 
 if __name__ == "__main__":
     with worker_relay():
-        cli.run_app(server)
+        cli.run_app(build_server())

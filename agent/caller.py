@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import secrets
 import sys
 import time
@@ -38,7 +37,9 @@ import numpy as np
 import numpy.typing as npt
 from livekit import api, rtc
 
+from . import settings
 from .local import LINE_ATTRIBUTE, encode_line
+from .settings import DEFAULT_AGENT_NAME
 from .sim.scenarios import SCENARIOS, Scenario
 from .speech import AUDIBLE_RMS, check_tools, synthesize
 
@@ -231,7 +232,7 @@ async def place_call(
     url: str,
     api_key: str,
     api_secret: str,
-    agent_name: str = "tyre-agent",
+    agent_name: str = DEFAULT_AGENT_NAME,
     room: str | None = None,
     identity: str | None = None,
     attributes: dict[str, str] | None = None,
@@ -375,7 +376,7 @@ async def run_calls(
     api_key: str,
     api_secret: str,
     concurrency: int = 5,
-    agent_name: str = "tyre-agent",
+    agent_name: str = DEFAULT_AGENT_NAME,
     room_names: Sequence[str | None] | None = None,
     attributes: Sequence[dict[str, str] | None] | None = None,
     arrival_s: float = 0.7,
@@ -406,11 +407,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=5)
     p.add_argument("--arrival", type=float, default=0.7, help="seconds between call starts")
     p.add_argument("--scenario", action="append", help="scenario names (repeatable; default order_tyres)")
-    p.add_argument("--agent-name", default=os.environ.get("VOXPULSE_AGENT_NAME", "tyre-agent"))
+    p.add_argument("--agent-name", default=None, help=f"default ${settings.AGENT_NAME.name} or {DEFAULT_AGENT_NAME}")
     p.add_argument("--spec", action="store_true",
                    help="read the calls from stdin as JSON: [{scenario, room?, attributes?}, ...]")
     args = p.parse_args(argv)
-    url, key, secret = (os.environ.get(k, "") for k in ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"))
+    args.agent_name = args.agent_name or settings.text(settings.AGENT_NAME)
+    url, key, secret = (settings.text(v) or "" for v in (settings.LIVEKIT_URL, settings.LIVEKIT_API_KEY,
+                                                       settings.LIVEKIT_API_SECRET))
     if not (url and key and secret):
         print("set LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET (e.g. from `voxpulse stack env`)", file=sys.stderr)
         return 2

@@ -54,8 +54,11 @@ def _console() -> Console:
 
 
 def collector_url() -> str:
-    """The collector's OTLP/HTTP base URL the calls export to (read when asked, not at import)."""
-    return os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "http://127.0.0.1:4318"
+    """The collector's OTLP base URL the calls export to, as the library resolves it (read when
+    asked, not at import)."""
+    from telemetry._setup import resolve
+
+    return resolve().endpoint
 
 
 def _reachable(url: str, timeout: float = 0.5) -> bool:
@@ -90,7 +93,7 @@ def _configure(exporter: str, *, metric_interval_s: float | None = None) -> Any:
 
     metrics_exporter = "otlp" if exporter == "otlp" else "none"
     return telemetry.configure(
-        service_name=os.environ.get("OTEL_SERVICE_NAME", "tyre-agent"), service_version="sim",
+        service_version="sim",  # service name: the library's (OTEL_SERVICE_NAME, else its default)
         exporter=exporter, metrics_exporter=metrics_exporter,  # type: ignore[arg-type]
         metric_export_interval_s=metric_interval_s, setup_logs=False,
     )

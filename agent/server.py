@@ -3,6 +3,9 @@
     python -m agent start    # against LIVEKIT_URL / LIVEKIT_API_KEY / LIVEKIT_API_SECRET
     python -m agent dev
 
+The worker is built by :func:`build_server` when it starts (``python -m agent``), from the
+variables of :mod:`agent.settings`; importing this module reads nothing.
+
 The worker registers with the LiveKit server under ``VOXPULSE_AGENT_NAME`` (default
 ``tyre-agent``) and takes calls by **explicit dispatch** (a SIP dispatch rule or
 ``CreateAgentDispatch`` naming that agent). Each call is one job, run in a process of its own:
@@ -30,7 +33,9 @@ Providers (``VOXPULSE_PROVIDERS``):
 Also: ``OPERATOR_SIP_URI`` (e.g. ``tel:+380441234567``), where ``transfer_to_operator`` sends the
 caller; ``STORE_API_URL``, the store API; ``VOXPULSE_MAX_CALLS``, calls one worker takes at once
 (its load is active calls / this; default 5, what 2 cores carry with the callers on the same
-machine); telemetry settings: see docs/library-api.md (``OTEL_*``, ``VOXPULSE_*``).
+machine); telemetry settings: the library's (``OTEL_SERVICE_NAME``, default ``voxpulse-agent``,
+``OTEL_SDK_DISABLED``, the exporter...), read by ``telemetry.configure()``; every variable:
+docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -38,7 +43,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import os
 from typing import Any
 
 from livekit.agents import AgentServer, AgentSession, JobContext, JobProcess
@@ -47,23 +51,20 @@ import telemetry
 from telemetry.livekit import instrument_session
 from telemetry.logs import JsonFormatter, context_filter
 
-from . import shop_api
+from . import settings, shop_api
 from .assistant import TyreAssistant
 from .shop_api import StoreClient
 
-__all__ = ["AGENT_NAME", "entrypoint", "prewarm", "server"]
+__all__ = ["build_server", "entrypoint", "prewarm"]
 
 log = logging.getLogger("agent.server")
-AGENT_VERSION = os.environ.get("VOXPULSE_AGENT_VERSION") or telemetry.__version__
-AGENT_NAME = os.environ.get("VOXPULSE_AGENT_NAME", "tyre-agent")
-MAX_CALLS = max(1, int(os.environ.get("VOXPULSE_MAX_CALLS", "5")))
 DRAIN_TIMEOUT_S = 60  # SIGTERM: calls in progress get this long to end (LiveKit's default is an hour)
 
 
 def _providers(ctx: JobContext, proc: JobProcess) -> dict[str, Any]:
     """STT/LLM/TTS/VAD from the environment; the plugin imports are lazy (optional extras)."""
     vad = proc.userdata.get("vad")
-    kind = os.environ.get("VOXPULSE_PROVIDERS", "plugins")
+    kind = _providers_kind()
     if kind == "local":
         from .local import EspeakTTS, ScriptedLineSTT, participant_line_source
         from .sim.latency import LatencyModel
@@ -75,11 +76,9 @@ def _providers(ctx: JobContext, proc: JobProcess) -> dict[str, Any]:
             "llm": ScriptedLLM(ttft=LatencyModel(0.25, 0.2)),
             "tts": EspeakTTS(),
         }
-    stt_model = os.environ.get("VOXPULSE_STT_MODEL", "nova-3")
-    llm_model = os.environ.get("VOXPULSE_LLM_MODEL", "gpt-4o-mini")
-    tts_model = os.environ.get("VOXPULSE_TTS_MODEL", "gpt-4o-mini-tts")
-    voice = os.environ.get("VOXPULSE_TTS_VOICE", "alloy")
-    language = os.environ.get("VOXPULSE_LANGUAGE", "multi")
+    stt_model, llm_model = settings.text(settings.STT_MODEL), settings.text(settings.LLM_MODEL)
+    tts_model, voice = settings.text(settings.TTS_MODEL), settings.text(settings.TTS_VOICE)
+    language = settings.text(settings.LANGUAGE)
     if kind == "inference":
         return {"stt": f"deepgram/{stt_model}:{language}", "llm": f"openai/{llm_model}",
                 "tts": f"openai/{tts_model}:{voice}", "vad": vad}
@@ -100,13 +99,13 @@ def _fallback_llm() -> Any:
     """The faster model the agent switches to when a turn runs over its latency budget
     (``TyreAssistant.over_budget``): ``VOXPULSE_FALLBACK_LLM_MODEL`` with the plugins, a quicker
     scripted model with the local pipeline; ``None``: no fallback."""
-    kind = os.environ.get("VOXPULSE_PROVIDERS", "plugins")
+    kind = _providers_kind()
     if kind == "local":
         from .sim.latency import LatencyModel
         from .sim.providers import ScriptedLLM
 
         return ScriptedLLM(ttft=LatencyModel(0.05, 0.1), model="sim-llm-fast")
-    model = os.environ.get("VOXPULSE_FALLBACK_LLM_MODEL")
+    model = settings.text(settings.FALLBACK_LLM_MODEL)
     if not model or kind != "plugins":
         return None
     import livekit.plugins.openai as openai
@@ -121,9 +120,9 @@ def prewarm(proc: JobProcess) -> None:
     # of the instrumentation (100-200 ms) would also block the call's event loop there.
     # The job process forwards its log records to the worker process, which writes them (see
     # _redacted_worker_logs): no handler of ours here, only the call's ids on each record.
+    # service name, exporter, endpoint, OTEL_SDK_DISABLED...: the library's settings, read by it
     proc.userdata["telemetry"] = telemetry.configure(
-        service_name=os.environ.get("OTEL_SERVICE_NAME", "tyre-agent"), service_version=AGENT_VERSION,
-        setup_logs=False,
+        service_version=settings.text(settings.AGENT_VERSION) or telemetry.__version__, setup_logs=False,
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(context_filter())
@@ -140,7 +139,7 @@ def prewarm(proc: JobProcess) -> None:
     from livekit.agents.tokenize import _basic_hyphenator
 
     _basic_hyphenator.hyphenate_word("warmup")
-    if os.environ.get("VOXPULSE_PROVIDERS", "plugins") == "local":
+    if _providers_kind() == "local":
         # the local pipeline's modules: imported on a call's loop they stalled it 285-510 ms
         for module in ("agent.local", "agent.sim.providers", "agent.sim.latency", "agent.sim.dialogue"):
             importlib.import_module(module)
@@ -149,19 +148,32 @@ def prewarm(proc: JobProcess) -> None:
 def _load(srv: AgentServer) -> float:
     """The worker's load for LiveKit's dispatcher: active calls over VOXPULSE_MAX_CALLS (not the
     machine's CPU, which other processes share)."""
-    return min(1.0, len(srv.active_jobs) / MAX_CALLS)
+    return min(1.0, len(srv.active_jobs) / _max_calls)
 
 
-server = AgentServer(
-    setup_fnc=prewarm, load_fnc=_load, load_threshold=0.999, drain_timeout=DRAIN_TIMEOUT_S,
-    # LiveKit reserves threshold/num_idle_processes of load per job it accepts while none is active
-    # yet: this many calls arriving at once from idle are accepted (the rest would be refused)
-    num_idle_processes=int(os.environ.get("VOXPULSE_IDLE_PROCESSES", "3")),
-    port=int(os.environ.get("VOXPULSE_WORKER_PORT", "8081")),
-)
+_max_calls = 1  # build_server() sets it from VOXPULSE_MAX_CALLS (the worker's process only)
 
 
-@server.on("worker_started")
+def _providers_kind() -> str:
+    return settings.choice(settings.PROVIDERS, None, settings.PROVIDERS.choices)
+
+
+def build_server() -> AgentServer:
+    """The worker, from the variables of :mod:`agent.settings` (read now, not at import time)."""
+    global _max_calls
+    _max_calls = settings.whole_number(settings.MAX_CALLS, minimum=1)
+    server = AgentServer(
+        setup_fnc=prewarm, load_fnc=_load, load_threshold=0.999, drain_timeout=DRAIN_TIMEOUT_S,
+        # LiveKit reserves threshold/num_idle_processes of load per job it accepts while none is active
+        # yet: this many calls arriving at once from idle are accepted (the rest would be refused)
+        num_idle_processes=settings.whole_number(settings.IDLE_PROCESSES),
+        port=settings.whole_number(settings.WORKER_PORT),
+    )
+    server.on("worker_started", _redacted_worker_logs)
+    server.rtc_session(entrypoint, agent_name=str(settings.text(settings.AGENT_NAME)))
+    return server
+
+
 def _redacted_worker_logs() -> None:
     """Every line the worker writes (its own and its job processes') goes through VoxPulse's JSON
     formatter: PII redacted (a SIP room is named after the caller's number, and LiveKit logs the
@@ -188,14 +200,13 @@ def _direction(metadata: str) -> str:
     return "outbound" if isinstance(data, dict) and data.get("direction") == "outbound" else "inbound"
 
 
-@server.rtc_session(agent_name=AGENT_NAME)
 async def entrypoint(ctx: JobContext) -> None:
     await ctx.connect()
     participant = await ctx.wait_for_participant()
     sip = _sip_participant(ctx)
 
     async def transfer(reason: str) -> None:
-        target = os.environ.get("OPERATOR_SIP_URI")
+        target = settings.text(settings.OPERATOR_SIP_URI)
         if not target or sip is None:
             log.warning("transfer requested (%s) but no OPERATOR_SIP_URI / SIP participant", reason)
             return

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import os
 import random
 import ssl
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import httpx
 
 import telemetry
 
+from . import settings
 from .metrics import store_api_error
 
 __all__ = ["StoreClient", "StoreError", "prepare"]
@@ -68,7 +68,7 @@ class StoreClient:
     headers: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
-        self.base_url = (self.base_url or os.environ.get("STORE_API_URL") or DEFAULT_URL).rstrip("/")
+        self.base_url = (self.base_url or settings.text(settings.STORE_API_URL) or DEFAULT_URL).rstrip("/")
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 1.0)),

@@ -40,6 +40,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 
+from telemetry._env import OTLP_HTTP_ENDPOINT
+from telemetry.history import database_url
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {"call_view_p95_ms": 150.0, "calls_list_p95_ms": 100.0, "live_all_clients_s": 2.0}
 PHONE = "+380501234567"
@@ -63,7 +66,7 @@ def _summary(ms: list[float]) -> dict[str, float]:
 
 
 def _dsn() -> str:
-    dsn = os.environ.get("VOXPULSE_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    dsn = database_url()  # the library's lookup (VOXPULSE_DATABASE_URL, DATABASE_URL)
     if not dsn:
         env = ROOT / ".voxpulse" / "services" / "env"
         if env.is_file():
@@ -196,7 +199,7 @@ async def main():
 
 asyncio.run(main())
 """
-    env = {**os.environ, "DATABASE_URL": dsn, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+    env = {**os.environ, "DATABASE_URL": dsn, "OTEL_EXPORTER_OTLP_ENDPOINT": OTLP_HTTP_ENDPOINT,
            "PYTHONPATH": str(ROOT)}
     env.pop("VOXPULSE_DATABASE_URL", None)
     proc = subprocess.run([sys.executable, "-c", code, uuid.uuid4().hex[:6]], cwd=ROOT, env=env,

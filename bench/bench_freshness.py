@@ -39,8 +39,11 @@ from typing import Any
 
 import httpx
 
-PROM = "http://127.0.0.1:9090"
-COLLECTOR = "http://127.0.0.1:4318"
+from telemetry._env import OTLP_HTTP_ENDPOINT
+from voxpulse_console.settings import DEFAULT_PROMETHEUS_URL
+
+PROM = DEFAULT_PROMETHEUS_URL
+COLLECTOR = OTLP_HTTP_ENDPOINT
 SCRAPE_INTERVAL_S = 15.0
 PROM_TARGET_S = SCRAPE_INTERVAL_S + 5
 STORE_TARGET_P95_S = 5.0

@@ -34,7 +34,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from telemetry.history import CallLogger, migrate
+from telemetry.history import CallLogger, database_url, migrate
+from telemetry.history import redis_url as redis_url_setting
 from telemetry.history.records import TurnRecord
 from telemetry.history.rows import INSERT_TURN_ONE, prepare, turn_values
 
@@ -55,7 +56,7 @@ def _setting(name: str) -> str | None:
 
 
 def _dsn() -> str:
-    dsn = os.environ.get("VOXPULSE_DATABASE_URL") or _setting("DATABASE_URL")
+    dsn = database_url() or _setting("DATABASE_URL")
     if not dsn:
         raise SystemExit("no DATABASE_URL: run scripts/services.sh first")
     return dsn
@@ -86,7 +87,7 @@ def bench_enqueue(rounds: int, ops: int) -> dict[str, float]:
 async def bench_outage(calls: int, turns: int = 6) -> dict[str, Any]:
     """Simulated calls logging into a CallLogger whose PostgreSQL refuses connections (a bound port
     nobody listens on): each enqueue timed, and the worst event-loop delay meanwhile."""
-    redis_url = os.environ.get("VOXPULSE_REDIS_URL") or _setting("REDIS_URL")
+    redis_url = redis_url_setting() or _setting("REDIS_URL")
     worst_lag = 0.0
     enqueue_s: list[float] = []
 

@@ -47,10 +47,12 @@ from typing import Any
 
 import httpx
 
+from telemetry._env import OTLP_HTTP_ENDPOINT
 from voxpulse_console import collector_ring, stack
+from voxpulse_console.settings import DEFAULT_PROMETHEUS_URL, DEFAULT_TRACE_STORE_URLS
 
 PARTS = ("saturation", "scaling", "fault", "growth")
-PROM = "http://127.0.0.1:9090"
+PROM = DEFAULT_PROMETHEUS_URL
 JAEGER_METRICS = "http://127.0.0.1:14269/metrics"
 LB_METRICS = "http://127.0.0.1:8888/metrics"
 TICK_S = os.sysconf("SC_CLK_TCK")
@@ -456,7 +458,7 @@ def scaling(seconds: float, replay: Replay) -> list[dict[str, Any]]:
 
 
 def _jaeger_span_count(http: httpx.Client, trace_id: str) -> int:
-    r = http.get(f"http://127.0.0.1:16686/api/traces/{trace_id}")
+    r = http.get(f"{DEFAULT_TRACE_STORE_URLS['jaeger']}/api/traces/{trace_id}")
     if r.status_code == 404:
         return 0
     r.raise_for_status()
@@ -579,7 +581,7 @@ async def _calls(n: int, per_call_process: bool, service: str, rng: random.Rando
         return "ok"
 
     def configure() -> telemetry.Telemetry:
-        return telemetry.configure(service_name=service, exporter="otlp", endpoint="http://127.0.0.1:4318",
+        return telemetry.configure(service_name=service, exporter="otlp", endpoint=OTLP_HTTP_ENDPOINT,
                                    metrics_exporter="otlp", metric_export_interval_s=10, setup_logs=False)
 
     handle = None if per_call_process else configure()
@@ -631,7 +633,7 @@ def _relay(on: bool, service: str) -> Iterator[None]:
         return
     from telemetry.relay import MetricsRelay
 
-    relay = MetricsRelay(forward_to="http://127.0.0.1:4318", resource={"service.name": service},
+    relay = MetricsRelay(forward_to=OTLP_HTTP_ENDPOINT, resource={"service.name": service},
                          interval_s=5).start()
     os.environ["VOXPULSE_METRICS_RELAY"] = relay.endpoint
     try:

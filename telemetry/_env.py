@@ -5,14 +5,19 @@ Precedence everywhere: explicit argument > environment variable > default. Stand
 variables keep their OpenTelemetry meaning; ``VOXPULSE_*`` ones are ours. A variable may have
 several names (the first set wins), e.g. ``VOXPULSE_DATABASE_URL`` then ``DATABASE_URL``.
 
-``docs/configuration.md`` is generated from this table (``python -m telemetry._env >
-docs/configuration.md``) and a test keeps the two equal.
+``docs/configuration.md`` is generated from this table and from the tables other processes build
+with :class:`EnvVar` (the console's, the example agent's): ``python -m telemetry._env
+voxpulse_console.settings agent.settings > docs/configuration.md`` (``make docs``); a test keeps the
+two equal. Every value is read when it is needed, never at import time, from ``os.environ`` or from
+a mapping given in its place (``env=``).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, TypeVar, get_args, overload
 
@@ -26,6 +31,8 @@ __all__ = [
     "EXPORTERS",
     "LOG_FORMATS",
     "METRICS_EXPORTERS",
+    "OTLP_GRPC_ENDPOINT",
+    "OTLP_HTTP_ENDPOINT",
     "PROTOCOLS",
     "EnvVar",
     "Exporter",
@@ -54,6 +61,10 @@ PROTOCOLS: Final[tuple[Protocol, ...]] = get_args(Protocol)
 CONTENT_MODES: Final[tuple[ContentMode, ...]] = get_args(ContentMode)
 LOG_FORMATS: Final[tuple[LogFormat, ...]] = get_args(LogFormat)
 
+#: The collector's OTLP base URLs when nothing names one (the native stack's collector).
+OTLP_HTTP_ENDPOINT: Final = "http://127.0.0.1:4318"
+OTLP_GRPC_ENDPOINT: Final = "http://127.0.0.1:4317"
+
 
 @dataclass(frozen=True, slots=True)
 class EnvVar:
@@ -67,10 +78,12 @@ class EnvVar:
     def name(self) -> str:
         return self.names[0]
 
-    def raw(self) -> tuple[str, str] | None:
-        """(name, value) of the first of ``names`` set to a non-blank value, else None."""
+    def raw(self, env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+        """(name, value) of the first of ``names`` set to a non-blank value in ``env`` (default:
+        ``os.environ``), else None."""
+        source = os.environ if env is None else env
         for name in self.names:
-            value = os.environ.get(name, "").strip()
+            value = (source.get(name) or "").strip()
             if value:
                 return name, value
         return None
@@ -80,8 +93,21 @@ OTEL_SDK_DISABLED: Final = EnvVar(("OTEL_SDK_DISABLED",), "false", "`true` turns
 OTEL_SERVICE_NAME: Final = EnvVar(("OTEL_SERVICE_NAME",), "voxpulse-agent", "`service.name` of the agent.")
 OTEL_EXPORTER_OTLP_ENDPOINT: Final = EnvVar(
     ("OTEL_EXPORTER_OTLP_ENDPOINT",), None,
-    "Collector base URL; default http://127.0.0.1:4318 (http/protobuf) or :4317 (grpc). The OTLP "
-    "exporters also honour the signal-specific `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `_METRICS_ENDPOINT`.",
+    f"Collector base URL; default {OTLP_HTTP_ENDPOINT} (http/protobuf) or {OTLP_GRPC_ENDPOINT} (grpc). "
+    "Over http/protobuf each signal goes to `/v1/traces` / `/v1/metrics` under it.",
+)
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: Final = EnvVar(
+    ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",), None,
+    "The spans' full OTLP URL (no `/v1/traces` added); wins over `OTEL_EXPORTER_OTLP_ENDPOINT`.",
+)
+OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: Final = EnvVar(
+    ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",), None,
+    "The metrics' full OTLP URL (no `/v1/metrics` added); wins over `OTEL_EXPORTER_OTLP_ENDPOINT`.",
+)
+OTEL_EXPORTER_OTLP_INSECURE: Final = EnvVar(
+    ("OTEL_EXPORTER_OTLP_INSECURE",), None,
+    "gRPC only: `true` plaintext, `false` TLS, for an endpoint without a scheme (`https://` is always "
+    "TLS, `http://` plaintext). Unset: plaintext.",
 )
 OTEL_EXPORTER_OTLP_PROTOCOL: Final = EnvVar(
     ("OTEL_EXPORTER_OTLP_PROTOCOL",), "http/protobuf", "OTLP protocol.", PROTOCOLS
@@ -178,6 +204,9 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
     OTEL_SDK_DISABLED,
     OTEL_SERVICE_NAME,
     OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_INSECURE,
     OTEL_EXPORTER_OTLP_PROTOCOL,
     OTEL_METRIC_EXPORT_INTERVAL,
     OTEL_BSP_MAX_QUEUE_SIZE,
@@ -203,14 +232,15 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
 
 
 @overload
-def text(var: EnvVar, explicit: str) -> str: ...
+def text(var: EnvVar, explicit: str, *, env: Mapping[str, str] | None = None) -> str: ...
 @overload
-def text(var: EnvVar, explicit: str | None = None) -> str | None: ...
-def text(var: EnvVar, explicit: str | None = None) -> str | None:
-    """The explicit value, else the variable's non-blank value, else its default."""
+def text(var: EnvVar, explicit: str | None = None, *, env: Mapping[str, str] | None = None) -> str | None: ...
+def text(var: EnvVar, explicit: str | None = None, *, env: Mapping[str, str] | None = None) -> str | None:
+    """The explicit value, else the variable's non-blank value (in ``env``, default ``os.environ``),
+    else its default."""
     if explicit is not None:
         return explicit
-    found = var.raw()
+    found = var.raw(env)
     return found[1] if found else var.default
 
 
@@ -234,9 +264,9 @@ _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 
 
-def optional_flag(var: EnvVar) -> bool | None:
+def optional_flag(var: EnvVar, *, env: Mapping[str, str] | None = None) -> bool | None:
     """The variable as a boolean, None when it is unset (and has no default)."""
-    found = var.raw()
+    found = var.raw(env)
     value = (found[1] if found else var.default or "").lower()
     if value in _TRUE:
         return True
@@ -248,10 +278,10 @@ def optional_flag(var: EnvVar) -> bool | None:
                                "expected true or false")
 
 
-def flag(var: EnvVar, explicit: bool | None = None) -> bool:
+def flag(var: EnvVar, explicit: bool | None = None, *, env: Mapping[str, str] | None = None) -> bool:
     if explicit is not None:
         return explicit
-    return bool(optional_flag(var))
+    return bool(optional_flag(var, env=env))
 
 
 def number(var: EnvVar, explicit: float | None = None, *, minimum: float = 0.0) -> float:
@@ -285,32 +315,45 @@ def under_test() -> bool:
     return "PYTEST_CURRENT_TEST" in os.environ
 
 
-def render_markdown() -> str:
-    """The body of docs/configuration.md."""
+def render_markdown(sections: Sequence[str] = ()) -> str:
+    """The body of docs/configuration.md: the library's table, then one per module named in
+    ``sections`` (its ``ENV_VARS``, under the first line of its docstring; ``make docs`` names them)."""
     out = [
-        "# Configuration: the environment variables the library reads",
+        "# Configuration: the environment variables VoxPulse reads",
         "",
-        "Generated from `telemetry/_env.py` by `python -m telemetry._env`; a test keeps the two equal and",
-        "checks that the library reads no variable outside this table.",
+        "Generated from `telemetry/_env.py` (the library) and the tables built with its `EnvVar` (the",
+        f"console, the example agent) by `python -m telemetry._env {' '.join(sections)}`; a test keeps",
+        "the two equal and checks that the code reads no variable outside these tables.",
         "",
-        "Precedence: an explicit argument (`telemetry.configure(...)`, `CallLogger(...)`) wins over the",
-        "variable, which wins over the default. Where a row lists several names, the first one set wins.",
-        "Standard `OTEL_*` variables keep their OpenTelemetry meaning; the OTel SDK and its exporters",
-        "also read the other standard ones themselves (`OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_RESOURCE_ATTRIBUTES`,",
-        "...). Invalid values raise `telemetry.TelemetryConfigError` at `configure()`.",
+        "Precedence: an explicit argument (`telemetry.configure(...)`, `CallLogger(...)`, a command-line",
+        "option) wins over the variable, which wins over the default. Where a row lists several names,",
+        "the first one set wins. Standard `OTEL_*` variables keep their OpenTelemetry meaning; the OTel",
+        "SDK and its exporters also read the other standard ones themselves (`OTEL_EXPORTER_OTLP_HEADERS`,",
+        "`OTEL_EXPORTER_OTLP_CERTIFICATE`, `OTEL_RESOURCE_ATTRIBUTES`, ...). Invalid values raise",
+        "`telemetry.TelemetryConfigError` at `configure()`.",
         "",
-        "| variable | default | values | meaning |",
-        "|---|---|---|---|",
+        "## The library (`telemetry`)",
+        "",
+        *_table(ENV_VARS),
     ]
-    for var in ENV_VARS:
+    for name in sections:
+        module = importlib.import_module(name)
+        title = (module.__doc__ or name).strip().splitlines()[0].rstrip(".")
+        out += ["", f"## {title}", "", *_table(module.ENV_VARS)]
+    out.append("")
+    return "\n".join(out)
+
+
+def _table(variables: Sequence[EnvVar]) -> list[str]:
+    out = ["| variable | default | values | meaning |", "|---|---|---|---|"]
+    for var in variables:
         names = " or ".join(f"`{n}`" for n in var.names)
         default = f"`{var.default}`" if var.default is not None else ""
         values = ", ".join(f"`{c}`" for c in var.choices)
         doc = var.doc + (" Holds credentials: set it from your secret store." if var.secret else "")
         out.append(f"| {names} | {default} | {values} | {doc} |")
-    out.append("")
-    return "\n".join(out)
+    return out
 
 
 if __name__ == "__main__":
-    sys.stdout.write(render_markdown())
+    sys.stdout.write(render_markdown(sys.argv[1:]))

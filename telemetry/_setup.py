@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Final, Literal, overload
 
 from opentelemetry import metrics as metrics_api
 from opentelemetry import trace
@@ -56,7 +57,11 @@ from telemetry.redaction import ContentMode, Redactor
 from telemetry.sampling import KeptTraceExemplarFilter
 from telemetry.semconv import LIVEKIT_METER, LIVEKIT_METRIC_LABELS
 
-__all__ = ["Telemetry", "TelemetryConfig", "configure", "install", "metric_views", "otlp_metric_exporter", "resolve"]
+__all__ = [
+    "Signal", "Telemetry", "TelemetryConfig", "configure", "install", "metric_views", "otlp_exporter", "resolve",
+]
+
+Signal = Literal["traces", "metrics"]
 
 _logger = logging.getLogger("voxpulse")
 # The OTLP exporters log every retry; our SafeExporter logs failure and recovery once each.
@@ -68,11 +73,10 @@ _RETRY_LOGGERS = ("opentelemetry.exporter.otlp.proto.http", "opentelemetry.expor
 class TelemetryConfig:
     """The resolved configuration (arguments, then environment, then defaults).
 
-    ``endpoint`` is the collector's base URL when given as an argument or in
-    ``OTEL_EXPORTER_OTLP_ENDPOINT`` (None: the exporters' default); ``endpoint_explicit`` tells the
-    two apart: an argument wins over everything, while from the environment the OTLP exporters
-    resolve it themselves, so the signal-specific ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` /
-    ``_METRICS_ENDPOINT`` keep their meaning.
+    ``endpoint`` is the collector's base URL: the argument, else ``OTEL_EXPORTER_OTLP_ENDPOINT``,
+    else the protocol's default (``_env.OTLP_HTTP_ENDPOINT`` / ``OTLP_GRPC_ENDPOINT``).
+    ``traces_endpoint`` / ``metrics_endpoint`` are the URLs each signal is sent to, resolved once
+    here (:func:`_signal_endpoint`) and used as they are by :func:`otlp_exporter`.
     """
 
     disabled: bool
@@ -80,14 +84,15 @@ class TelemetryConfig:
     service_version: str | None
     environment: str | None
     exporter: Exporter
-    endpoint: str | None
+    endpoint: str
     protocol: Protocol
     metrics_exporter: MetricsExporter
     prometheus_addr: str
     content: ContentMode
     max_attribute_length: int
     metric_export_interval_s: float
-    endpoint_explicit: bool = False
+    traces_endpoint: str = _env.OTLP_HTTP_ENDPOINT + "/v1/traces"
+    metrics_endpoint: str = _env.OTLP_HTTP_ENDPOINT + "/v1/metrics"
     metrics_relay: str | None = None
     """The worker's metrics relay: ``"auto"`` (default), ``"off"``, or its OTLP/HTTP base URL; on the
     handle of a configured process, the relay's URL the metrics go to, or None (exported directly)."""
@@ -287,17 +292,20 @@ def _resolve(
     metrics_exporter: MetricsExporter | None, prometheus_addr: str | None, content: ContentMode | None,
     metric_export_interval_s: float | None,
     disabled: bool | None, metrics_relay: str | None = None, trace_sampling_percent: float | None = None,
-    livekit: bool = True, libraries: bool = True,
+    livekit: bool = True, libraries: bool = True, metrics_endpoint: str | None = None,
 ) -> TelemetryConfig:
     interval_ms = _env.number(_env.OTEL_METRIC_EXPORT_INTERVAL, None, minimum=100)
+    protocol = _env.choice(_env.OTEL_EXPORTER_OTLP_PROTOCOL, protocol, _env.PROTOCOLS)
+    default = _env.OTLP_GRPC_ENDPOINT if protocol == "grpc" else _env.OTLP_HTTP_ENDPOINT
+    base = _env.text(_env.OTEL_EXPORTER_OTLP_ENDPOINT, endpoint) or default
     return TelemetryConfig(
         disabled=_env.flag(_env.OTEL_SDK_DISABLED, disabled),
         service_name=str(_env.text(_env.OTEL_SERVICE_NAME, service_name)),
         service_version=service_version,
         environment=environment,
         exporter=_env.choice(_env.VOXPULSE_EXPORTER, exporter, _env.EXPORTERS),
-        endpoint=_env.text(_env.OTEL_EXPORTER_OTLP_ENDPOINT, endpoint),
-        protocol=_env.choice(_env.OTEL_EXPORTER_OTLP_PROTOCOL, protocol, _env.PROTOCOLS),
+        endpoint=base,
+        protocol=protocol,
         metrics_exporter=_env.choice(_env.VOXPULSE_METRICS_EXPORTER, metrics_exporter, _env.METRICS_EXPORTERS),
         prometheus_addr=str(_env.text(_env.VOXPULSE_PROMETHEUS_ADDR, prometheus_addr)),
         content=_env.choice(_env.VOXPULSE_CONTENT, content, _env.CONTENT_MODES),
@@ -305,7 +313,9 @@ def _resolve(
         metric_export_interval_s=(
             metric_export_interval_s if metric_export_interval_s is not None else interval_ms / 1000
         ),
-        endpoint_explicit=endpoint is not None,
+        traces_endpoint=_signal_endpoint("traces", base, protocol, explicit=endpoint is not None),
+        metrics_endpoint=metrics_endpoint or _signal_endpoint("metrics", base, protocol,
+                                                              explicit=endpoint is not None),
         metrics_relay=_env.text(_env.VOXPULSE_METRICS_RELAY, metrics_relay),
         trace_sampling_percent=_percent(_env.VOXPULSE_TRACE_SAMPLING_PERCENT, trace_sampling_percent),
         livekit=livekit,
@@ -316,14 +326,32 @@ def _resolve(
 def resolve(
     *, service_name: str | None = None, endpoint: str | None = None, protocol: Protocol | None = None,
     metric_export_interval_s: float | None = None, metrics_relay: str | None = None,
+    metrics_endpoint: str | None = None,
 ) -> TelemetryConfig:
     """The configuration ``configure()`` would resolve from these arguments and the environment:
-    the one reader of the settings (the worker's metrics relay reads its settings through it)."""
+    the one reader of the settings (the worker's metrics relay, the ``voxpulse`` CLI and the example
+    agent read theirs through it). ``metrics_endpoint``: the metrics' full URL, as resolved by
+    another process (the relay started by a job process sends where that process would have)."""
     return _resolve(
         service_name=service_name, service_version=None, environment=None, exporter=None, endpoint=endpoint,
         protocol=protocol, metrics_exporter=None, prometheus_addr=None, content=None,
         metric_export_interval_s=metric_export_interval_s, disabled=None, metrics_relay=metrics_relay,
+        metrics_endpoint=metrics_endpoint,
     )
+
+
+_SIGNAL_ENDPOINTS: Final = {
+    "traces": _env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, "metrics": _env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+}
+
+
+def _signal_endpoint(signal: Signal, base: str, protocol: Protocol, *, explicit: bool) -> str:
+    """Where ``signal`` goes (the OTLP exporter spec's rule): an explicit base URL wins, else the
+    signal's own variable (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, as it is), else ``base``; over
+    http/protobuf a base URL gets the ``/v1/<signal>`` path, gRPC takes it as it is."""
+    if not explicit and (own := _env.text(_SIGNAL_ENDPOINTS[signal])):
+        return own
+    return base if protocol == "grpc" else f"{base.rstrip('/')}/v1/{signal}"
 
 
 def _percent(var: _env.EnvVar, explicit: float | None = None) -> float:
@@ -341,55 +369,67 @@ def _span_exporter(config: TelemetryConfig) -> SpanExporter | None:
         from telemetry.span_tree import ConsoleTreeExporter
 
         return ConsoleTreeExporter()
-    endpoint = config.endpoint if config.endpoint_explicit else None  # else the exporter reads OTEL_*
-    if config.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
-
-        return GrpcExporter(endpoint=endpoint, insecure=_grpc_insecure(endpoint)) if endpoint else GrpcExporter()
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
-
-    if endpoint:
-        return HttpExporter(endpoint=endpoint.rstrip("/") + "/v1/traces")
-    return HttpExporter()
+    return otlp_exporter(config, "traces")
 
 
 def _grpc_insecure(endpoint: str) -> bool:
-    """An explicit gRPC endpoint is plaintext unless it says https (the exporter's own rule for URLs
-    it reads from the environment)."""
-    return not endpoint.startswith("https://")
+    """gRPC in plaintext? ``https://`` never, ``http://`` always; without a scheme as
+    ``OTEL_EXPORTER_OTLP_INSECURE`` says, else plaintext (the collector on this machine)."""
+    scheme = endpoint.partition("://")[0].lower() if "://" in endpoint else ""
+    if scheme in ("http", "https"):
+        return scheme == "http"
+    insecure = _env.optional_flag(_env.OTEL_EXPORTER_OTLP_INSECURE)
+    return True if insecure is None else insecure
 
 
-def otlp_metric_exporter(config: TelemetryConfig) -> MetricExporter:
-    """The OTLP metric exporter to the collector: ``configure()`` exports through it and so does the
-    worker's metrics relay (``telemetry.relay``), so both send with the same endpoint (an explicit one
-    wins; else the exporters read ``OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT``), protocol, headers
-    (``OTEL_EXPORTER_OTLP_[METRICS_]HEADERS``), TLS settings (``..._CERTIFICATE``, ``..._CLIENT_*``,
-    ``..._INSECURE``), compression and timeout (the exporters read those themselves)."""
-    endpoint = config.endpoint if config.endpoint_explicit else None  # else the exporter reads OTEL_*
-    if config.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-            OTLPMetricExporter as GrpcMetricExporter,
+@overload
+def otlp_exporter(config: TelemetryConfig, signal: Literal["traces"]) -> SpanExporter: ...
+@overload
+def otlp_exporter(
+    config: TelemetryConfig, signal: Literal["metrics"], *, relay: str | None = None,
+) -> MetricExporter: ...
+def otlp_exporter(
+    config: TelemetryConfig, signal: Signal, *, relay: str | None = None,
+) -> SpanExporter | MetricExporter:
+    """The one OTLP exporter factory: spans and metrics of ``configure()``, the worker's metrics relay
+    (``telemetry.relay``) and a job process's leg to that relay all come from here.
+
+    It decides per signal the URL (``config.traces_endpoint`` / ``metrics_endpoint``, resolved once
+    by :func:`resolve`), the protocol (``config.protocol``) and, over gRPC, plaintext or TLS
+    (:func:`_grpc_insecure`). The exporters add what the OTel SDK reads itself, per signal:
+    headers (``OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]HEADERS``), certificates
+    (``..._CERTIFICATE``, ``..._CLIENT_KEY``, ``..._CLIENT_CERTIFICATE``), compression and timeout.
+
+    ``relay``: the base URL of the worker's metrics relay (metrics only): deltas over OTLP/HTTP on
+    the loopback, uncompressed, whatever the collector's protocol.
+    """
+    if relay is not None:
+        from opentelemetry.exporter.otlp.proto.http import Compression
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as RelayExporter
+
+        kinds: tuple[type, ...] = (
+            Counter, UpDownCounter, Histogram, ObservableCounter, ObservableUpDownCounter, ObservableGauge,
         )
+        delta: dict[type, AggregationTemporality] = dict.fromkeys(kinds, AggregationTemporality.DELTA)
+        return RelayExporter(endpoint=relay.rstrip("/") + "/v1/metrics", preferred_temporality=delta,
+                             compression=Compression.NoCompression)
+    url = config.traces_endpoint if signal == "traces" else config.metrics_endpoint
+    if config.protocol == "grpc":
+        insecure = _grpc_insecure(url)
+        if signal == "traces":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
 
-        if endpoint:
-            return GrpcMetricExporter(endpoint=endpoint, insecure=_grpc_insecure(endpoint))
-        return GrpcMetricExporter()
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
+            return GrpcSpans(endpoint=url, insecure=insecure)
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetrics
 
-    return HttpMetricExporter(endpoint=endpoint.rstrip("/") + "/v1/metrics") if endpoint else HttpMetricExporter()
+        return GrpcMetrics(endpoint=url, insecure=insecure)
+    if signal == "traces":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
 
+        return HttpSpans(endpoint=url)
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetrics
 
-def _relay_leg_exporter(relay: str) -> MetricExporter:
-    """A job process's metrics to its worker's relay: deltas, OTLP/HTTP on the loopback, uncompressed."""
-    from opentelemetry.exporter.otlp.proto.http import Compression
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
-
-    kinds: tuple[type, ...] = (
-        Counter, UpDownCounter, Histogram, ObservableCounter, ObservableUpDownCounter, ObservableGauge,
-    )
-    delta: dict[type, AggregationTemporality] = dict.fromkeys(kinds, AggregationTemporality.DELTA)
-    return HttpMetricExporter(endpoint=relay.rstrip("/") + "/v1/metrics", preferred_temporality=delta,
-                              compression=Compression.NoCompression)
+    return HttpMetrics(endpoint=url)
 
 
 def _metric_readers(config: TelemetryConfig) -> tuple[list[MetricReader], ChangedPointsExporter | None]:
@@ -399,8 +439,7 @@ def _metric_readers(config: TelemetryConfig) -> tuple[list[MetricReader], Change
     readers: list[MetricReader] = []
     otlp: ChangedPointsExporter | None = None
     if config.metrics_exporter in ("otlp", "both") and config.exporter == "otlp":
-        exporter = (_relay_leg_exporter(config.metrics_relay) if config.metrics_relay
-                    else otlp_metric_exporter(config))
+        exporter = otlp_exporter(config, "metrics", relay=config.metrics_relay)
         otlp = ChangedPointsExporter(exporter)
         readers.append(PeriodicExportingMetricReader(
             otlp, export_interval_millis=config.metric_export_interval_s * 1000,

@@ -12,7 +12,7 @@ them up into cumulative series under the job processes' resource (their ``servic
 ``service.version``, ``OTEL_RESOURCE_ATTRIBUTES``...) with one ``service.instance.id`` of its own,
 and exports those to the collector -- only the series that changed (plus a keep-alive), so the
 exemplars (trace ids) of the last measurements are what the collector exposes. It exports through
-the exporter ``configure()`` builds (:func:`telemetry._setup.otlp_metric_exporter`): the same
+the exporter ``configure()`` builds (:func:`telemetry._setup.otlp_exporter`): the same
 endpoint, protocol, headers and TLS settings.
 
 Nothing to write for it in a stock LiveKit agent: ``telemetry.configure()`` in the worker's set-up
@@ -82,7 +82,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope as SdkScope
 
 from telemetry import _env
-from telemetry._setup import TelemetryConfig, otlp_metric_exporter, resolve
+from telemetry._setup import TelemetryConfig, otlp_exporter, resolve
 
 __all__ = ["MetricsRelay", "worker_relay", "worker_relay_endpoint"]
 
@@ -153,7 +153,7 @@ class MetricsRelay:
         interval_s: float | None = None, keepalive_s: float = KEEPALIVE_S, port: int = 0,
     ) -> None:
         self.config = config if config is not None else resolve(endpoint=forward_to)
-        self._exporter = exporter if exporter is not None else otlp_metric_exporter(self.config)
+        self._exporter = exporter if exporter is not None else otlp_exporter(self.config, "metrics")
         self.interval_s = interval_s if interval_s is not None else self.config.metric_export_interval_s
         self.keepalive_s = keepalive_s
         self.instance_id = str(uuid.uuid4())
@@ -470,8 +470,7 @@ def worker_relay_endpoint(config: TelemetryConfig) -> str | None:
         return url
     args = ["--owner", str(owner.pid), "--interval", str(config.metric_export_interval_s),
             "--protocol", config.protocol]
-    if config.endpoint_explicit and config.endpoint:
-        args += ["--endpoint", config.endpoint]
+    args += ["--metrics-endpoint", config.metrics_endpoint]  # where this process would send them
     root = str(Path(__file__).resolve().parent.parent)
     code = f"import sys; sys.path.insert(0, {root!r}); from telemetry.relay import _main; _main()"
     # its own session: the terminal's Ctrl-C reaches the worker, which stops its jobs (their last
@@ -510,7 +509,7 @@ def _main(argv: list[str] | None = None) -> None:
     parser.add_argument("--owner", type=int, required=True)
     parser.add_argument("--interval", type=float, default=None)
     parser.add_argument("--protocol", default=None)
-    parser.add_argument("--endpoint", default=None)
+    parser.add_argument("--metrics-endpoint", default=None)
     parser.add_argument("--grace", type=float, default=2.0)
     opts = parser.parse_args(argv)
     # LiveKit's job processes ignore SIGINT/SIGTERM, and ignored signals survive exec
@@ -527,7 +526,8 @@ def _main(argv: list[str] | None = None) -> None:
         return
     listener.listen(64)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = resolve(endpoint=opts.endpoint, protocol=opts.protocol, metric_export_interval_s=opts.interval)
+    config = resolve(metrics_endpoint=opts.metrics_endpoint, protocol=opts.protocol,
+                     metric_export_interval_s=opts.interval)
     relay = MetricsRelay(config=config).start()
     line = (relay.endpoint + "\n").encode("ascii")
 

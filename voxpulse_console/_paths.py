@@ -10,8 +10,9 @@ fails with a message that says what to set.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from voxpulse_console import settings
 
 __all__ = ["ConfigDirError", "config_dir"]
 
@@ -25,11 +26,11 @@ class ConfigDirError(RuntimeError):
 
 def config_dir() -> Path:
     """The config directory (see the module docstring); raises :class:`ConfigDirError` when none."""
-    explicit = os.environ.get("VOXPULSE_CONFIG_DIR")
+    explicit = settings.text(settings.CONFIG_DIR)
     if explicit:
         path = Path(explicit).expanduser().resolve()
         if not (path / MARKER).is_file():
-            raise ConfigDirError(f"VOXPULSE_CONFIG_DIR={explicit} does not hold {MARKER}")
+            raise ConfigDirError(f"{settings.CONFIG_DIR.name}={explicit} does not hold {MARKER}")
         return path
     here = Path(__file__).resolve().parents[1]
     cwd = Path.cwd().resolve()

@@ -34,6 +34,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from telemetry import _env
+from voxpulse_console import settings
 from voxpulse_console._paths import ConfigDirError, config_dir
 
 __all__ = [
@@ -49,7 +51,7 @@ __all__ = [
 
 log = logging.getLogger("voxpulse.alert_receiver")
 
-DEFAULT_LISTEN = "127.0.0.1:9095"
+DEFAULT_LISTEN = settings.DEFAULT_ALERTS_RECEIVER_LISTEN
 WEBHOOK_RECEIVER = "webhook"  # prometheus/alertmanager.yml's generic webhook (ALERT_WEBHOOK_URL)
 TEMPLATE = Path("prometheus") / "alertmanager.yml"  # inside the config directory
 MAX_BODY = 4 * 1024 * 1024
@@ -340,14 +342,12 @@ def _webhook_blocks(cfg: dict[str, Any]) -> list[dict[str, Any]]:
 def console_url(env: Mapping[str, str]) -> str:
     """Where a notification's reader opens the console's alerts page: ``VOXPULSE_UI_PUBLIC_URL``, else
     the console's listen address (``VOXPULSE_UI_LISTEN``, default 127.0.0.1:8090), plus ``/alerts``."""
-    public = (env.get("VOXPULSE_UI_PUBLIC_URL") or "").rstrip("/")
+    public = (settings.text(settings.UI_PUBLIC_URL, env=env) or "").rstrip("/")
     if public:
         if not public.startswith(("http://", "https://")):
-            raise ConfigError("VOXPULSE_UI_PUBLIC_URL must start with http:// or https://")
+            raise ConfigError(f"{settings.UI_PUBLIC_URL.name} must start with http:// or https://")
         return f"{public}/alerts"
-    from voxpulse_console.ui.config import DEFAULT_LISTEN as CONSOLE_LISTEN
-
-    host, _, port = (env.get("VOXPULSE_UI_LISTEN") or CONSOLE_LISTEN).rpartition(":")
+    host, _, port = str(settings.text(settings.UI_LISTEN, env=env)).rpartition(":")
     if host in ("", "0.0.0.0", "::", "[::]"):  # every address: the reader reaches it on loopback here
         host = "127.0.0.1"
     return f"http://{host}:{port}/alerts"
@@ -433,13 +433,14 @@ def _dsn(arg: str | None) -> str | None:
 
 
 def _run_receiver(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
+    logging.basicConfig(level=str(_env.text(_env.VOXPULSE_LOG_LEVEL)).upper())
     dsn = _dsn(args.dsn)
     if dsn is None:
         log.warning("no database: pass --dsn or set DATABASE_URL (scripts/services.sh writes one); "
                     "notifications are answered 503 so that Alertmanager keeps them and retries")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(dsn, args.listen, token=os.environ.get("ALERTS_RECEIVER_TOKEN")))
+        listen = args.listen or str(settings.text(settings.ALERTS_RECEIVER_LISTEN))
+        asyncio.run(serve(dsn, listen, token=settings.text(settings.ALERTS_RECEIVER_TOKEN)))
     return 0
 
 
@@ -463,8 +464,8 @@ def _run_config(args: argparse.Namespace) -> int:
 def register_cli(subparsers: Any) -> None:
     """Add ``alerts-receiver`` and ``alertmanager-config`` to the ``voxpulse`` CLI."""
     p = subparsers.add_parser("alerts-receiver", help="Alertmanager webhook -> PostgreSQL alerts_history")
-    p.add_argument("--listen", default=os.environ.get("VOXPULSE_ALERTS_RECEIVER_LISTEN", DEFAULT_LISTEN),
-                   help=f"host:port (default {DEFAULT_LISTEN})")
+    p.add_argument("--listen", default=None,
+                   help=f"host:port (default ${settings.ALERTS_RECEIVER_LISTEN.name} or {DEFAULT_LISTEN})")
     p.add_argument("--dsn", help="PostgreSQL DSN (default: $VOXPULSE_DATABASE_URL or $DATABASE_URL)")
     p.set_defaults(func=_run_receiver)
 

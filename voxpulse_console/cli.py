@@ -27,7 +27,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -36,16 +35,22 @@ from rich.console import Console
 from rich.table import Table
 
 from telemetry.semconv import SPANMETRICS_CALLS, SPANMETRICS_DURATION, Attr, Metric, SpanName, metric_spec
-from voxpulse_console import registry, tracestore
+from voxpulse_console import registry, settings, tracestore
 from voxpulse_console.tracestore import Trace, TraceStore, TraceStoreError
 from voxpulse_console.waterfall import render_waterfall
 
 __all__ = ["build_parser", "main"]
 
-PROMETHEUS = os.environ.get("VOXPULSE_PROMETHEUS_URL", "http://127.0.0.1:9090")
-UI_LISTEN = os.environ.get("VOXPULSE_UI_LISTEN") or "127.0.0.1:8090"
-GRAFANA = os.environ.get("VOXPULSE_GRAFANA_URL", "http://127.0.0.1:3000")
-COLLECTOR_HTTP = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+def _prometheus() -> str:
+    return str(settings.text(settings.PROMETHEUS_URL))
+
+
+def _collector() -> str:
+    """The collector's base URL, as the library resolves it (argument-free: the environment)."""
+    from telemetry._setup import resolve
+
+    return resolve().endpoint
+
 
 def _console() -> Console:
     cols = os.environ.get("COLUMNS")
@@ -70,15 +75,15 @@ def _reachable(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
-def prom_query(expr: str, *, prom: str = PROMETHEUS) -> list[dict[str, Any]]:
-    r = httpx.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=10.0)
+def prom_query(expr: str, *, prom: str | None = None) -> list[dict[str, Any]]:
+    r = httpx.get(f"{prom or _prometheus()}/api/v1/query", params={"query": expr}, timeout=10.0)
     r.raise_for_status()
     result: list[dict[str, Any]] = r.json()["data"]["result"]
     return result
 
 
-def prom_exemplars(expr: str, start: float, end: float, *, prom: str = PROMETHEUS) -> list[dict[str, Any]]:
-    r = httpx.get(f"{prom}/api/v1/query_exemplars", params={"query": expr, "start": start, "end": end},
+def prom_exemplars(expr: str, start: float, end: float, *, prom: str | None = None) -> list[dict[str, Any]]:
+    r = httpx.get(f"{prom or _prometheus()}/api/v1/query_exemplars", params={"query": expr, "start": start, "end": end},
                   timeout=10.0)
     r.raise_for_status()
     out: list[dict[str, Any]] = []
@@ -94,7 +99,7 @@ TTFW_METRIC = f"{metric_spec(Metric.TTFW).prometheus}_bucket"
 STAGE_LABEL = Attr.STAGE.replace(".", "_")  # the Prometheus label of voice.stage
 
 
-def latency_table(prom: str = PROMETHEUS) -> tuple[Table, int]:
+def latency_table(prom: str | None = None) -> tuple[Table, int]:
     """p50/p95/p99 per stage from the collector's span metrics (+ TTFW from the SDK histogram)."""
     table = Table(title="Latency per stage (Prometheus, span metrics)")
     for col in ("stage", "p50 ms", "p95 ms", "p99 ms", "spans"):
@@ -127,12 +132,9 @@ def latency_table(prom: str = PROMETHEUS) -> tuple[Table, int]:
 # ------------------------------------------------------------------------------------------------
 def open_store(args: argparse.Namespace) -> TraceStore:
     """The trace store of ``--trace-store`` / ``--trace-store-url``, else of the environment."""
-    env = dict(os.environ)
-    if getattr(args, "trace_store", None):
-        env["VOXPULSE_TRACE_STORE"] = args.trace_store
-    if getattr(args, "trace_store_url", None):
-        env["VOXPULSE_TRACE_STORE_URL"] = args.trace_store_url
-    return tracestore.from_env(env)
+    kind = getattr(args, "trace_store", None) or settings.text(settings.TRACE_STORE)
+    url = getattr(args, "trace_store_url", None) or settings.text(settings.TRACE_STORE_URL)
+    return tracestore.create(str(kind), url)
 
 
 def _is_trace_id(ident: str) -> bool:
@@ -186,7 +188,7 @@ def _explore_link(kind: str, trace_id: str) -> str:
     if kind == "tempo":
         query["queryType"] = "traceql"
     pane = {"datasource": kind, "queries": [query]}
-    return f"{GRAFANA}/explore?left=" + quote(json.dumps(pane, separators=(",", ":")))
+    return f"{settings.text(settings.GRAFANA_URL)}/explore?left=" + quote(json.dumps(pane, separators=(",", ":")))
 
 
 def _wait_for(pred: Callable[[], bool], timeout: float, interval: float = 1.0) -> bool:
@@ -220,8 +222,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         console.print("[red]voxpulse demo places the example agent's calls, and it is not installed: "
                       "pip install 'voxpulse-otel[agent,console]'[/red]")
         return 2
+    args.prometheus = args.prometheus or _prometheus()
     login = _demo_stack(args)
-    collector_up = _reachable(COLLECTOR_HTTP)
+    collector_up = _reachable(_collector())
     t_start = time.time()
     summary: Any = None
     if not args.offline:
@@ -345,17 +348,18 @@ def _demo_links(args: argparse.Namespace, trace_id: str | None, store: TraceStor
     console.print(f"Prometheus: {args.prometheus}/graph?g0.expr="
                   + quote(f"histogram_quantile(0.95, sum by (le, {STAGE_LABEL}) ({SPANMETRICS}))"))
     if trace_id and console_up:
-        console.print(f"raw trace:  http://{UI_LISTEN}/api/traces/{trace_id}   (JSON, after logging in to the console)")
+        ui = settings.text(settings.UI_LISTEN)
+        console.print(f"raw trace:  http://{ui}/api/traces/{trace_id}   (JSON, after logging in to the console)")
     if trace_id and store is not None and args.docker:
         console.print(f"Grafana:    {_explore_link(store.kind, trace_id)}")
     if args.docker:
-        console.print(f"Grafana dashboards: {GRAFANA}/dashboards")
+        console.print(f"Grafana dashboards: {settings.text(settings.GRAFANA_URL)}/dashboards")
     console.print("trace of any call: voxpulse trace <call_id>")
 
 
 def _demo_web_console(login: tuple[str, str], slowest_call_id: str | None) -> None:
     """Step 6: the web console, its one-time login and the slowest call's page."""
-    ui = f"http://{UI_LISTEN}"
+    ui = f"http://{settings.text(settings.UI_LISTEN)}"
     console.rule("[bold]6. the web console")
     console.print(f"VoxPulse console: {ui}   (log in as [bold]{login[0]}[/bold], "
                   f"password [bold]{login[1]}[/bold] -- shown once, valid until the console restarts)")
@@ -401,10 +405,10 @@ def _demo_real_calls(args: argparse.Namespace, calls: Any, collector_up: bool) -
         console.print(f"[yellow]real calls not possible: {why}; simulating calls offline instead[/yellow]")
         return None
     console.rule(f"[bold]2. {args.real_calls} real calls (LiveKit server, agent worker, callers speaking over WebRTC)")
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": COLLECTOR_HTTP,
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": _collector(),
            "OTEL_METRIC_EXPORT_INTERVAL": str(int(args.metric_interval * 1000)),
            "VOXPULSE_AGENT_NAME": f"tyre-agent-demo-{os.getpid()}"}
-    log = Path(os.environ.get("VOXPULSE_STACK_DIR", ".voxpulse/stack")) / "logs" / "demo-worker.log"
+    log = stack._state(None) / "logs" / "demo-worker.log"  # the stack's state folder, as the stack finds it
     results = calls.real_calls(args, env=env, livekit=stack.livekit_env(), media=stack.media_namespace(), log=log)
     table = Table(title=f"{len(results)} real calls; time to first word as each caller heard it")
     for col in ("call_id", "scenario", "turns", "caller TTFW per turn (ms)", "error"):
@@ -446,7 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--real-concurrency", type=int, default=3, help="real calls at a time (5 fit 2 cores)")
     p.add_argument("--docker", action="store_true", help="docker compose instead of native processes")
     p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for Prometheus and the trace store")
-    p.add_argument("--prometheus", default=PROMETHEUS)
+    p.add_argument("--prometheus", default=None, help=f"default ${settings.PROMETHEUS_URL.name} or "
+                   f"{settings.DEFAULT_PROMETHEUS_URL}")
     _add_store_args(p)
     p.set_defaults(func=cmd_demo, calls_source=calls)
 

@@ -127,7 +127,7 @@ def test_a_simulated_turn_adds_up_on_its_span_and_in_the_histogram() -> None:
     """A real AgentSession on the simulator's providers: every turn's parts sum to its time to first
     word within 1 ms (rounded to the µs on the span), the providers' delays appear as their parts,
     and the parts reach the segment histogram with exemplars to the turn."""
-    from agent.sim.fake_store import FakeStore
+    from agent.sim.fake_shop import FakeStore
     from agent.sim.latency import ProviderProfile
     from agent.sim.scenarios import SCENARIOS
     from agent.sim.simulator import SimOptions

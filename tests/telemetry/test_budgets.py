@@ -36,7 +36,7 @@ def test_budgets_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def simulate(monkeypatch: pytest.MonkeyPatch, hook: Any, *, llm_ttft: float, **env: str) -> Any:
-    from agent.sim.fake_store import FakeStore
+    from agent.sim.fake_shop import FakeStore
     from agent.sim.latency import ProviderProfile
     from agent.sim.scenarios import SCENARIOS
     from agent.sim.simulator import SimOptions

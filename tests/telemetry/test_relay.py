@@ -183,7 +183,7 @@ def test_the_relay_sends_with_configures_headers_and_signal_endpoint(monkeypatch
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "x-voxpulse-signal=metrics")
     relay = MetricsRelay(interval_s=3600).start()  # settings read by configure()'s reader
     try:
-        assert type(relay._exporter) is type(_setup.otlp_metric_exporter(_setup.resolve()))
+        assert type(relay._exporter) is type(_setup.otlp_exporter(_setup.resolve(), "metrics"))
         _one_export(relay)
         assert relay.export()
     finally:

@@ -19,10 +19,12 @@ Configuration (environment, or the arguments of :func:`create`):
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
+from telemetry._env import EnvVar, text
+
+from ._defaults import DEFAULT_KIND, DEFAULT_URLS
 from ._jaeger import JaegerTraceStore
 from ._model import CallTrace, Span, Trace, TraceStore, TraceStoreError
 from ._tempo import TempoTraceStore
@@ -31,6 +33,8 @@ __all__ = [
     "DEFAULT_KIND",
     "DEFAULT_URLS",
     "KINDS",
+    "TRACE_STORE",
+    "TRACE_STORE_URL",
     "CallTrace",
     "JaegerTraceStore",
     "Span",
@@ -46,8 +50,16 @@ KINDS: dict[str, type[JaegerTraceStore] | type[TempoTraceStore]] = {
     "jaeger": JaegerTraceStore,
     "tempo": TempoTraceStore,
 }
-DEFAULT_KIND = "jaeger"
-DEFAULT_URLS = {"jaeger": "http://127.0.0.1:16686", "tempo": "http://127.0.0.1:3200"}
+# the console's table (voxpulse_console.settings) lists these two
+TRACE_STORE = EnvVar(
+    ("VOXPULSE_TRACE_STORE",), DEFAULT_KIND,
+    "The trace store the console and `voxpulse trace` read: Jaeger (the native stack) or Tempo (docker compose).",
+    tuple(DEFAULT_URLS),
+)
+TRACE_STORE_URL = EnvVar(
+    ("VOXPULSE_TRACE_STORE_URL",), None,
+    "The trace store's query API; default " + ", ".join(f"{u} ({k})" for k, u in DEFAULT_URLS.items()) + ".",
+)
 
 
 def create(kind: str = DEFAULT_KIND, url: str | None = None, **options: Any) -> TraceStore:
@@ -62,10 +74,4 @@ def create(kind: str = DEFAULT_KIND, url: str | None = None, **options: Any) -> 
 
 def from_env(env: Mapping[str, str] | None = None, **options: Any) -> TraceStore:
     """The store that ``VOXPULSE_TRACE_STORE`` and ``VOXPULSE_TRACE_STORE_URL`` name (see the module docstring)."""
-    if env is None:
-        kind = os.environ.get("VOXPULSE_TRACE_STORE") or DEFAULT_KIND
-        url = os.environ.get("VOXPULSE_TRACE_STORE_URL") or None
-    else:
-        kind = env.get("VOXPULSE_TRACE_STORE") or DEFAULT_KIND
-        url = env.get("VOXPULSE_TRACE_STORE_URL") or None
-    return create(kind, url, **options)
+    return create(str(text(TRACE_STORE, env=env)), text(TRACE_STORE_URL, env=env), **options)

@@ -20,6 +20,7 @@ import httpx
 
 from telemetry.semconv import Attr, SpanName
 
+from ._defaults import DEFAULT_URLS
 from ._http import HttpTraceStore, trace_id_hex
 from ._model import CallTrace, Span, Trace
 
@@ -82,7 +83,7 @@ class JaegerTraceStore(HttpTraceStore):
 
     def __init__(
         self,
-        url: str = "http://127.0.0.1:16686",
+        url: str = DEFAULT_URLS["jaeger"],
         *,
         timeout_s: float = 10.0,
         services: Iterable[str] | None = None,

@@ -18,6 +18,7 @@ import httpx
 
 from telemetry.semconv import Attr, SpanName
 
+from ._defaults import DEFAULT_URLS
 from ._http import HttpTraceStore, trace_id_hex
 from ._model import CallTrace, Span, Trace
 
@@ -108,7 +109,8 @@ class TempoTraceStore(HttpTraceStore):
     kind = "tempo"
 
     def __init__(
-        self, url: str = "http://127.0.0.1:3200", *, timeout_s: float = 10.0, client: httpx.AsyncClient | None = None
+        self, url: str = DEFAULT_URLS["tempo"], *, timeout_s: float = 10.0,
+        client: httpx.AsyncClient | None = None,
     ) -> None:
         super().__init__(url, timeout_s=timeout_s, client=client)
 

@@ -11,11 +11,13 @@ import asyncio
 import contextlib
 import getpass
 import logging
-import os
 import signal
 import ssl
 import sys
 from typing import Any
+
+from telemetry import _env
+from voxpulse_console import settings
 
 __all__ = ["register_cli", "serve"]
 
@@ -57,7 +59,7 @@ def _run(args: argparse.Namespace) -> int:
     from voxpulse_console.ui.auth import AuthConfigError
     from voxpulse_console.ui.config import UiConfig, UiConfigError
 
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
+    logging.basicConfig(level=str(_env.text(_env.VOXPULSE_LOG_LEVEL)).upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = UiConfig.from_env(listen=args.listen)
@@ -101,7 +103,8 @@ def _hash(args: argparse.Namespace) -> int:
 def register_cli(subparsers: Any) -> None:
     """Add ``ui`` (and ``ui hash-password``) to the ``voxpulse`` CLI."""
     p = subparsers.add_parser("ui", help="the web console (calls, call timelines, latency, alerts)")
-    p.add_argument("--listen", default=None, help="HOST:PORT (default $VOXPULSE_UI_LISTEN or 127.0.0.1:8090)")
+    p.add_argument("--listen", default=None,
+                   help=f"HOST:PORT (default ${settings.UI_LISTEN.name} or {settings.DEFAULT_UI_LISTEN})")
     p.set_defaults(func=_run)
     sub = p.add_subparsers(dest="ui_cmd")
     h = sub.add_parser("hash-password", help="print a password hash for VOXPULSE_UI_USERS")

@@ -1,4 +1,5 @@
-"""The console's settings, all from the environment (``.env.example`` lists them)."""
+"""The console's settings, all from the environment: the variables of
+:mod:`voxpulse_console.settings` (``docs/configuration.md`` lists them) and the library's DSN."""
 
 from __future__ import annotations
 
@@ -8,14 +9,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from telemetry import _env
+from voxpulse_console import settings
+from voxpulse_console.settings import DEFAULT_PROMETHEUS_URL, DEFAULT_UI_LISTEN
 from voxpulse_console.ui.auth import User, parse_users
 from voxpulse_console.ui.doors import Network, default_origins, origin_of, parse_networks, parse_origins
 
 __all__ = ["DEFAULT_LISTEN", "TTFW_OBJECTIVE_MS", "UiConfig", "UiConfigError"]
 
-#: 127.0.0.1:8090 -- clear of the collector (4317/4318, 8888/8889, 13133), the agent's /metrics
-#: (8080), the store API (8081), Prometheus (9090), Alertmanager (9093) and the alerts receiver (9095).
-DEFAULT_LISTEN: Final = "127.0.0.1:8090"
+DEFAULT_LISTEN: Final = DEFAULT_UI_LISTEN
 #: The time-to-first-word objective the console marks (the alert rule's threshold: p95 > 3 s).
 TTFW_OBJECTIVE_MS: Final = 3000.0
 
@@ -24,20 +26,12 @@ class UiConfigError(ValueError):
     """A console setting is missing or malformed."""
 
 
-def _database_url(env: Mapping[str, str] | None) -> str | None:
-    if env is None:  # the one lookup of the DSN, shared with the call history and the receiver
-        from telemetry.history import database_url
-
-        return database_url()
-    return env.get("VOXPULSE_DATABASE_URL") or env.get("DATABASE_URL") or None
-
-
 @dataclass(frozen=True, slots=True)
 class UiConfig:
     users: Mapping[str, User]
     listen: str = DEFAULT_LISTEN
     database_url: str | None = None
-    prometheus_url: str = "http://127.0.0.1:9090"
+    prometheus_url: str = DEFAULT_PROMETHEUS_URL
     #: public origin behind a proxy (https://console.example.com): Secure cookies, one of ``origins``
     public_url: str | None = None
     #: the console's own origins: a state change must come from one (``Origin`` / ``Referer``), and
@@ -100,57 +94,59 @@ class UiConfig:
     def from_env(cls, env: Mapping[str, str] | None = None, *, listen: str | None = None) -> UiConfig:
         """Raises :class:`UiConfigError` (or :class:`~voxpulse_console.ui.auth.AuthConfigError`)
         when no user is configured or a value is malformed: the console refuses to start."""
-        e = os.environ if env is None else env
-        users = parse_users(e.get("VOXPULSE_UI_USERS"))
-        addr = listen or e.get("VOXPULSE_UI_LISTEN") or DEFAULT_LISTEN
+        def get(var: _env.EnvVar) -> str | None:  # from ``env``, else os.environ
+            return _env.text(var, env=env)
+
+        users = parse_users(get(settings.UI_USERS))
+        addr = listen or str(get(settings.UI_LISTEN))
         host, _, port = addr.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise UiConfigError(f"VOXPULSE_UI_LISTEN={addr!r}: expected HOST:PORT")
-        tz = e.get("VOXPULSE_UI_TIMEZONE") or "UTC"
+            raise UiConfigError(f"{settings.UI_LISTEN.name}={addr!r}: expected HOST:PORT")
+        tz = str(get(settings.UI_TIMEZONE))
         try:
             zoneinfo.ZoneInfo(tz)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            raise UiConfigError(f"VOXPULSE_UI_TIMEZONE={tz!r} is not a known time zone") from exc
-        public = e.get("VOXPULSE_UI_PUBLIC_URL") or None
+            raise UiConfigError(f"{settings.UI_TIMEZONE.name}={tz!r} is not a known time zone") from exc
+        public = get(settings.UI_PUBLIC_URL)
         if public and not public.lower().startswith(("http://", "https://")):
-            raise UiConfigError("VOXPULSE_UI_PUBLIC_URL must start with http:// or https://")
+            raise UiConfigError(f"{settings.UI_PUBLIC_URL.name} must start with http:// or https://")
         try:
-            idle_h = float(e.get("VOXPULSE_UI_SESSION_HOURS") or 8)
+            idle_h = float(str(get(settings.UI_SESSION_HOURS)))
         except ValueError as exc:
-            raise UiConfigError("VOXPULSE_UI_SESSION_HOURS must be a number") from exc
+            raise UiConfigError(f"{settings.UI_SESSION_HOURS.name} must be a number") from exc
         origins: tuple[str, ...] = ()
-        if (e.get("VOXPULSE_UI_ORIGIN") or "").strip():
+        if raw_origins := get(settings.UI_ORIGIN):
             try:
-                origins = parse_origins(e["VOXPULSE_UI_ORIGIN"])
+                origins = parse_origins(raw_origins)
             except ValueError as exc:
-                raise UiConfigError(f"VOXPULSE_UI_ORIGIN: {exc}") from exc
+                raise UiConfigError(f"{settings.UI_ORIGIN.name}: {exc}") from exc
         try:
-            proxies = parse_networks(e.get("VOXPULSE_UI_TRUSTED_PROXIES") or "")
+            proxies = parse_networks(get(settings.UI_TRUSTED_PROXIES) or "")
         except ValueError as exc:
-            raise UiConfigError(f"VOXPULSE_UI_TRUSTED_PROXIES: {exc}") from exc
-        free = _count(e, "VOXPULSE_UI_LOGIN_FREE_FAILURES", 3, 1, 1000)
-        delay = _seconds(e, "VOXPULSE_UI_LOGIN_DELAY_S", 1.0)
-        per_address = _count(e, "VOXPULSE_UI_LOGIN_ADDRESS_FAILURES", 30, 1, 100_000)
-        per_user = _count(e, "VOXPULSE_UI_LOGIN_USER_FAILURES", 100, 1, 1_000_000)
-        cert, key = e.get("VOXPULSE_UI_TLS_CERT") or None, e.get("VOXPULSE_UI_TLS_KEY") or None
+            raise UiConfigError(f"{settings.UI_TRUSTED_PROXIES.name}: {exc}") from exc
+        free = _count(env, settings.UI_LOGIN_FREE_FAILURES, 1, 1000)
+        delay = _seconds(env, settings.UI_LOGIN_DELAY_S)
+        per_address = _count(env, settings.UI_LOGIN_ADDRESS_FAILURES, 1, 100_000)
+        per_user = _count(env, settings.UI_LOGIN_USER_FAILURES, 1, 1_000_000)
+        cert, key = get(settings.UI_TLS_CERT), get(settings.UI_TLS_KEY)
         if bool(cert) != bool(key):
-            raise UiConfigError("VOXPULSE_UI_TLS_CERT and VOXPULSE_UI_TLS_KEY go together (PEM files)")
-        for name, path in (("VOXPULSE_UI_TLS_CERT", cert), ("VOXPULSE_UI_TLS_KEY", key)):
+            raise UiConfigError(f"{settings.UI_TLS_CERT.name} and {settings.UI_TLS_KEY.name} go together (PEM files)")
+        for var, path in ((settings.UI_TLS_CERT, cert), (settings.UI_TLS_KEY, key)):
             if path and not os.access(path, os.R_OK):
-                raise UiConfigError(f"{name}={path!r}: not a readable file")
-        cache = e.get("VOXPULSE_UI_TRACE_CACHE") or "32"
+                raise UiConfigError(f"{var.name}={path!r}: not a readable file")
+        cache = str(get(settings.UI_TRACE_CACHE))
         if not cache.isdigit() or int(cache) > 10_000:
-            raise UiConfigError("VOXPULSE_UI_TRACE_CACHE: a number of traces, 0 to 10000")
+            raise UiConfigError(f"{settings.UI_TRACE_CACHE.name}: a number of traces, 0 to 10000")
         return cls(
             users=users,
             trace_cache=int(cache),
             listen=addr,
-            database_url=_database_url(env),
-            prometheus_url=(e.get("VOXPULSE_PROMETHEUS_URL") or "http://127.0.0.1:9090").rstrip("/"),
+            database_url=_env.text(_env.DATABASE_URL, env=env),  # the library's lookup of the DSN
+            prometheus_url=str(get(settings.PROMETHEUS_URL)).rstrip("/"),
             public_url=public.rstrip("/") if public else None,
             timezone=tz,
-            logs_url=e.get("VOXPULSE_UI_LOGS_URL") or None,
-            trace_url=e.get("VOXPULSE_UI_TRACE_URL") or None,
+            logs_url=get(settings.UI_LOGS_URL),
+            trace_url=get(settings.UI_TRACE_URL),
             session_idle_s=idle_h * 3600,
             origins=origins,
             trusted_proxies=proxies,
@@ -164,23 +160,19 @@ class UiConfig:
         )
 
 
-def _count(e: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = (e.get(name) or "").strip()
-    if not raw:
-        return default
+def _count(env: Mapping[str, str] | None, var: _env.EnvVar, low: int, high: int) -> int:
+    raw = str(_env.text(var, env=env))
     if not raw.isdigit() or not low <= int(raw) <= high:
-        raise UiConfigError(f"{name}={raw!r}: a whole number, {low} to {high}")
+        raise UiConfigError(f"{var.name}={raw!r}: a whole number, {low} to {high}")
     return int(raw)
 
 
-def _seconds(e: Mapping[str, str], name: str, default: float) -> float:
-    raw = (e.get(name) or "").strip()
-    if not raw:
-        return default
+def _seconds(env: Mapping[str, str] | None, var: _env.EnvVar) -> float:
+    raw = str(_env.text(var, env=env))
     try:
         value = float(raw)
     except ValueError:
         value = -1.0
     if not 0.01 <= value <= 86_400:
-        raise UiConfigError(f"{name}={raw!r}: seconds, 0.01 to 86400")
+        raise UiConfigError(f"{var.name}={raw!r}: seconds, 0.01 to 86400")
     return value
