@@ -187,7 +187,7 @@ VOXPULSE_TURN_BUDGET: Final = EnvVar(
 )
 VOXPULSE_SEGMENT_BUDGETS: Final = EnvVar(
     ("VOXPULSE_SEGMENT_BUDGETS",), None,
-    "Budgets of parts of a turn, `part=seconds,...` (parts: `voice.turn.segment` values, e.g. "
+    "Budgets of parts of a turn, `part=seconds,...` (parts: `voice.segment.name` values, e.g. "
     "`llm_ttft=1.0,tts_ttfb=0.5`), checked when the turn's parts are known.",
 )
 DATABASE_URL: Final = EnvVar(

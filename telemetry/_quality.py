@@ -28,7 +28,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 
 from telemetry import metrics as _metrics
-from telemetry.semconv import Attr
+from telemetry.semconv import Attr, EventName
 
 __all__ = ["CALL_SLACK_S", "DATA_ERROR_EVENT", "WRAPPED_S", "duration", "interval"]
 
@@ -38,7 +38,7 @@ WRAPPED_S: Final = 2.0**53 / 1e6
 # What a duration may exceed the call's own duration so far by: the call's start and LiveKit's
 # timestamps are read from different clocks at different moments.
 CALL_SLACK_S: Final = 1.0
-DATA_ERROR_EVENT: Final = "data_error"
+DATA_ERROR_EVENT: Final = EventName.DATA_ERROR
 
 
 def duration(

@@ -47,6 +47,7 @@ __all__ = [
     "Attr",
     "AttributeSpec",
     "CallOutcome",
+    "EventName",
     "GenAIOperation",
     "Metric",
     "MetricKind",
@@ -73,7 +74,7 @@ class Stage(StrEnum):
 
 
 class TurnSegment(StrEnum):
-    """Values of ``voice.turn.segment``: the parts of a turn's time to first word, in the pipeline's
+    """Values of ``voice.segment.name``: the parts of a turn's time to first word, in the pipeline's
     order (``telemetry.livekit._anatomy`` says how each is measured). They sum to the turn's
     ``voice.turn.time_to_first_word``."""
 
@@ -162,6 +163,16 @@ class SpanName:
         return f"{GenAIOperation.EXECUTE_TOOL} {name}"
 
 
+class EventName:
+    """Span event names VoxPulse adds."""
+
+    DATA_ERROR: Final = "data_error"  # an impossible duration kept out of the histograms (telemetry._quality)
+    INTERRUPTION: Final = "interruption"  # a barge-in, or the agent talking over the caller
+    INTERRUPTION_YIELDED: Final = "interruption_yielded"  # the agent stopped talking after a barge-in
+    INTERRUPTION_NOT_YIELDED: Final = "interruption_not_yielded"  # ... or talked through it
+    BUDGET_EXCEEDED: Final = "budget_exceeded"  # a latency budget ran out (telemetry.livekit)
+
+
 class Attr:
     """Attribute keys. Every key here is classified in :data:`ATTRIBUTES`."""
 
@@ -189,8 +200,8 @@ class Attr:
     TURN_TTFW_AT_AGENT: Final = "voice.turn.time_to_first_word_at_agent"
     TURN_MEDIA_LATENCY: Final = "voice.turn.media_latency"
     TURN_TTFW_METHOD: Final = "voice.turn.time_to_first_word_method"
-    TURN_SEGMENT: Final = "voice.turn.segment"
-    TURN_SEGMENT_OWNER: Final = "voice.turn.segment.owner"
+    TURN_SEGMENT: Final = "voice.segment.name"
+    TURN_SEGMENT_OWNER: Final = "voice.segment.owner"
     TURN_NAMED_SHARE: Final = "voice.turn.named_share"
     INTERRUPTION_DIRECTION: Final = "voice.interruption.direction"
     INTERRUPTION_KIND: Final = "voice.interruption.kind"
@@ -585,8 +596,8 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
     ),
     MetricSpec(
         Metric.TURN_SEGMENT, MetricKind.HISTOGRAM, "s",
-        "The parts of each turn's time to first word (voice.turn.segment; they sum to it), by part and owner; "
-        "exemplars open the turn.",
+        "The parts of each turn's time to first word (voice.turn.segment.<part> on the turn; they sum to it), "
+        "by part and owner; exemplars open the turn.",
         (Attr.TURN_SEGMENT, Attr.TURN_SEGMENT_OWNER), SEGMENT_BUCKETS_S,
     ),
     MetricSpec(

@@ -38,13 +38,13 @@ from telemetry import _env
 from telemetry import metrics as _metrics
 from telemetry._errors import internal_errors
 from telemetry.exceptions import TelemetryConfigError
-from telemetry.semconv import TTFW_OBJECTIVE_S, Attr, TurnSegment
+from telemetry.semconv import TTFW_OBJECTIVE_S, Attr, EventName, TurnSegment
 
 __all__ = ["BUDGET_EVENT", "TURN_BUDGET", "BudgetBreach", "BudgetHook", "BudgetWatch", "Budgets"]
 
 _logger = logging.getLogger("voxpulse.livekit")
 
-BUDGET_EVENT: Final = "budget_exceeded"
+BUDGET_EVENT: Final = EventName.BUDGET_EXCEEDED
 TURN_BUDGET: Final = "time_to_first_word"  # the voice.budget value of the whole turn's budget
 
 

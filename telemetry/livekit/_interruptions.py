@@ -23,11 +23,11 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 
 from telemetry import metrics as _metrics
-from telemetry.semconv import Attr
+from telemetry.semconv import Attr, EventName
 
 __all__ = ["INTERRUPTION_EVENT", "Interruptions"]
 
-INTERRUPTION_EVENT: Final = "interruption"
+INTERRUPTION_EVENT: Final = EventName.INTERRUPTION
 
 
 class Interruptions:
@@ -50,7 +50,7 @@ class Interruptions:
         barge_at, self._barge_at = self._barge_at, None
         if barge_at is not None and self.agent_speaking and span is not None:
             # the agent talked through the whole barge-in: it did not yield
-            span.add_event("interruption_not_yielded", {Attr.INTERRUPTION_DIRECTION: "caller"},
+            span.add_event(EventName.INTERRUPTION_NOT_YIELDED, {Attr.INTERRUPTION_DIRECTION: "caller"},
                            timestamp=int(at * 1e9))
 
     def agent_started(self, at: float, span: Span | None) -> None:
@@ -64,7 +64,7 @@ class Interruptions:
         barge_at, self._barge_at = self._barge_at, None
         if barge_at is not None and span is not None:
             took = max(at - barge_at, 0.0)
-            span.add_event("interruption_yielded", {
+            span.add_event(EventName.INTERRUPTION_YIELDED, {
                 Attr.INTERRUPTION_DIRECTION: "caller", Attr.INTERRUPTION_YIELD_TIME: round(took, 4),
             }, timestamp=int(at * 1e9))
             with trace.use_span(span, end_on_exit=False):

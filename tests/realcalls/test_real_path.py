@@ -97,6 +97,17 @@ def test_the_console_shows_every_span_of_a_real_call(
         assert raw.status_code == 200, raw.text
         assert {s["span_id"] for s in raw.json()["spans"]} == exported
         assert raw.json()["call_id"] == call_id
+        # each turn's anatomy adds up to its time to first word; a barge-in is marked on its turn
+        turns = [lane for lane in view["lanes"] if lane["index"] is not None]
+        assert turns and all(lane["anatomy"] for lane in turns), turns
+        for lane in turns:
+            assert sum(p["ms"] for p in lane["anatomy"]) == pytest.approx(lane["ttfw_ms"], abs=1.5), lane["anatomy"]
+            assert not lane["data_errors"], lane["data_errors"]
+        barged = [i for lane in turns for i in lane["interruptions"] if i["event"] == "interruption"]
+        scenario = next(r.scenario for r in first_calls.results
+                        if trace_of(recorder, r.room_sid)[0].trace_id == trace_id)
+        assert [(i["direction"], i["kind"]) for i in barged if i["direction"] == "caller"] == (
+            [("caller", "interruption")] if scenario == "order_tyres" else []), (scenario, barged)
 
 
 def test_an_exemplar_of_a_real_call_opens_that_call(

@@ -35,7 +35,8 @@ PUBLIC: dict[str, set[str]] = {
         "LIVEKIT_JOB_SPANS", "LIVEKIT_METER", "LIVEKIT_METRIC_LABELS", "LIVEKIT_STAGE_SPANS", "LIVEKIT_TURN_SPANS",
         "METRICS", "OTHER", "SEGMENT_BUCKETS_S", "SPANMETRICS_CALLS", "SPANMETRICS_DIMENSIONS", "SPANMETRICS_DURATION",
         "SPANMETRICS_KEPT_CALLS", "SPANMETRICS_KEPT_DURATION", "TTFW_OBJECTIVE_S", "TURN_SEGMENT_OWNERS", "Attr",
-        "AttributeSpec", "CallOutcome", "GenAIOperation", "Metric", "MetricKind", "MetricSpec", "SpanName", "Stage",
+        "AttributeSpec", "CallOutcome", "EventName", "GenAIOperation", "Metric", "MetricKind", "MetricSpec", "SpanName",
+        "Stage",
         "TurnSegment", "error_type", "metric_spec", "prometheus_name", "read_metric_specs", "render_markdown",
     },
     "telemetry.metrics": {

@@ -27,6 +27,7 @@ import asyncpg
 import httpx
 import pytest
 
+from telemetry.semconv import TurnSegment
 from tests.support import closed_port, free_port, throwaway_database, unavailable, wait_for
 
 from .conftest import ADMIN, VIEWER, Console, start_console, stop_console
@@ -367,6 +368,18 @@ def test_call_view_has_the_traces_spans_and_the_historys_transcript(page: Any, l
     ttfw = page.locator('[data-lane="turn:0"] [data-testid="ttfw"]').get_attribute("data-value")
     assert float(ttfw) == pytest.approx(turns[0].attributes["voice.turn.time_to_first_word"] * 1000, abs=0.1)
     assert row["trace_id"] in page.get_by_test_id("trace-link").get_attribute("href")
+    # each turn's anatomy: one stacked bar whose parts are the turn span's, in order, adding up to its TTFW
+    for t in turns:
+        idx = t.attributes["voice.turn.index"]
+        bar = page.locator(f'[data-lane="turn:{idx}"] [data-testid="anatomy"] [data-testid="segment"]')
+        drawn = bar.evaluate_all("els => els.map(e => [e.dataset.segment, Number(e.dataset.ms)])")
+        want = [(k.removeprefix("voice.turn.segment."), round(v * 1000, 1)) for k, v in t.attributes.items()
+                if k.startswith("voice.turn.segment.")]
+        assert sorted(map(tuple, drawn)) == sorted(want), idx
+        ttfw_ms = t.attributes["voice.turn.time_to_first_word"] * 1000
+        assert sum(ms for _, ms in drawn) == pytest.approx(ttfw_ms, abs=1.5)
+        order = [seg.value for seg in TurnSegment]
+        assert [name for name, _ in drawn] == sorted((name for name, _ in drawn), key=order.index), idx
 
 
 def test_a_call_that_ends_while_the_page_is_open_appears_within_2s(page: Any, live: Live) -> None:

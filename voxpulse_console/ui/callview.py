@@ -28,7 +28,7 @@ from typing import Any, Final
 
 from telemetry.pricing import DEFAULT_PRICES, PriceTable
 from telemetry.redaction import redact
-from telemetry.semconv import Attr, Stage
+from telemetry.semconv import TURN_SEGMENT_OWNERS, Attr, EventName, Stage, TurnSegment
 from voxpulse_console.tracestore import Span, Trace
 
 __all__ = ["assign_lanes", "build_call_view", "mask_json", "mask_text", "span_attributes"]
@@ -444,6 +444,7 @@ def _turn_lane(idx: int, spans: list[Span], hist: Mapping[str, Any] | None, tool
             })
     starts = [s.start_ns for s in spans]
     ends = [s.end_ns for s in spans]
+    marks = _turn_marks(turn_span, spans, t0_ns)
     if turn_span is not None:
         lane_start, lane_end = turn_span.start_ns, max(ends)
     elif spans:
@@ -466,9 +467,38 @@ def _turn_lane(idx: int, spans: list[Span], hist: Mapping[str, Any] | None, tool
         "first_audio_ms": round((first_audio_ns - t0_ns) / 1e6, 1) if first_audio_ns is not None else None,
         "interrupted": interrupted,
         "stats": stats,
+        **marks,
         "tools": tool_out,
         "spans": _span_rows(spans, t0_ns, pii),
     }
+
+
+def _turn_marks(turn_span: Span | None, spans: Sequence[Span], t0_ns: int) -> dict[str, Any]:
+    """What a turn lane draws besides its spans: the anatomy of its time to first word (the parts in
+    the pipeline's order, summing to it), its interruptions both ways, and its data errors (an
+    impossible duration is shown as an error, never as a bar)."""
+    ta: Mapping[str, Any] = turn_span.attributes if turn_span is not None else {}
+    anatomy = [
+        {"segment": seg.value, "owner": TURN_SEGMENT_OWNERS[seg][0], "what": TURN_SEGMENT_OWNERS[seg][1],
+         "ms": round(float(ta[seg.attribute]) * 1000, 1)}
+        for seg in TurnSegment if isinstance(ta.get(seg.attribute), int | float)
+    ]
+    interruptions: list[dict[str, Any]] = []
+    for t_ns, name, attrs in turn_span.events if turn_span is not None else ():
+        if name in (EventName.INTERRUPTION, EventName.INTERRUPTION_YIELDED, EventName.INTERRUPTION_NOT_YIELDED):
+            yielded = attrs.get(Attr.INTERRUPTION_YIELD_TIME)
+            interruptions.append({
+                "t_ms": round((t_ns - t0_ns) / 1e6, 1), "event": name,
+                "direction": attrs.get(Attr.INTERRUPTION_DIRECTION), "kind": attrs.get(Attr.INTERRUPTION_KIND),
+                "yield_ms": round(float(yielded) * 1000, 1) if isinstance(yielded, int | float) else None,
+            })
+    errors = [
+        {"span": s.name, "source": attrs.get(Attr.DATA_ERROR_SOURCE), "reason": attrs.get(Attr.DATA_ERROR_REASON),
+         "value": attrs.get(Attr.DATA_ERROR_VALUE)}
+        for s in spans for _, name, attrs in s.events if name == EventName.DATA_ERROR
+    ]
+    return {"anatomy": anatomy, "named_share": ta.get(Attr.TURN_NAMED_SHARE), "interruptions": interruptions,
+            "data_errors": errors}
 
 
 def _maybe_json(text: str) -> Any:

@@ -44,6 +44,10 @@ interface Lane {
   first_audio_ms?: number | null;
   interrupted?: boolean;
   stats?: Record<string, number | null>;
+  anatomy?: { segment: string; owner: string; what: string; ms: number }[];
+  named_share?: number | null;
+  interruptions?: { t_ms: number; event: string; direction: string | null; kind: string | null; yield_ms: number | null }[];
+  data_errors?: { span: string; source: string | null; reason: string | null; value: unknown }[];
   tools?: Tool[];
   spans: SpanRow[];
 }
@@ -136,6 +140,11 @@ function Waterfall(props: { lane: Lane; objective: number; callId: string }) {
               <span>TTFW {fmtMs(lane.ttfw_ms)}</span>
             </span>
           )}
+          {(lane.interruptions || []).filter((i) => i.event === "interruption").map((i) => (
+            <span class="wf-marker interruption" data-testid="interruption-marker" style={{ left: pct(i.t_ms) }}>
+              <span>{i.direction === "agent" ? t("cv.agent_over_caller") : t("cv.barge_in")}</span>
+            </span>
+          ))}
           {objectiveEnd != null && (
             <span class="wf-marker objective" style={{ left: pct(objectiveEnd) }}><span>{t("cv.objective")} {fmtMs(props.objective)}</span></span>
           )}
@@ -166,6 +175,26 @@ function Waterfall(props: { lane: Lane; objective: number; callId: string }) {
   );
 }
 
+/** The turn's time to first word in parts that add up to it, one stacked bar (telemetry.livekit._anatomy). */
+function Anatomy(props: { lane: Lane }) {
+  const parts = props.lane.anatomy || [];
+  const total = parts.reduce((a, p) => a + p.ms, 0);
+  if (parts.length === 0 || total <= 0) return null;
+  return (
+    <figure class="anatomy" data-testid="anatomy" data-total={total.toFixed(1)}>
+      <figcaption class="muted small">{t("cv.anatomy", { ms: fmtMs(total) })}</figcaption>
+      <div class="anatomy-bar" role="img" aria-label={parts.map((p) => `${p.segment} ${fmtMs(p.ms)}`).join(", ")}>
+        {parts.map((p) => (
+          <span class={`seg o-${p.owner}`} data-testid="segment" data-segment={p.segment} data-ms={p.ms}
+            style={{ width: `${(p.ms / total) * 100}%` }} title={`${p.segment}: ${fmtMs(p.ms)} (${p.owner}: ${p.what})`}>
+            {p.ms / total > 0.09 ? <span>{p.segment} {fmtMs(p.ms)}</span> : null}
+          </span>
+        ))}
+      </div>
+    </figure>
+  );
+}
+
 function TurnLane(props: { lane: Lane; objective: number; callId: string }) {
   const l = props.lane;
   const title = l.index != null ? t("cv.turn", { n: l.index + 1 }) : l.key === "before" ? t("cv.before") : t("cv.after");
@@ -180,12 +209,26 @@ function TurnLane(props: { lane: Lane; objective: number; callId: string }) {
           </span>
         )}
         {l.interrupted && <span class="pill warn">{t("cv.interrupted")}</span>}
+        {(l.interruptions || []).filter((i) => i.event === "interruption").map((i) => (
+          <span class="pill warn" data-testid="interruption" data-direction={i.direction} data-kind={i.kind}>
+            {i.direction === "agent" ? t("cv.agent_over_caller") : i.kind === "false_interruption" ? t("cv.false_barge_in") : t("cv.barge_in")}
+          </span>
+        ))}
+        {(l.interruptions || []).filter((i) => i.event === "interruption_yielded").map((i) => (
+          <span class="pill" data-testid="yield">{t("cv.yielded", { ms: fmtMs(i.yield_ms) })}</span>
+        ))}
+        {(l.data_errors || []).map((e) => (
+          <span class="pill bad" data-testid="data-error" title={`${e.span}: ${String(e.value)}`}>
+            {t("cv.data_error")}: {e.source} ({e.reason})
+          </span>
+        ))}
         {l.index != null && (
           <span class="lane-stats muted small">
             STT {fmtMs(s.stt_ms)} · LLM TTFT {fmtMs(s.llm_ttft_ms)} · {t("stage.tool")} {fmtMs(s.tool_ms)} · TTS TTFB {fmtMs(s.tts_ttfb_ms)} · {t("stage.playout")} {fmtMs(s.playout_ms)}
           </span>
         )}
       </header>
+      {l.index != null && <Anatomy lane={l} />}
       {l.index != null && (
         <div class="dialog">
           <div class="utter user" data-testid="user-text">
