@@ -393,6 +393,11 @@ CALLS_ACTIVE = series(Metric.CALLS_ACTIVE)
 OPERATOR_QUEUE = series(Metric.OPERATOR_QUEUE)
 CALL_COST = series(Metric.CALL_COST)
 API_SPEND = series(Metric.API_SPEND)
+SEGMENTS = series(Metric.TURN_SEGMENT)
+INTERRUPTIONS = series(Metric.INTERRUPTIONS)
+YIELD_TIME = series(Metric.YIELD_TIME)
+BUDGET_BREACHES = series(Metric.BUDGET_BREACHES)
+DATA_ERRORS = series(Metric.DATA_ERRORS)
 # the tyre shop's own metrics: its declarations (agent/metrics.toml) read as data, the agent not imported
 AGENT_METRICS = {m.name: m for m in read_metric_specs(
     (Path(__file__).resolve().parents[1] / "agent" / "metrics.toml").read_text(encoding="utf-8"))}
@@ -410,6 +415,13 @@ TOOL = label(Attr.TOOL_NAME)
 PROVIDER = label(Attr.PROVIDER)
 MODEL = label(Attr.MODEL)
 HTTP_STATUS = label(Attr.HTTP_STATUS)
+SEGMENT = label(Attr.TURN_SEGMENT)
+SEGMENT_OWNER = label(Attr.TURN_SEGMENT_OWNER)
+DIRECTION = label(Attr.INTERRUPTION_DIRECTION)
+KIND = label(Attr.INTERRUPTION_KIND)
+BUDGET = label(Attr.BUDGET)
+DATA_SOURCE = label(Attr.DATA_ERROR_SOURCE)
+DATA_REASON = label(Attr.DATA_ERROR_REASON)
 STAGES = f'{{{STAGE}=~"stt|llm|tts|tool"}}'
 
 UP_MAPPINGS = [{"type": "value", "options": {
@@ -519,6 +531,37 @@ def voice_quality() -> dict[str, Any]:
              [prom("sum(livekit_participant_total)", "participants", instant=True)], unit="none", w=8),
         stat("SIP calls active", "Active SIP calls (LiveKit SIP).",
              [prom("sum(livekit_sip_calls_active)", "SIP calls", instant=True)], unit="none", w=8),
+        row("Where the time goes"),
+        timeseries("Where the time goes: p50 by part of the turn (stacked)",
+                   "Each turn's time to first word cut into parts that add up to it (voice.segment.name: "
+                   "transport, VAD silence, STT final, end of turn, the agent's hook, tools, queueing, LLM, "
+                   "TTS, playback, publication; unaccounted where a measurement is missing). Stacked medians "
+                   "approximate the median turn; exemplars open a turn.",
+                   [prom(quantile(0.5, SEGMENTS, SEGMENT), f"{{{{{SEGMENT}}}}}", latency=True)],
+                   unit="s", w=12, stacked=True, interval="1m"),
+        timeseries("Where the time goes: p95 by part of the turn",
+                   "p95 of each part of the turn, and whose it is (owner: transport, setting, provider, agent, "
+                   "framework); exemplars open a slow turn.",
+                   [prom(quantile(0.95, SEGMENTS, f"{SEGMENT}, {SEGMENT_OWNER}"),
+                         f"{{{{{SEGMENT}}}}} ({{{{{SEGMENT_OWNER}}}}})", latency=True)],
+                   unit="s", w=12, interval="1m"),
+        timeseries("Interruptions per minute by direction",
+                   "Caller barge-ins (caller), the agent talking over the caller (agent) and false "
+                   "interruptions LiveKit resumed from; the barge-in rate alert fires above 30 % of turns.",
+                   [prom(f"sum by ({DIRECTION}, {KIND}) (rate({INTERRUPTIONS}[$__rate_interval])) * 60",
+                         f"{{{{{DIRECTION}}}}} {{{{{KIND}}}}}")], unit="none", w=8, interval="1m"),
+        timeseries("Time to yield after a barge-in p95",
+                   "How fast the agent stops talking once the caller barges in (first word to the agent's "
+                   "audio stopping).",
+                   [prom(quantile(0.95, YIELD_TIME), "p95", latency=True)], unit="s", w=8, interval="1m"),
+        timeseries("Budget breaches and data errors per minute",
+                   "Latency budgets exceeded (voice.budget: the turn's time to first word, or a part) and "
+                   "impossible durations kept out of every histogram (voxpulse.data.errors, by source).",
+                   [prom(f"sum by ({BUDGET}) (rate({BUDGET_BREACHES}[$__rate_interval])) * 60",
+                         f"budget {{{{{BUDGET}}}}}", ref="A"),
+                    prom(f"sum by ({DATA_SOURCE}, {DATA_REASON}) (rate({DATA_ERRORS}[$__rate_interval])) * 60",
+                         f"data error {{{{{DATA_SOURCE}}}}} {{{{{DATA_REASON}}}}}", ref="B")],
+                   unit="none", w=8, interval="1m"),
         row("Latency breakdown"),
         stage_breakdown(0.95, "15s", stacked=False),
         timeseries("Time to first chunk by stage p95", "Time to first token (LLM), first byte (TTS) or "
@@ -527,8 +570,9 @@ def voice_quality() -> dict[str, Any]:
                    interval="15s"),
     ]
     return dashboard("voxpulse-voice-quality", "VoxPulse / Voice quality",
-                     "Time to first word (hero and trend), packet loss, jitter, RTT and the latency "
-                     "breakdown by stage.", "15s", panels, tags=("latency",))
+                     "Time to first word (hero and trend), where the time goes (the parts of a turn), "
+                     "interruptions, packet loss, jitter, RTT and the latency breakdown by stage.", "15s", panels,
+                     tags=("latency",))
 
 
 def agent_performance() -> dict[str, Any]:

@@ -17,7 +17,15 @@ import httpx
 import pytest
 
 from agent.realcalls import ExportedSpan, OtlpRecorder
-from telemetry.semconv import LIVEKIT_JOB_ROOT, LIVEKIT_METRIC_LABELS, LIVEKIT_TURN_SPANS, Attr, TurnSegment
+from telemetry.semconv import (
+    LIVEKIT_JOB_ROOT,
+    LIVEKIT_METRIC_LABELS,
+    LIVEKIT_TURN_SPANS,
+    Attr,
+    Metric,
+    TurnSegment,
+    metric_spec,
+)
 from tests.support import ROOT, load_script, unavailable, wait_for
 from tests.support.backends import PROMETHEUS
 
@@ -319,6 +327,27 @@ def test_dashboards_livekit_queries_and_the_loss_alert_return_data(first_calls: 
     value = alert["expr"].strip().rsplit(">", 1)[0]
     result = _poll(lambda: _prom(value), "the packet-loss alert's value")
     assert all(float(r["value"][1]) == 0.0 for r in result)  # loopback: no loss
+
+
+def test_where_the_time_goes_panels_return_data_from_real_calls(first_calls: Calls) -> None:
+    """The Voice quality dashboard's anatomy panels (the parts of a turn, p50 stacked and p95 by
+    owner) have data from the real calls, with the providers' parts among their series."""
+    queries = load_script("grafana/queries.py")
+    segments = metric_spec(Metric.TURN_SEGMENT).prometheus
+    checked = []
+    for q in queries.panel_queries():
+        if q.language != "promql" or f"{segments}_bucket" not in queries.promql_names(q.query).metrics:
+            continue
+        expr = queries.expand(q, rate_interval="5m", range_="1h")
+        def has_the_providers_parts(e: str = expr) -> bool:
+            return {"llm_ttft", "tts_ttfb", "transport_out"} <= {r["metric"].get("voice_segment_name")
+                                                                for r in _prom(e)}
+
+        _poll(has_the_providers_parts, f"{q.dashboard} / {q.panel}: the providers' parts")
+        checked.append(q.panel)
+    # (both trace-store flavours of the dashboards)
+    assert sorted(set(checked)) == ["Where the time goes: p50 by part of the turn (stacked)",
+                                    "Where the time goes: p95 by part of the turn"], checked
 
 
 # --- cardinality -----------------------------------------------------------------------------------
