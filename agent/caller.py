@@ -317,7 +317,7 @@ async def place_call(
         for i, line in enumerate(lines):
             stage = f"turn {i + 1} of {len(lines)}"
             if not barge_next:
-                await asyncio.sleep(think_s)
+                await asyncio.sleep(scenario.pauses[i] if i < len(scenario.pauses) else think_s)
             await lk_room.local_participant.set_attributes({LINE_ATTRIBUTE: encode_line(i, line)})
             speech_end = await mouth.say(cache[line])
             turn = CallerTurn(i, line, speech_end, barge_in=barge_next)
@@ -419,7 +419,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.spec:
         spec = json.load(sys.stdin)
-        chosen = [str(c["scenario"]) for c in spec]
+        # a scenario by name, or one given whole (a replay's, Scenario.as_dict)
+        chosen = [Scenario.from_dict(c["scenario"]) if isinstance(c["scenario"], dict) else str(c["scenario"])
+                  for c in spec]
         rooms = [c.get("room") for c in spec]
         attrs = [c.get("attributes") for c in spec]
     else:

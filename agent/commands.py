@@ -20,7 +20,7 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -201,25 +201,29 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 # real calls
 # ------------------------------------------------------------------------------------------------
 def real_calls(args: argparse.Namespace, *, env: Mapping[str, str], livekit: Mapping[str, str],
-               media: MediaNamespace | None, log: Path) -> list[Any]:
+               media: MediaNamespace | None, log: Path,
+               scenarios: Sequence[Mapping[str, Any]] | None = None) -> list[Any]:
     """``args.real_calls`` real calls: the agent as a LiveKit worker (local pipeline: Silero VAD,
     scripted STT, fake LLM, espeak-ng TTS, ``env`` added to its environment, its log in ``log``) and
     callers that speak over WebRTC to the server of ``livekit`` (url, key, secret), inside ``media``.
+    ``scenarios``: the calls' scenarios given whole (``Scenario.as_dict``: a replay's), instead.
     Returns the callers' results (``agent.caller``'s: room_sid, scenario, turns, error)."""
     from agent.realcalls import StoreThread, Worker, call
 
     names = list(args.scenario or REAL_CALL_SCENARIOS)
-    chosen = [names[i % len(names)] for i in range(args.real_calls)]
+    chosen: list[Any] = (list(scenarios) if scenarios is not None
+                         else [names[i % len(names)] for i in range(args.real_calls)])
+    concurrency = int(getattr(args, "real_concurrency", 1))
     worker_env = {**livekit, **env}
     console = _console()
-    with StoreThread(latency_s=0.03, seed=args.seed) as store_url:
+    with StoreThread(latency_s=0.03, seed=getattr(args, "seed", 7)) as store_url:
         worker_env["STORE_API_URL"] = store_url
         with console.status("starting the agent worker ..."):
             worker = Worker(worker_env, log_path=log, media=media).start()
         try:
-            with console.status(f"{len(chosen)} calls, {args.real_concurrency} at a time ..."):
+            with console.status(f"{len(chosen)} calls, {concurrency} at a time ..."):
                 return call([{"scenario": n} for n in chosen], livekit=dict(livekit),
-                            agent_name=worker_env["VOXPULSE_AGENT_NAME"], concurrency=args.real_concurrency,
+                            agent_name=worker_env["VOXPULSE_AGENT_NAME"], concurrency=concurrency,
                             media=media)
         finally:
             with console.status("the worker finishes its calls (each job flushes its spans at exit) ..."):

@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from telemetry.semconv import SPANMETRICS_CALLS, SPANMETRICS_DURATION, Attr, Metric, SpanName, metric_spec
-from voxpulse_console import registry, settings, tracestore
+from voxpulse_console import registry, replay, settings, tracestore
 from voxpulse_console.tracestore import Trace, TraceStore, TraceStoreError
 from voxpulse_console.waterfall import render_waterfall
 
@@ -454,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
                    f"{settings.DEFAULT_PROMETHEUS_URL}")
     _add_store_args(p)
     p.set_defaults(func=cmd_demo, calls_source=calls)
+
+    replay.register_cli(sub, calls_source=calls, store_args=_add_store_args, open_store=open_store)
 
     p = sub.add_parser("trace", help="a call's trace from the trace store as a waterfall")
     p.add_argument("call_id", help="call_id (or a 32-hex trace id)")

@@ -8,8 +8,9 @@ injection, a hang-up mid-answer, store and LLM outages, a tool error).
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from telemetry.semconv import CallOutcome
 
@@ -26,6 +27,29 @@ class Scenario:
     llm_error_p: float | None = None  # override: share of LLM requests that fail (provider outage)
     weight: float = 1.0
     barge_in: tuple[int, ...] = ()  # real callers (agent.caller) say these lines over the agent's answer
+    pauses: tuple[float, ...] = ()  # real callers: seconds of silence before each line (default 0.4 s)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The scenario as JSON-able data (a replay's scenario file, ``voxpulse replay``)."""
+        return {"name": self.name, "utterances": list(self.utterances), "expected": self.expected.value,
+                "hangup_mid_answer": self.hangup_mid_answer, "barge_in": list(self.barge_in),
+                "pauses": list(self.pauses)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Scenario:
+        """A scenario from :meth:`as_dict`'s data; a malformed one is a ValueError naming the field."""
+        try:
+            utterances = tuple(str(u) for u in d["utterances"])
+            if not utterances:
+                raise ValueError("no utterances")
+            return cls(
+                str(d["name"]), utterances, CallOutcome(d.get("expected") or CallOutcome.RESOLVED_BY_BOT.value),
+                hangup_mid_answer=bool(d.get("hangup_mid_answer", False)),
+                barge_in=tuple(int(i) for i in d.get("barge_in") or ()),
+                pauses=tuple(float(p) for p in d.get("pauses") or ()),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"not a scenario: {type(e).__name__}: {e}") from None
 
 
 PHONE = "+380501234567"

@@ -9,8 +9,9 @@
   noise or a backchannel, not a turn); it is counted again with kind ``false_interruption``, so
   the real barge-ins are ``interruption`` minus ``false_interruption``.
 
-Each is an ``interruption`` event on the turn it interrupted (the yield, ``interruption_yielded``,
-on the caller's new turn) and a point of
+Each is an ``interruption`` event on the caller's turn it belongs to (a barge-in: the turn the
+caller's words over the answer begin; the agent talking over the caller: the caller's turn it talked
+over), ``interruption_yielded`` with the yield time on the same turn, and a point of
 ``voice.interruptions{voice.interruption.direction, voice.interruption.kind}`` with an exemplar to
 that turn. The tracker only reads the clock values it is given, so a test drives it directly.
 """

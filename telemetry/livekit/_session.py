@@ -375,12 +375,13 @@ class SessionInstrumentation:
             now = float(getattr(ev, "created_at", time.time()))
             if ev.new_state == "speaking":
                 self._user_speech_started = now
-                self.interruptions.user_started(now, self._turn.span if self._turn is not None else None)
                 self._budgets.disarm()  # the caller goes on: the wait starts again at the next stop
                 t = self._turn
                 # with tracing on, LiveKit's user_turn span opened the turn a moment ago
                 if t is None or t.answered or t.agent_started_at is not None:
-                    self._open_turn(now)
+                    t = self._open_turn(now)
+                # a barge-in is marked on the caller's turn it begins (whichever opened it)
+                self.interruptions.user_started(now, t.span)
             elif ev.old_state == "speaking":
                 self._last_user_stop = now
                 self.interruptions.user_stopped(now, self._turn.span if self._turn is not None else None)

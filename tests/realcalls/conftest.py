@@ -159,8 +159,9 @@ class Calls:
 
 
 def place(
-    worker: RunningWorker, lk: LiveKit, scenarios: list[str], *, concurrency: int, arrival_s: float = 0.7,
-    room_names: list[str | None] | None = None, attributes: list[dict[str, str] | None] | None = None,
+    worker: RunningWorker, lk: LiveKit, scenarios: list[str | dict[str, Any]], *, concurrency: int,
+    arrival_s: float = 0.7, room_names: list[str | None] | None = None,
+    attributes: list[dict[str, str] | None] | None = None,
 ) -> list[CallerResult]:
     """The calls, placed by a caller process of their own (agent.realcalls.call)."""
     spec = [{"scenario": s, "room": (room_names or [None] * len(scenarios))[i],

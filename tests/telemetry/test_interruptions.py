@@ -17,19 +17,20 @@ def counts(cap: CapturedTelemetry) -> dict[tuple[object, object], float]:
             p.value for p in cap.metric_points(Metric.INTERRUPTIONS)}
 
 
-def test_a_barge_in_is_counted_on_the_interrupted_turn_and_the_yield_timed() -> None:
+def test_a_barge_in_is_counted_on_the_callers_turn_and_the_yield_timed() -> None:
     with capture_telemetry() as cap:
         tracer = cap.tracer_provider.get_tracer("test")
         answering, barging = tracer.start_span("turn"), tracer.start_span("turn")
         it = Interruptions()
         it.agent_started(T0, answering)
-        it.user_started(T0 + 1.0, answering)  # the caller speaks over the answer
+        it.user_started(T0 + 1.0, barging)  # the caller speaks over the answer: their new turn
         it.agent_stopped(T0 + 1.35, barging)  # ... and the agent stops 350 ms later
         it.user_stopped(T0 + 2.0, barging)
         answering.end()
         barging.end()
         assert counts(cap) == {("caller", "interruption"): 1}
-        [ev] = [e for e in cap.spans()[0].events if e.name == INTERRUPTION_EVENT]
+        assert not cap.spans()[0].events  # the answer's turn
+        [ev] = [e for e in cap.spans()[1].events if e.name == INTERRUPTION_EVENT]
         assert dict(ev.attributes or {}) == {
             Attr.INTERRUPTION_DIRECTION: "caller", Attr.INTERRUPTION_KIND: "interruption",
         }
