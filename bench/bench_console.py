@@ -335,7 +335,7 @@ def _stack() -> Iterator[None]:
 
     from voxpulse_console import stack
 
-    if all(stack._ready(c.ready_url) for c in stack.COMPONENTS.values()):
+    if all(stack.ready(c.ready_url) for c in stack.COMPONENTS.values()):
         yield
         return
     owned = Path(tempfile.mkdtemp(prefix="vp-bench-console-"))
