@@ -511,7 +511,7 @@ def fault(seconds: float, replay: Replay, rate: float = 1500.0) -> dict[str, Any
         watcher.start()
         load = Load(lambda: blast(replay, "127.0.0.1:4317", seconds, rate=rate, acked_ids=acked_ids))
         time.sleep(seconds / 3)
-        stack.kill("otelcol-2", state_dir=state)
+        stack.kill("otelcol-2", state_dir=state, keep_down=True)  # SIGKILL, and no restart by its keeper
         killed_at = time.monotonic()
         reaction = None
         while reaction is None and time.monotonic() - killed_at < 15:

@@ -133,7 +133,7 @@ def test_a_dead_processing_collector_loses_nothing_the_tier_accepted(tier: Path)
     assert stack.stop("collector-ring", state_dir=tier)
     assert _topology.read_ring_file(_layout.ring_file(tier)) == [
         stack.processing_ports(k).endpoint for k in (1, 2)]
-    assert stack.kill("otelcol-2", state_dir=tier)
+    assert stack.stop("otelcol-2", state_dir=tier)  # dead for good (killed, its keeper would restart it)
     sent = _send("tier-loss-dead-backend")
     # the ring still lists the dead collector: the tier has routed the batches (the survivor got its
     # share) and those that met the dead one wait, retried, in the tier
@@ -148,11 +148,13 @@ def test_a_dead_processing_collector_loses_nothing_the_tier_accepted(tier: Path)
 
 def test_a_killed_load_balancing_collector_delivers_its_queue_after_restart(tier: Path) -> None:
     _start(tier, 1, ["jaeger", "otelcol-1", "otelcol"])
-    assert stack.kill("otelcol-1", state_dir=tier)
+    assert stack.stop("otelcol-1", state_dir=tier)  # down until started again below
     sent = _send("tier-loss-lb-restart")
     # killed as soon as the last export was acknowledged (well within the 1 s the queue batches for)
     assert stack.kill("otelcol", state_dir=tier)
     assert _stored(sent)[0] == TRACES * SPANS_PER_TRACE  # nothing reached the store before the kill
     stack.start("otelcol-1", state_dir=tier, wait_s=60)
-    stack.start("otelcol", state_dir=tier, wait_s=60)
+    # the load-balancing collector came back by itself (its keeper), once
+    assert stack.start("otelcol", state_dir=tier, wait_s=60) == "running"
+    assert {r.name: r.restarts for r in stack.status(state_dir=tier)}["otelcol"] == 1
     _all_stored(sent, "after the load-balancing collector's restart")

@@ -61,8 +61,11 @@ def test_the_exporters_are_components_on_loopback_before_prometheus() -> None:
     assert "--web.listen-address=127.0.0.1:9100" in node_argv
     assert "--collector.disable-defaults" in node_argv
     assert sorted(a for a in node_argv if a.startswith("--collector.") and a != "--collector.disable-defaults") == \
-        sorted(f"--collector.{c}" for c in ("cpu", "meminfo", "filesystem", "netdev", "loadavg"))
-    assert not [a for a in node_argv if "textfile" in a]
+        sorted(f"--collector.{c}" for c in ("cpu", "meminfo", "filesystem", "netdev", "loadavg", "textfile",
+                                            "textfile.directory=/tmp/textfile"))
+    # the textfile collector reads the stack's own folder (its keepers' restart counts), never Debian's default
+    assert [a for a in node_argv if "textfile" in a] == ["--collector.textfile",
+                                                         "--collector.textfile.directory=/tmp/textfile"]
     bb_argv = blackbox.argv(Path("/usr/bin/prometheus-blackbox-exporter"), Path("/tmp/state"))
     assert bb_argv[1:] == [f"--config.file={PROM / 'blackbox.yml'}", "--web.listen-address=127.0.0.1:9115"]
 

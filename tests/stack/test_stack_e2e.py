@@ -387,15 +387,22 @@ def test_up_is_idempotent_and_the_collector_survives_a_kill(running: Stack, sent
     if not running.owned:
         unavailable("STACK", _NOT_OURS.format(what="kills and restarts the collector"))
     assert set(stack.up(state_dir=running.state_dir).values()) == {"running"}
+    old = stack.pid("otelcol", state_dir=running.state_dir)
+    restarts = {r.name: r.restarts for r in stack.status(state_dir=running.state_dir)}["otelcol"]
     assert stack.kill("otelcol", state_dir=running.state_dir)
-    rows = {r.name: r for r in stack.status(state_dir=running.state_dir)}
-    assert not rows["otelcol"].running
-    assert rows["jaeger"].ready
+    # gone (its keeper waits 1 s before the restart) ...
     assert not stack.ready(stack.COMPONENTS["otelcol"].ready_url)
-    assert stack.start("otelcol", state_dir=running.state_dir) == "started"
+    # ... and back by itself: start() finds it running (its keeper) and waits until it is ready
+    assert stack.start("otelcol", state_dir=running.state_dir) == "running"
     rows = {r.name: r for r in stack.status(state_dir=running.state_dir)}
     assert all(r.ready for r in rows.values()), rows
-    assert "starting" in stack.logs("otelcol", 400, state_dir=running.state_dir)
+    assert rows["otelcol"].pid not in (None, old) and rows["otelcol"].restarts == restarts + 1, rows["otelcol"]
+    assert "exited unasked" in stack.logs("otelcol", 400, state_dir=running.state_dir)
+    # a stop is not undone: the keeper stops the collector and exits
+    assert stack.stop("otelcol", state_dir=running.state_dir)
+    rows = {r.name: r for r in stack.status(state_dir=running.state_dir)}
+    assert not rows["otelcol"].running and rows["otelcol"].pid is None
+    assert stack.start("otelcol", state_dir=running.state_dir) == "started"
 
 
 # --- alerts: the stack's Alertmanager -> the stack's receiver -> PostgreSQL alerts_history ----------

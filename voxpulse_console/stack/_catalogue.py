@@ -23,7 +23,7 @@ from voxpulse_console.alert_receiver import DEFAULT_LISTEN as RECEIVER_LISTEN
 from voxpulse_console.alert_receiver import ConfigError, render_alertmanager_config, write_alertmanager_config
 from voxpulse_console.stack import _exporters as exporters
 from voxpulse_console.stack import _media as media
-from voxpulse_console.stack._layout import env_file, state_path
+from voxpulse_console.stack._layout import env_file, state_path, textfile_dir
 from voxpulse_console.ui.config import DEFAULT_LISTEN as UI_LISTEN
 
 __all__ = ["COMPONENTS", "LIVEKIT_COMPONENTS", "LOOPBACK", "OPTIONAL", "Component", "StackError", "binaries",
@@ -181,6 +181,10 @@ def _livekit_env(cstate: Path) -> dict[str, str]:
     return {"LIVEKIT_KEYS": f"{creds['LIVEKIT_API_KEY']}: {creds['LIVEKIT_API_SECRET']}"}
 
 
+def _node_exporter_argv(binary: Path, cstate: Path) -> list[str]:
+    return exporters.node_exporter_argv(binary, cstate, textfile=textfile_dir(cstate.parent))
+
+
 # Start order: the trace store (Jaeger) before the collector that exports to it; the alerts
 # receiver before Alertmanager before Prometheus; LiveKit last.
 COMPONENTS: dict[str, Component] = {
@@ -209,7 +213,7 @@ COMPONENTS: dict[str, Component] = {
             exporters.NODE_BINARIES,
             f"http://{exporters.NODE_LISTEN}/",
             (exporters.port(exporters.NODE_LISTEN),),
-            exporters.node_exporter_argv,
+            _node_exporter_argv,
             description="node_exporter (host CPU, memory, disk, network; voxpulse_console/stack/_exporters.py)",
             stop_timeout_s=5.0,
         ),

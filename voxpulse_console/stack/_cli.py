@@ -34,14 +34,17 @@ def _print_status(rows: list[ComponentStatus]) -> None:
     except ImportError:  # pragma: no cover - rich is a dependency, but keep the module stdlib-only
         for r in rows:
             state = "ready" if r.ready else ("running" if r.running else "stopped")
-            print(f"{r.name:13} {state:8} pid={r.pid or '-':<8} {r.url}  log={r.log}")
+            state = "restarting" if r.running and r.pid is None else state
+            print(f"{r.name:13} {state:8} pid={r.pid or '-':<8} restarts={r.restarts:<3} {r.url}  log={r.log}")
         return
     table = Table(title="VoxPulse stack")
-    for col in ("component", "state", "pid", "ready endpoint", "binary", "log"):
+    for col in ("component", "state", "pid", "restarts", "ready endpoint", "binary", "log"):
         table.add_column(col, overflow="fold")
     for r in rows:
         state = "[green]ready" if r.ready else ("[yellow]running" if r.running else "[red]stopped")
-        table.add_row(r.name, state, str(r.pid or "-"), r.url, str(r.binary or "missing"), str(r.log))
+        if r.running and r.pid is None:
+            state = "[yellow]restarting"
+        table.add_row(r.name, state, str(r.pid or "-"), str(r.restarts), r.url, str(r.binary or "missing"), str(r.log))
     Console().print(table)
 
 

@@ -1,9 +1,12 @@
 """The stack's process supervisor: start, wait for, stop, kill and report the components.
 
-Each component is a background process started in its own session (it outlives the CLI that
-started it) with the repository's own config file, its state under ``state_dir/<name>/``, its
-log in ``state_dir/logs/<name>.log`` and its pid in ``state_dir/run/<name>.pid`` (:mod:`._layout`).
-``up()`` waits on each component's readiness endpoint; it is idempotent (what already runs is left alone).
+Each component runs under its keeper (:mod:`._keeper`: a small process in its own session that
+outlives the CLI, owns the component and restarts it with back-off when it exits unasked), with the
+repository's own config file, its state under ``state_dir/<name>/``, its log in
+``state_dir/logs/<name>.log``, its pid in ``state_dir/run/<name>.pid`` and its keeper's in
+``state_dir/run/<name>.keeper`` (:mod:`._layout`). ``up()`` waits on each component's readiness
+endpoint; it is idempotent (what already runs is left alone). ``stop()`` asks the keeper, which stops
+the component for good; ``kill()`` kills the component itself, a crash its keeper answers.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +36,8 @@ from voxpulse_console.stack._catalogue import (
     find_binary,
 )
 from voxpulse_console.stack._compose import compose, docker_available
-from voxpulse_console.stack._layout import component_dir, logfile, pidfile, state_path, topology_file
+from voxpulse_console.stack._keeper import read_restarts, textfile
+from voxpulse_console.stack._layout import component_dir, keeper_pidfile, logfile, pidfile, state_path, topology_file
 from voxpulse_console.stack._topology import MAX_COLLECTORS, read_topology, tiered, write_topology
 
 __all__ = ["ComponentStatus", "component_names", "components", "down", "in_media_namespace", "kill", "logs",
@@ -50,6 +55,7 @@ class ComponentStatus:
     url: str
     log: Path
     binary: Path | None
+    restarts: int = 0  # by its keeper, since it was started
 
 
 
@@ -86,7 +92,7 @@ def _choose_topology(state: Path, collectors: int | None) -> None:
         raise StackError(f"--collectors {wanted}: 1 to {MAX_COLLECTORS} processing collectors (0: one collector)")
     if wanted == current:
         return
-    running = [n for n in _components(state) if _read_pid(state, n) is not None]
+    running = [n for n in _components(state) if _running(state, n)]
     if running:
         what = f"{current} processing collectors" if current else "one collector"
         raise StackError(f"the stack in {state} runs with {what}: `voxpulse stack down` first ({', '.join(running)})")
@@ -129,8 +135,22 @@ def _start_time(pid: int) -> str:
 
 
 def _read_pid(state: Path, name: str) -> int | None:
+    """The component's own process (None while it is down, e.g. while its keeper waits to restart it)."""
+    return _pid_in(pidfile(state, name))
+
+
+def _keeper_pid(state: Path, name: str) -> int | None:
+    return _pid_in(keeper_pidfile(state, name))
+
+
+def _running(state: Path, name: str) -> bool:
+    """Its keeper runs (the component runs, or is about to be restarted), or the component itself does."""
+    return _keeper_pid(state, name) is not None or _read_pid(state, name) is not None
+
+
+def _pid_in(path: Path) -> int | None:
     try:
-        fields = pidfile(state, name).read_text().split()
+        fields = path.read_text().split()
         pid = int(fields[0])
     except (OSError, ValueError, IndexError):
         return None
@@ -197,17 +217,21 @@ def _spawn(comp: Component, state: Path, env: Mapping[str, str] | None) -> int:
     (state / "run").mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, **comp.env(cstate), **(env or {})}
     argv = comp.argv(binary, cstate)
+    keeper = [sys.executable, "-m", "voxpulse_console.stack._keeper", "--state-dir", str(state), "--name", comp.name,
+              "--stop-timeout", f"{comp.stop_timeout_s:g}"]
     if comp.in_media:
         try:
-            argv = [*media_namespace(state).argv(), *argv]
+            media_namespace(state).argv()  # running (the keeper enters it afresh on each start)
         except media.MediaError as exc:
             raise StackError(f"{comp.name}: {exc}") from exc
+        keeper += ["--media-dir", str(media_namespace(state).dir)]
+    textfile(state, comp.name).unlink(missing_ok=True)  # a new keeper counts from 0
     log = logfile(state, comp.name)
     with log.open("ab") as out:
         out.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(argv)}\n".encode())
         out.flush()
         proc = subprocess.Popen(
-            argv,
+            [*keeper, "--", *argv],
             cwd=cstate,
             env=full_env,
             stdin=subprocess.DEVNULL,
@@ -216,7 +240,7 @@ def _spawn(comp: Component, state: Path, env: Mapping[str, str] | None) -> int:
             start_new_session=True,
         )
     _children[proc.pid] = proc
-    pidfile(state, comp.name).write_text(f"{proc.pid} {_start_time(proc.pid)} {binary}\n", encoding="utf-8")
+    keeper_pidfile(state, comp.name).write_text(f"{proc.pid} {_start_time(proc.pid)} {binary}\n", encoding="utf-8")
     return proc.pid
 
 
@@ -225,15 +249,16 @@ _BOUND = ("otelcol", "ui")
 
 
 def _wait_ready(names: Sequence[str], state: Path, wait_s: float, bind: str | None = None,
-                ui_tls: bool = False) -> None:
+                ui_tls: bool = False, started: Sequence[str] = ()) -> None:
+    """Wait until each of ``names`` answers its readiness URL; one of ``started`` that exits during
+    start-up (its keeper restarts it) is an error, with its log's tail."""
     deadline = time.monotonic() + wait_s
     pending = list(names)
     comps = _all(state)
     while pending:
         for name in list(pending):
             comp = comps[name]
-            pid = _read_pid(state, name)
-            if pid is None:
+            if not _running(state, name) or (name in started and read_restarts(state, name) > 0):
                 raise StackError(
                     f"{name} exited during start-up; log tail:\n{_tail(logfile(state, name), 30)}"
                 )
@@ -330,7 +355,7 @@ def up(
     names = component_names(components, env, state, without_livekit=without_livekit)
     # what cannot start here is said before anything starts
     for name in names:
-        why = None if _read_pid(state, name) is not None else everything[name].unavailable(merged)
+        why = None if _running(state, name) else everything[name].unavailable(merged)
         if why is not None and not (name == "media" and media.in_media_namespace()):
             raise StackError(f"{name}: {why}")
     bind_host = bound.get("VOXPULSE_COLLECTOR_BIND")
@@ -338,7 +363,7 @@ def up(
         for name in names:
             if name == "media" and media.in_media_namespace():
                 continue  # already in a media namespace of the user's own: LiveKit runs right here
-            if _read_pid(state, name) is not None:
+            if _running(state, name):
                 result[name] = "running"
                 continue
             if everything[name].in_media and "media" in started:
@@ -346,7 +371,8 @@ def up(
             _spawn(everything[name], state, env)
             started.append(name)
             result[name] = "started"
-        _wait_ready([n for n in result], state, wait_s, bind_host, bool(merged.get("VOXPULSE_UI_TLS_CERT")))
+        _wait_ready([n for n in result], state, wait_s, bind_host, bool(merged.get("VOXPULSE_UI_TLS_CERT")),
+                    started)
     except BaseException:
         # nothing half-started: what this call started is stopped again (what ran before is left)
         for name in reversed(started):
@@ -384,28 +410,42 @@ def stop(name: str, *, state_dir: Path | str | None = None, timeout_s: float | N
     component's ``stop_timeout_s``). False if it was not running."""
     state = state_path(state_dir)
     component_names([name], state=state)
-    pid = _read_pid(state, name)
-    if pid is None:
-        pidfile(state, name).unlink(missing_ok=True)
-        return False
-    _stop_pid(pid, _all(state)[name].stop_timeout_s if timeout_s is None else timeout_s)
-    pidfile(state, name).unlink(missing_ok=True)
-    return True
+    keeper, pid = _keeper_pid(state, name), _read_pid(state, name)
+    timeout = _all(state)[name].stop_timeout_s if timeout_s is None else timeout_s
+    if keeper is not None:  # the keeper stops the component (SIGTERM, SIGKILL after its timeout) and exits
+        _stop_pid(keeper, timeout + 5)
+    if pid is not None and _alive(pid):  # no keeper (it was killed): the component itself
+        _stop_pid(pid, timeout)
+    for path in (keeper_pidfile(state, name), pidfile(state, name), textfile(state, name)):
+        path.unlink(missing_ok=True)
+    return keeper is not None or pid is not None
 
 
-def kill(name: str, *, state_dir: Path | str | None = None, sig: int = signal.SIGKILL) -> bool:
-    """Kill one component abruptly (fault tests: a collector crash). False if it was not running."""
+def kill(name: str, *, state_dir: Path | str | None = None, sig: int = signal.SIGKILL,
+         keep_down: bool = False) -> bool:
+    """Kill one component's process group abruptly, not its keeper: a crash (fault tests), which the
+    keeper answers by restarting it after its back-off. ``keep_down`` SIGKILLs the keeper first: a
+    crash that stays down until :func:`start` (a lost machine; :func:`stop` is the clean way down).
+    Returns once the process is gone; False if it was not running."""
     state = state_path(state_dir)
     component_names([name], state=state)
     pid = _read_pid(state, name)
+    keeper = _keeper_pid(state, name)
+    if keep_down and keeper is not None:
+        _signal_group(keeper, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _alive(keeper):
+            time.sleep(0.01)
+        keeper = None
     if pid is None:
         return False
     _signal_group(pid, sig)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.05)
-    if not _alive(pid):
-        pidfile(state, name).unlink(missing_ok=True)
+    if keeper is None and not _alive(pid):
+        for path in (keeper_pidfile(state, name), pidfile(state, name), textfile(state, name)):
+            path.unlink(missing_ok=True)
     return True
 
 
@@ -461,18 +501,19 @@ def status(*, state_dir: Path | str | None = None) -> list[ComponentStatus]:
     state = state_path(state_dir)
     out = []
     for name, comp in _all(state).items():
-        pid = _read_pid(state, name)
-        if name in OPTIONAL and pid is None and comp.unavailable(os.environ) is not None:
+        pid, running = _read_pid(state, name), _running(state, name)
+        if name in OPTIONAL and not running and comp.unavailable(os.environ) is not None:
             continue  # an optional component that is neither running nor configured
         out.append(
             ComponentStatus(
                 name=name,
-                running=pid is not None,
+                running=running,
                 ready=pid is not None and ready(comp.ready_url, timeout=0.5),
                 pid=pid,
                 url=comp.ready_url,
                 log=logfile(state, name),
                 binary=find_binary(comp.binary_names),
+                restarts=read_restarts(state, name),
             )
         )
     return out
