@@ -65,7 +65,7 @@ def _summary(ms: list[float]) -> dict[str, float]:
 def _dsn() -> str:
     dsn = os.environ.get("VOXPULSE_DATABASE_URL") or os.environ.get("DATABASE_URL")
     if not dsn:
-        env = ROOT / ".voxpulse" / "services" / "env"
+        env = ROOT / ".voxpulse" / "stack" / "services.env"
         if env.is_file():
             for line in env.read_text().splitlines():
                 if line.startswith("DATABASE_URL="):

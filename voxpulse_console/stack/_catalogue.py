@@ -50,6 +50,10 @@ class Component:
     unavailable: Callable[[Mapping[str, str]], str | None] = field(default=lambda _env: None)
     prepare: Callable[[Path], None] | None = None  # (stack state dir) -> None; raises StackError
     in_media: bool = False  # runs inside the media namespace (._media)
+    locate: Callable[[], Path | None] | None = None  # where the binary is, when not by name on the usual paths
+    stop_signal: str = "TERM"  # what asks it to stop (PostgreSQL: INT, its fast shutdown)
+    after_ready: Callable[[Path], None] | None = None  # (stack state dir) -> None, once it answers; StackError
+    ready_check: Callable[[], bool] | None = None  # instead of ready_url (PostgreSQL: pg_isready)
 
 
 def _otelcol_argv(binary: Path, _state: Path) -> list[str]:

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from voxpulse_console.stack import _media as media
 from voxpulse_console.stack._catalogue import COMPONENTS, OPTIONAL, StackError, ensure_built, livekit_env
 from voxpulse_console.stack._layout import DEFAULT_STATE_DIR, env_file, state_path
+from voxpulse_console.stack._services import SERVICES, write_env
+from voxpulse_console.stack._services import env_file as services_env_file
 from voxpulse_console.stack._supervisor import (
     ComponentStatus,
     component_names,
@@ -19,6 +21,7 @@ from voxpulse_console.stack._supervisor import (
     media_namespace,
     restart,
     status,
+    stop,
     up,
 )
 from voxpulse_console.stack._topology import MAX_COLLECTORS
@@ -89,6 +92,8 @@ def _cmd(args: argparse.Namespace) -> int:
                 return 1
             for key, value in env.items():
                 print(f"{key}={value}")
+        elif args.stack_cmd == "services":
+            return _services(args.action, state_dir)
         elif args.stack_cmd == "exec":
             argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
             if not argv:
@@ -108,6 +113,44 @@ def _cmd(args: argparse.Namespace) -> int:
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+SERVICE_ACTIONS = ("start", "stop", "status", "env", "env-path", "start-postgres", "stop-postgres", "start-redis",
+                   "stop-redis")
+
+
+def _say(message: str) -> None:
+    print(f"[services] {message}", file=sys.stderr, flush=True)
+
+
+def _services(action: str, state_dir: str | None) -> int:
+    """``voxpulse stack services ACTION`` (scripts/services.sh's commands): PostgreSQL and Redis."""
+    state = state_path(state_dir)
+    if action in ("start", "start-postgres", "start-redis"):
+        names = list(SERVICES) if action == "start" else [action.removeprefix("start-")]
+        for name, what in up(names, state_dir=state, wait_s=60).items():
+            _say(f"{name} {'already running' if what == 'running' else 'started'}")
+        if action == "start":
+            print(write_env(state))
+    elif action in ("stop", "stop-postgres", "stop-redis"):
+        names = list(reversed(SERVICES)) if action == "stop" else [action.removeprefix("stop-")]
+        for name in names:
+            _say(f"{name} {'stopped' if stop(name, state_dir=state) else 'not running'}")
+    elif action == "status":
+        rows = {r.name: r for r in status(state_dir=state)}
+        for name in SERVICES:
+            row = rows.get(name)
+            print(f"{name}: " + (f"running (pid {row.pid}, {row.url}, restarts {row.restarts})" if row else "stopped"))
+        return 0 if all(n in rows and rows[n].ready for n in SERVICES) else 1
+    elif action == "env":
+        try:
+            print(services_env_file(state).read_text(encoding="utf-8"), end="")
+        except OSError:
+            _say(f"no env file yet ({services_env_file(state)}): `voxpulse stack services start` writes it")
+            return 1
+    elif action == "env-path":
+        print(services_env_file(state))
     return 0
 
 
@@ -189,6 +232,12 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
     sp = sub.add_parser("env", help="print the stack's env file (LiveKit URL, API key and secret)")
     common(sp, components=False)
+
+    sp = sub.add_parser(
+        "services", help="PostgreSQL and Redis (the call history): start, stop, status, env, env-path, "
+        "start-postgres, ... (scripts/services.sh runs these); not part of stack up/down")
+    common(sp, components=False)
+    sp.add_argument("action", choices=SERVICE_ACTIONS, nargs="?", default="start")
 
     sp = sub.add_parser(
         "exec", help="run a command in the media namespace, next to the stack's LiveKit server (an agent of "

@@ -19,8 +19,9 @@ What it does:
 * when the component exits without being asked to (a crash, ``kill -9``, an out-of-memory kill), says
   so in the log and starts it again after a back-off: 1 s, doubling up to 30 s, back to 1 s once a run
   lasted 60 s. Each restart is counted;
-* on SIGTERM (``stack.stop``/``down``) stops the component (SIGTERM to its group, SIGKILL after
-  ``--stop-timeout``), removes its pidfile and metrics file and exits: a stop is never undone;
+* on SIGTERM (``stack.stop``/``down``) stops the component (``--stop-signal``, SIGTERM by default,
+  to its group; SIGKILL after ``--stop-timeout``), removes its pidfile and metrics file and exits: a
+  stop is never undone;
 * keeps ``textfile/<name>.prom`` in the stack's state folder current, which the stack's node_exporter
   reads (``--collector.textfile.directory``): :data:`RESTARTS` (counter) and :data:`UP` (gauge), both
   labelled ``component``. Prometheus alerts on them (prometheus/rules/alerts-infra.yml:
@@ -135,11 +136,13 @@ def _signal_group(pid: int, sig: int) -> None:
 
 class Keeper:
     def __init__(self, state: Path, name: str, command: Sequence[str], *, stop_timeout_s: float,
-                 media_dir: Path | None = None, backoff: Backoff | None = None) -> None:
+                 stop_signal: int = signal.SIGTERM, media_dir: Path | None = None,
+                 backoff: Backoff | None = None) -> None:
         self.state = state
         self.name = name
         self.command = list(command)
         self.stop_timeout_s = stop_timeout_s
+        self.stop_signal = stop_signal
         self.media_dir = media_dir
         self.backoff = backoff or Backoff()
         self.stopping = threading.Event()
@@ -161,7 +164,7 @@ class Keeper:
         return proc
 
     def _terminate(self, proc: subprocess.Popen[bytes]) -> None:
-        _signal_group(proc.pid, signal.SIGTERM)
+        _signal_group(proc.pid, self.stop_signal)
         try:
             proc.wait(timeout=self.stop_timeout_s)
         except subprocess.TimeoutExpired:
@@ -206,13 +209,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--state-dir", required=True, type=Path)
     p.add_argument("--name", required=True)
     p.add_argument("--stop-timeout", type=float, default=20.0, help="SIGTERM, then SIGKILL after this long")
+    p.add_argument("--stop-signal", default="TERM", help="what asks the component to stop (TERM, INT, ...)")
     p.add_argument("--media-dir", type=Path, default=None, help="run the command inside this media namespace")
     p.add_argument("command", nargs=argparse.REMAINDER)
     args = p.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         p.error("no command")
-    keeper = Keeper(args.state_dir, args.name, command, stop_timeout_s=args.stop_timeout, media_dir=args.media_dir)
+    keeper = Keeper(args.state_dir, args.name, command, stop_timeout_s=args.stop_timeout,
+                    stop_signal=getattr(signal, f"SIG{args.stop_signal}"), media_dir=args.media_dir)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: keeper.stopping.set())
     return keeper.run()

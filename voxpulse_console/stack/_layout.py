@@ -8,6 +8,7 @@
       logs/<name>.log        the component's output (and its keeper's restarts)
       textfile/              node_exporter's textfile folder: the keepers' restart counts
       <name>/                the component's own state (data, queues); otelcol/ring.yaml: the ring
+      services.env           DATABASE_URL, REDIS_URL of PostgreSQL and Redis (``voxpulse stack services``, mode 0600)
 """
 
 from __future__ import annotations

@@ -38,6 +38,8 @@ from voxpulse_console.stack._catalogue import (
 from voxpulse_console.stack._compose import compose, docker_available
 from voxpulse_console.stack._keeper import read_restarts, textfile
 from voxpulse_console.stack._layout import component_dir, keeper_pidfile, logfile, pidfile, state_path, topology_file
+from voxpulse_console.stack._services import SERVICES
+from voxpulse_console.stack._services import components as service_components
 from voxpulse_console.stack._topology import MAX_COLLECTORS, read_topology, tiered, write_topology
 
 __all__ = ["ComponentStatus", "component_names", "components", "down", "in_media_namespace", "kill", "logs",
@@ -66,7 +68,12 @@ def _components(state: Path | None) -> dict[str, Component]:
 
 
 def _all(state: Path | None) -> dict[str, Component]:
-    return {**_components(state), **OPTIONAL}
+    """Everything a state folder can run: the stack, its optional components, PostgreSQL and Redis."""
+    return {**_components(state), **OPTIONAL, **service_components()}
+
+
+def _binary(comp: Component) -> Path | None:
+    return comp.locate() if comp.locate is not None else find_binary(comp.binary_names)
 
 
 def components(*, state_dir: Path | str | None = None) -> dict[str, Component]:
@@ -171,6 +178,12 @@ def port_busy(port: int) -> bool:
 
 
 def ready(url: str, timeout: float = 1.0) -> bool:
+    """``url`` answers 200; a ``tcp://HOST:PORT`` URL (PostgreSQL, Redis): it accepts a connection."""
+    if url.startswith("tcp://"):
+        host, _, port = url.removeprefix("tcp://").rpartition(":")
+        with socket.socket() as s:
+            s.settimeout(timeout)
+            return s.connect_ex((host, int(port))) == 0
     try:
         # a readiness probe of our own process (the console's TLS may be self-signed): no verification
         return httpx.get(url, timeout=timeout, verify=not url.startswith("https://")).status_code == 200
@@ -191,7 +204,7 @@ def _tail(path: Path, lines: int) -> str:
 
 
 def _spawn(comp: Component, state: Path, env: Mapping[str, str] | None) -> int:
-    binary = find_binary(comp.binary_names)
+    binary = _binary(comp)
     if binary is None:
         raise StackError(
             f"{comp.name}: binary not found ({' or '.join(comp.binary_names)}); "
@@ -218,7 +231,7 @@ def _spawn(comp: Component, state: Path, env: Mapping[str, str] | None) -> int:
     full_env = {**os.environ, **comp.env(cstate), **(env or {})}
     argv = comp.argv(binary, cstate)
     keeper = [sys.executable, "-m", "voxpulse_console.stack._keeper", "--state-dir", str(state), "--name", comp.name,
-              "--stop-timeout", f"{comp.stop_timeout_s:g}"]
+              "--stop-timeout", f"{comp.stop_timeout_s:g}", "--stop-signal", comp.stop_signal]
     if comp.in_media:
         try:
             media_namespace(state).argv()  # running (the keeper enters it afresh on each start)
@@ -267,7 +280,7 @@ def _wait_ready(names: Sequence[str], state: Path, wait_s: float, bind: str | No
                 url = url.replace(LOOPBACK, f"[{bind}]" if ":" in bind else bind, 1)
             if ui_tls and name == "ui":
                 url = url.replace("http://", "https://", 1)
-            if ready(url):
+            if comp.ready_check() if comp.ready_check is not None else ready(url):
                 pending.remove(name)
         if not pending:
             return
@@ -373,6 +386,10 @@ def up(
             result[name] = "started"
         _wait_ready([n for n in result], state, wait_s, bind_host, bool(merged.get("VOXPULSE_UI_TLS_CERT")),
                     started)
+        for name in started:
+            hook = everything[name].after_ready
+            if hook is not None:
+                hook(state)
     except BaseException:
         # nothing half-started: what this call started is stopped again (what ran before is left)
         for name in reversed(started):
@@ -484,7 +501,9 @@ def down(
         return ["docker-compose"]
     state = state_path(state_dir)
     stopped = []
-    for name in reversed(list(_all(state)) if components is None else component_names(components, state=state)):
+    names = [n for n in _all(state) if n not in SERVICES] if components is None else component_names(components,
+                                                                                                          state=state)
+    for name in reversed(names):
         if stop(name, state_dir=state_dir, timeout_s=timeout_s):
             stopped.append(name)
     if components is None:  # the whole stack: the next `up` starts the topology it is asked for
@@ -504,15 +523,18 @@ def status(*, state_dir: Path | str | None = None) -> list[ComponentStatus]:
         pid, running = _read_pid(state, name), _running(state, name)
         if name in OPTIONAL and not running and comp.unavailable(os.environ) is not None:
             continue  # an optional component that is neither running nor configured
+        if name in SERVICES and not running:
+            continue  # PostgreSQL and Redis: `voxpulse stack services start`
         out.append(
             ComponentStatus(
                 name=name,
                 running=running,
-                ready=pid is not None and ready(comp.ready_url, timeout=0.5),
+                ready=pid is not None and (comp.ready_check() if comp.ready_check is not None
+                                           else ready(comp.ready_url, timeout=0.5)),
                 pid=pid,
                 url=comp.ready_url,
                 log=logfile(state, name),
-                binary=find_binary(comp.binary_names),
+                binary=_binary(comp),
                 restarts=read_restarts(state, name),
             )
         )
