@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from voxpulse_console.stack._cli import main, register_cli
     from voxpulse_console.stack._compose import compose_command, docker_available
     from voxpulse_console.stack._layout import DEFAULT_STATE_DIR
-    from voxpulse_console.stack._layout import state_path as _state  # noqa: F401  (cli.py's old name)
+    from voxpulse_console.stack._layout import state_path as state_dir
     from voxpulse_console.stack._media import MEDIA_ADDRESS, MediaError, MediaNamespace
     from voxpulse_console.stack._media import supported as media_supported
     from voxpulse_console.stack._supervisor import (
@@ -71,17 +71,17 @@ if TYPE_CHECKING:
         stop,
         up,
     )
-    from voxpulse_console.stack._supervisor import ready as _ready  # noqa: F401  (cli.py's old name)
     from voxpulse_console.stack._topology import LISTEN as RING_LISTEN
     from voxpulse_console.stack._topology import MAX_COLLECTORS, ProcessingPorts, processing_ports
 
 # Loaded on first use (PEP 562), so that ``python -m voxpulse_console.stack._keeper`` and ``._media`` (run by
 # a bare Python, without the venv's packages) import only what they need. name -> (module, attribute).
-# ``_ready`` and ``_state``: voxpulse_console/cli.py's demo (owned by another change) still reads the
-# readiness probe and the state folder by their old private names; remove them when those lines move.
+# ``_ready`` and ``_state`` (untyped; ``ready`` and ``state_dir`` are their public names): voxpulse_console/cli.py
+# reads the readiness probe and the state folder by their old private names; remove them when those lines move.
 _LAZY: dict[str, tuple[str, str]] = {
     "_ready": ("_supervisor", "ready"),
     "_state": ("_layout", "state_path"),
+    "state_dir": ("_layout", "state_path"),
     "binaries": ("_catalogue", "binaries"),
     "cache_dir": ("_catalogue", "cache_dir"),
     "Component": ("_catalogue", "Component"),
@@ -173,6 +173,7 @@ __all__ = [
     "register_cli",
     "restart",
     "start",
+    "state_dir",
     "status",
     "stop",
     "up",
