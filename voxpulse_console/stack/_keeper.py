@@ -9,7 +9,7 @@ be the component's parent to see it exit (``waitpid``, no polling of pids that m
 keeper per component keeps that something as small as the job: it is stdlib only, knows one command,
 and its failure takes down one component's restarts, not the whole stack's; ``up``/``stop`` of one
 component stay what they were (start or signal one process), with no daemon protocol to add, version
-and keep alive. The cost is one idle Python process (~10 MB resident) per component.
+and keep alive. The cost is one idle Python process (~15 MB resident, measured) per component.
 
 What it does:
 
