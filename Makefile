@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` and `make test`. Both set up everything they need.
 # Everything listens on the host's loopback (the console, Prometheus, the collector's OTLP ports,
 # PostgreSQL, Redis); only our LiveKit server, the demo's agent worker and the speaking callers run in
-# the media namespace, which the stack makes without root (voxpulse_console/media.py).
+# the media namespace, which the stack makes without root (voxpulse_console/stack/_media.py).
 # Root is needed once, for the Debian packages (bootstrap says which when they are missing).
 .PHONY: demo test bootstrap lint docs bench clean-state
 

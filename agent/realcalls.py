@@ -1,7 +1,7 @@
 """Real calls end to end: the agent worker as a process, and a recorder of what it exports.
 
 Used by ``voxpulse demo``, the real-call tests and the benchmarks. The worker and the callers run
-inside the stack's media namespace (``voxpulse_console.media``, passed as ``media=``) next to its
+inside the stack's media namespace (``voxpulse_console.stack._media``, passed as ``media=``) next to its
 LiveKit server; what they export reaches the stack on the host's loopback through it.
 
     with OtlpRecorder(forward_to="http://127.0.0.1:4318") as rec, Worker(env=...) as worker:

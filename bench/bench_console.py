@@ -68,7 +68,7 @@ def _summary(ms: list[float]) -> dict[str, float]:
 def _dsn() -> str:
     dsn = database_url()  # the library's lookup (VOXPULSE_DATABASE_URL, DATABASE_URL)
     if not dsn:
-        env = ROOT / ".voxpulse" / "services" / "env"
+        env = ROOT / ".voxpulse" / "stack" / "services.env"
         if env.is_file():
             for line in env.read_text().splitlines():
                 if line.startswith("DATABASE_URL="):
@@ -338,7 +338,7 @@ def _stack() -> Iterator[None]:
 
     from voxpulse_console import stack
 
-    if all(stack._ready(c.ready_url) for c in stack.COMPONENTS.values()):
+    if all(stack.ready(c.ready_url) for c in stack.COMPONENTS.values()):
         yield
         return
     owned = Path(tempfile.mkdtemp(prefix="vp-bench-console-"))

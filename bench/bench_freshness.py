@@ -15,7 +15,7 @@ flush (VOXPULSE_SPANMETRICS_FLUSH, default 20 s) + scrape (15 s), worst about 37
 = the two batches (<= 2 s) + the collector's queue hand-off; Jaeger writes a span before it answers
 the collector and its search sees it at once.
 
-Uses the stack that answers on the standard ports, or starts one (voxpulse_console/stack.py, shipped
+Uses the stack that answers on the standard ports, or starts one (voxpulse_console/stack/, shipped
 configs, temporary state folder) and stops it afterwards. ``--also-flush 5s`` additionally measures
 Prometheus with a shorter span-metrics flush (only on a stack this command started: it restarts the
 collector).
@@ -153,7 +153,7 @@ def run(samples: int, store_samples: int, also_flush: str | None) -> dict[str, A
     probe = tracestore.from_env()
     store_name = f"{probe.kind} ({probe.url})"
     owned: Path | None = None
-    if not all(stack._ready(c.ready_url) for c in stack.COMPONENTS.values()):
+    if not all(stack.ready(c.ready_url) for c in stack.COMPONENTS.values()):
         owned = Path(tempfile.mkdtemp(prefix="vp-fresh-"))
         stack.up(state_dir=owned, wait_s=120)
     rows: list[dict[str, Any]] = []

@@ -11,7 +11,7 @@
    seen by a 5 ms ticker. Targets: enqueue p99 <= 200 us, loop stall < 250 ms (these were timed
    assertions of tests/history/test_faults.py; the tests keep the zero-loss accounting).
 
-Needs the PostgreSQL of scripts/services.sh (DATABASE_URL, or .voxpulse/services/env); works in
+Needs the PostgreSQL of scripts/services.sh (DATABASE_URL, or .voxpulse/stack/services.env); works in
 a throw-away database that it drops afterwards.
 
     python -m bench.bench_history [--rounds 5] [--ops 100000] [--rows 50000] [--baseline-rows 5000]
@@ -47,7 +47,7 @@ def _setting(name: str) -> str | None:
     if os.environ.get(name):
         return os.environ[name]
     state = Path(os.environ.get("VOXPULSE_STATE_DIR") or ROOT / ".voxpulse")
-    f = (state if state.is_absolute() else ROOT / state) / "services" / "env"
+    f = (state if state.is_absolute() else ROOT / state) / "stack" / "services.env"
     if f.is_file():
         for line in f.read_text().splitlines():
             if line.startswith(f"{name}="):

@@ -38,8 +38,8 @@ import psutil
 
 from agent.realcalls import OtlpRecorder, StoreThread, Worker, call
 from telemetry.semconv import Attr
-from voxpulse_console import media, stack
-from voxpulse_console.media import MediaNamespace
+from voxpulse_console import stack
+from voxpulse_console.stack import MediaNamespace
 
 SCENARIOS = ("order_status", "book_fitting", "ask_operator")  # no barge-in: one answer per line
 
@@ -271,7 +271,7 @@ def main() -> int:
     ap.add_argument("--share-level", type=int, default=5)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
-    why = media.supported() or ""
+    why = stack.media_supported() or ""
     if why:
         why = f"no media namespace: {why}"
     elif stack.binaries().get("livekit-server") is None:
@@ -282,7 +282,7 @@ def main() -> int:
         result: dict[str, Any] = {"skipped": why}
     else:
         state = None
-        if not stack._ready(stack.COMPONENTS["livekit"].ready_url):
+        if not stack.ready(stack.COMPONENTS["livekit"].ready_url):
             state = Path(tempfile.mkdtemp(prefix="vp-bench-stack-"))
             stack.up(["livekit"], state_dir=state)
         creds = stack.livekit_env(state)

@@ -48,7 +48,7 @@ from typing import Any
 import httpx
 
 from telemetry._env import OTLP_HTTP_ENDPOINT
-from voxpulse_console import collector_ring, stack
+from voxpulse_console import stack
 from voxpulse_console.settings import DEFAULT_PROMETHEUS_URL, DEFAULT_TRACE_STORE_URLS
 
 PARTS = ("saturation", "scaling", "fault", "growth")
@@ -335,7 +335,7 @@ def sink() -> Iterator[subprocess.Popen[bytes]]:
         proc = subprocess.Popen([str(binary), f"--config={cfg}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 20
-            while not stack._port_busy(int(SINK_OTLP.rpartition(":")[2])):
+            while not stack.port_busy(int(SINK_OTLP.rpartition(":")[2])):
                 assert proc.poll() is None and time.monotonic() < deadline, "the sink collector did not start"
                 time.sleep(0.1)
             yield proc
@@ -347,7 +347,7 @@ def sink() -> Iterator[subprocess.Popen[bytes]]:
 def saturation(seconds: float, replay: Replay) -> list[dict[str, Any]]:
     """One processing collector on one core, the load stepped up until it no longer takes it all."""
     out = []
-    p1 = collector_ring.processing_ports(1)
+    p1 = stack.processing_ports(1)
     own = [f"http://127.0.0.1:{p1.telemetry}/metrics"]
     for percent, memory_mib, store in SATURATION_RUNS:
         env = {"VOXPULSE_TRACE_SAMPLING_PERCENT": f"{percent:g}", "VOXPULSE_TRACE_DECISION_AFTER_ROOT": "5s"}
@@ -422,7 +422,7 @@ def scaling(seconds: float, replay: Replay) -> list[dict[str, Any]]:
     env = {"VOXPULSE_TRACE_SAMPLING_PERCENT": "10", "VOXPULSE_TRACE_DECISION_AFTER_ROOT": "5s"}
     for n in (1, 2, 3):
         comps = ["jaeger", *(f"otelcol-{k}" for k in range(1, n + 1)), "otelcol"]
-        own = [f"http://127.0.0.1:{collector_ring.processing_ports(k).telemetry}/metrics" for k in range(1, n + 1)]
+        own = [f"http://127.0.0.1:{stack.processing_ports(k).telemetry}/metrics" for k in range(1, n + 1)]
         for generator in ("replay", "telemetrygen"):  # a fresh stack each: no memory left by the other
             with tiered_stack(n, env, comps) as state:
                 def start(duration: float, generator: str = generator) -> tuple[Callable[[], None], dict[str, int]]:
@@ -469,7 +469,7 @@ def _jaeger_span_count(http: httpx.Client, trace_id: str) -> int:
 def _settled(state: Path, collectors: Sequence[int], deadline_s: float) -> bool:
     """Waits until the collectors hold no trace and queue no span, and Jaeger's count stops moving."""
     end = time.monotonic() + deadline_s
-    own = [f"http://127.0.0.1:{collector_ring.processing_ports(k).telemetry}/metrics" for k in collectors]
+    own = [f"http://127.0.0.1:{stack.processing_ports(k).telemetry}/metrics" for k in collectors]
     while time.monotonic() < end:
         try:
             busy = sum(total(m, "otelcol_processor_tail_sampling_sampling_traces_on_memory")
@@ -490,7 +490,7 @@ def fault(seconds: float, replay: Replay, rate: float = 1500.0) -> dict[str, Any
     the loss with it dead, then again once it is back (its export queue on disk delivered)."""
     env = {"VOXPULSE_TRACE_SAMPLING_PERCENT": "100", "VOXPULSE_TRACE_DECISION_AFTER_ROOT": "5s"}
     comps = ["jaeger", "otelcol-1", "otelcol-2", "otelcol-3", "otelcol", "collector-ring"]
-    p2 = f"http://127.0.0.1:{collector_ring.processing_ports(2).telemetry}/metrics"
+    p2 = f"http://127.0.0.1:{stack.processing_ports(2).telemetry}/metrics"
     with tiered_stack(3, env, comps) as state:
         jaeger0 = _jaeger_stored()
         lb_samples: list[float] = []
@@ -513,18 +513,18 @@ def fault(seconds: float, replay: Replay, rate: float = 1500.0) -> dict[str, Any
         watcher.start()
         load = Load(lambda: blast(replay, "127.0.0.1:4317", seconds, rate=rate, acked_ids=acked_ids))
         time.sleep(seconds / 3)
-        stack.kill("otelcol-2", state_dir=state)
+        stack.kill("otelcol-2", state_dir=state, keep_down=True)  # SIGKILL, and no restart by its keeper
         killed_at = time.monotonic()
         reaction = None
         while reaction is None and time.monotonic() - killed_at < 15:
             with suppress(httpx.HTTPError):
-                if httpx.get(f"http://{collector_ring.LISTEN}/ring", timeout=2).json()["changes"] >= 1:
+                if httpx.get(f"http://{stack.RING_LISTEN}/ring", timeout=2).json()["changes"] >= 1:
                     reaction = round(time.monotonic() - killed_at, 2)
             time.sleep(0.05)
         load.join()
         stop.set()
         watcher.join(5)
-        ring = httpx.get(f"http://{collector_ring.LISTEN}/ring", timeout=5).json()
+        ring = httpx.get(f"http://{stack.RING_LISTEN}/ring", timeout=5).json()
         settled = _settled(state, (1, 3), 180)
         lb_accepted = int((lb_samples[0] if lb_samples else 0)
                           + sum(b - a if b >= a else b for a, b in itertools.pairwise(lb_samples)))

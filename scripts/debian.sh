@@ -9,7 +9,7 @@
 # Groups: services (PostgreSQL, Redis: scripts/services.sh), stack (Prometheus, promtool,
 # Alertmanager, amtool, node_exporter, the blackbox exporter: scripts/build-backends.sh --only=debian), media (the real calls: espeak-ng
 # speaks the callers' lines and the agent's answers in Ukrainian and Russian, sox resamples them to
-# 48 kHz, iproute2's `ip` sets up the media namespace (voxpulse_console/media.py); also
+# 48 kHz, iproute2's `ip` sets up the media namespace (voxpulse_console/stack/_media.py); also
 # build-backends.sh --only=debian) and browser (Chromium for the web console's browser tests:
 # scripts/bootstrap.sh). Those scripts call this one.
 # A new package is one line of PACKAGES: its group, a shell test that is true when it is installed,

@@ -10,7 +10,8 @@
   console, no ``store`` module but the trace store's, no ``history`` module outside the call history;
   one migration tree and one runner;
 * every process of the native stack (voxpulse_console.stack.COMPONENTS and its OPTIONAL ones) and the
-  two services of scripts/services.sh are nodes, labelled with exactly the ports they listen on.
+  two services of scripts/services.sh (voxpulse stack services) are nodes, labelled with exactly the
+  ports they listen on.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pytest
 
 from tests.support import ROOT
 from voxpulse_console import stack
+from voxpulse_console.stack import _services
 
 DOC = ROOT / "docs" / "architecture.md"
 SCRIPT_DIRS = ("grafana",)  # scripts, not packages: one node each
@@ -181,13 +183,6 @@ def _ports(label: str) -> set[int]:
     return {int(p) for p in re.findall(r":(\d{2,5})\b", label)}
 
 
-def _services_sh_default(variable: str) -> int:
-    text = (ROOT / "scripts" / "services.sh").read_text(encoding="utf-8")
-    m = re.search(rf"\$\{{{variable}:-(\d+)\}}", text)
-    assert m is not None, variable
-    return int(m.group(1))
-
-
 PROCESSES = {**stack.COMPONENTS, **stack.OPTIONAL}
 
 
@@ -201,5 +196,6 @@ def test_every_stack_process_is_drawn_with_its_ports(name: str) -> None:
 
 def test_the_services_are_drawn_with_their_ports() -> None:
     nodes = _nodes(_mermaid())
-    assert _ports(nodes["postgresql"]) == {_services_sh_default("PGPORT")}
-    assert _ports(nodes["redis"]) == {_services_sh_default("REDIS_PORT")}
+    services = _services.components({})  # their default ports (PGPORT, REDIS_PORT unset)
+    assert _ports(nodes["postgresql"]) == set(services["postgres"].ports)
+    assert _ports(nodes["redis"]) == set(services["redis"].ports)

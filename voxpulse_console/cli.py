@@ -397,7 +397,7 @@ def _demo_real_calls(args: argparse.Namespace, calls: Any, collector_up: bool) -
     why = ""
     if not collector_up:
         why = "no collector"
-    elif not stack._ready(stack.COMPONENTS["livekit"].ready_url):
+    elif not stack.ready(stack.COMPONENTS["livekit"].ready_url):
         why = "the LiveKit server does not answer"
     elif shutil.which("espeak-ng") is None or shutil.which("sox") is None:
         why = "espeak-ng or sox missing (scripts/build-backends.sh --only=debian)"
@@ -408,7 +408,7 @@ def _demo_real_calls(args: argparse.Namespace, calls: Any, collector_up: bool) -
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": _collector(),
            "OTEL_METRIC_EXPORT_INTERVAL": str(int(args.metric_interval * 1000)),
            "VOXPULSE_AGENT_NAME": f"tyre-agent-demo-{os.getpid()}"}
-    log = stack._state(None) / "logs" / "demo-worker.log"  # the stack's state folder, as the stack finds it
+    log = stack.state_dir(None) / "logs" / "demo-worker.log"  # the stack's state folder, as the stack finds it
     results = calls.real_calls(args, env=env, livekit=stack.livekit_env(), media=stack.media_namespace(), log=log)
     table = Table(title=f"{len(results)} real calls; time to first word as each caller heard it")
     for col in ("call_id", "scenario", "turns", "caller TTFW per turn (ms)", "error"):

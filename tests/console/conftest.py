@@ -35,10 +35,10 @@ def jaeger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveJaeger]:
         unavailable("STACK", "missing jaeger: run scripts/build-backends.sh --only=jaeger")
     # a stack that is starting or stopping: wait until Jaeger is either up (reuse it) or gone
     deadline = time.monotonic() + 60
-    while not stack._ready(JAEGER.ready_url) and any(stack._port_busy(p) for p in JAEGER.ports):
+    while not stack.ready(JAEGER.ready_url) and any(stack.port_busy(p) for p in JAEGER.ports):
         assert time.monotonic() < deadline, f"ports {JAEGER.ports} busy but Jaeger not ready"
         time.sleep(0.2)
-    if stack._ready(JAEGER.ready_url):
+    if stack.ready(JAEGER.ready_url):
         yield LiveJaeger(None)
         return
     state = tmp_path_factory.mktemp("jaeger")

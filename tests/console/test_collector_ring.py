@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from voxpulse_console.collector_ring import (
+from voxpulse_console.stack._topology import (
     MAX_COLLECTORS,
     Ring,
     processing_ports,

@@ -19,7 +19,7 @@ from urllib.parse import unquote
 import pytest
 
 from tests.support import ROOT, throwaway_database, unavailable
-from voxpulse_console import media, stack
+from voxpulse_console import stack
 
 pytestmark = [pytest.mark.db, pytest.mark.stack, pytest.mark.slow]
 
@@ -41,7 +41,7 @@ class Demo:
 
 @pytest.fixture(scope="module")
 def demo(base_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    why = media.supported()
+    why = stack.media_supported()
     if why:
         unavailable("LIVEKIT", f"no media namespace: {why}")
     missing = [n for n in ("livekit-server", "otelcol", "prometheus", "jaeger", "alertmanager")

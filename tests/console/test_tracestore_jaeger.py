@@ -187,8 +187,12 @@ async def test_traces_survive_a_restart(jaeger: LiveJaeger, sent: Sent) -> None:
     async with JaegerTraceStore(jaeger.url) as store:
         for call_id in sent.calls:
             assert await eventually(lambda c=call_id: store.traces_for_call(c), call_id)
-    stack.kill("jaeger", state_dir=jaeger.state_dir)  # SIGKILL: no clean shutdown
-    assert stack.start("jaeger", state_dir=jaeger.state_dir, wait_s=60) == "started"
+    old = stack.pid("jaeger", state_dir=jaeger.state_dir)
+    assert stack.kill("jaeger", state_dir=jaeger.state_dir)  # SIGKILL: no clean shutdown
+    # its keeper starts it again: start() finds it running and waits until it is ready
+    assert stack.start("jaeger", state_dir=jaeger.state_dir, wait_s=60) == "running"
+    assert stack.pid("jaeger", state_dir=jaeger.state_dir) not in (None, old)
+    assert {r.name: r.restarts for r in stack.status(state_dir=jaeger.state_dir)}["jaeger"] == 1
     async with JaegerTraceStore(jaeger.url) as store:
         assert await store.ready()
         for call_id, trace_id in sent.calls.items():

@@ -73,7 +73,7 @@ def poll(fn: Callable[[], T | None], what: str, deadline_s: float = DEADLINE_S, 
 def _ready() -> bool:
     from voxpulse_console import stack
 
-    return all(stack._ready(c.ready_url) for c in stack.COMPONENTS.values())
+    return all(stack.ready(c.ready_url) for c in stack.COMPONENTS.values())
 
 
 @pytest.fixture(scope="module")

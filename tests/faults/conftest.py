@@ -1,4 +1,4 @@
-"""Fixtures for the fault tests: the real collector, Jaeger, Prometheus (voxpulse_console/stack.py) and a
+"""Fixtures for the fault tests: the real collector, Jaeger, Prometheus (voxpulse_console/stack/) and a
 stand-in agent process (agent_load.py) producing steady simulated calls. Traces are read back
 through voxpulse_console.tracestore.
 
@@ -104,7 +104,7 @@ def real_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     missing = [t for t in ("otelcol", "jaeger", "prometheus", "alertmanager") if tools.get(t) is None]
     if missing:
         unavailable("STACK", f"missing {', '.join(missing)}: run scripts/build-backends.sh")
-    busy = [p for c in stack.COMPONENTS.values() for p in c.ports if stack._port_busy(p)]
+    busy = [p for c in stack.COMPONENTS.values() for p in c.ports if stack.port_busy(p)]
     if busy:
         unavailable("STACK", f"ports {busy} are taken by another stack; the fault tests must own theirs")
     state = tmp_path_factory.mktemp("fault-stack")

@@ -88,7 +88,9 @@ def test_collector_killed_for_60s(real_stack: Stack, agent_factory) -> None:  # 
     _, t_first = poll(lambda: _span_metric_sample_after(real_stack, agent.service, 0), 45)
 
     t_kill = time.time()
-    real_stack.kill("otelcol")
+    # stopped, not killed: a killed collector is restarted by its keeper within seconds
+    # (test_stack_restarts.py), and this outage must last OUTAGE_S
+    real_stack.stop("otelcol")
     time.sleep(OUTAGE_S)
     t_restart = time.time()
     real_stack.start("otelcol")
@@ -181,7 +183,7 @@ def test_backend_down(real_stack: Stack, agent_factory, component: str) -> None:
     rows = agent.rows()
     base = _phase(agent, rows[4]["t"], rows[-1]["t"])
     t_kill = time.time()
-    real_stack.kill(component)
+    real_stack.stop(component)  # kept down for the outage (a killed one would be restarted by its keeper)
     time.sleep(SHORT_OUTAGE_S / 2)
     during_id = _fresh_call(agent, t_kill)  # a call that ended while the component was down
     time.sleep(SHORT_OUTAGE_S / 2)

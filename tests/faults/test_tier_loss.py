@@ -29,7 +29,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.support import poll, unavailable, wait_for
-from voxpulse_console import collector_ring, stack
+from voxpulse_console import stack
+from voxpulse_console.stack import _layout, _topology
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -58,8 +59,8 @@ def tier(tmp_path: Path) -> Iterator[Path]:
     if missing := [t for t in ("otelcol", "jaeger") if stack.binaries().get(t) is None]:
         unavailable("STACK", f"missing {', '.join(missing)}: run scripts/build-backends.sh")
     ports = {p for c in stack.COMPONENTS.values() for p in c.ports}
-    ports |= {p for k in (1, 2) for p in (collector_ring.processing_ports(k).otlp, 13150)}
-    if busy := sorted(p for p in ports if stack._port_busy(p)):
+    ports |= {p for k in (1, 2) for p in (stack.processing_ports(k).otlp, 13150)}
+    if busy := sorted(p for p in ports if stack.port_busy(p)):
         unavailable("STACK", f"ports {busy} are taken by another stack; these tests kill its collectors")
     try:
         yield tmp_path
@@ -130,28 +131,30 @@ def test_a_dead_processing_collector_loses_nothing_the_tier_accepted(tier: Path)
     _start(tier, 2, ["jaeger", "otelcol-1", "otelcol-2", "otelcol"])  # and the collector-ring with them
     # the ring lists both; without the collector-ring it keeps the dead one until we start it again
     assert stack.stop("collector-ring", state_dir=tier)
-    assert collector_ring.read_ring_file(tier / "otelcol" / "ring.yaml") == [
-        collector_ring.processing_ports(k).endpoint for k in (1, 2)]
-    assert stack.kill("otelcol-2", state_dir=tier)
+    assert _topology.read_ring_file(_layout.ring_file(tier)) == [
+        stack.processing_ports(k).endpoint for k in (1, 2)]
+    assert stack.stop("otelcol-2", state_dir=tier)  # dead for good (killed, its keeper would restart it)
     sent = _send("tier-loss-dead-backend")
     # the ring still lists the dead collector: the tier has routed the batches (the survivor got its
     # share) and those that met the dead one wait, retried, in the tier
-    survivor = f"http://127.0.0.1:{collector_ring.processing_ports(1).telemetry}/metrics"
+    survivor = f"http://127.0.0.1:{stack.processing_ports(1).telemetry}/metrics"
     wait_for(lambda: _metric(survivor, "otelcol_receiver_accepted_spans") > 0, "the survivor's share delivered", 30)
     stack.start("collector-ring", state_dir=tier, wait_s=30)
-    ring = wait_for(lambda: (r := httpx.get(f"http://{collector_ring.LISTEN}/ring", timeout=5).json())["changes"]
+    ring = wait_for(lambda: (r := httpx.get(f"http://{stack.RING_LISTEN}/ring", timeout=5).json())["changes"]
                     >= 1 and r, "the ring to drop otelcol-2", 30)
-    assert ring["ring"] == [collector_ring.processing_ports(1).endpoint]
+    assert ring["ring"] == [stack.processing_ports(1).endpoint]
     _all_stored(sent, "after the ring dropped the dead collector")
 
 
 def test_a_killed_load_balancing_collector_delivers_its_queue_after_restart(tier: Path) -> None:
     _start(tier, 1, ["jaeger", "otelcol-1", "otelcol"])
-    assert stack.kill("otelcol-1", state_dir=tier)
+    assert stack.stop("otelcol-1", state_dir=tier)  # down until started again below
     sent = _send("tier-loss-lb-restart")
     # killed as soon as the last export was acknowledged (well within the 1 s the queue batches for)
     assert stack.kill("otelcol", state_dir=tier)
     assert _stored(sent)[0] == TRACES * SPANS_PER_TRACE  # nothing reached the store before the kill
     stack.start("otelcol-1", state_dir=tier, wait_s=60)
-    stack.start("otelcol", state_dir=tier, wait_s=60)
+    # the load-balancing collector came back by itself (its keeper), once
+    assert stack.start("otelcol", state_dir=tier, wait_s=60) == "running"
+    assert {r.name: r.restarts for r in stack.status(state_dir=tier)}["otelcol"] == 1
     _all_stored(sent, "after the load-balancing collector's restart")

@@ -163,7 +163,7 @@ def _reap_stale_fault_pairs() -> None:
             pass
         except PermissionError:
             continue
-        vals = env_file(d / "services" / "env")
+        vals = env_file(d / "stack" / "services.env")
         redis_port = vals.get("REDIS_URL", "").rsplit(":", 1)[-1].split("/")[0]
         env = {**os.environ, "VOXPULSE_STATE_DIR": str(d), "PGPORT": vals.get("PGPORT", "5432"),
                "REDIS_PORT": redis_port or "6379"}
@@ -191,7 +191,7 @@ def fault_services(base_dsn: str, redis_url: str) -> Iterator[FaultServices]:
         svc.run("start")
     except subprocess.CalledProcessError as exc:
         unavailable("DB", f"scripts/services.sh could not start a private pair: {exc.stderr.decode()[-500:]}")
-    vals = env_file(state / "services" / "env")
+    vals = env_file(state / "stack" / "services.env")
     svc.dsn, svc.redis_url = vals["DATABASE_URL"], vals["REDIS_URL"]
     try:
         yield svc

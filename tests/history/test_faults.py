@@ -112,8 +112,21 @@ async def test_postgres_down_mid_run_zero_loss_zero_duplicates(fault_env, otel, 
     async with make_logger() as logger:
         sim.merge(await _run_calls(logger, "pgd", 10, otel))
         # PostgreSQL stops while calls are running
-        running = asyncio.create_task(_run_calls_prefixed(logger, "pgd", 10, 20, otel))
+        # calls keep coming until PostgreSQL is down, and some after: the outage falls mid-run whatever
+        # the stop command takes (services.sh runs `voxpulse stack services`, a Python CLI)
+        stopped = asyncio.Event()
+
+        async def until_stopped() -> SimResult:
+            total, start = SimResult(), 1000
+            while not stopped.is_set():
+                total.merge(await _run_calls_prefixed(logger, "pgd", start, 10, otel))
+                start += 10
+            total.merge(await _run_calls_prefixed(logger, "pgd", start, 10, otel))
+            return total
+
+        running = asyncio.create_task(until_stopped())
         await fs.arun("stop-postgres")
+        stopped.set()
         await _wait(lambda: logger.mode is Mode.REDIS, 15, "redis mode")
         sim.merge(await running)
         outage = await _run_calls_prefixed(logger, "pgd", 30, 20, otel)

@@ -1,5 +1,5 @@
 """Fixtures for the real-call tests: a real LiveKit server, the agent as a real worker, callers
-that speak over WebRTC -- the three in the stack's media namespace (voxpulse_console.media, made
+that speak over WebRTC -- the three in the stack's media namespace (voxpulse_console.stack._media, made
 without root), the rest of the stack on the host's loopback, as a user runs it.
 
 * ``lk_stack``: the stack's LiveKit server (with its media namespace), Jaeger, the collector and
@@ -33,7 +33,7 @@ import pytest
 from agent.caller import CallerResult
 from agent.realcalls import OtlpRecorder, StoreThread, Worker, call
 from tests.support import database_url, throwaway_database, unavailable
-from voxpulse_console import media, stack
+from voxpulse_console import stack
 
 PHONE = "+380501234567"
 PII_ROOM = "call-_+380501234567_AbCd"
@@ -50,12 +50,12 @@ class LiveKit:
     url: str
     api_key: str
     api_secret: str
-    media: media.MediaNamespace
+    media: stack.MediaNamespace
 
 
 def require_media() -> None:
     """Skips (fails under VOXPULSE_REQUIRE_LIVEKIT) without the media namespace, the binaries or the voices."""
-    why = media.supported()
+    why = stack.media_supported()
     if why:
         _unavailable(f"no media namespace: {why}")
     missing = [n for n in ("livekit-server", "otelcol", "prometheus", "jaeger") if stack.binaries().get(n) is None]
@@ -81,7 +81,7 @@ def lk_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKit]:
     """Shared by the package's modules (one stack, one worker, one first batch of calls)."""
     require_media()
     names = ["jaeger", "otelcol", "prometheus", "livekit"]
-    if all(stack._ready(stack.COMPONENTS[n].ready_url) for n in names):
+    if all(stack.ready(stack.COMPONENTS[n].ready_url) for n in names):
         env = stack.livekit_env()
         if not env:
             _unavailable("a LiveKit server runs, but not this checkout's stack (no keys in its env file)")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from voxpulse_console import stack
+from voxpulse_console.stack import _catalogue, _supervisor
 
 LAN = "192.0.2.10"  # TEST-NET-1: never reached, only named
 
@@ -44,16 +45,16 @@ def test_not_an_address_is_a_clear_error(tmp_path: Path) -> None:
     ({"VOXPULSE_ALLOW_PLAIN_HTTP": "1"}, False),
 ])
 def test_tls_or_the_operators_word_binds_the_console_and_otlp(env: dict[str, str], allow: bool) -> None:
-    assert stack._bind_env(LAN, env, allow) == {"VOXPULSE_COLLECTOR_BIND": LAN, "VOXPULSE_UI_LISTEN": f"{LAN}:8090"}
-    assert stack._bind_env("127.0.0.1", env, allow) == {}  # the default changes nothing
-    assert stack._bind_env("::", env, allow) == {"VOXPULSE_COLLECTOR_BIND": "::", "VOXPULSE_UI_LISTEN": ":::8090"}
+    assert _catalogue.bind_env(LAN, env, allow) == {"VOXPULSE_COLLECTOR_BIND": LAN, "VOXPULSE_UI_LISTEN": f"{LAN}:8090"}
+    assert _catalogue.bind_env("127.0.0.1", env, allow) == {}  # the default changes nothing
+    assert _catalogue.bind_env("::", env, allow) == {"VOXPULSE_COLLECTOR_BIND": "::", "VOXPULSE_UI_LISTEN": ":::8090"}
 
 
 def test_naming_the_collector_of_the_tiered_topology_brings_its_tier(tmp_path: Path) -> None:
     """`stack up --collectors 3 jaeger otelcol prometheus` started the load-balancing collector alone
     (every span routed nowhere) and said nothing: naming it brings its processing collectors and ring."""
-    stack._choose_topology(tmp_path, 3)
-    names = stack._names(["jaeger", "otelcol", "prometheus"], state=tmp_path)
+    _supervisor._choose_topology(tmp_path, 3)
+    names = _supervisor.component_names(["jaeger", "otelcol", "prometheus"], state=tmp_path)
     assert {"otelcol-1", "otelcol-2", "otelcol-3", "collector-ring"} <= set(names)
     assert names.index("otelcol-1") < names.index("otelcol") < names.index("prometheus")  # start order kept
-    assert stack._names(["livekit"], state=tmp_path) == ["media", "livekit"]
+    assert _supervisor.component_names(["livekit"], state=tmp_path) == ["media", "livekit"]

@@ -1,4 +1,4 @@
-"""node_exporter and the blackbox exporter (voxpulse_console/exporters.py), and an alert that leaves the box.
+"""node_exporter and the blackbox exporter (voxpulse_console/stack/_exporters.py), and an alert that leaves the box.
 
 * the two components: loopback only, started before Prometheus, node_exporter with only the
   collectors the alerts read; the blackbox config passes the exporter's own check; every
@@ -32,8 +32,9 @@ import pytest
 import yaml
 
 from tests.support import ROOT, closed_port, free_port, unavailable, wait_for
-from voxpulse_console import exporters, stack
+from voxpulse_console import stack
 from voxpulse_console.alert_receiver import render_alertmanager_config, write_alertmanager_config
+from voxpulse_console.stack import _exporters as exporters
 
 PROM = ROOT / "prometheus"
 TARGETS = PROM / "targets"
@@ -41,7 +42,7 @@ CONSOLE_ALERTS = "http://127.0.0.1:8090/alerts"  # the console's default address
 
 
 def _exporter(names: tuple[str, ...]) -> Path:
-    found = stack._find(names)
+    found = stack.find_binary(names)
     if found is None:
         unavailable("STACK", f"{names[0]} not installed (bash scripts/debian.sh install stack)")
     return found
@@ -60,8 +61,11 @@ def test_the_exporters_are_components_on_loopback_before_prometheus() -> None:
     assert "--web.listen-address=127.0.0.1:9100" in node_argv
     assert "--collector.disable-defaults" in node_argv
     assert sorted(a for a in node_argv if a.startswith("--collector.") and a != "--collector.disable-defaults") == \
-        sorted(f"--collector.{c}" for c in ("cpu", "meminfo", "filesystem", "netdev", "loadavg"))
-    assert not [a for a in node_argv if "textfile" in a]
+        sorted(f"--collector.{c}" for c in ("cpu", "meminfo", "filesystem", "netdev", "loadavg", "textfile",
+                                            "textfile.directory=/tmp/textfile"))
+    # the textfile collector reads the stack's own folder (its keepers' restart counts), never Debian's default
+    assert [a for a in node_argv if "textfile" in a] == ["--collector.textfile",
+                                                         "--collector.textfile.directory=/tmp/textfile"]
     bb_argv = blackbox.argv(Path("/usr/bin/prometheus-blackbox-exporter"), Path("/tmp/state"))
     assert bb_argv[1:] == [f"--config.file={PROM / 'blackbox.yml'}", "--web.listen-address=127.0.0.1:9115"]
 
@@ -143,7 +147,7 @@ def exporters_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     _exporter(exporters.NODE_BINARIES)
     _exporter(exporters.BLACKBOX_BINARIES)
     names = ["node-exporter", "blackbox-exporter"]
-    busy = [p for n in names for p in stack.COMPONENTS[n].ports if stack._port_busy(p)]
+    busy = [p for n in names for p in stack.COMPONENTS[n].ports if stack.port_busy(p)]
     if busy:
         unavailable("STACK", f"ports {busy} are taken by another stack (run inside scripts/netns.sh exec)")
     state = tmp_path_factory.mktemp("exporters")
@@ -281,7 +285,8 @@ def _fast_rules(out: Path) -> None:
 @pytest.mark.stack
 @pytest.mark.slow
 def test_a_fired_alert_reaches_the_webhooks_with_a_console_link(tmp_path: Path) -> None:
-    prometheus, alertmanager = stack._find(("prometheus",)), stack._find(("alertmanager", "prometheus-alertmanager"))
+    prometheus = stack.find_binary(("prometheus",))
+    alertmanager = stack.find_binary(("alertmanager", "prometheus-alertmanager"))
     if prometheus is None or alertmanager is None:
         unavailable("STACK", "prometheus / alertmanager not installed (bash scripts/debian.sh install stack)")
     sink = _Sink()

@@ -1,4 +1,4 @@
-"""The media namespace (voxpulse_console.media) as an unprivileged user would make it: no root, the
+"""The media namespace (voxpulse_console.stack._media) as an unprivileged user would make it: no root, the
 namespace's own loopback and media address, host loopback ports reachable from inside, the
 namespace's ports published on the host's loopback, clear refusals.
 
@@ -26,7 +26,7 @@ import pytest
 
 from tests.support import ROOT as REPO
 from tests.support import free_port, unavailable, wait_for
-from voxpulse_console import media
+from voxpulse_console.stack import _media as media
 
 NOBODY = 65534
 
@@ -92,7 +92,7 @@ def held(host_server: int) -> Iterator[Held]:
     base.chmod(0o777)
     directory, log = base / "ns", base / "media.log"
     publish, health = free_port(), free_port()
-    argv = _as_user([_python(), "-m", "voxpulse_console.media", "serve", "--dir", str(directory),
+    argv = _as_user([_python(), "-m", "voxpulse_console.stack._media", "serve", "--dir", str(directory),
                      "--expose", str(host_server), "--publish", str(publish), "--health-port", str(health)])
     with log.open("w") as out:
         proc = subprocess.Popen(argv, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
@@ -146,7 +146,7 @@ def test_a_port_exposed_later_is_reached_from_inside(held: Held) -> None:
         if os.geteuid() == 0:
             # the control socket is the unprivileged owner's (mode 0600): expose as that account
             expose = subprocess.run(_as_user([_python(), "-c", (
-                "from voxpulse_console.media import MediaNamespace as M; "
+                "from voxpulse_console.stack import MediaNamespace as M; "
                 f"M({str(held.ns.dir)!r}).expose([{port}])")]), cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                 capture_output=True, text=True, timeout=30, check=False)
             assert expose.returncode == 0, expose.stderr
@@ -178,8 +178,8 @@ def test_a_taken_port_is_named_with_its_process(tmp_path: Path) -> None:
         port = s.getsockname()[1]
         owner = media.port_owner(port)
         assert owner is not None and f"(pid {os.getpid()})" in owner, owner
-        proc = subprocess.run([sys.executable, "-m", "voxpulse_console.media", "serve", "--dir", str(tmp_path / "m"),
-                               "--publish", str(port), "--health-port", str(free_port())],
+        proc = subprocess.run([sys.executable, "-m", "voxpulse_console.stack._media", "serve",
+                               "--dir", str(tmp_path / "m"), "--publish", str(port), "--health-port", str(free_port())],
                               cwd=REPO, capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 1
     assert f"127.0.0.1:{port} is taken by" in proc.stderr and f"(pid {os.getpid()})" in proc.stderr, proc.stderr

@@ -28,7 +28,8 @@ import yaml
 from telemetry import semconv
 from telemetry.sampling import HASH_SALT
 from tests.support import binary
-from voxpulse_console import collector_ring, stack
+from voxpulse_console import stack
+from voxpulse_console.stack import _topology
 
 ROOT = Path(__file__).resolve().parents[2]
 COL = ROOT / "otel-collector"
@@ -64,7 +65,7 @@ def test_processing_and_lb_configs_are_valid(tmp_path: Path) -> None:
         proc = validate(otelcol, cfg)
         assert proc.returncode == 0, (cfg.name, proc.stderr)
     ring = tmp_path / "ring.yaml"
-    collector_ring.write_ring_file(ring, [collector_ring.processing_ports(k).endpoint for k in (1, 2, 3)])
+    _topology.write_ring_file(ring, [stack.processing_ports(k).endpoint for k in (1, 2, 3)])
     proc = validate(otelcol, LB, ring)
     assert proc.returncode == 0, proc.stderr
     # docker compose layers one of these over the collector's config (docker-compose.yml)
@@ -168,7 +169,7 @@ def test_lb_queues_on_disk_and_retries_through_the_ring() -> None:
 
 
 def test_the_native_stack_gives_the_lb_its_queue_folder(tmp_path: Path) -> None:
-    env = stack._tiered(3)["otelcol"].env(tmp_path)
+    env = _topology.tiered(3)["otelcol"].env(tmp_path)
     assert env["VOXPULSE_COLLECTOR_QUEUE_DIR"] == str(tmp_path / "queue")
     assert env["VOXPULSE_COLLECTOR_NAME"] == "lb"
 
@@ -267,14 +268,14 @@ def test_every_setting_of_the_tier_configs_is_in_env_example() -> None:
 
 def test_rendered_prometheus_config_for_the_tier_is_valid(tmp_path: Path) -> None:
     promtool = binary("promtool")
-    argv = stack._tiered_prometheus_argv(3)(Path("/usr/bin/prometheus"), tmp_path)
+    argv = _topology.tiered_prometheus_argv(3)(Path("/usr/bin/prometheus"), tmp_path)
     rendered = Path(next(a for a in argv if a.startswith("--config.file=")).split("=", 1)[1])
     proc = run([str(promtool), "check", "config", str(rendered)])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     cfg = load(rendered)
     jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
     spans = load(Path(jobs["otel-collector-spans"]["file_sd_configs"][0]["files"][0]))
-    assert [g["targets"] for g in spans] == [[f"127.0.0.1:{collector_ring.processing_ports(k).metrics}"]
+    assert [g["targets"] for g in spans] == [[f"127.0.0.1:{stack.processing_ports(k).metrics}"]
                                               for k in (1, 2, 3)]
     assert [g["labels"]["collector"] for g in spans] == ["p1", "p2", "p3"]
     assert jobs["otel-collector-spans"]["honor_labels"] is True
@@ -288,7 +289,7 @@ def test_compose_target_files_list_the_three_processing_collectors() -> None:
         groups = load(targets / name)
         # by service name: in compose they run on the compose network, not in Prometheus's namespace
         assert [g["targets"] for g in groups] == [
-            [f"otelcol-p{k}:{getattr(collector_ring.processing_ports(k), port)}"] for k in (1, 2, 3)]
+            [f"otelcol-p{k}:{getattr(stack.processing_ports(k), port)}"] for k in (1, 2, 3)]
 
 
 SPAN_SERIES = re.compile(r"(?<![\w:])(traces_span_(?:metrics|kept)_\w+)")

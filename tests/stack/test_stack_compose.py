@@ -212,7 +212,7 @@ def test_tiered_profile_runs_the_scale_out_topology(tiered_config: dict[str, Any
     """One setting (VOXPULSE_TOPOLOGY=tiered): the load-balancing tier on the collector's ports,
     three processing collectors found by DNS (the network alias the resolver asks for, OTLP on its
     port), the other ports native, Prometheus scraping them (docs/scaling.md)."""
-    from voxpulse_console.collector_ring import processing_ports
+    from voxpulse_console.stack import processing_ports
 
     services = tiered_config["services"]
     lb = services["otel-collector"]
@@ -251,9 +251,9 @@ def test_the_single_topologys_target_files_equal_the_native_defaults() -> None:
 
 def test_the_exporters_run_as_natively(config: dict[str, Any], jaeger_config: dict[str, Any]) -> None:
     """node_exporter and the blackbox exporter: Debian bookworm's release lines, the native stack's
-    flags and listen addresses (voxpulse_console/exporters.py), the repository's blackbox.yml, and
+    flags and listen addresses (voxpulse_console/stack/_exporters.py), the repository's blackbox.yml, and
     the trace store's readiness probe follows VOXPULSE_TRACE_STORE."""
-    from voxpulse_console import exporters
+    from voxpulse_console.stack import _exporters as exporters
 
     services = config["services"]
     node, blackbox = services["node-exporter"], services["blackbox-exporter"]

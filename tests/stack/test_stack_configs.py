@@ -300,16 +300,16 @@ def test_trace_store_ports_agree() -> None:
 def test_stack_renders_alertmanager_config_without_secrets(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from voxpulse_console import stack
+    from voxpulse_console.stack import _catalogue
 
     for name in ("VOXPULSE_ALERTMANAGER_CONFIG", "TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID", "SLACK_WEBHOOK_URL",
                  "SMTP_SMARTHOST", "ALERT_EMAIL_TO", "ALERTS_RECEIVER_URL"):
         monkeypatch.delenv(name, raising=False)
-    out = stack._alertmanager_config(tmp_path)
+    out = _catalogue.alertmanager_config(tmp_path)
     assert out.parent == tmp_path and out.stat().st_mode & 0o777 == 0o600
     cfg = yaml.safe_load(out.read_text())
     receivers = {r["name"]: r for r in cfg["receivers"]}
-    assert receivers["alerts-history"]["webhook_configs"][0]["url"] == f"http://{stack.RECEIVER_LISTEN}/alerts"
+    assert receivers["alerts-history"]["webhook_configs"][0]["url"] == f"http://{_catalogue.RECEIVER_LISTEN}/alerts"
     assert not any("telegram_configs" in r or "slack_configs" in r for r in receivers.values())
     amtool = binary("amtool")
     proc = run([str(amtool), "check-config", str(out)])
@@ -320,13 +320,14 @@ def test_stack_puts_the_telegram_secret_only_in_the_rendered_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from voxpulse_console import stack
+    from voxpulse_console.stack import _catalogue
 
     monkeypatch.delenv("VOXPULSE_ALERTMANAGER_CONFIG", raising=False)
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:test-token")
     monkeypatch.setenv("TELEGRAM_CHAT_ID", "-100200")
-    out = stack._alertmanager_config(tmp_path)
+    out = _catalogue.alertmanager_config(tmp_path)
     assert "123:test-token" in out.read_text()
     assert "123:test-token" not in (ROOT / "prometheus" / "alertmanager.yml").read_text()
     monkeypatch.setenv("TELEGRAM_CHAT_ID", "not-a-number")
     with pytest.raises(stack.StackError, match="TELEGRAM_CHAT_ID"):
-        stack._alertmanager_config(tmp_path)
+        _catalogue.alertmanager_config(tmp_path)

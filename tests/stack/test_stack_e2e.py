@@ -8,7 +8,7 @@ traces holding the call's spans, that the search by call_id finds exactly that c
 carries call_id or a phone number, and that a phone number in a `pii` attribute is masked by the
 collector before the trace store.
 
-The stack is started by voxpulse_console/stack.py in a temporary state folder (or a stack that already
+The stack is started by voxpulse_console/stack/ in a temporary state folder (or a stack that already
 answers on the standard ports is reused, without the tests that restart its components or read its
 alerts receiver's database: they skip with the reason, or fail under VOXPULSE_REQUIRE_STACK).
 Waits are polls with deadlines.
@@ -84,7 +84,7 @@ _NOT_OURS = ("a stack this test did not start answers on the standard ports and 
 
 
 def _all_ready() -> bool:
-    return all(stack._ready(c.ready_url) for c in stack.COMPONENTS.values())
+    return all(stack.ready(c.ready_url) for c in stack.COMPONENTS.values())
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # another stack (a concurrent test run) may be starting or stopping: wait until it is either
     # fully up (reuse it) or gone (start ours)
     ports = [p for c in stack.COMPONENTS.values() for p in c.ports]
-    poll(lambda: _all_ready() or not any(stack._port_busy(p) for p in ports), "a settled stack", 120)
+    poll(lambda: _all_ready() or not any(stack.port_busy(p) for p in ports), "a settled stack", 120)
     if _all_ready():
         with httpx.Client(timeout=10) as http:
             yield Stack(None, http)
@@ -117,7 +117,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         rows = stack.status(state_dir=state)
         assert not [r.name for r in rows if r.running], "down() left processes running"
         assert set(stopped) == set(stack.COMPONENTS)
-        busy = [p for c in stack.COMPONENTS.values() for p in c.ports if stack._port_busy(p)]
+        busy = [p for c in stack.COMPONENTS.values() for p in c.ports if stack.port_busy(p)]
         assert not busy, f"ports still open after down(): {busy}"
 
 
@@ -387,15 +387,22 @@ def test_up_is_idempotent_and_the_collector_survives_a_kill(running: Stack, sent
     if not running.owned:
         unavailable("STACK", _NOT_OURS.format(what="kills and restarts the collector"))
     assert set(stack.up(state_dir=running.state_dir).values()) == {"running"}
+    old = stack.pid("otelcol", state_dir=running.state_dir)
+    restarts = {r.name: r.restarts for r in stack.status(state_dir=running.state_dir)}["otelcol"]
     assert stack.kill("otelcol", state_dir=running.state_dir)
-    rows = {r.name: r for r in stack.status(state_dir=running.state_dir)}
-    assert not rows["otelcol"].running
-    assert rows["jaeger"].ready
-    assert not stack._ready(stack.COMPONENTS["otelcol"].ready_url)
-    assert stack.start("otelcol", state_dir=running.state_dir) == "started"
+    # gone (its keeper waits 1 s before the restart) ...
+    assert not stack.ready(stack.COMPONENTS["otelcol"].ready_url)
+    # ... and back by itself: start() finds it running (its keeper) and waits until it is ready
+    assert stack.start("otelcol", state_dir=running.state_dir) == "running"
     rows = {r.name: r for r in stack.status(state_dir=running.state_dir)}
     assert all(r.ready for r in rows.values()), rows
-    assert "starting" in stack.logs("otelcol", 400, state_dir=running.state_dir)
+    assert rows["otelcol"].pid not in (None, old) and rows["otelcol"].restarts == restarts + 1, rows["otelcol"]
+    assert "exited unasked" in stack.logs("otelcol", 400, state_dir=running.state_dir)
+    # a stop is not undone: the keeper stops the collector and exits
+    assert stack.stop("otelcol", state_dir=running.state_dir)
+    rows = {r.name: r for r in stack.status(state_dir=running.state_dir)}
+    assert not rows["otelcol"].running and rows["otelcol"].pid is None
+    assert stack.start("otelcol", state_dir=running.state_dir) == "started"
 
 
 # --- alerts: the stack's Alertmanager -> the stack's receiver -> PostgreSQL alerts_history ----------

@@ -54,7 +54,7 @@ from telemetry.semconv import (
     Stage,
 )
 from tests.support import PromClient, binary, wait_for
-from voxpulse_console import collector_ring, stack, tracestore
+from voxpulse_console import stack, tracestore
 from voxpulse_console.tracestore import Trace
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -93,8 +93,8 @@ def tiered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tiered]:
         binary(tool)
     state = tmp_path_factory.mktemp("tiered")
     ports = {p for c in stack.components(state_dir=state).values() for p in c.ports}
-    ports |= {p for k in range(1, COLLECTORS + 1) for p in (collector_ring.processing_ports(k).otlp, 13150)}
-    poll(lambda: not any(stack._port_busy(p) for p in ports), "free stack ports (another stack runs)", 120)
+    ports |= {p for k in range(1, COLLECTORS + 1) for p in (stack.processing_ports(k).otlp, 13150)}
+    poll(lambda: not any(stack.port_busy(p) for p in ports), "free stack ports (another stack runs)", 120)
     env = {
         "VOXPULSE_TRACE_SAMPLING_PERCENT": f"{PERCENT:g}",
         "VOXPULSE_SPANMETRICS_FLUSH": "16s",  # > the 15 s scrape: every flush's exemplars are scraped
@@ -110,7 +110,7 @@ def tiered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tiered]:
         stopped = stack.down(state_dir=state)
         assert "otelcol-1" in stopped and "collector-ring" in stopped
         assert not [r.name for r in stack.status(state_dir=state) if r.running]
-        assert not [p for p in ports if stack._port_busy(p)], "ports open after down()"
+        assert not [p for p in ports if stack.port_busy(p)], "ports open after down()"
 
 
 # --- the calls ---------------------------------------------------------------------------------------
@@ -372,11 +372,13 @@ def test_200_exemplars_all_open_a_stored_trace_of_their_call(
 
 def test_a_killed_processing_collector_is_routed_around(tiered: Tiered, sent: Sent,
                                                         store_view: dict[str, Trace | None]) -> None:
-    assert stack.kill("otelcol-2", state_dir=tiered.state_dir)
-    ring = poll(lambda: (r := tiered.http.get(f"http://{collector_ring.LISTEN}/ring").json())["changes"] >= 1 and r,
+    # stopped: the ring sees a refused connection either way, and a killed one would be back within
+    # seconds (its keeper) while this test needs it gone
+    assert stack.stop("otelcol-2", state_dir=tiered.state_dir)
+    ring = poll(lambda: (r := tiered.http.get(f"http://{stack.RING_LISTEN}/ring").json())["changes"] >= 1 and r,
                 "the ring to drop otelcol-2", 15, every_s=0.3)
-    assert ring["ring"] == [collector_ring.processing_ports(1).endpoint]
-    poll(lambda: stack._ready(stack.components(state_dir=tiered.state_dir)["otelcol"].ready_url),
+    assert ring["ring"] == [stack.processing_ports(1).endpoint]
+    poll(lambda: stack.ready(stack.components(state_dir=tiered.state_dir)["otelcol"].ready_url),
          "the load-balancing collector back after its reload", 30)
     spans = InMemorySpanExporter()
     handle = _configure(sent.service, spans)
@@ -407,6 +409,6 @@ def test_a_killed_processing_collector_is_routed_around(tiered: Tiered, sent: Se
     view = poll(whole, "the calls after the kill, whole, in the trace store", 60, every_s=2)
     assert {s.attributes.get(Attr.COLLECTOR) for t in view.values() if t for s in t.spans} == {"p1"}
     assert stack.start("otelcol-2", state_dir=tiered.state_dir) == "started"
-    back = poll(lambda: len((r := tiered.http.get(f"http://{collector_ring.LISTEN}/ring").json())["ring"]) == 2 and r,
+    back = poll(lambda: len((r := tiered.http.get(f"http://{stack.RING_LISTEN}/ring").json())["ring"]) == 2 and r,
                 "otelcol-2 back in the ring", 20, every_s=0.5)
     assert back["changes"] >= 2

@@ -23,7 +23,7 @@ from tests.realcalls.conftest import (
 )
 from tests.support import wait_for
 from voxpulse_console import stack
-from voxpulse_console.collector_ring import processing_ports
+from voxpulse_console.stack import processing_ports
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -63,7 +63,7 @@ def tiered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tiered]:
     require_media()
     state = tmp_path_factory.mktemp("tiered-real")
     busy = [n for n, c in stack.components(state_dir=state).items() if not c.in_media and any(
-        stack._port_busy(p) for p in c.ports)]
+        stack.port_busy(p) for p in c.ports)]
     assert not busy, f"another stack holds the ports of {busy}"
     env = {"VOXPULSE_TRACE_SAMPLING_PERCENT": PERCENT, "VOXPULSE_TRACE_DECISION_AFTER_ROOT": "2s",
            "VOXPULSE_TRACE_DECISION_WAIT": "60s"}

@@ -1,7 +1,7 @@
 """The real PostgreSQL and Redis that scripts/services.sh runs, and throw-away databases on them.
 
 A setting comes from the environment (scripts/test.sh loads the env file), else from the env file
-scripts/services.sh writes (``$VOXPULSE_STATE_DIR/services/env``, default ``.voxpulse/``), so a
+scripts/services.sh writes (``$VOXPULSE_STATE_DIR/stack/services.env``, default ``.voxpulse/``), so a
 plain ``pytest`` after ``scripts/services.sh start`` finds them too.
 """
 
@@ -29,7 +29,7 @@ def state_dir() -> Path:
 
 def env_file(path: Path | None = None) -> dict[str, str]:
     """``KEY=value`` lines of scripts/services.sh's env file (``path``: another state dir's)."""
-    f = path or state_dir() / "services" / "env"
+    f = path or state_dir() / "stack" / "services.env"
     out: dict[str, str] = {}
     if f.is_file():
         for line in f.read_text(encoding="utf-8").splitlines():

@@ -85,7 +85,7 @@ def _stack_ready() -> bool:
         store_ok = bool(_run(traces_ready()))
     except Exception:
         store_ok = False
-    return store_ok and stack._ready(stack.COMPONENTS["otelcol"].ready_url) and stack._ready(f"{PROM}/-/ready")
+    return store_ok and stack.ready(stack.COMPONENTS["otelcol"].ready_url) and stack.ready(f"{PROM}/-/ready")
 
 
 def _exemplar_traces() -> set[str]:
@@ -113,7 +113,7 @@ def live(base_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Li
     tmp = tmp_path_factory.mktemp("browser")
     state: Path | None = None
     if not _stack_ready():
-        missing = [n for n, c in stack.COMPONENTS.items() if stack._find(c.binary_names) is None]
+        missing = [n for n, c in stack.COMPONENTS.items() if stack.find_binary(c.binary_names) is None]
         if missing:
             unavailable("STACK", f"missing {', '.join(missing)}: run scripts/build-backends.sh")
         state = tmp / "stack"

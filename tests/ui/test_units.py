@@ -319,13 +319,14 @@ def test_hash_password_command(tmp_path: Any) -> None:
 
 def test_the_stack_starts_the_console_only_with_users(monkeypatch: pytest.MonkeyPatch) -> None:
     from voxpulse_console import stack
+    from voxpulse_console.stack import _supervisor
 
     monkeypatch.delenv("VOXPULSE_UI_USERS", raising=False)
-    assert "ui" not in stack._names(None)
-    assert "ui" in stack._names(None, {"VOXPULSE_UI_USERS": "x"})
+    assert "ui" not in _supervisor.component_names(None)
+    assert "ui" in _supervisor.component_names(None, {"VOXPULSE_UI_USERS": "x"})
     with pytest.raises(stack.StackError, match="VOXPULSE_UI_USERS"):
         stack.up(["ui"], state_dir="/nonexistent-voxpulse-state")
-    assert set(stack.COMPONENTS) <= set(stack._names(None))
+    assert set(stack.COMPONENTS) <= set(_supervisor.component_names(None))
 
 
 def test_demo_login_is_random_and_hashed() -> None:

@@ -8,8 +8,9 @@ Both listen on loopback only. The binaries are Debian's (``prometheus-node-expor
 ``prometheus-blackbox-exporter``; ``scripts/debian.sh``, group ``stack``) or upstream's
 (``node_exporter``, ``blackbox_exporter``) on ``PATH`` or in the build cache.
 
-node_exporter runs with the collectors the alerts and dashboards read and no others: no textfile
-collector (Debian's default reads a root-owned folder), no systemd, no hardware inventory::
+node_exporter runs with the collectors the alerts and dashboards read and no others: no systemd, no
+hardware inventory, and the textfile collector only on the stack's own folder (``<state>/textfile``:
+the keepers' restart counts, :mod:`._keeper`; never Debian's default, a root-owned folder)::
 
     from voxpulse_console import exporters
     exporters.node_exporter_argv(Path("/usr/bin/prometheus-node-exporter"), state)
@@ -55,13 +56,17 @@ def port(listen: str) -> int:
     return int(listen.rpartition(":")[2])
 
 
-def node_exporter_argv(binary: Path, _state: Path, *, listen: str = NODE_LISTEN) -> list[str]:
-    """node_exporter on ``listen`` with :data:`NODE_COLLECTORS` only."""
+def node_exporter_argv(binary: Path, _state: Path, *, listen: str = NODE_LISTEN,
+                       textfile: Path | None = None) -> list[str]:
+    """node_exporter on ``listen`` with :data:`NODE_COLLECTORS` only, and the textfile collector on
+    ``textfile`` when given (the native stack's keepers write their restart counts there)."""
+    textfiles = [] if textfile is None else ["--collector.textfile", f"--collector.textfile.directory={textfile}"]
     return [
         str(binary),
         f"--web.listen-address={listen}",
         "--collector.disable-defaults",
         *(f"--collector.{name}" for name in NODE_COLLECTORS),
+        *textfiles,
     ]
 
 

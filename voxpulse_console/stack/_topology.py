@@ -1,4 +1,5 @@
-"""The processing collectors of the scale-out topology, and the ring that routes around dead ones.
+"""The scale-out topology: its components, the processing collectors' ports, and the ring that routes
+around dead ones.
 
 ``voxpulse stack up --collectors N`` runs a load-balancing collector (otel-collector/lb.yaml) on
 the agents' ports and N processing collectors (otel-collector/processing.yaml) on the ports of
@@ -15,7 +16,10 @@ The ring never becomes empty: with no collector answering, the last non-empty ri
 It serves, on 127.0.0.1:13150: ``/healthz``, ``/ring`` (JSON: the ring and every collector's
 state) and ``/metrics`` (``voxpulse_ring_backend_up{collector}``, ``voxpulse_ring_changes_total``).
 
-    python -m voxpulse_console.collector_ring --state-dir .voxpulse/stack --collectors 3
+    python -m voxpulse_console.stack._topology --state-dir .voxpulse/stack --collectors 3
+
+The topology of a state folder is its ``topology.json`` (:func:`read_topology`); :func:`tiered` gives the
+components that replace the single collector (and Prometheus with the processing collectors as targets).
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ from pathlib import Path
 
 import httpx
 
+from voxpulse_console._paths import config_dir
+from voxpulse_console.stack._catalogue import COMPONENTS, Component, otelcol_env, prometheus_argv
+from voxpulse_console.stack._layout import pidfile, ring_file, topology_file
+
 __all__ = [
     "LISTEN",
     "MAX_COLLECTORS",
@@ -44,7 +52,11 @@ __all__ = [
     "main",
     "processing_ports",
     "read_ring_file",
+    "read_topology",
+    "tiered",
+    "tiered_prometheus_argv",
     "write_ring_file",
+    "write_topology",
 ]
 
 MAX_COLLECTORS = 9
@@ -90,7 +102,7 @@ def processing_ports(k: int) -> ProcessingPorts:
 def write_ring_file(path: Path, endpoints: Sequence[str]) -> None:
     """The second config file of the load-balancing collector: its backends (atomic replace)."""
     lines = [
-        "# Written by voxpulse_console.collector_ring: the processing collectors that answer.",
+        "# Written by voxpulse_console.stack._topology: the processing collectors that answer.",
         "exporters:",
         "  load_balancing:",
         "    resolver:",
@@ -238,33 +250,153 @@ def _serve(ring: Ring, listen: str) -> ThreadingHTTPServer:
     return server
 
 
+def _lb_pid(state: Path) -> int | None:
+    """The load-balancing collector's pid from its pidfile (its keeper rewrites it on each restart)."""
+    try:
+        return int(pidfile(state, "otelcol").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the topology of a state folder and its components
+
+
+def read_topology(state: Path) -> int:
+    """Processing collectors of the stack in ``state`` (0: the single collector)."""
+    try:
+        n = int(json.loads(topology_file(state).read_text(encoding="utf-8"))["collectors"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+    return n if 0 <= n <= MAX_COLLECTORS else 0
+
+
+def write_topology(state: Path, n: int) -> None:
+    """Record ``n`` processing collectors (0: forget the topology) and, for n > 0, start the ring with all."""
+    if n:
+        topology_file(state).write_text(json.dumps({"collectors": n}) + "\n", encoding="utf-8")
+        # the ring starts with every processing collector; the collector-ring maintains it from then on
+        write_ring_file(ring_file(state), [processing_ports(k).endpoint for k in range(1, n + 1)])
+    else:
+        topology_file(state).unlink(missing_ok=True)
+
+
+def _processing(k: int) -> Component:
+    ports = processing_ports(k)
+
+    def argv(binary: Path, _state: Path) -> list[str]:
+        return [str(binary), f"--config={config_dir() / 'otel-collector' / 'processing.yaml'}"]
+
+    def env(cstate: Path) -> dict[str, str]:
+        return {**ports.env(), "VOXPULSE_COLLECTOR_QUEUE_DIR": str(cstate / "queue")}
+
+    return Component(
+        f"otelcol-{k}", ("otelcol", "voxpulse-otelcol"), f"http://127.0.0.1:{ports.health}/",
+        (ports.otlp, ports.metrics, ports.telemetry, ports.health), argv, env,
+        f"processing collector {k} (span metrics, tail sampling, redaction, export to the trace store)",
+    )
+
+
+def _lb_argv(binary: Path, cstate: Path) -> list[str]:
+    lb = config_dir() / "otel-collector" / "lb.yaml"
+    return [str(binary), f"--config={lb}", f"--config={ring_file(cstate.parent)}"]
+
+
+def _ring(n: int) -> Component:
+    def argv(_binary: Path, cstate: Path) -> list[str]:
+        return [sys.executable, "-m", "voxpulse_console.stack._topology",
+                "--state-dir", str(cstate.parent), "--collectors", str(n)]
+
+    return Component(
+        "collector-ring", (Path(sys.executable).name,), f"http://{LISTEN}/healthz",
+        (int(LISTEN.rpartition(":")[2]),), argv,
+        description="keeps the load-balancing collector's ring equal to the processing collectors that answer",
+        stop_timeout_s=5.0,
+    )
+
+
+def tiered_prometheus_argv(n: int) -> Callable[[Path, Path], list[str]]:
+    """Prometheus with prometheus/prometheus.yml rendered into its state dir: the same config, with
+    absolute paths, and the processing collectors as the targets of the otel-collector-spans and
+    otel-collector-internal jobs (targets/otelcol-processing*.yml are empty in the repository)."""
+
+    def argv(binary: Path, cstate: Path) -> list[str]:
+        import yaml
+
+        src = config_dir() / "prometheus"
+        cfg = yaml.safe_load((src / "prometheus.yml").read_text(encoding="utf-8"))
+        cfg["rule_files"] = [str(src / f) for f in cfg.get("rule_files", [])]
+        targets = cstate / "targets"
+        targets.mkdir(parents=True, exist_ok=True)
+        ports = [processing_ports(k) for k in range(1, n + 1)]
+        generated = {
+            "otelcol-processing.yml": [
+                {"targets": [f"127.0.0.1:{p.metrics}"], "labels": {"collector": p.name}} for p in ports
+            ],
+            "otelcol-processing-internal.yml": [
+                {"targets": [f"127.0.0.1:{p.telemetry}"], "labels": {"collector": p.name}} for p in ports
+            ],
+        }
+        for name, groups in generated.items():
+            (targets / name).write_text(yaml.safe_dump(groups), encoding="utf-8")
+        for job in cfg.get("scrape_configs", []):
+            for sd in job.get("file_sd_configs", []):
+                sd["files"] = [
+                    str(targets / Path(f).name) if Path(f).name in generated else str(src / f)
+                    for f in sd.get("files", [])
+                ]
+        rendered = cstate / "prometheus.yml"
+        rendered.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+        return [str(binary), f"--config.file={rendered}", *prometheus_argv(binary, cstate)[2:]]
+
+    return argv
+
+
+def tiered(n: int) -> dict[str, Component]:
+    out: dict[str, Component] = {}
+    for name, comp in COMPONENTS.items():
+        if name == "otelcol":
+            for k in range(1, n + 1):
+                out[f"otelcol-{k}"] = _processing(k)
+            out[name] = Component(
+                name, comp.binary_names, comp.ready_url, comp.ports, _lb_argv,
+                lambda state: {"VOXPULSE_COLLECTOR_NAME": "lb", **otelcol_env(state)},  # its trace queue on disk
+                f"load-balancing collector (OTLP in, traces by trace id to {n} processing collectors, SDK metrics)",
+            )
+            out["collector-ring"] = _ring(n)
+        elif name == "prometheus":
+            out[name] = Component(name, comp.binary_names, comp.ready_url, comp.ports, tiered_prometheus_argv(n),
+                                  comp.env, comp.description)
+        else:
+            out[name] = comp
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m voxpulse_console.collector_ring", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m voxpulse_console.stack._topology", description=__doc__.split("\n")[0])
     p.add_argument("--state-dir", required=True, type=Path, help="the stack's state dir")
     p.add_argument("--collectors", required=True, type=int, help=f"processing collectors 1..N (N <= {MAX_COLLECTORS})")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between probe rounds")
     p.add_argument("--listen", default=LISTEN)
     args = p.parse_args(argv)
     state: Path = args.state_dir
-    ring_file = state / "otelcol" / "ring.yaml"
+    ring_path = ring_file(state)
 
     def reload(endpoints: list[str]) -> None:
-        from voxpulse_console import stack  # stack imports this module for the collectors' ports
-
-        pid = stack.pid("otelcol", state_dir=state)
+        pid = _lb_pid(state)
         print(f"{time.strftime('%H:%M:%S')} ring -> {endpoints}; SIGHUP load-balancing collector pid {pid}", flush=True)
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGHUP)
 
-    ring = Ring([processing_ports(k) for k in range(1, args.collectors + 1)], ring_file, reload)
-    if ring_file.exists():
-        ring.ring = read_ring_file(ring_file)
+    ring = Ring([processing_ports(k) for k in range(1, args.collectors + 1)], ring_path, reload)
+    if ring_path.exists():
+        ring.ring = read_ring_file(ring_path)
     server = _serve(ring, args.listen)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    print(f"collector-ring: {args.collectors} processing collectors, ring file {ring_file}", flush=True)
+    print(f"collector-ring: {args.collectors} processing collectors, ring file {ring_path}", flush=True)
     while not stop.is_set():
         started = time.monotonic()
         try:

@@ -9,7 +9,7 @@ benchmarking range, no route out) the candidate pair is ``127.0.0.1 <-> 198.18.0
 
 No root: the namespace is a user namespace plus a network namespace (``unshare --user
 --map-root-user --net``), which an unprivileged user may create where the kernel allows it
-(:func:`supported` says why not otherwise). One process, ``python -m voxpulse_console.media serve
+(:func:`supported` says why not otherwise). One process, ``python -m voxpulse_console.stack._media serve
 --dir DIR``, holds it (the stack runs it as the component ``media``):
 
 * the **host side** (the process itself) listens on the host's loopback for the ports it publishes
@@ -142,7 +142,7 @@ def loopback_ports(env: Mapping[str, str]) -> list[int]:
 
 
 class MediaNamespace:
-    """A media namespace held by ``python -m voxpulse_console.media serve --dir DIR`` (the stack's
+    """A media namespace held by ``python -m voxpulse_console.stack._media serve --dir DIR`` (the stack's
     component ``media``)."""
 
     def __init__(self, directory: Path | str) -> None:
@@ -395,8 +395,8 @@ async def _serve(directory: Path, expose: Sequence[int], publish: Sequence[int],
     await asyncio.start_unix_server(_unix_to_tcp, sock=_listen_unix(directory / "host.sock"))
     for port in publish:
         await asyncio.start_server(functools.partial(_tcp_to_unix, ns_sock, port), sock=listeners[port])
-    argv = ["unshare", "--user", "--map-root-user", "--net", "--", sys.executable, "-m", "voxpulse_console.media",
-            "_inside", "--dir", str(directory), "--expose", ",".join(map(str, expose))]
+    argv = ["unshare", "--user", "--map-root-user", "--net", "--", sys.executable, "-m",
+            "voxpulse_console.stack._media", "_inside", "--dir", str(directory), "--expose", ",".join(map(str, expose))]
     child = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
                                                  stdin=asyncio.subprocess.DEVNULL)
     assert child.stdout is not None
@@ -443,7 +443,7 @@ def _ports(text: str) -> list[int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m voxpulse_console.media",
+    parser = argparse.ArgumentParser(prog="python -m voxpulse_console.stack._media",
                                      description="hold the media network namespace (the stack's `media`)")
     sub = parser.add_subparsers(dest="cmd", required=True)
     sp = sub.add_parser("serve", help="make the namespace and relay ports across it until SIGTERM")
