@@ -263,7 +263,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         console.print("[red]placing the replay needs the example agent (agent.commands), which is not installed[/red]")
         return 2
     env = {"VOXPULSE_AGENT_NAME": f"tyre-agent-replay-{args.call_id}"[:60]}
-    log = stack._state(None) / "logs" / "replay-worker.log"
+    log = stack.state_dir(None) / "logs" / "replay-worker.log"
     [result] = calls.real_calls(args, env=env, livekit=stack.livekit_env(), media=stack.media_namespace(), log=log,
                                 scenarios=[replay.scenario])
     if result.error:

@@ -76,11 +76,7 @@ if TYPE_CHECKING:
 
 # Loaded on first use (PEP 562), so that ``python -m voxpulse_console.stack._keeper`` and ``._media`` (run by
 # a bare Python, without the venv's packages) import only what they need. name -> (module, attribute).
-# ``_ready`` and ``_state`` (untyped; ``ready`` and ``state_dir`` are their public names): voxpulse_console/cli.py
-# reads the readiness probe and the state folder by their old private names; remove them when those lines move.
 _LAZY: dict[str, tuple[str, str]] = {
-    "_ready": ("_supervisor", "ready"),
-    "_state": ("_layout", "state_path"),
     "state_dir": ("_layout", "state_path"),
     "binaries": ("_catalogue", "binaries"),
     "cache_dir": ("_catalogue", "cache_dir"),
