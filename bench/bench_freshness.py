@@ -503,10 +503,15 @@ def run(samples: int, store_samples: int, alert_trials: int, cost_s: float, prev
     return result
 
 
+def _num(v: float | None) -> str:
+    return "?" if v is None else f"{v:.0f}"
+
+
 def to_markdown(result: dict[str, Any]) -> str:
     """The report's section, from the result alone (tests/bench/test_results.py checks the document)."""
     lines = ["| configuration | Prometheus p50 s | p95 | max | alert s (max) | exemplars | trace store p95 s | "
-             "collector CPU s/min | Prometheus CPU s/min | samples/s | series created | other load (cores) |",
+             "collector CPU s/min | Prometheus CPU s/min | samples/s | head series before → after (created) | "
+             "other load (cores) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in result["configs"]:
         p, a, s, ex, cost, m = c["prometheus_s"], c["alert_s"], c["store_s"], c["exemplars"], c["cost"], c["machine"]
@@ -516,7 +521,9 @@ def to_markdown(result: dict[str, Any]) -> str:
             f"| {c['config']} | {p['median']} | {p['p95']} | {p['max']} | {a['median']} ({a['max']}) | "
             f"{ex['calls_with_exemplar']}/{ex['calls']} calls, {ex['stored_in_trace_store']}/"
             f"{ex['exemplar_trace_ids']} stored | {s['p95']} | {cpu.get('otelcol')} | {cpu.get('prometheus')} | "
-            f"{cost['samples_appended_per_s']} | {cost['series_created']} | {m['other_processes_cores']}{busy} |")
+            f"{cost['samples_appended_per_s']} | "
+            f"{_num(cost['head_series_before'])} → {_num(cost['head_series_after'])} "
+            f"({_num(cost['series_created'])}) | {m['other_processes_cores']}{busy} |")
     lines += ["", f"{result['samples']} calls per configuration, one at a time at a random phase of the timers; "
               "time from the call's root span ending to its span-metric count in a Prometheus query, and to the "
               f"call found by call_id in the trace store ({result['trace_store']}). Alert: {result['alert_trials']} "

@@ -195,13 +195,14 @@ def _seconds(duration: str) -> float:
 def test_span_metrics_fresh_and_exemplar_complete() -> None:
     """Span end -> Prometheus within ~10 s (bench/bench_freshness.py measures it): flush + scrape + the
     batch timer under 8 s; and every flush scraped at least once (scrape < flush, or exemplars are
-    lost); the same defaults in every collector config and in docker-compose.yml."""
+    lost); the same defaults in every collector config, docker-compose.yml and .env.example."""
     cfg = yaml.safe_load(PROMETHEUS.read_text())
     scrape = _seconds(next(j for j in cfg["scrape_configs"] if j["job_name"] == "otel-collector")["scrape_interval"])
     flushes = set()
     for name in ("config.yaml", "processing.yaml"):
         flushes |= set(re.findall(r"VOXPULSE_SPANMETRICS_FLUSH:-(\w+)\}", (ROOT / "otel-collector" / name).read_text()))
     flushes |= set(re.findall(r"VOXPULSE_SPANMETRICS_FLUSH:-(\w+)\}", (ROOT / "docker-compose.yml").read_text()))
+    flushes |= set(re.findall(r"^VOXPULSE_SPANMETRICS_FLUSH=(\w+)$", (ROOT / ".env.example").read_text(), re.M))
     assert len(flushes) == 1, flushes
     flush = _seconds(flushes.pop())
     batch = _seconds(yaml.safe_load(COLLECTOR.read_text())["processors"]["batch"]["timeout"])
