@@ -346,6 +346,11 @@ def _measure(label: str, tree: Path, state: Path, samples: int, store_samples: i
     try:
         with httpx.Client(timeout=5) as http:
             query = f'sum(traces_span_metrics_calls_total{{service_name="{service}",span_name="call"}})'
+            # warm-up, not counted: the first call of a just-started stack waits for the first scrape
+            # of a new target and the first flush of new series (up to ~50 s with the previous settings)
+            t_warm, _tid = runner.run(_one_call(f"warmup-{uuid.uuid4().hex[:8]}"))
+            _wait(lambda: (_prom_value(http, query) or 0) >= 1)
+            warmup_s = round(time.time() - t_warm, 2)
             base = _prom_value(http, query) or 0.0
             t_first = time.time()
             traces: dict[str, str] = {}
@@ -415,7 +420,8 @@ def _measure(label: str, tree: Path, state: Path, samples: int, store_samples: i
     fired = [a["breach_to_firing_s"] for a in alerts]
     return {"config": label, "settings": cfg, "rows": rows, "alerts": alerts,
             "prometheus_s": _stats(prom), "store_s": _stats([r["store_s"] for r in rows]),
-            "alert_s": _stats(fired), "alert_for_s": for_s, "exemplars": exemplars, "cost": cost, "machine": load}
+            "alert_s": _stats(fired), "alert_for_s": for_s, "warmup_prometheus_s": warmup_s,
+            "exemplars": exemplars, "cost": cost, "machine": load}
 
 
 # --- summary ------------------------------------------------------------------------------------------
@@ -524,7 +530,9 @@ def to_markdown(result: dict[str, Any]) -> str:
             f"{cost['samples_appended_per_s']} | "
             f"{_num(cost['head_series_before'])} → {_num(cost['head_series_after'])} "
             f"({_num(cost['series_created'])}) | {m['other_processes_cores']}{busy} |")
-    lines += ["", f"{result['samples']} calls per configuration, one at a time at a random phase of the timers; "
+    lines += ["", f"{result['samples']} calls per configuration (after one warm-up call, not counted: "
+              + ", ".join(f"{c.get('warmup_prometheus_s')} s" for c in result["configs"])
+              + "), one at a time at a random phase of the timers; "
               "time from the call's root span ending to its span-metric count in a Prometheus query, and to the "
               f"call found by call_id in the trace store ({result['trace_store']}). Alert: {result['alert_trials']} "
               f"breaches ({BREACH_ERRORS} STT errors in one call) -> {BENCH_ALERT} (VoiceStageErrors's expression "
