@@ -163,7 +163,8 @@ def test_prometheus_scrapes_what_the_design_says() -> None:
     collector = jobs["otel-collector"]
     assert collector["honor_labels"] is True
     assert collector["static_configs"][0]["targets"] == ["127.0.0.1:8889"]
-    assert collector.get("scrape_interval", cfg["global"]["scrape_interval"]) == "15s"
+    assert cfg["global"]["scrape_interval"] == "15s"  # the users' scrape interval, for everything else
+    assert collector["scrape_interval"] == jobs["otel-collector-spans"]["scrape_interval"] == "3s"
     targets = {t for j in jobs.values() for sc in j.get("static_configs", []) for t in sc["targets"]}
     assert {"127.0.0.1:8888", "127.0.0.1:9093", "127.0.0.1:9090"} <= targets
     files = {f for j in jobs.values() for sd in j.get("file_sd_configs", []) for f in sd["files"]}
@@ -183,6 +184,34 @@ def test_prometheus_scrapes_what_the_design_says() -> None:
 
 
 # --- the trace export queue --------------------------------------------------------------------
+
+
+def _seconds(duration: str) -> float:
+    m = re.fullmatch(r"(\d+)(ms|s|m)", duration)
+    assert m, duration
+    return int(m[1]) * {"ms": 0.001, "s": 1.0, "m": 60.0}[m[2]]
+
+
+def test_span_metrics_fresh_and_exemplar_complete() -> None:
+    """Span end -> Prometheus within ~10 s (bench/bench_freshness.py measures it): flush + scrape + the
+    batch timer under 8 s; and every flush scraped at least once (scrape < flush, or exemplars are
+    lost); the same defaults in every collector config, docker-compose.yml and .env.example."""
+    cfg = yaml.safe_load(PROMETHEUS.read_text())
+    scrape = _seconds(next(j for j in cfg["scrape_configs"] if j["job_name"] == "otel-collector")["scrape_interval"])
+    flushes = set()
+    for name in ("config.yaml", "processing.yaml"):
+        flushes |= set(re.findall(r"VOXPULSE_SPANMETRICS_FLUSH:-(\w+)\}", (ROOT / "otel-collector" / name).read_text()))
+    flushes |= set(re.findall(r"VOXPULSE_SPANMETRICS_FLUSH:-(\w+)\}", (ROOT / "docker-compose.yml").read_text()))
+    flushes |= set(re.findall(r"^VOXPULSE_SPANMETRICS_FLUSH=(\w+)$", (ROOT / ".env.example").read_text(), re.M))
+    assert len(flushes) == 1, flushes
+    flush = _seconds(flushes.pop())
+    batch = _seconds(yaml.safe_load(COLLECTOR.read_text())["processors"]["batch"]["timeout"])
+    assert scrape < flush
+    assert flush + scrape + batch <= 8
+    groups = {g["name"]: g for f in sorted((PROMETHEUS.parent / "rules").glob("*.yml"))
+              for g in yaml.safe_load(f.read_text())["groups"]}
+    for name in ("voxpulse-voice-alerts", "voxpulse-latency-recording"):
+        assert _seconds(groups[name].get("interval", cfg["global"]["evaluation_interval"])) <= 5, name
 
 
 def test_trace_export_queue_is_persistent_and_bounded() -> None:

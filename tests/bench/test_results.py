@@ -1,0 +1,73 @@
+"""The benchmark figures the documents quote come from committed raw results (issue 23, item 7).
+
+bench/results/*.json are committed; docs/benchmarks.md's sections are generated from them by
+``python -m bench --report-only``. These tests fail when a document's figures and the results part
+ways (a hand-edited number, a result re-measured without regenerating the document) or when a
+summary no longer follows from the raw rows it summarises.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results"
+REPORT = ROOT / "docs" / "benchmarks.md"
+MAX_BYTES = 256 * 1024
+
+runner = importlib.import_module("bench.__main__")
+freshness = importlib.import_module("bench.bench_freshness")
+
+
+def _freshness() -> dict[str, Any]:
+    path = RESULTS / "freshness.json"
+    assert path.is_file(), f"{path} is committed: the freshness figures in docs/benchmarks.md come from it"
+    result: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return result
+
+
+def test_committed_results_are_small() -> None:
+    files = sorted(RESULTS.glob("*.json"))
+    assert files, "bench/results/ holds the committed results"
+    for path in files:
+        assert path.stat().st_size <= MAX_BYTES, f"{path.name}: raw results, not a dump"
+
+
+@pytest.mark.parametrize("key", ["freshness"])
+def test_report_section_is_generated_from_the_results(key: str) -> None:
+    bench = next(b for b in runner.BENCHES if b.key == key)
+    assert (RESULTS / f"{key}.meta.json").is_file(), "when and on which machine it was measured"
+    section = "\n".join(runner.section(bench)).strip()
+    assert section in REPORT.read_text(encoding="utf-8"), (
+        f"docs/benchmarks.md's '{bench.title}' differs from bench/results/{key}.json: "
+        "run `python -m bench --report-only`")
+
+
+def test_freshness_summary_follows_from_its_rows() -> None:
+    result = _freshness()
+    assert [c["config"].split(" ")[0] for c in result["configs"]] == ["previous", "shipped"], (
+        "old and new settings compared in one run")
+    for config in result["configs"]:
+        prom = [r["prometheus_s"] for r in config["rows"] if not r.get("store_only")]
+        assert config["prometheus_s"] == freshness._stats(prom)
+        assert config["store_s"] == freshness._stats([r["store_s"] for r in config["rows"]])
+        assert config["alert_s"] == freshness._stats([a["breach_to_firing_s"] for a in config["alerts"]])
+        machine = config["machine"]
+        assert machine["busy"] == (machine["other_processes_cores"] > result["targets"]["busy_other_cores"])
+        assert len(machine["loadavg_1_5_15"]) == 3
+    assert result["verdict"] == freshness.verdict(result)
+
+
+def test_freshness_busy_machine_is_marked_in_the_document() -> None:
+    result = _freshness()
+    text = freshness.to_markdown(result)
+    for config in result["configs"]:
+        row = next(line for line in text.splitlines() if line.startswith(f"| {config['config']} |"))
+        assert row.endswith(" **busy** |") == config["machine"]["busy"]
+    if any(c["machine"]["busy"] for c in result["configs"]):
+        assert "BUSY machine" in result["verdict"]
