@@ -184,7 +184,8 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     sp.add_argument("--wait", type=float, default=60, help="seconds to wait for readiness")
     sp.add_argument("--build", action="store_true", help="run scripts/build-backends.sh first")
     sp.add_argument(
-        "--flush", default=None, help="span metrics flush interval (default 4s; keep it above the collector jobs' 3 s scrape)"
+        "--flush", default=None,
+        help="span metrics flush interval (default 4s; keep it above the collector jobs' 3 s scrape)",
     )
     sp.add_argument(
         "--docker", action="store_true", help="docker compose up -d instead (needs a Docker engine)"
