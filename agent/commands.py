@@ -79,8 +79,8 @@ def add_sim_args(p: argparse.ArgumentParser, calls: int, concurrency: int) -> No
     p.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
     p.add_argument("--store-error-rate", type=float, default=0.02, help="random store API 5xx rate")
     p.add_argument("--playout-scale", type=float, default=0.1, help="agent audio plays this x real time")
-    p.add_argument("--metric-interval", type=float, default=20.0,
-                   help="SDK metric export interval, s (above the 15 s scrape interval, or exemplars are lost)")
+    p.add_argument("--metric-interval", type=float, default=5.0,
+                   help="SDK metric export interval, s (above the collector's 3 s scrape, or exemplars are lost)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--verbose", "-v", action="store_true", help="show the agent's and LiveKit's warnings")
 

@@ -113,9 +113,9 @@ OTEL_EXPORTER_OTLP_PROTOCOL: Final = EnvVar(
     ("OTEL_EXPORTER_OTLP_PROTOCOL",), "http/protobuf", "OTLP protocol.", PROTOCOLS
 )
 OTEL_METRIC_EXPORT_INTERVAL: Final = EnvVar(
-    ("OTEL_METRIC_EXPORT_INTERVAL",), "20000",
-    "Milliseconds between metric exports; keep it above the Prometheus scrape interval (15 s) or exemplars "
-    "are lost.",
+    ("OTEL_METRIC_EXPORT_INTERVAL",), "5000",
+    "Milliseconds between metric exports; keep it above the interval Prometheus scrapes the collector at "
+    "(3 s in the stack) or exemplars are lost.",
 )
 OTEL_BSP_MAX_QUEUE_SIZE: Final = EnvVar(
     ("OTEL_BSP_MAX_QUEUE_SIZE",), "4096", "Spans queued for export; beyond it they are dropped and counted."

@@ -32,7 +32,12 @@ TABLES = (*_env.ENV_VARS, *console_settings.ENV_VARS, *agent_settings.ENV_VARS)
 OWN_READERS = {
     "telemetry/_env.py": "the reader",
     "agent/realcalls.py": "the environment of the worker and caller processes it starts",
-    "voxpulse_console/stack.py": "the stack's processes' environment; its folders (stack package rewrite)",
+    "voxpulse_console/stack/_layout.py": "the state folders: read by the keeper, a bare Python without the "
+                                         "venv (so not through the tables)",
+    "voxpulse_console/stack/_supervisor.py": "the environment of the processes it starts",
+    "voxpulse_console/stack/_cli.py": "the environment a command run in the media namespace gets",
+    "voxpulse_console/stack/_catalogue.py": "the environment the Alertmanager config is rendered from",
+    "voxpulse_console/stack/_services.py": "the environment of the PostgreSQL and Redis it starts",
     "voxpulse_console/cli.py": "COLUMNS, the terminal's width for rich (plumbing)",
     "agent/commands.py": "COLUMNS, the terminal's width for rich (plumbing)",
     "voxpulse_console/alert_receiver.py": "renders Alertmanager's config from the environment's integrations",

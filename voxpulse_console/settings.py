@@ -18,8 +18,10 @@ from voxpulse_console.tracestore import TRACE_STORE, TRACE_STORE_URL
 from voxpulse_console.tracestore._defaults import DEFAULT_KIND, DEFAULT_URLS
 
 __all__ = [
+    "ALERTMANAGER_CONFIG",
     "ALERTS_RECEIVER_LISTEN",
     "ALERTS_RECEIVER_TOKEN",
+    "CACHE_DIR",
     "CONFIG_DIR",
     "DEFAULT_ALERTS_RECEIVER_LISTEN",
     "DEFAULT_GRAFANA_URL",
@@ -29,7 +31,14 @@ __all__ = [
     "DEFAULT_UI_LISTEN",
     "ENV_VARS",
     "GRAFANA_URL",
+    "PGDATABASE",
+    "PGPASSWORD",
+    "PGPORT",
+    "PGUSER",
+    "PG_FAST",
     "PROMETHEUS_URL",
+    "REDIS_PASSWORD",
+    "REDIS_PORT",
     "TRACE_STORE",
     "TRACE_STORE_URL",
     "UI_LISTEN",
@@ -131,6 +140,30 @@ UI_TRACE_URL: Final = EnvVar(
     "URL template of a trace, `{trace_id}` filled in; unset: the console's own `/api/traces/<id>`.",
 )
 
+# The native stack's PostgreSQL and Redis (voxpulse_console.stack._services; scripts/services.sh wraps them).
+PGUSER: Final = EnvVar(("PGUSER",), "voxpulse", "The call history's PostgreSQL role the native stack creates.")
+PGPASSWORD: Final = EnvVar(
+    ("PGPASSWORD",), None,
+    "That role's password; unset: one is generated once into the stack's state folder (mode 600).", secret=True,
+)
+PGDATABASE: Final = EnvVar(("PGDATABASE",), "voxpulse", "The database the native stack creates.")
+PGPORT: Final = EnvVar(("PGPORT",), "5432", "The native stack's PostgreSQL port (127.0.0.1).")
+REDIS_PORT: Final = EnvVar(("REDIS_PORT",), "6379", "The native stack's Redis port (127.0.0.1).")
+REDIS_PASSWORD: Final = EnvVar(
+    ("REDIS_PASSWORD",), None, "Redis's requirepass (written into its mode-600 config, not its command line).",
+    secret=True,
+)
+PG_FAST: Final = EnvVar(
+    ("VOXPULSE_PG_FAST",), "0", "`1`: PostgreSQL without fsync (a throw-away database, CI); default durable.",
+)
+CACHE_DIR: Final = EnvVar(
+    ("VOXPULSE_CACHE_DIR",), None, "Where the stack's built binaries are cached; default ~/.cache/voxpulse.",
+)
+ALERTMANAGER_CONFIG: Final = EnvVar(
+    ("VOXPULSE_ALERTMANAGER_CONFIG",), None,
+    "A rendered Alertmanager config to run instead of rendering prometheus/alertmanager.yml from the environment.",
+)
+
 ENV_VARS: Final[tuple[EnvVar, ...]] = (
     PROMETHEUS_URL,
     GRAFANA_URL,
@@ -155,4 +188,13 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
     UI_TRACE_CACHE,
     UI_LOGS_URL,
     UI_TRACE_URL,
+    PGUSER,
+    PGPASSWORD,
+    PGDATABASE,
+    PGPORT,
+    REDIS_PORT,
+    REDIS_PASSWORD,
+    PG_FAST,
+    CACHE_DIR,
+    ALERTMANAGER_CONFIG,
 )

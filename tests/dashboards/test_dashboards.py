@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from telemetry import semconv
+from voxpulse_console.stack import _keeper as keeper
 
 ROOT = Path(__file__).resolve().parents[2]
 DASH_DIR = ROOT / "grafana" / "dashboards"
@@ -68,6 +69,9 @@ EXTERNAL: dict[str, set[str]] = {
     # Tempo (compose), Alertmanager
     "tempo_discarded_spans_total": {"reason", "tenant"},
     "alertmanager_notifications_failed_total": {"integration", "reason"},
+    # the native stack's keepers (voxpulse_console/stack/_keeper.py), through node_exporter's textfile collector
+    keeper.RESTARTS: {"component"},
+    keeper.UP: {"component"},
 }
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from voxpulse_console import settings
 from voxpulse_console._paths import config_dir
 from voxpulse_console.alert_receiver import DEFAULT_LISTEN as RECEIVER_LISTEN
 from voxpulse_console.alert_receiver import ConfigError, render_alertmanager_config, write_alertmanager_config
@@ -89,7 +90,7 @@ def alertmanager_config(state: Path) -> Path:
     """$VOXPULSE_ALERTMANAGER_CONFIG (a config rendered elsewhere), else prometheus/alertmanager.yml
     rendered into the state dir (mode 0600) from the environment: integrations whose secrets are
     not set are left out, so a local stack records alerts in alerts_history only."""
-    rendered = os.environ.get("VOXPULSE_ALERTMANAGER_CONFIG")
+    rendered = settings.text(settings.ALERTMANAGER_CONFIG)
     if rendered:
         return Path(rendered).resolve()
     template = config_dir() / "prometheus" / "alertmanager.yml"
@@ -341,7 +342,7 @@ OPTIONAL: dict[str, Component] = {
 # binaries
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("VOXPULSE_CACHE_DIR") or Path.home() / ".cache" / "voxpulse")
+    return Path(settings.text(settings.CACHE_DIR) or Path.home() / ".cache" / "voxpulse")
 
 
 def find_binary(names: Iterable[str]) -> Path | None:

@@ -30,6 +30,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from voxpulse_console import settings
 from voxpulse_console._paths import config_dir
 from voxpulse_console.stack._catalogue import Component, StackError
 from voxpulse_console.stack._layout import component_dir
@@ -40,12 +41,12 @@ __all__ = ["SERVICES", "components", "env_file", "pg_bindir", "write_env"]
 SERVICES = ("postgres", "redis")
 
 
-def _pg_port(env: Mapping[str, str]) -> int:
-    return int(env.get("PGPORT") or 5432)
+def _pg_port(env: Mapping[str, str] | None = None) -> int:
+    return int(settings.text(settings.PGPORT, env=env) or 5432)
 
 
-def _redis_port(env: Mapping[str, str]) -> int:
-    return int(env.get("REDIS_PORT") or 6379)
+def _redis_port(env: Mapping[str, str] | None = None) -> int:
+    return int(settings.text(settings.REDIS_PORT, env=env) or 6379)
 
 
 def env_file(state: Path) -> Path:
@@ -90,8 +91,9 @@ def _stop_system_services(port: int) -> None:
 
 def _password(state: Path) -> str:
     """PGPASSWORD, else a random one generated once (mode 0600)."""
-    if os.environ.get("PGPASSWORD"):
-        return os.environ["PGPASSWORD"]
+    given = settings.text(settings.PGPASSWORD)
+    if given:
+        return given
     path = component_dir(state, "postgres") / "password"
     if not path.is_file() or not path.read_text(encoding="utf-8").strip():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,17 +131,17 @@ def _pg_prepare(state: Path) -> None:
             f.write(include + "\n")
     lines = ["# written by voxpulse stack services (rewritten on every start)", "listen_addresses = '127.0.0.1'",
              f"unix_socket_directories = '{sock}'", "max_connections = 200"]
-    if os.environ.get("VOXPULSE_PG_FAST", "0") == "1":  # durability traded for speed (throw-away CI)
+    if settings.text(settings.PG_FAST) == "1":  # durability traded for speed (throw-away CI)
         lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
     (data / "voxpulse.conf").write_text("\n".join(lines) + "\n", encoding="utf-8")
     sock.mkdir(exist_ok=True)
     _chown_postgres(data / "voxpulse.conf", sock)
     _password(state)
-    _stop_system_services(_pg_port(os.environ))
+    _stop_system_services(_pg_port())
 
 
 def _pg_argv(binary: Path, cstate: Path) -> list[str]:
-    return [*_as_postgres(), str(binary), "-D", str(cstate / "data"), "-p", str(_pg_port(os.environ))]
+    return [*_as_postgres(), str(binary), "-D", str(cstate / "data"), "-p", str(_pg_port())]
 
 
 def _pg_ready() -> bool:
@@ -147,7 +149,7 @@ def _pg_ready() -> bool:
     bindir = pg_bindir()
     if bindir is None:
         return False
-    argv = [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(_pg_port(os.environ)), "-t", "1"]
+    argv = [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(_pg_port()), "-t", "1"]
     return subprocess.run(argv, capture_output=True, check=False).returncode == 0
 
 
@@ -155,7 +157,7 @@ def _pg_after_ready(state: Path) -> None:
     """The role and database (idempotent), the password from the environment or the generated file."""
     bindir = pg_bindir()
     assert bindir is not None  # _pg_prepare checked
-    role, db = os.environ.get("PGUSER") or "voxpulse", os.environ.get("PGDATABASE") or "voxpulse"
+    role, db = settings.text(settings.PGUSER) or "voxpulse", settings.text(settings.PGDATABASE) or "voxpulse"
     sql = (
         "SELECT format('CREATE ROLE %I LOGIN CREATEDB PASSWORD %L', :'role', :'pw')\n"
         " WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') \\gexec\n"
@@ -164,7 +166,7 @@ def _pg_after_ready(state: Path) -> None:
         " WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \\gexec\n"
     )
     argv = [*_as_postgres(), str(bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
-            "-h", str(component_dir(state, "postgres") / "run"), "-p", str(_pg_port(os.environ)),
+            "-h", str(component_dir(state, "postgres") / "run"), "-p", str(_pg_port()),
             "-U", "postgres", "-d", "postgres", "-v", f"role={role}", "-v", f"pw={_password(state)}", "-v", f"db={db}"]
     deadline = time.monotonic() + 30  # the port answers before the server accepts sessions (recovery)
     while True:
@@ -188,8 +190,8 @@ def _redis_prepare(state: Path) -> None:
     # No RDB snapshots, but an append-only file: the call-history buffer must survive a Redis restart.
     # Mode 0600: the password (REDIS_PASSWORD) stays out of the process list.
     lines = ["# written by voxpulse stack services (rewritten on every start)", "daemonize no", "bind 127.0.0.1",
-             f"port {_redis_port(os.environ)}", 'save ""', "appendonly yes", "appendfsync everysec", f"dir {home}"]
-    password = os.environ.get("REDIS_PASSWORD")
+             f"port {_redis_port()}", 'save ""', "appendonly yes", "appendfsync everysec", f"dir {home}"]
+    password = settings.text(settings.REDIS_PASSWORD)
     if password:
         escaped = password.replace("\\", "\\\\").replace('"', '\\"')
         lines.append(f'requirepass "{escaped}"')
@@ -197,7 +199,7 @@ def _redis_prepare(state: Path) -> None:
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
-    _stop_system_services(_redis_port(os.environ))
+    _stop_system_services(_redis_port())
 
 
 def _redis_argv(binary: Path, cstate: Path) -> list[str]:
@@ -206,7 +208,6 @@ def _redis_argv(binary: Path, cstate: Path) -> list[str]:
 
 def components(env: Mapping[str, str] | None = None) -> dict[str, Component]:
     """PostgreSQL and Redis on the ports of ``env`` (default: the environment)."""
-    env = os.environ if env is None else env
     pg, redis = _pg_port(env), _redis_port(env)
     return {
         "postgres": Component(
@@ -225,10 +226,10 @@ def components(env: Mapping[str, str] | None = None) -> dict[str, Component]:
 
 def write_env(state: Path) -> str:
     """Write the env file (mode 0600) and return its text with the passwords masked (for logs)."""
-    env = os.environ
-    pg, redis = _pg_port(env), _redis_port(env)
-    user, db = env.get("PGUSER") or "voxpulse", env.get("PGDATABASE") or "voxpulse"
-    redis_url = f"redis://:{env['REDIS_PASSWORD']}@127.0.0.1:{redis}/0" if env.get("REDIS_PASSWORD") \
+    pg, redis = _pg_port(), _redis_port()
+    user, db = settings.text(settings.PGUSER) or "voxpulse", settings.text(settings.PGDATABASE) or "voxpulse"
+    redis_password = settings.text(settings.REDIS_PASSWORD)
+    redis_url = f"redis://:{redis_password}@127.0.0.1:{redis}/0" if redis_password \
         else f"redis://127.0.0.1:{redis}/0"
     path = env_file(state)
     lines = [f"# generated by voxpulse stack services; source with: set -a; . {path}; set +a",
