@@ -199,3 +199,31 @@ def test_the_services_are_drawn_with_their_ports() -> None:
     services = _services.components({})  # their default ports (PGPORT, REDIS_PORT unset)
     assert _ports(nodes["postgresql"]) == set(services["postgres"].ports)
     assert _ports(nodes["redis"]) == set(services["redis"].ports)
+
+
+# No file of the library, the stack or the console over this many lines: a longer one does several
+# jobs, to be split into modules of one job each (issue #20). A file that is long and still one job
+# is named here, with the reason.
+MAX_LINES = 600
+LONG_FILES: dict[str, str] = {
+    "telemetry/semconv.py": "the names table: one job, and docs/semantic-conventions.md is generated from it",
+    "telemetry/_setup.py": "configure(): the one call that builds and installs the providers and its handle",
+}
+SIZED = ("telemetry", "voxpulse_console", "agent")
+
+
+def _line_counts() -> dict[str, int]:
+    return {str(p.relative_to(ROOT)): len(p.read_text(encoding="utf-8").splitlines())
+            for top in SIZED for p in sorted((ROOT / top).rglob("*.py"))
+            if not any(part.startswith(".") or part == "__pycache__" for part in p.relative_to(ROOT).parts)}
+
+
+def test_no_module_does_several_jobs() -> None:
+    """Every .py file under telemetry/, voxpulse_console/ and agent/ is at most MAX_LINES lines long,
+    but the ones LONG_FILES names with a reason; an entry there that is gone or short again is stale."""
+    counts = _line_counts()
+    long = {path: n for path, n in counts.items() if n > MAX_LINES and path not in LONG_FILES}
+    assert not long, f"over {MAX_LINES} lines: split by job (or add to LONG_FILES with the reason): {long}"
+    stale = sorted(path for path in LONG_FILES if counts.get(path, 0) <= MAX_LINES)
+    assert not stale, f"LONG_FILES names files no longer over {MAX_LINES} lines: {stale}"
+    assert all(reason.strip() for reason in LONG_FILES.values())

@@ -69,7 +69,12 @@ turn.
 
 The package's modules (only this one is public):
 
-* ``_session``: :class:`SessionInstrumentation`, the session's event handlers;
+* ``_session``: :class:`SessionInstrumentation`: subscribing to the session's events, the handlers'
+  dispatch, the call scope and the end of the call;
+* ``_turns``: a turn's state and what is measured per turn (:class:`MeasuredTurn`: time to first
+  word, the ``speech_to_text`` span, the glue from LiveKit's metrics to the turn's anatomy);
+* ``_tools``: the agent's tool calls, and anomalous ones (``voice.tool.anomalies``);
+* ``_calllog``: the call history fed (:class:`CallLog`), and the ``CallLogger`` opened per call;
 * ``_ttfw``: the time-to-first-word audio probe;
 * ``_tracing``: LiveKit's tracer routed into our provider, and the span hook that nests LiveKit's
   turn spans under ours;
@@ -84,8 +89,10 @@ from __future__ import annotations
 
 # (importing _session imports _tracing, which registers the span hook for LiveKit's spans)
 from telemetry.livekit._budgets import BudgetBreach, BudgetHook, Budgets
-from telemetry.livekit._session import CallLog, MeasuredTurn, SessionInstrumentation, instrument_session
+from telemetry.livekit._calllog import CallLog
+from telemetry.livekit._session import SessionInstrumentation, instrument_session
 from telemetry.livekit._ttfw import AUDIBLE_RMS
+from telemetry.livekit._turns import MeasuredTurn
 
 __all__ = [
     "AUDIBLE_RMS",

@@ -10,37 +10,49 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-import json
 import logging
 import math
 import time
 from collections.abc import Callable, Mapping
 from contextvars import Token
-from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import Span as SdkSpan
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from telemetry import _env, _quality
+from telemetry import _quality
 from telemetry import metrics as _metrics
 from telemetry._errors import internal_error, internal_errors, raise_internal_errors
 from telemetry._state import STATE
 from telemetry.calls import CallScope
-from telemetry.livekit._anatomy import Segment, TurnMarks, anatomy, named_share
+from telemetry.livekit._anatomy import Segment
 from telemetry.livekit._budgets import BudgetBreach, BudgetHook, Budgets, BudgetWatch
+from telemetry.livekit._calllog import CallLog, close_call_log, open_call_log
 from telemetry.livekit._interruptions import Interruptions
 from telemetry.livekit._job import _from_job
 from telemetry.livekit._pricing import _usage_costs, _UsageCost
+from telemetry.livekit._tools import ToolCalls
 from telemetry.livekit._tracing import _CURRENT, _SESSIONS
 from telemetry.livekit._ttfw import _TtfwProbe
+from telemetry.livekit._turns import (
+    MeasuredTurn,
+    _ns,
+    _provider_model,
+    _Turn,
+    complete_ttfw,
+    measured,
+    reply_metrics,
+    request_marks,
+    slow_turn_threshold_s,
+    stt_span,
+    turn_anatomy,
+)
 from telemetry.pricing import DEFAULT_PRICES, PriceTable
-from telemetry.semconv import OTHER, TTFW_OBJECTIVE_S, Attr, CallOutcome, SpanName, Stage, error_type
+from telemetry.semconv import OTHER, Attr, CallOutcome, SpanName, Stage, error_type
 
 if TYPE_CHECKING:
     from livekit.agents import AgentSession
@@ -57,101 +69,12 @@ if TYPE_CHECKING:
         UserStateChangedEvent,
     )
 
-__all__ = ["CallLog", "MeasuredTurn", "SessionInstrumentation", "instrument_session"]
+__all__ = ["SessionInstrumentation", "instrument_session"]
 
 _logger = logging.getLogger("voxpulse.livekit")
 
 # LiveKit's LLM ttft / TTS ttfb when nothing was generated
 _NOT_MEASURED: Final = -1.0
-
-# repeated calls of one tool within one turn that look like enumeration / data dumping
-_REPEATED_TOOL_THRESHOLD: Final = 4
-
-
-@runtime_checkable
-class CallLog(Protocol):
-    """What the integration feeds the call-history logger (``telemetry.history.CallLogger``
-    implements it). Every method must return at once: the logger buffers and writes in the
-    background. Exceptions are contained and logged."""
-
-    def bind_call(self, scope: CallScope) -> None:
-        """Logs the call's start now and its end from ``scope.on_end`` (outcome, cost, turns)."""
-
-    def log_turn(
-        self, call_id: str, turn_index: int, speaker: str, text: str, *, ts: float | None = None,
-        stt_ms: float | None = None, llm_ms: float | None = None, tts_ms: float | None = None,
-        ttfw_ms: float | None = None, interrupted: bool = False,
-    ) -> bool: ...
-
-    def log_tool_call(
-        self, call_id: str, name: str, args: Any, result: Any, *, success: bool = True,
-        duration_ms: float | None = None, ts: float | None = None, turn_index: int | None = None,
-        tool_call_id: str | None = None, error: str | None = None,
-    ) -> bool: ...
-
-
-
-def _ns(t: float) -> int:
-    return int(t * 1_000_000_000)
-
-
-def _provider_model(component: object) -> tuple[str, str]:
-    """(provider, model) of an STT, LLM or TTS (a plugin's, or a fallback adapter's)."""
-    if component is None:
-        return "unknown", "unknown"
-    return str(getattr(component, "provider", "unknown")), str(getattr(component, "model", "unknown"))
-
-
-@dataclass
-class _Turn:
-    index: int
-    span: Span
-    started_at: float
-    user_text: str = ""
-    stopped_speaking_at: float | None = None
-    started_speaking_at: float | None = None
-    ttfw_s: float | None = None
-    agent_started_at: float | None = None
-    agent_text: str = ""
-    answered: bool = False
-    interrupted: bool = False
-    tool_calls: int = 0
-    tool_names: list[str] = field(default_factory=list)
-    stt_done: bool = False
-    idle_at: float | None = None  # the agent went back to listening after answering
-    provider_failed: bool = False  # an STT/LLM/TTS error the framework could not recover from
-    heard_end: float | None = None  # start of TTFW: the caller's speech end as the agent knows it
-    ttfw_method: str = "vad"
-    audible_out_at: float | None = None  # end of TTFW: the first audible frame reaches the room
-    ttfw_agent_s: float | None = None
-    ttfw_network_s: float | None = None
-    ttfw_start: float | None = None  # heard_end, or the VAD's end of speech without an audible frame
-    vad_end_at: float | None = None  # the VAD's end-of-speech event
-    user_delays: dict[str, float] = field(default_factory=dict)  # LiveKit's checked user-message delays
-    reply_metrics: dict[str, float] | None = None  # the first answer's checked metrics
-    tool_spans: list[tuple[float, float]] = field(default_factory=list)
-    llm_requests: list[tuple[float, float]] = field(default_factory=list)  # (start, first token)
-    tts_requests: list[tuple[float, float]] = field(default_factory=list)  # (start, first audio)
-
-
-@dataclass(frozen=True, slots=True)
-class MeasuredTurn:
-    """What the integration measured for one turn (``SessionInstrumentation.turns``: for the
-    simulator, tests and the CLI). Not to be confused with ``telemetry.history.TurnRecord``, a row
-    of the call history."""
-
-    index: int
-    ttfw_s: float | None
-    user_text: str
-    agent_text: str
-    tool_calls: tuple[str, ...]
-    stopped_speaking_at: float | None
-    agent_started_at: float | None
-    ttfw_agent_s: float | None = None  # measured at the agent (voice.ttfw.agent_ms)
-    ttfw_network_s: float | None = None  # estimated media latency both ways (voice.ttfw.network_ms)
-    ttfw_method: str | None = None  # voice.ttfw.method
-    heard_end: float | None = None  # when the caller's speech ended, as the agent knows it
-    segments: tuple[Segment, ...] = ()  # the anatomy of ttfw_s (voice.turn.segment.*), summing to it
 
 
 class SessionInstrumentation:
@@ -203,12 +126,11 @@ class SessionInstrumentation:
         )
         self.turns: list[MeasuredTurn] = []
         self.close_reason: str | None = None
-        self.anomalies: list[tuple[str, str]] = []
         self._costs: list[_UsageCost] = []
         self._turn: _Turn | None = None
         self._user_speech_started: float | None = None
         self._last_user_stop: float | None = None
-        self._known_tools: set[str] | None = None
+        self._tools = ToolCalls(session, self.scope)
         self._closed = asyncio.Event()
         self._parent_ctx: otel_context.Context | None = None
         self._handlers: list[tuple[EventTypes, Callable[[Any], None]]] = []
@@ -222,7 +144,7 @@ class SessionInstrumentation:
         self._budgets = BudgetWatch(budgets if budgets is not None else _budgets_from_env(), self.scope.call_id)
         if on_budget_exceeded is not None:
             self._budgets.hooks.append(on_budget_exceeded)
-        self._slow_turn_s = _slow_turn_threshold_s()
+        self._slow_turn_s = slow_turn_threshold_s()
 
     # -- public -----------------------------------------------------------------------------------
     def on_budget_exceeded(self, hook: BudgetHook) -> None:
@@ -234,6 +156,11 @@ class SessionInstrumentation:
     def budget_breaches(self) -> list[BudgetBreach]:
         """The budgets exceeded so far in this call."""
         return list(self._budgets.breaches)
+
+    @property
+    def anomalies(self) -> list[tuple[str, str]]:
+        """The anomalous tool calls so far, (tool, reason) (``_tools``)."""
+        return self._tools.anomalies
 
     @property
     def call_id(self) -> str:
@@ -285,29 +212,17 @@ class SessionInstrumentation:
 
     # -- call history ---------------------------------------------------------------------------
     async def _open_call_log(self) -> None:
-        """This call's own CallLogger, when a database is configured (never blocks: the writer
-        connects in the background; an unreachable database degrades to Redis, then memory)."""
-        if not _env.text(_env.DATABASE_URL):
-            return
-        with internal_errors("livekit.call_log.open"):
-            try:
-                # the optional extra, looked up at run time (telemetry.history builds on this package)
-                history = importlib.import_module("telemetry.history")
-            except ImportError:
-                _logger.warning("DATABASE_URL is set but the history extra is not installed: no call history")
-                return
-            logger = history.CallLogger.from_env(agent_version=STATE.service_version)
-            await logger.start()
+        """This call's own CallLogger, when a database is configured (``_calllog.open_call_log``)."""
+        logger = await open_call_log()
+        if logger is not None:
             self._owned_call_log = logger
             self.call_log = logger
 
     async def _close_call_log(self) -> None:
-        """Writes the call's records out (bounded: what is not written in time is buffered in Redis or
-        counted as dropped) and closes the logger this instrumentation opened."""
+        """Writes the call's records out and closes the logger this instrumentation opened."""
         logger, self._owned_call_log = self._owned_call_log, None
         if logger is not None:
-            with internal_errors("livekit.call_log.close"):
-                await logger.aclose(timeout=5.0)
+            await close_call_log(logger)
 
     # -- events -----------------------------------------------------------------------------------
     def _subscribe(self) -> None:
@@ -414,29 +329,8 @@ class SessionInstrumentation:
                     self._complete_ttfw(t)
 
     def _complete_ttfw(self, t: _Turn) -> None:
-        """Sets the turn's time to first word once both ends are known (once per turn)."""
-        if t.ttfw_s is not None or t.audible_out_at is None:
-            return
-        start = t.heard_end if t.heard_end is not None else (t.stopped_speaking_at or self._last_user_stop)
-        if start is None:
-            return
-        agent_s = _quality.interval("livekit.ttfw", start, t.audible_out_at,
-                                    within_s=self._so_far(t.audible_out_at), span=t.span)
-        if agent_s is None:
-            return  # a data error: no time to first word for this turn
-        network_s = self._probe.network_s() if self._probe.measures_output else 0.0
-        ttfw = agent_s + network_s
-        t.ttfw_s, t.ttfw_agent_s, t.ttfw_network_s, t.ttfw_start = ttfw, agent_s, network_s, start
-        t.span.set_attributes({
-            Attr.TURN_TTFW: round(ttfw, 4),
-            Attr.TURN_TTFW_AT_AGENT: round(agent_s, 4),
-            Attr.TURN_MEDIA_LATENCY: round(network_s, 4),
-            Attr.TURN_TTFW_METHOD: t.ttfw_method,
-            Attr.TURN_SLOW: ttfw >= self._slow_turn_s,
-        })
-        with trace.use_span(t.span, end_on_exit=False):  # exemplar -> this turn
-            _metrics.record_time_to_first_word(ttfw)
-        self._budgets.check_turn(t.span, t.index, ttfw)
+        complete_ttfw(t, last_user_stop=self._last_user_stop, probe=self._probe, slow_turn_s=self._slow_turn_s,
+                      budgets=self._budgets, so_far=self._so_far)
 
     def _on_audible_out(self, at: float) -> None:
         """The probe saw the answer's first audible frame go into the room's audio source."""
@@ -490,45 +384,14 @@ class SessionInstrumentation:
             t.user_delays["transcription_delay"] = delay
         if not t.stt_done and self.session.stt is not None:
             t.stt_done = True
-            self._stt_span(t, delay, created_at)
+            stt_span(t, delay, created_at, stt=self.session.stt, call_id=self.call_id, tracer=self._tracer,
+                     so_far=self._so_far)
         if self.call_log is not None:
             with internal_errors("livekit.call_log.turn"):
                 self.call_log.log_turn(
                     self.call_id, t.index, "user", text, ts=created_at,
                     stt_ms=round(delay * 1000, 1) if delay is not None else None,
                 )
-
-    def _stt_span(self, t: _Turn, delay: float | None, created_at: float) -> None:
-        """One ``speech_to_text`` span per user turn: end of speech -> final transcript
-        (``delay``: LiveKit's transcription delay, checked)."""
-        provider, model = _provider_model(self.session.stt)
-        stop = t.stopped_speaking_at
-        if stop is None:
-            stop = created_at
-        final_at = stop + delay if delay is not None else created_at
-        start = min(stop, final_at)
-        speech_s = _quality.interval("livekit.user.speaking", t.started_speaking_at or stop, stop,
-                                     within_s=self._so_far(created_at), span=t.span)
-        attrs: dict[str, AttributeValue] = {
-            Attr.CALL_ID: self.call_id,
-            Attr.STAGE: Stage.STT.value,
-            Attr.PROVIDER: provider,
-            Attr.MODEL: model,
-            Attr.STT_TRANSCRIPT: t.user_text,
-            Attr.TURN_INDEX: t.index,
-        }
-        if speech_s is not None:
-            attrs[Attr.STT_AUDIO_SECONDS] = round(speech_s, 3)
-        if delay is not None:
-            attrs[Attr.STREAM_TTFC] = round(delay, 4)
-        span = self._tracer.start_span(
-            SpanName.STT, context=trace.set_span_in_context(t.span), kind=SpanKind.CLIENT,
-            attributes=attrs, start_time=_ns(start),
-        )
-        span.end(end_time=_ns(max(final_at, start)))
-        if delay is not None:
-            with trace.use_span(span, end_on_exit=False):
-                _metrics.record_time_to_first_chunk(Stage.STT, delay, provider=provider, model=model)
 
     def _on_assistant_message(self, item: ChatMessage, text: str, m: Mapping[str, Any]) -> None:
         t = self._turn
@@ -537,7 +400,7 @@ class SessionInstrumentation:
             return  # greeting or an agent-initiated message: not a turn
         t.agent_text = f"{t.agent_text} {text}".strip() if t.agent_text else text
         if t.reply_metrics is None and m.get("started_speaking_at"):
-            t.reply_metrics = self._reply_metrics(t, m)
+            t.reply_metrics = reply_metrics(t, m, self._so_far)
         t.answered = not interrupted
         t.interrupted = t.interrupted or interrupted
         t.span.set_attribute(Attr.TURN_AGENT_TEXT, t.agent_text)
@@ -559,110 +422,7 @@ class SessionInstrumentation:
                 )
 
     def _on_tools(self, ev: FunctionToolsExecutedEvent) -> None:
-        with internal_errors("livekit.tools"):
-            known = self._tool_names()
-            t = self._turn
-            for fc, out in ev.zipped():
-                name = str(fc.name)
-                if t is not None:
-                    t.tool_calls += 1
-                    t.tool_names.append(name)
-                    began = float(getattr(fc, "created_at", 0.0) or 0.0)
-                    done = float(getattr(out, "created_at", 0.0) or 0.0) if out is not None else 0.0
-                    if began and done and 0 <= done - began <= (self._so_far(done) or math.inf):
-                        t.tool_spans.append((began, done))
-                    t.span.set_attribute(Attr.TURN_TOOL_CALLS, t.tool_calls)
-                reason: str | None = None
-                if known is not None and name not in known:
-                    reason = "unknown_tool"
-                elif t is not None and t.tool_names.count(name) == _REPEATED_TOOL_THRESHOLD:
-                    reason = "repeated"
-                if reason is not None:
-                    # the metric label stays bounded: a name the model made up is "_OTHER"
-                    self._anomaly(name, reason, t, label=name if known is None or name in known else OTHER)
-                if self.call_log is not None:
-                    success = out is not None and not bool(getattr(out, "is_error", False))
-                    started = float(getattr(fc, "created_at", 0.0) or 0.0)
-                    ended = float(getattr(out, "created_at", 0.0) or 0.0) if out is not None else 0.0
-                    took = _quality.interval(
-                        "livekit.tool.duration", started, ended, within_s=self._so_far(ended),
-                        span=t.span if t is not None else self.scope.span,
-                    ) if started and ended else None
-                    # raw values: the call history is where they stay searchable (it masks its logs)
-                    with internal_errors("livekit.call_log.tool"):
-                        self.call_log.log_tool_call(
-                            self.call_id, name, _loads(str(fc.arguments or "{}")),
-                            _loads(str(getattr(out, "output", "") or "")), success=success,
-                            duration_ms=round(took * 1000, 1) if took is not None else None,
-                            ts=started or time.time(), turn_index=t.index if t is not None else None,
-                            tool_call_id=str(getattr(fc, "call_id", "") or "") or None,
-                            error=None if success else str(getattr(out, "output", ""))[:500],
-                        )
-
-    def _reply_metrics(self, t: _Turn, m: Mapping[str, Any]) -> dict[str, float]:
-        """The answer's metrics the anatomy reads, each duration through the data-quality guard."""
-        raw = TurnMarks.reply_metrics(m)
-        out: dict[str, float] = {}
-        for key, value in raw.items():
-            if key == "started_speaking_at":
-                out[key] = value
-                continue
-            checked = _quality.duration(f"livekit.{key}", value, within_s=self._so_far(raw.get("started_speaking_at")),
-                                        span=t.span)
-            if checked is not None:
-                out[key] = checked
-        return out
-
-    def _anatomy(self, t: _Turn) -> tuple[Segment, ...]:
-        """The turn's time to first word in parts (telemetry.livekit._anatomy), on its span and in the
-        segment histogram (exemplars to the turn)."""
-        if t.ttfw_s is None or t.ttfw_start is None or t.audible_out_at is None:
-            return ()
-        net = t.ttfw_network_s or 0.0
-        reply = t.reply_metrics or {}
-        marks = TurnMarks(
-            heard_end=t.ttfw_start, audible_out=t.audible_out_at, transport_in_s=net / 2, transport_out_s=net / 2,
-            vad_end_at=t.vad_end_at, stopped_speaking_at=t.stopped_speaking_at,
-            transcription_delay=t.user_delays.get("transcription_delay"),
-            end_of_turn_delay=t.user_delays.get("end_of_turn_delay"),
-            on_user_turn_completed_delay=t.user_delays.get("on_user_turn_completed_delay"),
-            tools=[(a, b) for a, b in t.tool_spans if a < t.audible_out_at],
-            started_speaking_at=reply.get("started_speaking_at", t.agent_started_at),
-            playback_latency=reply.get("playback_latency"),
-            tts_node_ttfb=reply.get("tts_node_ttfb"), llm_node_ttfs=reply.get("llm_node_ttfs"),
-            llm_node_ttft=reply.get("llm_node_ttft"), llm_requests=t.llm_requests, tts_requests=t.tts_requests,
-        )
-        parts = tuple(anatomy(marks))
-        self._budgets.check_segments(t.span, t.index, {p.segment: p.seconds for p in parts})
-        attrs: dict[str, AttributeValue] = {s.segment.attribute: round(s.seconds, 6) for s in parts}
-        attrs[Attr.TURN_NAMED_SHARE] = round(named_share(parts), 4)
-        t.span.set_attributes(attrs)
-        with trace.use_span(t.span, end_on_exit=False):  # exemplars -> this turn
-            for part in parts:
-                _metrics._turn_segment(part.segment, part.seconds)
-        return parts
-
-    def _anomaly(self, tool: str, reason: str, t: _Turn | None, *, label: str) -> None:
-        self.anomalies.append((tool, reason))
-        _logger.warning("anomalous tool call", extra={"call_id": self.call_id, "tool": tool, "reason": reason})
-        target = t.span if t is not None else self.scope.span
-        target.add_event("tool_anomaly", {Attr.TOOL_NAME: tool, Attr.TOOL_ANOMALY: reason})
-        target.set_attribute(Attr.TOOL_ANOMALY, reason)
-        with trace.use_span(target, end_on_exit=False):
-            _metrics.tool_anomaly(label, reason)
-
-    def _tool_names(self) -> set[str] | None:
-        agent = getattr(self.session, "current_agent", None)
-        if agent is None:
-            return self._known_tools
-        names: set[str] = set()
-        for tool in getattr(agent, "tools", ()) or ():
-            info = getattr(tool, "info", None)
-            name = getattr(info, "name", None) or getattr(tool, "id", None)
-            if name:
-                names.add(str(name))
-        self._known_tools = names
-        return names
+        self._tools.executed(ev, self._turn, self.call_log, self._so_far)
 
     def _on_metrics(self, ev: MetricsCollectedEvent) -> None:
         with internal_errors("livekit.metrics"):
@@ -685,7 +445,8 @@ class SessionInstrumentation:
             if seconds is not None:
                 # a request cut short by a barge-in still started and answered when it did (the
                 # turn's anatomy); its time to first chunk stays out of the histogram
-                self._request_marks(stage, mtr, seconds)
+                if self._turn is not None:
+                    request_marks(self._turn, stage, mtr, seconds, self._so_far)
                 if not mtr.cancelled:
                     _metrics.record_time_to_first_chunk(stage, seconds, provider=provider, model=model)
 
@@ -693,20 +454,6 @@ class SessionInstrumentation:
         with internal_errors("livekit.false_interruption"):
             span = self._turn.span if self._turn is not None else self.scope.span
             self.interruptions.false_interruption(float(ev.created_at), span, resumed=bool(ev.resumed))
-
-    def _request_marks(self, stage: Stage, mtr: Any, first_s: float) -> None:
-        """(start, first token/audio) of one LLM or TTS request on the agent's clock, for the turn's
-        anatomy: LiveKit stamps the metrics when the request ended (``timestamp``) with its length."""
-        t = self._turn
-        if t is None:
-            return
-        took = _quality.duration(f"livekit.{stage.value}.duration", getattr(mtr, "duration", None),
-                                 within_s=self._so_far(), span=t.span)
-        ended = getattr(mtr, "timestamp", None)
-        if took is None or not isinstance(ended, int | float):
-            return
-        start = float(ended) - took
-        (t.llm_requests if stage is Stage.LLM else t.tts_requests).append((start, start + first_s))
 
     def _on_error(self, ev: ErrorEvent) -> None:
         # (LiveKit types the event's error and source "... | Any": plugins raise their own)
@@ -771,18 +518,10 @@ class SessionInstrumentation:
         t.span.set_attribute(Attr.TURN_TOOL_CALLS, t.tool_calls)
         segments: tuple[Segment, ...] = ()
         with internal_errors("livekit.anatomy"):
-            segments = self._anatomy(t)
+            segments = turn_anatomy(t, self._budgets)
         end = t.idle_at if t.idle_at is not None else (at if at is not None else time.time())
         t.span.end(end_time=_ns(max(end, t.started_at)))
-        self.turns.append(
-            MeasuredTurn(
-                index=t.index, ttfw_s=t.ttfw_s, user_text=t.user_text, agent_text=t.agent_text,
-                tool_calls=tuple(t.tool_names), stopped_speaking_at=t.stopped_speaking_at,
-                agent_started_at=t.agent_started_at, ttfw_agent_s=t.ttfw_agent_s,
-                ttfw_network_s=t.ttfw_network_s, ttfw_method=t.ttfw_method if t.ttfw_s is not None else None,
-                heard_end=t.heard_end, segments=segments,
-            )
-        )
+        self.turns.append(measured(t, segments))
 
     # -- LiveKit's spans (the span hook) ---------------------------------------------------------
     def _session_span_started(self, span: SdkSpan) -> None:
@@ -840,17 +579,6 @@ def _budgets_from_env() -> Budgets:
         return Budgets()
 
 
-def _slow_turn_threshold_s() -> float:
-    """The slow-turn threshold (``VOXPULSE_TTFW_OBJECTIVE_S``, default the time-to-first-word
-    objective), read when a session is instrumented; an invalid value is contained (the default then):
-    it must not break a call."""
-    try:
-        return _env.number(_env.VOXPULSE_TTFW_OBJECTIVE_S)
-    except Exception as exc:  # TelemetryConfigError
-        internal_error("livekit.slow_turn_threshold", exc)
-        return TTFW_OBJECTIVE_S
-
-
 def _session_started(session: AgentSession[Any]) -> bool:
     """Whether ``session.start()`` ran (LiveKit 1.8 has no public flag: its ``_started``, only read)."""
     return bool(getattr(session, "_started", True))
@@ -864,10 +592,3 @@ def _base_emitter_on(session: AgentSession[Any]) -> Callable[[EventTypes, Callab
             return lambda event, cb: fn(session, event, cb)
     return session.on
 
-
-def _loads(text: str) -> Any:  # (JSON: any shape)
-    """A tool's JSON arguments/result as data; plain text stays text."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
