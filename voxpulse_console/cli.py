@@ -5,6 +5,7 @@
     voxpulse calls | db ...       # call history (telemetry.history)
     voxpulse stack up|down|...    # the native backend stack (voxpulse_console.stack)
     voxpulse alerts-receiver      # Alertmanager webhook receiver (voxpulse_console.alert_receiver)
+    voxpulse insights-receiver    # LiveKit Agents' observability upload (voxpulse_console.insights)
     voxpulse ui                   # the web console (voxpulse_console.ui)
     voxpulse simulate ...         # the example agent's simulated calls (agent.commands, an entry point)
 

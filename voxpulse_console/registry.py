@@ -45,6 +45,7 @@ BUILTIN: Final[Mapping[str, tuple[str, str]]] = {
     "calls/db": ("telemetry.history.commands", "history"),
     "stack": ("voxpulse_console.stack", "console"),
     "alerts-receiver": ("voxpulse_console.alert_receiver", "console"),
+    "insights-receiver/insights": ("voxpulse_console.insights", "console"),
     "ui": ("voxpulse_console.ui", "console"),
 }
 

@@ -25,12 +25,19 @@ __all__ = [
     "CONFIG_DIR",
     "DEFAULT_ALERTS_RECEIVER_LISTEN",
     "DEFAULT_GRAFANA_URL",
+    "DEFAULT_INSIGHTS_LISTEN",
     "DEFAULT_PROMETHEUS_URL",
     "DEFAULT_TRACE_STORE",
     "DEFAULT_TRACE_STORE_URLS",
     "DEFAULT_UI_LISTEN",
     "ENV_VARS",
     "GRAFANA_URL",
+    "INSIGHTS_AUDIO",
+    "INSIGHTS_DIR",
+    "INSIGHTS_KEYS",
+    "INSIGHTS_LISTEN",
+    "INSIGHTS_MAX_BODY_MB",
+    "INSIGHTS_RETENTION_DAYS",
     "PGDATABASE",
     "PGPASSWORD",
     "PGPORT",
@@ -67,6 +74,8 @@ DEFAULT_GRAFANA_URL: Final = "http://127.0.0.1:3000"
 #: (8080), the store API (8081), Prometheus (9090), Alertmanager (9093) and the alerts receiver (9095).
 DEFAULT_UI_LISTEN: Final = "127.0.0.1:8090"
 DEFAULT_ALERTS_RECEIVER_LISTEN: Final = "127.0.0.1:9095"
+#: LiveKit Agents' observability upload (`voxpulse insights-receiver`): next to the alerts receiver.
+DEFAULT_INSIGHTS_LISTEN: Final = "127.0.0.1:9097"
 #: Each trace store's query API on this machine: Jaeger (the native stack), Tempo (docker compose).
 DEFAULT_TRACE_STORE: Final = DEFAULT_KIND
 DEFAULT_TRACE_STORE_URLS: Final = DEFAULT_URLS
@@ -87,6 +96,33 @@ ALERTS_RECEIVER_LISTEN: Final = EnvVar(
 )
 ALERTS_RECEIVER_TOKEN: Final = EnvVar(
     ("ALERTS_RECEIVER_TOKEN",), None, "Bearer token the alerts receiver requires (unset: none).", secret=True,
+)
+INSIGHTS_LISTEN: Final = EnvVar(
+    ("VOXPULSE_INSIGHTS_LISTEN",), DEFAULT_INSIGHTS_LISTEN,
+    "host:port of the receiver of LiveKit Agents' observability upload (`voxpulse insights-receiver`); "
+    "an agent sends there with `LIVEKIT_OBSERVABILITY_URL=http://<this address>`.",
+)
+INSIGHTS_KEYS: Final = EnvVar(
+    ("VOXPULSE_INSIGHTS_KEYS",), None,
+    "LiveKit API keys besides the stack's whose tokens the insights receiver accepts (your own LiveKit "
+    "server's or a Cloud project's), `KEY: SECRET` separated by commas.", secret=True,
+)
+INSIGHTS_DIR: Final = EnvVar(
+    ("VOXPULSE_INSIGHTS_DIR",), None,
+    "Where the insights receiver keeps recordings and transcripts; unset: `insights/` in the stack's state "
+    "folder (`$VOXPULSE_STACK_DIR`, else `$VOXPULSE_STATE_DIR/stack`).",
+)
+INSIGHTS_AUDIO: Final = EnvVar(
+    ("VOXPULSE_INSIGHTS_AUDIO",), "false",
+    "Keep the calls' audio (personal data) the agents upload; off: the audio part is dropped, the "
+    "transcript, tags and verdicts are kept.",
+)
+INSIGHTS_MAX_BODY_MB: Final = EnvVar(
+    ("VOXPULSE_INSIGHTS_MAX_BODY_MB",), "100", "Largest upload the insights receiver accepts (MiB); larger: 413.",
+)
+INSIGHTS_RETENTION_DAYS: Final = EnvVar(
+    ("VOXPULSE_INSIGHTS_RETENTION_DAYS",), "30",
+    "Days a call's recording, transcript, tags and verdicts are kept (0: kept until erased).",
 )
 UI_LISTEN: Final = EnvVar(("VOXPULSE_UI_LISTEN",), DEFAULT_UI_LISTEN, "host:port the web console listens on.")
 UI_USERS: Final = EnvVar(
@@ -172,6 +208,12 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
     CONFIG_DIR,
     ALERTS_RECEIVER_LISTEN,
     ALERTS_RECEIVER_TOKEN,
+    INSIGHTS_LISTEN,
+    INSIGHTS_KEYS,
+    INSIGHTS_DIR,
+    INSIGHTS_AUDIO,
+    INSIGHTS_MAX_BODY_MB,
+    INSIGHTS_RETENTION_DAYS,
     UI_LISTEN,
     UI_USERS,
     UI_TIMEZONE,

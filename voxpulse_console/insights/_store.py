@@ -1,0 +1,141 @@
+"""Where a call's insights live: files on the local disk (``<folder>/<call_id>/``, mode 0600) and one
+``insights_calls`` row; retention by age and erasure by ``call_id`` (recorded in ``insights_erasures``).
+
+Every write is idempotent: a repeated upload of the same call rewrites the same files and upserts the
+same row (tags and verdicts are merged by name).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Final
+
+from voxpulse_console.insights._wire import CallEvents, OggCheck, RecordingHeader, call_id_for
+
+__all__ = ["AUDIO_FILE", "CHAT_FILE", "delete_expired", "erase", "save_events", "save_recording", "write_file"]
+
+AUDIO_FILE: Final = "recording.ogg"
+CHAT_FILE: Final = "chat_history.json"
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` atomically, readable by the owner only (the audio and transcript are personal data)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+_UPSERT_RECORDING: Final = """
+INSERT INTO insights_calls (call_id, room_id, job_id, started_at, duration_s, simulated, redaction_enabled,
+                            audio_bytes, audio_dropped, audio_broken, audio_problem, audio_seconds,
+                            chat_bytes)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+ON CONFLICT (call_id) DO UPDATE SET
+    room_id = EXCLUDED.room_id, job_id = EXCLUDED.job_id, started_at = EXCLUDED.started_at,
+    duration_s = EXCLUDED.duration_s, simulated = EXCLUDED.simulated,
+    redaction_enabled = EXCLUDED.redaction_enabled, audio_bytes = EXCLUDED.audio_bytes,
+    audio_dropped = EXCLUDED.audio_dropped, audio_broken = EXCLUDED.audio_broken,
+    audio_problem = EXCLUDED.audio_problem, audio_seconds = EXCLUDED.audio_seconds,
+    chat_bytes = EXCLUDED.chat_bytes, updated_at = now()
+"""
+
+
+async def save_recording(
+    conn: Any, folder: Path, header: RecordingHeader, *, chat: bytes | None, audio: bytes | None,
+    ogg: OggCheck | None, keep_audio: bool,
+) -> str:
+    """Store one ``recordings/v0`` upload; returns its call_id. ValueError when the header names no
+    usable room or job id."""
+    call_id = call_id_for(header.room_id, header.job_id)
+    if call_id is None:
+        raise ValueError("the header names neither a room id nor a job id")
+    where = folder / call_id
+    if chat is not None:
+        write_file(where / CHAT_FILE, chat)
+    kept = audio is not None and keep_audio
+    if kept and audio is not None:
+        write_file(where / AUDIO_FILE, audio)
+    await conn.execute(
+        _UPSERT_RECORDING, call_id, header.room_id or None, header.job_id or None, header.start_time,
+        header.duration_ms / 1000 if header.duration_ms else None, header.simulated, header.redaction_enabled,
+        len(audio) if kept and audio is not None else 0, audio is not None and not keep_audio,
+        bool(kept and ogg is not None and not ogg.ok), ogg.problem if kept and ogg is not None else None,
+        ogg.seconds if kept and ogg is not None else None, len(chat) if chat is not None else 0,
+    )
+    return call_id
+
+
+_UPSERT_EVENTS: Final = """
+INSERT INTO insights_calls (call_id, room_id, job_id, agent_name, sdk_version, tags, evaluations, outcome,
+                            outcome_reason, chat_items)
+VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10)
+ON CONFLICT (call_id) DO UPDATE SET
+    room_id = COALESCE(insights_calls.room_id, EXCLUDED.room_id),
+    job_id = COALESCE(insights_calls.job_id, EXCLUDED.job_id),
+    agent_name = COALESCE(EXCLUDED.agent_name, insights_calls.agent_name),
+    sdk_version = COALESCE(EXCLUDED.sdk_version, insights_calls.sdk_version),
+    tags = insights_calls.tags || EXCLUDED.tags,
+    evaluations = insights_calls.evaluations || EXCLUDED.evaluations,
+    outcome = COALESCE(EXCLUDED.outcome, insights_calls.outcome),
+    outcome_reason = CASE WHEN EXCLUDED.outcome IS NULL THEN insights_calls.outcome_reason
+                          ELSE EXCLUDED.outcome_reason END,
+    chat_items = GREATEST(insights_calls.chat_items, EXCLUDED.chat_items),
+    updated_at = now()
+"""
+
+
+async def save_events(conn: Any, calls: dict[str, CallEvents]) -> None:
+    """Merge what log records said about each call into its row (idempotent: merged by name)."""
+    async with conn.transaction():
+        for call_id, ev in calls.items():
+            await conn.execute(
+                _UPSERT_EVENTS, call_id, ev.room_id, ev.job_id, ev.agent_name, ev.sdk_version,
+                json.dumps(ev.tags, sort_keys=True, default=str),
+                json.dumps(ev.evaluations, sort_keys=True, default=str), ev.outcome, ev.outcome_reason,
+                ev.chat_items,
+            )
+
+
+def _remove(folder: Path, call_id: str) -> int:
+    where = folder / call_id
+    if call_id_for(call_id, None) != call_id or not where.is_dir():
+        return 0
+    n = sum(1 for p in where.iterdir() if p.is_file())
+    shutil.rmtree(where)
+    return n
+
+
+async def erase(
+    conn: Any, folder: Path, call_id: str, *, requested_by: str, reason: str | None = None,
+) -> tuple[int, int]:
+    """Delete one call's audio, transcript and row (an erasure request), recorded in
+    ``insights_erasures`` whatever was found. Returns (rows removed, files removed)."""
+    async with conn.transaction():
+        result = await conn.execute("DELETE FROM insights_calls WHERE call_id = $1", call_id)
+        rows = int(str(result).rsplit(" ", 1)[-1] or 0)
+        files = _remove(folder, call_id)
+        await conn.execute(
+            "INSERT INTO insights_erasures (call_id, requested_by, reason, rows_removed, files_removed)"
+            " VALUES ($1, $2, $3, $4, $5)", call_id, requested_by, reason, rows, files,
+        )
+    return rows, files
+
+
+async def delete_expired(conn: Any, folder: Path, days: float, *, now: dt.datetime | None = None) -> list[str]:
+    """Delete the calls received more than ``days`` ago (rows and files); returns their call_ids.
+    ``days`` <= 0 keeps everything."""
+    if days <= 0:
+        return []
+    cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=days)
+    rows = await conn.fetch("DELETE FROM insights_calls WHERE received_at < $1 RETURNING call_id", cutoff)
+    gone = [str(r["call_id"]) for r in rows]
+    for call_id in gone:
+        _remove(folder, call_id)
+    return gone
