@@ -348,6 +348,14 @@ def test_where_the_time_goes_panels_return_data_from_real_calls(first_calls: Cal
     # (both trace-store flavours of the dashboards)
     assert sorted(set(checked)) == ["Where the time goes: p50 by part of the turn (stacked)",
                                     "Where the time goes: p95 by part of the turn"], checked
+    # the caller who barged in: the interruption panels (empty with simulated calls) have it
+    barge = {q.panel: queries.expand(q, rate_interval="5m", range_="1h") for q in queries.panel_queries()
+             if q.panel in ("Interruptions per minute by direction", "Time to yield after a barge-in p95")}
+    assert len(barge) == 2, barge
+    for panel, expr in barge.items():
+        _poll(lambda e=expr: [r for r in _prom(e) if float(r["value"][1]) > 0
+                              and r["metric"].get("voice_interruption_direction", "caller") == "caller"],
+              f"{panel}: the caller's barge-in")
 
 
 # --- cardinality -----------------------------------------------------------------------------------
@@ -355,7 +363,9 @@ def test_where_the_time_goes_panels_return_data_from_real_calls(first_calls: Cal
 # history's records by (result, buffer) gain "buffered"/"flushed" via Redis when a PostgreSQL write
 # is slow on a loaded machine -- at most 5 results x 3 buffers.
 LOAD_DRIVEN = {"lk.agents.event_loop.blocked_duration": 4, "voxpulse.export.dropped": 4,
-               "voxpulse.calllog.records": 15}
+               "voxpulse.calllog.records": 15,
+               # a turn over its latency budget on a loaded machine: one series per budget (the turn's, each part's)
+               "voice.budget.breaches": 1 + len(TurnSegment)}
 
 
 def test_series_count_is_the_same_after_20_calls_as_after_2(
@@ -427,5 +437,6 @@ LOAD_SPANS = "event_loop_blocked"
 
 
 def _load_driven_prometheus(name: str) -> bool:
-    return name.startswith(("lk_agents_event_loop_blocked", "voxpulse_export_dropped", "voxpulse_calllog_records"))
+    """Whether a Prometheus series name belongs to one of the LOAD_DRIVEN metrics."""
+    return name.startswith(tuple(metric.replace(".", "_") for metric in LOAD_DRIVEN))
 

@@ -169,9 +169,10 @@ def test_node_exporter_serves_what_the_host_alerts_read(exporters_up: Path) -> N
         assert name in m, name
     collectors = {re.search(r'collector="([^"]+)"', line).group(1)  # type: ignore[union-attr]
                   for line in m["node_scrape_collector_success"]}
-    assert collectors == set(exporters.NODE_COLLECTORS)
+    # the host's collectors, and the textfile collector on the stack's folder (the keepers' restart counts)
+    assert collectors == {*exporters.NODE_COLLECTORS, "textfile"}
     assert all(line.endswith(" 1") for line in m["node_scrape_collector_success"])
-    assert not [n for n in m if n.startswith("node_textfile")]
+    assert m["node_textfile_scrape_error"] == ["node_textfile_scrape_error 0"]
     assert any('mode="idle"' in line for line in m["node_cpu_seconds_total"])
 
 
