@@ -12,6 +12,7 @@ n=${1:-3}
 log=${2:-$root/docs/test-runs.md}
 head=$(git -C "$root" rev-parse HEAD)
 base=$(mktemp -d /tmp/voxpulse-ci.XXXXXX)
+chmod 755 "$base"  # the services run as their own users (postgres): the clones must be reachable
 {
   echo "# \`make test\` $n times in a row, each from a fresh clone"
   echo
