@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,9 @@ RESULTS = ROOT / "bench" / "results"
 REPORT = ROOT / "docs" / "benchmarks.md"
 MAX_BYTES = 256 * 1024
 
+# bench/ is the repository's, not an installed package (pytest imports with importlib: no rootdir on sys.path)
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 runner = importlib.import_module("bench.__main__")
 freshness = importlib.import_module("bench.bench_freshness")
 
