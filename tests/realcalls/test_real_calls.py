@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from agent.realcalls import ExportedSpan, OtlpRecorder
+from telemetry.livekit._ttfw import MEDIA_FRAMING_S
 from telemetry.semconv import (
     LIVEKIT_JOB_ROOT,
     LIVEKIT_METRIC_LABELS,
@@ -121,7 +122,10 @@ def test_turns_tell_the_story_and_measure_ttfw_at_the_ear(first_calls: Calls, re
             a = turn.attributes
             assert a[Attr.TURN_TTFW_METHOD] == "audio", (r.scenario, a)
             assert a[Attr.TURN_TTFW] == pytest.approx(a[Attr.TURN_TTFW_AT_AGENT] + a[Attr.TURN_MEDIA_LATENCY], abs=2e-4)
-            assert 0 < a[Attr.TURN_MEDIA_LATENCY] < 1.0
+            # an estimate in seconds, 2 x (jitter buffer + framing): never below the framing; the jitter
+            # buffer grows with the machine's load (1.16 s both ways seen at 3 calls on 2 cores), and a
+            # unit error would be off by a factor of 1000
+            assert 2 * MEDIA_FRAMING_S <= a[Attr.TURN_MEDIA_LATENCY] < 5.0, (r.scenario, a[Attr.TURN_MEDIA_LATENCY])
     barge = next(r for r in first_calls.results if r.scenario == "order_tyres")
     assert [t.barge_in for t in barge.turns] == [False, True, False]
     interrupted = [s for s in trace_of(recorder, barge.room_sid) if s.name == "agent_turn"
@@ -348,14 +352,16 @@ def test_where_the_time_goes_panels_return_data_from_real_calls(first_calls: Cal
     # (both trace-store flavours of the dashboards)
     assert sorted(set(checked)) == ["Where the time goes: p50 by part of the turn (stacked)",
                                     "Where the time goes: p95 by part of the turn"], checked
-    # the caller who barged in: the interruption panels (empty with simulated calls) have it
-    barge = {q.panel: queries.expand(q, rate_interval="5m", range_="1h") for q in queries.panel_queries()
-             if q.panel in ("Interruptions per minute by direction", "Time to yield after a barge-in p95")}
-    assert len(barge) == 2, barge
-    for panel, expr in barge.items():
-        _poll(lambda e=expr: [r for r in _prom(e) if float(r["value"][1]) > 0
-                              and r["metric"].get("voice_interruption_direction", "caller") == "caller"],
-              f"{panel}: the caller's barge-in")
+    # the caller who barged in reached the interruption panels' series (empty with simulated calls; a
+    # rate() over a series' first observation is 0, so the series themselves are checked)
+    interruptions = metric_spec(Metric.INTERRUPTIONS).prometheus
+    yields = metric_spec(Metric.YIELD_TIME).prometheus
+    panels = {q.panel for q in queries.panel_queries()
+              if {interruptions, f"{yields}_bucket"} & queries.promql_names(q.query).metrics}
+    assert panels == {"Interruptions per minute by direction", "Time to yield after a barge-in p95"}, panels
+    _poll(lambda: _prom(f'{interruptions}{{voice_interruption_direction="caller", '
+                        f'voice_interruption_kind="interruption"}} > 0'), "the caller's barge-in in Prometheus")
+    _poll(lambda: _prom(f"{yields}_count > 0"), "the agent's yield after it in Prometheus")
 
 
 # --- cardinality -----------------------------------------------------------------------------------
@@ -365,7 +371,10 @@ def test_where_the_time_goes_panels_return_data_from_real_calls(first_calls: Cal
 LOAD_DRIVEN = {"lk.agents.event_loop.blocked_duration": 4, "voxpulse.export.dropped": 4,
                "voxpulse.calllog.records": 15,
                # a turn over its latency budget on a loaded machine: one series per budget (the turn's, each part's)
-               "voice.budget.breaches": 1 + len(TurnSegment)}
+               "voice.budget.breaches": 1 + len(TurnSegment),
+               # a call where the agent starts answering while the caller still speaks (a long line the VAD
+               # split), or a barge-in: direction x kind, and the yield histogram
+               "voice.interruptions": 4, "voice.interruption.yield_time": 1}
 
 
 def test_series_count_is_the_same_after_20_calls_as_after_2(
