@@ -428,7 +428,9 @@ def test_series_count_is_the_same_after_20_calls_as_after_2(
                   if c != prom_2.get(n) and not _load_driven_prometheus(n)}
     assert not prom_grown, prom_grown
     assert prom_calls() == done
-    per_call = re.compile(r"^(RM|PA|AJ|TR|AW|SCL)_|caller-|voxpulse-|call-_|^[0-9a-f]{32}$")
+    # LiveKit's ids, a caller's identity, a room's name (agent.caller: voxpulse-<scenario>-<6 hex>, or a
+    # phone call's call-_<number>_<suffix>), a trace id; "voxpulse-sim" is a provider's name, no call's
+    per_call = re.compile(r"^(RM|PA|AJ|TR|AW|SCL)_|caller-|^voxpulse-\w+-[0-9a-f]{6}$|call-_|^[0-9a-f]{32}$")
     # span metrics: a span that happens only in some calls (an error status, a tool a caller asked
     # for) adds its series when it first happens -- a bounded set; what must never appear is a series
     # keyed by the call (its id, room, job, trace), and the set must not keep growing with calls

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from telemetry import semconv
+from telemetry import redaction, semconv
 from tests.support import binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,6 +116,8 @@ def test_collector_follows_semconv() -> None:
     # redaction before both the connector and the trace store's exporter (the pipeline's exporters)
     assert "transform/redact" in traces["processors"]
     assert "redaction" in traces["processors"]
+    # the join keys pass the collector's redaction as the library passes them: verbatim
+    assert set(cfg["processors"]["redaction"]["ignored_keys"]) == redaction._VERBATIM_KEYS
     assert set(traces["exporters"]) == {"otlp_grpc/tracestore", "span_metrics"}
     # span-derived and SDK metrics both reach the Prometheus exporter
     exported = {name for name, p in pipelines.items() if "prometheus" in p.get("exporters", [])}

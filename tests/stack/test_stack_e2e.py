@@ -47,6 +47,10 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 PROM = "http://127.0.0.1:9090"
 PHONE = "+380501234567"
+# an id with a run of 15 digits between hyphens: the collector's card pattern matches it, and a join
+# key must pass verbatim all the same (CI once saw "sim-14055-381789-0000" stored as "sim-****")
+RAW_CALL_ID = "raw-14055-381789-0000"
+CARD = "4111 1111 1111 1111"
 PHONE_MASKED = "+380***567"
 N_CALLS = 3
 STAGES = ("stt", "llm", "tts", "tool")
@@ -183,7 +187,8 @@ def send_raw_pii_span(service: str) -> str:
     try:
         with provider.get_tracer("e2e.raw").start_as_current_span(
             "raw_pii",
-            attributes={Attr.CALL_CALLER: PHONE, "voice.note": f"call me back at {PHONE}", Attr.CALL_ID: "raw"},
+            attributes={Attr.CALL_CALLER: PHONE, "voice.note": f"call me back at {PHONE}", Attr.CALL_ID: RAW_CALL_ID,
+                        "voice.card": CARD},
         ) as span:
             trace_id = format(span.get_span_context().trace_id, "032x")
     finally:
@@ -322,7 +327,7 @@ def traces_for_call(call_id: str) -> list[str]:
 def test_exemplars_lead_to_the_calls_traces(running: Stack, sent: Sent, metric: str) -> None:
     ids = poll(lambda: _exemplar_trace_ids(running, sent, metric), f"exemplars of {metric}")
     by_trace = {tid: cid for cid, tid in sent.calls.items()}
-    by_trace[sent.raw_trace_id] = "raw"  # the raw span below the library is a span of this service too
+    by_trace[sent.raw_trace_id] = RAW_CALL_ID  # the raw span below the library is a span of this service too
     assert ids & set(sent.calls.values()), "no exemplar points at a call's trace"
     assert ids <= set(by_trace), f"exemplar trace ids {ids - set(by_trace)} are not the calls' traces"
     for tid in ids:
@@ -355,6 +360,16 @@ def test_phone_numbers_are_masked_before_the_trace_store(running: Stack, sent: S
         assert "501234567" not in text
         callers = [s.attributes[Attr.CALL_CALLER] for s in trace.spans if Attr.CALL_CALLER in s.attributes]
         assert callers == [PHONE_MASKED], callers
+
+
+def test_join_keys_pass_redaction_verbatim(running: Stack, sent: Sent) -> None:
+    """A call id that the collector's card pattern matches is stored and found as it was sent; the
+    same digits in any other attribute are masked."""
+    trace = poll(lambda: stored_trace(sent.raw_trace_id), f"trace {sent.raw_trace_id}")
+    (span,) = trace.spans
+    assert span.attributes[Attr.CALL_ID] == RAW_CALL_ID
+    assert span.attributes["voice.card"] == "****"
+    assert poll(lambda: traces_for_call(RAW_CALL_ID), f"search for {RAW_CALL_ID}") == [sent.raw_trace_id]
 
 
 # --- labels ---------------------------------------------------------------------------------------
