@@ -79,7 +79,13 @@ class CallerResult:
     hangup_at: float = 0.0
     agent_joined: bool = False
     greeting_heard: bool = False
+    greeting_audio: float | None = None  # wall clock: the greeting's first audible frame arrived
     error: str | None = None
+
+    @property
+    def greeting_ms(self) -> float | None:
+        """What the caller waited for the greeting: joined the room -> its first audible frame."""
+        return None if self.greeting_audio is None else round((self.greeting_audio - self.joined_at) * 1000, 1)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -155,6 +161,7 @@ class _Ear:
     def __init__(self) -> None:
         self._waiters: list[tuple[float, asyncio.Future[float]]] = []
         self.last_audible = 0.0
+        self.first_audible: float | None = None  # wall clock: the call's first audible agent frame
         self.frames = 0
 
     async def listen(self, track: rtc.Track) -> None:
@@ -167,6 +174,8 @@ class _Ear:
                     continue
                 now = time.time()
                 self.last_audible = now
+                if self.first_audible is None:
+                    self.first_audible = now
                 if self._waiters:
                     keep = []
                     for after, fut in self._waiters:
@@ -313,6 +322,7 @@ async def place_call(
         stage = "waiting for the greeting"
         # the greeting: the agent speaks first, the caller waits until it is done
         result.greeting_heard = await agent.wait_answered(turn_timeout_s)
+        result.greeting_audio = ear.first_audible if result.greeting_heard else None
         barge_next = False
         for i, line in enumerate(lines):
             stage = f"turn {i + 1} of {len(lines)}"

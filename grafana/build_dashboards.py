@@ -394,6 +394,8 @@ OPERATOR_QUEUE = series(Metric.OPERATOR_QUEUE)
 CALL_COST = series(Metric.CALL_COST)
 API_SPEND = series(Metric.API_SPEND)
 SEGMENTS = series(Metric.TURN_SEGMENT)
+GREETING_TTFW = series(Metric.GREETING_TTFW)
+GREETING_SEGMENTS = series(Metric.GREETING_SEGMENT)
 INTERRUPTIONS = series(Metric.INTERRUPTIONS)
 YIELD_TIME = series(Metric.YIELD_TIME)
 BUDGET_BREACHES = series(Metric.BUDGET_BREACHES)
@@ -545,6 +547,17 @@ def voice_quality() -> dict[str, Any]:
                    [prom(quantile(0.95, SEGMENTS, f"{SEGMENT}, {SEGMENT_OWNER}"),
                          f"{{{{{SEGMENT}}}}} ({{{{{SEGMENT_OWNER}}}}})", latency=True)],
                    unit="s", w=12, interval="1m"),
+        timeseries("The greeting: time to its first word p50 / p95",
+                   "From the caller's join to the greeting's first word at the caller's ear (the agent's first "
+                   "speech, before the caller's first line); exemplars open the call.",
+                   [prom(quantile(0.5, GREETING_TTFW), "p50", ref="A", latency=True),
+                    prom(quantile(0.95, GREETING_TTFW), "p95", ref="B", latency=True)],
+                   unit="s", w=12, interval="1m"),
+        timeseries("The greeting: p50 by part (stacked)",
+                   "The greeting's wait cut into parts that add up to it: call_setup (the caller joined until the "
+                   "agent's session ran: dispatch, connect, the entrypoint), then the reply's parts as in a turn.",
+                   [prom(quantile(0.5, GREETING_SEGMENTS, SEGMENT), f"{{{{{SEGMENT}}}}}", latency=True)],
+                   unit="s", w=12, stacked=True, interval="1m"),
         timeseries("Interruptions per minute by direction",
                    "Caller barge-ins (caller), the agent talking over the caller (agent) and false "
                    "interruptions LiveKit resumed from; the barge-in rate alert fires above 30 % of turns.",

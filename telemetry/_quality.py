@@ -13,7 +13,8 @@ enters VoxPulse from outside its own clock goes through :func:`duration` (a repo
 
 A value that is not finite, negative, wrapped (over 2**53 µs), or longer than the call so far
 (``within_s``, plus :data:`CALL_SLACK_S` for the clocks' disagreement) -- or an interval whose end
-lies before its start (a clock that went backwards) -- comes back as ``None``. It is recorded as a
+lies before its start (a clock that went backwards) -- comes back as ``None``. A timestamp read from
+another process's clock goes through :func:`same_clock`, which reports clocks that disagree. It is recorded as a
 data error instead: one on ``voxpulse.data.errors{voxpulse.data_error.source, ...reason}`` and a
 ``data_error`` event, with the raw value, on the span given (else the current span). ``None`` in
 means "not reported" and is no error.
@@ -30,7 +31,7 @@ from opentelemetry.trace import Span
 from telemetry import metrics as _metrics
 from telemetry.semconv import Attr, EventName
 
-__all__ = ["CALL_SLACK_S", "DATA_ERROR_EVENT", "WRAPPED_S", "duration", "interval"]
+__all__ = ["CALL_SLACK_S", "CLOCK_TOLERANCE_S", "DATA_ERROR_EVENT", "WRAPPED_S", "duration", "interval", "same_clock"]
 
 # 2**53 µs (~285 years): above it a duration is an integer that wrapped, not a measurement (and
 # beyond a float's exact integers).
@@ -38,6 +39,9 @@ WRAPPED_S: Final = 2.0**53 / 1e6
 # What a duration may exceed the call's own duration so far by: the call's start and LiveKit's
 # timestamps are read from different clocks at different moments.
 CALL_SLACK_S: Final = 1.0
+# How far a timestamp of another process may lie after the moment the agent learned of it before the
+# two clocks are said to disagree (NTP keeps machines within milliseconds; a second is a broken clock).
+CLOCK_TOLERANCE_S: Final = 0.5
 DATA_ERROR_EVENT: Final = EventName.DATA_ERROR
 
 
@@ -65,6 +69,23 @@ def interval(
     if start is None or end is None:
         return None
     return _check(source, float(end) - float(start), "clock_backwards", within_s, span)
+
+
+def same_clock(
+    source: str, remote_at: float | None, seen_at: float, *, tolerance_s: float = CLOCK_TOLERANCE_S,
+    span: Span | None = None,
+) -> bool:
+    """Whether a timestamp from another process's clock (``remote_at``: LiveKit's, the caller's) can be
+    read on the agent's: it may not be later than the moment the agent learned of it (``seen_at``),
+    give or take ``tolerance_s``. When it is, the clocks disagree: a data error (reason
+    ``clock_disagrees``, the value the seconds it is ahead) and False. None is no error (True)."""
+    if remote_at is None:
+        return True
+    ahead = float(remote_at) - seen_at
+    if math.isfinite(ahead) and ahead <= tolerance_s:
+        return True
+    _reject(source, "clock_disagrees", ahead, span, tolerance_s)
+    return False
 
 
 def _check(source: str, value: float, below_zero: str, within_s: float | None, span: Span | None) -> float | None:

@@ -217,6 +217,8 @@ _OWN: Final[dict[str, Any]] = {spec.name: _KINDS[spec.kind](spec) for spec in ME
 # VoxPulse's own instruments (typed; telemetry.calls and the export pipeline record them).
 _TTFW: Final[Histogram] = _OWN[Metric.TTFW]
 _TURN_SEGMENT: Final[Histogram] = _OWN[Metric.TURN_SEGMENT]
+_GREETING_TTFW: Final[Histogram] = _OWN[Metric.GREETING_TTFW]
+_GREETING_SEGMENT: Final[Histogram] = _OWN[Metric.GREETING_SEGMENT]
 _INTERRUPTIONS: Final[Counter] = _OWN[Metric.INTERRUPTIONS]
 _YIELD_TIME: Final[Histogram] = _OWN[Metric.YIELD_TIME]
 _BUDGET_BREACHES: Final[Counter] = _OWN[Metric.BUDGET_BREACHES]
@@ -244,6 +246,14 @@ def _turn_segment(segment: TurnSegment, seconds: float) -> None:
     """One part of a turn's time to first word (telemetry.livekit._anatomy)."""
     _TURN_SEGMENT.record(seconds, {Attr.TURN_SEGMENT: segment.value,
                                    Attr.TURN_SEGMENT_OWNER: TURN_SEGMENT_OWNERS[segment][0]})
+
+
+def _greeting(seconds: float, segments: Iterable[tuple[TurnSegment, float]]) -> None:
+    """The greeting's time to first word and its parts (telemetry.livekit._greeting)."""
+    _GREETING_TTFW.record(seconds, {Attr.AGENT_VERSION: STATE.service_version} if STATE.service_version else None)
+    for segment, part in segments:
+        _GREETING_SEGMENT.record(part, {Attr.TURN_SEGMENT: segment.value,
+                                        Attr.TURN_SEGMENT_OWNER: TURN_SEGMENT_OWNERS[segment][0]})
 
 
 def _interruption(direction: str, kind: str) -> None:

@@ -76,8 +76,10 @@ class Stage(StrEnum):
 class TurnSegment(StrEnum):
     """Values of ``voice.segment.name``: the parts of a turn's time to first word, in the pipeline's
     order (``telemetry.livekit._anatomy`` says how each is measured). They sum to the turn's
-    ``voice.turn.time_to_first_word``."""
+    ``voice.turn.time_to_first_word`` (the greeting's: ``call_setup`` first, then the reply's parts,
+    summing to ``voice.greeting.time_to_first_word``)."""
 
+    CALL_SETUP = "call_setup"
     TRANSPORT_IN = "transport_in"
     END_OF_SPEECH = "end_of_speech"
     STT_FINAL = "stt_final"
@@ -101,6 +103,10 @@ class TurnSegment(StrEnum):
 
 
 TURN_SEGMENT_OWNERS: Final[dict[TurnSegment, tuple[str, str]]] = {
+    TurnSegment.CALL_SETUP: (
+        "agent", "the greeting only: the caller joined until the agent's session started (dispatch, the job's "
+        "connect, the entrypoint's set-up)",
+    ),
     TurnSegment.TRANSPORT_IN: ("transport", "the caller's audio to the agent: jitter buffer and framing (estimated)"),
     TurnSegment.END_OF_SPEECH: ("setting", "the VAD's silence before it ends the speech (min_silence_duration)"),
     TurnSegment.STT_FINAL: ("provider", "the STT's final transcript after the end of speech"),
@@ -149,6 +155,7 @@ class SpanName:
     TURN: Final = "turn"
     STT: Final = "speech_to_text"
     TTS: Final = "text_to_speech"
+    GREETING: Final = "greeting"  # the caller's join to the greeting's first word (telemetry.livekit)
     CALLLOG_WRITE: Final = "voxpulse.calllog.write"  # a call-history batch written to PostgreSQL
     CALLLOG_BUFFER_PUSH: Final = "voxpulse.calllog.buffer_push"  # a batch pushed to the Redis buffer
 
@@ -203,6 +210,8 @@ class Attr:
     TURN_SEGMENT: Final = "voice.segment.name"
     TURN_SEGMENT_OWNER: Final = "voice.segment.owner"
     TURN_NAMED_SHARE: Final = "voice.turn.named_share"
+    GREETING_TTFW: Final = "voice.greeting.time_to_first_word"
+    GREETING_START: Final = "voice.greeting.start"
     INTERRUPTION_DIRECTION: Final = "voice.interruption.direction"
     INTERRUPTION_KIND: Final = "voice.interruption.kind"
     INTERRUPTION_RESUMED: Final = "voice.interruption.resumed"
@@ -338,6 +347,15 @@ ATTRIBUTES: Final[tuple[AttributeSpec, ...]] = (
         Attr.INTERRUPTION_KIND,
         "interruption, or false_interruption (a barge-in LiveKit resumed from: noise, a backchannel).",
         metric_label=True,
+    ),
+    AttributeSpec(
+        Attr.GREETING_TTFW,
+        "Seconds from the caller's join to the greeting's first word at the caller's ear (the greeting span).",
+    ),
+    AttributeSpec(
+        Attr.GREETING_START,
+        "Where the greeting's wait starts: joined (the caller's join, LiveKit's clock checked against the "
+        "agent's) or session (the agent's session start: the join unknown, or on a clock that disagrees).",
     ),
     AttributeSpec(Attr.INTERRUPTION_RESUMED, "Whether LiveKit resumed the agent's speech after a false interruption."),
     AttributeSpec(
@@ -569,6 +587,8 @@ class Metric:
 
     TTFW: Final = "voice.turn.time_to_first_word"
     TURN_SEGMENT: Final = "voice.turn.segment.duration"
+    GREETING_TTFW: Final = "voice.greeting.time_to_first_word"
+    GREETING_SEGMENT: Final = "voice.greeting.segment.duration"
     INTERRUPTIONS: Final = "voice.interruptions"
     YIELD_TIME: Final = "voice.interruption.yield_time"
     BUDGET_BREACHES: Final = "voice.budget.breaches"
@@ -598,6 +618,17 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         Metric.TURN_SEGMENT, MetricKind.HISTOGRAM, "s",
         "The parts of each turn's time to first word (voice.turn.segment.<part> on the turn; they sum to it), "
         "by part and owner; exemplars open the turn.",
+        (Attr.TURN_SEGMENT, Attr.TURN_SEGMENT_OWNER), SEGMENT_BUCKETS_S,
+    ),
+    MetricSpec(
+        Metric.GREETING_TTFW, MetricKind.HISTOGRAM, "s",
+        "Time to the greeting's first word: the caller's join to the agent's first audible word at the caller's "
+        "ear (the greeting span's voice.greeting.time_to_first_word); exemplars open the call.",
+        (Attr.AGENT_VERSION,), DURATION_BUCKETS_S,
+    ),
+    MetricSpec(
+        Metric.GREETING_SEGMENT, MetricKind.HISTOGRAM, "s",
+        "The parts of the greeting's time to first word (call_setup, then the reply's parts), by part and owner.",
         (Attr.TURN_SEGMENT, Attr.TURN_SEGMENT_OWNER), SEGMENT_BUCKETS_S,
     ),
     MetricSpec(
@@ -833,6 +864,14 @@ def render_markdown() -> str:
         "",
         "`queueing` is a gap no component measures; `unaccounted` is time whose measurement is missing (the",
         "answer's metrics never came, a crashed job): a turn with missing data still adds up.",
+        "",
+        "The greeting (the agent's first speech after the caller joined, before any caller turn) gets the",
+        f"same treatment on a `{SpanName.GREETING}` span: `{Attr.GREETING_TTFW}` runs from the caller's join",
+        "(the room's `joined_at`, on LiveKit's clock: when it is later than the moment the agent learned of",
+        "the caller, the clocks disagree, a `data_error` with reason `clock_disagrees` is recorded and the",
+        "wait starts at the agent's session start instead) to the first word at the caller's ear; its parts",
+        "are `call_setup`, then the reply's parts, as `voice.turn.segment.<part>` on the greeting span and",
+        f"in `{metric_spec(Metric.GREETING_SEGMENT).prometheus}`.",
         "",
         "## Tail sampling",
         "",

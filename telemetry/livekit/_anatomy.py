@@ -51,7 +51,7 @@ from typing import Final
 
 from telemetry.semconv import TurnSegment
 
-__all__ = ["Segment", "TurnMarks", "anatomy", "named_share"]
+__all__ = ["GreetingMarks", "Segment", "TurnMarks", "anatomy", "greeting_anatomy", "named_share"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +150,68 @@ def anatomy(m: TurnMarks) -> list[Segment]:
     """The turn's segments, in order, from the caller's last word (``heard_end - transport_in_s``)
     to the first word at the caller's ear (``audible_out + transport_out_s``). They sum to that
     interval; none is negative; a zero-length segment is left out."""
-    start = m.heard_end - m.transport_in_s
-    end = m.audible_out + m.transport_out_s
-    at_agent_end = max(m.audible_out, m.heard_end)
+    return _telescope(m.heard_end - m.transport_in_s, m.heard_end, m.audible_out, m.transport_out_s, _marks(m),
+                      _OPTIONAL)
+
+
+@dataclass(slots=True)
+class GreetingMarks:
+    """What the greeting (the agent's first speech after the caller joined) measured, on the agent's
+    clock; ``None`` where it was not measured. The LLM marks are absent for a fixed greeting
+    (``session.say``)."""
+
+    start: float  # the caller joined the room (or the agent's session started: ``Greeting``)
+    audible_out: float  # the greeting's first audible frame into the room
+    transport_out_s: float = 0.0
+    ready_at: float | None = None  # the agent's session started (its first state change)
+    started_speaking_at: float | None = None
+    playback_latency: float | None = None
+    tts_node_ttfb: float | None = None
+    llm_node_ttfs: float | None = None
+    llm_node_ttft: float | None = None
+    llm_requests: Sequence[tuple[float, float]] = ()
+    tts_requests: Sequence[tuple[float, float]] = ()
+
+
+def greeting_anatomy(g: GreetingMarks) -> list[Segment]:
+    """The greeting's segments, from the caller's join to its first word at the caller's ear:
+    ``call_setup`` (until the agent's session started), then the reply's parts as in a turn. They
+    sum to that interval; none is negative."""
+    forwarded = _sum(g.started_speaking_at, -g.playback_latency if g.playback_latency is not None else None)
+    tts_in = _sum(forwarded, -g.tts_node_ttfb if g.tts_node_ttfb is not None else None)
+    llm_start = _sum(tts_in, -g.llm_node_ttfs if g.llm_node_ttfs is not None else None)
+    first_token = _sum(llm_start, g.llm_node_ttft)
+    if tts_in is None:  # the message's own metrics are incomplete: LiveKit's per-request ones
+        until = g.started_speaking_at if g.started_speaking_at is not None else g.audible_out
+        replies = [r for r in g.llm_requests if r[0] < until]
+        llm_start, first_token = replies[-1] if replies else (None, None)
+        speech = [r for r in g.tts_requests if r[0] < until and (llm_start is None or r[0] >= llm_start)]
+        tts_in, forwarded = min(speech) if speech else (None, None)
+    marks = [
+        (TurnSegment.CALL_SETUP, g.ready_at),
+        (TurnSegment.QUEUEING, llm_start if llm_start is not None else tts_in),
+        (TurnSegment.LLM_TTFT, first_token),
+        (TurnSegment.LLM_FIRST_SENTENCE, tts_in if first_token is not None else None),
+        (TurnSegment.TTS_TTFB, forwarded),
+        (TurnSegment.PLAYBACK, g.started_speaking_at),
+        (TurnSegment.PUBLICATION, g.audible_out),
+    ]
+    return _telescope(g.start, g.start, g.audible_out, g.transport_out_s, marks, _GREETING_OPTIONAL)
+
+
+# a fixed greeting (``session.say``) has no LLM
+_GREETING_OPTIONAL: Final = frozenset({TurnSegment.LLM_TTFT, TurnSegment.LLM_FIRST_SENTENCE})
+
+
+def _telescope(
+    start: float, at_agent_start: float, audible_out: float, transport_out_s: float,
+    marks: Sequence[tuple[TurnSegment, float | None]], optional: frozenset[TurnSegment],
+) -> list[Segment]:
+    """Cuts ``start`` .. ``audible_out + transport_out_s`` at the marks (see the module docstring):
+    each mark clamped between the one before it and the end; a segment after a missing mark that is
+    not ``optional`` is ``unaccounted``; the first mark's segment is always named."""
+    end = audible_out + transport_out_s
+    at_agent_end = max(audible_out, at_agent_start)
     out: list[Segment] = []
     prev = start
     prev_known = True  # the previous mark was measured (the segment after it is named)
@@ -167,14 +226,14 @@ def anatomy(m: TurnMarks) -> list[Segment]:
                 out.append(Segment(segment, prev, until))
         prev = until
 
-    for segment, mark in _marks(m):
+    for pos, (segment, mark) in enumerate(marks):
         if mark is None:
-            if segment not in _OPTIONAL:
+            if segment not in optional:
                 prev_known = False
             continue
         if segment is TurnSegment.PUBLICATION:
             mark = at_agent_end
-        named = prev_known or segment is TurnSegment.TRANSPORT_IN
+        named = prev_known or pos == 0
         cut(segment if named else TurnSegment.UNACCOUNTED, min(mark, at_agent_end))
         prev_known = True
     cut(TurnSegment.TRANSPORT_OUT, end)

@@ -36,7 +36,7 @@ from opentelemetry.trace import Span
 
 from telemetry import _env
 from telemetry import metrics as _metrics
-from telemetry._errors import internal_errors
+from telemetry._errors import internal_error, internal_errors
 from telemetry.exceptions import TelemetryConfigError
 from telemetry.semconv import TTFW_OBJECTIVE_S, Attr, EventName, TurnSegment
 
@@ -73,6 +73,15 @@ class Budgets:
                     f"VOXPULSE_SEGMENT_BUDGETS has {item!r}; expected part=seconds with a part among {parts}"
                 ) from None
         return cls(turn_s=turn or None, segments=segments)
+
+    @classmethod
+    def from_env_contained(cls) -> Budgets:
+        """:meth:`from_env`, with a malformed value contained (the defaults then): it must not break a call."""
+        try:
+            return cls.from_env()
+        except Exception as exc:  # TelemetryConfigError, or a reader's own
+            internal_error("livekit.budgets", exc)
+            return cls()
 
 
 @dataclass(frozen=True, slots=True)

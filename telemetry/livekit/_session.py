@@ -32,6 +32,8 @@ from telemetry.calls import CallScope
 from telemetry.livekit._anatomy import Segment
 from telemetry.livekit._budgets import BudgetBreach, BudgetHook, Budgets, BudgetWatch
 from telemetry.livekit._calllog import CallLog, close_call_log, open_call_log
+from telemetry.livekit._compat import base_emitter_on, session_started
+from telemetry.livekit._greeting import Greeting
 from telemetry.livekit._interruptions import Interruptions
 from telemetry.livekit._job import _from_job
 from telemetry.livekit._pricing import _usage_costs, _UsageCost
@@ -140,8 +142,10 @@ class SessionInstrumentation:
         self._session_span_ctx: trace.SpanContext | None = None  # LiveKit's agent_session span
         self._instr_token: Token[SessionInstrumentation | None] | None = None
         self._probe = _TtfwProbe(self)
+        self.greeting = Greeting(session_started_at=time.time())
         self.interruptions = Interruptions()
-        self._budgets = BudgetWatch(budgets if budgets is not None else _budgets_from_env(), self.scope.call_id)
+        self._budgets = BudgetWatch(budgets if budgets is not None else Budgets.from_env_contained(),
+                                    self.scope.call_id)
         if on_budget_exceeded is not None:
             self._budgets.hooks.append(on_budget_exceeded)
         self._slow_turn_s = slow_turn_threshold_s()
@@ -175,6 +179,8 @@ class SessionInstrumentation:
 
     async def __aenter__(self) -> CallScope:
         scope = await self.scope.__aenter__()
+        self.greeting = Greeting(session_started_at=scope.started_at or time.time())
+        self._probe.arm()  # the greeting's first audible frame
         self._tracer = STATE.tracer
         self._parent_ctx = trace.set_span_in_context(scope.span)
         # LiveKit's agent_session span starts inside session.start(), in this context: the span
@@ -192,7 +198,7 @@ class SessionInstrumentation:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         try:
-            if exc is None and self.wait_for_close and _session_started(self.session):
+            if exc is None and self.wait_for_close and session_started(self.session):
                 await self._closed.wait()
         except asyncio.CancelledError:
             exc = exc or asyncio.CancelledError()
@@ -241,7 +247,7 @@ class SessionInstrumentation:
             self._handlers.append((name, guarded))
         # AgentSession.on() logs a deprecation warning for every "metrics_collected" subscriber;
         # the event itself is the only live source of LLM ttft / TTS ttfb per request.
-        emitter_on = _base_emitter_on(self.session)
+        emitter_on = base_emitter_on(self.session)
         guarded = self._guard("metrics_collected", self._on_metrics)
         emitter_on("metrics_collected", guarded)
         self._handlers.append(("metrics_collected", guarded))
@@ -313,6 +319,9 @@ class SessionInstrumentation:
             t = self._turn
             at = float(getattr(ev, "created_at", time.time()))
             span = t.span if t is not None else self.scope.span
+            self.greeting.session_ready(at, self.session, self.scope.span)
+            if ev.new_state == "speaking" and not self._probe.measures_output:
+                self._greeting_heard(at, method="playback")
             if ev.new_state == "speaking":
                 self.interruptions.agent_started(at, span)
             elif ev.old_state == "speaking":
@@ -334,11 +343,24 @@ class SessionInstrumentation:
 
     def _on_audible_out(self, at: float) -> None:
         """The probe saw the answer's first audible frame go into the room's audio source."""
+        self._greeting_heard(at)
         t = self._turn
         if t is None or t.audible_out_at is not None or not t.user_text:
             return
         t.audible_out_at = at
         self._complete_ttfw(t)
+
+    def _greeting_heard(self, at: float, method: str = "audio") -> None:
+        """The agent's first audible speech before the caller's first line: the greeting's end."""
+        t = self._turn
+        if self.greeting.listening and (t is None or not t.user_text):
+            self.greeting.heard(at, self._probe.network_s() / 2 if self._probe.measures_output else 0.0, method)
+            if self.greeting.complete:
+                self._close_greeting()
+
+    def _close_greeting(self) -> None:
+        self.greeting.close(call_span=self.scope.span, call_id=self.call_id, tracer=self._tracer,
+                            so_far=self._so_far)
 
     def _on_item(self, ev: ConversationItemAddedEvent) -> None:
         with internal_errors("livekit.conversation_item"):
@@ -362,6 +384,7 @@ class SessionInstrumentation:
         ) is None:
             lk_started = lk_stopped = None  # impossible: the session's own speaking events instead
         started = lk_started or self._user_speech_started or created_at
+        self._close_greeting()  # the caller spoke: what the agent says next answers them
         if t is None or t.answered or t.agent_started_at is not None:
             t = self._open_turn(float(started))
         t.user_text = f"{t.user_text} {text}".strip() if t.user_text else text
@@ -396,8 +419,12 @@ class SessionInstrumentation:
     def _on_assistant_message(self, item: ChatMessage, text: str, m: Mapping[str, Any]) -> None:
         t = self._turn
         interrupted = bool(getattr(item, "interrupted", False))
-        if t is None or not t.user_text:
-            return  # greeting or an agent-initiated message: not a turn
+        if t is None or not t.user_text:  # the greeting, or an agent-initiated message: not a turn
+            if self.greeting.pending:
+                self.greeting.reply_metrics(m, self._so_far(), self.scope.span)
+                if self.greeting.complete:
+                    self._close_greeting()
+            return
         t.agent_text = f"{t.agent_text} {text}".strip() if t.agent_text else text
         if t.reply_metrics is None and m.get("started_speaking_at"):
             t.reply_metrics = reply_metrics(t, m, self._so_far)
@@ -446,7 +473,9 @@ class SessionInstrumentation:
                 # a request cut short by a barge-in still started and answered when it did (the
                 # turn's anatomy); its time to first chunk stays out of the histogram
                 if self._turn is not None:
-                    request_marks(self._turn, stage, mtr, seconds, self._so_far)
+                    request_marks(self._turn, stage, mtr, seconds, self._so_far, self._turn.span)
+                elif self.greeting.pending:
+                    request_marks(self.greeting, stage, mtr, seconds, self._so_far, self.scope.span)
                 if not mtr.cancelled:
                     _metrics.record_time_to_first_chunk(stage, seconds, provider=provider, model=model)
 
@@ -550,6 +579,8 @@ class SessionInstrumentation:
         self._unsubscribe()
         self._probe.close()
         self._budgets.close()
+        with internal_errors("livekit.greeting"):
+            self._close_greeting()
         with internal_errors("livekit.finish"):
             self._close_turn()
             if not self._closed.is_set():
@@ -567,28 +598,3 @@ class SessionInstrumentation:
 
 instrument_session = SessionInstrumentation
 """``instrument_session(session, call_id=..., ...)``: see :class:`SessionInstrumentation` (an alias)."""
-
-
-def _budgets_from_env() -> Budgets:
-    """The budgets of ``VOXPULSE_TURN_BUDGET`` / ``VOXPULSE_SEGMENT_BUDGETS``; a malformed value is
-    contained (the defaults then): it must not break a call."""
-    try:
-        return Budgets.from_env()
-    except Exception as exc:  # TelemetryConfigError
-        internal_error("livekit.budgets", exc)
-        return Budgets()
-
-
-def _session_started(session: AgentSession[Any]) -> bool:
-    """Whether ``session.start()`` ran (LiveKit 1.8 has no public flag: its ``_started``, only read)."""
-    return bool(getattr(session, "_started", True))
-
-
-def _base_emitter_on(session: AgentSession[Any]) -> Callable[[EventTypes, Callable[[Any], None]], object]:
-    """``EventEmitter.on`` of the session, bypassing AgentSession's deprecation-logging override."""
-    for cls in type(session).__mro__[1:]:
-        fn = cls.__dict__.get("on")
-        if fn is not None:
-            return lambda event, cb: fn(session, event, cb)
-    return session.on
-

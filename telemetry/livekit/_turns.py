@@ -32,6 +32,7 @@ from telemetry.semconv import TTFW_OBJECTIVE_S, Attr, SpanName, Stage
 
 if TYPE_CHECKING:
     from telemetry.livekit._budgets import BudgetWatch
+    from telemetry.livekit._greeting import Greeting
     from telemetry.livekit._ttfw import _TtfwProbe
 
 __all__ = [
@@ -208,16 +209,19 @@ def reply_metrics(t: _Turn, m: Mapping[str, Any], so_far: SoFar) -> dict[str, fl
     return out
 
 
-def request_marks(t: _Turn, stage: Stage, mtr: Any, first_s: float, so_far: SoFar) -> None:
-    """(start, first token/audio) of one LLM or TTS request on the agent's clock, for the turn's
-    anatomy: LiveKit stamps the metrics when the request ended (``timestamp``) with its length."""
+def request_marks(
+    into: _Turn | Greeting, stage: Stage, mtr: Any, first_s: float, so_far: SoFar, span: Span,
+) -> None:
+    """(start, first token/audio) of one LLM or TTS request on the agent's clock, for the anatomy of
+    a turn or the greeting: LiveKit stamps the metrics when the request ended (``timestamp``) with
+    its length."""
     took = _quality.duration(f"livekit.{stage.value}.duration", getattr(mtr, "duration", None),
-                             within_s=so_far(None), span=t.span)
+                             within_s=so_far(None), span=span)
     ended = getattr(mtr, "timestamp", None)
     if took is None or not isinstance(ended, int | float):
         return
     start = float(ended) - took
-    (t.llm_requests if stage is Stage.LLM else t.tts_requests).append((start, start + first_s))
+    (into.llm_requests if stage is Stage.LLM else into.tts_requests).append((start, start + first_s))
 
 
 def turn_anatomy(t: _Turn, budgets: BudgetWatch) -> tuple[Segment, ...]:

@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow]
 EXPECTED = {
     LIVEKIT_JOB_ROOT, "room_connect", "wait_for_participant", "call", "agent_session", "session_start",
     "turn", "user_turn", "agent_turn", "speech_to_text", "session_close", "job_shutdown",
-    "session_end_upload", "room_disconnect", "shutdown_callback",
+    "session_end_upload", "room_disconnect", "shutdown_callback", "greeting",
 }
 _DIGITS = re.compile(r"\d(?:[\s.\-()]{0,3}\d)*")
 _NUMBER = "".join(ch for ch in PHONE if ch.isdigit())
@@ -165,6 +165,39 @@ def test_each_turns_parts_add_up_to_what_the_caller_heard(first_calls: Calls, re
             shares.append(a[Attr.TURN_NAMED_SHARE])
     assert len(shares) >= 3
     assert sum(shares) / len(shares) >= 0.95, shares
+
+
+def test_the_greeting_adds_up_from_the_callers_join(first_calls: Calls, recorder: OtlpRecorder) -> None:
+    """Every call's greeting: one span under the call, timed from the caller's join on the LiveKit
+    server's clock (the same machine's: no clock disagreement) to its first word at the caller's ear;
+    its parts (call set-up, then the reply's) sum to it within 1 ms, and it is what the caller waited
+    (joined -> the greeting's first audible frame, on the caller's clock) give or take the media path
+    and the caller's own connect."""
+    for r in first_calls.results:
+        assert r.greeting_heard and r.greeting_ms is not None, r.scenario
+        spans = trace_of(recorder, r.room_sid)
+        (greeting,) = [s for s in spans if s.name == "greeting"]
+        (call,) = [s for s in spans if s.name == "call"]
+        assert greeting.parent_id == call.span_id
+        a = greeting.attributes
+        assert a[Attr.GREETING_START] == "joined", (r.scenario, a)
+        assert a[Attr.TURN_TTFW_METHOD] == "audio", (r.scenario, a)
+        parts = {seg: a[seg.attribute] for seg in TurnSegment if seg.attribute in a}
+        assert all(v > 0 for v in parts.values()), (r.scenario, parts)
+        assert sum(parts.values()) == pytest.approx(a[Attr.GREETING_TTFW], abs=1e-3), (r.scenario, parts)
+        assert {TurnSegment.CALL_SETUP, TurnSegment.TTS_TTFB, TurnSegment.TRANSPORT_OUT} <= set(parts), parts
+        assert TurnSegment.UNACCOUNTED not in parts, (r.scenario, parts)
+        errors = [e for s in spans for n, e in s.events if n == "data_error"
+                  and e.get(Attr.DATA_ERROR_REASON) == "clock_disagrees"]
+        assert not errors, errors
+        heard_s = r.greeting_ms / 1000
+        assert abs(a[Attr.GREETING_TTFW] - heard_s) <= GREETING_TOLERANCE_S, (r.scenario, a, heard_s)
+
+
+# what the agent's greeting figure may differ from the caller's by: the caller's joined_at is taken
+# when its connect returns, the server's when it admitted the caller (one signalling round trip apart),
+# and the way out is an estimate (MEDIA_FRAMING_S + the jitter buffer)
+GREETING_TOLERANCE_S = 0.25
 
 
 def _turn_above(span: ExportedSpan, by_id: dict[str, ExportedSpan]) -> ExportedSpan | None:
@@ -352,6 +385,22 @@ def test_where_the_time_goes_panels_return_data_from_real_calls(first_calls: Cal
     # (both trace-store flavours of the dashboards)
     assert sorted(set(checked)) == ["Where the time goes: p50 by part of the turn (stacked)",
                                     "Where the time goes: p95 by part of the turn"], checked
+    # the greeting's panels: its time to first word and its parts, call set-up first
+    greeting = {metric_spec(Metric.GREETING_TTFW).prometheus, metric_spec(Metric.GREETING_SEGMENT).prometheus}
+    greeting_panels = []
+    for q in queries.panel_queries():
+        names = {m.removesuffix("_bucket") for m in queries.promql_names(q.query).metrics}
+        if q.language != "promql" or not names & greeting:
+            continue
+        expr = queries.expand(q, rate_interval="5m", range_="1h")
+        _poll(lambda e=expr: [r for r in _prom(e) if r["value"][1] not in ("NaN", "0")],
+              f"{q.dashboard} / {q.panel}: data")
+        greeting_panels.append(q.panel)
+    assert sorted(set(greeting_panels)) == ["The greeting: p50 by part (stacked)",
+                                            "The greeting: time to its first word p50 / p95"], greeting_panels
+    by_part = next(q for q in queries.panel_queries() if q.panel == "The greeting: p50 by part (stacked)")
+    parts = queries.expand(by_part, rate_interval="5m", range_="1h")
+    assert {"call_setup", "tts_ttfb", "transport_out"} <= {r["metric"].get("voice_segment_name") for r in _prom(parts)}
     # the caller who barged in reached the interruption panels' series (empty with simulated calls; a
     # rate() over a series' first observation is 0, so the series themselves are checked)
     interruptions = metric_spec(Metric.INTERRUPTIONS).prometheus

@@ -150,7 +150,8 @@ def test_a_simulated_turn_adds_up_on_its_span_and_in_the_histogram() -> None:
             parts = {seg: seconds(attrs[seg.attribute]) for seg in TurnSegment if seg.attribute in attrs}
             assert abs(sum(parts.values()) - seconds(attrs[Attr.TURN_TTFW])) < 0.001, parts
             assert seconds(attrs[Attr.TURN_NAMED_SHARE]) >= 0.95, parts
-            assert parts[TurnSegment.TTS_TTFB] == pytest.approx(0.15, abs=0.03)
+            # the simulated TTS sleeps 0.15 s before its first audio: never less; more on a loaded machine
+            assert 0.15 - 0.002 <= parts[TurnSegment.TTS_TTFB] < 1.15, parts
             assert TurnSegment.UNACCOUNTED not in parts
         with_tools = [s for s in turns if (s.attributes or {}).get(Attr.TURN_TOOL_CALLS)]
         assert with_tools and all(TurnSegment.TOOLS.attribute in (s.attributes or {}) for s in with_tools)

@@ -26,6 +26,7 @@ async def test_prometheus_names_match_semconv() -> None:
             metrics.set_operator_queue(2)
             metrics.tool_anomaly("x", "unknown_tool")
             metrics._turn_segment(TurnSegment.LLM_TTFT, 0.2)
+            metrics._greeting(1.2, [(TurnSegment.CALL_SETUP, 0.8), (TurnSegment.TTS_TTFB, 0.4)])
             metrics._interruption("caller", "interruption")
             metrics._interruption_yield(0.3)
             metrics._budget_breach("time_to_first_word")

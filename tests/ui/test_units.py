@@ -258,7 +258,21 @@ def test_every_span_in_exactly_one_lane(simulated: tuple[Trace, Any]) -> None:
         for s in lanes[k]:  # LiveKit's subtrees in the turn's lane started inside its window
             assert s.start_ns >= turn.start_ns - 1, (k, s.name)
     assert any(s.attributes.get(Attr.STAGE) == "tool" for k in turns for s in lanes[k])
-    assert {s.name for s in lanes["before"]} >= {"agent_turn", "tts_request"}  # the greeting
+    assert {s.name for s in lanes["before"]} >= {"agent_turn", "tts_request", "greeting"}  # the greeting
+
+
+def test_the_greeting_lane_shows_its_anatomy(simulated: tuple[Trace, Any]) -> None:
+    """The lane before the first turn holds the greeting: its time to first word and its parts
+    (call_setup first), which add up to it like a turn's."""
+    trace, call = simulated
+    view = build_call_view(call.call_id, history=None, trace=trace, pii=False, objective_ms=3000)
+    before = next(lane for lane in view["lanes"] if lane["key"] == "before")
+    assert before["greeting"] is True
+    parts = [p["segment"] for p in before["anatomy"]]
+    assert parts[0] == "call_setup" and "tts_ttfb" in parts, parts
+    assert sum(p["ms"] for p in before["anatomy"]) == pytest.approx(before["ttfw_ms"], abs=1.0)
+    # the timeline starts at the earliest span (the greeting's wait starts at the caller's join)
+    assert min(lane["start_ms"] for lane in view["lanes"]) >= 0
 
 
 def test_call_view_from_the_trace_alone_and_with_the_history(simulated: tuple[Trace, Any]) -> None:

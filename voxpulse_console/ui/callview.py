@@ -28,7 +28,7 @@ from typing import Any, Final
 
 from telemetry.pricing import DEFAULT_PRICES, PriceTable
 from telemetry.redaction import redact
-from telemetry.semconv import TURN_SEGMENT_OWNERS, Attr, EventName, Stage, TurnSegment
+from telemetry.semconv import TURN_SEGMENT_OWNERS, Attr, EventName, SpanName, Stage, TurnSegment
 from voxpulse_console.tracestore import Span, Trace
 
 __all__ = ["assign_lanes", "build_call_view", "mask_json", "mask_text", "span_attributes"]
@@ -275,7 +275,8 @@ def build_call_view(
     h = history or {}
     t0_ns: int
     if root is not None:
-        t0_ns = root.start_ns
+        # the greeting's wait starts at the caller's join, before the agent's job (and its root span)
+        t0_ns = min(s.start_ns for s in trace.spans) if trace is not None else root.start_ns
     elif _ts(h.get("started_at")) is not None:
         t0_ns = int((_ts(h.get("started_at")) or 0) * 1e9)
     else:
@@ -320,12 +321,12 @@ def build_call_view(
     indices = sorted({int(k.split(":")[1]) for k in lanes_spans if k.startswith("turn:")} | set(h_turns))
     lanes: list[dict[str, Any]] = []
     if "before" in lanes_spans:
-        lanes.append(_other_lane("before", lanes_spans["before"], t0_ns, pii))
+        lanes.append(_other_lane("before", lanes_spans["before"], t0_ns, pii, objective_ms))
     for idx in indices:
         lanes.append(_turn_lane(idx, lanes_spans.get(f"turn:{idx}", []), h_turns.get(idx), h_tools.get(idx, []),
                                 t0_ns, pii, objective_ms))
     if "after" in lanes_spans:
-        lanes.append(_other_lane("after", lanes_spans["after"], t0_ns, pii))
+        lanes.append(_other_lane("after", lanes_spans["after"], t0_ns, pii, objective_ms))
     unassigned_tools = h_tools.get(None, [])
     return {
         "call": header,
@@ -359,11 +360,19 @@ def _tool_row(r: Mapping[str, Any], pii: bool, span: Span | None = None) -> dict
     }
 
 
-def _other_lane(key: str, spans: list[Span], t0_ns: int, pii: bool) -> dict[str, Any]:
+def _other_lane(key: str, spans: list[Span], t0_ns: int, pii: bool, objective_ms: float) -> dict[str, Any]:
+    """The lane before the first turn (the greeting: its time to first word and its parts, like a
+    turn's) or after the last one."""
     start = min(s.start_ns for s in spans)
     end = max(s.end_ns for s in spans)
-    return {"key": key, "index": None, "start_ms": round((start - t0_ns) / 1e6, 1),
-            "end_ms": round((end - t0_ns) / 1e6, 1), "spans": _span_rows(spans, t0_ns, pii)}
+    lane: dict[str, Any] = {"key": key, "index": None, "start_ms": round((start - t0_ns) / 1e6, 1),
+                            "end_ms": round((end - t0_ns) / 1e6, 1), "spans": _span_rows(spans, t0_ns, pii)}
+    greeting = next((s for s in spans if s.name == SpanName.GREETING), None)
+    if greeting is not None and isinstance(ttfw := greeting.attributes.get(Attr.GREETING_TTFW), int | float):
+        ms = round(float(ttfw) * 1000, 1)
+        lane.update(_turn_marks(greeting, spans, t0_ns), greeting=True, ttfw_ms=ms,
+                    ttfw_over_objective=ms > objective_ms)
+    return lane
 
 
 def _turn_lane(idx: int, spans: list[Span], hist: Mapping[str, Any] | None, tools: list[dict[str, Any]],

@@ -97,6 +97,7 @@ const T: Record<string, Entry> = {
   "cv.cost_split": ["by stage (usage share)", "за етапами (частка використання)", "по этапам (доля использования)"],
   "cv.turns": ["Turns", "Репліки", "Реплики"],
   "cv.turn": ["Turn {n}", "Репліка {n}", "Реплика {n}"],
+  "cv.greeting": ["Greeting (from the caller's join to the agent's first word)", "Привітання (від входу абонента до першого слова агента)", "Приветствие (от входа абонента до первого слова агента)"],
   "cv.before": ["Before the first turn (greeting, session start)", "До першої репліки (привітання, початок сесії)", "До первой реплики (приветствие, начало сессии)"],
   "cv.after": ["After the last turn (hang-up)", "Після останньої репліки (завершення)", "После последней реплики (завершение)"],
   "cv.caller_said": ["Caller", "Абонент", "Абонент"],

@@ -40,6 +40,7 @@ interface Lane {
   text_source?: string | null;
   ttfw_ms?: number | null;
   ttfw_over_objective?: boolean;
+  greeting?: boolean; // the lane before the first turn holds the greeting: its anatomy and time to first word
   speech_end_ms?: number | null;
   first_audio_ms?: number | null;
   interrupted?: boolean;
@@ -197,7 +198,8 @@ function Anatomy(props: { lane: Lane }) {
 
 function TurnLane(props: { lane: Lane; objective: number; callId: string }) {
   const l = props.lane;
-  const title = l.index != null ? t("cv.turn", { n: l.index + 1 }) : l.key === "before" ? t("cv.before") : t("cv.after");
+  const title = l.index != null ? t("cv.turn", { n: l.index + 1 }) : l.greeting ? t("cv.greeting")
+    : l.key === "before" ? t("cv.before") : t("cv.after");
   const s = l.stats || {};
   return (
     <section class="lane card" data-testid="lane" data-lane={l.key} aria-label={title}>
@@ -228,7 +230,7 @@ function TurnLane(props: { lane: Lane; objective: number; callId: string }) {
           </span>
         )}
       </header>
-      {l.index != null && <Anatomy lane={l} />}
+      {(l.index != null || l.greeting) && <Anatomy lane={l} />}
       {l.index != null && (
         <div class="dialog">
           <div class="utter user" data-testid="user-text">
