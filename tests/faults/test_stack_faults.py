@@ -78,7 +78,7 @@ def _span_metric_sample_after(stack_: Stack, service: str, after: float) -> floa
     return ts if ts is not None and ts > after else None
 
 
-def test_collector_killed_for_60s(real_stack: Stack, agent_factory) -> None:  # type: ignore[no-untyped-def]
+def test_collector_down_for_60s(real_stack: Stack, agent_factory) -> None:  # type: ignore[no-untyped-def]
     agent = agent_factory(concurrency=CONCURRENCY, turns=TURNS, turn_s=TURN_S)
     agent.wait_rows(14)  # 3 s of staggered starts, then a healthy baseline
     rows = agent.rows()

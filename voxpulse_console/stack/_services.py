@@ -20,11 +20,13 @@ ports (``scripts/debian.sh stop-services``).
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Mapping
@@ -77,6 +79,28 @@ def _chown_postgres(*paths: Path) -> None:
             os.chown(path, user.pw_uid, user.pw_gid)
 
 
+def closed_to(path: Path, account: str) -> Path | None:
+    """The first folder above ``path`` that ``account`` may not enter (no search permission for it), or
+    None. PostgreSQL runs as its own account from the stack's state folder: every folder above it must
+    let that account through."""
+    try:
+        user = pwd.getpwnam(account)
+    except KeyError:
+        return None
+    groups = {user.pw_gid, *(g.gr_gid for g in grp.getgrall() if account in g.gr_mem)}
+    for folder in reversed(path.resolve().parents):
+        st = folder.stat()
+        if st.st_uid == user.pw_uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid in groups:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return folder
+    return None
+
+
 def _port_busy(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
@@ -113,6 +137,12 @@ def _pg_prepare(state: Path) -> None:
         raise StackError("postgres: PostgreSQL is not installed (bash scripts/debian.sh install services)")
     home = component_dir(state, "postgres")
     data, sock = home / "data", home / "run"
+    if os.geteuid() == 0 and (closed := closed_to(state, "postgres")) is not None:
+        mode = stat.filemode(closed.stat().st_mode)
+        raise StackError(
+            f"postgres: PostgreSQL runs as the postgres account, which may not enter {closed} ({mode}), a folder "
+            f"above the stack's state folder {state}. Put the state folder where it can (VOXPULSE_STACK_DIR or "
+            f"VOXPULSE_STATE_DIR, or a checkout outside {closed}), or let it through: chmod o+x {closed}")
     home.mkdir(parents=True, exist_ok=True)
     os.chmod(home, 0o755)
     os.chmod(state, 0o755)
