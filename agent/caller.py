@@ -79,13 +79,17 @@ class CallerResult:
     hangup_at: float = 0.0
     agent_joined: bool = False
     greeting_heard: bool = False
+    admitted_at: float | None = None  # the LiveKit server admitted the caller (its joined_at)
     greeting_audio: float | None = None  # wall clock: the greeting's first audible frame arrived
     error: str | None = None
 
     @property
     def greeting_ms(self) -> float | None:
-        """What the caller waited for the greeting: joined the room -> its first audible frame."""
-        return None if self.greeting_audio is None else round((self.greeting_audio - self.joined_at) * 1000, 1)
+        """What the caller waited for the greeting: admitted to the room (the server's stamp, on this
+        machine's clock) -> its first audible frame."""
+        if self.greeting_audio is None or self.admitted_at is None:
+            return None
+        return round((self.greeting_audio - self.admitted_at) * 1000, 1)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -302,6 +306,8 @@ async def place_call(
         stage = "joining the room"
         await lk_room.connect(url, token.to_jwt())
         result.joined_at = time.time()
+        admitted = lk_room.local_participant.joined_at
+        result.admitted_at = admitted.timestamp() if admitted is not None else None
         result.room_sid = await lk_room.sid
         for p in lk_room.remote_participants.values():
             on_participant(p)
