@@ -7,18 +7,21 @@ with the stack's key on the real PostgreSQL."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from telemetry.semconv import Metric, metric_spec
 from tests.insights.test_receiver import request_of
 from voxpulse_console import insights, stack
 from voxpulse_console.stack import _catalogue, _cli, _topology
 
 NAME = "insights-receiver"
 LAN = "192.0.2.10"  # TEST-NET-1: never reached, only named
+METRICS_ADDR = "127.0.0.1:9198"
 
 
 @pytest.fixture
@@ -101,16 +104,32 @@ def test_stack_env_prints_the_observability_url(tmp_path: Path, capsys: pytest.C
 @pytest.fixture
 def receiver_up(tmp_path: Path, migrated_db: str, monkeypatch: pytest.MonkeyPatch,
                 clean_env: None) -> Iterator[Path]:
-    if stack.port_busy(9097):
+    if stack.port_busy(9097) or stack.port_busy(int(METRICS_ADDR.rpartition(":")[2])):
         pytest.skip("127.0.0.1:9097 is taken (another stack): run inside a network namespace of your own")
     monkeypatch.setenv("DATABASE_URL", migrated_db)
     monkeypatch.delenv("VOXPULSE_DATABASE_URL", raising=False)
-    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")  # no collector here: its metrics are not exported
+    # no collector here: its metrics on a /metrics endpoint of its own instead (the SDK's Prometheus
+    # exporter, telemetry.configure's other way out), read below
+    monkeypatch.setenv("VOXPULSE_EXPORTER", "none")
+    monkeypatch.setenv("VOXPULSE_METRICS_EXPORTER", "prometheus")
+    monkeypatch.setenv("VOXPULSE_PROMETHEUS_ADDR", METRICS_ADDR)
     try:
         assert stack.up([NAME], state_dir=tmp_path, wait_s=30) == {NAME: "started"}
         yield tmp_path
     finally:
         stack.down([NAME], state_dir=tmp_path)
+
+
+def scrape(series: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """{labels (the SDK's otel_scope_* left out): value} of one series on the receiver process's /metrics."""
+    text = httpx.get(f"http://{METRICS_ADDR}/metrics", timeout=5).text
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(series + "{"):
+            labels = re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0])
+            key = tuple(sorted((k, v) for k, v in labels if not k.startswith("otel_scope_")))
+            out[key] = float(line.rsplit(" ", 1)[1])
+    return out
 
 
 @pytest.mark.db
@@ -136,3 +155,15 @@ def test_runs_under_its_keeper_and_stores_an_upload_signed_with_the_stack_key(re
              .to_jwt())
     assert httpx.post(url + path, content=body, headers={**headers, "Authorization": f"Bearer {other}"},
                       timeout=10).status_code == 401
+    # the CLI's meter provider (telemetry.configure) counts: the logs upload's verdicts, once
+    path, headers, body = request_of("logs")
+    for _ in range(2):
+        assert httpx.post(url + path, content=body, headers={**headers, "Authorization": f"Bearer {jwt}"},
+                          timeout=10).status_code == 200
+    judge, verdict = "voxpulse_insights_judge", "voxpulse_insights_verdict"
+    assert scrape(metric_spec(Metric.INSIGHTS_VERDICTS).prometheus) == {
+        ((judge, "conciseness"), (verdict, "fail")): 1.0, ((judge, "task_completion"), (verdict, "pass")): 1.0}
+    status, kind = "http_response_status_code", "voxpulse_insights_upload_kind"
+    assert scrape(metric_spec(Metric.INSIGHTS_UPLOADS).prometheus) == {
+        ((status, "200"), (kind, "recordings")): 1.0, ((status, "401"), (kind, "recordings")): 1.0,
+        ((status, "200"), (kind, "logs")): 2.0}
