@@ -209,7 +209,7 @@ def test_every_promql_panel_query(simulated: dict[str, Any], queries: ModuleType
         # ... and the recording rules have evaluated on them
         poll(lambda: prom_query(http, "voice_stage:traces_span_metrics_duration_milliseconds:p95_5m"),
              "recorded per-stage p95")
-        empty, checked = [], 0
+        empty, checked, panels = [], 0, set()
         for q in promql:
             expr = queries.expand(q, rate_interval="5m", range_="1h")
             result = prom_query(http, expr)  # parses and runs
@@ -217,12 +217,14 @@ def test_every_promql_panel_query(simulated: dict[str, Any], queries: ModuleType
                                                                                     and not judged):
                 continue
             checked += 1
+            panels.add(q.panel)
             if not result:
                 result = poll(lambda e=expr: prom_query(http, e), f"{q.dashboard} / {q.panel}", deadline_s=45)
             if not result:
                 empty.append(f"{q.dashboard} / {q.panel}: {expr}")
         assert not empty, "\n".join(empty)
         assert checked >= 20, checked
+        assert not judged or panels >= INSIGHTS_PANELS, INSIGHTS_PANELS - panels  # fed: checked for data
 
 
 def jaeger(fn: Callable[[JaegerTraceStore], Awaitable[T]]) -> T:
