@@ -400,6 +400,8 @@ INTERRUPTIONS = series(Metric.INTERRUPTIONS)
 YIELD_TIME = series(Metric.YIELD_TIME)
 BUDGET_BREACHES = series(Metric.BUDGET_BREACHES)
 DATA_ERRORS = series(Metric.DATA_ERRORS)
+VERDICTS = series(Metric.INSIGHTS_VERDICTS)  # the insights receiver's (LiveKit Agents' judges)
+OUTCOMES = series(Metric.INSIGHTS_OUTCOMES)
 # the tyre shop's own metrics: its declarations (agent/metrics.toml) read as data, the agent not imported
 AGENT_METRICS = {m.name: m for m in read_metric_specs(
     (Path(__file__).resolve().parents[1] / "agent" / "metrics.toml").read_text(encoding="utf-8"))}
@@ -424,6 +426,9 @@ KIND = label(Attr.INTERRUPTION_KIND)
 BUDGET = label(Attr.BUDGET)
 DATA_SOURCE = label(Attr.DATA_ERROR_SOURCE)
 DATA_REASON = label(Attr.DATA_ERROR_REASON)
+JUDGE = label(Attr.INSIGHTS_JUDGE)
+VERDICT = label(Attr.INSIGHTS_VERDICT)
+INSIGHTS_OUTCOME = label(Attr.INSIGHTS_OUTCOME)
 STAGES = f'{{{STAGE}=~"stt|llm|tts|tool"}}'
 
 UP_MAPPINGS = [{"type": "value", "options": {
@@ -575,6 +580,24 @@ def voice_quality() -> dict[str, Any]:
                     prom(f"sum by ({DATA_SOURCE}, {DATA_REASON}) (rate({DATA_ERRORS}[$__rate_interval])) * 60",
                          f"data error {{{{{DATA_SOURCE}}}}} {{{{{DATA_REASON}}}}}", ref="B")],
                    unit="none", w=8, interval="1m"),
+        row("Agent insights"),
+        timeseries("Verdicts per hour by judge and result",
+                   "LiveKit Agents' judges (JudgeGroup) on each call, as the agent uploads them to the insights "
+                   "receiver (LIVEKIT_OBSERVABILITY_URL): verdicts per hour by judge and result (pass, fail, "
+                   "maybe); each call's verdict of a judge counted once. The console's calls list opens the calls.",
+                   [prom(f"sum by ({JUDGE}, {VERDICT}) (rate({VERDICTS}[$__rate_interval])) * 3600",
+                         f"{{{{{JUDGE}}}}} {{{{{VERDICT}}}}}")], unit="none", w=8, stacked=True, bars=True,
+                   interval="1m"),
+        timeseries("Failed share by judge (15 min)",
+                   "The share of each judge's verdicts that are fail over 15 minutes; the judge alert fires above "
+                   "20 % with at least 10 verdicts.",
+                   [prom(f'sum by ({JUDGE}) (increase({VERDICTS}{{{VERDICT}="fail"}}[15m])) / '
+                         f"sum by ({JUDGE}) (increase({VERDICTS}[15m]))", f"{{{{{JUDGE}}}}}")],
+                   unit="percentunit", w=8, interval="1m"),
+        timeseries("Outcomes per hour",
+                   "The calls' outcomes as the agent reports them to the insights receiver (success, fail, ...).",
+                   [prom(f"sum by ({INSIGHTS_OUTCOME}) (rate({OUTCOMES}[$__rate_interval])) * 3600",
+                         f"{{{{{INSIGHTS_OUTCOME}}}}}")], unit="none", w=8, stacked=True, bars=True, interval="1m"),
         row("Latency breakdown"),
         stage_breakdown(0.95, "15s", stacked=False),
         timeseries("Time to first chunk by stage p95", "Time to first token (LLM), first byte (TTS) or "
@@ -584,7 +607,8 @@ def voice_quality() -> dict[str, Any]:
     ]
     return dashboard("voxpulse-voice-quality", "VoxPulse / Voice quality",
                      "Time to first word (hero and trend), where the time goes (the parts of a turn), "
-                     "interruptions, packet loss, jitter, RTT and the latency breakdown by stage.", "15s", panels,
+                     "interruptions, packet loss, jitter, RTT, the agent's judges and outcomes, and the latency "
+                     "breakdown by stage.", "15s", panels,
                      tags=("latency",))
 
 

@@ -258,6 +258,12 @@ class Attr:
     CALLLOG_BATCH_CALLS: Final = "voxpulse.calllog.batch.calls"
     CALLLOG_BATCH_SOURCE: Final = "voxpulse.calllog.batch.source"
     EXPORT_SIGNAL: Final = "voxpulse.export.signal"
+    # the insights receiver (voxpulse_console.insights): LiveKit Agents' judges, outcomes, tags, uploads
+    INSIGHTS_JUDGE: Final = "voxpulse.insights.judge"
+    INSIGHTS_VERDICT: Final = "voxpulse.insights.verdict"
+    INSIGHTS_OUTCOME: Final = "voxpulse.insights.outcome"
+    INSIGHTS_TAG: Final = "voxpulse.insights.tag"
+    INSIGHTS_UPLOAD_KIND: Final = "voxpulse.insights.upload.kind"
     INTERNAL_ERROR_SITE: Final = "voxpulse.internal_error.site"
     DATA_ERROR_SOURCE: Final = "voxpulse.data_error.source"
     DATA_ERROR_REASON: Final = "voxpulse.data_error.reason"
@@ -421,6 +427,27 @@ ATTRIBUTES: Final[tuple[AttributeSpec, ...]] = (
     AttributeSpec(Attr.CALLLOG_BATCH_CALLS, "Distinct calls in a call-history batch (each linked)."),
     AttributeSpec(Attr.CALLLOG_BATCH_SOURCE, "Where a flushed batch came from: memory or redis."),
     AttributeSpec(Attr.EXPORT_SIGNAL, "traces or metrics.", metric_label=True),
+    AttributeSpec(
+        Attr.INSIGHTS_JUDGE,
+        f"A LiveKit Agents judge's name (the agent's code, e.g. task_completion); bounded: past the "
+        f"receiver's cap of distinct values, or not a short identifier, `{OTHER}`.", metric_label=True,
+    ),
+    AttributeSpec(
+        Attr.INSIGHTS_VERDICT, f"The judge's verdict as it reports it (pass, fail, maybe, ...); bounded like the "
+        f"judge (`{OTHER}`).", metric_label=True,
+    ),
+    AttributeSpec(
+        Attr.INSIGHTS_OUTCOME, f"The session's outcome as the agent reports it (success, fail, ...); bounded "
+        f"(`{OTHER}`).", metric_label=True,
+    ),
+    AttributeSpec(
+        Attr.INSIGHTS_TAG, f"A tag the agent's tagger set on the call (its name, not its metadata); bounded "
+        f"(`{OTHER}`).", metric_label=True,
+    ),
+    AttributeSpec(
+        Attr.INSIGHTS_UPLOAD_KIND, "Which of LiveKit Agents' uploads: traces, metrics, logs or recordings.",
+        metric_label=True,
+    ),
     AttributeSpec(
         Attr.INTERNAL_ERROR_SITE, "Where in VoxPulse an internal error was contained (a fixed code).",
         metric_label=True,
@@ -605,6 +632,10 @@ class Metric:
     INTERNAL_ERRORS: Final = "voxpulse.internal_errors"
     DATA_ERRORS: Final = "voxpulse.data.errors"
     CALLLOG_RECORDS: Final = "voxpulse.calllog.records"
+    INSIGHTS_VERDICTS: Final = "voxpulse.insights.verdicts"
+    INSIGHTS_OUTCOMES: Final = "voxpulse.insights.outcomes"
+    INSIGHTS_TAGS: Final = "voxpulse.insights.tags"
+    INSIGHTS_UPLOADS: Final = "voxpulse.insights.uploads"
 
 
 METRICS: Final[tuple[MetricSpec, ...]] = (
@@ -703,6 +734,29 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         "Call-history records by result (written, buffered, flushed, dropped) and buffer.",
         (Attr.CALLLOG_RESULT, Attr.CALLLOG_BUFFER),
     ),
+    # recorded by the insights receiver, once per call (a repeated upload counts nothing new)
+    MetricSpec(
+        Metric.INSIGHTS_VERDICTS, MetricKind.COUNTER, "{verdict}",
+        "LiveKit Agents judges' verdicts received (insights receiver), by judge and verdict; each call's "
+        "verdict of a judge counted once.",
+        (Attr.INSIGHTS_JUDGE, Attr.INSIGHTS_VERDICT),
+    ),
+    MetricSpec(
+        Metric.INSIGHTS_OUTCOMES, MetricKind.COUNTER, "{call}",
+        "Calls' outcomes as LiveKit Agents reports them (insights receiver); each call counted once.",
+        (Attr.INSIGHTS_OUTCOME,),
+    ),
+    MetricSpec(
+        Metric.INSIGHTS_TAGS, MetricKind.COUNTER, "{tag}",
+        "Tags LiveKit Agents' tagger set on calls (insights receiver); each call's tag counted once.",
+        (Attr.INSIGHTS_TAG,),
+    ),
+    MetricSpec(
+        Metric.INSIGHTS_UPLOADS, MetricKind.COUNTER, "{request}",
+        "Requests of LiveKit Agents' observability upload the insights receiver answered, by kind and HTTP "
+        "status (401: a bad token, 413: too large, 503: the database or collector down).",
+        (Attr.INSIGHTS_UPLOAD_KIND, Attr.HTTP_STATUS),
+    ),
 )
 
 _METRICS_BY_NAME: Final = {m.name: m for m in METRICS}
@@ -794,6 +848,9 @@ def render_markdown() -> str:
     out += [
         "",
         "## Metrics from the agent (OTel SDK, exported with the traces)",
+        "",
+        "The `voxpulse.insights.*` metrics come from the insights receiver (`voxpulse insights-receiver`,",
+        "docs/insights.md), exported the same way.",
         "",
         "| OTel name | kind | unit | Prometheus name | attributes | description |",
         "|---|---|---|---|---|---|",

@@ -40,7 +40,15 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import set_span_in_context
 
-from telemetry.semconv import SPANMETRICS_KEPT_CALLS, SPANMETRICS_KEPT_DURATION, TTFW_OBJECTIVE_S, Attr, SpanName
+from telemetry.semconv import (
+    SPANMETRICS_KEPT_CALLS,
+    SPANMETRICS_KEPT_DURATION,
+    TTFW_OBJECTIVE_S,
+    Attr,
+    Metric,
+    SpanName,
+    metric_spec,
+)
 from tests.support import unavailable, wait_for
 from voxpulse_console.tracestore import JaegerTraceStore, Trace
 
@@ -52,6 +60,7 @@ JAEGER = "http://127.0.0.1:16686"
 COLLECTOR = "http://127.0.0.1:4318"
 S = 1_000_000_000  # ns per second
 DEADLINE_S = 120.0
+VERDICTS = metric_spec(Metric.INSIGHTS_VERDICTS).prometheus
 T = TypeVar("T")
 
 # Panels fed by exporters the native stack does not run, or by events simulated calls need not
@@ -68,6 +77,9 @@ MAY_BE_EMPTY_PANELS = {
     # only a turn over its budget or an impossible duration LiveKit reports: tests/telemetry covers both series
     "Budget breaches and data errors per minute",
 }
+# The agent's judges and outcomes, from the insights receiver: fed by `judged` below when PostgreSQL is
+# here (the receiver counts what it stored); without it they only have to parse.
+INSIGHTS_PANELS = {"Verdicts per hour by judge and result", "Failed share by judge (15 min)", "Outcomes per hour"}
 
 
 def poll(fn: Callable[[], T | None], what: str, deadline_s: float = DEADLINE_S, every_s: float = 1.0) -> T:
@@ -124,6 +136,57 @@ def simulated(live_stack: None, request: pytest.FixtureRequest) -> dict[str, Any
             "t0": time.time() - 600, "dsn": dsn}
 
 
+@pytest.fixture(scope="module")
+def judged(simulated: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> bool:
+    """LiveKit Agents' logs upload of two calls (the committed capture: a judge's pass and a judge's fail,
+    an outcome) posted to the insights receiver, its metrics exported by OTLP to the stack's collector as
+    ``voxpulse insights-receiver`` exports them; twice, a few scrapes apart, so that rate() has two
+    samples. False without PostgreSQL (the receiver stores before it counts)."""
+    if not simulated["dsn"]:
+        return False
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    from tests.insights.capture import FIXTURE_KEY, FIXTURE_SECRET
+    from tests.insights.test_metrics import logs_body
+    from tests.insights.test_wire import token
+    from voxpulse_console.insights import InsightsConfig, start
+
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{COLLECTOR}/v1/metrics"),
+                                           export_interval_millis=3_600_000)  # exported by force_flush
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": simulated["service"]}))
+    config = InsightsConfig(dsn=simulated["dsn"], keys={FIXTURE_KEY: FIXTURE_SECRET},
+                            folder=tmp_path_factory.mktemp("insights"), meter_provider=provider)
+    run = uuid.uuid4().hex[:6]
+
+    async def upload(n: int) -> None:
+        runner = await start(config, "127.0.0.1:0")
+        host, port = runner.addresses[0][:2]
+        try:
+            async with httpx.AsyncClient() as client:
+                r = await client.post(
+                    f"http://{host}:{port}/observability/logs/otlp/v0",
+                    content=logs_body(f"RM_dash{run}{n}", verdicts={"task_completion": "pass", "conciseness": "fail"},
+                                      outcome="success"),
+                    headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip",
+                             "Authorization": f"Bearer {token()}"})
+                assert r.status_code == 200, r.text
+        finally:
+            await runner.cleanup()
+        assert provider.force_flush(10_000)
+
+    try:
+        asyncio.run(upload(0))
+        with httpx.Client(timeout=15) as http:  # scraped twice: the second upload is a later sample
+            poll(lambda: prom_query(http, f'count_over_time({VERDICTS}{{service_name="{simulated["service"]}"}}[1m])'
+                                    " >= 2"), "the insights receiver's verdicts in Prometheus, scraped twice")
+        asyncio.run(upload(1))
+    finally:
+        provider.shutdown()
+    return True
+
+
 def prom_query(http: httpx.Client, expr: str) -> list[dict[str, Any]]:
     r = http.get(f"{PROM}/api/v1/query", params={"query": expr})
     body = r.json()
@@ -136,7 +199,7 @@ def _ours(queries: ModuleType, expr: str) -> bool:
     return bool(names) and not any(m.startswith(MAY_BE_EMPTY_METRIC_PREFIXES) for m in names)
 
 
-def test_every_promql_panel_query(simulated: dict[str, Any], queries: ModuleType) -> None:
+def test_every_promql_panel_query(simulated: dict[str, Any], queries: ModuleType, judged: bool) -> None:
     promql = [q for q in queries.panel_queries() if q.language == "promql"]
     assert promql
     with httpx.Client(timeout=15) as http:
@@ -146,19 +209,22 @@ def test_every_promql_panel_query(simulated: dict[str, Any], queries: ModuleType
         # ... and the recording rules have evaluated on them
         poll(lambda: prom_query(http, "voice_stage:traces_span_metrics_duration_milliseconds:p95_5m"),
              "recorded per-stage p95")
-        empty, checked = [], 0
+        empty, checked, panels = [], 0, set()
         for q in promql:
             expr = queries.expand(q, rate_interval="5m", range_="1h")
             result = prom_query(http, expr)  # parses and runs
-            if not _ours(queries, q.query) or q.panel in MAY_BE_EMPTY_PANELS:
+            if not _ours(queries, q.query) or q.panel in MAY_BE_EMPTY_PANELS or (q.panel in INSIGHTS_PANELS
+                                                                                    and not judged):
                 continue
             checked += 1
+            panels.add(q.panel)
             if not result:
                 result = poll(lambda e=expr: prom_query(http, e), f"{q.dashboard} / {q.panel}", deadline_s=45)
             if not result:
                 empty.append(f"{q.dashboard} / {q.panel}: {expr}")
         assert not empty, "\n".join(empty)
         assert checked >= 20, checked
+        assert not judged or panels >= INSIGHTS_PANELS, INSIGHTS_PANELS - panels  # fed: checked for data
 
 
 def jaeger(fn: Callable[[JaegerTraceStore], Awaitable[T]]) -> T:

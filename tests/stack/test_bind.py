@@ -45,9 +45,11 @@ def test_not_an_address_is_a_clear_error(tmp_path: Path) -> None:
     ({"VOXPULSE_ALLOW_PLAIN_HTTP": "1"}, False),
 ])
 def test_tls_or_the_operators_word_binds_the_console_and_otlp(env: dict[str, str], allow: bool) -> None:
-    assert _catalogue.bind_env(LAN, env, allow) == {"VOXPULSE_COLLECTOR_BIND": LAN, "VOXPULSE_UI_LISTEN": f"{LAN}:8090"}
+    assert _catalogue.bind_env(LAN, env, allow) == {"VOXPULSE_COLLECTOR_BIND": LAN, "VOXPULSE_UI_LISTEN": f"{LAN}:8090",
+                                                    "VOXPULSE_INSIGHTS_LISTEN": f"{LAN}:9097"}
     assert _catalogue.bind_env("127.0.0.1", env, allow) == {}  # the default changes nothing
-    assert _catalogue.bind_env("::", env, allow) == {"VOXPULSE_COLLECTOR_BIND": "::", "VOXPULSE_UI_LISTEN": ":::8090"}
+    assert _catalogue.bind_env("::", env, allow) == {"VOXPULSE_COLLECTOR_BIND": "::", "VOXPULSE_UI_LISTEN": ":::8090",
+                                                     "VOXPULSE_INSIGHTS_LISTEN": ":::9097"}
 
 
 def test_naming_the_collector_of_the_tiered_topology_brings_its_tier(tmp_path: Path) -> None:

@@ -277,3 +277,20 @@ def test_the_native_trace_store_probe_is_jaegers() -> None:
     targets = ROOT / "prometheus" / "targets"
     assert yaml.safe_load((targets / "trace-store-probe-jaeger.yml").read_text()) == yaml.safe_load(
         (targets / "blackbox-http-trace-store.yml").read_text())
+
+
+def test_the_insights_receiver_runs_beside_the_collector(config: dict[str, Any]) -> None:
+    """LiveKit Agents' observability upload: in the telemetry namespace (the collector it forwards to on
+    127.0.0.1, agents on the compose network at telemetry:9097), not published, the stack's LiveKit key
+    trusted, its files on a volume of its own, audio off unless enabled, probed like natively."""
+    svc = config["services"]["insights-receiver"]
+    assert svc["network_mode"] == "service:telemetry" and not svc.get("ports")
+    assert svc["command"] == ["voxpulse", "insights-receiver", "--listen", "0.0.0.0:9097"]
+    env = svc["environment"]
+    assert env["VOXPULSE_INSIGHTS_KEYS"].startswith("test-only: test-only-not-a-secret-of-32-chars")
+    assert env["VOXPULSE_INSIGHTS_AUDIO"] == "false"
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4318"
+    assert env["DATABASE_URL"].endswith("@postgres:5432/voxpulse")
+    assert _mounts(svc) == {env["VOXPULSE_INSIGHTS_DIR"]: "insights-data"}
+    assert "/insights-data" in config["services"]["volumes-init"]["command"]
+    assert "9097/healthz" in " ".join(svc["healthcheck"]["test"])

@@ -21,6 +21,11 @@ Each request's Bearer JWT must be signed by the stack's LiveKit key (``voxpulse 
 ``VOXPULSE_INSIGHTS_KEYS`` and grant ``observability.write``: else 401 and nothing stored. A body over
 ``VOXPULSE_INSIGHTS_MAX_BODY_MB``: 413. A call is keyed by the room's id (else the job's), never the
 room name. Rows live in the one migration tree (``0007_insights.sql``).
+
+Its metrics (``voxpulse.insights.verdicts{judge, verdict}``, ``.outcomes``, ``.tags``, ``.uploads``;
+:mod:`._metrics`) carry no per-call label and count each call's verdict, outcome and tag once; they go
+by OTLP to the collector (``telemetry.configure``). ``voxpulse stack up`` runs the receiver as the
+component ``insights-receiver``.
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("voxpulse.insights")
+
+#: ``service.name`` of the receiver's own metrics (``service_name`` in Prometheus)
+SERVICE_NAME = "voxpulse-insights-receiver"
 
 
 def accepted_keys(env: Mapping[str, str] | None = None, *, state_dir: Path | None = None) -> dict[str, str]:
@@ -103,7 +111,11 @@ def _dsn(arg: str | None) -> str | None:
 
 
 def _run_receiver(args: argparse.Namespace) -> int:
+    import telemetry
+
     logging.basicConfig(level=str(_env.text(_env.VOXPULSE_LOG_LEVEL)).upper())
+    # the receiver's own metrics (voxpulse.insights.*) go where the agents' go: OTLP to the collector
+    telemetry.configure(service_name=SERVICE_NAME, livekit=False, libraries=False)
     config = config_from_env(_dsn(args.dsn), forward=not args.no_forward)
     if not config.keys:
         log.warning("no LiveKit key to verify tokens with: `voxpulse stack up` creates the stack's, or set %s; "

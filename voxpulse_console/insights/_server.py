@@ -1,7 +1,9 @@
 """The receiver's aiohttp application: LiveKit Agents' four v0 endpoints, ``/healthz``.
 
 Order of checks on every upload: the token (401, nothing read or stored), then the declared size
-(413), then the body (aiohttp refuses more than the limit while reading: 413).
+(413), then the body (aiohttp refuses more than the limit while reading: 413). Every answer is
+counted (``voxpulse.insights.uploads`` by kind and status), and what a logs upload stored that was
+not stored before (verdicts, outcomes, tags: :mod:`._metrics`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from opentelemetry.metrics import MeterProvider
+
 from voxpulse_console.insights import _store, _wire
+from voxpulse_console.insights._metrics import InsightsMetrics
 
 __all__ = ["InsightsConfig", "make_app", "serve", "start"]
 
@@ -39,16 +44,22 @@ class InsightsConfig:
     #: OTLP/HTTP URLs of the collector (``.../v1/traces``, ``.../v1/metrics``); None: not forwarded
     forward: Mapping[str, str] = field(default_factory=dict)
     prune_every_s: float = 3600.0
+    #: where the metrics go: None, the process's (``telemetry.configure``); tests pass their own
+    meter_provider: MeterProvider | None = field(default=None, repr=False, compare=False)
+    #: distinct values per metric label (judge, verdict, outcome, tag) before the rest are ``_OTHER``
+    label_values: int = 50
 
 
 def make_app(config: InsightsConfig) -> Any:
     import asyncpg
     import httpx
     from aiohttp import web
+    from aiohttp.web_protocol import RequestPayloadError
 
     from telemetry.history import migrate
 
     state: dict[str, Any] = {"pool": None, "http": None, "pruner": None}
+    counters = InsightsMetrics(config.meter_provider, limit=config.label_values)
     lock = asyncio.Lock()
     db_errors = (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
@@ -82,6 +93,8 @@ def make_app(config: InsightsConfig) -> Any:
             return await request.read()  # decoded (gzip) and bounded by client_max_size
         except web.HTTPRequestEntityTooLarge:
             return refuse(413, f"body over {config.max_body} bytes")
+        except RequestPayloadError as exc:  # e.g. a body that says gzip and is not
+            return refuse(400, f"unreadable body ({exc})")
 
     async def forward(signal: str, body: bytes) -> web.Response:
         url = config.forward.get(signal)
@@ -112,10 +125,11 @@ def make_app(config: InsightsConfig) -> Any:
             if calls:
                 try:
                     async with (await pool()).acquire() as conn:
-                        await _store.save_events(conn, calls)
+                        new = await _store.save_events(conn, calls)
                 except db_errors as exc:
                     log.warning("insights_calls unavailable (%s); the agent's exporter retries", exc)
                     return refuse(503, "database unavailable")
+                counters.stored(new)  # committed: counted once, whatever is uploaded again
             return web.Response(status=200, content_type="application/x-protobuf")
 
         return handler
@@ -173,7 +187,23 @@ def make_app(config: InsightsConfig) -> Any:
         if state["pool"] is not None:
             await state["pool"].close()
 
-    app = web.Application(client_max_size=config.max_body)
+    @web.middleware
+    async def count_uploads(request: web.Request, handler: Any) -> Any:
+        parts = request.path.split("/")
+        kind = parts[2] if len(parts) > 3 and parts[1] == "observability" else None
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            if kind in (*OTLP_SIGNALS, "recordings"):
+                counters.answered(kind, status)
+
+    app = web.Application(client_max_size=config.max_body, middlewares=[count_uploads])
     for signal in OTLP_SIGNALS:
         app.router.add_post(otlp_path(signal), otlp(signal))
     app.router.add_post(RECORDINGS_PATH, recording)

@@ -11,12 +11,14 @@ import datetime as dt
 import json
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from voxpulse_console.insights._wire import CallEvents, OggCheck, RecordingHeader, call_id_for
 
-__all__ = ["AUDIO_FILE", "CHAT_FILE", "delete_expired", "erase", "save_events", "save_recording", "write_file"]
+__all__ = ["AUDIO_FILE", "CHAT_FILE", "NewEvents", "delete_expired", "erase", "save_events", "save_recording",
+           "write_file"]
 
 AUDIO_FILE: Final = "recording.ogg"
 CHAT_FILE: Final = "chat_history.json"
@@ -91,16 +93,55 @@ ON CONFLICT (call_id) DO UPDATE SET
 """
 
 
-async def save_events(conn: Any, calls: dict[str, CallEvents]) -> None:
-    """Merge what log records said about each call into its row (idempotent: merged by name)."""
+@dataclass(slots=True)
+class NewEvents:
+    """What a logs upload added that no earlier upload of the same calls had stored: the receiver's
+    metrics count these, so a repeated upload counts nothing."""
+
+    verdicts: list[tuple[str, str]] = field(default_factory=list)  # (judge, verdict)
+    outcomes: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+
+
+def _verdict(evaluation: Any) -> str | None:
+    verdict = evaluation.get("verdict") if isinstance(evaluation, dict) else None
+    return verdict if isinstance(verdict, str) else None
+
+
+def _stored(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):  # asyncpg returns jsonb as text unless a codec is set
+        value = json.loads(value)
+    return value if isinstance(value, dict) else {}
+
+
+async def save_events(conn: Any, calls: dict[str, CallEvents]) -> NewEvents:
+    """Merge what log records said about each call into its row (idempotent: merged by name); returns
+    what is new: a judge's first verdict on the call, the call's first outcome, its tags not seen before.
+
+    The row is created first and locked (``FOR UPDATE``), so two uploads of one call at once see each
+    other's writes and count each verdict once between them."""
+    new = NewEvents()
     async with conn.transaction():
         for call_id, ev in calls.items():
+            await conn.execute("INSERT INTO insights_calls (call_id) VALUES ($1) ON CONFLICT (call_id) DO NOTHING",
+                               call_id)
+            before = await conn.fetchrow(
+                "SELECT tags, evaluations, outcome FROM insights_calls WHERE call_id = $1 FOR UPDATE", call_id)
+            tags, evaluations = _stored(before["tags"]), _stored(before["evaluations"])
+            for judge, evaluation in ev.evaluations.items():
+                verdict = _verdict(evaluation)
+                if verdict is not None and _verdict(evaluations.get(judge)) is None:
+                    new.verdicts.append((judge, verdict))
+            if ev.outcome is not None and before["outcome"] is None:
+                new.outcomes.append(ev.outcome)
+            new.tags += [tag for tag in ev.tags if tag not in tags]
             await conn.execute(
                 _UPSERT_EVENTS, call_id, ev.room_id, ev.job_id, ev.agent_name, ev.sdk_version,
                 json.dumps(ev.tags, sort_keys=True, default=str),
                 json.dumps(ev.evaluations, sort_keys=True, default=str), ev.outcome, ev.outcome_reason,
                 ev.chat_items,
             )
+    return new
 
 
 def _remove(folder: Path, call_id: str) -> int:

@@ -109,6 +109,26 @@ def _receiver_argv(binary: Path, _state: Path) -> list[str]:
     return [str(binary), "alerts-receiver", "--listen", RECEIVER_LISTEN]
 
 
+INSIGHTS_LISTEN = settings.DEFAULT_INSIGHTS_LISTEN
+
+
+def _insights_argv(binary: Path, _state: Path) -> list[str]:
+    return [str(binary), "insights-receiver"]  # on $VOXPULSE_INSIGHTS_LISTEN (up(bind=...) sets it), else 9097
+
+
+def insights_env(cstate: Path) -> dict[str, str]:
+    """The insights receiver's environment: the stack's state folder (the LiveKit key its tokens are
+    checked against, made now if LiveKit has not started yet) and ``insights/`` in it for the
+    recordings and transcripts, unless the operator set ``VOXPULSE_INSIGHTS_DIR``. Audio stays as the
+    operator set ``VOXPULSE_INSIGHTS_AUDIO`` (off by default)."""
+    state = cstate.parent
+    livekit_env(state, create=True)
+    env = {"VOXPULSE_STACK_DIR": str(state)}
+    if not settings.text(settings.INSIGHTS_DIR):
+        env[settings.INSIGHTS_DIR.name] = str(state / "insights")
+    return env
+
+
 def _alertmanager_argv(binary: Path, state: Path) -> list[str]:
     return [
         str(binary),
@@ -190,8 +210,8 @@ def _node_exporter_argv(binary: Path, cstate: Path) -> list[str]:
     return exporters.node_exporter_argv(binary, cstate, textfile=textfile_dir(cstate.parent))
 
 
-# Start order: the trace store (Jaeger) before the collector that exports to it; the alerts
-# receiver before Alertmanager before Prometheus; LiveKit last.
+# Start order: the trace store (Jaeger) before the collector that exports to it (and the insights
+# receiver forwards to); the alerts receiver before Alertmanager before Prometheus; LiveKit last.
 COMPONENTS: dict[str, Component] = {
     c.name: c
     for c in (
@@ -238,6 +258,17 @@ COMPONENTS: dict[str, Component] = {
             (int(RECEIVER_LISTEN.rpartition(":")[2]),),
             _receiver_argv,
             description="Alertmanager webhook -> PostgreSQL alerts_history (voxpulse alerts-receiver)",
+            stop_timeout_s=5.0,
+        ),
+        Component(
+            "insights-receiver",
+            ("voxpulse",),
+            f"http://{INSIGHTS_LISTEN}/healthz",
+            (int(INSIGHTS_LISTEN.rpartition(":")[2]),),
+            _insights_argv,
+            insights_env,
+            "LiveKit Agents' observability upload (LIVEKIT_OBSERVABILITY_URL) -> traces and metrics to the "
+            "collector, tags, verdicts, transcripts (and audio, when enabled) per call (voxpulse insights-receiver)",
             stop_timeout_s=5.0,
         ),
         Component(
@@ -290,8 +321,10 @@ LOOPBACK = "127.0.0.1"
 
 
 def bind_env(bind: str, env: Mapping[str, str], allow_plain_http: bool) -> dict[str, str]:
-    """What ``up(bind=...)`` changes: the collector's OTLP ports and the console listen on ``bind``
-    (Prometheus, Jaeger, Alertmanager and the databases stay on the loopback: they have no login).
+    """What ``up(bind=...)`` changes: the collector's OTLP ports, the insights receiver and the console
+    listen on ``bind``
+    (Prometheus, Jaeger, Alertmanager and the databases stay on the loopback: they have no login; the
+    insights receiver checks each upload's token).
     Refused for an address other than the loopback unless the console has TLS
     (``VOXPULSE_UI_TLS_CERT`` and ``VOXPULSE_UI_TLS_KEY``) or the operator says so (``allow_plain_http``,
     ``VOXPULSE_ALLOW_PLAIN_HTTP=1``)."""
@@ -307,13 +340,14 @@ def bind_env(bind: str, env: Mapping[str, str], allow_plain_http: bool) -> dict[
     plain_ok = allow_plain_http or env.get("VOXPULSE_ALLOW_PLAIN_HTTP", "").lower() in ("1", "true", "yes")
     if not tls and not plain_ok:
         raise StackError(
-            f"--bind {bind}: the console's login and the collector's OTLP would be open to your network over "
-            "plain HTTP; give the console TLS (VOXPULSE_UI_TLS_CERT and VOXPULSE_UI_TLS_KEY), or keep the stack "
-            "on the loopback behind a TLS proxy, or say so explicitly: --allow-plain-http "
+            f"--bind {bind}: the console's login, the collector's OTLP and the insights receiver would be open "
+            "to your network over plain HTTP; give the console TLS (VOXPULSE_UI_TLS_CERT and VOXPULSE_UI_TLS_KEY), "
+            "or keep the stack on the loopback behind a TLS proxy, or say so explicitly: --allow-plain-http "
             "(VOXPULSE_ALLOW_PLAIN_HTTP=1)"
         )
     # HOST:PORT split at the last colon (ui.config), so an IPv6 address goes in without brackets
-    return {"VOXPULSE_COLLECTOR_BIND": bind, "VOXPULSE_UI_LISTEN": f"{bind}:{UI_LISTEN.rpartition(':')[2]}"}
+    return {"VOXPULSE_COLLECTOR_BIND": bind, "VOXPULSE_UI_LISTEN": f"{bind}:{UI_LISTEN.rpartition(':')[2]}",
+            settings.INSIGHTS_LISTEN.name: f"{bind}:{INSIGHTS_LISTEN.rpartition(':')[2]}"}
 
 
 def _ui_unavailable(env: Mapping[str, str]) -> str | None:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from voxpulse_console import settings
 from voxpulse_console.stack import _media as media
-from voxpulse_console.stack._catalogue import COMPONENTS, OPTIONAL, StackError, ensure_built, livekit_env
+from voxpulse_console.stack._catalogue import COMPONENTS, LOOPBACK, OPTIONAL, StackError, ensure_built, livekit_env
 from voxpulse_console.stack._layout import DEFAULT_STATE_DIR, env_file, state_path
 from voxpulse_console.stack._services import SERVICES, write_env
 from voxpulse_console.stack._services import env_file as services_env_file
@@ -26,8 +27,25 @@ from voxpulse_console.stack._supervisor import (
 )
 from voxpulse_console.stack._topology import MAX_COLLECTORS
 
-__all__ = ["main", "register_cli"]
+__all__ = ["main", "observability_url", "register_cli"]
 
+
+
+def observability_url(env: Mapping[str, str] | None = None) -> str:
+    """Where agents send LiveKit's observability upload: the stack's insights receiver, at
+    ``VOXPULSE_INSIGHTS_LISTEN`` when set, else on ``VOXPULSE_STACK_BIND`` (``up(bind=...)``'s address)
+    or the loopback; a wildcard address is given as the loopback."""
+    env = os.environ if env is None else env
+    found = settings.INSIGHTS_LISTEN.raw(env)
+    if found:
+        host, _, port = found[1].rpartition(":")
+    else:
+        host, _, port = settings.DEFAULT_INSIGHTS_LISTEN.rpartition(":")
+        host = env.get("VOXPULSE_STACK_BIND") or host
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0", "::"):
+        host = LOOPBACK
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _print_status(rows: list[ComponentStatus]) -> None:
@@ -92,6 +110,7 @@ def _cmd(args: argparse.Namespace) -> int:
                 return 1
             for key, value in env.items():
                 print(f"{key}={value}")
+            print(f"LIVEKIT_OBSERVABILITY_URL={observability_url()}")
         elif args.stack_cmd == "services":
             return _services(args.action, state_dir)
         elif args.stack_cmd == "exec":
@@ -231,7 +250,8 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     common(sp)
     sp.add_argument("--wait", type=float, default=60)
 
-    sp = sub.add_parser("env", help="print the stack's env file (LiveKit URL, API key and secret)")
+    sp = sub.add_parser("env", help="print the stack's env file (LiveKit URL, API key and secret) and "
+                        "LIVEKIT_OBSERVABILITY_URL (the insights receiver)")
     common(sp, components=False)
 
     sp = sub.add_parser(

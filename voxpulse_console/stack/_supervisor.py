@@ -258,7 +258,7 @@ def _spawn(comp: Component, state: Path, env: Mapping[str, str] | None) -> int:
 
 
 #: the components that listen on ``up(bind=...)``'s address (the rest stay on the loopback)
-_BOUND = ("otelcol", "ui")
+_BOUND = ("otelcol", "insights-receiver", "ui")
 
 
 def _wait_ready(names: Sequence[str], state: Path, wait_s: float, bind: str | None = None,
