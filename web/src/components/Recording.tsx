@@ -5,7 +5,7 @@
 // time-to-first-word gaps and barge-ins marked on it, and an <audio> player whose position is a
 // playhead on the same axis. The server streams the file with Range support, so seeking is cheap.
 import type { RefObject } from "preact";
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { fmtMs } from "../format";
 import { t } from "../i18n";
 
@@ -160,9 +160,9 @@ export function RecordingTimeline(props: {
   objectiveMs: number;
   audioRef: RefObject<HTMLAudioElement | null>;
   current: string | null;
-  positionMs: number | null;
   onSeek: (ms: number) => void;
-  onPosition: (ms: number | null, playing: boolean) => void;
+  /** the lane being heard changed (the page highlights it) */
+  onLane: (key: string | null) => void;
 }) {
   const { ins, lanes } = props;
   const a = ins.audio;
@@ -170,7 +170,13 @@ export function RecordingTimeline(props: {
   const [decoded, setDecoded] = useState<Decoded | null>(null);
   const [decodeError, setDecodeError] = useState<string | null>(null);
   const [width, setWidth] = useState(0);
+  const [position, setPosition] = useState<number | null>(null);
   const trackRef = useRef<HTMLDivElement>(null);
+  // read by the audio's event handlers, which outlive a render
+  const lanesRef = useRef(lanes);
+  lanesRef.current = lanes;
+  const onLaneRef = useRef(props.onLane);
+  onLaneRef.current = props.onLane;
 
   useEffect(() => {
     if (!a.url) return;
@@ -204,7 +210,13 @@ export function RecordingTimeline(props: {
     const audio = props.audioRef.current;
     if (!audio) return;
     let raf = 0;
-    const report = () => props.onPosition(offset + audio.currentTime * 1000, !audio.paused);
+    let lastKey: string | null | undefined;
+    const report = () => {
+      const ms = offset + audio.currentTime * 1000;
+      setPosition(ms);
+      const key = laneAt(lanesRef.current, ms);
+      if (key !== lastKey) { lastKey = key; onLaneRef.current(key); }
+    };
     const frame = () => { report(); raf = requestAnimationFrame(frame); };
     const onPlay = () => { cancelAnimationFrame(raf); raf = requestAnimationFrame(frame); };
     const onStop = () => { cancelAnimationFrame(raf); report(); };
@@ -230,7 +242,8 @@ export function RecordingTimeline(props: {
   const span = axisEnd - axisStart;
   const pct = (ms: number) => `${Math.max(0, Math.min(100, ((ms - axisStart) / span) * 100))}%`;
   const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => axisStart + f * span);
-  const wave = decoded && width > 0 ? peaks(decoded, width, offset, axisStart, axisEnd) : null;
+  const wave = useMemo(() => (decoded && width > 0 ? peaks(decoded, width, offset, axisStart, axisEnd) : null),
+    [decoded, width, offset, axisStart, axisEnd]);
   const names = decoded && decoded.channels.length >= 2 ? a.channels : ["mixed"];
   const clickSeek = (e: MouseEvent) => {
     const el = e.currentTarget as HTMLElement;
@@ -293,7 +306,7 @@ export function RecordingTimeline(props: {
                   <span>{i.direction === "agent" ? t("cv.agent_over_caller") : t("cv.barge_in")}</span>
                 </span>
               ))}
-              {props.positionMs != null && <span class="wv-playhead" data-testid="playhead" style={{ left: pct(props.positionMs) }}></span>}
+              {position != null && <span class="wv-playhead" data-testid="playhead" style={{ left: pct(position) }}></span>}
             </div>
           </div>
         </div>

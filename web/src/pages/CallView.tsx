@@ -280,7 +280,7 @@ export function CallViewPage(props: { meta: Meta; callId: string }) {
   const [err, setErr] = useState<{ status: number; msg: string } | null>(null);
   const [tick, setTick] = useState(0);
   const audioRef = useRef<HTMLAudioElement>(null);
-  const [position, setPosition] = useState<number | null>(null);
+  const [current, setCurrent] = useState<string | null>(null);
   useEffect(() => {
     let stop = false;
     getJson<CallView>(`/api/calls/${encodeURIComponent(props.callId)}`).then(
@@ -303,9 +303,8 @@ export function CallViewPage(props: { meta: Meta; callId: string }) {
     const audio = audioRef.current;
     if (!audio) return;
     audio.currentTime = Math.max(0, (ms - offset) / 1000);
-    setPosition(Math.max(ms, offset));
+    setCurrent(laneAt(view.lanes, Math.max(ms, offset)));
   } : undefined;
-  const current = laneAt(view.lanes, position);
   const cost = c.cost_by_stage;
   const costTotal = cost ? Object.values(cost).reduce((a, b) => a + b, 0) : 0;
   return (
@@ -350,8 +349,8 @@ export function CallViewPage(props: { meta: Meta; callId: string }) {
       {!view.sources.history && <p class="notice" data-testid="source-notice" data-source="trace-only">{t("cv.only_trace", { e: view.sources.history_error || "" })}</p>}
       {ins && (
         <RecordingTimeline ins={ins} lanes={view.lanes} callEndMs={c.duration_s != null ? c.duration_s * 1000 : null}
-          objectiveMs={view.objective_ms} audioRef={audioRef} current={current} positionMs={position}
-          onSeek={(ms) => seek?.(ms)} onPosition={(ms) => setPosition(ms)} />
+          objectiveMs={view.objective_ms} audioRef={audioRef} current={current}
+          onSeek={(ms) => seek?.(ms)} onLane={setCurrent} />
       )}
       <div class="legend" aria-label={t("cv.legend")}>
         {KINDS.map((k) => <span><span class={`dot k-${k}`} aria-hidden="true"></span>{stageLabel(k)}</span>)}
