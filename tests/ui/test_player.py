@@ -179,7 +179,7 @@ def test_clicking_a_turn_seeks_and_playing_highlights_the_turn_heard(page: Any, 
     assert _playing_lane(page) is None
 
     # a click on turn 2 (in the timeline) seeks to its first moment on the recording's clock
-    page.locator("[data-testid=seek-turn][data-lane='turn:1']").click()
+    page.locator("[data-testid=seek-turn][data-turn='turn:1']").click()
     want = (_turn_start_ms(1) / 1000) - RECORDING_AT_S
     page.wait_for_function(f"Math.abs(document.querySelector('audio[data-testid=player]').currentTime - {want}) < 0.05")
     assert _playing_lane(page) == "turn:1"
@@ -192,13 +192,13 @@ def test_clicking_a_turn_seeks_and_playing_highlights_the_turn_heard(page: Any, 
     # half a second before turn 2 starts (still turn 1's), then play: the highlight follows the audio
     page.evaluate(f"document.querySelector('audio[data-testid=player]').currentTime = {want - TURN_EVERY_S - 0.5}")
     page.wait_for_function("document.querySelector('[data-testid=lane][data-playing=true]')?.dataset.lane === 'turn:0'")
-    assert page.locator("[data-testid=timeline-turn][aria-current=true]").get_attribute("data-lane") == "turn:0"
+    assert page.locator("[data-testid=timeline-turn][aria-current=true]").get_attribute("data-turn") == "turn:0"
     page.evaluate("document.querySelector('audio[data-testid=player]').play()")
     page.wait_for_function("document.querySelector('[data-testid=lane][data-playing=true]')?.dataset.lane === 'turn:1'",
                            timeout=10_000)
     assert _audio(page, "paused") is False
     assert _audio(page, "currentTime") >= (_turn_start_ms(1) / 1000) - RECORDING_AT_S
-    assert page.locator("[data-testid=timeline-turn][aria-current=true]").get_attribute("data-lane") == "turn:1"
+    assert page.locator("[data-testid=timeline-turn][aria-current=true]").get_attribute("data-turn") == "turn:1"
     page.evaluate("document.querySelector('audio[data-testid=player]').pause()")
 
 

@@ -148,7 +148,7 @@ const T: Record<string, Entry> = {
   "rec.channel.mixed": ["both", "обидва", "оба"],
   "rec.not_recorded": ["before the recording started", "до початку запису", "до начала записи"],
   "rec.no_player": ["This browser cannot play audio.", "Цей браузер не відтворює аудіо.", "Этот браузер не воспроизводит аудио."],
-  "calls.insight_outcome": ["Agent outcome", "Результат агента", "Результат агента"],
+  "calls.insight_outcome": ["Agent's result", "Підсумок агента", "Итог агента"],
   "calls.failed_judge": ["Failed judge", "Непройдена оцінка", "Непройденная оценка"],
   "calls.any_failed_judge": ["any judge failed", "будь-яка не пройдена", "любая не пройдена"],
   "calls.tags": ["Tags", "Теги", "Теги"],

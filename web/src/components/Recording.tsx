@@ -276,9 +276,9 @@ export function RecordingTimeline(props: {
           <span class="tl-track">{ticks.map((x) => <span class="wf-tick" style={{ left: pct(x) }}>{fmtMs(x)}</span>)}</span>
         </div>
         {lanes.map((l) => (
-          <div class={`tl-row ${props.current === l.key ? "current" : ""}`} data-testid="timeline-turn" data-lane={l.key}
+          <div class={`tl-row ${props.current === l.key ? "current" : ""}`} data-testid="timeline-turn" data-turn={l.key}
             aria-current={props.current === l.key ? "true" : undefined}>
-            <button type="button" class="tl-name" data-testid="seek-turn" data-lane={l.key} data-start-ms={l.start_ms}
+            <button type="button" class="tl-name" data-testid="seek-turn" data-turn={l.key} data-start-ms={l.start_ms}
               disabled={!playable} onClick={() => props.onSeek(l.start_ms)} title={t("rec.seek")}>
               {playable ? "▶ " : ""}{laneTitle(l)}
             </button>
@@ -297,7 +297,7 @@ export function RecordingTimeline(props: {
             <div class="wv-overlay" aria-hidden="true">
               {offset > axisStart && <span class="wv-before" style={{ left: "0", width: pct(offset) }} title={t("rec.not_recorded")}></span>}
               {gaps.map((l) => (
-                <span class={`wv-gap ${l.ttfw_over_objective ? "bad" : ""}`} data-testid="wave-ttfw" data-lane={l.key}
+                <span class={`wv-gap ${l.ttfw_over_objective ? "bad" : ""}`} data-testid="wave-ttfw" data-turn={l.key}
                   style={{ left: pct(l.speech_end_ms!), width: `calc(${pct(l.first_audio_ms!)} - ${pct(l.speech_end_ms!)})` }}
                   title={`TTFW ${fmtMs(l.ttfw_ms)}`}><span>TTFW {fmtMs(l.ttfw_ms)}</span></span>
               ))}

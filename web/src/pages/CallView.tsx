@@ -160,7 +160,7 @@ function Waterfall(props: { lane: Lane; objective: number; callId: string; onSee
               <span class={`dot k-${s.kind}`} aria-hidden="true"></span>{s.name}
             </button>
             <span class="wf-track">
-              <span class={`wf-bar k-${s.kind} ${props.onSeek ? "seekable" : ""}`} data-testid="span-bar"
+              <span class={`wf-bar k-${s.kind} ${props.onSeek ? "seekable" : ""}`} data-testid="span-bar" data-start-ms={s.start_ms}
                 style={{ left: pct(s.start_ms), width: `max(2px, ${(s.duration_ms / span) * 100}%)` }}
                 title={props.onSeek ? t("rec.seek") : undefined} onClick={props.onSeek ? () => props.onSeek!(s.start_ms) : undefined}>
                 {s.first_chunk_ms != null && s.first_chunk_ms < s.duration_ms && (
