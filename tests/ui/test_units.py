@@ -338,11 +338,13 @@ def test_hash_password_command(tmp_path: Any) -> None:
     import sys
 
     proc = subprocess.run([sys.executable, "-m", "voxpulse_console", "ui", "hash-password", "--stdin", "--user",
-                           "ops", "--pii"], input="a-long-enough-password\n", capture_output=True, text=True,
-                          timeout=60, check=True)
+                           "ops", "--pii", "--audio"], input="a-long-enough-password\n", capture_output=True,
+                          text=True, timeout=60, check=True)
     entry = proc.stdout.strip()
+    assert entry.endswith(":pii+audio")
     users = auth.parse_users(entry)
-    assert users["ops"].can_view_pii and auth.verify_password("a-long-enough-password", users["ops"].password_hash)
+    assert users["ops"].can_view_pii and users["ops"].can_play_audio
+    assert auth.verify_password("a-long-enough-password", users["ops"].password_hash)
     assert "a-long-enough-password" not in proc.stdout + proc.stderr
     short = subprocess.run([sys.executable, "-m", "voxpulse_console", "ui", "hash-password", "--stdin"],
                            input="short\n", capture_output=True, text=True, timeout=60, check=False)
