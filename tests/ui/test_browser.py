@@ -638,17 +638,18 @@ def test_the_recording_on_a_traced_call_marks_ttfw_and_barge_ins_and_a_span_seek
     _run(put())
     login(page, live.console.url, ADMIN, f"/calls/{cid}")
     page.get_by_test_id("recording").wait_for()
-    page.wait_for_function("document.querySelector('[data-testid=waveform]').dataset.decoded === 'true'",
+    page.wait_for_function("() => document.querySelector('[data-testid=waveform]').dataset.decoded === 'true'",
                            timeout=15_000)
     assert page.get_by_test_id("recording").get_attribute("data-offset-ms") == "0"
     assert sorted(page.get_by_test_id("wave-ttfw").evaluate_all("els => els.map(e => e.dataset.turn)")) == sorted(
         ln["key"] for ln in gaps)
     assert page.get_by_test_id("wave-barge-in").count() == len(barges)
     shot(page, live, "call-recording")
-    page.wait_for_function("document.querySelector('audio[data-testid=player]').readyState >= 1", timeout=15_000)
+    page.wait_for_function("() => document.querySelector('audio[data-testid=player]').readyState >= 1",
+                           timeout=15_000)
     bar = page.locator('[data-testid=lane][data-lane="turn:1"] [data-testid=span-bar]').last
     want = float(bar.get_attribute("data-start-ms")) / 1000
     bar.click()
     page.wait_for_function(
-        f"Math.abs(document.querySelector('audio[data-testid=player]').currentTime - {want}) < 0.05")
+        f"() => Math.abs(document.querySelector('audio[data-testid=player]').currentTime - {want}) < 0.05")
     assert page.locator('[data-testid=lane][data-playing=true]').get_attribute("data-lane") == "turn:1"

@@ -153,6 +153,11 @@ def _audio(page: Any, prop: str) -> Any:
     return page.evaluate(f"document.querySelector('audio[data-testid=player]').{prop}")
 
 
+def _wait_for_time(page: Any, seconds: float) -> None:
+    page.wait_for_function("t => Math.abs(document.querySelector('audio[data-testid=player]').currentTime - t) < 0.05",
+                           arg=seconds)
+
+
 def _playing_lane(page: Any) -> str | None:
     lane: str | None = page.evaluate(
         "document.querySelector('[data-testid=lane][data-playing=true]')?.dataset.lane ?? null")
@@ -168,33 +173,36 @@ def test_clicking_a_turn_seeks_and_playing_highlights_the_turn_heard(page: Any, 
     assert float(rec.get_attribute("data-offset-ms")) == RECORDING_AT_S * 1000
     # decoded in the browser: LiveKit's two channels, each with speech in it
     wave = page.get_by_test_id("waveform")
-    page.wait_for_function("document.querySelector('[data-testid=waveform]').dataset.decoded === 'true'",
+    page.wait_for_function("() => document.querySelector('[data-testid=waveform]').dataset.decoded === 'true'",
                            timeout=15_000)
     assert wave.get_attribute("data-channels") == "2"
     lanes = page.get_by_test_id("wave-lane")
     assert [lanes.nth(i).get_attribute("data-channel") for i in range(lanes.count())] == ["caller", "agent"]
     assert all(int(lanes.nth(i).get_attribute("data-loud-px")) > 0 for i in range(2))
-    page.wait_for_function("document.querySelector('audio[data-testid=player]').readyState >= 1", timeout=15_000)
+    page.wait_for_function("() => document.querySelector('audio[data-testid=player]').readyState >= 1",
+                           timeout=15_000)
     assert _audio(page, "duration") == pytest.approx(setup.audio_seconds, abs=0.1)
     assert _playing_lane(page) is None
 
     # a click on turn 2 (in the timeline) seeks to its first moment on the recording's clock
     page.locator("[data-testid=seek-turn][data-turn='turn:1']").click()
     want = (_turn_start_ms(1) / 1000) - RECORDING_AT_S
-    page.wait_for_function(f"Math.abs(document.querySelector('audio[data-testid=player]').currentTime - {want}) < 0.05")
+    _wait_for_time(page, want)
     assert _playing_lane(page) == "turn:1"
     # and the lane's own button, on turn 3
     page.locator("[data-testid=lane][data-lane='turn:2'] [data-testid=lane-seek]").click()
     want = (_turn_start_ms(2) / 1000) - RECORDING_AT_S
-    page.wait_for_function(f"Math.abs(document.querySelector('audio[data-testid=player]').currentTime - {want}) < 0.05")
+    _wait_for_time(page, want)
     assert _playing_lane(page) == "turn:2"
 
     # half a second before turn 2 starts (still turn 1's), then play: the highlight follows the audio
     page.evaluate(f"document.querySelector('audio[data-testid=player]').currentTime = {want - TURN_EVERY_S - 0.5}")
-    page.wait_for_function("document.querySelector('[data-testid=lane][data-playing=true]')?.dataset.lane === 'turn:0'")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=lane][data-playing=true]')?.dataset.lane === 'turn:0'")
     assert page.locator("[data-testid=timeline-turn][aria-current=true]").get_attribute("data-turn") == "turn:0"
     page.evaluate("document.querySelector('audio[data-testid=player]').play()")
-    page.wait_for_function("document.querySelector('[data-testid=lane][data-playing=true]')?.dataset.lane === 'turn:1'",
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=lane][data-playing=true]')?.dataset.lane === 'turn:1'",
                            timeout=10_000)
     assert _audio(page, "paused") is False
     assert _audio(page, "currentTime") >= (_turn_start_ms(1) / 1000) - RECORDING_AT_S
@@ -219,7 +227,8 @@ def test_pills_without_the_audio_permission_and_no_player(page: Any, setup: Setu
     page.goto(f"{base}/calls?failed_judge=politeness&insight_outcome=fail")
     page.locator(f"tr[data-call-id='{BROKEN}']").wait_for()
     assert page.locator("tbody tr").count() == 1
-    assert page.locator("#f-failed-judge").input_value() == "politeness"
+    assert page.locator("#f-failed-judge").input_value() == "politeness"  # the filter in the URL is shown
+    assert page.locator("#f-insight-outcome").input_value() == "fail"
     page.goto(f"{base}/calls")
     row = page.locator(f"tr[data-call-id='{CALL}']")
     row.wait_for()

@@ -260,7 +260,9 @@ export function RecordingTimeline(props: {
       <header class="lane-head">
         <h2>{t("rec.title")}</h2>
         <span class="muted small">{t("rec.axis")}</span>
-        {a.duration_s != null && <span class="muted small">{t("rec.length", { v: fmtMs(a.duration_s * 1000) })}</span>}
+        {(decoded || a.duration_s != null) && (
+          <span class="muted small" data-testid="audio-length">{t("rec.length", { v: fmtMs((decoded ? decoded.duration : a.duration_s!) * 1000) })}</span>
+        )}
       </header>
       {a.state === "broken" && <p class="notice bad-notice" data-testid="audio-broken">{t("rec.broken", { e: a.problem || "?" })}</p>}
       {a.state === "missing" && <p class="notice" data-testid="audio-missing">{t("rec.missing")}</p>}

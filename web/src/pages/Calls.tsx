@@ -120,32 +120,32 @@ export function Calls(props: { meta: Meta; query: URLSearchParams }) {
         </div>
         <div class="field">
           <label for="f-outcome">{t("calls.outcome")}</label>
-          <select id="f-outcome" name="outcome" defaultValue={filters.outcome || ""}>
+          <select id="f-outcome" name="outcome">
             <option value="">{t("calls.any")}</option>
-            {outcomes.map((o) => <option value={o}>{outcomeLabel(o)}</option>)}
+            {outcomes.map((o) => <option value={o} selected={o === filters.outcome}>{outcomeLabel(o)}</option>)}
           </select>
         </div>
         <div class="field">
           <label for="f-scenario">{t("calls.scenario")}</label>
-          <select id="f-scenario" name="scenario" defaultValue={filters.scenario || ""}>
+          <select id="f-scenario" name="scenario">
             <option value="">{t("calls.any")}</option>
-            {props.meta.filters.scenario.map((s) => <option value={s}>{s}</option>)}
+            {props.meta.filters.scenario.map((s) => <option value={s} selected={s === filters.scenario}>{s}</option>)}
           </select>
         </div>
         <div class="field">
           <label for="f-insight-outcome">{t("calls.insight_outcome")}</label>
-          <select id="f-insight-outcome" name="insight_outcome" defaultValue={filters.insight_outcome || ""}>
+          <select id="f-insight-outcome" name="insight_outcome">
             <option value="">{t("calls.any")}</option>
-            {["success", "fail"].map((o) => <option value={o}>{t(`ins.outcome.${o}`)}</option>)}
+            {["success", "fail"].map((o) => <option value={o} selected={o === filters.insight_outcome}>{t(`ins.outcome.${o}`)}</option>)}
           </select>
         </div>
         <div class="field">
           <label for="f-failed-judge">{t("calls.failed_judge")}</label>
-          <select id="f-failed-judge" name="failed_judge" defaultValue={filters.failed_judge || ""}>
+          <select id="f-failed-judge" name="failed_judge">
             <option value="">{t("calls.any")}</option>
-            <option value="*">{t("calls.any_failed_judge")}</option>
+            <option value="*" selected={filters.failed_judge === "*"}>{t("calls.any_failed_judge")}</option>
             {Array.from(new Set([...(props.meta.filters.judge || []), ...(filters.failed_judge && filters.failed_judge !== "*" ? [filters.failed_judge] : [])]))
-              .map((j) => <option value={j}>{j}</option>)}
+              .map((j) => <option value={j} selected={j === filters.failed_judge}>{j}</option>)}
           </select>
         </div>
         <div class="field narrow">
