@@ -127,7 +127,7 @@ INSIGHTS_RETENTION_DAYS: Final = EnvVar(
 UI_LISTEN: Final = EnvVar(("VOXPULSE_UI_LISTEN",), DEFAULT_UI_LISTEN, "host:port the web console listens on.")
 UI_USERS: Final = EnvVar(
     ("VOXPULSE_UI_USERS",), None,
-    "The console's users, `NAME:HASH[:pii]` separated by commas (`voxpulse ui hash-password`); the console "
+    "The console's users, `NAME:HASH[:pii+audio]` separated by commas (`voxpulse ui hash-password`); the console "
     "refuses to start without one.", secret=True,
 )
 UI_TIMEZONE: Final = EnvVar(("VOXPULSE_UI_TIMEZONE",), "UTC", "Time zone of \"today\" and the daily numbers.")

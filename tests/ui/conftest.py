@@ -25,9 +25,10 @@ from tests.support import closed_port, free_port, throwaway_database, wait_for
 from voxpulse_console.ui.auth import hash_password
 
 ROOT = Path(__file__).resolve().parents[2]
-ADMIN = ("admin", "admin-" + secrets.token_urlsafe(12))  # may see raw personal data
+ADMIN = ("admin", "admin-" + secrets.token_urlsafe(12))  # may see raw personal data and play recordings
 VIEWER = ("viewer", "viewer-" + secrets.token_urlsafe(12))  # sees masked values
-TABLES = "calls, call_turns, call_tool_calls, customers, alerts_history, daily_stats"
+CLERK = ("clerk", "clerk-" + secrets.token_urlsafe(12))  # raw personal data, but not the recordings
+TABLES = "calls, call_turns, call_tool_calls, customers, alerts_history, daily_stats, insights_calls"
 
 
 @pytest.fixture(scope="session")
@@ -38,8 +39,9 @@ def console_db(base_dsn: str) -> Iterator[str]:
 
 
 def users_env() -> str:
-    return (f"{ADMIN[0]}:{hash_password(ADMIN[1])}:pii "
-            f"{VIEWER[0]}:{hash_password(VIEWER[1])}")
+    return (f"{ADMIN[0]}:{hash_password(ADMIN[1])}:pii+audio "
+            f"{VIEWER[0]}:{hash_password(VIEWER[1])} "
+            f"{CLERK[0]}:{hash_password(CLERK[1])}:pii")
 
 
 _USERS: dict[str, str] = {}
@@ -140,9 +142,12 @@ def stop_console(c: Console) -> None:
 @pytest.fixture(scope="module")
 def console(console_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     """The console on the throw-away database; Prometheus and the trace store point at closed ports
-    (the tests of this fixture check the console without them: degraded, not broken)."""
+    (the tests of this fixture check the console without them: degraded, not broken); the insights
+    receiver's folder is ``env["VOXPULSE_INSIGHTS_DIR"]``."""
     with closed_port() as prometheus, closed_port() as trace_store:
-        c = start_console(tmp_path_factory.mktemp("console"), console_db,
+        tmp = tmp_path_factory.mktemp("console")
+        (tmp / "insights").mkdir()
+        c = start_console(tmp, console_db, VOXPULSE_INSIGHTS_DIR=str(tmp / "insights"),
                           VOXPULSE_PROMETHEUS_URL=f"http://127.0.0.1:{prometheus}",
                           VOXPULSE_TRACE_STORE="jaeger", VOXPULSE_TRACE_STORE_URL=f"http://127.0.0.1:{trace_store}")
         yield c

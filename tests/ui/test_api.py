@@ -18,7 +18,8 @@ import pytest
 
 from tests.support import closed_port
 
-from .conftest import ADMIN, VIEWER, Console, start_console, stop_console
+from .conftest import ADMIN, CLERK, VIEWER, Console, start_console, stop_console
+from .recordings import fixture_recording, store
 
 pytestmark = pytest.mark.db
 
@@ -168,6 +169,8 @@ BAD = [
     ("/api/calls", {"errors": "maybe"}),
     ("/api/calls", {"q": "'; DROP TABLE calls; --"}),
     ("/api/calls", {"sort": "x"}),
+    ("/api/calls", {"insight_outcome": "maybe"}),
+    ("/api/calls", {"failed_judge": "x'; DROP TABLE insights_calls; --"}),
     ("/api/latency", {"window": "forever"}),
     ("/api/latency", {"end": "soon"}),
     ("/api/alerts", {"status": "weird"}),
@@ -358,3 +361,182 @@ async def test_live_feed_pushes_call_and_alert_writes(console: Console, pg: Any)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+# ------------------------------------------------------------------------------ agent insights
+def _folder(console: Console) -> Path:
+    return Path(console.env["VOXPULSE_INSIGHTS_DIR"])
+
+
+def _raw_get(console: Console, client: Any, path: str, **headers: str) -> tuple[int, bytes]:
+    """GET ``path`` exactly as written (no client normalises its dot segments or escapes)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    u = urlsplit(console.url)
+    conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=10)
+    try:
+        cookie = "; ".join(f"{k}={v}" for k, v in client.http.cookies.items())
+        conn.putrequest("GET", path, skip_accept_encoding=True)
+        conn.putheader("Cookie", cookie)
+        for k, v in headers.items():
+            conn.putheader(k, v)
+        conn.endheaders()
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+async def test_call_insights_in_the_call_view_masked_like_the_rest(console: Console, pg: Any) -> None:
+    [cid] = await insert_calls(pg, 1, prefix="ins")
+    audio = fixture_recording()
+    await store(pg, _folder(console), cid, audio=audio, started_at=T0 + dt.timedelta(seconds=2),
+                tags={"order_created": {"order": 17}, "vip": None},
+                verdicts={"task_completion": ("pass", "the tyres were ordered"),
+                          "politeness": ("fail", f"the agent read {PHONE} aloud")},
+                outcome=("fail", f"caller {PHONE} hung up"))
+    viewer, admin = console.client(VIEWER), console.client(ADMIN)
+    ins = viewer.get(f"/api/calls/{cid}").json()["insights"]
+    assert ins["outcome"] == "fail" and PHONE not in ins["outcome_reason"]
+    assert [(v["judge"], v["result"]) for v in ins["verdicts"]] == [("politeness", "fail"), ("task_completion", "pass")]
+    assert PHONE not in json.dumps(ins) and "+380***567" in ins["verdicts"][0]["reason"]
+    assert [t["name"] for t in ins["tags"]] == ["order_created", "vip"]
+    assert ins["tags"][0]["metadata"] == {"order": 17}
+    a = ins["audio"]
+    # the recording started 2 s after the call: placed there on the call's axis; no permission, no URL
+    assert (a["state"], a["allowed"], a["url"], a["offset_ms"]) == ("present", False, None, 2000.0)
+    assert a["bytes"] == len(audio) and a["duration_s"] == pytest.approx(0.4065)
+    assert a["channels"] == ["caller", "agent"]
+    raw = admin.get(f"/api/calls/{cid}").json()["insights"]
+    assert PHONE in raw["outcome_reason"] and raw["audio"]["url"] == f"/api/calls/{cid}/audio"
+    # meta and session say what the user may do; the judges are offered as filter values
+    assert viewer.get("/api/meta").json()["can_play_audio"] is False
+    meta = admin.get("/api/meta").json()
+    assert meta["can_play_audio"] is True and meta["filters"]["judge"] == ["politeness", "task_completion"]
+    viewer.close()
+    admin.close()
+
+
+async def test_audio_needs_its_own_permission_and_seeks_by_range(console: Console, pg: Any) -> None:
+    [cid] = await insert_calls(pg, 1, prefix="aud")
+    audio = fixture_recording()
+    await store(pg, _folder(console), cid, audio=audio, started_at=T0)
+    path = f"/api/calls/{cid}/audio"
+    for who in (VIEWER, CLERK):  # viewing the call, even its raw personal data, is not hearing it
+        c = console.client(who)
+        assert c.get(f"/api/calls/{cid}").status_code == 200
+        r = c.get(path)
+        assert r.status_code == 403 and "audio permission" in r.json()["error"], who[0]
+        assert r.content != audio
+        c.close()
+    anon = console.client(None)
+    assert anon.get(path).status_code == 401
+    anon.close()
+    c = console.client(ADMIN)
+    r = c.get(path)
+    assert r.status_code == 200 and r.content == audio
+    assert r.headers["content-type"] == "audio/ogg" and r.headers["cache-control"] == "no-store"
+    assert r.headers["accept-ranges"] == "bytes"
+    # the player seeks with Range requests
+    r = c.http.get(path, headers={"Range": "bytes=100-199"})
+    assert r.status_code == 206 and r.content == audio[100:200]
+    assert r.headers["content-range"] == f"bytes 100-199/{len(audio)}"
+    assert r.headers["cache-control"] == "no-store"
+    r = c.http.get(path, headers={"Range": "bytes=-50"})
+    assert r.status_code == 206 and r.content == audio[-50:]
+    r = c.http.get(path, headers={"Range": f"bytes={len(audio) + 10}-"})
+    assert r.status_code == 416
+    c.close()
+
+
+TRAVERSAL = [
+    "/api/calls/../audio", "/api/calls/./audio", "/api/calls/%2e%2e/audio", "/api/calls/..%2F..%2Fsecret/audio",
+    "/api/calls/..%2fsecret/audio", "/api/calls/%2E%2E%2Fsecret/audio", "/api/calls/x%00/audio",
+    "/api/calls/secret%5C..%5C..%5Csecret/audio", "/api/calls/a:b/audio", "/api/calls/linked/audio",
+    "/api/calls/" + "a" * 200 + "/audio", "/api/calls/%252e%252e%252fsecret/audio",
+]
+
+
+@pytest.mark.parametrize("path", TRAVERSAL)
+def test_a_call_id_that_is_not_one_safe_segment_never_reaches_the_disk(console: Console, path: str) -> None:
+    folder = _folder(console)
+    secret = folder.parent / "secret"  # a recording beside the folder, and the folder's own parent
+    secret.mkdir(exist_ok=True)
+    planted = b"OggS not yours " + path.encode()
+    for where in (secret / "recording.ogg", folder / "recording.ogg", folder.parent / "recording.ogg"):
+        where.write_bytes(planted)
+    link = folder / "linked"
+    if not link.is_symlink():
+        link.symlink_to(secret, target_is_directory=True)
+    c = console.client(ADMIN)
+    status, body = _raw_get(console, c, path)
+    assert status in (400, 404), (path, status, body[:200])
+    assert b"not yours" not in body
+    c.close()
+
+
+async def test_a_broken_or_missing_recording_is_shown_so_never_a_500(console: Console, pg: Any) -> None:
+    broken, gone = await insert_calls(pg, 2, prefix="brk")
+    audio = fixture_recording()
+    await store(pg, _folder(console), broken, audio=audio[:-200], started_at=T0)  # truncated: no end of stream
+    await store(pg, _folder(console), gone, audio=audio, started_at=T0)
+    (_folder(console) / gone / "recording.ogg").unlink()  # deleted behind the row's back
+    c = console.client(ADMIN)
+    a = c.get(f"/api/calls/{broken}").json()["insights"]["audio"]
+    assert a["state"] == "broken" and "truncated" in a["problem"] and a["url"]
+    r = c.get(a["url"])  # what is left is served: a truncated Ogg mostly plays
+    assert r.status_code == 200 and r.content == audio[:-200]
+    a = c.get(f"/api/calls/{gone}").json()["insights"]["audio"]
+    assert (a["state"], a["url"]) == ("missing", None)
+    r = c.get(f"/api/calls/{gone}/audio")
+    assert r.status_code == 404 and "Traceback" not in r.text
+    c.close()
+
+
+async def test_a_dropped_recording_and_a_call_only_the_receiver_knows(console: Console, pg: Any) -> None:
+    """An agent without VoxPulse: no call-history row, no trace the console can find, only the
+    receiver's row; the call page still opens with its insights (and the recording it did not keep)."""
+    await store(pg, _folder(console), "RM_zerocode1", audio=fixture_recording(), started_at=T0, keep_audio=False,
+                outcome=("success", None), verdicts={"task_completion": ("pass", "ok")})
+    c = console.client(ADMIN)
+    body = c.get("/api/calls/RM_zerocode1").json()
+    assert body["sources"]["history"] is False and body["insights"]["outcome"] == "success"
+    assert body["call"]["started_at"] == T0.timestamp() and body["t0"] == T0.timestamp()
+    assert (body["insights"]["audio"]["state"], body["insights"]["audio"]["url"]) == ("dropped", None)
+    assert not (_folder(console) / "RM_zerocode1" / "recording.ogg").exists()
+    assert c.get("/api/calls/RM_zerocode1/audio").status_code == 404
+    c.close()
+
+
+async def test_calls_list_filters_by_agent_outcome_and_failed_judge(console: Console, pg: Any) -> None:
+    ids = await insert_calls(pg, 4, prefix="lst")
+    folder = _folder(console)
+    await store(pg, folder, ids[0], audio=fixture_recording(), started_at=T0, tags={"order_created": None},
+                outcome=("success", None), verdicts={"task_completion": ("pass", ""), "politeness": ("pass", "")})
+    await store(pg, folder, ids[1], audio=None, started_at=T0, tags={"transfer": None, "angry": None},
+                outcome=("fail", "no tyres"), verdicts={"task_completion": ("fail", ""), "politeness": ("pass", "")})
+    await store(pg, folder, ids[2], audio=None, started_at=T0, outcome=("success", None),
+                verdicts={"politeness": ("fail", ""), "task_completion": ("maybe", "")})
+    c = console.client(ADMIN)
+
+    def listed(**params: str) -> list[str]:
+        r = c.get("/api/calls", limit="50", **params)
+        assert r.status_code == 200, r.text
+        return sorted(row["call_id"] for row in r.json()["items"] if row["call_id"].startswith("lst-"))
+
+    assert listed() == ids
+    assert listed(insight_outcome="success") == [ids[0], ids[2]]
+    assert listed(insight_outcome="fail") == [ids[1]]
+    assert listed(failed_judge="task_completion") == [ids[1]]
+    assert listed(failed_judge="politeness") == [ids[2]]
+    assert listed(failed_judge="*") == [ids[1], ids[2]]
+    assert listed(failed_judge="*", insight_outcome="success") == [ids[2]]
+    assert listed(failed_judge="no_such_judge") == []
+    rows = {r["call_id"]: r for r in c.get("/api/calls", limit="50").json()["items"]}
+    assert (rows[ids[0]]["tags"], rows[ids[0]]["insight_outcome"], rows[ids[0]]["failed_judges"],
+            rows[ids[0]]["has_audio"]) == (["order_created"], "success", [], True)
+    assert (rows[ids[1]]["tags"], rows[ids[1]]["failed_judges"], rows[ids[1]]["has_audio"]) == (
+        ["angry", "transfer"], ["task_completion"], False)
+    assert (rows[ids[3]]["tags"], rows[ids[3]]["insight_outcome"], rows[ids[3]]["failed_judges"]) == ([], None, [])
+    c.close()

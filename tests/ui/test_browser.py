@@ -102,6 +102,7 @@ class Live:
     call_ids: list[str]
     run: str
     shots: Path
+    insights: Path  # the console's VOXPULSE_INSIGHTS_DIR
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +131,8 @@ def live(base_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Li
                 [sys.executable, "-m", "voxpulse_console", "alerts-receiver", "--listen",
                  f"127.0.0.1:{receiver_port}", "--dsn", dsn], cwd=ROOT, env=env,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            console = start_console(tmp, dsn)
+            (tmp / "insights").mkdir()
+            console = start_console(tmp, dsn, VOXPULSE_INSIGHTS_DIR=str(tmp / "insights"))
             try:
                 proc = subprocess.run(
                     [sys.executable, "-m", "voxpulse_console", "simulate", "--calls", str(CALLS), "--concurrency", "3",
@@ -150,7 +152,7 @@ def live(base_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Li
                          "exemplars of the simulated calls in Prometheus", 90, every_s=2)
                 shots = tmp / "shots"
                 shots.mkdir()
-                yield Live(console, dsn, f"http://127.0.0.1:{receiver_port}", ids, run, shots)
+                yield Live(console, dsn, f"http://127.0.0.1:{receiver_port}", ids, run, shots, tmp / "insights")
                 if os.environ.get("VOXPULSE_UPDATE_SCREENSHOTS"):
                     SHOTS.mkdir(parents=True, exist_ok=True)
                     for f in shots.glob("*.png"):
@@ -603,3 +605,51 @@ def test_usable_by_keyboard_with_labelled_controls(page: Any, live: Live) -> Non
     page.keyboard.press("Enter")
     row.get_by_role("region").wait_for()
     assert row.locator("button.wf-name").get_attribute("aria-expanded") == "true"
+
+
+def test_the_recording_on_a_traced_call_marks_ttfw_and_barge_ins_and_a_span_seeks(page: Any, live: Live) -> None:
+    """A recording (real Ogg Opus, stored by the insights receiver's store) for a simulated call with
+    its trace: the waveform carries one time-to-first-word gap per turn the trace measured and the
+    barge-ins the trace recorded, on the call's axis; a click on a span's bar seeks the player to it."""
+    from .recordings import speech_recording, store
+
+    (row,) = _sql(live.dsn, "SELECT call_id FROM calls WHERE call_id = ANY($1) ORDER BY turns DESC, call_id DESC "
+                            "LIMIT 1", live.call_ids)
+    cid = row["call_id"]
+    api = live.console.client(ADMIN)
+    view = api.get(f"/api/calls/{cid}").json()
+    api.close()
+    lanes = [ln for ln in view["lanes"] if ln["index"] is not None]
+    gaps = [ln for ln in lanes if ln.get("speech_end_ms") is not None and ln.get("first_audio_ms") is not None]
+    barges = [i for ln in view["lanes"] for i in ln.get("interruptions") or [] if i["event"] == "interruption"]
+    assert gaps and len(lanes) >= 2, "the simulated call has fewer than two turns with a time to first word"
+    seconds = max(ln["end_ms"] for ln in view["lanes"]) / 1000 + 1
+    lines = [(0, ln["start_ms"] / 1000, "Добрий день") for ln in lanes]
+    audio = speech_recording(lines, seconds)
+
+    async def put() -> None:
+        conn = await asyncpg.connect(live.dsn)
+        try:
+            await store(conn, live.insights, cid, audio=audio, started_at=dt.datetime.fromtimestamp(view["t0"], dt.UTC),
+                        tags={"order_created": None}, verdicts={"task_completion": ("pass", "ordered")})
+        finally:
+            await conn.close()
+
+    _run(put())
+    login(page, live.console.url, ADMIN, f"/calls/{cid}")
+    page.get_by_test_id("recording").wait_for()
+    page.wait_for_function("() => document.querySelector('[data-testid=waveform]').dataset.decoded === 'true'",
+                           timeout=15_000)
+    assert page.get_by_test_id("recording").get_attribute("data-offset-ms") == "0"
+    assert sorted(page.get_by_test_id("wave-ttfw").evaluate_all("els => els.map(e => e.dataset.turn)")) == sorted(
+        ln["key"] for ln in gaps)
+    assert page.get_by_test_id("wave-barge-in").count() == len(barges)
+    shot(page, live, "call-recording")
+    page.wait_for_function("() => document.querySelector('audio[data-testid=player]').readyState >= 1",
+                           timeout=15_000)
+    bar = page.locator('[data-testid=lane][data-lane="turn:1"] [data-testid=span-bar]').last
+    want = float(bar.get_attribute("data-start-ms")) / 1000
+    bar.click()
+    page.wait_for_function(
+        f"() => Math.abs(document.querySelector('audio[data-testid=player]').currentTime - {want}) < 0.05")
+    assert page.locator('[data-testid=lane][data-playing=true]').get_attribute("data-lane") == "turn:1"

@@ -38,8 +38,15 @@ def test_bad_user_specs_are_refused(spec: str | None) -> None:
 
 def test_users_and_permissions() -> None:
     a, b = auth.hash_password("a-long-password"), auth.hash_password("b-long-password")
-    users = auth.parse_users(f"alice:{a}:pii,\n bob:{b}")
+    users = auth.parse_users(f"alice:{a}:pii,\n bob:{b} carol:{b}:audio dave:{a}:pii+audio")
     assert users["alice"].can_view_pii and not users["bob"].can_view_pii
+    # hearing a recording is a permission of its own, apart from seeing raw personal data
+    assert [(u.can_view_pii, u.can_play_audio) for u in users.values()] == [
+        (True, False), (False, False), (False, True), (True, True)]
+    s = auth.SessionStore().create(users["carol"])
+    assert s.can_play_audio and not s.can_view_pii
+    with pytest.raises(auth.AuthConfigError, match="unknown permission"):
+        auth.parse_users(f"alice:{a}:pii+root")
     with pytest.raises(auth.AuthConfigError, match="twice"):
         auth.parse_users(f"alice:{a} alice:{b}")
 
@@ -220,6 +227,31 @@ def test_filters_parse_and_cursor_round_trip() -> None:
     assert filters.decode_cursor(filters.encode_cursor(cur)) == cur
     with pytest.raises(filters.BadRequest):
         filters.decode_cursor(filters.encode_cursor(cur)[:-3] + "###")
+    f = filters.parse_call_filter({"insight_outcome": "fail", "failed_judge": "task_completion"})
+    assert (f.insight_outcome, f.failed_judge) == ("fail", "task_completion")
+    assert filters.parse_call_filter({"failed_judge": "*"}).failed_judge == "*"
+    for bad in ({"insight_outcome": "failed"}, {"failed_judge": "x'--"}, {"failed_judge": "a" * 129}):
+        with pytest.raises(filters.BadRequest):
+            filters.parse_call_filter(bad)
+
+
+def test_audio_path_is_one_safe_segment_inside_the_folder(tmp_path: Any) -> None:
+    from voxpulse_console.ui.insights import audio_path
+
+    folder = tmp_path / "insights"
+    (folder / "RM_ok").mkdir(parents=True)
+    (folder / "RM_ok" / "recording.ogg").write_bytes(b"OggS")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "recording.ogg").write_bytes(b"OggS")
+    (folder / "RM_link").symlink_to(outside, target_is_directory=True)
+    (folder / "RM_filelink").mkdir()
+    (folder / "RM_filelink" / "recording.ogg").symlink_to(outside / "recording.ogg")
+    assert audio_path(folder, "RM_ok") == folder.resolve() / "RM_ok" / "recording.ogg"
+    for bad in ("..", ".", "../outside", "RM_ok/../..", "/etc", "a:b", "a\\b", "", "x" * 129, "RM_link",
+                "RM_filelink", "RM_absent"):
+        assert audio_path(folder, bad) is None, bad
+    assert audio_path(None, "RM_ok") is None
 
 
 # ------------------------------------------------------------------------------------ call view
@@ -320,11 +352,13 @@ def test_hash_password_command(tmp_path: Any) -> None:
     import sys
 
     proc = subprocess.run([sys.executable, "-m", "voxpulse_console", "ui", "hash-password", "--stdin", "--user",
-                           "ops", "--pii"], input="a-long-enough-password\n", capture_output=True, text=True,
-                          timeout=60, check=True)
+                           "ops", "--pii", "--audio"], input="a-long-enough-password\n", capture_output=True,
+                          text=True, timeout=60, check=True)
     entry = proc.stdout.strip()
+    assert entry.endswith(":pii+audio")
     users = auth.parse_users(entry)
-    assert users["ops"].can_view_pii and auth.verify_password("a-long-enough-password", users["ops"].password_hash)
+    assert users["ops"].can_view_pii and users["ops"].can_play_audio
+    assert auth.verify_password("a-long-enough-password", users["ops"].password_hash)
     assert "a-long-enough-password" not in proc.stdout + proc.stderr
     short = subprocess.run([sys.executable, "-m", "voxpulse_console", "ui", "hash-password", "--stdin"],
                            input="short\n", capture_output=True, text=True, timeout=60, check=False)

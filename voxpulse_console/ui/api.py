@@ -19,6 +19,7 @@ from voxpulse_console.ui import filters
 from voxpulse_console.ui.callview import build_call_view, span_attributes
 from voxpulse_console.ui.database import OVERVIEW_SQL
 from voxpulse_console.ui.filters import BadRequest
+from voxpulse_console.ui.insights import present_insights
 from voxpulse_console.ui.middleware import _console, _error, _json, _session
 from voxpulse_console.ui.prom import STAGES, PromError, exprs
 from voxpulse_console.ui.state import _epoch
@@ -41,11 +42,12 @@ async def api_meta(request: web.Request) -> web.Response:
     c = _console(request)
     s = _session(request)
     assert s is not None
-    values: dict[str, list[str]] = {"scenario": [], "outcome": []}
+    values: dict[str, list[str]] = {"scenario": [], "outcome": [], "judge": []}
     with contextlib.suppress(Exception):
         values = await (await c.db()).filter_values()
     return _json({
-        "user": s.user, "can_view_pii": s.can_view_pii, "objective_ms": c.config.ttfw_objective_ms,
+        "user": s.user, "can_view_pii": s.can_view_pii, "can_play_audio": s.can_play_audio,
+        "objective_ms": c.config.ttfw_objective_ms,
         "timezone": c.config.timezone, "windows": list(filters.WINDOWS), "filters": values,
         "stages": list(STAGES), "sources": c.sources(), "trace_store": getattr(c.traces, "kind", None),
     })
@@ -143,10 +145,13 @@ async def api_call(request: web.Request) -> web.Response:
     call_id = filters.check_call_id(request.match_info["call_id"])
     history: dict[str, Any] | None = None
     history_error: str | None = None
+    insights: dict[str, Any] | None = None
     trace = None
     trace_error: str | None = None
     try:
-        history = await (await c.db()).call(call_id)
+        h = await c.db()
+        history = await h.call(call_id)
+        insights = await h.insights(call_id)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
         history_error = f"call history unavailable ({type(exc).__name__})"
     trace_id = history.get("trace_id") if history else None
@@ -163,7 +168,7 @@ async def api_call(request: web.Request) -> web.Response:
                 trace_error = "the trace store does not have this call's trace (expired, or not yet written)"
         except Exception as exc:  # TraceStoreError and transport errors: the history still shows
             trace_error = f"trace store unavailable ({type(exc).__name__})"
-    if history is None and trace is None:
+    if history is None and trace is None and insights is None:
         if history_error and trace_error:
             return _error(503, "neither the call history nor the trace store answered",
                           history_error=history_error, trace_error=trace_error)
@@ -175,6 +180,16 @@ async def api_call(request: web.Request) -> web.Response:
         trace_link=c.trace_link(trace.trace_id if trace is not None else trace_id),
         logs_link=c.logs_link(call_id, trace_id), history_error=history_error, trace_error=trace_error,
     )
+    view["insights"] = None
+    if insights is not None:
+        t0 = view["t0"] if view["t0"] is not None else _epoch(insights.get("started_at"))
+        view["t0"] = t0
+        view["insights"] = present_insights(insights, folder=c.config.insights_dir, pii=s.can_view_pii,
+                                            can_play_audio=s.can_play_audio, t0=t0)
+        header = view["call"]
+        if header["started_at"] is None:  # only the insights receiver knows this call (an agent without VoxPulse)
+            header["started_at"] = t0
+            header["duration_s"] = insights.get("duration_s")
     return _json(view)
 
 

@@ -1,7 +1,9 @@
 """Who may use the console: password hashes from the environment, sessions, CSRF, login throttle.
 
 Users come from ``VOXPULSE_UI_USERS`` only: entries separated by spaces, commas or newlines, each
-``NAME:HASH`` or ``NAME:HASH:pii`` (``pii``: may see raw phone numbers and unredacted transcripts).
+``NAME:HASH`` or ``NAME:HASH:PERMISSIONS`` with permissions joined by ``+``: ``pii`` (may see raw phone
+numbers and unredacted transcripts), ``audio`` (may play and download calls' recordings, personal data
+of its own: ``alice:HASH:pii+audio``).
 A hash is made by ``voxpulse ui hash-password`` (scrypt, a random salt; no ``$`` or ``:`` in it, so
 it survives shells, ``.env`` files and docker compose). Plain-text passwords are never read.
 
@@ -24,6 +26,9 @@ from dataclasses import dataclass, field
 from typing import Final
 
 __all__ = [
+    "PERMISSIONS",
+    "PERMISSION_AUDIO",
+    "PERMISSION_PII",
     "AuthConfigError",
     "LoginThrottle",
     "Session",
@@ -43,6 +48,8 @@ _MAXMEM: Final = 128 * 1024 * 1024
 _PREFIX: Final = "scrypt"
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 PERMISSION_PII: Final = "pii"
+PERMISSION_AUDIO: Final = "audio"
+PERMISSIONS: Final = (PERMISSION_PII, PERMISSION_AUDIO)
 MAX_PASSWORD_CHARS: Final = 1024
 
 
@@ -95,6 +102,7 @@ class User:
     name: str
     password_hash: str
     can_view_pii: bool = False
+    can_play_audio: bool = False
 
 
 def parse_users(spec: str | None) -> dict[str, User]:
@@ -102,7 +110,8 @@ def parse_users(spec: str | None) -> dict[str, User]:
     (the console refuses to start without at least one user)."""
     if not spec or not spec.strip():
         raise AuthConfigError(
-            "no console users: set VOXPULSE_UI_USERS=NAME:HASH[:pii] (make a hash with `voxpulse ui hash-password`)"
+            "no console users: set VOXPULSE_UI_USERS=NAME:HASH[:pii+audio] "
+            "(make a hash with `voxpulse ui hash-password`)"
         )
     users: dict[str, User] = {}
     for entry in re.split(r"[\s,]+", spec.strip()):
@@ -110,18 +119,19 @@ def parse_users(spec: str | None) -> dict[str, User]:
             continue
         parts = entry.split(":")
         if len(parts) not in (2, 3):
-            raise AuthConfigError(f"user entry {entry.split(':', 1)[0]!r}: expected NAME:HASH or NAME:HASH:pii")
+            raise AuthConfigError(f"user entry {entry.split(':', 1)[0]!r}: expected NAME:HASH or "
+                                  "NAME:HASH:PERMISSIONS (pii, audio, joined by +)")
         name, encoded = parts[0], parts[1]
         perms = parts[2].split("+") if len(parts) == 3 else []
         if not _NAME_RE.match(name):
             raise AuthConfigError(f"user name {name!r}: letters, digits and _.@- only (1-64)")
-        unknown = [p for p in perms if p != PERMISSION_PII]
+        unknown = [p for p in perms if p not in PERMISSIONS]
         if unknown:
-            raise AuthConfigError(f"user {name!r}: unknown permission(s) {unknown} (known: {PERMISSION_PII})")
+            raise AuthConfigError(f"user {name!r}: unknown permission(s) {unknown} (known: {', '.join(PERMISSIONS)})")
         _parse_hash(encoded)
         if name in users:
             raise AuthConfigError(f"user {name!r} is listed twice")
-        users[name] = User(name, encoded, PERMISSION_PII in perms)
+        users[name] = User(name, encoded, PERMISSION_PII in perms, PERMISSION_AUDIO in perms)
     return users
 
 
@@ -134,6 +144,7 @@ class Session:
     csrf: str
     created: float
     last_seen: float
+    can_play_audio: bool = False
 
 
 class SessionStore:
@@ -152,7 +163,8 @@ class SessionStore:
             if len(self._sessions) >= self.max_sessions:  # drop the oldest
                 oldest = min(self._sessions.values(), key=lambda s: s.last_seen)
                 self._sessions.pop(oldest.token, None)
-        s = Session(secrets.token_urlsafe(32), user.name, user.can_view_pii, secrets.token_urlsafe(32), now, now)
+        s = Session(secrets.token_urlsafe(32), user.name, user.can_view_pii, secrets.token_urlsafe(32), now, now,
+                    user.can_play_audio)
         self._sessions[s.token] = s
         return s
 

@@ -1,7 +1,7 @@
 """``voxpulse ui``: run the web console; ``voxpulse ui hash-password``: make a password hash.
 
     voxpulse ui [--listen 127.0.0.1:8090]          # needs VOXPULSE_UI_USERS (refuses to start without)
-    voxpulse ui hash-password [--user NAME] [--pii] # reads the password twice from the terminal (or stdin)
+    voxpulse ui hash-password [--user NAME] [--pii] [--audio] # reads the password twice from the terminal (or stdin)
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ def _hash(args: argparse.Namespace) -> int:
         return 2
     encoded = hash_password(password)
     if args.user:
-        print(f"{args.user}:{encoded}{':pii' if args.pii else ''}")
+        perms = "+".join(p for p, on in (("pii", args.pii), ("audio", args.audio)) if on)
+        print(f"{args.user}:{encoded}{':' + perms if perms else ''}")
     else:
         print(encoded)
     return 0
@@ -110,6 +111,7 @@ def register_cli(subparsers: Any) -> None:
     h = sub.add_parser("hash-password", help="print a password hash for VOXPULSE_UI_USERS")
     h.add_argument("--user", help="print a whole NAME:HASH entry")
     h.add_argument("--pii", action="store_true", help="with --user: may see raw phone numbers and transcripts")
+    h.add_argument("--audio", action="store_true", help="with --user: may play and download calls' recordings")
     h.add_argument("--stdin", action="store_true", help="read the password from standard input")
     h.set_defaults(func=_hash)
     s = sub.add_parser("serve", help="run the console (the default)")

@@ -7,6 +7,7 @@ import os
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
 
 from telemetry import _env
@@ -61,6 +62,8 @@ class UiConfig:
     tls_key: str | None = None
     #: complete traces of finished calls kept in memory (0: fetch every time)
     trace_cache: int = 32
+    #: the insights receiver's folder (``VOXPULSE_INSIGHTS_DIR``): calls' recordings are read from there
+    insights_dir: Path | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -137,6 +140,8 @@ class UiConfig:
         cache = str(get(settings.UI_TRACE_CACHE))
         if not cache.isdigit() or int(cache) > 10_000:
             raise UiConfigError(f"{settings.UI_TRACE_CACHE.name}: a number of traces, 0 to 10000")
+        from voxpulse_console.insights import default_folder
+
         return cls(
             users=users,
             trace_cache=int(cache),
@@ -157,6 +162,7 @@ class UiConfig:
             login_user_failures=per_user,
             tls_cert=cert,
             tls_key=key,
+            insights_dir=default_folder(env),
         )
 
 

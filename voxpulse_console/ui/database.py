@@ -17,6 +17,7 @@ import asyncpg
 
 __all__ = [
     "ALERTS_SQL",
+    "ANY_JUDGE",
     "OVERVIEW_SQL",
     "CallFilter",
     "CallRows",
@@ -61,7 +62,14 @@ c.duration_seconds, c.cost_usd::float8 AS cost_usd, c.turns, c.phone, c.trace_id
   WHERE t.call_id = c.call_id AND t.ts >= c.started_at - interval '1 minute') AS max_ttfw_ms,
 (c.outcome = 'failed' OR c.status = 'failed' OR EXISTS (
    SELECT 1 FROM call_tool_calls k
-    WHERE k.call_id = c.call_id AND k.ts >= c.started_at - interval '1 minute' AND NOT k.success)) AS has_errors
+    WHERE k.call_id = c.call_id AND k.ts >= c.started_at - interval '1 minute' AND NOT k.success)) AS has_errors,
+(SELECT jsonb_build_object(
+          'tags', (SELECT coalesce(jsonb_agg(t ORDER BY t), '[]'::jsonb) FROM jsonb_object_keys(i.tags) t),
+          'outcome', i.outcome,
+          'failed_judges', (SELECT coalesce(jsonb_agg(e.key ORDER BY e.key), '[]'::jsonb)
+                              FROM jsonb_each(i.evaluations) e WHERE e.value->>'verdict' = 'fail'),
+          'audio', i.audio_bytes > 0)
+   FROM insights_calls i WHERE i.call_id = c.call_id) AS insights
 """
 
 _CALL_DETAIL: Final = """
@@ -77,6 +85,13 @@ SELECT turn_index, speaker, ts, text, stt_ms, llm_ms, tts_ms, ttfw_ms, interrupt
 _TOOLS: Final = """
 SELECT ts, seq, turn_index, name, tool_call_id, args, result, success, error, duration_ms
   FROM call_tool_calls WHERE call_id = $1 AND ts >= $2 ORDER BY ts, seq
+"""
+#: the insights receiver's row of a call (voxpulse_console.insights; migration 0007)
+_INSIGHTS: Final = """
+SELECT call_id, room_id, job_id, agent_name, sdk_version, started_at, duration_s, simulated, audio_bytes,
+       audio_dropped, audio_broken, audio_problem, audio_seconds, chat_items, tags, evaluations, outcome,
+       outcome_reason, received_at, updated_at
+  FROM insights_calls WHERE call_id = $1
 """
 _CALL_BY_TRACE: Final = """
 SELECT call_id FROM calls WHERE trace_id = $1 ORDER BY started_at DESC LIMIT 1
@@ -105,7 +120,15 @@ UNION ALL
 SELECT 'outcome', outcome FROM (
     SELECT DISTINCT outcome FROM calls WHERE outcome IS NOT NULL AND started_at > now() - interval '30 days'
 ) o
+UNION ALL
+SELECT 'judge', judge FROM (
+    SELECT DISTINCT jsonb_object_keys(evaluations) AS judge FROM insights_calls
+     WHERE received_at > now() - interval '30 days'
+) j
 """
+
+
+ANY_JUDGE: Final = "*"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +144,10 @@ class CallFilter:
     call_id_prefix: str | None = None
     phones: tuple[str, ...] = ()  # raw forms of one number to match exactly
     status: str | None = None
+    #: LiveKit's outcome of the call (``success`` | ``fail``, the insights receiver's row)
+    insight_outcome: str | None = None
+    #: a judge whose verdict was ``fail`` (:data:`ANY_JUDGE`: any judge)
+    failed_judge: str | None = None
     cursor: tuple[dt.datetime, str] | None = None  # (started_at, call_id) of the last row seen
     limit: int = 50
 
@@ -163,6 +190,15 @@ def build_calls_query(f: CallFilter) -> tuple[str, list[Any]]:
         where.append(f"c.call_id LIKE {arg(_like_prefix(f.call_id_prefix))}")
     if f.phones:
         where.append(f"c.phone = ANY({arg(list(f.phones))}::text[])")
+    if f.insight_outcome:
+        where.append(f"EXISTS (SELECT 1 FROM insights_calls i WHERE i.call_id = c.call_id "
+                     f"AND i.outcome = {arg(f.insight_outcome)})")
+    if f.failed_judge == ANY_JUDGE:
+        where.append("EXISTS (SELECT 1 FROM insights_calls i, jsonb_each(i.evaluations) e "
+                     "WHERE i.call_id = c.call_id AND e.value->>'verdict' = 'fail')")
+    elif f.failed_judge:
+        where.append(f"EXISTS (SELECT 1 FROM insights_calls i WHERE i.call_id = c.call_id "
+                     f"AND i.evaluations -> {arg(f.failed_judge)}::text ->> 'verdict' = 'fail')")
     if f.min_ttfw_ms is not None:
         # a semi-join the planner may drive from the turns' ttfw index (few slow turns) or from the
         # calls (a low threshold)
@@ -239,6 +275,14 @@ class History:
         out["tool_rows"] = [dict(t) | {"args": _jsonish(t["args"]), "result": _jsonish(t["result"])} for t in tools]
         return out
 
+    async def insights(self, call_id: str) -> dict[str, Any] | None:
+        """The insights receiver's row of the call (tags, verdicts, outcome, audio), or None."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(_INSIGHTS, call_id)
+        if row is None:
+            return None
+        return dict(row) | {"tags": _jsonish(row["tags"]) or {}, "evaluations": _jsonish(row["evaluations"]) or {}}
+
     async def call_id_for_trace(self, trace_id: str) -> str | None:
         async with self.pool.acquire() as conn:
             value = await conn.fetchval(_CALL_BY_TRACE, trace_id)
@@ -263,7 +307,7 @@ class History:
     async def filter_values(self) -> dict[str, list[str]]:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(_FILTER_VALUES)
-        out: dict[str, list[str]] = {"scenario": [], "outcome": []}
+        out: dict[str, list[str]] = {"scenario": [], "outcome": [], "judge": []}
         for r in rows:
             out[r["kind"]].append(r["value"])
         for v in out.values():

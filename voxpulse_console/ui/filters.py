@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
-from voxpulse_console.ui.database import CallFilter
+from voxpulse_console.ui.database import ANY_JUDGE, CallFilter
 
 __all__ = ["WINDOWS", "BadRequest", "decode_cursor", "encode_cursor", "parse_call_filter", "parse_window"]
 
@@ -19,6 +19,9 @@ MAX_FIELD_CHARS: Final = 200
 _OUTCOMES: Final = frozenset({"resolved_by_bot", "transferred", "abandoned", "failed", "active", "completed"})
 _STATUSES: Final = frozenset({"active", "completed", "failed", "transferred"})
 _SCENARIO_RE: Final = re.compile(r"^[\w.\-]{1,128}$")
+#: LiveKit's outcome of a call (``ctx.tagger``: success or fail)
+_INSIGHT_OUTCOMES: Final = frozenset({"success", "fail"})
+_JUDGE_RE: Final = re.compile(r"^[\w.\- ]{1,128}$")
 _CALL_ID_RE: Final = re.compile(r"^[\w.:@\-]{1,256}$")
 _TRACE_ID_RE: Final = re.compile(r"^[0-9a-f]{32}$")
 #: latency windows the console offers (label -> seconds)
@@ -99,7 +102,7 @@ def phone_forms(text: str) -> tuple[str, ...]:
 def parse_call_filter(params: Mapping[str, str]) -> CallFilter:
     """Query parameters of GET /api/calls -> a :class:`CallFilter`."""
     unknown = set(params) - {"from", "to", "outcome", "scenario", "min_ttfw_ms", "errors", "q", "status",
-                             "cursor", "limit"}
+                             "insight_outcome", "failed_judge", "cursor", "limit"}
     if unknown:
         raise BadRequest(f"unknown parameter(s): {', '.join(sorted(unknown)[:5])}")
     start = end = None
@@ -143,6 +146,12 @@ def parse_call_filter(params: Mapping[str, str]) -> CallFilter:
             if not _CALL_ID_RE.match(q):
                 raise BadRequest("q: a call id (or its beginning) or a caller's full phone number")
             call_prefix = q
+    insight_outcome = _one(params, "insight_outcome")
+    if insight_outcome is not None and insight_outcome not in _INSIGHT_OUTCOMES:
+        raise BadRequest(f"insight_outcome: one of {', '.join(sorted(_INSIGHT_OUTCOMES))}")
+    failed_judge = _one(params, "failed_judge")
+    if failed_judge is not None and failed_judge != ANY_JUDGE and not _JUDGE_RE.match(failed_judge):
+        raise BadRequest(f"failed_judge: a judge's name (letters, digits, spaces and _.-) or {ANY_JUDGE} for any")
     cursor = None
     if (v := _one(params, "cursor")) is not None:
         cursor = decode_cursor(v)
@@ -153,7 +162,7 @@ def parse_call_filter(params: Mapping[str, str]) -> CallFilter:
         limit = int(v)
     return CallFilter(start=start, end=end, outcomes=outcomes, scenario=scenario, min_ttfw_ms=min_ttfw,
                       errors_only=errors, call_id_prefix=call_prefix, phones=phones, status=status,
-                      cursor=cursor, limit=limit)
+                      insight_outcome=insight_outcome, failed_judge=failed_judge, cursor=cursor, limit=limit)
 
 
 def parse_window(value: str | None) -> tuple[str, int]:

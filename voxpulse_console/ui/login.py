@@ -86,7 +86,8 @@ async def api_session(request: web.Request) -> web.Response:
     c = _console(request)
     s = _session(request)
     if s is not None:
-        return _json({"authenticated": True, "user": s.user, "can_view_pii": s.can_view_pii, "csrf": s.csrf,
+        return _json({"authenticated": True, "user": s.user, "can_view_pii": s.can_view_pii,
+                      "can_play_audio": s.can_play_audio, "csrf": s.csrf,
                       "next": safe_next(request.query.get("next"), c.origins)})
     token = request.cookies.get(PRE_CSRF_COOKIE)
     if not token or len(token) > 64:
@@ -132,7 +133,8 @@ async def api_login(request: web.Request) -> web.Response:
     c.sessions.drop(old)
     s = c.sessions.create(account)
     log.info("console login: %s from %s", account.name, client)
-    resp = _json({"authenticated": True, "user": s.user, "can_view_pii": s.can_view_pii, "csrf": s.csrf,
+    resp = _json({"authenticated": True, "user": s.user, "can_view_pii": s.can_view_pii,
+                      "can_play_audio": s.can_play_audio, "csrf": s.csrf,
                   "next": safe_next(target if isinstance(target, str) else None, c.origins)})
     resp.set_cookie(SESSION_COOKIE, s.token, **_cookie_kwargs(request, c.config))
     resp.del_cookie(PRE_CSRF_COOKIE, path="/")

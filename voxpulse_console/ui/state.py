@@ -12,6 +12,7 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
+import json
 import secrets
 import time
 from typing import Any, Final
@@ -184,6 +185,20 @@ class Console:
             "trace_id": row.get("trace_id"),
             "max_ttfw_ms": row.get("max_ttfw_ms"),
             "has_errors": bool(row.get("has_errors")),
+            **self.present_call_insights(row.get("insights"), pii),
+        }
+
+    @staticmethod
+    def present_call_insights(value: Any, pii: bool) -> dict[str, Any]:
+        """A list row's part from the insights receiver (tags, LiveKit's outcome, failed judges)."""
+        ins = json.loads(value) if isinstance(value, str) else value
+        if not isinstance(ins, dict):
+            return {"tags": [], "insight_outcome": None, "failed_judges": [], "has_audio": False}
+        return {
+            "tags": [mask_text(str(t), pii) for t in ins.get("tags") or []],
+            "insight_outcome": ins.get("outcome"),
+            "failed_judges": [mask_text(str(j), pii) for j in ins.get("failed_judges") or []],
+            "has_audio": bool(ins.get("audio")),
         }
 
     @staticmethod

@@ -53,10 +53,11 @@ export type Sources = Record<"db" | "prometheus" | "traces" | "live", Source>;
 export interface Meta {
   user: string;
   can_view_pii: boolean;
+  can_play_audio: boolean;
   objective_ms: number;
   timezone: string;
   windows: string[];
-  filters: { scenario: string[]; outcome: string[] };
+  filters: { scenario: string[]; outcome: string[]; judge: string[] };
   stages: string[];
   sources: Sources;
   trace_store: string | null;
@@ -78,6 +79,11 @@ export interface CallRow {
   trace_id: string | null;
   max_ttfw_ms: number | null;
   has_errors: boolean;
+  // from the insights receiver (LiveKit's tagger and judges)
+  tags: string[];
+  insight_outcome: string | null;
+  failed_judges: string[];
+  has_audio: boolean;
 }
 
 export interface AlertRow {

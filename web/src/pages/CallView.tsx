@@ -1,5 +1,6 @@
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError, getJson, type Meta } from "../api";
+import { InsightPills, type Insights, laneAt, RecordingTimeline } from "../components/Recording";
 import { fmtDuration, fmtMs, fmtTime, fmtUsd, outcomeLabel, stageLabel } from "../format";
 import { t } from "../i18n";
 import * as live from "../live";
@@ -78,6 +79,8 @@ interface CallView {
   other_tools: Tool[];
   span_count: number;
   links: { trace: string | null; logs: string | null };
+  t0: number | null;
+  insights: Insights | null;
 }
 
 const KINDS = ["speech", "stt", "llm", "tool", "tts", "playout", "turn", "other"];
@@ -108,7 +111,7 @@ function SpanAttributes(props: { callId: string; span: SpanRow }) {
   );
 }
 
-function Waterfall(props: { lane: Lane; objective: number; callId: string }) {
+function Waterfall(props: { lane: Lane; objective: number; callId: string; onSeek?: (ms: number) => void }) {
   const { lane } = props;
   const [open, setOpen] = useState<string | null>(null);
   const t0 = lane.start_ms;
@@ -158,7 +161,9 @@ function Waterfall(props: { lane: Lane; objective: number; callId: string }) {
               <span class={`dot k-${s.kind}`} aria-hidden="true"></span>{s.name}
             </button>
             <span class="wf-track">
-              <span class={`wf-bar k-${s.kind}`} style={{ left: pct(s.start_ms), width: `max(2px, ${(s.duration_ms / span) * 100}%)` }}>
+              <span class={`wf-bar k-${s.kind} ${props.onSeek ? "seekable" : ""}`} data-testid="span-bar" data-start-ms={s.start_ms}
+                style={{ left: pct(s.start_ms), width: `max(2px, ${(s.duration_ms / span) * 100}%)` }}
+                title={props.onSeek ? t("rec.seek") : undefined} onClick={props.onSeek ? () => props.onSeek!(s.start_ms) : undefined}>
                 {s.first_chunk_ms != null && s.first_chunk_ms < s.duration_ms && (
                   <span class="wf-first" style={{ left: `${(s.first_chunk_ms / Math.max(1, s.duration_ms)) * 100}%` }}
                     title={`first chunk ${fmtMs(s.first_chunk_ms)}`}></span>
@@ -196,15 +201,21 @@ function Anatomy(props: { lane: Lane }) {
   );
 }
 
-function TurnLane(props: { lane: Lane; objective: number; callId: string }) {
+function TurnLane(props: { lane: Lane; objective: number; callId: string; playing: boolean; onSeek?: (ms: number) => void }) {
   const l = props.lane;
   const title = l.index != null ? t("cv.turn", { n: l.index + 1 }) : l.greeting ? t("cv.greeting")
     : l.key === "before" ? t("cv.before") : t("cv.after");
   const s = l.stats || {};
   return (
-    <section class="lane card" data-testid="lane" data-lane={l.key} aria-label={title}>
+    <section class={`lane card ${props.playing ? "playing" : ""}`} data-testid="lane" data-lane={l.key} aria-label={title}
+      data-playing={props.playing ? "true" : undefined} aria-current={props.playing ? "true" : undefined}>
       <header class="lane-head">
         <h2>{title}</h2>
+        {props.onSeek && (
+          <button type="button" class="ghost small-button" data-testid="lane-seek" onClick={() => props.onSeek!(l.start_ms)}>
+            ▶ {t("rec.play_from")}
+          </button>
+        )}
         {l.ttfw_ms != null && (
           <span class={`pill ${l.ttfw_over_objective ? "bad" : "good"}`} data-testid="ttfw" data-value={l.ttfw_ms}>
             TTFW {fmtMs(l.ttfw_ms)} {l.ttfw_over_objective ? `> ${fmtMs(props.objective)}` : `≤ ${fmtMs(props.objective)}`}
@@ -261,7 +272,7 @@ function TurnLane(props: { lane: Lane; objective: number; callId: string }) {
           </ul>
         </div>
       )}
-      {l.spans.length > 0 && <Waterfall lane={l} objective={props.objective} callId={props.callId} />}
+      {l.spans.length > 0 && <Waterfall lane={l} objective={props.objective} callId={props.callId} onSeek={props.onSeek} />}
     </section>
   );
 }
@@ -270,6 +281,8 @@ export function CallViewPage(props: { meta: Meta; callId: string }) {
   const [view, setView] = useState<CallView | null>(null);
   const [err, setErr] = useState<{ status: number; msg: string } | null>(null);
   const [tick, setTick] = useState(0);
+  const audioRef = useRef<HTMLAudioElement>(null);
+  const [current, setCurrent] = useState<string | null>(null);
   useEffect(() => {
     let stop = false;
     getJson<CallView>(`/api/calls/${encodeURIComponent(props.callId)}`).then(
@@ -286,6 +299,14 @@ export function CallViewPage(props: { meta: Meta; callId: string }) {
   );
   if (!view) return <p class="muted">{t("common.loading")}</p>;
   const c = view.call;
+  const ins = view.insights;
+  const offset = ins ? ins.audio.offset_ms || 0 : 0;
+  const seek = ins && ins.audio.url ? (ms: number) => {
+    const audio = audioRef.current;
+    if (!audio) return;
+    audio.currentTime = Math.max(0, (ms - offset) / 1000);
+    setCurrent(laneAt(view.lanes, Math.max(ms, offset)));
+  } : undefined;
   const cost = c.cost_by_stage;
   const costTotal = cost ? Object.values(cost).reduce((a, b) => a + b, 0) : 0;
   return (
@@ -299,6 +320,7 @@ export function CallViewPage(props: { meta: Meta; callId: string }) {
             : <span class={`badge o-${c.outcome}`} data-testid="outcome">{outcomeLabel(c.outcome)}</span>}
           {c.transfer_reason && <span class="muted">{c.transfer_reason}</span>}
         </div>
+        {ins && <InsightPills ins={ins} />}
         <dl class="facts">
           <div><dt>{t("cv.started")}</dt><dd>{fmtTime(c.started_at)}</dd></div>
           <div><dt>{t("cv.ended")}</dt><dd>{fmtTime(c.ended_at)}</dd></div>
@@ -327,11 +349,18 @@ export function CallViewPage(props: { meta: Meta; callId: string }) {
       </header>
       {!view.sources.trace && <p class="notice" data-testid="source-notice" data-source="history-only">{t("cv.only_history", { e: view.sources.trace_error || "" })}</p>}
       {!view.sources.history && <p class="notice" data-testid="source-notice" data-source="trace-only">{t("cv.only_trace", { e: view.sources.history_error || "" })}</p>}
+      {ins && (
+        <RecordingTimeline ins={ins} lanes={view.lanes} callEndMs={c.duration_s != null ? c.duration_s * 1000 : null}
+          objectiveMs={view.objective_ms} audioRef={audioRef} current={current}
+          onSeek={(ms) => seek?.(ms)} onLane={setCurrent} />
+      )}
       <div class="legend" aria-label={t("cv.legend")}>
         {KINDS.map((k) => <span><span class={`dot k-${k}`} aria-hidden="true"></span>{stageLabel(k)}</span>)}
         <span><span class="line objective" aria-hidden="true"></span>{t("cv.objective")} {fmtMs(view.objective_ms)}</span>
       </div>
-      {view.lanes.map((l) => <TurnLane lane={l} objective={view.objective_ms} callId={c.call_id} />)}
+      {view.lanes.map((l) => (
+        <TurnLane lane={l} objective={view.objective_ms} callId={c.call_id} playing={current === l.key} onSeek={seek} />
+      ))}
       {view.call_spans.length > 0 && (
         <details class="card call-spans">
           <summary>{t("cv.call_spans")} ({view.call_spans.length})</summary>

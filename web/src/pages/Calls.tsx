@@ -6,7 +6,7 @@ import * as live from "../live";
 import { navigate } from "../router";
 
 interface Page { items: CallRow[]; next_cursor: string | null }
-const KEYS = ["from", "to", "outcome", "scenario", "min_ttfw_ms", "errors", "q"] as const;
+const KEYS = ["from", "to", "outcome", "scenario", "min_ttfw_ms", "errors", "q", "insight_outcome", "failed_judge"] as const;
 type Filters = Partial<Record<(typeof KEYS)[number], string>>;
 
 function readFilters(query: URLSearchParams): Filters {
@@ -27,6 +27,8 @@ function matches(row: CallRow, f: Filters): boolean {
   if (f.scenario && row.scenario !== f.scenario) return false;
   if (f.min_ttfw_ms && !((row.max_ttfw_ms ?? -1) >= Number(f.min_ttfw_ms))) return false;
   if (f.errors === "1" && !row.has_errors) return false;
+  if (f.insight_outcome && row.insight_outcome !== f.insight_outcome) return false;
+  if (f.failed_judge && !(f.failed_judge === "*" ? row.failed_judges.length > 0 : row.failed_judges.includes(f.failed_judge))) return false;
   if (f.q) {
     const digits = f.q.replace(/\D/g, "");
     const isPhone = /^[\d\s+()\-.]+$/.test(f.q) && digits.length >= 9;
@@ -90,7 +92,7 @@ export function Calls(props: { meta: Meta; query: URLSearchParams }) {
     const to = fromLocalInput(String(form.get("to") || ""));
     if (from) q.set("from", from);
     if (to) q.set("to", to);
-    for (const k of ["outcome", "scenario", "min_ttfw_ms", "q"]) {
+    for (const k of ["outcome", "scenario", "min_ttfw_ms", "q", "insight_outcome", "failed_judge"]) {
       const v = String(form.get(k) || "").trim();
       if (v) q.set(k, v);
     }
@@ -118,16 +120,32 @@ export function Calls(props: { meta: Meta; query: URLSearchParams }) {
         </div>
         <div class="field">
           <label for="f-outcome">{t("calls.outcome")}</label>
-          <select id="f-outcome" name="outcome" defaultValue={filters.outcome || ""}>
+          <select id="f-outcome" name="outcome">
             <option value="">{t("calls.any")}</option>
-            {outcomes.map((o) => <option value={o}>{outcomeLabel(o)}</option>)}
+            {outcomes.map((o) => <option value={o} selected={o === filters.outcome}>{outcomeLabel(o)}</option>)}
           </select>
         </div>
         <div class="field">
           <label for="f-scenario">{t("calls.scenario")}</label>
-          <select id="f-scenario" name="scenario" defaultValue={filters.scenario || ""}>
+          <select id="f-scenario" name="scenario">
             <option value="">{t("calls.any")}</option>
-            {props.meta.filters.scenario.map((s) => <option value={s}>{s}</option>)}
+            {props.meta.filters.scenario.map((s) => <option value={s} selected={s === filters.scenario}>{s}</option>)}
+          </select>
+        </div>
+        <div class="field">
+          <label for="f-insight-outcome">{t("calls.insight_outcome")}</label>
+          <select id="f-insight-outcome" name="insight_outcome">
+            <option value="">{t("calls.any")}</option>
+            {["success", "fail"].map((o) => <option value={o} selected={o === filters.insight_outcome}>{t(`ins.outcome.${o}`)}</option>)}
+          </select>
+        </div>
+        <div class="field">
+          <label for="f-failed-judge">{t("calls.failed_judge")}</label>
+          <select id="f-failed-judge" name="failed_judge">
+            <option value="">{t("calls.any")}</option>
+            <option value="*" selected={filters.failed_judge === "*"}>{t("calls.any_failed_judge")}</option>
+            {Array.from(new Set([...(props.meta.filters.judge || []), ...(filters.failed_judge && filters.failed_judge !== "*" ? [filters.failed_judge] : [])]))
+              .map((j) => <option value={j} selected={j === filters.failed_judge}>{j}</option>)}
           </select>
         </div>
         <div class="field narrow">
@@ -165,7 +183,14 @@ export function Calls(props: { meta: Meta; query: URLSearchParams }) {
             {page?.items.map((r) => (
               <tr data-call-id={r.call_id} data-status={r.status ?? ""} class={fresh.has(r.call_id) ? "fresh" : ""}>
                 <td>{fmtTime(r.started_at)}</td>
-                <td><a href={`/calls/${encodeURIComponent(r.call_id)}`} class="mono">{r.call_id}</a></td>
+                <td>
+                  <a href={`/calls/${encodeURIComponent(r.call_id)}`} class="mono">{r.call_id}</a>
+                  {(r.tags || []).length > 0 && (
+                    <span class="row-tags" data-testid="row-tags" aria-label={t("calls.tags")}>
+                      {r.tags.map((tag) => <span class="badge tag" data-tag={tag}>#{tag}</span>)}
+                    </span>
+                  )}
+                </td>
                 <td class="mono">{r.caller || "—"}</td>
                 <td>{r.scenario || "—"}</td>
                 <td>
@@ -174,6 +199,14 @@ export function Calls(props: { meta: Meta; query: URLSearchParams }) {
                     : <span class={`badge o-${r.outcome}`}>{outcomeLabel(r.outcome)}</span>}
                   {r.transfer_reason && <span class="muted small"> {r.transfer_reason}</span>}
                   {r.has_errors && <span class="badge err" title={t("calls.error_flag")}>!</span>}
+                  {r.insight_outcome && (
+                    <span class={`badge ${r.insight_outcome === "success" ? "ok" : "err"}`} data-testid="row-insight-outcome"
+                      title={t("calls.insight_outcome")}>{t(`ins.outcome.${r.insight_outcome}`)}</span>
+                  )}
+                  {(r.failed_judges || []).length > 0 && (
+                    <span class="badge err" data-testid="row-failed-judges">{t("calls.failed_judges", { j: r.failed_judges.join(", ") })}</span>
+                  )}
+                  {r.has_audio && <span class="badge" title={t("calls.recorded")} aria-label={t("calls.recorded")}>♪</span>}
                 </td>
                 <td class="num">{fmtDuration(r.duration_s)}</td>
                 <td class="num">{r.turns ?? "—"}</td>

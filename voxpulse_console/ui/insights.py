@@ -1,0 +1,123 @@
+"""Agent insights on the call page: what the insights receiver (:mod:`voxpulse_console.insights`) kept
+about a call -- tags, LiveKit's outcome, the judges' verdicts, the recording -- as the console shows it.
+
+* :func:`present_insights` turns the call's ``insights_calls`` row into the call view's ``insights``
+  (personal data masked unless the user may see it; the recording placed on the call's time axis);
+* :func:`api_call_audio` serves ``<VOXPULSE_INSIGHTS_DIR>/<call_id>/recording.ogg`` (Range requests, so
+  the player seeks; ``Cache-Control: no-store``) to users with the ``audio`` permission only: a
+  recording is personal data of its own, apart from viewing the call (403 without it).
+
+A call id reaches the filesystem only when it is one path segment of the receiver's own alphabet
+(:func:`voxpulse_console.insights.call_id_for`: ``[A-Za-z0-9_.-]``, never ``.`` or ``..``) and the
+resolved file lies inside the receiver's folder; anything else is a 400 or a 404, never a file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import quote
+
+from aiohttp import web
+
+from voxpulse_console.insights import call_id_for
+from voxpulse_console.ui.callview import mask_json, mask_text
+from voxpulse_console.ui.filters import BadRequest
+from voxpulse_console.ui.middleware import _console, _error, _session
+
+__all__ = ["AUDIO_FILE", "api_call_audio", "audio_path", "present_insights"]
+
+AUDIO_FILE: Final = "recording.ogg"  # the receiver's name (voxpulse_console.insights._store.AUDIO_FILE)
+#: LiveKit's recorder (livekit-agents 1.8, voice/recorder_io): a stereo Ogg Opus file, the caller's
+#: audio on the first channel, the agent's on the second, both on the recording's one timeline
+CHANNELS: Final = ("caller", "agent")
+
+
+def audio_path(folder: Path | None, call_id: str) -> Path | None:
+    """The call's recording in the receiver's ``folder``, or None: no folder, a call id that is not one
+    safe path segment, a path that resolves outside the folder (a link), or no such file."""
+    if folder is None or call_id_for(call_id, None) != call_id:
+        return None
+    base = folder.resolve()
+    path = base / call_id / AUDIO_FILE
+    try:
+        if path.is_symlink() or path.parent.is_symlink() or not path.resolve().is_relative_to(base):
+            return None
+        return path if path.is_file() else None
+    except OSError:
+        return None
+
+
+def _epoch(value: Any) -> float | None:
+    return value.timestamp() if isinstance(value, dt.datetime) else None
+
+
+def _audio_state(row: Mapping[str, Any], on_disk: bool) -> str:
+    if row.get("audio_broken"):
+        return "broken" if on_disk else "missing"
+    if int(row.get("audio_bytes") or 0) > 0:
+        return "present" if on_disk else "missing"
+    if row.get("audio_dropped"):
+        return "dropped"
+    return "none"
+
+
+def present_insights(row: Mapping[str, Any], *, folder: Path | None, pii: bool, can_play_audio: bool,
+                     t0: float | None) -> dict[str, Any]:
+    """The call view's ``insights``: tags, outcome and verdicts (masked unless ``pii``) and the audio's
+    state, length and start on the call's time axis (``offset_ms`` from the view's ``t0``)."""
+    call_id = str(row["call_id"])
+    tags = row.get("tags") or {}
+    evaluations = row.get("evaluations") or {}
+    on_disk = audio_path(folder, call_id) is not None
+    state = _audio_state(row, on_disk)
+    started = _epoch(row.get("started_at"))
+    playable = state in ("present", "broken")
+    return {
+        "tags": [{"name": mask_text(str(name), pii), "metadata": mask_json(meta, pii)}
+                 for name, meta in sorted(tags.items())] if isinstance(tags, Mapping) else [],
+        "outcome": row.get("outcome"),
+        "outcome_reason": mask_text(row.get("outcome_reason"), pii) or None,
+        "verdicts": [
+            {"judge": mask_text(str(judge), pii), "result": (e or {}).get("verdict"),
+             "reason": mask_text((e or {}).get("reasoning"), pii) or None}
+            for judge, e in sorted(evaluations.items())
+        ] if isinstance(evaluations, Mapping) else [],
+        "agent_name": row.get("agent_name"),
+        "sdk_version": row.get("sdk_version"),
+        "simulated": bool(row.get("simulated")),
+        "audio": {
+            "state": state,
+            "problem": row.get("audio_problem") if state in ("broken", "missing") else None,
+            "bytes": int(row.get("audio_bytes") or 0),
+            "duration_s": row.get("audio_seconds") if row.get("audio_seconds") is not None else row.get("duration_s"),
+            "started_at": started,
+            "offset_ms": round((started - t0) * 1000, 1) if started is not None and t0 is not None else 0.0,
+            "channels": list(CHANNELS),
+            "allowed": can_play_audio,
+            "url": f"/api/calls/{quote(call_id, safe='')}/audio" if playable and can_play_audio else None,
+        },
+    }
+
+
+async def api_call_audio(request: web.Request) -> web.StreamResponse:
+    """The call's recording (Ogg Opus), with Range support; the ``audio`` permission, not only a login."""
+    c = _console(request)
+    s = _session(request)
+    assert s is not None
+    if not s.can_play_audio:
+        return _error(403, "playing or downloading a call's recording needs the audio permission "
+                           "(VOXPULSE_UI_USERS: NAME:HASH:audio)")
+    call_id = request.match_info["call_id"]
+    if call_id_for(call_id, None) != call_id:
+        raise BadRequest("call id: 1-128 characters of letters, digits and _.- (not . or ..)")
+    path = audio_path(c.config.insights_dir, call_id)
+    if path is None:
+        return _error(404, f"no recording kept for call {call_id!r}")
+    return web.FileResponse(path, headers={
+        "Content-Type": "audio/ogg",
+        "Cache-Control": "no-store",
+        "Content-Disposition": f"inline; filename=\"{call_id}.ogg\"",
+    })
