@@ -42,7 +42,7 @@ def test_committed_results_are_small() -> None:
         assert path.stat().st_size <= MAX_BYTES, f"{path.name}: raw results, not a dump"
 
 
-@pytest.mark.parametrize("key", ["freshness"])
+@pytest.mark.parametrize("key", ["freshness", "realcalls"])
 def test_report_section_is_generated_from_the_results(key: str) -> None:
     bench = next(b for b in runner.BENCHES if b.key == key)
     assert (RESULTS / f"{key}.meta.json").is_file(), "when and on which machine it was measured"
@@ -75,3 +75,15 @@ def test_freshness_busy_machine_is_marked_in_the_document() -> None:
         assert row.endswith(" **busy** |") == config["machine"]["busy"]
     if any(c["machine"]["busy"] for c in result["configs"]):
         assert "BUSY machine" in result["verdict"]
+
+
+def test_realcalls_summaries_follow_from_their_rows() -> None:
+    """The real-call accuracy, anatomy and greeting tables are recomputed from the per-turn and
+    per-call rows they summarise."""
+    realcalls = importlib.import_module("bench.bench_realcalls")
+    result = json.loads((RESULTS / "realcalls.json").read_text(encoding="utf-8"))
+    measured = [r for r in result["rows"] if r["telemetry"]]
+    assert measured and all(r.get("pairs") for r in measured)
+    assert realcalls.accuracy_by_level(measured) == result["accuracy"]
+    assert realcalls.greeting_summary(measured) == result["greetings"]
+    assert {g["calls"] for g in result["greetings"].values()} <= {r["calls"] for r in measured}
