@@ -34,6 +34,7 @@ __all__ = [
     "LIVEKIT_METRIC_LABELS",
     "LIVEKIT_STAGE_SPANS",
     "LIVEKIT_TURN_SPANS",
+    "LIVEKIT_USER_TURN",
     "METRICS",
     "OTHER",
     "SEGMENT_BUCKETS_S",
@@ -497,7 +498,8 @@ LIVEKIT_METRIC_LABELS: Final[frozenset[str]] = frozenset({
 # LiveKit's spans of one turn that VoxPulse nests under its `turn` span (LiveKit starts them under
 # agent_session): the caller's speech and end of turn, then the agent's reply (LLM, tools, TTS,
 # playout).
-LIVEKIT_TURN_SPANS: Final[tuple[str, ...]] = ("user_turn", "on_user_turn_completed", "agent_turn")
+LIVEKIT_USER_TURN: Final = "user_turn"
+LIVEKIT_TURN_SPANS: Final[tuple[str, ...]] = (LIVEKIT_USER_TURN, "on_user_turn_completed", "agent_turn")
 
 # Spans LiveKit Agents already creates for a stage request: we annotate them with voice.stage
 # instead of adding twins (exactly one span per stage request carries voice.stage).

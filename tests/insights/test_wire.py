@@ -12,6 +12,7 @@ import jwt
 import pytest
 from livekit import api
 
+from telemetry.semconv import Attr
 from tests.insights.capture import FIXTURE_KEY, FIXTURE_SECRET, FIXTURES, JOB_ID, ROOM_ID
 from voxpulse_console.insights._wire import (
     AuthError,
@@ -21,6 +22,7 @@ from voxpulse_console.insights._wire import (
     parse_keys,
     read_header,
     read_multipart,
+    stamp_spans,
     verify_token,
 )
 
@@ -129,6 +131,70 @@ def test_log_records_of_livekit() -> None:
 def test_not_otlp_logs() -> None:
     with pytest.raises(ValueError, match="not an OTLP logs request"):
         call_events(b"\xff\xff\xff")
+
+
+def _spans(body: bytes) -> list[dict[str, object]]:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(body)
+    return [{"name": sp.name, **{kv.key: kv.value.string_value for kv in sp.attributes}}
+            for rs in request.resource_spans for ss in rs.scope_spans for sp in ss.spans]
+
+
+def test_livekit_spans_get_the_call_id() -> None:
+    """An agent without VoxPulse: LiveKit's spans carry its room id, which becomes their call_id."""
+    _, body = fixture("traces")
+    before = _spans(gzip.decompress(body))
+    assert before and all(Attr.CALL_ID not in s for s in before)
+    stamped = stamp_spans(gzip.decompress(body))
+    assert stamped is not None
+    after = _spans(stamped)
+    assert [s["name"] for s in after] == [s["name"] for s in before]
+    assert {s[Attr.CALL_ID] for s in after} == {ROOM_ID}
+
+
+def test_spans_voxpulse_exported_are_left_out() -> None:
+    """``record=True`` on an agent with VoxPulse: LiveKit uploads the spans of VoxPulse's tracer
+    provider too (they carry call_id); VoxPulse exported them already, so the trace store gets each once."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    _, body = fixture("traces")
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(gzip.decompress(body))
+    scope = request.resource_spans[0].scope_spans[0]
+    ours = scope.spans.add()
+    ours.CopyFrom(scope.spans[0])
+    ours.name = "voxpulse_span"
+    kv = ours.attributes.add()
+    kv.key, kv.value.string_value = Attr.CALL_ID, "SCL_sip-call-1"
+    stamped = stamp_spans(request.SerializeToString())
+    assert stamped is not None
+    names = [s["name"] for s in _spans(stamped)]
+    assert "voxpulse_span" not in names and len(names) == len(_spans(gzip.decompress(body)))
+    # only VoxPulse's spans: nothing to forward
+    del scope.spans[:-1]
+    for other in request.resource_spans[1:]:
+        request.resource_spans.remove(other)
+    assert [s["name"] for s in _spans(request.SerializeToString())] == ["voxpulse_span"]
+    assert stamp_spans(request.SerializeToString()) is None
+
+
+def test_a_span_without_ids_is_kept_without_call_id() -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add()
+    span.name = "orphan"
+    kv = span.attributes.add()
+    kv.key, kv.value.string_value = "room", "call-+380501234567"  # the room NAME: never a call id
+    stamped = stamp_spans(request.SerializeToString())
+    assert stamped is not None and _spans(stamped) == [{"name": "orphan", "room": "call-+380501234567"}]
+
+
+def test_not_otlp_traces() -> None:
+    with pytest.raises(ValueError, match="not an OTLP traces request"):
+        stamp_spans(b"\xff\xff\xff not protobuf")
 
 
 def test_fixtures_are_small() -> None:

@@ -10,12 +10,14 @@ VOXPULSE_REQUIRE_DB / VOXPULSE_REQUIRE_STACK / VOXPULSE_REQUIRE_BROWSER is set (
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -28,6 +30,10 @@ ROOT = Path(__file__).resolve().parents[2]
 ADMIN = ("admin", "admin-" + secrets.token_urlsafe(12))  # may see raw personal data and play recordings
 VIEWER = ("viewer", "viewer-" + secrets.token_urlsafe(12))  # sees masked values
 CLERK = ("clerk", "clerk-" + secrets.token_urlsafe(12))  # raw personal data, but not the recordings
+#: Debian's Chromium, as the browser tests drive it (a browser download is impossible here)
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
 TABLES = "calls, call_turns, call_tool_calls, customers, alerts_history, daily_stats, insights_calls"
 
 
@@ -161,3 +167,13 @@ async def pg(console_db: str):  # type: ignore[no-untyped-def]
     await conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
     yield conn
     await conn.close()
+
+
+def login(page: Any, base: str, who: tuple[str, str], then: str) -> None:
+    """Open ``then``, which sends an anonymous user to the login page, sign in as ``who`` and land there."""
+    page.goto(f"{base}{then}")
+    page.wait_for_url(re.compile(r".*/login\?next=.*"))
+    page.get_by_label("User name").fill(who[0])
+    page.get_by_label("Password").fill(who[1])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base}{then}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
-import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,14 +25,11 @@ import pytest
 
 from tests.support import closed_port, throwaway_database, unavailable
 
-from .conftest import ADMIN, VIEWER, Console, start_console, stop_console
+from .conftest import ADMIN, ARGS, CHROMIUM, VIEWER, Console, login, start_console, stop_console
 from .recordings import speech_recording, store
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
 T0 = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1)
 CALL, BROKEN = "ply-call-1", "ply-call-2"
 TURNS = 3
@@ -138,15 +134,6 @@ def page(browser: Any) -> Iterator[Any]:
     yield pg
     ctx.close()
     assert not errors, errors  # no script errors and no CSP violations
-
-
-def login(page: Any, base: str, who: tuple[str, str], then: str) -> None:
-    page.goto(f"{base}{then}")
-    page.wait_for_url(re.compile(r".*/login\?next=.*"))
-    page.get_by_label("User name").fill(who[0])
-    page.get_by_label("Password").fill(who[1])
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{base}{then}")
 
 
 def _audio(page: Any, prop: str) -> Any:

@@ -293,6 +293,24 @@ def test_every_span_in_exactly_one_lane(simulated: tuple[Trace, Any]) -> None:
     assert {s.name for s in lanes["before"]} >= {"agent_turn", "tts_request", "greeting"}  # the greeting
 
 
+def test_lanes_of_an_agent_without_voxpulse_follow_livekits_turns(simulated: tuple[Trace, Any]) -> None:
+    """A trace that came through the insights receiver has LiveKit's spans only (no VoxPulse stage,
+    no turn span): each of LiveKit's ``user_turn`` spans opens a turn's lane, the greeting before."""
+    import dataclasses
+
+    trace, _ = simulated
+    livekit_only = Trace(trace.trace_id, tuple(
+        dataclasses.replace(s, attributes={k: v for k, v in s.attributes.items() if k.startswith("lk.")})
+        for s in trace.spans if s.attributes.get(Attr.STAGE) != "turn"))
+    user_turns = sorted((s for s in livekit_only.spans if s.name == "user_turn"), key=lambda s: s.start_ns)
+    assert user_turns
+    lanes = assign_lanes(livekit_only)
+    assert sorted(k for k in lanes if k.startswith("turn:")) == [f"turn:{i}" for i in range(len(user_turns))]
+    for i, ut in enumerate(user_turns):
+        assert ut in lanes[f"turn:{i}"]
+    assert "agent_turn" in {s.name for s in lanes["before"]}  # the greeting
+
+
 def test_the_greeting_lane_shows_its_anatomy(simulated: tuple[Trace, Any]) -> None:
     """The lane before the first turn holds the greeting: its time to first word and its parts
     (call_setup first), which add up to it like a turn's."""

@@ -114,6 +114,14 @@ def make_app(config: InsightsConfig) -> Any:
             body = await admitted(request)
             if isinstance(body, web.Response):
                 return body
+            if signal == "traces":
+                try:
+                    stamped = _wire.stamp_spans(body)
+                except ValueError as exc:
+                    return refuse(400, str(exc))
+                if stamped is None:  # nothing VoxPulse did not export itself
+                    return web.Response(status=200, content_type="application/x-protobuf")
+                return await forward(signal, stamped)
             if signal != "logs":
                 return await forward(signal, body)
             # the transcript, tags, verdicts and outcome: kept against the call, not forwarded

@@ -6,7 +6,9 @@
   by the contract tests);
 * :func:`inspect_ogg`: whether ``recording.ogg`` is a whole Ogg stream (every page's checksum, the
   end-of-stream page) and its length;
-* :func:`call_events`: the tags, verdicts, outcome and transcript items of an OTLP logs request.
+* :func:`call_events`: the tags, verdicts, outcome and transcript items of an OTLP logs request;
+* :func:`stamp_spans`: an OTLP traces request made joinable: ``call_id`` on LiveKit's own spans, and the
+  spans VoxPulse exported itself left out.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+from telemetry.semconv import Attr
 
 __all__ = [
     "HEADER_FIELDS",
@@ -31,6 +35,7 @@ __all__ = [
     "parse_keys",
     "read_header",
     "read_multipart",
+    "stamp_spans",
     "verify_token",
 ]
 
@@ -363,3 +368,50 @@ def _apply(ev: CallEvents, body: str, attrs: Mapping[str, Any]) -> None:
             ev.agent_name = attrs["agent_name"]
         if isinstance(attrs.get("sdk_version"), str):
             ev.sdk_version = attrs["sdk_version"]
+
+
+# ------------------------------------------------------------------------------------------ spans
+CALL_ID_KEY: Final = Attr.CALL_ID
+
+
+def stamp_spans(body: bytes) -> bytes | None:
+    """An OTLP ``ExportTraceServiceRequest`` as the trace store must get it from the upload.
+
+    * A span with ``call_id`` already was made under VoxPulse's tracer provider: LiveKit's upload
+      exporter sits on the integrator's provider (``record=True``), so VoxPulse exported the same span
+      itself. It is left out, or the trace store would hold every such span twice.
+    * Any other span gets ``call_id`` from the ``room_id`` / ``job_id`` LiveKit stamps on it
+      (:func:`call_id_for`: never the room name), so the console and the trace store find a call of an
+      agent without VoxPulse by the same key.
+
+    Returns the request re-encoded, or None when no span is left. ValueError when ``body`` is not
+    such a request."""
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    request = ExportTraceServiceRequest()
+    try:
+        request.ParseFromString(body)
+    except DecodeError as exc:
+        raise ValueError(f"not an OTLP traces request ({exc})") from exc
+    left = 0
+    for resource_spans in request.resource_spans:
+        res = {kv.key: kv.value.string_value for kv in resource_spans.resource.attributes
+               if kv.key in ("room_id", "job_id", CALL_ID_KEY)}
+        for scope_spans in resource_spans.scope_spans:
+            keep = []
+            for span in scope_spans.spans:
+                attrs = {kv.key: kv.value.string_value for kv in span.attributes
+                         if kv.key in ("room_id", "job_id", CALL_ID_KEY)}
+                if CALL_ID_KEY in attrs or CALL_ID_KEY in res:
+                    continue
+                cid = call_id_for(attrs.get("room_id") or res.get("room_id"), attrs.get("job_id") or res.get("job_id"))
+                if cid is not None:
+                    kv = span.attributes.add()
+                    kv.key = CALL_ID_KEY
+                    kv.value.string_value = cid
+                keep.append(span)
+            del scope_spans.spans[:]
+            scope_spans.spans.extend(keep)
+            left += len(keep)
+    return request.SerializeToString() if left else None

@@ -28,7 +28,7 @@ from typing import Any, Final
 
 from telemetry.pricing import DEFAULT_PRICES, PriceTable
 from telemetry.redaction import redact
-from telemetry.semconv import TURN_SEGMENT_OWNERS, Attr, EventName, SpanName, Stage, TurnSegment
+from telemetry.semconv import LIVEKIT_USER_TURN, TURN_SEGMENT_OWNERS, Attr, EventName, SpanName, Stage, TurnSegment
 from voxpulse_console.tracestore import Span, Trace
 
 __all__ = ["assign_lanes", "build_call_view", "mask_json", "mask_text", "span_attributes"]
@@ -98,6 +98,8 @@ def assign_lanes(trace: Trace) -> dict[str, list[Span]]:
     by_id = {s.span_id: s for s in spans}
     turns = sorted((s for s in spans if s.attributes.get(Attr.STAGE) == Stage.TURN.value),
                    key=lambda s: s.start_ns)
+    if not turns:  # an agent without VoxPulse (its trace came through the insights receiver): LiveKit's own
+        turns = sorted((s for s in spans if s.name == LIVEKIT_USER_TURN), key=lambda s: s.start_ns)
     if not turns:  # no turn at all (hung up before speaking): the root, and the rest before
         out: dict[str, list[Span]] = {}
         for s in spans:

@@ -15,6 +15,7 @@ resolved file lies inside the receiver's folder; anything else is a 400 or a 404
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -27,9 +28,12 @@ from voxpulse_console.ui.callview import mask_json, mask_text
 from voxpulse_console.ui.filters import BadRequest
 from voxpulse_console.ui.middleware import _console, _error, _session
 
-__all__ = ["AUDIO_FILE", "api_call_audio", "audio_path", "present_insights"]
+__all__ = ["AUDIO_FILE", "CHAT_FILE", "api_call_audio", "audio_path", "present_insights", "transcript"]
 
 AUDIO_FILE: Final = "recording.ogg"  # the receiver's name (voxpulse_console.insights._store.AUDIO_FILE)
+CHAT_FILE: Final = "chat_history.json"  # ... and its CHAT_FILE: LiveKit's ChatContext.to_dict()
+#: the roles of the chat history that were said aloud
+SPOKEN: Final = ("user", "assistant")
 #: LiveKit's recorder (livekit-agents 1.8, voice/recorder_io): a stereo Ogg Opus file, the caller's
 #: audio on the first channel, the agent's on the second, both on the recording's one timeline
 CHANNELS: Final = ("caller", "agent")
@@ -38,10 +42,42 @@ CHANNELS: Final = ("caller", "agent")
 def audio_path(folder: Path | None, call_id: str) -> Path | None:
     """The call's recording in the receiver's ``folder``, or None: no folder, a call id that is not one
     safe path segment, a path that resolves outside the folder (a link), or no such file."""
+    return _kept(folder, call_id, AUDIO_FILE)
+
+
+def transcript(folder: Path | None, call_id: str, *, pii: bool, t0: float | None) -> list[dict[str, Any]]:
+    """What was said on the call, from the chat history LiveKit uploaded with the recording: one line per
+    spoken message (``role`` user or assistant, ``text`` masked unless ``pii``, ``at`` its wall-clock time,
+    ``offset_ms`` on the call's time axis), in order. Empty without a kept, readable chat history."""
+    path = _kept(folder, call_id, CHAT_FILE)
+    if path is None:
+        return []
+    try:
+        items = json.loads(path.read_bytes()).get("items")
+    except (OSError, ValueError, AttributeError):
+        return []
+    lines: list[dict[str, Any]] = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, Mapping) or item.get("type") != "message" or item.get("role") not in SPOKEN:
+            continue
+        content = item.get("content")
+        text = " ".join(c for c in content if isinstance(c, str)) if isinstance(content, list) else ""
+        at = item.get("created_at")
+        at = float(at) if isinstance(at, int | float) else None
+        lines.append({
+            "role": item["role"], "text": mask_text(text, pii), "at": at,
+            "offset_ms": round((at - t0) * 1000, 1) if at is not None and t0 is not None else None,
+            "interrupted": bool(item.get("interrupted")),
+        })
+    lines.sort(key=lambda ln: ln["at"] if ln["at"] is not None else float("inf"))
+    return lines
+
+
+def _kept(folder: Path | None, call_id: str, name: str) -> Path | None:
     if folder is None or call_id_for(call_id, None) != call_id:
         return None
     base = folder.resolve()
-    path = base / call_id / AUDIO_FILE
+    path = base / call_id / name
     try:
         if path.is_symlink() or path.parent.is_symlink() or not path.resolve().is_relative_to(base):
             return None
@@ -88,6 +124,7 @@ def present_insights(row: Mapping[str, Any], *, folder: Path | None, pii: bool, 
         "agent_name": row.get("agent_name"),
         "sdk_version": row.get("sdk_version"),
         "simulated": bool(row.get("simulated")),
+        "transcript": transcript(folder, call_id, pii=pii, t0=t0),
         "audio": {
             "state": state,
             "problem": row.get("audio_problem") if state in ("broken", "missing") else None,

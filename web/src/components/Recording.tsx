@@ -17,6 +17,8 @@ export interface Insights {
   agent_name: string | null;
   sdk_version: string | null;
   simulated: boolean;
+  /** LiveKit's chat history, what was said aloud (masked unless the user may see personal data) */
+  transcript: TranscriptLine[];
   audio: {
     state: "present" | "broken" | "missing" | "dropped" | "none";
     problem: string | null;
@@ -28,6 +30,23 @@ export interface Insights {
     allowed: boolean;
     url: string | null;
   };
+}
+
+export interface TranscriptLine {
+  role: "user" | "assistant";
+  text: string;
+  at: number | null;
+  /** on the call's time axis */
+  offset_ms: number | null;
+  interrupted: boolean;
+}
+
+/** The line being heard at call-axis time `ms`: the last one said at or before it. */
+export function lineAt(lines: TranscriptLine[], ms: number | null): number | null {
+  if (ms == null) return null;
+  let found: number | null = null;
+  lines.forEach((l, i) => { if (l.offset_ms != null && l.offset_ms <= ms) found = i; });
+  return found;
 }
 
 /** What the timeline needs of a lane (CallView's Lane). */
@@ -318,6 +337,29 @@ export function RecordingTimeline(props: {
           {t("rec.no_player")}
         </audio>
       )}
+      {ins.transcript.length > 0 && <Transcript lines={ins.transcript} heard={lineAt(ins.transcript, position)}
+        onSeek={playable ? props.onSeek : null} />}
     </section>
+  );
+}
+
+function Transcript(props: { lines: TranscriptLine[]; heard: number | null; onSeek: ((ms: number) => void) | null }) {
+  return (
+    <details class="transcript" open data-testid="transcript">
+      <summary class="muted small">{t("rec.transcript")}</summary>
+      <ol>
+        {props.lines.map((l, i) => (
+          <li class={`tr-line role-${l.role} ${props.heard === i ? "current" : ""}`} data-testid="transcript-line"
+            data-role={l.role} data-offset-ms={l.offset_ms ?? ""} aria-current={props.heard === i ? "true" : undefined}>
+            <button type="button" class="ghost small-button tr-at" disabled={!props.onSeek || l.offset_ms == null}
+              onClick={() => l.offset_ms != null && props.onSeek?.(l.offset_ms)} title={t("rec.seek")}>
+              {l.offset_ms != null ? fmtMs(l.offset_ms) : "—"}
+            </button>
+            <span class="tr-role">{t(`rec.role.${l.role}`)}</span>
+            <span class="tr-text">{l.text}{l.interrupted ? " …" : ""}</span>
+          </li>
+        ))}
+      </ol>
+    </details>
   );
 }

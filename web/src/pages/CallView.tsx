@@ -348,7 +348,9 @@ export function CallViewPage(props: { meta: Meta; callId: string }) {
         </div>
       </header>
       {!view.sources.trace && <p class="notice" data-testid="source-notice" data-source="history-only">{t("cv.only_history", { e: view.sources.trace_error || "" })}</p>}
-      {!view.sources.history && <p class="notice" data-testid="source-notice" data-source="trace-only">{t("cv.only_trace", { e: view.sources.history_error || "" })}</p>}
+      {!view.sources.history && (ins
+        ? <p class="notice" data-testid="source-notice" data-source="insights-only">{t("cv.only_insights")}</p>
+        : <p class="notice" data-testid="source-notice" data-source="trace-only">{t("cv.only_trace", { e: view.sources.history_error || "" })}</p>)}
       {ins && (
         <RecordingTimeline ins={ins} lanes={view.lanes} callEndMs={c.duration_s != null ? c.duration_s * 1000 : null}
           objectiveMs={view.objective_ms} audioRef={audioRef} current={current}
