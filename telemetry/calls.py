@@ -158,6 +158,13 @@ class CallScope:
         return self._scenario
 
     @property
+    def room_sid(self) -> str | None:
+        """The LiveKit room's id (``lk.room_sid``, ``RM_...``) when the call's attributes carry it: the
+        key of LiveKit's own observability upload (the insights receiver's), never the room's name."""
+        value = self._attributes.get(Attr.ROOM_SID)
+        return value if isinstance(value, str) and value else None
+
+    @property
     def turns(self) -> int:
         return self._turns
 

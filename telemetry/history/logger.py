@@ -219,8 +219,10 @@ class CallLogger:
         started_at: float | None = None,
         trace_id: str | None = None,
         span_id: str | None = None,
+        room_sid: str | None = None,
     ) -> bool:
         """A call began. Trace ids default to the current span's (call it inside the call scope).
+        ``room_sid``: the LiveKit room's id, when ``call_id`` is another (a SIP call id).
 
         The room name is stored masked: LiveKit's SIP dispatch names rooms after the caller's
         number, which belongs in ``phone`` only."""
@@ -231,7 +233,7 @@ class CallLogger:
             span_id = span_id or cur_span
         rec = CallStarted(
             call_id, time.time() if started_at is None else started_at, phone, caller_name, direction,
-            room, agent_version or self.agent_version, scenario, trace_id, span_id,
+            room, agent_version or self.agent_version, scenario, trace_id, span_id, room_sid,
         )
         if len(self._calls) >= 10_000:  # calls that never ended: forget the oldest
             self._calls.pop(next(iter(self._calls)))
@@ -333,7 +335,7 @@ class CallLogger:
         self.log_call_start(
             scope.call_id, phone=scope.caller, direction=scope.direction, room=scope.room,
             scenario=scope.scenario, started_at=scope.started_at or None, trace_id=scope.trace_id or None,
-            span_id=format(ctx.span_id, "016x") if ctx.is_valid else None,
+            span_id=format(ctx.span_id, "016x") if ctx.is_valid else None, room_sid=scope.room_sid,
         )
         scope.on_end(self._on_scope_end)
 

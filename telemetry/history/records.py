@@ -65,6 +65,8 @@ class CallStarted:
     scenario: str | None = None
     trace_id: str | None = None  # 32 hex chars
     span_id: str | None = None  # 16 hex chars (the call's root span)
+    #: the LiveKit room's id (``RM_...``; not its name), when the call's call_id is another (a SIP call id)
+    room_sid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

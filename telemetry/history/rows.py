@@ -176,7 +176,8 @@ def prepare(rec: Record) -> Row:
             clean_optional(rec.phone, 64), clean_optional(rec.caller_name),
             _direction(rec.direction) or "inbound", clean_optional(rec.room),
             clean_optional(rec.agent_version),
-            clean_optional(rec.scenario, 128), _hex(rec.trace_id, 32), _hex(rec.span_id, 16),
+            clean_optional(rec.scenario, 128), clean_optional(rec.room_sid, 128), _hex(rec.trace_id, 32),
+            _hex(rec.span_id, 16),
         ]
     if isinstance(rec, CallEnded):
         ended = check_ts(rec.ended_at, "ended_at")
@@ -233,7 +234,7 @@ def batch_links(rows: Sequence[Row]) -> tuple[list[Link], int]:
     return list(seen.values()), len(calls)
 
 
-_ROW_LENGTHS: Final = {KIND_START: 11, KIND_END: 19, KIND_TURN: 13, KIND_TOOL: 14}
+_ROW_LENGTHS: Final = {KIND_START: 12, KIND_END: 19, KIND_TURN: 13, KIND_TOOL: 14}
 _END_APP: Final = 11  # index of the app JSON in a call-end row
 
 
@@ -247,7 +248,10 @@ def valid_row(row: object) -> bool:
 
 def upgrade_row(row: object) -> object:
     """A row buffered in Redis by an earlier version, in today's shape (others unchanged): call ends
-    carried ``orders_created`` and ``fittings_booked`` where they now carry the ``app`` object."""
+    carried ``orders_created`` and ``fittings_booked`` where they now carry the ``app`` object; call
+    starts carried no ``room_sid`` (before the trace and span ids)."""
+    if isinstance(row, list) and len(row) == 11 and row[0] == KIND_START:
+        return [*row[:9], None, *row[9:]]
     if isinstance(row, list) and len(row) == 20 and row[0] == KIND_END:
         orders, fittings = row[_END_APP], row[_END_APP + 1]
         counters = {k: v for k, v in (("orders_created", orders), ("fittings_booked", fittings))
@@ -258,13 +262,13 @@ def upgrade_row(row: object) -> object:
 
 _INSERT_STARTS: Final = """
 INSERT INTO calls (call_id, started_at, phone, caller_name, direction, room, agent_version, scenario,
-                   trace_id, span_id)
+                   room_sid, trace_id, span_id)
 SELECT u.call_id, u.started_at, u.phone, u.caller_name, u.direction, u.room,
-       u.agent_version, u.scenario, u.trace_id, u.span_id
+       u.agent_version, u.scenario, u.room_sid, u.trace_id, u.span_id
   FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-              $8::text[], $9::text[], $10::text[])
+              $8::text[], $9::text[], $10::text[], $11::text[])
        AS u(call_id, started_at, phone, caller_name, direction, room, agent_version, scenario,
-            trace_id, span_id)
+            room_sid, trace_id, span_id)
 ON CONFLICT (call_id, started_at) DO NOTHING
 """
 

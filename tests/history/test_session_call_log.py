@@ -9,8 +9,9 @@ import pytest
 from livekit.agents import AgentSession
 
 from telemetry.history import CallLogger
+from telemetry.history.rows import row_trace, upgrade_row, valid_row
 from telemetry.livekit import instrument_session
-from telemetry.semconv import CallOutcome
+from telemetry.semconv import Attr, CallOutcome
 from telemetry.testing import capture_telemetry
 
 
@@ -72,3 +73,25 @@ async def test_without_a_database_there_is_no_history(monkeypatch: pytest.Monkey
         instr = instrument_session(AgentSession(), call_id="auto-4")
         async with instr:
             assert instr.call_log is None
+
+
+async def test_a_sip_call_records_its_rooms_id_not_its_name(database: str, pg: asyncpg.Connection) -> None:
+    """A SIP call's call_id is the SIP call id; the history keeps its LiveKit room's id (``lk.room_sid``,
+    the key LiveKit's observability upload arrives under) beside it, so the console joins the two. The
+    room's name (a SIP dispatch builds it from the caller's number) is stored masked and is no key."""
+    with capture_telemetry(livekit=False, libraries=False):
+        async with instrument_session(AgentSession(), call_id="SCL_abc", caller="+380501234567",
+                                      room="call-+380501234567", attributes={Attr.ROOM_SID: "RM_abc"}):
+            pass
+    row = await pg.fetchrow("SELECT call_id, room_sid, room FROM calls")
+    assert row is not None and (row["call_id"], row["room_sid"]) == ("SCL_abc", "RM_abc")
+    assert "501234567" not in row["room"]
+
+
+def test_a_call_start_buffered_by_an_earlier_version_is_read_back() -> None:
+    """Redis may hold call starts of the shape before ``room_sid``: read back with none."""
+    old = ["s", "c-1", 1.0, None, None, "inbound", None, None, None, "ab" * 16, "cd" * 8]
+    assert not valid_row(old)
+    new = upgrade_row(old)
+    assert valid_row(new) and new == [*old[:9], None, *old[9:]]
+    assert row_trace(new) == ("c-1", "ab" * 16, "cd" * 8)  # (call_id, trace_id, span_id) stay at the end

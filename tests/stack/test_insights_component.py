@@ -17,7 +17,7 @@ import pytest
 from telemetry.semconv import Metric, metric_spec
 from tests.insights.test_receiver import request_of
 from voxpulse_console import insights, stack
-from voxpulse_console.stack import _catalogue, _cli, _topology
+from voxpulse_console.stack import _catalogue, _cli, _supervisor, _topology
 
 NAME = "insights-receiver"
 LAN = "192.0.2.10"  # TEST-NET-1: never reached, only named
@@ -75,6 +75,51 @@ def test_bound_with_the_console_and_the_collector() -> None:
     assert _catalogue.bind_env(LAN, {}, True)["VOXPULSE_INSIGHTS_LISTEN"] == f"{LAN}:9097"
     assert _catalogue.bind_env("::", {}, True)["VOXPULSE_INSIGHTS_LISTEN"] == ":::9097"
     assert _catalogue.bind_env("127.0.0.1", {}, False) == {}
+
+
+@pytest.mark.parametrize(("bind", "base"), [
+    ("127.0.0.1", "http://127.0.0.1:4318"),  # the default: bind_env changes nothing
+    (LAN, f"http://{LAN}:4318"),  # the collector listens there only: 127.0.0.1:4318 is refused
+    ("0.0.0.0", "http://127.0.0.1:4318"),  # a wildcard listens on the loopback too
+    ("::", "http://127.0.0.1:4318"),
+    ("2001:db8::10", "http://[2001:db8::10]:4318"),
+])
+def test_forwards_to_the_collector_where_it_listens(bind: str, base: str) -> None:
+    """`stack up --bind ADDRESS` moves the collector's OTLP ports to ADDRESS; the receiver forwards
+    there, whatever OTEL_EXPORTER_OTLP_* the operator's shell holds (the spawned process's environment,
+    as the supervisor builds it)."""
+    comp = stack.COMPONENTS[NAME]
+    assert comp.env_from_stack is not None
+    shell = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"}
+    env = {**shell, **_catalogue.bind_env(bind, {}, True)}
+    env.update(comp.env_from_stack(env))
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == base
+    # what the receiver makes of it: telemetry's resolve(), its forward targets and its own metrics
+    from telemetry._setup import resolve
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        config = insights.config_from_env(None)
+        assert dict(config.forward) == {"traces": f"{base}/v1/traces", "metrics": f"{base}/v1/metrics"}
+        own = resolve()
+        assert (own.protocol, own.metrics_endpoint) == ("http/protobuf", f"{base}/v1/metrics")
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_the_supervisor_applies_it_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spawned process's environment: the shell's, the component's own, up()'s (bind_env), then
+    env_from_stack over all of them."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    env = _supervisor.process_env(stack.COMPONENTS[NAME], tmp_path / NAME, _catalogue.bind_env(LAN, {}, True))
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == f"http://{LAN}:4318"
+    assert env["VOXPULSE_INSIGHTS_LISTEN"] == f"{LAN}:9097" and env["VOXPULSE_STACK_DIR"] == str(tmp_path)
+    loopback = _supervisor.process_env(stack.COMPONENTS[NAME], tmp_path / NAME, {})
+    assert loopback["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4318"
+    other = _supervisor.process_env(stack.COMPONENTS["alerts-receiver"], tmp_path / "alerts-receiver",
+                                    _catalogue.bind_env(LAN, {}, True))
+    assert other["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4318"  # only the receiver's is derived
 
 
 @pytest.mark.parametrize(("env", "url"), [

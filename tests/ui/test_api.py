@@ -540,3 +540,159 @@ async def test_calls_list_filters_by_agent_outcome_and_failed_judge(console: Con
         ["angry", "transfer"], ["task_completion"], False)
     assert (rows[ids[3]]["tags"], rows[ids[3]]["insight_outcome"], rows[ids[3]]["failed_judges"]) == ([], None, [])
     c.close()
+
+
+# ----------------------------------------------------- calls only the receiver knows; SIP calls joined
+async def test_calls_only_the_receiver_knows_are_in_the_list(console: Console, pg: Any) -> None:
+    """An agent with no VoxPulse code (only LIVEKIT_OBSERVABILITY_URL): its calls are list rows with
+    what the upload said, in the same newest-first keyset pages as the history's, and they answer the
+    filters the receiver knows about; a filter on what only the history knows leaves them out."""
+    ids = await insert_calls(pg, 3, prefix="hst")  # T0, T0+60 s, T0+120 s
+    folder = _folder(console)
+    await store(pg, folder, "RM_onlyA", audio=None, started_at=T0 + dt.timedelta(seconds=30), duration_ms=12_500,
+                outcome=("fail", "no tyres"), verdicts={"task_completion": ("fail", "")}, tags={"angry": None})
+    await store(pg, folder, "RM_onlyB", audio=fixture_recording(), started_at=T0 + dt.timedelta(seconds=150),
+                outcome=("success", None), verdicts={"task_completion": ("pass", "")})
+    c = console.client(ADMIN)
+    newest_first = ["RM_onlyB", ids[2], ids[1], "RM_onlyA", ids[0]]
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:  # pages of two: the keyset runs across both sources
+        body = c.get("/api/calls", limit="2", **({"cursor": cursor} if cursor else {})).json()
+        seen += [r["call_id"] for r in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == newest_first
+    rows = {r["call_id"]: r for r in c.get("/api/calls").json()["items"]}
+    a, b = rows["RM_onlyA"], rows["RM_onlyB"]
+    assert (a["source"], b["source"], rows[ids[0]]["source"]) == ("insights", "insights", "history")
+    assert (a["started_at"], a["duration_s"], a["ended_at"]) == (
+        (T0 + dt.timedelta(seconds=30)).timestamp(), 12.5, (T0 + dt.timedelta(seconds=42.5)).timestamp())
+    assert (a["tags"], a["insight_outcome"], a["failed_judges"], a["has_audio"]) == (
+        ["angry"], "fail", ["task_completion"], False)
+    assert (b["insight_outcome"], b["failed_judges"], b["has_audio"]) == ("success", [], True)
+    assert (a["status"], a["outcome"], a["caller"], a["scenario"], a["has_errors"]) == (None, None, None, None, False)
+
+    def listed(**params: str) -> list[str]:
+        r = c.get("/api/calls", limit="50", **params)
+        assert r.status_code == 200, r.text
+        return [row["call_id"] for row in r.json()["items"]]
+
+    assert listed(insight_outcome="fail") == ["RM_onlyA"]
+    assert listed(insight_outcome="success") == ["RM_onlyB"]
+    assert listed(failed_judge="task_completion") == ["RM_onlyA"]
+    assert listed(failed_judge="*") == ["RM_onlyA"]
+    assert listed(q="RM_only") == ["RM_onlyB", "RM_onlyA"]
+    lo, hi = (T0 + dt.timedelta(seconds=20)).isoformat(), (T0 + dt.timedelta(seconds=100)).isoformat()
+    assert listed(**{"from": lo, "to": hi}) == [ids[1], "RM_onlyA"]
+    for only_history in ({"outcome": "transferred"}, {"scenario": "order"}, {"errors": "1"},
+                         {"min_ttfw_ms": "100"}, {"q": PHONE}, {"status": "completed"}):
+        assert not [i for i in listed(**only_history) if i.startswith("RM_")], only_history
+    # a logs upload before (or without) the recording: no start of its own, listed when received
+    await _store_events_only(pg, "RM_onlyC")
+    assert listed()[0] == "RM_onlyC"
+    c.close()
+
+
+async def _store_events_only(pg: Any, call_id: str) -> None:
+    from voxpulse_console.insights import _store, _wire
+
+    ev = _wire.CallEvents(room_id=call_id, job_id="AJ_test")
+    ev.outcome = "success"
+    await _store.save_events(pg, {call_id: ev})
+
+
+async def insert_sip_call(pg: Any, call_id: str, room_sid: str | None, *, room: str | None = None) -> None:
+    """A VoxPulse call whose call_id is a SIP call id, with its LiveKit room's id (and name) as the
+    call history records them."""
+    from telemetry.history import ensure_partitions
+
+    await ensure_partitions(pg, [T0])
+    await pg.execute(
+        "INSERT INTO calls (call_id, started_at, ended_at, status, outcome, duration_seconds, phone, room, room_sid)"
+        " VALUES ($1, $2, $3, 'completed', 'resolved_by_bot', 30, $4, $5, $6)",
+        call_id, T0, T0 + dt.timedelta(seconds=30), PHONE, room, room_sid)
+
+
+async def test_a_sip_calls_insights_join_by_its_room_id_never_its_name(console: Console, pg: Any) -> None:
+    """A SIP call's call_id is the SIP call id; LiveKit uploads under the room's id. The call page and
+    the list join the two by the room id the history recorded (calls.room_sid), the list shows the call
+    once, and the receiver's key opens the VoxPulse call. A room *name* (it may carry the caller's
+    number) joins nothing, even when it equals a receiver's key."""
+    await insert_sip_call(pg, "SCL_sip1", "RM_sip1", room=f"call-{PHONE}")
+    await store(pg, _folder(console), "RM_sip1", audio=fixture_recording(), started_at=T0 + dt.timedelta(seconds=1),
+                outcome=("success", None), verdicts={"politeness": ("fail", "rude")}, tags={"order_created": None})
+    await insert_sip_call(pg, "SCL_trap", None, room="RM_trap")  # a room NAME that looks like a room id
+    await store(pg, _folder(console), "RM_trap", audio=None, started_at=T0 + dt.timedelta(seconds=2),
+                outcome=("fail", None))
+    c = console.client(ADMIN)
+    rows = {r["call_id"]: r for r in c.get("/api/calls").json()["items"]}
+    assert sorted(rows) == ["RM_trap", "SCL_sip1", "SCL_trap"]  # RM_sip1 is SCL_sip1, listed once
+    sip = rows["SCL_sip1"]
+    assert (sip["source"], sip["tags"], sip["insight_outcome"], sip["failed_judges"], sip["has_audio"]) == (
+        "history", ["order_created"], "success", ["politeness"], True)
+    assert (rows["SCL_trap"]["insight_outcome"], rows["RM_trap"]["source"]) == (None, "insights")
+
+    def ids(**params: str) -> list[str]:
+        return [r["call_id"] for r in c.get("/api/calls", **params).json()["items"]]
+
+    assert ids(insight_outcome="success") == ["SCL_sip1"]
+    assert ids(failed_judge="politeness") == ["SCL_sip1"]
+    assert ids(insight_outcome="fail") == ["RM_trap"]
+    # the call page of the VoxPulse call shows the receiver's insights and plays its recording
+    body = c.get("/api/calls/SCL_sip1").json()
+    assert body["sources"]["history"] is True and body["call"]["call_id"] == "SCL_sip1"
+    ins = body["insights"]
+    assert (ins["outcome"], [v["judge"] for v in ins["verdicts"]], ins["audio"]["state"]) == (
+        "success", ["politeness"], "present")
+    assert ins["audio"]["url"] == "/api/calls/RM_sip1/audio"
+    status, data = _raw_get(console, c, ins["audio"]["url"])
+    assert status == 200 and data == fixture_recording()
+    # the receiver's key opens the same call, not a second, receiver-only one
+    other = c.get("/api/calls/RM_sip1").json()
+    assert (other["call"]["call_id"], other["sources"]["history"], other["insights"]["outcome"]) == (
+        "SCL_sip1", True, "success")
+    # the room name joins nothing
+    assert c.get("/api/calls/SCL_trap").json()["insights"] is None
+    trap = c.get("/api/calls/RM_trap").json()
+    assert (trap["sources"]["history"], trap["insights"]["outcome"]) == (False, "fail")
+    c.close()
+
+
+async def test_live_feed_pushes_the_receivers_calls(console: Console, pg: Any) -> None:
+    """An upload of a call only the receiver knows reaches the list live as its row; an upload for a
+    VoxPulse SIP call arrives as that call's row (its insights), never as a second call."""
+    from telemetry.history import ensure_partitions
+
+    now = dt.datetime.now(dt.UTC)
+    await ensure_partitions(pg, [now, T0])
+    await insert_sip_call(pg, "SCL_live", "RM_live")
+    got: asyncio.Queue[tuple[str, Any, float]] = asyncio.Queue()
+    ready = asyncio.Event()
+    task = asyncio.create_task(_events(console, got, ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+
+        async def next_event(since: float) -> tuple[str, Any]:
+            event, data, t = await asyncio.wait_for(got.get(), 10)
+            assert t - since < 2.0, f"{event} arrived {t - since:.2f} s after the commit"
+            return event, data
+
+        t = time.monotonic()
+        await store(pg, _folder(console), "RM_zero", audio=None, started_at=now, outcome=("success", None))
+        event, d = await next_event(t)
+        assert (event, d["call_id"], d["source"], d["started_at"]) == ("call", "RM_zero", "insights", now.timestamp())
+        if d["insight_outcome"] is None:  # the recording and the logs are two commits: the logs' event follows
+            event, d = await next_event(t)
+            assert (event, d["call_id"], d["source"]) == ("call", "RM_zero", "insights")
+        assert d["insight_outcome"] == "success"
+        t = time.monotonic()
+        await _store_events_only(pg, "RM_live")
+        event, d = await next_event(t)
+        assert (event, d["call_id"], d["source"], d["insight_outcome"]) == ("call", "SCL_live", "history", "success")
+        assert got.empty()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -54,6 +54,8 @@ class Component:
     locate: Callable[[], Path | None] | None = None  # where the binary is, when not by name on the usual paths
     stop_signal: str = "TERM"  # what asks it to stop (PostgreSQL: INT, its fast shutdown)
     after_ready: Callable[[Path], None] | None = None  # (stack state dir) -> None, once it answers; StackError
+    # (the process's environment, up(bind=...)'s included) -> what follows from it, set last
+    env_from_stack: Callable[[Mapping[str, str]], dict[str, str]] | None = None
     ready_check: Callable[[], bool] | None = None  # instead of ready_url (PostgreSQL: pg_isready)
 
 
@@ -127,6 +129,31 @@ def insights_env(cstate: Path) -> dict[str, str]:
     if not settings.text(settings.INSIGHTS_DIR):
         env[settings.INSIGHTS_DIR.name] = str(state / "insights")
     return env
+
+
+#: the collector's OTLP/HTTP port (otel-collector/config.yaml and lb.yaml: on VOXPULSE_COLLECTOR_BIND)
+COLLECTOR_OTLP_HTTP_PORT = 4318
+
+
+def collector_otlp_http(env: Mapping[str, str]) -> str:
+    """The stack's collector's OTLP/HTTP base URL as a process of this machine reaches it: on
+    ``VOXPULSE_COLLECTOR_BIND`` (``up(bind=...)`` sets it; the collector's configs listen there),
+    the loopback when unset or a wildcard (``0.0.0.0``, ``::`` listen on the loopback too)."""
+    host = (env.get("VOXPULSE_COLLECTOR_BIND") or "").strip().strip("[]")
+    if host in ("", "0.0.0.0", "::"):
+        host = LOOPBACK
+    return (f"http://[{host}]:{COLLECTOR_OTLP_HTTP_PORT}" if ":" in host
+            else f"http://{host}:{COLLECTOR_OTLP_HTTP_PORT}")
+
+
+def insights_forward_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Where the stack's insights receiver forwards traces and metrics (and sends its own metrics):
+    the stack's collector where it listens (:func:`collector_otlp_http`), over OTLP/HTTP, whatever
+    ``OTEL_EXPORTER_OTLP_*`` the shell that ran ``stack up`` holds (those are for agents)."""
+    base = collector_otlp_http(env)
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": base, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{base}/v1/traces",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"{base}/v1/metrics"}
 
 
 def _alertmanager_argv(binary: Path, state: Path) -> list[str]:
@@ -270,6 +297,7 @@ COMPONENTS: dict[str, Component] = {
             "LiveKit Agents' observability upload (LIVEKIT_OBSERVABILITY_URL) -> traces and metrics to the "
             "collector, tags, verdicts, transcripts (and audio, when enabled) per call (voxpulse insights-receiver)",
             stop_timeout_s=5.0,
+            env_from_stack=insights_forward_env,
         ),
         Component(
             "alertmanager",

@@ -203,6 +203,16 @@ def _tail(path: Path, lines: int) -> str:
     return "\n".join(data.splitlines()[-lines:])
 
 
+def process_env(comp: Component, cstate: Path, env: Mapping[str, str] | None) -> dict[str, str]:
+    """A component's environment: this process's, the component's own (``comp.env``), ``up()``'s
+    (``env``: ``bind_env`` and the caller's), then what follows from all of them (``comp.env_from_stack``:
+    the insights receiver's collector address under ``up(bind=...)``)."""
+    full_env = {**os.environ, **comp.env(cstate), **(env or {})}
+    if comp.env_from_stack is not None:
+        full_env.update(comp.env_from_stack(full_env))
+    return full_env
+
+
 def _spawn(comp: Component, state: Path, env: Mapping[str, str] | None) -> int:
     binary = _binary(comp)
     if binary is None:
@@ -228,7 +238,7 @@ def _spawn(comp: Component, state: Path, env: Mapping[str, str] | None) -> int:
     cstate.mkdir(parents=True, exist_ok=True)
     (state / "logs").mkdir(parents=True, exist_ok=True)
     (state / "run").mkdir(parents=True, exist_ok=True)
-    full_env = {**os.environ, **comp.env(cstate), **(env or {})}
+    full_env = process_env(comp, cstate, env)
     argv = comp.argv(binary, cstate)
     keeper = [sys.executable, "-m", "voxpulse_console.stack._keeper", "--state-dir", str(state), "--name", comp.name,
               "--stop-timeout", f"{comp.stop_timeout_s:g}", "--stop-signal", comp.stop_signal]

@@ -151,6 +151,9 @@ async def api_call(request: web.Request) -> web.Response:
     try:
         h = await c.db()
         history = await h.call(call_id)
+        if history is None and (owner := await h.call_id_for_room(call_id)) is not None:
+            call_id = owner  # the receiver's key of a SIP call (its room's id): the call is VoxPulse's
+            history = await h.call(call_id)
         insights = await h.insights(call_id)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
         history_error = f"call history unavailable ({type(exc).__name__})"

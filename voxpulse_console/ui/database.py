@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -55,6 +55,15 @@ SELECT id, fingerprint, alertname, severity, service, status, message, summary, 
 """
 
 # ------------------------------------------------------------------------------------------ calls
+# A call's insights (the receiver's row, migration 0007) are keyed by the LiveKit room's id: the call's
+# own call_id, or, when that is another (a SIP call id), the room id the call history recorded for it
+# (calls.room_sid, migration 0008); never the room's name.
+_INSIGHTS_OBJECT: Final = """jsonb_build_object(
+          'tags', (SELECT coalesce(jsonb_agg(t ORDER BY t), '[]'::jsonb) FROM jsonb_object_keys(i.tags) t),
+          'outcome', i.outcome,
+          'failed_judges', (SELECT coalesce(jsonb_agg(e.key ORDER BY e.key), '[]'::jsonb)
+                              FROM jsonb_each(i.evaluations) e WHERE e.value->>'verdict' = 'fail'),
+          'audio', i.audio_bytes > 0)"""
 _CALL_COLUMNS: Final = """
 c.call_id, c.started_at, c.ended_at, c.status, c.outcome, c.transfer_reason, c.scenario, c.direction,
 c.duration_seconds, c.cost_usd::float8 AS cost_usd, c.turns, c.phone, c.trace_id, c.agent_version,
@@ -63,14 +72,25 @@ c.duration_seconds, c.cost_usd::float8 AS cost_usd, c.turns, c.phone, c.trace_id
 (c.outcome = 'failed' OR c.status = 'failed' OR EXISTS (
    SELECT 1 FROM call_tool_calls k
     WHERE k.call_id = c.call_id AND k.ts >= c.started_at - interval '1 minute' AND NOT k.success)) AS has_errors,
-(SELECT jsonb_build_object(
-          'tags', (SELECT coalesce(jsonb_agg(t ORDER BY t), '[]'::jsonb) FROM jsonb_object_keys(i.tags) t),
-          'outcome', i.outcome,
-          'failed_judges', (SELECT coalesce(jsonb_agg(e.key ORDER BY e.key), '[]'::jsonb)
-                              FROM jsonb_each(i.evaluations) e WHERE e.value->>'verdict' = 'fail'),
-          'audio', i.audio_bytes > 0)
-   FROM insights_calls i WHERE i.call_id = c.call_id) AS insights
+(SELECT """ + _INSIGHTS_OBJECT + """
+   FROM insights_calls i WHERE i.call_id IN (c.call_id, c.room_sid)
+  ORDER BY i.call_id = c.call_id DESC LIMIT 1) AS insights,
+'history' AS source
 """
+#: a call only the insights receiver knows (an agent without VoxPulse code) as a list row: what the
+#: upload said (its start, length, LiveKit's outcome, tags, verdicts, audio), the rest unknown (NULL)
+_RECEIVED_AT: Final = "coalesce(i.started_at, i.received_at)"
+_RECEIVED_COLUMNS: Final = f"""
+i.call_id, {_RECEIVED_AT} AS started_at,
+{_RECEIVED_AT} + make_interval(secs => i.duration_s) AS ended_at,
+NULL::text AS status, NULL::text AS outcome, NULL::text AS transfer_reason, NULL::text AS scenario,
+NULL::text AS direction, i.duration_s AS duration_seconds, NULL::float8 AS cost_usd, NULL::integer AS turns,
+NULL::text AS phone, NULL::text AS trace_id, NULL::text AS agent_version, NULL::float8 AS max_ttfw_ms,
+false AS has_errors, {_INSIGHTS_OBJECT} AS insights, 'insights' AS source
+"""
+#: the receiver's row is the call history's call: by call_id, or by the room id the history recorded
+_NOT_IN_HISTORY: Final = ("NOT EXISTS (SELECT 1 FROM calls h WHERE h.call_id = i.call_id) "
+                          "AND NOT EXISTS (SELECT 1 FROM calls h WHERE h.room_sid = i.call_id)")
 
 _CALL_DETAIL: Final = """
 SELECT c.call_id, c.started_at, c.ended_at, c.status, c.outcome, c.transfer_reason, c.scenario, c.direction,
@@ -91,7 +111,22 @@ _INSIGHTS: Final = """
 SELECT call_id, room_id, job_id, agent_name, sdk_version, started_at, duration_s, simulated, audio_bytes,
        audio_dropped, audio_broken, audio_problem, audio_seconds, chat_items, tags, evaluations, outcome,
        outcome_reason, received_at, updated_at
-  FROM insights_calls WHERE call_id = $1
+  FROM insights_calls
+ WHERE call_id = $1
+    OR call_id = (SELECT room_sid FROM calls WHERE call_id = $1 AND room_sid IS NOT NULL
+                   ORDER BY started_at DESC LIMIT 1)
+ ORDER BY call_id = $1 DESC LIMIT 1
+"""
+#: the VoxPulse call whose LiveKit room had this id (the receiver's key of a SIP call)
+_CALL_BY_ROOM: Final = """
+SELECT call_id FROM calls WHERE room_sid = $1 ORDER BY started_at DESC LIMIT 1
+"""
+#: the list rows of the calls these receiver rows belong to (the live feed): the history's call when
+#: it has one, else the receiver's own
+_ROWS_BY_INSIGHTS: Final = f"""
+SELECT {_CALL_COLUMNS} FROM calls c WHERE c.call_id = ANY($1::text[]) OR c.room_sid = ANY($1::text[])
+UNION ALL
+SELECT {_RECEIVED_COLUMNS} FROM insights_calls i WHERE i.call_id = ANY($1::text[]) AND {_NOT_IN_HISTORY}
 """
 _CALL_BY_TRACE: Final = """
 SELECT call_id FROM calls WHERE trace_id = $1 ORDER BY started_at DESC LIMIT 1
@@ -191,13 +226,13 @@ def build_calls_query(f: CallFilter) -> tuple[str, list[Any]]:
     if f.phones:
         where.append(f"c.phone = ANY({arg(list(f.phones))}::text[])")
     if f.insight_outcome:
-        where.append(f"EXISTS (SELECT 1 FROM insights_calls i WHERE i.call_id = c.call_id "
+        where.append(f"EXISTS (SELECT 1 FROM insights_calls i WHERE i.call_id IN (c.call_id, c.room_sid) "
                      f"AND i.outcome = {arg(f.insight_outcome)})")
     if f.failed_judge == ANY_JUDGE:
         where.append("EXISTS (SELECT 1 FROM insights_calls i, jsonb_each(i.evaluations) e "
-                     "WHERE i.call_id = c.call_id AND e.value->>'verdict' = 'fail')")
+                     "WHERE i.call_id IN (c.call_id, c.room_sid) AND e.value->>'verdict' = 'fail')")
     elif f.failed_judge:
-        where.append(f"EXISTS (SELECT 1 FROM insights_calls i WHERE i.call_id = c.call_id "
+        where.append(f"EXISTS (SELECT 1 FROM insights_calls i WHERE i.call_id IN (c.call_id, c.room_sid) "
                      f"AND i.evaluations -> {arg(f.failed_judge)}::text ->> 'verdict' = 'fail')")
     if f.min_ttfw_ms is not None:
         # a semi-join the planner may drive from the turns' ttfw index (few slow turns) or from the
@@ -208,11 +243,46 @@ def build_calls_query(f: CallFilter) -> tuple[str, list[Any]]:
             "(c.outcome = 'failed' OR c.status = 'failed' OR EXISTS (SELECT 1 FROM call_tool_calls k "
             "WHERE k.call_id = c.call_id AND k.ts >= c.started_at - interval '1 minute' AND NOT k.success))"
         )
+    limit = arg(f.limit + 1)
     sql = f"SELECT {_CALL_COLUMNS} FROM calls c"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY c.started_at DESC, c.call_id DESC LIMIT {arg(f.limit + 1)}"
-    return sql, args
+    sql += f" ORDER BY c.started_at DESC, c.call_id DESC LIMIT {limit}"
+    received = _received_where(f, arg)
+    if received is None:
+        return sql, args
+    # the calls only the insights receiver knows, merged in by the same keyset: each side's first
+    # page (each served by its own (time, call_id) index), then the page of both
+    other = (f"SELECT {_RECEIVED_COLUMNS} FROM insights_calls i WHERE {' AND '.join(received)} "
+             f"ORDER BY {_RECEIVED_AT} DESC, i.call_id DESC LIMIT {limit}")
+    return (f"SELECT * FROM (({sql}) UNION ALL ({other})) u "
+            f"ORDER BY u.started_at DESC, u.call_id DESC LIMIT {limit}"), args
+
+
+def _received_where(f: CallFilter, arg: Callable[[Any], str]) -> list[str] | None:
+    """The filter's WHERE clauses over ``insights_calls i`` (the calls only the receiver knows), or None
+    when the filter asks for what the receiver does not know (the history's outcome, scenario, status,
+    caller, time to first word, errors): no such call can match."""
+    if f.outcomes or f.scenario or f.status or f.phones or f.min_ttfw_ms is not None or f.errors_only:
+        return None
+    where = [_NOT_IN_HISTORY]
+    if f.start is not None:
+        where.append(f"{_RECEIVED_AT} >= {arg(f.start)}")
+    if f.end is not None:
+        where.append(f"{_RECEIVED_AT} < {arg(f.end)}")
+    if f.cursor is not None:
+        ts, cid = f.cursor
+        p_ts, p_id = arg(ts), arg(cid)
+        where.append(f"({_RECEIVED_AT}, i.call_id) < ({p_ts}, {p_id})")
+    if f.call_id_prefix:
+        where.append(f"i.call_id LIKE {arg(_like_prefix(f.call_id_prefix))}")
+    if f.insight_outcome:
+        where.append(f"i.outcome = {arg(f.insight_outcome)}")
+    if f.failed_judge == ANY_JUDGE:
+        where.append("EXISTS (SELECT 1 FROM jsonb_each(i.evaluations) e WHERE e.value->>'verdict' = 'fail')")
+    elif f.failed_judge:
+        where.append(f"i.evaluations -> {arg(f.failed_judge)}::text ->> 'verdict' = 'fail'")
+    return where
 
 
 def _jsonish(value: Any) -> Any:
@@ -260,6 +330,21 @@ class History:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(_ROWS_BY_KEY, [k[0] for k in keys], [k[1] for k in keys])
         return [dict(r) for r in rows]
+
+    async def rows_by_insights(self, call_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """List rows of the calls these insights rows belong to (the live feed's notifications): the
+        history's call (joined by call_id or its room's id), else the receiver-only call."""
+        if not call_ids:
+            return []
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(_ROWS_BY_INSIGHTS, list(call_ids))
+        return [dict(r) for r in rows]
+
+    async def call_id_for_room(self, room_sid: str) -> str | None:
+        """The call history's call whose LiveKit room had this id (a SIP call's, under its own call_id)."""
+        async with self.pool.acquire() as conn:
+            value = await conn.fetchval(_CALL_BY_ROOM, room_sid)
+        return str(value) if value is not None else None
 
     async def call(self, call_id: str) -> dict[str, Any] | None:
         """The call's row with its turns and tool calls, or None when the history has no such call."""

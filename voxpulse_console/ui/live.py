@@ -52,8 +52,9 @@ class Client:
             self.queue.put_nowait(("resync", {}))
 
 
-# What the hub calls to turn notified keys into rows: (call keys, alert ids) -> (rows, alerts)
-Loader = Callable[[list[tuple[str, dt.datetime]], list[int]], Awaitable[tuple[list[Any], list[Any]]]]
+# What the hub calls to turn notified keys into rows: (call keys, alert ids, call ids of insights rows:
+# the insights receiver's, migration 0008) -> (call rows, alerts)
+Loader = Callable[[list[tuple[str, dt.datetime]], list[int], list[str]], Awaitable[tuple[list[Any], list[Any]]]]
 # A client-specific view of a row (masking): (row, can_view_pii) -> JSON-able
 Presenter = Callable[[str, Any, bool], Any]
 
@@ -73,6 +74,7 @@ class LiveHub:
         self.broadcasts = 0
         self._pending_calls: dict[str, dt.datetime] = {}
         self._pending_alerts: dict[int, str] = {}
+        self._pending_insights: set[str] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._conn: Any = None
@@ -146,6 +148,8 @@ class LiveHub:
                 self._pending_calls[str(msg["id"])] = dt.datetime.fromtimestamp(float(msg["s"]), dt.UTC)
             elif msg.get("t") == "alert":
                 self._pending_alerts[int(msg["id"])] = str(msg.get("op", ""))
+            elif msg.get("t") == "insights":
+                self._pending_insights.add(str(msg["id"]))
         except (ValueError, KeyError, TypeError):
             log.warning("live feed: unexpected payload %r", payload[:200])
             return
@@ -157,12 +161,12 @@ class LiveHub:
             self._wake.clear()
             if self.batch_s:
                 await asyncio.sleep(self.batch_s)  # coalesce a burst of notifications into one read
-            calls, alerts = self._pending_calls, self._pending_alerts
-            self._pending_calls, self._pending_alerts = {}, {}
-            if not calls and not alerts:
+            calls, alerts, insights = self._pending_calls, self._pending_alerts, self._pending_insights
+            self._pending_calls, self._pending_alerts, self._pending_insights = {}, {}, set()
+            if not calls and not alerts and not insights:
                 continue
             try:
-                rows, alert_rows = await self.loader(list(calls.items()), list(alerts))
+                rows, alert_rows = await self.loader(list(calls.items()), list(alerts), sorted(insights))
             except Exception as exc:  # a failed read must not kill the feed
                 log.warning("live feed: reading changed rows failed: %s", exc)
                 for c in list(self.clients):

@@ -185,6 +185,8 @@ class Console:
             "trace_id": row.get("trace_id"),
             "max_ttfw_ms": row.get("max_ttfw_ms"),
             "has_errors": bool(row.get("has_errors")),
+            # "insights": a call only the insights receiver knows (an agent without VoxPulse code)
+            "source": row.get("source") or "history",
             **self.present_call_insights(row.get("insights"), pii),
         }
 
@@ -214,10 +216,13 @@ class Console:
     def _present(self, kind: str, row: Any, pii: bool) -> Any:
         return self.present_call(row, pii) if kind == "call" else self.present_alert(row)
 
-    async def _load_changed(self, calls: list[tuple[str, dt.datetime]], alerts: list[int]
+    async def _load_changed(self, calls: list[tuple[str, dt.datetime]], alerts: list[int], insights: list[str]
                             ) -> tuple[list[Any], list[Any]]:
         h = await self.db()
         rows = await h.rows_by_key(calls) if calls else []
+        if insights:  # a call's insights arrived: its row (the history's, else the receiver's own) again
+            seen = {(r["call_id"], r["started_at"]) for r in rows}
+            rows += [r for r in await h.rows_by_insights(insights) if (r["call_id"], r["started_at"]) not in seen]
         alert_rows = [a for a in [await h.alert(i) for i in alerts] if a is not None]
         return rows, alert_rows
 
