@@ -55,7 +55,7 @@ from telemetry._state import STATE, TRACER_NAME
 from telemetry.exceptions import TelemetryConfigError
 from telemetry.redaction import ContentMode, Redactor
 from telemetry.sampling import KeptTraceExemplarFilter
-from telemetry.semconv import LIVEKIT_METER, LIVEKIT_METRIC_LABELS
+from telemetry.semconv import DISTRO, LIVEKIT_METER, LIVEKIT_METRIC_LABELS, Attr
 
 __all__ = [
     "Signal", "Telemetry", "TelemetryConfig", "configure", "install", "metric_views", "otlp_exporter", "resolve",
@@ -99,6 +99,12 @@ class TelemetryConfig:
     trace_sampling_percent: float = 100.0
     livekit: bool = True  # LiveKit Agents' spans routed into this pipeline
     libraries: bool = True  # asyncpg and Redis instrumented
+
+
+def _distro_version() -> str:
+    from telemetry import __version__  # the package's, read once it is imported (this module is part of it)
+
+    return __version__
 
 
 def _run_bounded(fn: Callable[[], object], timeout: float) -> bool:
@@ -558,7 +564,8 @@ def configure(
         except ImportError:
             _logger.warning("DATABASE_URL is set but the history extra is not installed: no call history")
 
-    attrs: dict[str, str] = {"service.name": config.service_name}
+    attrs: dict[str, str] = {"service.name": config.service_name, Attr.DISTRO_NAME: DISTRO,
+                             Attr.DISTRO_VERSION: _distro_version()}
     if service_version:
         attrs["service.version"] = service_version
     if environment:

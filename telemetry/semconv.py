@@ -27,6 +27,7 @@ __all__ = [
     "ATTRIBUTES",
     "CALL_DURATION_BUCKETS_S",
     "COST_BUCKETS_USD",
+    "DISTRO",
     "DURATION_BUCKETS_S",
     "LIVEKIT_JOB_ROOT",
     "LIVEKIT_JOB_SPANS",
@@ -273,6 +274,9 @@ class Attr:
     # tail sampling (telemetry/sampling.py, otel-collector/processing.yaml)
     TRACE_KEEP: Final = "voxpulse.trace.keep"
     COLLECTOR: Final = "voxpulse.collector"
+    # resource: which distribution of OpenTelemetry made the spans (OpenTelemetry's own keys)
+    DISTRO_NAME: Final = "telemetry.distro.name"
+    DISTRO_VERSION: Final = "telemetry.distro.version"
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +286,9 @@ class AttributeSpec:
     pii: bool = False
     metric_label: bool = False
 
+
+#: ``telemetry.distro.name`` of VoxPulse's resource
+DISTRO: Final = "voxpulse"
 
 ATTRIBUTES: Final[tuple[AttributeSpec, ...]] = (
     AttributeSpec(
@@ -474,6 +481,13 @@ ATTRIBUTES: Final[tuple[AttributeSpec, ...]] = (
         Attr.COLLECTOR,
         "Set by the processing collector that kept the span's trace (p1, p2, ...; scale-out topology).",
     ),
+    AttributeSpec(
+        Attr.DISTRO_NAME,
+        f"Resource: {DISTRO!r} on everything telemetry.configure() exports. The insights receiver leaves such "
+        "spans out of LiveKit's upload (record=True puts LiveKit's exporter on VoxPulse's tracer provider): "
+        "VoxPulse exported them itself.",
+    ),
+    AttributeSpec(Attr.DISTRO_VERSION, "Resource: the voxpulse-otel version that exported the spans."),
 )
 
 # LiveKit Agents' spans of a job process (root first); VoxPulse stamps call_id on them and holds

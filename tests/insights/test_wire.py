@@ -12,7 +12,7 @@ import jwt
 import pytest
 from livekit import api
 
-from telemetry.semconv import Attr
+from telemetry.semconv import DISTRO, Attr
 from tests.insights.capture import FIXTURE_KEY, FIXTURE_SECRET, FIXTURES, JOB_ID, ROOM_ID
 from voxpulse_console.insights._wire import (
     AuthError,
@@ -156,28 +156,44 @@ def test_livekit_spans_get_the_call_id() -> None:
 
 def test_spans_voxpulse_exported_are_left_out() -> None:
     """``record=True`` on an agent with VoxPulse: LiveKit uploads the spans of VoxPulse's tracer
-    provider too (they carry call_id); VoxPulse exported them already, so the trace store gets each once."""
+    provider too (its resource says ``telemetry.distro.name`` = voxpulse, even on spans that ended
+    before VoxPulse knew the call); VoxPulse exported them already, so the trace store gets each once."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
     _, body = fixture("traces")
     request = ExportTraceServiceRequest()
     request.ParseFromString(gzip.decompress(body))
-    scope = request.resource_spans[0].scope_spans[0]
-    ours = scope.spans.add()
-    ours.CopyFrom(scope.spans[0])
-    ours.name = "voxpulse_span"
-    kv = ours.attributes.add()
-    kv.key, kv.value.string_value = Attr.CALL_ID, "SCL_sip-call-1"
+    livekit = len(_spans(request.SerializeToString()))
+    ours = request.resource_spans.add()
+    ours.CopyFrom(request.resource_spans[0])
+    kv = ours.resource.attributes.add()
+    kv.key, kv.value.string_value = Attr.DISTRO_NAME, DISTRO
+    for ss in ours.scope_spans:
+        for sp in ss.spans:
+            sp.name = "voxpulse_" + sp.name  # a span of VoxPulse's provider, with or without its call_id
     stamped = stamp_spans(request.SerializeToString())
     assert stamped is not None
     names = [s["name"] for s in _spans(stamped)]
-    assert "voxpulse_span" not in names and len(names) == len(_spans(gzip.decompress(body)))
+    assert len(names) == livekit and not any(str(n).startswith("voxpulse_") for n in names)
     # only VoxPulse's spans: nothing to forward
-    del scope.spans[:-1]
-    for other in request.resource_spans[1:]:
-        request.resource_spans.remove(other)
-    assert [s["name"] for s in _spans(request.SerializeToString())] == ["voxpulse_span"]
+    del request.resource_spans[:-1]
     assert stamp_spans(request.SerializeToString()) is None
+
+
+def test_a_call_id_already_there_is_kept() -> None:
+    """A span of another provider that names its call already (an integrator's own key) keeps it."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    _, body = fixture("traces")
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(gzip.decompress(body))
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    kv = span.attributes.add()
+    kv.key, kv.value.string_value = Attr.CALL_ID, "SCL_sip-call-1"
+    stamped = stamp_spans(request.SerializeToString())
+    assert stamped is not None
+    first = _spans(stamped)[0]
+    assert first[Attr.CALL_ID] == "SCL_sip-call-1"
 
 
 def test_a_span_without_ids_is_kept_without_call_id() -> None:

@@ -46,7 +46,9 @@ async def entrypoint(ctx: JobContext) -> None:
         vad=ctx.proc.userdata["vad"],
     )
     async with instrument_session(session):         # VoxPulse
-        await session.start(room=ctx.room, agent=Assistant())
+        # record: LiveKit's own upload (audio, transcript, verdicts) to VoxPulse's insights receiver, when
+        # LIVEKIT_OBSERVABILITY_URL names it (docs/insights.md: "With VoxPulse too")
+        await session.start(room=ctx.room, agent=Assistant(), record=bool(os.environ.get("LIVEKIT_OBSERVABILITY_URL")))
         await session.generate_reply(instructions="Greet the user and offer your assistance.")
 
 

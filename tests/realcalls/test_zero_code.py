@@ -14,7 +14,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from .conftest import PHONE, LiveKit, RunningWorker, place
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 SCRIPT = ROOT / "tests" / "realcalls" / "zero_code_agent.py"
+STOCK = ROOT / "tests" / "realcalls" / "stock_agent.py"
 SCENARIO = "order_tyres"
 
 
@@ -91,11 +92,21 @@ def _span_names(view: dict[str, Any]) -> set[str]:
     return {str(s["name"]) for s in rows}
 
 
+@dataclass
+class Insights:
+    console: Console
+    folder: Path
+    dsn: str
+    url: str
+
+
 @pytest.fixture(scope="module")
-def zero(lk_stack: LiveKit, history_dsn: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Zero]:
+def insights(lk_stack: LiveKit, history_dsn: str | None,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Insights]:
+    """The insights receiver (audio kept) and the console, on the call history's database."""
     if history_dsn is None:
         unavailable("DB", "no DATABASE_URL: the insights receiver keeps its calls in PostgreSQL")
-    tmp = tmp_path_factory.mktemp("zero")
+    tmp = tmp_path_factory.mktemp("insights")
     folder = tmp / "insights"
     folder.mkdir(mode=0o700)
     port = free_port()
@@ -103,33 +114,46 @@ def zero(lk_stack: LiveKit, history_dsn: str | None, tmp_path_factory: pytest.Te
     console = start_console(tmp, history_dsn, VOXPULSE_INSIGHTS_DIR=str(folder),
                             VOXPULSE_PROMETHEUS_URL="http://127.0.0.1:9090", VOXPULSE_TRACE_STORE="jaeger",
                             VOXPULSE_TRACE_STORE_URL="http://127.0.0.1:16686")
-    agent_name = f"zero-code-{secrets.token_hex(3)}"
-    env = {"LIVEKIT_URL": lk_stack.url, "LIVEKIT_API_KEY": lk_stack.api_key,
-           "LIVEKIT_API_SECRET": lk_stack.api_secret, "ZERO_CODE_AGENT_NAME": agent_name,
-           # the only route out of the agent: LiveKit's own upload, to the receiver
-           "LIVEKIT_OBSERVABILITY_URL": f"http://127.0.0.1:{port}",
-           "OTEL_EXPORTER_OTLP_ENDPOINT": "", "DATABASE_URL": "", "PYTHONPATH": str(ROOT)}
-    worker = Worker(env, log_path=tmp / "worker.log", media=lk_stack.media,
-                    argv=[sys.executable, str(SCRIPT), "start"]).start()
     try:
-        (result,) = place(RunningWorker(worker, agent_name, agent_name), lk_stack, [SCENARIO], concurrency=1)
-        assert result.error is None and result.room_sid, (result.error, worker.tail(40))
-        hung_up = result.hangup_at
-
-        def landed() -> dict[str, Any] | None:
-            v = _view(console, result.room_sid)
-            return v if _complete(v) else None
-
-        wait_for(landed, "the call's upload in the console", 90)
-        yield Zero(console, folder, history_dsn, result, time.time() - hung_up)
+        yield Insights(console, folder, history_dsn, f"http://127.0.0.1:{port}")
     finally:
-        worker.stop()
         stop_console(console)
         receiver.terminate()
         receiver.wait(10)
     receiver_log = (tmp / "receiver.log").read_text(errors="replace")
     assert "Traceback" not in receiver_log, receiver_log[-4000:]
     assert "Traceback" not in console.log_text(), console.log_text()[-4000:]
+
+
+def _one_call(ins: Insights, lk: LiveKit, worker: Worker, agent_name: str,
+              landed: Callable[[dict[str, Any] | None], bool]) -> tuple[CallerResult, float]:
+    """One call to ``agent_name``; returns it once its view is ``landed``, and the seconds from hang-up."""
+    try:
+        (result,) = place(RunningWorker(worker, agent_name, agent_name), lk, [SCENARIO], concurrency=1)
+        assert result.error is None and result.room_sid, (result.error, worker.tail(40))
+
+        def done() -> dict[str, Any] | None:
+            v = _view(ins.console, result.room_sid)
+            return v if landed(v) else None
+
+        wait_for(done, "the call's upload in the console", 90)
+        return result, time.time() - result.hangup_at
+    finally:
+        worker.stop()
+
+
+@pytest.fixture(scope="module")
+def zero(insights: Insights, lk_stack: LiveKit, tmp_path_factory: pytest.TempPathFactory) -> Zero:
+    agent_name = f"zero-code-{secrets.token_hex(3)}"
+    env = {"LIVEKIT_URL": lk_stack.url, "LIVEKIT_API_KEY": lk_stack.api_key,
+           "LIVEKIT_API_SECRET": lk_stack.api_secret, "ZERO_CODE_AGENT_NAME": agent_name,
+           # the only route out of the agent: LiveKit's own upload, to the receiver
+           "LIVEKIT_OBSERVABILITY_URL": insights.url,
+           "OTEL_EXPORTER_OTLP_ENDPOINT": "", "DATABASE_URL": "", "PYTHONPATH": str(ROOT)}
+    log = tmp_path_factory.mktemp("zero") / "worker.log"
+    worker = Worker(env, log_path=log, media=lk_stack.media, argv=[sys.executable, str(SCRIPT), "start"]).start()
+    call, after = _one_call(insights, lk_stack, worker, agent_name, _complete)
+    return Zero(insights.console, insights.folder, insights.dsn, call, after)
 
 
 def test_a_stock_agent_without_voxpulse_shows_up_whole(zero: Zero) -> None:
@@ -141,6 +165,14 @@ def test_a_stock_agent_without_voxpulse_shows_up_whole(zero: Zero) -> None:
     assert ins["outcome"] == "success" and ins["outcome_reason"] == "the caller was answered"
     assert {t["name"] for t in ins["tags"]} >= {"zero-code"}
     assert {(v["judge"], v["result"]) for v in ins["verdicts"]} == {("greeted", "pass"), ("booked", "fail")}
+    # in the calls list, once, as a call only the insights receiver knows
+    c = zero.console.client(ADMIN)
+    try:
+        items = c.get("/api/calls").json()["items"]
+    finally:
+        c.close()
+    rows = [r for r in items if call.room_sid in (r["call_id"], r.get("room_sid"))]
+    assert len(rows) == 1 and rows[0]["source"] == "insights" and rows[0]["insight_outcome"] == "success", rows
     # the trace: LiveKit's own spans, found by the call's id (the receiver stamps it: the room id)
     assert view["call"]["trace_id"] and view["sources"]["trace"], view["sources"]
     names = _span_names(view)
@@ -209,6 +241,12 @@ def test_the_call_page_in_a_browser(zero: Zero) -> None:
             page.wait_for_function(
                 "t => Math.abs(document.querySelector('audio[data-testid=player]').currentTime - t) < 0.05",
                 arg=(at_ms - offset) / 1000)
+            # ... and the calls list has it, marked as known from LiveKit's upload, with the agent's result
+            page.goto(f"{zero.console.url}/calls")
+            row = page.locator(f"tr[data-call-id={zero.call.room_sid}]")
+            row.wait_for()
+            assert row.locator("[data-testid=row-source]").count() == 1
+            assert row.locator("[data-testid=row-insight-outcome]").inner_text().strip() == "success"
         finally:
             browser.close()
     assert not errors, errors
@@ -256,3 +294,45 @@ def test_erasure_leaves_no_audio_or_transcript(zero: Zero) -> None:
 
     rows = asyncio.run(audit())
     assert len(rows) == 1 and rows[0]["requested_by"] == "dpo@example.test", rows
+
+
+# ------------------------------------------------------------------- an agent with VoxPulse, recorded too
+@pytest.fixture(scope="module")
+def both(insights: Insights, lk_stack: LiveKit, tmp_path_factory: pytest.TempPathFactory) -> CallerResult:
+    """docs/your-agent.md's agent (VoxPulse: spans, call history) with ``record=True`` and
+    ``LIVEKIT_OBSERVABILITY_URL``: LiveKit's upload exporter then sits on VoxPulse's tracer provider."""
+    tag = secrets.token_hex(3)
+    agent_name = f"stock-rec-{tag}"
+    env = {"LIVEKIT_URL": lk_stack.url, "LIVEKIT_API_KEY": lk_stack.api_key,
+           "LIVEKIT_API_SECRET": lk_stack.api_secret, "VOXPULSE_AGENT_NAME": agent_name,
+           "OTEL_SERVICE_NAME": f"stock-rec-{tag}", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+           "DATABASE_URL": insights.dsn, "LIVEKIT_OBSERVABILITY_URL": insights.url, "PYTHONPATH": str(ROOT)}
+    log = tmp_path_factory.mktemp("both") / "worker.log"
+    worker = Worker(env, log_path=log, media=lk_stack.media, argv=[sys.executable, str(STOCK), "start"]).start()
+
+    def landed(v: dict[str, Any] | None) -> bool:
+        ins = (v or {}).get("insights") or {}
+        return bool(v and v["sources"]["history"] and v["sources"]["trace"] and ins
+                    and ins["audio"]["state"] == "present" and v["call"]["ended_at"])
+
+    call, _ = _one_call(insights, lk_stack, worker, agent_name, landed)
+    return call
+
+
+def test_an_agent_with_voxpulse_and_its_recording_on_one_page(both: CallerResult, insights: Insights) -> None:
+    view = _view(insights.console, both.room_sid)
+    assert view is not None
+    # VoxPulse's: the call history and its turns, with their time to first word
+    turns = [lane for lane in view["lanes"] if lane["index"] is not None]
+    assert len(turns) == len(both.turns) and all(lane["ttfw_ms"] for lane in turns), turns
+    assert view["sources"]["history"] and view["sources"]["trace"]
+    # LiveKit's upload: the recording and the transcript, on the same page
+    ins = view["insights"]
+    assert ins["audio"]["state"] == "present" and ins["audio"]["url"] and ins["transcript"]
+    # and each span once in the trace store: the spans of VoxPulse's provider came in LiveKit's
+    # upload too, and the receiver left them out
+    r = httpx.get(f"http://127.0.0.1:16686/api/traces/{view['call']['trace_id']}", timeout=10)
+    r.raise_for_status()
+    spans = [s["spanID"] for t in r.json()["data"] for s in t["spans"]]
+    twice = {s for s in spans if spans.count(s) > 1}
+    assert spans and not twice, f"{len(twice)} of {len(spans)} spans stored twice"

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from telemetry.semconv import Attr
+from telemetry.semconv import DISTRO, Attr
 
 __all__ = [
     "HEADER_FIELDS",
@@ -371,18 +371,17 @@ def _apply(ev: CallEvents, body: str, attrs: Mapping[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------ spans
-CALL_ID_KEY: Final = Attr.CALL_ID
 
 
 def stamp_spans(body: bytes) -> bytes | None:
     """An OTLP ``ExportTraceServiceRequest`` as the trace store must get it from the upload.
 
-    * A span with ``call_id`` already was made under VoxPulse's tracer provider: LiveKit's upload
-      exporter sits on the integrator's provider (``record=True``), so VoxPulse exported the same span
-      itself. It is left out, or the trace store would hold every such span twice.
-    * Any other span gets ``call_id`` from the ``room_id`` / ``job_id`` LiveKit stamps on it
-      (:func:`call_id_for`: never the room name), so the console and the trace store find a call of an
-      agent without VoxPulse by the same key.
+    * The spans of a resource VoxPulse made (``telemetry.distro.name`` = ``voxpulse``) are left out:
+      LiveKit's upload exporter sits on the integrator's tracer provider (``record=True``), so VoxPulse
+      exported the same spans itself, and the trace store would hold each twice.
+    * Any other span without a ``call_id`` gets one from the ``room_id`` / ``job_id`` LiveKit stamps on
+      it (:func:`call_id_for`: never the room name), so the console and the trace store find a call of
+      an agent without VoxPulse by the same key.
 
     Returns the request re-encoded, or None when no span is left. ValueError when ``body`` is not
     such a request."""
@@ -394,24 +393,26 @@ def stamp_spans(body: bytes) -> bytes | None:
         request.ParseFromString(body)
     except DecodeError as exc:
         raise ValueError(f"not an OTLP traces request ({exc})") from exc
-    left = 0
+    ids = ("room_id", "job_id", Attr.CALL_ID)
+    kept = []
     for resource_spans in request.resource_spans:
-        res = {kv.key: kv.value.string_value for kv in resource_spans.resource.attributes
-               if kv.key in ("room_id", "job_id", CALL_ID_KEY)}
+        res = {kv.key: kv.value.string_value for kv in resource_spans.resource.attributes}
+        if res.get(Attr.DISTRO_NAME) == DISTRO:
+            continue
         for scope_spans in resource_spans.scope_spans:
-            keep = []
             for span in scope_spans.spans:
-                attrs = {kv.key: kv.value.string_value for kv in span.attributes
-                         if kv.key in ("room_id", "job_id", CALL_ID_KEY)}
-                if CALL_ID_KEY in attrs or CALL_ID_KEY in res:
+                attrs = {kv.key: kv.value.string_value for kv in span.attributes if kv.key in ids}
+                if attrs.get(Attr.CALL_ID) or res.get(Attr.CALL_ID):
                     continue
                 cid = call_id_for(attrs.get("room_id") or res.get("room_id"), attrs.get("job_id") or res.get("job_id"))
                 if cid is not None:
                     kv = span.attributes.add()
-                    kv.key = CALL_ID_KEY
+                    kv.key = Attr.CALL_ID
                     kv.value.string_value = cid
-                keep.append(span)
-            del scope_spans.spans[:]
-            scope_spans.spans.extend(keep)
-            left += len(keep)
-    return request.SerializeToString() if left else None
+        if any(ss.spans for ss in resource_spans.scope_spans):
+            kept.append(resource_spans)
+    if not kept:
+        return None
+    out = ExportTraceServiceRequest()
+    out.resource_spans.extend(kept)
+    return out.SerializeToString()

@@ -82,6 +82,8 @@ export interface CallRow {
   // from the insights receiver (LiveKit's tagger and judges)
   tags: string[];
   insight_outcome: string | null;
+  /** "insights": only the insights receiver knows this call (an agent without VoxPulse) */
+  source?: "history" | "insights";
   failed_judges: string[];
   has_audio: boolean;
 }

@@ -153,6 +153,8 @@ const T: Record<string, Entry> = {
   "rec.role.user": ["caller", "абонент", "абонент"],
   "rec.role.assistant": ["agent", "агент", "агент"],
   "rec.no_player": ["This browser cannot play audio.", "Цей браузер не відтворює аудіо.", "Этот браузер не воспроизводит аудио."],
+  "calls.source_insights": ["LiveKit upload", "вивантаження LiveKit", "выгрузка LiveKit"],
+  "calls.source_insights_hint": ["An agent without VoxPulse: known from LiveKit's own upload (LIVEKIT_OBSERVABILITY_URL)", "Агент без VoxPulse: відомо з власного вивантаження LiveKit (LIVEKIT_OBSERVABILITY_URL)", "Агент без VoxPulse: известно из собственной выгрузки LiveKit (LIVEKIT_OBSERVABILITY_URL)"],
   "calls.insight_outcome": ["Agent's result", "Підсумок агента", "Итог агента"],
   "calls.failed_judge": ["Failed judge", "Непройдена оцінка", "Непройденная оценка"],
   "calls.any_failed_judge": ["any judge failed", "будь-яка не пройдена", "любая не пройдена"],

@@ -196,7 +196,9 @@ export function Calls(props: { meta: Meta; query: URLSearchParams }) {
                 <td>
                   {r.status === "active"
                     ? <span class="badge o-active">● {t("status.active")}</span>
-                    : <span class={`badge o-${r.outcome}`}>{outcomeLabel(r.outcome)}</span>}
+                    : r.source === "insights"
+                      ? <span class="badge tag" data-testid="row-source" title={t("calls.source_insights_hint")}>{t("calls.source_insights")}</span>
+                      : <span class={`badge o-${r.outcome}`}>{outcomeLabel(r.outcome)}</span>}
                   {r.transfer_reason && <span class="muted small"> {r.transfer_reason}</span>}
                   {r.has_errors && <span class="badge err" title={t("calls.error_flag")}>!</span>}
                   {r.insight_outcome && (
