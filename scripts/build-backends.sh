@@ -5,6 +5,7 @@
 #   - Grafana's dashboard-linter, from its module with one file swapped (see below);
 #   - LiveKit's media server (livekit-server), from its Go module with a plain `go install`;
 #   - telemetrygen, the OpenTelemetry load generator (bench/bench_scaling.py), from its module;
+#   - voxpulse-s3, the S3-compatible server of the insights receiver's S3 tests (s3server/: gofakes3, MIT);
 #   - the Docker Compose CLI plugin, from its Go module, when a Docker CLI without it is installed
 #     (or with --with-compose): `docker compose config` needs no engine, and the tests run it;
 # and installs Prometheus, promtool, Alertmanager and amtool (and scripts/services.sh's PostgreSQL and
@@ -35,7 +36,7 @@ for arg in "$@"; do
     --with-linter) ;;  # accepted for old callers: the linter is always built now
     --with-compose) with_compose=1 ;;
     --only=*) only=${arg#--only=} ;;
-    *) echo "usage: $0 [--with-compose] [--only=otelcol|jaeger|livekit|linter|telemetrygen|compose|licences|debian]" >&2
+    *) echo "usage: $0 [--with-compose] [--only=otelcol|jaeger|livekit|linter|telemetrygen|s3server|compose|licences|debian]" >&2
        exit 2 ;;
   esac
 done
@@ -182,6 +183,20 @@ if want telemetrygen; then
     GOBIN="$dir" go install -trimpath -ldflags "-s -w" \
       "github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen@$TELEMETRYGEN_VERSION"
     install_bin telemetrygen "$k" "$dir/telemetrygen"; rm -rf "$dir"
+  fi
+fi
+
+# voxpulse-s3 (s3server/): gofakes3 v1.2.0 (MIT) with its filesystem backend, each request's SigV4
+# signature checked with the AWS SDK's signer; our own module, its go.sum checked like every build.
+# (SeaweedFS, Apache-2.0, was tried first: its build passed 12 minutes on 2 cores; docs/insights.md.)
+if want s3server; then
+  k=$(key "$root/s3server/main.go" "$root/s3server/go.mod" "$root/s3server/go.sum")
+  if ! cached voxpulse-s3 "$k"; then
+    go_build_env_ok
+    log "voxpulse-s3: building (about 10 s)"
+    dir="$cache/build/voxpulse-s3-$k"; rm -rf "$dir"; mkdir -p "$dir"
+    (cd "$root/s3server" && GOFLAGS=-mod=readonly go build -trimpath -ldflags "-s -w" -o "$dir/voxpulse-s3" .)
+    install_bin voxpulse-s3 "$k" "$dir/voxpulse-s3"; rm -rf "$dir"
   fi
 fi
 

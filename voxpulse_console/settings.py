@@ -38,6 +38,11 @@ __all__ = [
     "INSIGHTS_LISTEN",
     "INSIGHTS_MAX_BODY_MB",
     "INSIGHTS_RETENTION_DAYS",
+    "INSIGHTS_S3_ACCESS_KEY_ID",
+    "INSIGHTS_S3_BUCKET",
+    "INSIGHTS_S3_ENDPOINT",
+    "INSIGHTS_S3_REGION",
+    "INSIGHTS_S3_SECRET_ACCESS_KEY",
     "PGDATABASE",
     "PGPASSWORD",
     "PGPORT",
@@ -123,6 +128,25 @@ INSIGHTS_MAX_BODY_MB: Final = EnvVar(
 INSIGHTS_RETENTION_DAYS: Final = EnvVar(
     ("VOXPULSE_INSIGHTS_RETENTION_DAYS",), "30",
     "Days a call's recording, transcript, tags and verdicts are kept (0: kept until erased).",
+)
+INSIGHTS_S3_BUCKET: Final = EnvVar(
+    ("VOXPULSE_INSIGHTS_S3_BUCKET",), None,
+    "An S3-compatible bucket for the recordings and transcripts instead of `VOXPULSE_INSIGHTS_DIR` (the "
+    "receiver writes there, the console's player reads there); needs the endpoint and both keys below.",
+)
+INSIGHTS_S3_ENDPOINT: Final = EnvVar(
+    ("VOXPULSE_INSIGHTS_S3_ENDPOINT",), None,
+    "Base URL of the S3-compatible server (path-style requests: `<endpoint>/<bucket>/<key>`).",
+)
+INSIGHTS_S3_REGION: Final = EnvVar(
+    ("VOXPULSE_INSIGHTS_S3_REGION",), "us-east-1", "The bucket's region (signed into every request).",
+)
+INSIGHTS_S3_ACCESS_KEY_ID: Final = EnvVar(
+    ("VOXPULSE_INSIGHTS_S3_ACCESS_KEY_ID",), None, "Access key id for the bucket (no default).",
+)
+INSIGHTS_S3_SECRET_ACCESS_KEY: Final = EnvVar(
+    ("VOXPULSE_INSIGHTS_S3_SECRET_ACCESS_KEY",), None, "Secret access key for the bucket (no default).",
+    secret=True,
 )
 UI_LISTEN: Final = EnvVar(("VOXPULSE_UI_LISTEN",), DEFAULT_UI_LISTEN, "host:port the web console listens on.")
 UI_USERS: Final = EnvVar(
@@ -214,6 +238,11 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
     INSIGHTS_AUDIO,
     INSIGHTS_MAX_BODY_MB,
     INSIGHTS_RETENTION_DAYS,
+    INSIGHTS_S3_BUCKET,
+    INSIGHTS_S3_ENDPOINT,
+    INSIGHTS_S3_REGION,
+    INSIGHTS_S3_ACCESS_KEY_ID,
+    INSIGHTS_S3_SECRET_ACCESS_KEY,
     UI_LISTEN,
     UI_USERS,
     UI_TIMEZONE,

@@ -40,21 +40,29 @@ from typing import Any
 
 from telemetry import _env
 from voxpulse_console import settings
+from voxpulse_console.insights._objects import LocalObjects, ObjectStore, ObjectStoreError, S3Objects, S3Settings
 from voxpulse_console.insights._server import InsightsConfig, make_app, otlp_path, serve, start
 from voxpulse_console.insights._wire import AuthError, call_id_for, inspect_ogg, parse_keys, read_header, verify_token
 
 __all__ = [
     "AuthError",
     "InsightsConfig",
+    "LocalObjects",
+    "ObjectStore",
+    "ObjectStoreError",
+    "S3Objects",
+    "S3Settings",
     "accepted_keys",
     "call_id_for",
     "config_from_env",
     "inspect_ogg",
     "make_app",
+    "object_store",
     "otlp_path",
     "parse_keys",
     "read_header",
     "register_cli",
+    "s3_from_env",
     "serve",
     "start",
     "verify_token",
@@ -88,6 +96,28 @@ def default_folder(env: Mapping[str, str] | None = None) -> Path:
     return p if p.is_absolute() else Path.cwd() / p
 
 
+def s3_from_env(env: Mapping[str, str] | None = None) -> S3Settings | None:
+    """The bucket of ``VOXPULSE_INSIGHTS_S3_*``, or None when no bucket is set (the local folder).
+    ValueError when a bucket is set without its endpoint or either key (there are no defaults)."""
+    bucket = settings.text(settings.INSIGHTS_S3_BUCKET, env=env)
+    if not bucket:
+        return None
+    need = (settings.INSIGHTS_S3_ENDPOINT, settings.INSIGHTS_S3_ACCESS_KEY_ID, settings.INSIGHTS_S3_SECRET_ACCESS_KEY)
+    values = {var.name: settings.text(var, env=env) for var in need}
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        raise ValueError(f"{settings.INSIGHTS_S3_BUCKET.name} is set but {', '.join(missing)} is not")
+    endpoint, key_id, secret = (str(values[var.name]) for var in need)
+    return S3Settings(bucket=str(bucket), endpoint=endpoint, region=str(settings.text(settings.INSIGHTS_S3_REGION,
+                      env=env)), access_key_id=key_id, secret_access_key=secret)
+
+
+def object_store(env: Mapping[str, str] | None = None) -> ObjectStore:
+    """Where the calls' files are: the S3 bucket when one is configured, else the local folder."""
+    s3 = s3_from_env(env)
+    return S3Objects(s3) if s3 is not None else LocalObjects(default_folder(env))
+
+
 def config_from_env(dsn: str | None, *, forward: bool = True) -> InsightsConfig:
     """The receiver's settings from the environment (``voxpulse_console.settings``)."""
     from telemetry._setup import resolve
@@ -101,6 +131,7 @@ def config_from_env(dsn: str | None, *, forward: bool = True) -> InsightsConfig:
         keep_audio=_env.flag(settings.INSIGHTS_AUDIO),
         max_body=int(_env.number(settings.INSIGHTS_MAX_BODY_MB, minimum=1) * 1024 * 1024),
         retention_days=_env.number(settings.INSIGHTS_RETENTION_DAYS), forward=targets,
+        objects=S3Objects(s3) if (s3 := s3_from_env()) is not None else None,
     )
 
 
@@ -138,10 +169,10 @@ def _run_admin(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> int:
+        folder = object_store()
         conn = await asyncpg.connect(dsn, timeout=5)
         try:
             await migrate(conn)
-            folder = default_folder()
             if args.insights_cmd == "erase":
                 rows, files = await _store.erase(conn, folder, args.call_id, requested_by=args.by, reason=args.reason)
                 print(f"erased {args.call_id}: {rows} row(s), {files} file(s); recorded in insights_erasures")
@@ -150,6 +181,7 @@ def _run_admin(args: argparse.Namespace) -> int:
                 print(f"deleted {len(gone)} call(s) past retention")
         finally:
             await conn.close()
+            await folder.aclose()
         return 0
 
     return asyncio.run(run())

@@ -20,6 +20,7 @@ from opentelemetry.metrics import MeterProvider
 
 from voxpulse_console.insights import _store, _wire
 from voxpulse_console.insights._metrics import InsightsMetrics
+from voxpulse_console.insights._objects import ObjectStore, ObjectStoreError
 
 __all__ = ["InsightsConfig", "make_app", "serve", "start"]
 
@@ -48,6 +49,9 @@ class InsightsConfig:
     meter_provider: MeterProvider | None = field(default=None, repr=False, compare=False)
     #: distinct values per metric label (judge, verdict, outcome, tag) before the rest are ``_OTHER``
     label_values: int = 50
+    #: where the recordings and transcripts go: None, ``folder`` on the local disk; else (an S3 bucket,
+    #: ``VOXPULSE_INSIGHTS_S3_BUCKET``) that store, closed with the receiver
+    objects: ObjectStore | None = field(default=None, compare=False)
 
 
 def make_app(config: InsightsConfig) -> Any:
@@ -59,6 +63,7 @@ def make_app(config: InsightsConfig) -> Any:
     from telemetry.history import migrate
 
     state: dict[str, Any] = {"pool": None, "http": None, "pruner": None}
+    files: Path | ObjectStore = config.objects if config.objects is not None else config.folder
     counters = InsightsMetrics(config.meter_provider, limit=config.label_values)
     lock = asyncio.Lock()
     db_errors = (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
@@ -156,10 +161,13 @@ def make_app(config: InsightsConfig) -> Any:
         ogg = await asyncio.to_thread(_wire.inspect_ogg, audio) if audio is not None and config.keep_audio else None
         try:
             async with (await pool()).acquire() as conn:
-                call_id = await _store.save_recording(conn, config.folder, header, chat=chat, audio=audio, ogg=ogg,
+                call_id = await _store.save_recording(conn, files, header, chat=chat, audio=audio, ogg=ogg,
                                                       keep_audio=config.keep_audio)
         except ValueError as exc:
             return refuse(400, str(exc))
+        except ObjectStoreError as exc:  # nothing stored: no row names files that are not there
+            log.warning("object store unavailable (%s); this call's recording upload is lost", exc)
+            return refuse(503, "object store unavailable")
         except db_errors as exc:
             log.warning("insights_calls unavailable (%s)", exc)
             return refuse(503, "database unavailable")
@@ -175,7 +183,7 @@ def make_app(config: InsightsConfig) -> Any:
             await asyncio.sleep(config.prune_every_s)
             try:
                 async with (await pool()).acquire() as conn:
-                    gone = await _store.delete_expired(conn, config.folder, config.retention_days)
+                    gone = await _store.delete_expired(conn, files, config.retention_days)
                 if gone:
                     log.info("retention: deleted %d call(s) older than %s days", len(gone), config.retention_days)
             except db_errors as exc:
@@ -194,6 +202,8 @@ def make_app(config: InsightsConfig) -> Any:
             await state["http"].aclose()
         if state["pool"] is not None:
             await state["pool"].close()
+        if config.objects is not None:
+            await config.objects.aclose()
 
     @web.middleware
     async def count_uploads(request: web.Request, handler: Any) -> Any:

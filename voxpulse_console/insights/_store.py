@@ -1,5 +1,10 @@
-"""Where a call's insights live: files on the local disk (``<folder>/<call_id>/``, mode 0600) and one
-``insights_calls`` row; retention by age and erasure by ``call_id`` (recorded in ``insights_erasures``).
+"""Where a call's insights live: files under ``<call_id>/`` in the object store (:mod:`._objects`: the
+local disk, ``<folder>/<call_id>/`` mode 0600, or an S3 bucket) and one ``insights_calls`` row;
+retention by age and erasure by ``call_id`` (recorded in ``insights_erasures``).
+
+The files are written before the row, so a store that fails (:class:`ObjectStoreError`) leaves no row
+that names them; erasure and retention delete the files inside the transaction that deletes the rows,
+so a store that fails there rolls the deletion back (and the next pass retries it).
 
 Every write is idempotent: a repeated upload of the same call rewrites the same files and upserts the
 same row (tags and verdicts are merged by name).
@@ -9,29 +14,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from voxpulse_console.insights._objects import LocalObjects, ObjectStore, write_file
 from voxpulse_console.insights._wire import CallEvents, OggCheck, RecordingHeader, call_id_for
 
-__all__ = ["AUDIO_FILE", "CHAT_FILE", "NewEvents", "delete_expired", "erase", "save_events", "save_recording",
-           "write_file"]
+__all__ = ["AUDIO_FILE", "CHAT_FILE", "NewEvents", "delete_expired", "erase", "objects", "save_events",
+           "save_recording", "write_file"]
 
 AUDIO_FILE: Final = "recording.ogg"
 CHAT_FILE: Final = "chat_history.json"
 
 
-def write_file(path: Path, data: bytes) -> None:
-    """Write ``data`` atomically, readable by the owner only (the audio and transcript are personal data)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+def objects(where: Path | ObjectStore) -> ObjectStore:
+    """``where`` as an object store: a folder is the local disk's."""
+    return LocalObjects(where) if isinstance(where, Path) else where
 
 
 _UPSERT_RECORDING: Final = """
@@ -50,7 +49,7 @@ ON CONFLICT (call_id) DO UPDATE SET
 
 
 async def save_recording(
-    conn: Any, folder: Path, header: RecordingHeader, *, chat: bytes | None, audio: bytes | None,
+    conn: Any, folder: Path | ObjectStore, header: RecordingHeader, *, chat: bytes | None, audio: bytes | None,
     ogg: OggCheck | None, keep_audio: bool,
 ) -> str:
     """Store one ``recordings/v0`` upload; returns its call_id. ValueError when the header names no
@@ -58,12 +57,12 @@ async def save_recording(
     call_id = call_id_for(header.room_id, header.job_id)
     if call_id is None:
         raise ValueError("the header names neither a room id nor a job id")
-    where = folder / call_id
+    store = objects(folder)
     if chat is not None:
-        write_file(where / CHAT_FILE, chat)
+        await store.put(f"{call_id}/{CHAT_FILE}", chat)
     kept = audio is not None and keep_audio
     if kept and audio is not None:
-        write_file(where / AUDIO_FILE, audio)
+        await store.put(f"{call_id}/{AUDIO_FILE}", audio)
     await conn.execute(
         _UPSERT_RECORDING, call_id, header.room_id or None, header.job_id or None, header.start_time,
         header.duration_ms / 1000 if header.duration_ms else None, header.simulated, header.redaction_enabled,
@@ -144,24 +143,21 @@ async def save_events(conn: Any, calls: dict[str, CallEvents]) -> NewEvents:
     return new
 
 
-def _remove(folder: Path, call_id: str) -> int:
-    where = folder / call_id
-    if call_id_for(call_id, None) != call_id or not where.is_dir():
+async def _remove(folder: Path | ObjectStore, call_id: str) -> int:
+    if call_id_for(call_id, None) != call_id:
         return 0
-    n = sum(1 for p in where.iterdir() if p.is_file())
-    shutil.rmtree(where)
-    return n
+    return await objects(folder).delete_prefix(f"{call_id}/")
 
 
 async def erase(
-    conn: Any, folder: Path, call_id: str, *, requested_by: str, reason: str | None = None,
+    conn: Any, folder: Path | ObjectStore, call_id: str, *, requested_by: str, reason: str | None = None,
 ) -> tuple[int, int]:
     """Delete one call's audio, transcript and row (an erasure request), recorded in
     ``insights_erasures`` whatever was found. Returns (rows removed, files removed)."""
     async with conn.transaction():
         result = await conn.execute("DELETE FROM insights_calls WHERE call_id = $1", call_id)
         rows = int(str(result).rsplit(" ", 1)[-1] or 0)
-        files = _remove(folder, call_id)
+        files = await _remove(folder, call_id)
         await conn.execute(
             "INSERT INTO insights_erasures (call_id, requested_by, reason, rows_removed, files_removed)"
             " VALUES ($1, $2, $3, $4, $5)", call_id, requested_by, reason, rows, files,
@@ -169,14 +165,16 @@ async def erase(
     return rows, files
 
 
-async def delete_expired(conn: Any, folder: Path, days: float, *, now: dt.datetime | None = None) -> list[str]:
+async def delete_expired(conn: Any, folder: Path | ObjectStore, days: float, *,
+                         now: dt.datetime | None = None) -> list[str]:
     """Delete the calls received more than ``days`` ago (rows and files); returns their call_ids.
-    ``days`` <= 0 keeps everything."""
+    ``days`` <= 0 keeps everything. A store that fails part way rolls the rows' deletion back."""
     if days <= 0:
         return []
     cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=days)
-    rows = await conn.fetch("DELETE FROM insights_calls WHERE received_at < $1 RETURNING call_id", cutoff)
-    gone = [str(r["call_id"]) for r in rows]
-    for call_id in gone:
-        _remove(folder, call_id)
+    async with conn.transaction():
+        rows = await conn.fetch("DELETE FROM insights_calls WHERE received_at < $1 RETURNING call_id", cutoff)
+        gone = [str(r["call_id"]) for r in rows]
+        for call_id in gone:
+            await _remove(folder, call_id)
     return gone

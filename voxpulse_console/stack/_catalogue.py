@@ -434,6 +434,7 @@ _TOOLS: dict[str, tuple[str, ...]] = {
     "dashboard-linter": ("dashboard-linter",),
     "docker-compose": ("docker-compose",),
     "telemetrygen": ("telemetrygen",),
+    "s3server": ("voxpulse-s3",),
 }
 
 

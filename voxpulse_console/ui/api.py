@@ -188,7 +188,8 @@ async def api_call(request: web.Request) -> web.Response:
         t0 = view["t0"] if view["t0"] is not None else _epoch(insights.get("started_at"))
         view["t0"] = t0
         view["insights"] = present_insights(insights, folder=c.config.insights_dir, pii=s.can_view_pii,
-                                            can_play_audio=s.can_play_audio, t0=t0)
+                                            can_play_audio=s.can_play_audio, t0=t0,
+                                            in_bucket=c.config.insights_s3 is not None)
         header = view["call"]
         if header["started_at"] is None:  # only the insights receiver knows this call (an agent without VoxPulse)
             header["started_at"] = t0

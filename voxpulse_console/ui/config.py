@@ -12,6 +12,7 @@ from typing import Final
 
 from telemetry import _env
 from voxpulse_console import settings
+from voxpulse_console.insights._objects import S3Settings
 from voxpulse_console.settings import DEFAULT_PROMETHEUS_URL, DEFAULT_UI_LISTEN
 from voxpulse_console.ui.auth import User, parse_users
 from voxpulse_console.ui.doors import Network, default_origins, origin_of, parse_networks, parse_origins
@@ -64,6 +65,8 @@ class UiConfig:
     trace_cache: int = 32
     #: the insights receiver's folder (``VOXPULSE_INSIGHTS_DIR``): calls' recordings are read from there
     insights_dir: Path | None = None
+    #: the insights receiver's S3 bucket (``VOXPULSE_INSIGHTS_S3_*``) when it keeps the files there instead
+    insights_s3: S3Settings | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -140,7 +143,12 @@ class UiConfig:
         cache = str(get(settings.UI_TRACE_CACHE))
         if not cache.isdigit() or int(cache) > 10_000:
             raise UiConfigError(f"{settings.UI_TRACE_CACHE.name}: a number of traces, 0 to 10000")
-        from voxpulse_console.insights import default_folder
+        from voxpulse_console.insights import default_folder, s3_from_env
+
+        try:
+            s3 = s3_from_env(env)
+        except ValueError as exc:
+            raise UiConfigError(str(exc)) from None
 
         return cls(
             users=users,
@@ -163,6 +171,7 @@ class UiConfig:
             tls_cert=cert,
             tls_key=key,
             insights_dir=default_folder(env),
+            insights_s3=s3,
         )
 
 

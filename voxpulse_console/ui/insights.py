@@ -3,8 +3,9 @@ about a call -- tags, LiveKit's outcome, the judges' verdicts, the recording -- 
 
 * :func:`present_insights` turns the call's ``insights_calls`` row into the call view's ``insights``
   (personal data masked unless the user may see it; the recording placed on the call's time axis);
-* :func:`api_call_audio` serves ``<VOXPULSE_INSIGHTS_DIR>/<call_id>/recording.ogg`` (Range requests, so
-  the player seeks; ``Cache-Control: no-store``) to users with the ``audio`` permission only: a
+* :func:`api_call_audio` serves ``<VOXPULSE_INSIGHTS_DIR>/<call_id>/recording.ogg``, or that object of
+  the receiver's S3 bucket (``VOXPULSE_INSIGHTS_S3_*``: a ranged GET per request), with Range requests
+  (so the player seeks; ``Cache-Control: no-store``) to users with the ``audio`` permission only: a
   recording is personal data of its own, apart from viewing the call (403 without it).
 
 A call id reaches the filesystem only when it is one path segment of the receiver's own alphabet
@@ -24,6 +25,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from voxpulse_console.insights import call_id_for
+from voxpulse_console.insights._objects import ObjectStoreError, S3Objects, S3Settings
 from voxpulse_console.ui.callview import mask_json, mask_text
 from voxpulse_console.ui.filters import BadRequest
 from voxpulse_console.ui.middleware import _console, _error, _session
@@ -101,13 +103,14 @@ def _audio_state(row: Mapping[str, Any], on_disk: bool) -> str:
 
 
 def present_insights(row: Mapping[str, Any], *, folder: Path | None, pii: bool, can_play_audio: bool,
-                     t0: float | None) -> dict[str, Any]:
+                     t0: float | None, in_bucket: bool = False) -> dict[str, Any]:
     """The call view's ``insights``: tags, outcome and verdicts (masked unless ``pii``) and the audio's
-    state, length and start on the call's time axis (``offset_ms`` from the view's ``t0``)."""
+    state, length and start on the call's time axis (``offset_ms`` from the view's ``t0``). With the
+    files ``in_bucket`` (S3) the row is trusted: the receiver writes it only once the object is stored."""
     call_id = str(row["call_id"])
     tags = row.get("tags") or {}
     evaluations = row.get("evaluations") or {}
-    on_disk = audio_path(folder, call_id) is not None
+    on_disk = in_bucket or audio_path(folder, call_id) is not None
     state = _audio_state(row, on_disk)
     started = _epoch(row.get("started_at"))
     playable = state in ("present", "broken")
@@ -150,11 +153,47 @@ async def api_call_audio(request: web.Request) -> web.StreamResponse:
     call_id = request.match_info["call_id"]
     if call_id_for(call_id, None) != call_id:
         raise BadRequest("call id: 1-128 characters of letters, digits and _.- (not . or ..)")
-    path = audio_path(c.config.insights_dir, call_id)
-    if path is None:
-        return _error(404, f"no recording kept for call {call_id!r}")
-    return web.FileResponse(path, headers={
+    headers = {
         "Content-Type": "audio/ogg",
         "Cache-Control": "no-store",
         "Content-Disposition": f"inline; filename=\"{call_id}.ogg\"",
-    })
+    }
+    if c.config.insights_s3 is not None:
+        return await _from_bucket(request, c.config.insights_s3, call_id, headers)
+    path = audio_path(c.config.insights_dir, call_id)
+    if path is None:
+        return _error(404, f"no recording kept for call {call_id!r}")
+    return web.FileResponse(path, headers=headers)
+
+
+async def _from_bucket(request: web.Request, s3: S3Settings, call_id: str,
+                       headers: dict[str, str]) -> web.StreamResponse:
+    """The recording from the S3 bucket: its size (HEAD), then the asked range (a ranged GET)."""
+    store = S3Objects(s3)
+    key = f"{call_id}/{AUDIO_FILE}"
+    try:
+        size = await store.size(key)
+        if size is None:
+            return _error(404, f"no recording kept for call {call_id!r}")
+        headers = {**headers, "Accept-Ranges": "bytes"}
+        try:
+            asked = request.http_range
+        except ValueError:
+            asked = slice(None, None)
+        if asked.start is None and asked.stop is None:
+            return web.Response(body=await store.get(key) or b"", headers=headers)
+        start, stop = asked.start, asked.stop  # stop: exclusive
+        if start is None:
+            start = 0
+        if start < 0:  # bytes=-N: the last N
+            start = max(0, size + start)
+        stop = size if stop is None else min(stop, size)
+        if start >= size or start >= stop:
+            return web.Response(status=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+        data = await store.get(key, start, stop - 1) or b""
+        return web.Response(status=206, body=data, headers={
+            **headers, "Content-Range": f"bytes {start}-{start + len(data) - 1}/{size}"})
+    except ObjectStoreError as exc:
+        return _error(503, f"the recordings' bucket is unavailable ({exc.__class__.__name__})")
+    finally:
+        await store.aclose()
