@@ -154,8 +154,10 @@ async def test_console_plays_a_range_from_the_bucket(receiver: Receiver, s3: S3S
         assert r.status_code == 206 and r.content == audio[-50:]
         assert c.http.get(path, headers={"Range": f"bytes={len(audio) + 10}-"}).status_code == 416
         assert c.get("/api/calls/RM_noSuchCall/audio").status_code == 404
-        view = c.get(f"/api/calls/{ROOM_ID}").json()["insights"]["audio"]
-        assert (view["state"], view["url"]) == ("present", path)
+        ins = c.get(f"/api/calls/{ROOM_ID}").json()["insights"]
+        assert (ins["audio"]["state"], ins["audio"]["url"]) == ("present", path)
+        # the transcript comes from the bucket too (the fixture's chat history: the greeting, the caller)
+        assert [ln["role"] for ln in ins["transcript"]] == ["assistant", "user"]
         c.close()
     finally:
         stop_console(console)

@@ -19,7 +19,7 @@ from voxpulse_console.ui import filters
 from voxpulse_console.ui.callview import build_call_view, span_attributes
 from voxpulse_console.ui.database import OVERVIEW_SQL
 from voxpulse_console.ui.filters import BadRequest
-from voxpulse_console.ui.insights import present_insights
+from voxpulse_console.ui.insights import chat_history, present_insights
 from voxpulse_console.ui.middleware import _console, _error, _json, _session
 from voxpulse_console.ui.prom import STAGES, PromError, exprs
 from voxpulse_console.ui.state import _epoch
@@ -187,9 +187,10 @@ async def api_call(request: web.Request) -> web.Response:
     if insights is not None:
         t0 = view["t0"] if view["t0"] is not None else _epoch(insights.get("started_at"))
         view["t0"] = t0
+        chat = await chat_history(c.config.insights_dir, c.config.insights_s3, str(insights["call_id"]))
         view["insights"] = present_insights(insights, folder=c.config.insights_dir, pii=s.can_view_pii,
                                             can_play_audio=s.can_play_audio, t0=t0,
-                                            in_bucket=c.config.insights_s3 is not None)
+                                            in_bucket=c.config.insights_s3 is not None, chat=chat)
         header = view["call"]
         if header["started_at"] is None:  # only the insights receiver knows this call (an agent without VoxPulse)
             header["started_at"] = t0

@@ -30,7 +30,7 @@ from voxpulse_console.ui.callview import mask_json, mask_text
 from voxpulse_console.ui.filters import BadRequest
 from voxpulse_console.ui.middleware import _console, _error, _session
 
-__all__ = ["AUDIO_FILE", "CHAT_FILE", "api_call_audio", "audio_path", "present_insights", "transcript"]
+__all__ = ["AUDIO_FILE", "CHAT_FILE", "api_call_audio", "audio_path", "chat_history", "present_insights", "transcript"]
 
 AUDIO_FILE: Final = "recording.ogg"  # the receiver's name (voxpulse_console.insights._store.AUDIO_FILE)
 CHAT_FILE: Final = "chat_history.json"  # ... and its CHAT_FILE: LiveKit's ChatContext.to_dict()
@@ -47,16 +47,33 @@ def audio_path(folder: Path | None, call_id: str) -> Path | None:
     return _kept(folder, call_id, AUDIO_FILE)
 
 
-def transcript(folder: Path | None, call_id: str, *, pii: bool, t0: float | None) -> list[dict[str, Any]]:
-    """What was said on the call, from the chat history LiveKit uploaded with the recording: one line per
-    spoken message (``role`` user or assistant, ``text`` masked unless ``pii``, ``at`` its wall-clock time,
-    ``offset_ms`` on the call's time axis), in order. Empty without a kept, readable chat history."""
+async def chat_history(folder: Path | None, s3: S3Settings | None, call_id: str) -> bytes | None:
+    """The chat history LiveKit uploaded with the call's recording, as the receiver kept it (the
+    bucket when one is configured, else its folder); None when there is none or it cannot be read."""
+    if call_id_for(call_id, None) != call_id:
+        return None
+    if s3 is not None:
+        store = S3Objects(s3)
+        try:
+            return await store.get(f"{call_id}/{CHAT_FILE}")
+        except ObjectStoreError:
+            return None
+        finally:
+            await store.aclose()
     path = _kept(folder, call_id, CHAT_FILE)
-    if path is None:
-        return []
     try:
-        items = json.loads(path.read_bytes()).get("items")
-    except (OSError, ValueError, AttributeError):
+        return path.read_bytes() if path is not None else None
+    except OSError:
+        return None
+
+
+def transcript(chat: bytes | None, *, pii: bool, t0: float | None) -> list[dict[str, Any]]:
+    """What was said on the call, from its ``chat`` history (:func:`chat_history`): one line per spoken
+    message (``role`` user or assistant, ``text`` masked unless ``pii``, ``at`` its wall-clock time,
+    ``offset_ms`` on the call's time axis), in order. Empty without a readable chat history."""
+    try:
+        items = json.loads(chat).get("items") if chat else None
+    except (ValueError, AttributeError):
         return []
     lines: list[dict[str, Any]] = []
     for item in items if isinstance(items, list) else []:
@@ -103,7 +120,7 @@ def _audio_state(row: Mapping[str, Any], on_disk: bool) -> str:
 
 
 def present_insights(row: Mapping[str, Any], *, folder: Path | None, pii: bool, can_play_audio: bool,
-                     t0: float | None, in_bucket: bool = False) -> dict[str, Any]:
+                     t0: float | None, in_bucket: bool = False, chat: bytes | None = None) -> dict[str, Any]:
     """The call view's ``insights``: tags, outcome and verdicts (masked unless ``pii``) and the audio's
     state, length and start on the call's time axis (``offset_ms`` from the view's ``t0``). With the
     files ``in_bucket`` (S3) the row is trusted: the receiver writes it only once the object is stored."""
@@ -127,7 +144,7 @@ def present_insights(row: Mapping[str, Any], *, folder: Path | None, pii: bool, 
         "agent_name": row.get("agent_name"),
         "sdk_version": row.get("sdk_version"),
         "simulated": bool(row.get("simulated")),
-        "transcript": transcript(folder, call_id, pii=pii, t0=t0),
+        "transcript": transcript(chat, pii=pii, t0=t0),
         "audio": {
             "state": state,
             "problem": row.get("audio_problem") if state in ("broken", "missing") else None,
