@@ -25,6 +25,8 @@ from typing import Any
 from tests.support import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "livekit_observability_v0"
+#: the requests of a real call on the stack's LiveKit server (tests/realcalls/test_zero_code.py captures them)
+REAL_CALL = ROOT / "tests" / "fixtures" / "livekit_observability_v0_real"
 FIXTURE_KEY = "APIfixture"
 FIXTURE_SECRET = "fixture-only-not-a-secret-0123456789abcdef"  # signs these fixtures only
 ROOM_ID = "RM_fixtureRoom01"
@@ -101,6 +103,62 @@ def capture(ogg: Path | None) -> list[Request]:
     return got
 
 
+class RecordingProxy:
+    """A loopback HTTP proxy in front of ``upstream`` (the insights receiver) that records every request
+    raw (as :func:`capture` does) and forwards it: what a live worker on a real call sends.
+
+        with RecordingProxy("http://127.0.0.1:9097") as proxy:
+            ...  # LIVEKIT_OBSERVABILITY_URL=proxy.url
+        proxy.requests
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.requests: list[Request] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> RecordingProxy:
+        import httpx
+
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items()}
+                with proxy._lock:
+                    proxy.requests.append(Request("POST", self.path, headers, body))
+                sent = {k: v for k, v in headers.items() if k.lower() not in ("host", "content-length", "connection")}
+                try:
+                    resp = httpx.post(proxy.upstream + self.path, content=body, headers=sent, timeout=30)
+                    status, payload, ctype = resp.status_code, resp.content, resp.headers.get("content-type", "")
+                except httpx.HTTPError:
+                    status, payload, ctype = 502, b"", "text/plain"
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
 def _jwt_claims(authorization: str) -> dict[str, Any]:
     payload = authorization.split(" ", 1)[1].split(".")[1]
     claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
@@ -133,13 +191,14 @@ def shape(requests: list[Request]) -> dict[str, Any]:
     return out
 
 
-def write_fixtures(out: Path, requests: list[Request]) -> None:
+def write_fixtures(out: Path, requests: list[Request], *,
+                   captured_by: str = "python -m tests.insights.capture") -> None:
     import livekit.agents
 
     out.mkdir(parents=True, exist_ok=True)
     manifest: dict[str, Any] = {
         "livekit_agents": livekit.agents.__version__,
-        "captured_by": "python -m tests.insights.capture",
+        "captured_by": captured_by,
         "api_key": FIXTURE_KEY,
         "shape": shape(requests),
         "requests": [],

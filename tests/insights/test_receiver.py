@@ -14,7 +14,16 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.insights.capture import FIXTURE_KEY, FIXTURE_SECRET, FIXTURES, JOB_ID, ROOM_ID, make_ogg, run_agent
+from tests.insights.capture import (
+    FIXTURE_KEY,
+    FIXTURE_SECRET,
+    FIXTURES,
+    JOB_ID,
+    REAL_CALL,
+    ROOM_ID,
+    make_ogg,
+    run_agent,
+)
 from tests.insights.test_wire import token
 from voxpulse_console.insights import InsightsConfig, start
 from voxpulse_console.insights._store import delete_expired, erase
@@ -96,6 +105,31 @@ async def test_livekit_capture_stored(receiver: Receiver) -> None:
     assert stat.S_IMODE(audio.stat().st_mode) == 0o600 and stat.S_IMODE(chat.stat().st_mode) == 0o600
     assert [i["content"] for i in json.loads(chat.read_text())["items"]][1] == ["Хочу записаться на шиномонтаж"]
     assert "380501234567" not in json.dumps({k: str(v) for k, v in row.items()})  # the room name is not kept
+
+
+async def test_a_real_calls_upload_stored_once(receiver: Receiver) -> None:
+    """Every request a live livekit-agents 1.8.9 worker sent on a real call through the stack's LiveKit
+    server (tests/fixtures/livekit_observability_v0_real: a stock agent with ``record=True``, two judges
+    and a tagger), replayed in their order with fresh tokens, twice: one call, kept whole, once."""
+    manifest = json.loads((REAL_CALL / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["livekit_agents"] == MANIFEST["livekit_agents"]
+    for _ in range(2):  # LiveKit's exporters retry: a repeated request must change nothing
+        async with httpx.AsyncClient() as client:
+            for req in manifest["requests"]:
+                headers = {k: v for k, v in req["headers"].items() if k.lower() != "content-length"}
+                headers["Authorization"] = f"Bearer {token()}"
+                resp = await client.post(receiver.url + req["path"], content=(REAL_CALL / req["body"]).read_bytes(),
+                                         headers=headers)
+                assert resp.status_code == 200, (req["path"], resp.text)
+        (row,) = await receiver.rows()
+        assert str(row["call_id"]).startswith("RM_") and row["room_id"] == row["call_id"]
+        assert not row["audio_broken"] and row["audio_seconds"] > 20, row
+        assert row["outcome"] == "success"
+        verdicts = {k: v["verdict"] for k, v in json.loads(row["evaluations"]).items()}
+        assert verdicts == {"greeted": "pass", "booked": "fail"}
+        assert "zero-code" in json.loads(row["tags"])
+        chat = json.loads((receiver.folder / row["call_id"] / "chat_history.json").read_text())
+        assert [i["role"] for i in chat["items"] if i["type"] == "message"][:2] == ["assistant", "user"]
 
 
 async def test_repeated_upload_idempotent(receiver: Receiver) -> None:

@@ -25,6 +25,7 @@ import pytest
 
 from agent.caller import CallerResult
 from agent.realcalls import Worker
+from tests.insights.capture import FIXTURES, RecordingProxy, Request, shape, write_fixtures
 from tests.support import ROOT, free_port, unavailable, wait_for
 from tests.ui.conftest import ADMIN, ARGS, CHROMIUM, VIEWER, Console, login, start_console, stop_console
 from voxpulse_console.insights._wire import inspect_ogg
@@ -45,6 +46,7 @@ class Zero:
     dsn: str
     call: CallerResult
     hung_up_to_playable_s: float
+    requests: list[Request]  # what the worker sent, raw
 
 
 def _receiver(port: int, dsn: str, folder: Path, lk: LiveKit, log: Path) -> subprocess.Popen[bytes]:
@@ -151,9 +153,14 @@ def zero(insights: Insights, lk_stack: LiveKit, tmp_path_factory: pytest.TempPat
            "LIVEKIT_OBSERVABILITY_URL": insights.url,
            "OTEL_EXPORTER_OTLP_ENDPOINT": "", "DATABASE_URL": "", "PYTHONPATH": str(ROOT)}
     log = tmp_path_factory.mktemp("zero") / "worker.log"
-    worker = Worker(env, log_path=log, media=lk_stack.media, argv=[sys.executable, str(SCRIPT), "start"]).start()
-    call, after = _one_call(insights, lk_stack, worker, agent_name, _complete)
-    return Zero(insights.console, insights.folder, insights.dsn, call, after)
+    with RecordingProxy(insights.url) as proxy:  # every request the live worker sends, recorded on its way
+        env["LIVEKIT_OBSERVABILITY_URL"] = proxy.url
+        worker = Worker(env, log_path=log, media=lk_stack.media, argv=[sys.executable, str(SCRIPT), "start"]).start()
+        call, after = _one_call(insights, lk_stack, worker, agent_name, _complete)
+    if os.environ.get("VOXPULSE_CAPTURE_REAL_CALL"):  # re-capture tests/fixtures/livekit_observability_v0_real
+        write_fixtures(Path(os.environ["VOXPULSE_CAPTURE_REAL_CALL"]), proxy.requests,
+                       captured_by="tests/realcalls/test_zero_code.py (VOXPULSE_CAPTURE_REAL_CALL): a real call")
+    return Zero(insights.console, insights.folder, insights.dsn, call, after, proxy.requests)
 
 
 def test_a_stock_agent_without_voxpulse_shows_up_whole(zero: Zero) -> None:
@@ -209,6 +216,20 @@ def test_a_stock_agent_without_voxpulse_shows_up_whole(zero: Zero) -> None:
                     and turn.line.strip(" .?!").lower() in ln["text"].lower())
         assert start <= line["at"] <= start + ogg.seconds, (turn.line, line["at"], start)
         assert abs(line["at"] - turn.speech_end) < 3.0, (turn.line, line["at"] - turn.speech_end)
+
+
+def test_a_live_worker_sends_what_the_fixtures_hold(zero: Zero) -> None:
+    """The contract on a real call: the paths, stable headers, token claims, multipart parts and header
+    fields a live livekit-agents worker sent are those of the committed capture
+    (tests/fixtures/livekit_observability_v0, made by livekit-agents' own upload code)."""
+    import json
+
+    pinned = json.loads((FIXTURES / "manifest.json").read_text(encoding="utf-8"))["shape"]
+    live = shape(zero.requests)
+    assert {p.split("/")[2] for p in live} >= {"traces", "logs", "recordings"}, sorted(live)
+    for path, got in live.items():
+        assert path in pinned, f"{path}: a path the capture does not have"
+        assert got == pinned[path], f"{path}: the live worker's request differs from the capture"
 
 
 def test_the_call_page_in_a_browser(zero: Zero) -> None:
