@@ -19,6 +19,7 @@ from typing import Any, Final
 from opentelemetry.metrics import MeterProvider
 
 from voxpulse_console.insights import _store, _wire
+from voxpulse_console.insights._fold import DeltaFolder
 from voxpulse_console.insights._metrics import InsightsMetrics
 from voxpulse_console.insights._objects import ObjectStore, ObjectStoreError
 
@@ -65,6 +66,7 @@ def make_app(config: InsightsConfig) -> Any:
     state: dict[str, Any] = {"pool": None, "http": None, "pruner": None}
     files: Path | ObjectStore = config.objects if config.objects is not None else config.folder
     counters = InsightsMetrics(config.meter_provider, limit=config.label_values)
+    folder = DeltaFolder()  # LiveKit's per-job delta metrics -> one cumulative series each (_fold)
     lock = asyncio.Lock()
     db_errors = (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
@@ -127,6 +129,14 @@ def make_app(config: InsightsConfig) -> Any:
                 if stamped is None:  # nothing VoxPulse did not export itself
                     return web.Response(status=200, content_type="application/x-protobuf")
                 return await forward(signal, stamped)
+            if signal == "metrics":
+                try:
+                    folded = folder.fold(body)
+                except ValueError as exc:
+                    return refuse(400, str(exc))
+                if folded is None:
+                    return web.Response(status=200, content_type="application/x-protobuf")
+                return await forward(signal, folded)
             if signal != "logs":
                 return await forward(signal, body)
             # the transcript, tags, verdicts and outcome: kept against the call, not forwarded
