@@ -450,7 +450,16 @@ _FINDINGS = (
     "stream is mostly the SDK's price of those 3 attributes (about 30 000 instructions, the same for the bare "
     "span that records them by hand) and its shape: a second async generator around the stream, the span "
     "attached and detached around every `__anext__` (so the consumer never runs inside it), and a caught "
-    "`StopAsyncIteration`.",
+    "`StopAsyncIteration`. Then (the stream at 1.14×, 277 600 instructions against 244 500): its calling thread "
+    "ran 2 attach/detach pairs and a context build through `opentelemetry.context`'s two Python calls each, a "
+    "metrics call with the histogram off, and the `while`/`__anext__`/`except StopAsyncIteration` loop. Changed "
+    "(telemetry/decorators.py): `async for` over the stream, attaching before each step and detaching when it "
+    "gives an item (the same span boundaries); the ContextVar behind OpenTelemetry's runtime context set, reset "
+    "and read directly (the public API under any other runtime context; a token that cannot be reset is still "
+    "logged, never raised); no metrics call when metrics are off; the end's attributes in one dict literal. "
+    "The calling thread went from 254 200 to 246 000 instructions; the export thread's extra (the 3 numbers "
+    "fall to `KnownClean`'s per-item check after its one C-level set check fails, about 8 000 instructions) is "
+    "left: C-level alternatives (filterfalse, set differences, itemgetter maps) measured dearer under callgrind.",
 )
 
 

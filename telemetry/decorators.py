@@ -26,10 +26,14 @@ import inspect
 import json
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from contextvars import ContextVar, Token
 from typing import Any, ParamSpec, TypeVar, overload
 
 from opentelemetry import context, trace
+from opentelemetry.context import Context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.trace import Span
+from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util.types import AttributeValue
 
 from telemetry import metrics as _metrics
@@ -55,6 +59,43 @@ def _skip_framework_argument(predicate: Callable[[str, object], bool]) -> None:
     the model's (it is left out of ``gen_ai.tool.call.arguments``)."""
     if predicate not in _framework_argument:
         _framework_argument.append(predicate)
+
+
+def _context_var() -> ContextVar[Context] | None:
+    """The ContextVar that holds OpenTelemetry's current context, or None where another runtime
+    context is configured (``OTEL_PYTHON_CONTEXT``).
+
+    ``context.attach``, ``detach`` and ``get_current`` each reach it through two Python calls; a
+    stream's span is attached and detached around every step, which made those calls a visible
+    part of a stream span's cost (issue 23). With the SDK's default runtime context the wrappers
+    use the ContextVar's own ``set``/``reset``/``get`` (the same operations those calls end in);
+    with any other they use the public API."""
+    runtime = getattr(context, "_RUNTIME_CONTEXT", None)
+    var = getattr(runtime, "_current_context", None)
+    return var if type(runtime) is ContextVarsRuntimeContext and isinstance(var, ContextVar) else None
+
+
+_CONTEXT_VAR = _context_var()
+_attach: Callable[[Context], Token[Context]] = _CONTEXT_VAR.set if _CONTEXT_VAR is not None else context.attach
+_current: Callable[[], Context] = _CONTEXT_VAR.get if _CONTEXT_VAR is not None else context.get_current
+
+
+def _with_span(span: Span) -> Context:
+    """``trace.set_span_in_context(span)``: the current context with ``span`` as its span."""
+    values = _current().copy()
+    values[_SPAN_KEY] = span
+    return Context(values)
+
+
+def _detach(token: Token[Context]) -> None:
+    """``context.detach``: a token that cannot be reset is logged, never raised."""
+    if _CONTEXT_VAR is not None:
+        try:
+            _CONTEXT_VAR.reset(token)
+            return
+        except (ValueError, RuntimeError):  # another Context's token, or used twice
+            pass
+    context.detach(token)  # logs "Failed to detach context", as the API always did
 
 
 def _to_json(value: object) -> str:
@@ -98,7 +139,7 @@ class _Spec:
         if call_id is not None:
             attributes = {**attributes, Attr.CALL_ID: call_id}
         if self.stage_value is not None and (
-            _attribute_dict(trace.get_current_span()).get(Attr.STAGE) == self.stage_value
+            _attribute_dict(_current().get(_SPAN_KEY)).get(Attr.STAGE) == self.stage_value
         ):
             attributes = {k: v for k, v in attributes.items() if k != Attr.STAGE}
         if self.capture_io and self.sig is not None:
@@ -131,17 +172,16 @@ class _Spec:
     def first_chunk(self, seconds: float) -> None:
         """The time-to-first-chunk histogram, at once (this span, current now, is its exemplar); the
         span's attributes come with the stream's end (:meth:`stream_end`), in one write."""
-        if self.stage is not None:
+        if self.stage is not None and STATE.meter_provider is not None:  # metrics off: not even the call
             _metrics.record_time_to_first_chunk(self.stage, seconds, provider=self.provider, model=self.model)
 
     def stream_end(self, span: Span, chunks: int, ttfc: float | None) -> None:
-        attrs: dict[str, AttributeValue] = {}
-        if ttfc is not None:
-            attrs[Attr.STREAM_TTFC] = ttfc
-            if self.stage is Stage.LLM:
-                attrs[Attr.TIME_TO_FIRST_CHUNK] = ttfc
-        attrs[Attr.STREAM_CHUNKS] = chunks
-        span.set_attributes(attrs)
+        if ttfc is None:
+            span.set_attribute(Attr.STREAM_CHUNKS, chunks)
+        elif self.stage is Stage.LLM:
+            span.set_attributes({Attr.STREAM_TTFC: ttfc, Attr.TIME_TO_FIRST_CHUNK: ttfc, Attr.STREAM_CHUNKS: chunks})
+        else:
+            span.set_attributes({Attr.STREAM_TTFC: ttfc, Attr.STREAM_CHUNKS: chunks})
 
 
 def _wrap(fn: Callable[..., Any], spec_factory: Callable[[Callable[..., Any]], _Spec]) -> Callable[..., Any]:
@@ -156,38 +196,42 @@ def _wrap(fn: Callable[..., Any], spec_factory: Callable[[Callable[..., Any]], _
                     yield item
                 return
             span = spec.start(args, kwargs)
-            ctx = trace.set_span_in_context(span)
+            ctx = _with_span(span)
             agen = fn(*args, **kwargs)
             t0 = time.perf_counter()
             ttfc: float | None = None
             chunks = 0
+            # The span is current while the stream's own code runs, each step of this `async for`,
+            # and never across our yield: attached before a step, detached when it gives an item.
+            # Both happen within one step of this generator, so in one Context.
+            token: Token[Context] | None = _attach(ctx)
             try:
-                while True:
-                    token = context.attach(ctx)
-                    try:
-                        item = await agen.__anext__()
-                        if chunks == 0:
-                            ttfc = time.perf_counter() - t0
-                            spec.first_chunk(ttfc)
-                    except StopAsyncIteration:
-                        break
-                    finally:
-                        context.detach(token)
+                async for item in agen:
+                    if not chunks:
+                        ttfc = time.perf_counter() - t0
+                        spec.first_chunk(ttfc)
+                    if token is not None:
+                        _detach(token)
+                        token = None
                     chunks += 1
                     yield item
-            except GeneratorExit:  # the consumer closed the stream early
-                token = context.attach(ctx)
-                try:
-                    await agen.aclose()
-                finally:
-                    context.detach(token)
+                    token = _attach(ctx)
+            except GeneratorExit:  # the consumer closed the stream early (at our yield: detached)
+                if token is None:
+                    token = _attach(ctx)
+                await agen.aclose()
                 raise
             except BaseException as exc:
+                if token is not None:
+                    _detach(token)
+                    token = None
                 spec.failed(span, exc)
                 if isinstance(exc, asyncio.CancelledError):
                     await agen.aclose()
                 raise
             finally:
+                if token is not None:
+                    _detach(token)
                 spec.stream_end(span, chunks, ttfc)
                 span.end()
 

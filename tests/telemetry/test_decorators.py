@@ -210,3 +210,56 @@ async def test_disabled_path_calls_through() -> None:
     assert not STATE.enabled
     assert await synthesize("x") == b"x"
     assert [t async for t in stream_tokens([0])] == ["tok0"]
+
+
+async def test_the_streams_own_code_runs_inside_its_span_and_its_cleanup_too(cap: CapturedTelemetry) -> None:
+    """Before its first chunk, between chunks, after its last one and in its cleanup on an early close,
+    the stream's code sees its span as current (a span it opens is a child of it); the consumer never."""
+
+    @telemetry.trace_llm(provider="openai", model="gpt-4o-mini")
+    async def nested(n: int) -> AsyncIterator[int]:
+        try:
+            for i in range(n):
+                with STATE.tracer.start_as_current_span(f"step{i}"):
+                    await asyncio.sleep(0)
+                yield i
+            with STATE.tracer.start_as_current_span("after_last"):
+                pass
+        finally:
+            with STATE.tracer.start_as_current_span("cleanup"):
+                pass
+
+    async with telemetry.call("c"):
+        assert [i async for i in nested(2)] == [0, 1]
+        stream = nested(3)
+        async for _ in stream:
+            assert trace.get_current_span().name == "call"  # type: ignore[attr-defined]
+            break
+        await stream.aclose()  # type: ignore[attr-defined]
+        assert trace.get_current_span().name == "call"  # type: ignore[attr-defined]
+    whole, closed = cap.spans_named("chat gpt-4o-mini")
+    assert [s.parent.span_id for s in cap.spans_named("step0")] == [whole.context.span_id, closed.context.span_id]
+    assert cap.spans_named("step1")[0].parent.span_id == whole.context.span_id
+    assert cap.spans_named("after_last")[0].parent.span_id == whole.context.span_id
+    assert [s.parent.span_id for s in cap.spans_named("cleanup")] == [whole.context.span_id, closed.context.span_id]
+    assert closed.attributes[Attr.STREAM_CHUNKS] == 1
+
+
+def test_the_context_fast_path_is_the_sdks_own_context_var(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The wrappers set the ContextVar behind opentelemetry.context only where it is the runtime context;
+    under another one they use the public API, and a token that cannot be reset is logged, not raised."""
+    from opentelemetry import context
+
+    from telemetry import decorators
+
+    assert decorators._CONTEXT_VAR is not None  # the default runtime context: the fast path is on
+    monkeypatch.setattr(context, "_RUNTIME_CONTEXT", object())
+    assert decorators._context_var() is None
+    monkeypatch.undo()
+    token = decorators._attach(context.Context({"k": 1}))
+    decorators._detach(token)
+    assert context.get_current().get("k") is None
+    decorators._detach(token)  # used twice: logged as the API's detach logs it, never raised
+    assert "Failed to detach context" in caplog.text
