@@ -59,6 +59,11 @@ BENCHES = (
           "|VoxPulse TTFW - caller TTFW| ≤ 50 ms at p95 (loopback, calls one at a time; loaded levels reported); "
           "about 5 concurrent calls on 2 cores with "
           "server, agent and callers on it; telemetry under 5 % of the agent's CPU"),
+    Bench("insights", "bench.bench_insights",
+          "The insights receiver: throughput on one core, hang-up to playable audio, the call page's waveform",
+          "receiver uploads/s and OTLP spans/s on one core (reported); the caller's hang-up -> audio playable on "
+          "the call page p95 ≤ 10 s; a 10-minute call's waveform first paint p95 ≤ 300 ms; storage per "
+          "call-minute (reported)"),
     Bench("freshness", "bench.bench_freshness", "Freshness through the real pipeline",
           "span end → Prometheus p95 ≤ 10 s, breach → firing alert ≤ its for: + 15 s, every exemplar a stored "
           "trace, the collector's CPU and series churn against the previous settings (same run); → findable "

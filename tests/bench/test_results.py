@@ -42,7 +42,7 @@ def test_committed_results_are_small() -> None:
         assert path.stat().st_size <= MAX_BYTES, f"{path.name}: raw results, not a dump"
 
 
-@pytest.mark.parametrize("key", ["freshness", "realcalls"])
+@pytest.mark.parametrize("key", ["freshness", "realcalls", "insights"])
 def test_report_section_is_generated_from_the_results(key: str) -> None:
     bench = next(b for b in runner.BENCHES if b.key == key)
     assert (RESULTS / f"{key}.meta.json").is_file(), "when and on which machine it was measured"
@@ -87,3 +87,25 @@ def test_realcalls_summaries_follow_from_their_rows() -> None:
     assert realcalls.accuracy_by_level(measured) == result["accuracy"]
     assert realcalls.greeting_summary(measured) == result["greetings"]
     assert {g["calls"] for g in result["greetings"].values()} <= {r["calls"] for r in measured}
+
+
+def test_insights_summaries_follow_from_their_rows() -> None:
+    """The insights receiver's percentiles, storage per call-minute, busy marks and verdict are
+    recomputed from the per-call and per-load rows they summarise."""
+    insights = importlib.import_module("bench.bench_insights")
+    result = json.loads((RESULTS / "insights.json").read_text(encoding="utf-8"))
+    calls, wave = result["playable"], result["waveform"]
+    assert calls["hung_up_to_playable_s"] == insights.stats([r["hung_up_to_playable_s"] for r in calls["rows"]])
+    assert calls["hung_up_to_playable_s"]["n"] >= 10, "at least 10 real calls"
+    assert wave["first_paint_ms"] == insights.stats([r["painted_ms"] for r in wave["rows"]])
+    assert wave["decoded_ms"] == insights.stats([r["decoded_ms"] for r in wave["rows"]])
+    assert wave["recording_s"] >= 600 and wave["first_paint_ms"]["n"] >= 20
+    assert result["storage"] == insights.storage(calls)
+    for name, machine in insights._machines(result):
+        assert machine["busy"] == (machine["other_processes_cores"] > result["targets"]["busy_other_cores"]), name
+    t = result["throughput"]
+    assert t["uploads"]["ok"] == t["uploads"]["requests"] and t["traces"]["ok"] == t["traces"]["requests"]
+    assert t["calls_stored"] == t["uploads"]["requests"], "each upload a call of its own (the warm-up is the first)"
+    assert result["verdict"] == insights.verdict(result)
+    if any(m["busy"] for _, m in insights._machines(result)):
+        assert "BUSY machine" in result["verdict"]
