@@ -195,14 +195,15 @@ async def test_erasure_audited(receiver: Receiver) -> None:
         assert (await receiver.post(kind)).status_code == 200
     conn = await asyncpg.connect(receiver.dsn)
     try:
-        assert await erase(conn, receiver.folder, ROOM_ID, requested_by="dpo", reason="caller asked") == (1, 2)
+        # the recording, its peaks and the chat history
+        assert await erase(conn, receiver.folder, ROOM_ID, requested_by="dpo", reason="caller asked") == (1, 3)
         assert await erase(conn, receiver.folder, ROOM_ID, requested_by="dpo") == (0, 0)
         audit = await conn.fetch("SELECT * FROM insights_erasures ORDER BY id")
     finally:
         await conn.close()
     assert await receiver.rows() == [] and not (receiver.folder / ROOM_ID).exists()
     assert [(a["call_id"], a["requested_by"], a["rows_removed"], a["files_removed"]) for a in audit] == \
-        [(ROOM_ID, "dpo", 1, 2), (ROOM_ID, "dpo", 0, 0)]
+        [(ROOM_ID, "dpo", 1, 3), (ROOM_ID, "dpo", 0, 0)]
 
 
 async def test_retention_deletes_old_calls(receiver: Receiver) -> None:

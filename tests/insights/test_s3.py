@@ -81,7 +81,8 @@ async def test_upload_stored_in_the_bucket_idempotent(receiver: Receiver, bucket
     for kind in ("logs", "recordings"):
         assert (await receiver.post(kind)).status_code == 200, kind
     (first,) = await receiver.rows()
-    assert await bucket.list_prefix("") == [f"{ROOM_ID}/chat_history.json", f"{ROOM_ID}/recording.ogg"]
+    assert await bucket.list_prefix("") == [f"{ROOM_ID}/chat_history.json", f"{ROOM_ID}/recording.ogg",
+                                            f"{ROOM_ID}/waveform.json"]  # the peaks the call page draws
     assert await bucket.get(f"{ROOM_ID}/recording.ogg") == audio and first["audio_bytes"] == len(audio)
     assert await bucket.get(f"{ROOM_ID}/chat_history.json") == chat and first["chat_bytes"] == len(chat)
     assert not receiver.folder.exists()  # nothing on the local disk
@@ -90,7 +91,8 @@ async def test_upload_stored_in_the_bucket_idempotent(receiver: Receiver, bucket
     (again,) = await receiver.rows()
     assert {k: v for k, v in again.items() if k != "updated_at"} == \
         {k: v for k, v in first.items() if k != "updated_at"}
-    assert await bucket.list_prefix("") == [f"{ROOM_ID}/chat_history.json", f"{ROOM_ID}/recording.ogg"]
+    assert await bucket.list_prefix("") == [f"{ROOM_ID}/chat_history.json", f"{ROOM_ID}/recording.ogg",
+                                            f"{ROOM_ID}/waveform.json"]  # the peaks the call page draws
     assert await bucket.get(f"{ROOM_ID}/recording.ogg") == audio
 
 
@@ -107,10 +109,10 @@ async def test_erasure_and_retention_delete_the_objects(receiver: Receiver, buck
     assert (await receiver.post("recordings")).status_code == 200
     conn = await asyncpg.connect(receiver.dsn)
     try:
-        assert await erase(conn, bucket, ROOM_ID, requested_by="dpo", reason="caller asked") == (1, 2)
+        assert await erase(conn, bucket, ROOM_ID, requested_by="dpo", reason="caller asked") == (1, 3)
         assert await bucket.list_prefix("") == [] and await receiver.rows() == []
         audit = await conn.fetch("SELECT call_id, requested_by, rows_removed, files_removed FROM insights_erasures")
-        assert [tuple(a) for a in audit] == [(ROOM_ID, "dpo", 1, 2)]
+        assert [tuple(a) for a in audit] == [(ROOM_ID, "dpo", 1, 3)]
         assert (await receiver.post("recordings")).status_code == 200
         await conn.execute("UPDATE insights_calls SET received_at = now() - interval '31 days'")
         assert await delete_expired(conn, bucket, 30) == [ROOM_ID]
@@ -132,7 +134,7 @@ async def test_failed_bucket_rolls_the_erasure_back(receiver: Receiver, s3: S3Se
         finally:
             await conn.close()
             await down.aclose()
-    assert len(await receiver.rows()) == 1 and len(await bucket.list_prefix(f"{ROOM_ID}/")) == 2
+    assert len(await receiver.rows()) == 1 and len(await bucket.list_prefix(f"{ROOM_ID}/")) == 3
 
 
 async def test_console_plays_a_range_from_the_bucket(receiver: Receiver, s3: S3Server, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from voxpulse_console.insights import _store, _wire
+from voxpulse_console.insights._waveform import waveform
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "livekit_observability_v0"
@@ -73,14 +74,17 @@ async def store(
     conn: Any, folder: Path, call_id: str, *, audio: bytes | None, started_at: dt.datetime,
     duration_ms: int = 30_000, tags: Mapping[str, Any] | None = None,
     verdicts: Mapping[str, tuple[str, str]] | None = None, outcome: tuple[str, str | None] | None = None,
-    keep_audio: bool = True,
+    keep_audio: bool = True, wave: bool = True,
 ) -> None:
     """One call's upload saved by the receiver's store: the recording (checked by its Ogg check, so a
     damaged file is marked broken as the receiver marks it) and the log records' tags, verdicts
     ({judge: (verdict, reasoning)}) and outcome ((outcome, reason))."""
     header = _wire.RecordingHeader(room_id=call_id, job_id="AJ_test", duration_ms=duration_ms, start_time=started_at)
     ogg = _wire.inspect_ogg(audio) if audio is not None and keep_audio else None
-    await _store.save_recording(conn, folder, header, chat=b"[]", audio=audio, ogg=ogg, keep_audio=keep_audio)
+    # the receiver keeps the recording's peaks with it (wave=False: a recording stored before it did)
+    peaks = waveform(audio) if wave and ogg is not None and audio is not None else None
+    await _store.save_recording(conn, folder, header, chat=b"[]", audio=audio, ogg=ogg, keep_audio=keep_audio,
+                                wave=peaks)
     ev = _wire.CallEvents(room_id=call_id, job_id="AJ_test", agent_name="tyre-shop", sdk_version="1.8.9")
     ev.tags.update(tags or {})
     for judge, (verdict, reasoning) in (verdicts or {}).items():

@@ -31,7 +31,7 @@ from .recordings import speech_recording, store
 pytestmark = [pytest.mark.db, pytest.mark.slow]
 
 T0 = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1)
-CALL, BROKEN = "ply-call-1", "ply-call-2"
+CALL, BROKEN, OLDER = "ply-call-1", "ply-call-2", "ply-call-3"
 TURNS = 3
 TURN_EVERY_S = 8.0
 FIRST_TURN_S = 2.0  # the caller's first words, from the call's start
@@ -87,6 +87,8 @@ async def _seed(dsn: str, folder: Path) -> float:
                     "politeness": ("fail", "the agent interrupted the caller twice")}
         await store(conn, folder, CALL, audio=audio, started_at=started, duration_ms=int(seconds * 1000),
                     tags={"order_created": {"order": 17}}, verdicts=verdicts, outcome=("success", None))
+        # a recording stored before the receiver kept its peaks: the page decodes the audio itself
+        await store(conn, folder, OLDER, audio=audio, started_at=started, wave=False)
         await store(conn, folder, BROKEN, audio=audio[: len(audio) // 2], started_at=started,
                     verdicts=verdicts, outcome=("fail", "hung up"))
         return seconds
@@ -158,11 +160,11 @@ def test_clicking_a_turn_seeks_and_playing_highlights_the_turn_heard(page: Any, 
     rec.wait_for()
     assert rec.get_attribute("data-audio-state") == "present"
     assert float(rec.get_attribute("data-offset-ms")) == RECORDING_AT_S * 1000
-    # decoded in the browser: LiveKit's two channels, each with speech in it
+    # drawn from the peaks the receiver kept: LiveKit's two channels, each with speech in it
     wave = page.get_by_test_id("waveform")
     page.wait_for_function("() => document.querySelector('[data-testid=waveform]').dataset.decoded === 'true'",
                            timeout=15_000)
-    assert wave.get_attribute("data-channels") == "2"
+    assert (wave.get_attribute("data-channels"), wave.get_attribute("data-drawn-from")) == ("2", "peaks")
     lanes = page.get_by_test_id("wave-lane")
     assert [lanes.nth(i).get_attribute("data-channel") for i in range(lanes.count())] == ["caller", "agent"]
     assert all(int(lanes.nth(i).get_attribute("data-loud-px")) > 0 for i in range(2))
@@ -221,6 +223,35 @@ def test_pills_without_the_audio_permission_and_no_player(page: Any, setup: Setu
     row.wait_for()
     assert row.get_by_test_id("row-tags").inner_text() == "#order_created"
     assert row.get_by_test_id("row-failed-judges").is_visible()
+
+
+def test_the_kept_waveform_needs_the_audio_permission(setup: Setup) -> None:
+    admin, viewer = setup.console.client(ADMIN), setup.console.client(VIEWER)
+    try:
+        kept = admin.get(f"/api/calls/{CALL}/waveform")
+        assert kept.status_code == 200 and kept.headers["cache-control"] == "no-store"
+        assert kept.json()["channels"] == 2
+        assert admin.get(f"/api/calls/{OLDER}/waveform").status_code == 404
+        view = admin.get(f"/api/calls/{OLDER}").json()["insights"]["audio"]
+        assert view["url"] and view["waveform_url"] is None  # the page decodes the audio instead
+        assert viewer.get(f"/api/calls/{CALL}/waveform").status_code == 403
+        assert admin.get("/api/calls/..%2Fetc/waveform").status_code in (400, 404)
+    finally:
+        admin.close()
+        viewer.close()
+
+
+def test_an_older_recording_is_decoded_in_the_page(page: Any, setup: Setup) -> None:
+    """A recording kept without its peaks (stored before the receiver kept them): the page decodes the
+    audio itself (WebAudio) and draws the same two channels."""
+    login(page, setup.console.url, ADMIN, f"/calls/{OLDER}")
+    page.get_by_test_id("waveform").wait_for()
+    page.wait_for_function("() => document.querySelector('[data-testid=waveform]').dataset.decoded === 'true'",
+                           timeout=15_000)
+    wave = page.get_by_test_id("waveform")
+    assert (wave.get_attribute("data-channels"), wave.get_attribute("data-drawn-from")) == ("2", "audio")
+    lanes = page.get_by_test_id("wave-lane")
+    assert all(int(lanes.nth(i).get_attribute("data-loud-px")) > 0 for i in range(2))
 
 
 def test_a_damaged_recording_is_shown_as_damaged(page: Any, setup: Setup) -> None:

@@ -22,6 +22,7 @@ from voxpulse_console.insights import _store, _wire
 from voxpulse_console.insights._fold import DeltaFolder
 from voxpulse_console.insights._metrics import InsightsMetrics
 from voxpulse_console.insights._objects import ObjectStore, ObjectStoreError
+from voxpulse_console.insights._waveform import waveform
 
 __all__ = ["InsightsConfig", "make_app", "serve", "start"]
 
@@ -169,10 +170,12 @@ def make_app(config: InsightsConfig) -> Any:
         chat = parts.get("chat_history", (None, None))[1]
         audio = parts.get("audio", (None, None))[1]
         ogg = await asyncio.to_thread(_wire.inspect_ogg, audio) if audio is not None and config.keep_audio else None
+        # the waveform the call page draws at once (decoding there takes seconds for a long call)
+        wave = await asyncio.to_thread(waveform, audio) if ogg is not None and audio is not None else None
         try:
             async with (await pool()).acquire() as conn:
                 call_id = await _store.save_recording(conn, files, header, chat=chat, audio=audio, ogg=ogg,
-                                                      keep_audio=config.keep_audio)
+                                                      keep_audio=config.keep_audio, wave=wave)
         except ValueError as exc:
             return refuse(400, str(exc))
         except ObjectStoreError as exc:  # nothing stored: no row names files that are not there

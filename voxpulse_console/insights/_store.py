@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from voxpulse_console.insights._objects import LocalObjects, ObjectStore, write_file
+from voxpulse_console.insights._waveform import WAVEFORM_FILE
 from voxpulse_console.insights._wire import CallEvents, OggCheck, RecordingHeader, call_id_for
 
 __all__ = ["AUDIO_FILE", "CHAT_FILE", "NewEvents", "delete_expired", "erase", "objects", "save_events",
@@ -50,10 +51,10 @@ ON CONFLICT (call_id) DO UPDATE SET
 
 async def save_recording(
     conn: Any, folder: Path | ObjectStore, header: RecordingHeader, *, chat: bytes | None, audio: bytes | None,
-    ogg: OggCheck | None, keep_audio: bool,
+    ogg: OggCheck | None, keep_audio: bool, wave: bytes | None = None,
 ) -> str:
-    """Store one ``recordings/v0`` upload; returns its call_id. ValueError when the header names no
-    usable room or job id."""
+    """Store one ``recordings/v0`` upload (and the kept audio's ``wave``form, :mod:`._waveform`); returns
+    its call_id. ValueError when the header names no usable room or job id."""
     call_id = call_id_for(header.room_id, header.job_id)
     if call_id is None:
         raise ValueError("the header names neither a room id nor a job id")
@@ -63,6 +64,8 @@ async def save_recording(
     kept = audio is not None and keep_audio
     if kept and audio is not None:
         await store.put(f"{call_id}/{AUDIO_FILE}", audio)
+        if wave is not None:
+            await store.put(f"{call_id}/{WAVEFORM_FILE}", wave)
     await conn.execute(
         _UPSERT_RECORDING, call_id, header.room_id or None, header.job_id or None, header.start_time,
         header.duration_ms / 1000 if header.duration_ms else None, header.simulated, header.redaction_enabled,

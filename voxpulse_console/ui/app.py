@@ -43,7 +43,7 @@ from voxpulse_console.ui.api import (
 from voxpulse_console.ui.config import UiConfig
 from voxpulse_console.ui.doors import safe_next
 from voxpulse_console.ui.events import api_events
-from voxpulse_console.ui.insights import api_call_audio
+from voxpulse_console.ui.insights import api_call_audio, api_call_waveform
 from voxpulse_console.ui.login import api_login, api_logout, api_session, auth_middleware
 from voxpulse_console.ui.middleware import MAX_BODY, _console, _security_headers, _session, error_middleware
 from voxpulse_console.ui.state import CONSOLE_KEY, Console
@@ -112,6 +112,7 @@ def make_app(config: UiConfig) -> web.Application:
     r.add_get("/api/calls/{call_id}", api_call)
     r.add_get("/api/calls/{call_id}/spans/{span_id}", api_span)
     r.add_get("/api/calls/{call_id}/audio", api_call_audio)
+    r.add_get("/api/calls/{call_id}/waveform", api_call_waveform)
     r.add_get("/api/traces/{trace_id}", api_trace)
     r.add_get("/api/traces/{trace_id}/call", api_trace_call)
     r.add_get("/api/latency", api_latency)

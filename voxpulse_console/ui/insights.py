@@ -30,10 +30,12 @@ from voxpulse_console.ui.callview import mask_json, mask_text
 from voxpulse_console.ui.filters import BadRequest
 from voxpulse_console.ui.middleware import _console, _error, _session
 
-__all__ = ["AUDIO_FILE", "CHAT_FILE", "api_call_audio", "audio_path", "chat_history", "present_insights", "transcript"]
+__all__ = ["AUDIO_FILE", "CHAT_FILE", "api_call_audio", "api_call_waveform", "audio_path", "chat_history",
+           "present_insights", "transcript"]
 
 AUDIO_FILE: Final = "recording.ogg"  # the receiver's name (voxpulse_console.insights._store.AUDIO_FILE)
 CHAT_FILE: Final = "chat_history.json"  # ... and its CHAT_FILE: LiveKit's ChatContext.to_dict()
+WAVEFORM_FILE: Final = "waveform.json"  # ... and its peaks (voxpulse_console.insights._waveform.WAVEFORM_FILE)
 #: the roles of the chat history that were said aloud
 SPOKEN: Final = ("user", "assistant")
 #: LiveKit's recorder (livekit-agents 1.8, voice/recorder_io): a stereo Ogg Opus file, the caller's
@@ -52,18 +54,9 @@ async def chat_history(folder: Path | None, s3: S3Settings | None, call_id: str)
     bucket when one is configured, else its folder); None when there is none or it cannot be read."""
     if call_id_for(call_id, None) != call_id:
         return None
-    if s3 is not None:
-        store = S3Objects(s3)
-        try:
-            return await store.get(f"{call_id}/{CHAT_FILE}")
-        except ObjectStoreError:
-            return None
-        finally:
-            await store.aclose()
-    path = _kept(folder, call_id, CHAT_FILE)
     try:
-        return path.read_bytes() if path is not None else None
-    except OSError:
+        return await _read_kept(folder, s3, call_id, CHAT_FILE)
+    except ObjectStoreError:
         return None
 
 
@@ -155,6 +148,11 @@ def present_insights(row: Mapping[str, Any], *, folder: Path | None, pii: bool, 
             "channels": list(CHANNELS),
             "allowed": can_play_audio,
             "url": f"/api/calls/{quote(call_id, safe='')}/audio" if playable and can_play_audio else None,
+            # the peaks the receiver kept; none for a recording stored before it kept them (the page decodes
+            # the audio then); in a bucket the receiver has kept them since it could store there at all
+            "waveform_url": f"/api/calls/{quote(call_id, safe='')}/waveform"
+            if playable and can_play_audio and (in_bucket or _kept(folder, call_id, WAVEFORM_FILE) is not None)
+            else None,
         },
     }
 
@@ -181,6 +179,43 @@ async def api_call_audio(request: web.Request) -> web.StreamResponse:
     if path is None:
         return _error(404, f"no recording kept for call {call_id!r}")
     return web.FileResponse(path, headers=headers)
+
+
+async def api_call_waveform(request: web.Request) -> web.Response:
+    """The recording's peaks (``waveform.json``, :mod:`voxpulse_console.insights._waveform`): drawn at
+    once, where decoding the recording in the browser takes seconds. Derived from the audio, so it needs
+    the ``audio`` permission like the recording."""
+    c = _console(request)
+    s = _session(request)
+    assert s is not None
+    if not s.can_play_audio:
+        return _error(403, "the recording's waveform needs the audio permission (VOXPULSE_UI_USERS: NAME:HASH:audio)")
+    call_id = request.match_info["call_id"]
+    if call_id_for(call_id, None) != call_id:
+        raise BadRequest("call id: 1-128 characters of letters, digits and _.- (not . or ..)")
+    try:
+        data = await _read_kept(c.config.insights_dir, c.config.insights_s3, call_id, WAVEFORM_FILE)
+    except ObjectStoreError as exc:
+        return _error(503, f"the recordings' bucket is unavailable ({exc.__class__.__name__})")
+    if data is None:
+        return _error(404, f"no waveform kept for call {call_id!r}")
+    return web.Response(body=data, content_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+async def _read_kept(folder: Path | None, s3: S3Settings | None, call_id: str, name: str) -> bytes | None:
+    """One of the call's files as the receiver kept it: from the bucket when one is configured, else
+    from its folder. None when there is no such file; ObjectStoreError when the bucket fails."""
+    if s3 is not None:
+        store = S3Objects(s3)
+        try:
+            return await store.get(f"{call_id}/{name}")
+        finally:
+            await store.aclose()
+    path = _kept(folder, call_id, name)
+    try:
+        return path.read_bytes() if path is not None else None
+    except OSError:
+        return None
 
 
 async def _from_bucket(request: web.Request, s3: S3Settings, call_id: str,

@@ -29,6 +29,8 @@ export interface Insights {
     channels: string[];
     allowed: boolean;
     url: string | null;
+    /** the peaks the receiver kept; a 404 for an older recording (then the page decodes the audio) */
+    waveform_url?: string | null;
   };
 }
 
@@ -115,7 +117,22 @@ export function InsightPills(props: { ins: Insights }) {
   );
 }
 
-interface Decoded { channels: Float32Array[]; rate: number; duration: number }
+interface Decoded { channels: Float32Array[]; rate: number; duration: number; from: "peaks" | "audio" }
+
+/** waveform.json (voxpulse_console/insights/_waveform.py): per channel, base64 peaks 0-255 */
+interface KeptWaveform { per_second: number; channels: number; seconds: number; peaks: string[] }
+
+/** The kept peaks as a recording of `per_second` samples a second: peaks() draws either the same way. */
+function fromPeaks(w: KeptWaveform): Decoded | null {
+  if (!w.peaks.length || !(w.per_second > 0)) return null;
+  const channels = w.peaks.map((b64) => {
+    const raw = atob(b64);
+    const out = new Float32Array(raw.length);
+    for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i) / 255;
+    return out;
+  });
+  return { channels, rate: w.per_second, duration: w.seconds, from: "peaks" };
+}
 
 /** Per-pixel peak (max |sample|) of each channel over [axisStart, axisEnd] (ms on the call axis). */
 function peaks(d: Decoded, width: number, offsetMs: number, axisStart: number, axisEnd: number): Float32Array[] {
@@ -201,18 +218,27 @@ export function RecordingTimeline(props: {
     if (!a.url) return;
     let stop = false;
     setDecodeError(null);
-    fetch(a.url, { credentials: "same-origin" })
-      .then((r) => { if (!r.ok) throw new Error(`HTTP ${r.status}`); return r.arrayBuffer(); })
-      .then((buf) => new OfflineAudioContext(1, 1, 48000).decodeAudioData(buf))
-      .then((ab) => {
-        if (stop) return;
-        const channels: Float32Array[] = [];
-        for (let i = 0; i < ab.numberOfChannels; i++) channels.push(ab.getChannelData(i));
-        setDecoded({ channels, rate: ab.sampleRate, duration: ab.duration });
-      })
+    // the receiver's peaks first (a few kB, drawn at once); decoding the whole recording in the browser
+    // takes seconds for a long call, so it is only the fallback for a recording kept without them
+    const kept = a.waveform_url
+      ? fetch(a.waveform_url, { credentials: "same-origin" })
+        .then((r) => (r.ok ? (r.json() as Promise<KeptWaveform>) : null))
+        .then((w) => (w ? fromPeaks(w) : null))
+        .catch(() => null)
+      : Promise.resolve(null);
+    kept
+      .then((d) => d ?? fetch(a.url!, { credentials: "same-origin" })
+        .then((r) => { if (!r.ok) throw new Error(`HTTP ${r.status}`); return r.arrayBuffer(); })
+        .then((buf) => new OfflineAudioContext(1, 1, 48000).decodeAudioData(buf))
+        .then((ab) => {
+          const channels: Float32Array[] = [];
+          for (let i = 0; i < ab.numberOfChannels; i++) channels.push(ab.getChannelData(i));
+          return { channels, rate: ab.sampleRate, duration: ab.duration, from: "audio" as const };
+        }))
+      .then((d) => { if (!stop) setDecoded(d); })
       .catch((e: unknown) => { if (!stop) setDecodeError(e instanceof Error ? e.message || e.name : String(e)); });
     return () => { stop = true; };
-  }, [a.url]);
+  }, [a.url, a.waveform_url]);
 
   useEffect(() => {
     const el = trackRef.current;
@@ -312,7 +338,8 @@ export function RecordingTimeline(props: {
         <div class="tl-row tl-wave">
           <span class="tl-name wv-names">{t("rec.waveform")}</span>
           <div class="tl-track wv-track" ref={trackRef} onClick={playable ? clickSeek : undefined} data-testid="waveform"
-            data-channels={decoded ? decoded.channels.length : 0} data-decoded={decoded ? "true" : "false"}>
+            data-channels={decoded ? decoded.channels.length : 0} data-decoded={decoded ? "true" : "false"}
+            data-drawn-from={decoded ? decoded.from : ""}>
             {wave ? names.map((n, i) => <Wave samples={wave} index={i} width={width} label={n} cls={`ch-${n}`} />)
               : <div class="wv-empty muted small">{playable && !decodeError ? t("common.loading") : ""}</div>}
             <div class="wv-overlay" aria-hidden="true">
