@@ -1,7 +1,7 @@
 """The insights receiver (LiveKit Agents' observability upload) and the call page's recording.
 
     python -m bench.bench_insights [--uploads 200] [--trace-rounds 60] [--concurrency 8] [--calls 10]
-                                   [--loads 20] [--recording-s 600] [--json PATH]
+                                   [--loads 20] [--old-loads 5] [--recording-s 600] [--json PATH]
 
 Needs PostgreSQL (``DATABASE_URL``: ``scripts/services.sh start``); the real calls need the stack's
 LiveKit server and media namespace, the call page Debian's Chromium. Four measures:
@@ -20,11 +20,14 @@ LiveKit server and media namespace, the call page Debian's Chromium. Four measur
   console's ``/api/calls/{id}`` showing the audio ``present`` with a url, polled every 100 ms.
   Target p95 <= 10 s.
 * **Waveform first paint of a 10-minute call**: a stereo Ogg Opus recording of ``--recording-s`` s
-  (espeak-ng speech, libopus: tests/ui/recordings.py) stored by the receiver's own store; Chromium on
-  the call page ``--loads`` times, each in a fresh context (an empty HTTP cache), from navigation start
-  to ``[data-testid=waveform][data-decoded=true]`` in the DOM (a MutationObserver installed before the
-  page's scripts, ``performance.now()``) and to the next frame after it. Target p95 <= 300 ms. Where
-  the time goes: the fetch, ``decodeAudioData`` and the per-pixel peaks, timed apart in the same page.
+  (the real call's audio repeated, or espeak-ng speech: ``--recording``) stored by the receiver's own
+  store with the peaks the receiver keeps beside it (``waveform.json``); Chromium on the call page
+  ``--loads`` times, each in a fresh context (an empty HTTP cache), from navigation start to
+  ``[data-testid=waveform][data-decoded=true]`` in the DOM (a MutationObserver installed before the
+  page's scripts, ``performance.now()``) and to the next frame after it. Target p95 <= 300 ms. Beside
+  it, the same recording stored without peaks (a call kept before the receiver computed them: the
+  page decodes the audio itself), ``--old-loads`` times; the receiver's CPU to compute the peaks once;
+  and where the in-page decode's time goes: the fetch, ``decodeAudioData`` and the per-pixel peaks.
 * **Storage per call-minute**: bytes of audio and chat history as stored, per minute of recording,
   of the committed real call and of the real calls above.
 
@@ -534,7 +537,29 @@ def native_decode_cpu_s(audio: bytes) -> float:
     return round(time.process_time() - t0, 2)
 
 
-def waveform(dsn: str, *, loads: int, seconds: float, source: str = "real") -> dict[str, Any]:
+def _paint(browser: Any, url: str, cookies: Any, errors: list[str]) -> dict[str, Any]:
+    """One load of the call page at ``url`` in a fresh context: navigation start to the waveform in the
+    DOM, and to the frame after it."""
+    ctx = browser.new_context(viewport={"width": 1440, "height": 900}, locale="en-GB", storage_state=cookies)
+    try:
+        pg = ctx.new_page()
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.add_init_script(OBSERVER)
+        pg.goto(url)
+        pg.wait_for_function("() => window.__wfPaint !== undefined", timeout=60_000)
+        decoded, painted = pg.evaluate("() => [window.__wf, window.__wfPaint]")
+        drawn_from = pg.locator("[data-testid=waveform]").get_attribute("data-drawn-from")
+        nav = pg.evaluate("() => JSON.stringify(performance.getEntriesByType('navigation')[0])")
+        dcl = json.loads(nav).get("domContentLoadedEventEnd")
+        fcp = pg.evaluate("() => performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null")
+        return {"decoded_ms": round(decoded, 1), "painted_ms": round(painted, 1), "drawn_from": drawn_from,
+                "dom_content_loaded_ms": round(dcl, 1) if dcl else None,
+                "first_contentful_paint_ms": round(fcp, 1) if fcp is not None else None}
+    finally:
+        ctx.close()
+
+
+def waveform(dsn: str, *, loads: int, old_loads: int, seconds: float, source: str = "real") -> dict[str, Any]:
     from tests.ui.conftest import ADMIN, ARGS, CHROMIUM, login, start_console, stop_console
 
     if not Path(CHROMIUM).is_file():
@@ -546,7 +571,12 @@ def waveform(dsn: str, *, loads: int, seconds: float, source: str = "real") -> d
     t_enc = time.perf_counter()
     audio = long_recording(seconds, source)
     encode_s = time.perf_counter() - t_enc
-    call_id = f"RM_bench{secrets.token_hex(4)}"
+    from voxpulse_console.insights._waveform import waveform as peaks_of
+
+    t_cpu = time.process_time()
+    peaks = peaks_of(audio)
+    peaks_cpu_s = round(time.process_time() - t_cpu, 2)
+    call_id, old_id = f"RM_bench{secrets.token_hex(4)}", f"RM_bench{secrets.token_hex(4)}"
     tmp = Path(tempfile.mkdtemp(prefix="vp-bench-ins-wf-"))
     folder = tmp / "insights"
     folder.mkdir(mode=0o700)
@@ -557,8 +587,10 @@ def waveform(dsn: str, *, loads: int, seconds: float, source: str = "real") -> d
 
         conn = await asyncpg.connect(dsn)
         try:
-            await store(conn, folder, call_id, audio=audio, started_at=started, duration_ms=int(seconds * 1000),
-                        verdicts={"greeted": ("pass", "the agent greeted first")}, outcome=("success", None))
+            for cid, wave in ((call_id, True), (old_id, False)):
+                await store(conn, folder, cid, audio=audio, started_at=started, duration_ms=int(seconds * 1000),
+                            verdicts={"greeted": ("pass", "the agent greeted first")}, outcome=("success", None),
+                            wave=wave)
         finally:
             await conn.close()
 
@@ -566,6 +598,7 @@ def waveform(dsn: str, *, loads: int, seconds: float, source: str = "real") -> d
     console = start_console(tmp, dsn, VOXPULSE_INSIGHTS_DIR=str(folder), VOXPULSE_PROMETHEUS_URL="http://127.0.0.1:9",
                             VOXPULSE_TRACE_STORE="jaeger", VOXPULSE_TRACE_STORE_URL="http://127.0.0.1:9")
     rows: list[dict[str, Any]] = []
+    old_rows: list[dict[str, Any]] = []
     profile: list[dict[str, Any]] = []
     errors: list[str] = []
     try:
@@ -581,21 +614,9 @@ def waveform(dsn: str, *, loads: int, seconds: float, source: str = "real") -> d
                 audio_url = page.locator("audio[data-testid=player]").get_attribute("src")
                 first.close()
                 for _ in range(loads):
-                    ctx = browser.new_context(viewport={"width": 1440, "height": 900}, locale="en-GB",
-                                              storage_state=cookies)
-                    try:
-                        pg = ctx.new_page()
-                        pg.on("pageerror", lambda e: errors.append(str(e)))
-                        pg.add_init_script(OBSERVER)
-                        pg.goto(f"{console.url}/calls/{call_id}")
-                        pg.wait_for_function("() => window.__wfPaint !== undefined", timeout=60_000)
-                        decoded, painted = pg.evaluate("() => [window.__wf, window.__wfPaint]")
-                        nav = pg.evaluate("() => JSON.stringify(performance.getEntriesByType('navigation')[0])")
-                        dcl = json.loads(nav).get("domContentLoadedEventEnd")
-                        rows.append({"decoded_ms": round(decoded, 1), "painted_ms": round(painted, 1),
-                                     "dom_content_loaded_ms": round(dcl, 1) if dcl else None})
-                    finally:
-                        ctx.close()
+                    rows.append(_paint(browser, f"{console.url}/calls/{call_id}", cookies, errors))
+                for _ in range(old_loads):
+                    old_rows.append(_paint(browser, f"{console.url}/calls/{old_id}", cookies, errors))
                 if audio_url:
                     ctx = browser.new_context(storage_state=cookies)
                     try:
@@ -616,8 +637,14 @@ def waveform(dsn: str, *, loads: int, seconds: float, source: str = "real") -> d
     prof = {k: round(statistics.median(float(x[k]) for x in profile), 1) for k in
             ("fetch_ms", "decode_ms", "peaks_ms")} if profile else None
     return {"recording_s": seconds, "source": source, "audio_bytes": len(audio), "encode_s": round(encode_s, 1),
-            "native_decode_cpu_s": native_decode_cpu_s(audio), "rows": rows, "first_paint_ms": stats(painted),
+            "native_decode_cpu_s": native_decode_cpu_s(audio), "peaks_cpu_s": peaks_cpu_s,
+            "peaks_bytes": len(peaks) if peaks else None, "rows": rows, "first_paint_ms": stats(painted),
             "decoded_ms": stats([r["decoded_ms"] for r in rows]),
+            "page_first_contentful_paint_ms": stats([r["first_contentful_paint_ms"] for r in rows
+                                                     if r["first_contentful_paint_ms"] is not None]),
+            "old_rows": old_rows,
+            "old_first_paint_ms": stats([r["painted_ms"] for r in old_rows]),
+            "old_decoded_ms": stats([r["decoded_ms"] for r in old_rows]),
             "profile": profile, "profile_median_ms": prof, "errors": errors, "machine": m}
 
 
@@ -738,20 +765,30 @@ def to_markdown(result: dict[str, Any]) -> str:
                 if w.get("source", "speech") == "real" else "espeak-ng lines every 10 s, libopus")
         lines += [f"**The call page's waveform, a {w['recording_s'] / 60:g}-minute call** (stereo Ogg Opus, "
                   f"{w['audio_bytes']:,} bytes: {made}; Chromium, each load in a fresh context: an empty cache; "
-                  "from navigation start to the waveform decoded in the DOM, and to the frame after it):", "",
-                  "| loads | decoded + drawn in the DOM p50 / p95 ms | first paint after it p50 / p95 / max ms | "
-                  "other load (cores) |", "|---|---|---|---|",
-                  f"| {f['n']} | {d['p50']} / {d['p95']} | {f['p50']} / {f['p95']} / {f['max']} | "
-                  f"{_busy(w['machine'])} |", ""]
+                  "from navigation start to the waveform drawn in the DOM, and to the frame after it):", "",
+                  "| the call's waveform | loads | drawn in the DOM p50 / p95 ms | first paint after it "
+                  "p50 / p95 / max ms | other load (cores) |", "|---|---|---|---|---|",
+                  f"| peaks kept by the receiver ({w['peaks_bytes']:,} bytes of waveform.json) | {f['n']} | "
+                  f"{d['p50']} / {d['p95']} | {f['p50']} / {f['p95']} / {f['max']} | {_busy(w['machine'])} |"]
+        if w.get("old_rows"):
+            of, od = w["old_first_paint_ms"], w["old_decoded_ms"]
+            lines += [f"| decoded in the page (a call kept without peaks) | {of['n']} | {od['p50']} / {od['p95']} | "
+                      f"{of['p50']} / {of['p95']} / {of['max']} | {_busy(w['machine'])} |"]
+        fcp = w.get("page_first_contentful_paint_ms")
+        if fcp:
+            lines += ["", f"The page itself, in the same loads: its first contentful paint (the browser's "
+                      f"first-contentful-paint entry) p50 / p95 {fcp['p50']} / {fcp['p95']} ms."]
+        lines += [""]
         prof = w.get("profile_median_ms")
         if prof:
             floor = w.get("native_decode_cpu_s")
-            lines += [f"Where the time goes (the same steps timed apart in the page, median of 3): fetch "
-                      f"{prof['fetch_ms']} ms, decodeAudioData {prof['decode_ms']} ms, per-pixel peaks of both "
-                      f"channels {prof['peaks_ms']} ms."
-                      + (f" libopus alone (PyAV, native) takes {floor} CPU s to decode the file: no waveform "
-                         "drawn from samples decoded at load reaches the target; it needs peaks computed once, "
-                         "when the recording is stored." if floor is not None else ""), ""]
+            lines += [f"Why the receiver keeps peaks: the page's own decode, its steps timed apart (median of 3), "
+                      f"takes fetch {prof['fetch_ms']} ms, decodeAudioData {prof['decode_ms']} ms, per-pixel peaks "
+                      f"of both channels {prof['peaks_ms']} ms"
+                      + (f"; libopus alone (PyAV, native) takes {floor} CPU s to decode the file" if floor is not None
+                         else "")
+                      + f". The receiver computes the peaks once, when the recording arrives: "
+                      f"{w['peaks_cpu_s']} CPU s for this call, off its event loop.", ""]
     s = result.get("storage") or {}
     if s:
         rows = [("the committed real call (tests/fixtures/livekit_observability_v0_real)", s["committed_call"])]
@@ -775,6 +812,7 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--calls", type=int, default=10)
     ap.add_argument("--loads", type=int, default=20)
+    ap.add_argument("--old-loads", type=int, default=5, help="loads of the call kept without peaks")
     ap.add_argument("--recording-s", type=float, default=600.0)
     ap.add_argument("--recording", choices=["real", "speech"], default="real",
                     help="the long recording: the real call's repeated, or espeak-ng lines")
@@ -795,7 +833,8 @@ def main() -> int:
             if "playable" in want:
                 result["playable"] = playable(dsn, calls=a.calls)
             if "waveform" in want:
-                result["waveform"] = waveform(dsn, loads=a.loads, seconds=a.recording_s, source=a.recording)
+                result["waveform"] = waveform(dsn, loads=a.loads, old_loads=a.old_loads, seconds=a.recording_s,
+                                              source=a.recording)
         result["storage"] = storage(result.get("playable"))
         result["targets"] = {"playable_p95_s": PLAYABLE_TARGET_P95_S, "paint_p95_ms": PAINT_TARGET_P95_MS,
                              "busy_other_cores": BUSY_OTHER_CORES}

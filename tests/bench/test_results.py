@@ -100,6 +100,11 @@ def test_insights_summaries_follow_from_their_rows() -> None:
     assert wave["first_paint_ms"] == insights.stats([r["painted_ms"] for r in wave["rows"]])
     assert wave["decoded_ms"] == insights.stats([r["decoded_ms"] for r in wave["rows"]])
     assert wave["recording_s"] >= 600 and wave["first_paint_ms"]["n"] >= 20
+    assert {r["drawn_from"] for r in wave["rows"]} == {"peaks"}, "the measured call draws the receiver's peaks"
+    assert {r["drawn_from"] for r in wave["old_rows"]} == {"audio"}, "the call kept without them decodes"
+    assert wave["old_first_paint_ms"] == insights.stats([r["painted_ms"] for r in wave["old_rows"]])
+    assert wave["page_first_contentful_paint_ms"] == insights.stats(
+        [r["first_contentful_paint_ms"] for r in wave["rows"] if r["first_contentful_paint_ms"] is not None])
     assert result["storage"] == insights.storage(calls)
     for name, machine in insights._machines(result):
         assert machine["busy"] == (machine["other_processes_cores"] > result["targets"]["busy_other_cores"]), name

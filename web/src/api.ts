@@ -1,5 +1,7 @@
 // The console's JSON API: same-origin fetches with the session cookie; state changes carry the
 // CSRF token. A 401 sends the browser to the login page.
+import { takeEarly } from "./prefetch";
+
 let csrf = "";
 
 export class ApiError extends Error {
@@ -25,7 +27,7 @@ export async function getJson<T>(path: string, params?: Record<string, string | 
     const s = q.toString();
     if (s) url += `?${s}`;
   }
-  const r = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  const r = await (takeEarly(url) ?? fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }));
   if (r.status === 401) {
     toLogin();
     throw new ApiError(401, "login required");

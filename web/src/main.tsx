@@ -19,6 +19,7 @@ import { CallViewPage } from "./pages/CallView";
 import { Calls } from "./pages/Calls";
 import { Latency } from "./pages/Latency";
 import { Overview } from "./pages/Overview";
+import { prefetchCallPage } from "./prefetch";
 import { useLocation } from "./router";
 
 function App() {
@@ -49,4 +50,5 @@ function App() {
   return <Shell meta={meta} path={path} onLang={() => setLangTick((n) => n + 1)}>{page}</Shell>;
 }
 
+prefetchCallPage(location.pathname);
 render(<App />, document.getElementById("app")!);

@@ -7,6 +7,7 @@
 import type { RefObject } from "preact";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { fmtMs } from "../format";
+import { takeEarly } from "../prefetch";
 import { t } from "../i18n";
 
 export interface Insights {
@@ -221,7 +222,7 @@ export function RecordingTimeline(props: {
     // the receiver's peaks first (a few kB, drawn at once); decoding the whole recording in the browser
     // takes seconds for a long call, so it is only the fallback for a recording kept without them
     const kept = a.waveform_url
-      ? fetch(a.waveform_url, { credentials: "same-origin" })
+      ? (takeEarly(a.waveform_url) ?? fetch(a.waveform_url, { credentials: "same-origin" }))
         .then((r) => (r.ok ? (r.json() as Promise<KeptWaveform>) : null))
         .then((w) => (w ? fromPeaks(w) : null))
         .catch(() => null)
