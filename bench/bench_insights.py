@@ -576,6 +576,12 @@ def waveform(dsn: str, *, loads: int, old_loads: int, seconds: float, source: st
     t_cpu = time.process_time()
     peaks = peaks_of(audio)
     peaks_cpu_s = round(time.process_time() - t_cpu, 2)
+    import tracemalloc
+
+    tracemalloc.start()  # again, traced apart: tracing slows the allocations it counts
+    peaks_of(audio)
+    peaks_peak_mib = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
+    tracemalloc.stop()
     call_id, old_id = f"RM_bench{secrets.token_hex(4)}", f"RM_bench{secrets.token_hex(4)}"
     tmp = Path(tempfile.mkdtemp(prefix="vp-bench-ins-wf-"))
     folder = tmp / "insights"
@@ -638,6 +644,7 @@ def waveform(dsn: str, *, loads: int, old_loads: int, seconds: float, source: st
             ("fetch_ms", "decode_ms", "peaks_ms")} if profile else None
     return {"recording_s": seconds, "source": source, "audio_bytes": len(audio), "encode_s": round(encode_s, 1),
             "native_decode_cpu_s": native_decode_cpu_s(audio), "peaks_cpu_s": peaks_cpu_s,
+            "peaks_peak_mib": peaks_peak_mib,
             "peaks_bytes": len(peaks) if peaks else None, "rows": rows, "first_paint_ms": stats(painted),
             "decoded_ms": stats([r["decoded_ms"] for r in rows]),
             "page_first_contentful_paint_ms": stats([r["first_contentful_paint_ms"] for r in rows
@@ -788,7 +795,9 @@ def to_markdown(result: dict[str, Any]) -> str:
                       + (f"; libopus alone (PyAV, native) takes {floor} CPU s to decode the file" if floor is not None
                          else "")
                       + f". The receiver computes the peaks once, when the recording arrives: "
-                      f"{w['peaks_cpu_s']} CPU s for this call, off its event loop.", ""]
+                      f"{w['peaks_cpu_s']} CPU s for this call, off its event loop"
+                      + (f", with at most {w['peaks_peak_mib']} MiB allocated (traced) while it decodes"
+                         if w.get("peaks_peak_mib") is not None else "") + ".", ""]
     s = result.get("storage") or {}
     if s:
         rows = [("the committed real call (tests/fixtures/livekit_observability_v0_real)", s["committed_call"])]

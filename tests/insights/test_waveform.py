@@ -41,3 +41,39 @@ def test_a_damaged_recording_gives_what_decodes_and_garbage_nothing() -> None:
     assert 5 < json.loads(half)["seconds"] < json.loads(waveform(audio) or b"{}")["seconds"]
     assert waveform(b"OggS not really an ogg file") is None
     assert waveform(b"") is None
+
+
+def test_peaks_folded_a_second_at_a_time_equal_the_whole_recordings() -> None:
+    """The receiver folds the decoded frames in as they come (a long call's samples are never held
+    whole); the peaks are those of the whole array, whatever the frames' sizes."""
+    import numpy as np
+
+    from voxpulse_console.insights._waveform import _Peaks
+
+    rng = np.random.default_rng(7)
+    step = 480
+    whole = (rng.standard_normal((2, 48_000 * 3 + 1_234)) * 0.3).astype(np.float32)
+    acc = _Peaks(2, step)
+    at = 0
+    for size in rng.integers(1, 4_000, size=10_000):  # frames of any size, the last one short
+        if at >= whole.shape[1]:
+            break
+        acc.add(whole[:, at:at + int(size)])
+        at += int(size)
+    got = acc.result()
+    buckets = -(-whole.shape[1] // step)
+    want = np.stack([[np.abs(ch[k * step:(k + 1) * step]).max() for k in range(buckets)] for ch in whole])
+    assert acc.samples == whole.shape[1]
+    assert got.shape == (2, buckets)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_a_mono_frame_in_a_stereo_recording_counts_on_both_channels() -> None:
+    import numpy as np
+
+    from voxpulse_console.insights._waveform import _Peaks
+
+    acc = _Peaks(2, 4)
+    acc.add(np.array([[0.1, -0.5, 0.2, 0.0], [0.0, 0.0, 0.0, 0.9]], dtype=np.float32))
+    acc.add(np.array([[0.25, -0.75, 0.0, 0.0]], dtype=np.float32))
+    np.testing.assert_array_equal(acc.result(), np.array([[0.5, 0.75], [0.9, 0.75]], dtype=np.float32))
