@@ -76,8 +76,10 @@ install() {
   [ "$(id -u)" = 0 ] || die "missing ${pkgs[*]}; run as root (or apt-get install them)"
   log "installing ${pkgs[*]} (apt-get)"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+  # another apt (unattended-upgrades, a second bootstrap) holding dpkg's lock: wait for it, not fail
+  local wait=(-o DPkg::Lock::Timeout=600)
+  apt-get "${wait[@]}" update -qq >/dev/null
+  apt-get "${wait[@]}" install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
   stop_services
 }
 
