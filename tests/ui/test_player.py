@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -165,6 +166,11 @@ def test_clicking_a_turn_seeks_and_playing_highlights_the_turn_heard(page: Any, 
     page.wait_for_function("() => document.querySelector('[data-testid=waveform]').dataset.decoded === 'true'",
                            timeout=15_000)
     assert (wave.get_attribute("data-channels"), wave.get_attribute("data-drawn-from")) == ("2", "peaks")
+    # the call and its peaks were fetched once each, by the page's preload (not again by its script)
+    fetched = page.evaluate(
+        "performance.getEntriesByType('resource').map((e) => [new URL(e.name).pathname, e.initiatorType])")
+    assert [i for p, i in fetched if p == f"/api/calls/{CALL}"] == ["link"]
+    assert [i for p, i in fetched if p == f"/api/calls/{CALL}/waveform"] == ["link"]
     lanes = page.get_by_test_id("wave-lane")
     assert [lanes.nth(i).get_attribute("data-channel") for i in range(lanes.count())] == ["caller", "agent"]
     assert all(int(lanes.nth(i).get_attribute("data-loud-px")) > 0 for i in range(2))
@@ -236,6 +242,30 @@ def test_the_kept_waveform_needs_the_audio_permission(setup: Setup) -> None:
         assert view["url"] and view["waveform_url"] is None  # the page decodes the audio instead
         assert viewer.get(f"/api/calls/{CALL}/waveform").status_code == 403
         assert admin.get("/api/calls/..%2Fetc/waveform").status_code in (400, 404)
+    finally:
+        admin.close()
+        viewer.close()
+
+
+def _preloads(client: Any, path: str) -> list[str]:
+    r = client.get(path)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), (r.status_code, r.text[:200])
+    return re.findall(r'<link rel="preload" href="([^"]+)" as="fetch" crossorigin>', r.text)
+
+
+def test_the_call_page_preloads_the_call_and_its_kept_waveform(setup: Setup) -> None:
+    """The page is served with what its script asks for first, so the browser fetches it while the
+    script loads: the console's metadata and session everywhere; on a call page the call's JSON and
+    its waveform's peaks where they are kept and the user may hear the recording."""
+    admin, viewer = setup.console.client(ADMIN), setup.console.client(VIEWER)
+    app = ["/api/meta", "/api/session"]
+    try:
+        assert _preloads(admin, f"/calls/{CALL}") == [*app, f"/api/calls/{CALL}", f"/api/calls/{CALL}/waveform"]
+        assert _preloads(viewer, f"/calls/{CALL}") == [*app, f"/api/calls/{CALL}"]  # no audio permission
+        assert _preloads(admin, f"/calls/{OLDER}") == [*app, f"/api/calls/{OLDER}"]  # no peaks kept
+        assert _preloads(admin, "/calls/no:such@call") == [*app, "/api/calls/no%3Asuch%40call"]
+        assert _preloads(admin, "/calls") == app
+        assert admin.get("/calls/%3Cscript%3E").status_code == 400  # never echoed into the page
     finally:
         admin.close()
         viewer.close()

@@ -19,10 +19,12 @@ This module assembles the application and serves the pages; the rest, one job ea
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from html import escape
 from importlib import resources
 from pathlib import Path
 from typing import Final
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -43,7 +45,7 @@ from voxpulse_console.ui.api import (
 from voxpulse_console.ui.config import UiConfig
 from voxpulse_console.ui.doors import safe_next
 from voxpulse_console.ui.events import api_events
-from voxpulse_console.ui.insights import api_call_audio, api_call_waveform
+from voxpulse_console.ui.insights import api_call_audio, api_call_waveform, waveform_preload
 from voxpulse_console.ui.login import api_login, api_logout, api_session, auth_middleware
 from voxpulse_console.ui.middleware import MAX_BODY, _console, _security_headers, _session, error_middleware
 from voxpulse_console.ui.state import CONSOLE_KEY, Console
@@ -59,14 +61,32 @@ def static_dir() -> Path:
 
 
 # ------------------------------------------------------------------------------------------- pages
+#: what every console page asks for first (web/src/main.tsx): preloaded with the page itself
+APP_PRELOADS: Final = ("/api/meta", "/api/session")
+
+
+def _with_preloads(html: bytes, urls: Iterable[str]) -> bytes:
+    """The page with ``<link rel=preload>`` for ``urls`` in its head: the browser fetches them while
+    the script loads, the script's own ``fetch`` of the same URL takes the response (``as=fetch``,
+    ``crossorigin``: the mode and credentials of a same-origin ``fetch``), and the script finds what
+    was preloaded in the head (web/src/prefetch.ts). The URLs are the server's own paths, quoted."""
+    links = "".join(f'<link rel="preload" href="{escape(u)}" as="fetch" crossorigin>' for u in urls)
+    head, sep, rest = html.partition(b"</head>")
+    return head + links.encode() + sep + rest if sep else html
+
+
+async def _serve(name: str, preload: Iterable[str] = ()) -> web.StreamResponse:
+    f = static_dir() / name
+    if not f.is_file():
+        return web.Response(status=503, content_type="text/plain", text=(
+            "The console's frontend is not built: run scripts/bootstrap.sh "
+            "(npm ci && npm run build in web/). The JSON API under /api/ works without it."))
+    return web.Response(body=_with_preloads(f.read_bytes(), preload), content_type="text/html", charset="utf-8")
+
+
 def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handler(_request: web.Request) -> web.StreamResponse:
-        f = static_dir() / name
-        if not f.is_file():
-            return web.Response(status=503, content_type="text/plain", text=(
-                "The console's frontend is not built: run scripts/bootstrap.sh "
-                "(npm ci && npm run build in web/). The JSON API under /api/ works without it."))
-        return web.FileResponse(f, headers={"Content-Type": "text/html; charset=utf-8"})
+        return await _serve(name, APP_PRELOADS if name == "index.html" else ())
     return handler
 
 
@@ -78,8 +98,13 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 
 
 async def call_page(request: web.Request) -> web.StreamResponse:
-    filters.check_call_id(request.match_info["call_id"])
-    return await _page("index.html")(request)
+    """The console's page, with the call's data preloaded: its JSON, and its waveform's peaks where
+    they are kept (a 10-minute call's waveform is drawn with the page's first render, not after it)."""
+    call_id = request.match_info["call_id"]
+    filters.check_call_id(call_id)
+    wave = waveform_preload(request, call_id)
+    return await _serve("index.html", (*APP_PRELOADS, f"/api/calls/{quote(call_id, safe='')}",
+                                       *((wave,) if wave else ())))
 
 
 # ----------------------------------------------------------------------------------------------- app

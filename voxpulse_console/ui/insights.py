@@ -157,6 +157,17 @@ def present_insights(row: Mapping[str, Any], *, folder: Path | None, pii: bool, 
     }
 
 
+def waveform_preload(request: web.Request, call_id: str) -> str | None:
+    """The waveform route of ``call_id`` when the call page may preload it: the user may hear the
+    recording and the receiver's folder holds its peaks (a bucket is not asked: the page asks for the
+    peaks itself once the call says it has them)."""
+    s = _session(request)
+    folder = _console(request).config.insights_dir
+    if s is None or not s.can_play_audio or _kept(folder, call_id, WAVEFORM_FILE) is None:
+        return None
+    return f"/api/calls/{quote(call_id, safe='')}/waveform"
+
+
 async def api_call_audio(request: web.Request) -> web.StreamResponse:
     """The call's recording (Ogg Opus), with Range support; the ``audio`` permission, not only a login."""
     c = _console(request)

@@ -1,6 +1,6 @@
 // The console's JSON API: same-origin fetches with the session cookie; state changes carry the
 // CSRF token. A 401 sends the browser to the login page.
-import { takeEarly } from "./prefetch";
+import { takeEarly, takeReady } from "./prefetch";
 
 let csrf = "";
 
@@ -27,6 +27,8 @@ export async function getJson<T>(path: string, params?: Record<string, string | 
     const s = q.toString();
     if (s) url += `?${s}`;
   }
+  const parsed = takeReady<T>(url);
+  if (parsed !== undefined) return parsed;  // asked for as the page started, and already in
   const r = await (takeEarly(url) ?? fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }));
   if (r.status === 401) {
     toLogin();

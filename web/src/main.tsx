@@ -9,7 +9,7 @@ import "@fontsource/ibm-plex-mono/latin-400.css";
 import "@fontsource/ibm-plex-mono/cyrillic-400.css";
 import "./styles.css";
 import { render } from "preact";
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useState } from "preact/hooks";
 import { getJson, setCsrf, type Meta } from "./api";
 import { Shell } from "./components/Shell";
 import { getLang, setLang, t } from "./i18n";
@@ -19,7 +19,7 @@ import { CallViewPage } from "./pages/CallView";
 import { Calls } from "./pages/Calls";
 import { Latency } from "./pages/Latency";
 import { Overview } from "./pages/Overview";
-import { prefetchCallPage } from "./prefetch";
+import { preloaded, prefetchPage } from "./prefetch";
 import { useLocation } from "./router";
 
 function App() {
@@ -27,10 +27,14 @@ function App() {
   const [err, setErr] = useState<string | null>(null);
   const [, setLangTick] = useState(0);
   const { path, query } = useLocation();
-  useEffect(() => {
+  // as the app first renders, not after its first paint (when Preact runs effects); once what the
+  // server preloaded with the page is in, so that the page renders whole, in one pass
+  useLayoutEffect(() => {
     setLang(getLang());
-    getJson<{ csrf: string }>("/api/session").then((s) => setCsrf(s.csrf));
-    getJson<Meta>("/api/meta").then(setMeta, (e) => setErr(String(e.message)));
+    preloaded().then(() => {
+      getJson<{ csrf: string }>("/api/session").then((s) => setCsrf(s.csrf));
+      getJson<Meta>("/api/meta").then(setMeta, (e) => setErr(String(e.message)));
+    });
     live.connect();
   }, []);
   useEffect(() => {
@@ -50,5 +54,5 @@ function App() {
   return <Shell meta={meta} path={path} onLang={() => setLangTick((n) => n + 1)}>{page}</Shell>;
 }
 
-prefetchCallPage(location.pathname);
+prefetchPage(location.pathname);
 render(<App />, document.getElementById("app")!);

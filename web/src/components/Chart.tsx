@@ -1,9 +1,21 @@
 // uPlot in a Preact component: created on mount, rebuilt when the data or series change, resized
 // with its container. Markers (exemplars) are real buttons laid over the canvas, so they can be
-// reached by keyboard and clicked in tests.
-import { useEffect, useRef } from "preact/hooks";
-import uPlot from "uplot";
+// reached by keyboard and clicked in tests. uPlot is loaded with the first chart (its own chunk,
+// about half of the script): a call page, which has no chart, does not wait for it.
+import { useEffect, useRef, useState } from "preact/hooks";
+import { t } from "../i18n";
+import type uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
+
+let loading: Promise<typeof uPlot> | null = null;
+
+function loadUPlot(): Promise<typeof uPlot> {
+  loading ??= import("uplot").then((m) => m.default, (e: unknown) => {
+    loading = null;  // the next chart tries again
+    throw e;
+  });
+  return loading;
+}
 
 export interface Marker {
   x: number; // epoch seconds
@@ -30,6 +42,7 @@ export interface ChartProps {
 export function Chart(props: ChartProps) {
   const box = useRef<HTMLDivElement>(null);
   const layer = useRef<HTMLDivElement>(null);
+  const [failed, setFailed] = useState<string | null>(null);
   useEffect(() => {
     const el = box.current;
     if (!el) return undefined;
@@ -101,18 +114,28 @@ export function Chart(props: ChartProps) {
       cursor: { drag: { x: false, y: false } },
       hooks: { draw: [drawLines, placeMarkers] },
     };
-    const u = new uPlot(opts, props.data, el);
-    const ro = new ResizeObserver(() => u.setSize({ width: Math.max(300, el.clientWidth), height: props.height || 260 }));
-    ro.observe(el);
+    let u: uPlot | null = null;
+    let ro: ResizeObserver | null = null;
+    let gone = false;
+    loadUPlot().then((UPlot) => {
+      if (gone) return;
+      const plot = new UPlot({ ...opts, width: Math.max(300, el.clientWidth) }, props.data, el);
+      u = plot;
+      ro = new ResizeObserver(() => plot.setSize({ width: Math.max(300, el.clientWidth), height: props.height || 260 }));
+      ro.observe(el);
+      setFailed(null);
+    }, (e: unknown) => { if (!gone) setFailed(e instanceof Error ? e.message : String(e)); });
     return () => {
-      ro.disconnect();
-      u.destroy();
+      gone = true;
+      ro?.disconnect();
+      u?.destroy();
       layer.current?.replaceChildren();
     };
   }, [props.data, props.series, props.markers, props.hlines]);
   return (
     <figure class="chart" aria-label={props.title}>
       <figcaption>{props.title}</figcaption>
+      {failed && <p class="error" role="alert">{t("common.error", { e: failed })}</p>}
       <div class="chart-box">
         <div ref={box}></div>
         <div ref={layer} class="marker-layer"></div>

@@ -5,9 +5,9 @@
 // time-to-first-word gaps and barge-ins marked on it, and an <audio> player whose position is a
 // playhead on the same axis. The server streams the file with Range support, so seeking is cheap.
 import type { RefObject } from "preact";
-import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 import { fmtMs } from "../format";
-import { takeEarly } from "../prefetch";
+import { takeEarly, takeReady } from "../prefetch";
 import { t } from "../i18n";
 
 export interface Insights {
@@ -158,12 +158,12 @@ function peaks(d: Decoded, width: number, offsetMs: number, axisStart: number, a
 
 function Wave(props: { samples: Float32Array[]; index: number; width: number; label: string; cls: string }) {
   const ref = useRef<HTMLCanvasElement>(null);
-  useEffect(() => {
+  useLayoutEffect(() => {
     const c = ref.current;
     if (!c) return;
     const dpr = window.devicePixelRatio || 1;
     const h = 48;
-    c.width = props.width * dpr;
+    c.width = Math.round(props.width * dpr);
     c.height = h * dpr;
     const g = c.getContext("2d");
     if (!g) return;
@@ -204,7 +204,11 @@ export function RecordingTimeline(props: {
   const { ins, lanes } = props;
   const a = ins.audio;
   const offset = a.offset_ms || 0;
-  const [decoded, setDecoded] = useState<Decoded | null>(null);
+  // the kept peaks as prefetched when they are already in: drawn with the page's first render
+  const [decoded, setDecoded] = useState<Decoded | null>(() => {
+    const w = a.url && a.waveform_url ? takeReady<KeptWaveform>(a.waveform_url) : undefined;
+    return w ? fromPeaks(w) : null;
+  });
   const [decodeError, setDecodeError] = useState<string | null>(null);
   const [width, setWidth] = useState(0);
   const [position, setPosition] = useState<number | null>(null);
@@ -216,7 +220,7 @@ export function RecordingTimeline(props: {
   onLaneRef.current = props.onLane;
 
   useEffect(() => {
-    if (!a.url) return;
+    if (!a.url || decoded?.from === "peaks") return;
     let stop = false;
     setDecodeError(null);
     // the receiver's peaks first (a few kB, drawn at once); decoding the whole recording in the browser
@@ -241,7 +245,8 @@ export function RecordingTimeline(props: {
     return () => { stop = true; };
   }, [a.url, a.waveform_url]);
 
-  useEffect(() => {
+  // measured before the browser paints, so the waveform is drawn in the same frame as the page
+  useLayoutEffect(() => {
     const el = trackRef.current;
     if (!el) return;
     const measure = () => setWidth(Math.max(50, Math.floor(el.clientWidth)));

@@ -1,5 +1,6 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError, getJson, type Meta } from "../api";
+import { callUrl, takeReady } from "../prefetch";
 import { InsightPills, type Insights, laneAt, RecordingTimeline } from "../components/Recording";
 import { fmtDuration, fmtMs, fmtTime, fmtUsd, outcomeLabel, stageLabel } from "../format";
 import { t } from "../i18n";
@@ -278,14 +279,20 @@ function TurnLane(props: { lane: Lane; objective: number; callId: string; playin
 }
 
 export function CallViewPage(props: { meta: Meta; callId: string }) {
-  const [view, setView] = useState<CallView | null>(null);
+  // the call as prefetched when it is already in (the page's first render draws it whole), else fetched
+  const [view, setView] = useState<CallView | null>(() => takeReady<CallView>(callUrl(props.callId)) ?? null);
   const [err, setErr] = useState<{ status: number; msg: string } | null>(null);
   const [tick, setTick] = useState(0);
   const audioRef = useRef<HTMLAudioElement>(null);
   const [current, setCurrent] = useState<string | null>(null);
+  const fromPrefetch = useRef(view != null);
   useEffect(() => {
+    if (fromPrefetch.current) {
+      fromPrefetch.current = false;
+      return;
+    }
     let stop = false;
-    getJson<CallView>(`/api/calls/${encodeURIComponent(props.callId)}`).then(
+    getJson<CallView>(callUrl(props.callId)).then(
       (v) => { if (!stop) { setView(v); setErr(null); } },
       (e: ApiError) => { if (!stop) setErr({ status: e.status, msg: e.message }); },
     );
