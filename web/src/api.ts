@@ -29,7 +29,9 @@ export async function getJson<T>(path: string, params?: Record<string, string | 
   }
   const parsed = takeReady<T>(url);
   if (parsed !== undefined) return parsed;  // asked for as the page started, and already in
-  const r = await (takeEarly(url) ?? fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }));
+  const ask = () => fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  const early = takeEarly(url);
+  const r = await (early ? early.catch(ask) : ask());  // asked for early and failed: asked again
   if (r.status === 401) {
     toLogin();
     throw new ApiError(401, "login required");
@@ -40,6 +42,9 @@ export async function getJson<T>(path: string, params?: Record<string, string | 
 }
 
 export async function postJson<T>(path: string, data: unknown): Promise<T> {
+  // a post as the page opens (a click on "log out" before the session's token was in) waits for it;
+  // without a token the server refuses the post (403) and nothing happens
+  if (!csrf) setCsrf((await getJson<{ csrf: string }>("/api/session")).csrf);
   const r = await fetch(path, {
     method: "POST",
     credentials: "same-origin",

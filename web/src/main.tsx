@@ -32,7 +32,8 @@ function App() {
   useLayoutEffect(() => {
     setLang(getLang());
     preloaded().then(() => {
-      getJson<{ csrf: string }>("/api/session").then((s) => setCsrf(s.csrf));
+      // the CSRF token for posts; when it cannot be had now, the first post asks for it (postJson)
+      getJson<{ csrf: string }>("/api/session").then((s) => setCsrf(s.csrf), () => undefined);
       getJson<Meta>("/api/meta").then(setMeta, (e) => setErr(String(e.message)));
     });
     live.connect();
