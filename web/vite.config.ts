@@ -3,13 +3,32 @@
 // them), no assets inlined as data: URIs, fonts bundled from npm.
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { defineConfig } from "vite";
+import { defineConfig, type Plugin } from "vite";
+
+// The console's Latin faces preloaded with its page: the first layout draws in them instead of laying
+// the page out in a fallback font and again when they arrive.
+function preloadFonts(): Plugin {
+  return {
+    name: "voxpulse-preload-fonts",
+    transformIndexHtml: {
+      order: "post",
+      handler(_html, ctx) {
+        if (!ctx.bundle || !ctx.filename.endsWith("index.html")) return [];
+        return Object.keys(ctx.bundle)
+          .filter((f) => /ibm-plex-(sans|mono)-latin-\d+-normal-[\w-]+\.woff2$/.test(f))
+          .sort()
+          .map((f) => ({ tag: "link", attrs: { rel: "preload", as: "font", type: "font/woff2", href: `/${f}`, crossorigin: "" }, injectTo: "head" as const }));
+      },
+    },
+  };
+}
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 
 export default defineConfig({
   root: resolve(here),
   base: "/",
+  plugins: [preloadFonts()],
   publicDir: "public",
   oxc: { jsx: { runtime: "automatic", importSource: "preact" } },
   build: {

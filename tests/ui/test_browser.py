@@ -248,6 +248,33 @@ def test_log_out_works_when_the_page_showed_before_the_sessions_token(browser: A
         ctx.close()
 
 
+def test_logging_out_leaves_for_the_login_page_once(browser: Any, live: Live) -> None:
+    """Logging out asks for the login page from two places at once: the answer to the logout, and the
+    server's "bye" on the live feed. The app leaves once: a second navigation aborted the first (the
+    test saw net::ERR_ABORTED). The logout's answer is held back here until the "bye" is out."""
+    base = live.console.url
+    ctx = browser.new_context(viewport={"width": 1440, "height": 900}, locale="en-GB")
+    try:
+        page = ctx.new_page()
+        login(page, base, ADMIN, "/calls")
+        page.get_by_test_id("logout").wait_for()
+        page.wait_for_function("() => document.querySelector('[data-testid=banner]') === null")  # the feed is up
+        to_login: list[str] = []
+        page.on("request", lambda r: to_login.append(r.url) if r.is_navigation_request() else None)
+
+        def answer_after_the_bye(route: Any) -> None:
+            answer = route.fetch()  # the server logs out and says "bye" on the feed first
+            route.fulfill(response=answer)
+
+        page.route("**/api/logout", answer_after_the_bye)
+        page.get_by_test_id("logout").click()
+        page.wait_for_url(re.compile(r".*/login$"))
+        page.get_by_label("User name").wait_for()
+        assert to_login == [f"{base}/login"]
+    finally:
+        ctx.close()
+
+
 # Calls the overview test puts in, with what each must add to the overview's numbers: three of
 # today (one still active) and two of two days ago (a stale active one among them) that count nowhere.
 _KNOWN_CALLS: list[tuple[str, int, str, str | None, str | None, float]] = [

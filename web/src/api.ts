@@ -1,6 +1,7 @@
 // The console's JSON API: same-origin fetches with the session cookie; state changes carry the
 // CSRF token. A 401 sends the browser to the login page.
 import { takeEarly, takeReady } from "./prefetch";
+import { leave } from "./router";
 
 let csrf = "";
 
@@ -16,7 +17,7 @@ export function setCsrf(token: string): void {
 
 function toLogin(): void {
   const next = location.pathname + location.search;
-  location.assign(`/login?next=${encodeURIComponent(next)}`);
+  leave(`/login?next=${encodeURIComponent(next)}`);
 }
 
 export async function getJson<T>(path: string, params?: Record<string, string | undefined>): Promise<T> {

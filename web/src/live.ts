@@ -1,5 +1,6 @@
 // The live feed: one EventSource per tab (/api/events), fanned out to whoever subscribes.
 import type { AlertRow, CallRow, Sources } from "./api";
+import { leave } from "./router";
 
 type Handlers = {
   call: (row: CallRow) => void;
@@ -77,6 +78,6 @@ export function connect(): void {
     es?.close();
     es = null;
     setUp(false);
-    location.assign("/login");
+    leave("/login");
   });
 }

@@ -10,6 +10,16 @@ export function navigate(to: string, replace = false): void {
   window.scrollTo(0, 0);
 }
 
+let leaving = false;
+
+/** Leave the app for ``to`` (the login page), once: logging out, the server's "bye" on the live feed
+ *  and a 401 can all ask at the same moment, and a second navigation would abort the first. */
+export function leave(to: string): void {
+  if (leaving) return;
+  leaving = true;
+  location.assign(to);
+}
+
 window.addEventListener("popstate", () => listeners.forEach((l) => l()));
 
 // Same-origin link clicks go through the router (modifier keys and new tabs keep their meaning).

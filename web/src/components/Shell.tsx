@@ -3,6 +3,7 @@ import { useEffect, useState } from "preact/hooks";
 import { postJson, type AlertRow, type Meta, type Sources } from "../api";
 import { LANGS, getLang, setLang, t, type Lang } from "../i18n";
 import * as live from "../live";
+import { leave } from "../router";
 
 const NAV = [
   { href: "/", key: "nav.overview" },
@@ -43,7 +44,7 @@ export function Shell(props: { meta: Meta; path: string; onLang: () => void; chi
     try {
       await postJson("/api/logout", {});
     } finally {
-      location.assign("/login");
+      leave("/login");
     }
   };
   return (
