@@ -86,9 +86,11 @@ def _database(base: str) -> Iterator[str]:
     u = urlsplit(base)
     dsn = urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))
 
+    from tests.support import drop_database
+
     async def create() -> None:
         conn = await asyncpg.connect(base)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(conn, name)
         await conn.execute(f'CREATE DATABASE "{name}"')
         await conn.close()
         conn = await asyncpg.connect(dsn)
@@ -97,7 +99,7 @@ def _database(base: str) -> Iterator[str]:
 
     async def drop() -> None:
         conn = await asyncpg.connect(base)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(conn, name)
         await conn.close()
 
     asyncio.run(create())

@@ -187,6 +187,8 @@ async def bench_writer(dsn: str, rows: int, baseline_rows: int, batch: int) -> d
 
 
 async def run_writer(rows: int, baseline_rows: int, batch: int) -> dict[str, Any]:
+    from tests.support import drop_database
+
     admin_dsn = _dsn()
     name = f"voxpulse_bench_{secrets.token_hex(3)}"
     admin = await asyncpg.connect(admin_dsn)
@@ -196,7 +198,7 @@ async def run_writer(rows: int, baseline_rows: int, batch: int) -> dict[str, Any
         await migrate(dsn)
         return await bench_writer(dsn, rows, baseline_rows, batch)
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(admin, name)
         await admin.close()
 
 

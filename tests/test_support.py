@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from tests.support import closed_port, poll, required, unavailable
+from tests.support import closed_port, database_url, poll, required, throwaway_database, unavailable
 
 
 @pytest.mark.parametrize("value", ["", "0", "false", "False", "no", "off", " 0 "])
@@ -41,3 +41,36 @@ def test_poll_returns_the_value_or_none_at_the_deadline() -> None:
     assert value == "ready"
     value, waited = poll(lambda: None, deadline_s=0, every_s=0)
     assert value is None and waited >= 0
+
+
+@pytest.mark.db
+def test_a_throwaway_database_is_dropped_with_a_session_left_on_it() -> None:
+    """A test that leaves a session on its database (a console still closing) does not keep the
+    database: drop_database ends this role's sessions on it, then drops it without FORCE (which an
+    autovacuum worker busy there makes PostgreSQL refuse to the tests' user)."""
+    import asyncio
+
+    import asyncpg
+
+    async def left_open(dsn: str) -> asyncpg.Connection:
+        conn = await asyncpg.connect(dsn)
+        await conn.execute("CREATE TABLE t (x int)")
+        return conn
+
+    async def exists(name: str) -> bool:
+        conn = await asyncpg.connect(database_url())
+        try:
+            return bool(await conn.fetchval("SELECT count(*) FROM pg_database WHERE datname = $1", name))
+        finally:
+            await conn.close()
+
+    loop = asyncio.new_event_loop()
+    try:
+        with throwaway_database("vp_drop", migrate=False) as dsn:
+            name = dsn.rsplit("/", 1)[1].split("?")[0]
+            leftover = loop.run_until_complete(left_open(dsn))
+            assert loop.run_until_complete(exists(name))
+        assert not loop.run_until_complete(exists(name))
+        leftover.terminate()
+    finally:
+        loop.close()

@@ -20,6 +20,7 @@ from telemetry.history import (
     refresh_daily_stats,
     register_cli,
 )
+from tests.support import drop_database
 
 pytestmark = pytest.mark.db
 
@@ -66,7 +67,7 @@ async def test_fresh_database_gets_the_whole_schema(base_dsn) -> None:  # type: 
         assert {"customers", "daily_stats", "schema_migrations", "alerts_history"} <= tables  # one tree
         assert "console_schema_migrations" not in tables  # no second runner's record
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(admin, name)
         await admin.close()
 
 
@@ -122,7 +123,7 @@ async def test_a_database_of_the_first_release_is_upgraded_with_its_data(base_ds
         finally:
             await conn.close()
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(admin, name)
         await admin.close()
 
 

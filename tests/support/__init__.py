@@ -15,7 +15,7 @@ from __future__ import annotations
 from .backends import PromClient, binary, closed_port, free_port, poll, wait_for
 from .repo import ROOT, load_script
 from .require import required, unavailable
-from .services import database_url, redis_url, setting, throwaway_database, with_database
+from .services import database_url, drop_database, redis_url, setting, throwaway_database, with_database
 
 __all__ = [
     "ROOT",
@@ -23,6 +23,7 @@ __all__ = [
     "binary",
     "closed_port",
     "database_url",
+    "drop_database",
     "free_port",
     "load_script",
     "poll",

@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .repo import ROOT
@@ -67,6 +68,18 @@ def _where(dsn: str) -> str:
     return f"PostgreSQL at {u.hostname}:{u.port}"
 
 
+async def drop_database(conn: Any, name: str) -> None:
+    """Drop the database ``name`` from ``conn`` (an asyncpg connection to another database): first
+    this role's own sessions on it (a test's leftovers, each ended and waited for), then the database.
+    Not ``WITH (FORCE)``: FORCE must be allowed to end every session on the database, and an
+    autovacuum worker busy there belongs to no role the tests' user may end, so PostgreSQL refuses
+    the drop ("must be a member of the role whose process is being terminated"); a plain DROP stops
+    autovacuum there itself and waits for it."""
+    await conn.execute("SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+                       "WHERE datname = $1 AND pid <> pg_backend_pid() AND usename = current_user", name)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
 @contextmanager
 def throwaway_database(prefix: str, *, migrate: bool = True) -> Iterator[str]:
     """A new database on the real PostgreSQL, dropped afterwards; yields its DSN. Migrated to the
@@ -87,6 +100,13 @@ def throwaway_database(prefix: str, *, migrate: bool = True) -> Iterator[str]:
         finally:
             await conn.close()
 
+    async def drop() -> None:
+        conn = await asyncpg.connect(base, timeout=5)
+        try:
+            await drop_database(conn, name)
+        finally:
+            await conn.close()
+
     try:
         asyncio.run(execute(f'CREATE DATABASE "{name}"'))
     except (OSError, asyncpg.PostgresError) as exc:
@@ -99,4 +119,4 @@ def throwaway_database(prefix: str, *, migrate: bool = True) -> Iterator[str]:
             asyncio.run(run_migrations(dsn))
         yield dsn
     finally:
-        asyncio.run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(drop())
