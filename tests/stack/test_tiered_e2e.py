@@ -54,6 +54,7 @@ from telemetry.semconv import (
     Stage,
 )
 from tests.support import PromClient, binary, wait_for
+from tests.support.tier import TierSettled
 from voxpulse_console import stack, tracestore
 from voxpulse_console.tracestore import Trace
 
@@ -269,17 +270,8 @@ def _decided(tiered: Tiered, sent: Sent) -> bool | None:
 @pytest.fixture(scope="module")
 def store_view(tiered: Tiered, sent: Sent) -> dict[str, Trace | None]:
     poll(lambda: _decided(tiered, sent), "every trace decided", 120, every_s=2)
-    # a kept trace is in Jaeger moments after its decision; wait until the stored set stops growing
-    ids = list(sent.calls.values())
-    last: dict[str, Trace | None] = {}
-    end = time.monotonic() + 30
-    while time.monotonic() < end:
-        view = stored(ids)
-        if last and {t for t, v in view.items() if v} == {t for t, v in last.items() if v}:
-            return view
-        last = view
-        time.sleep(3)
-    return last
+    wait_for(TierSettled(COLLECTORS), "every kept span written in Jaeger", 120)
+    return stored(list(sent.calls.values()))
 
 
 # --- the tests ---------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ every span the agent's job processes exported; no call is ever stored in part.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,86 +22,13 @@ from tests.realcalls.conftest import (
     running_worker,
 )
 from tests.support import wait_for
+from tests.support.tier import TierSettled
 from voxpulse_console import stack
-from voxpulse_console.stack import processing_ports
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 JAEGER = "http://127.0.0.1:16686"
 PERCENT = "10"
-
-
-LB_TELEMETRY = 8888  # the load-balancing collector's own metrics (otel-collector/lb.yaml)
-JAEGER_TELEMETRY = 14269  # Jaeger's own metrics (jaeger/jaeger.yaml)
-
-
-def _counters(port: int) -> dict[str, float]:
-    """A component's own metrics, summed per series name plus the one label that tells its parts
-    apart here (exporter, processor, decision): ``{"otelcol_exporter_sent_spans|otlp_grpc/tracestore": 187}``."""
-    out: dict[str, float] = {}
-    for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        series, _, value = line.rpartition(" ")
-        name, _, labels = series.partition("{")
-        part = next((kv.split("=", 1)[1].strip('"') for kv in labels.rstrip("}").split(",")
-                     if kv.split("=", 1)[0] in ("exporter", "processor", "decision")), "")
-        key = f"{name}|{part}" if part else name
-        out[key] = out.get(key, 0.0) + float(value)
-    return out
-
-
-def _in_flight() -> tuple[float, ...] | None:
-    """The pipeline's span counters when no span the agent exported is anywhere between the
-    load-balancing collector and Jaeger's storage; None while one is. Accounted stage by stage (queue
-    sizes and the traces held alone miss a span in a batch, in flight to the next stage, or in
-    Jaeger's own queue):
-
-    * the load-balancing collector queues nothing and has sent at least what it accepted, and the
-      processing collectors accepted at least that;
-    * each processing collector holds no undecided trace (every new trace id has its decision), queues
-      nothing, and has exported every span tail sampling let through (nothing in its batch);
-    * Jaeger accepted at least what the processing collectors exported, and wrote all it accepted.
-    """
-    lb, store = _counters(LB_TELEMETRY), _counters(JAEGER_TELEMETRY)
-    procs = [_counters(processing_ports(k).telemetry) for k in (1, 2)]
-    # the ends of the pipeline have counted spans by now (a renamed metric fails here, never reads as 0)
-    lb_accepted = lb["otelcol_receiver_accepted_spans"]
-    lb_sent = lb["otelcol_exporter_sent_spans|load_balancing"]
-    counted = [lb_accepted, lb_sent]
-    held = [lb.get("otelcol_exporter_queue_size|load_balancing", 0.0), max(0.0, lb_accepted - lb_sent),
-            max(0.0, lb_accepted - sum(p.get("otelcol_receiver_accepted_spans", 0.0) for p in procs))]
-    for p in procs:
-        new_traces = p.get("otelcol_processor_tail_sampling_new_trace_id_received", 0.0)
-        decided = sum(p.get(f"otelcol_processor_tail_sampling_global_count_traces_sampled|{d}", 0.0)
-                      for d in ("sampled", "not_sampled"))
-        let_through = p.get("otelcol_processor_outgoing_items|transform/collector", 0.0)
-        sent = p.get("otelcol_exporter_sent_spans|otlp_grpc/tracestore", 0.0)
-        counted += [p.get("otelcol_receiver_accepted_spans", 0.0), new_traces, decided, let_through, sent]
-        held += [p.get("otelcol_processor_tail_sampling_sampling_traces_on_memory", 0.0), new_traces - decided,
-                 p.get("otelcol_exporter_queue_size|otlp_grpc/tracestore", 0.0), let_through - sent]
-    exported = sum(p.get("otelcol_exporter_sent_spans|otlp_grpc/tracestore", 0.0) for p in procs)
-    accepted = store["otelcol_receiver_accepted_spans_total"]
-    written = (store["otelcol_exporter_sent_spans_total|jaeger_storage_exporter"]
-               + store.get("otelcol_exporter_send_failed_spans_total|jaeger_storage_exporter", 0.0))
-    counted += [accepted, written]
-    held += [max(0.0, exported - accepted), accepted - written]
-    return None if any(held) else tuple(counted)
-
-
-def _settled(previous: list[tuple[float, ...]]) -> bool:
-    """Nothing in flight, twice in a row with the same counters: a span the receiver had acknowledged
-    but the tail-sampling loop not yet taken (it moves counters on its next 1 s tick at the latest)
-    shows as a change between the two readings."""
-    now = _in_flight()
-    if now is None:
-        previous.clear()
-        return False
-    if previous and previous[-1] == now:
-        return True
-    previous[:] = [now]
-    time.sleep(1.5)
-    return False
 
 
 def _stored(trace_id: str) -> set[str]:
@@ -162,9 +88,7 @@ def test_a_kept_real_call_is_stored_whole_and_none_in_part(tiered: Tiered) -> No
     assert stored == spans(transfer), sorted(stored ^ spans(transfer))
     # the others: whole or not at all (10 % of the rest by trace id), never a part -- once every
     # collector has decided and sent what it held
-    readings: list[tuple[float, ...]] = []
-    wait_for(lambda: _settled(readings), "every collector to decide every trace and Jaeger to store what was kept",
-             120)
+    wait_for(TierSettled(2), "every collector to decide every trace and Jaeger to store what was kept", 120)
     ring = httpx.get(f"http://{stack.RING_LISTEN}/ring", timeout=5).json()
     for key in exported:
         got = _stored(trace_id(key))

@@ -7,6 +7,7 @@
   its env file under ``$VOXPULSE_STATE_DIR``), throw-away databases.
 * :mod:`.backends` -- binaries of the native stack, Prometheus queries, waiting on a condition with a
   deadline, ports that nothing else can take.
+* :mod:`.tier` -- when the scale-out topology has nothing in flight (its components' own counters).
 * :mod:`.repo` -- the repository's paths and the scripts that are not packages (``grafana/*.py``).
 """
 
