@@ -212,6 +212,7 @@ class Attr:
     TURN_SEGMENT: Final = "voice.segment.name"
     TURN_SEGMENT_OWNER: Final = "voice.segment.owner"
     TURN_NAMED_SHARE: Final = "voice.turn.named_share"
+    TURN_OVERLAPPED: Final = "voice.turn.overlapped_segments"
     GREETING_TTFW: Final = "voice.greeting.time_to_first_word"
     GREETING_START: Final = "voice.greeting.start"
     INTERRUPTION_DIRECTION: Final = "voice.interruption.direction"
@@ -351,6 +352,12 @@ ATTRIBUTES: Final[tuple[AttributeSpec, ...]] = (
     AttributeSpec(
         Attr.TURN_NAMED_SHARE,
         "The share (0-1) of the turn's time to first word named by a measured part (not queueing or unaccounted).",
+    ),
+    AttributeSpec(
+        Attr.TURN_OVERLAPPED,
+        "The parts that were measured but cost the caller no time: each was done no later than the part "
+        "before it, so it has no voice.turn.segment.<part> (llm_ttft when the LLM's first token came "
+        "before the end-of-turn decision: preemptive generation). Absent when there is none.",
     ),
     AttributeSpec(
         Attr.INTERRUPTION_DIRECTION,

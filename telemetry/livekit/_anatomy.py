@@ -13,7 +13,9 @@ marks are taken in the pipeline's order, each clamped between the mark before it
 a segment is the time from one mark to the next, named after what the later mark waited for. So
 the segments telescope: they sum to ``end - start`` exactly (to rounding), whatever LiveKit
 reported. A mark that is later than the next one in order (the final transcript arriving after the
-end-of-turn decision, say) makes the later segment 0: the earlier one was the critical path.
+end-of-turn decision, say) makes the later segment 0: the earlier one was the critical path. Such a
+part was measured but cost the caller nothing; :func:`anatomy` names it in ``overlapped`` (an LLM
+whose first token came before the end-of-turn decision: LiveKit's preemptive generation).
 A segment whose start mark is missing is ``unaccounted`` (a crashed job, a dropped batch, a
 metric LiveKit did not report), so a turn with missing data still adds up and nothing is negative.
 
@@ -142,16 +144,21 @@ def _marks(m: TurnMarks) -> list[tuple[TurnSegment, float | None]]:
 
 # segments that are gaps: no component measures them (named, but not "measured" in named_share)
 _GAPS: Final = frozenset({TurnSegment.QUEUEING})
+# never "overlapped": a gap, and the publication (its mark is the turn's end at the agent, not a measurement)
+_NOT_PARTS: Final = _GAPS | {TurnSegment.PUBLICATION}
 # optional stages: absent from a turn without them (no tools), never a reason for "unaccounted"
 _OPTIONAL: Final = frozenset({TurnSegment.LLM_TOOL_CALL, TurnSegment.TOOLS, TurnSegment.END_OF_SPEECH})
 
 
-def anatomy(m: TurnMarks) -> list[Segment]:
+def anatomy(m: TurnMarks, *, overlapped: list[TurnSegment] | None = None) -> list[Segment]:
     """The turn's segments, in order, from the caller's last word (``heard_end - transport_in_s``)
     to the first word at the caller's ear (``audible_out + transport_out_s``). They sum to that
-    interval; none is negative; a zero-length segment is left out."""
+    interval; none is negative; a zero-length segment is left out. ``overlapped``, when given,
+    receives the measured parts left out because their mark came no later than the part before
+    them ended: they ran in that part's shadow (gaps such as ``queueing`` are not parts, and the
+    first part has none before it)."""
     return _telescope(m.heard_end - m.transport_in_s, m.heard_end, m.audible_out, m.transport_out_s, _marks(m),
-                      _OPTIONAL)
+                      _OPTIONAL, overlapped)
 
 
 @dataclass(slots=True)
@@ -206,10 +213,12 @@ _GREETING_OPTIONAL: Final = frozenset({TurnSegment.LLM_TTFT, TurnSegment.LLM_FIR
 def _telescope(
     start: float, at_agent_start: float, audible_out: float, transport_out_s: float,
     marks: Sequence[tuple[TurnSegment, float | None]], optional: frozenset[TurnSegment],
+    overlapped: list[TurnSegment] | None = None,
 ) -> list[Segment]:
     """Cuts ``start`` .. ``audible_out + transport_out_s`` at the marks (see the module docstring):
     each mark clamped between the one before it and the end; a segment after a missing mark that is
-    not ``optional`` is ``unaccounted``; the first mark's segment is always named."""
+    not ``optional`` is ``unaccounted``; the first mark's segment is always named. A named segment
+    whose mark is not after the previous cut goes to ``overlapped`` (see :func:`anatomy`)."""
     end = audible_out + transport_out_s
     at_agent_end = max(audible_out, at_agent_start)
     out: list[Segment] = []
@@ -234,6 +243,8 @@ def _telescope(
         if segment is TurnSegment.PUBLICATION:
             mark = at_agent_end
         named = prev_known or pos == 0
+        if overlapped is not None and pos > 0 and prev_known and mark <= prev and segment not in _NOT_PARTS:
+            overlapped.append(segment)
         cut(segment if named else TurnSegment.UNACCOUNTED, min(mark, at_agent_end))
         prev_known = True
     cut(TurnSegment.TRANSPORT_OUT, end)

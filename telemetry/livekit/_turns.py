@@ -28,7 +28,7 @@ from telemetry import _env, _quality
 from telemetry import metrics as _metrics
 from telemetry._errors import internal_error
 from telemetry.livekit._anatomy import Segment, TurnMarks, anatomy, named_share
-from telemetry.semconv import TTFW_OBJECTIVE_S, Attr, SpanName, Stage
+from telemetry.semconv import TTFW_OBJECTIVE_S, Attr, SpanName, Stage, TurnSegment
 
 if TYPE_CHECKING:
     from telemetry.livekit._budgets import BudgetWatch
@@ -243,10 +243,13 @@ def turn_anatomy(t: _Turn, budgets: BudgetWatch) -> tuple[Segment, ...]:
         tts_node_ttfb=reply.get("tts_node_ttfb"), llm_node_ttfs=reply.get("llm_node_ttfs"),
         llm_node_ttft=reply.get("llm_node_ttft"), llm_requests=t.llm_requests, tts_requests=t.tts_requests,
     )
-    parts = tuple(anatomy(marks))
+    overlapped: list[TurnSegment] = []
+    parts = tuple(anatomy(marks, overlapped=overlapped))
     budgets.check_segments(t.span, t.index, {p.segment: p.seconds for p in parts})
     attrs: dict[str, AttributeValue] = {s.segment.attribute: round(s.seconds, 6) for s in parts}
     attrs[Attr.TURN_NAMED_SHARE] = round(named_share(parts), 4)
+    if overlapped:
+        attrs[Attr.TURN_OVERLAPPED] = [s.value for s in overlapped]
     t.span.set_attributes(attrs)
     with trace.use_span(t.span, end_on_exit=False):  # exemplars -> this turn
         for part in parts:

@@ -77,9 +77,29 @@ def test_tools_sit_between_the_turn_decision_and_the_reply() -> None:
 
 
 def test_a_final_transcript_after_the_turn_decision_makes_the_decision_zero() -> None:
-    got = by_name(full_marks(transcription_delay=0.5, end_of_turn_delay=0.45))
+    overlapped: list[TurnSegment] = []
+    got = {s.segment: s.seconds for s in anatomy(full_marks(transcription_delay=0.5, end_of_turn_delay=0.45),
+                                                 overlapped=overlapped)}
     assert TurnSegment.END_OF_TURN not in got  # the transcript was the critical path
+    # measured, in its shadow (the hook ran 0.02 s after the decision, still before the transcript)
+    assert overlapped == [TurnSegment.END_OF_TURN, TurnSegment.ON_USER_TURN_COMPLETED]
     assert got[TurnSegment.STT_FINAL] == pytest.approx(0.51 - 0.3)
+
+
+def test_an_llm_that_ran_ahead_of_the_end_of_turn_is_overlapped_not_missing() -> None:
+    """Preemptive generation: the LLM started on the final transcript and had its first token before
+    the end-of-turn decision; the caller waited for the decision, not for the LLM."""
+    m = full_marks(llm_node_ttfs=0.7, llm_node_ttft=0.2)  # LLM start T0 + 0.22, first token 0.42 < 0.48
+    assert_adds_up(m)
+    overlapped: list[TurnSegment] = []
+    got = {s.segment: s.seconds for s in anatomy(m, overlapped=overlapped)}
+    assert TurnSegment.LLM_TTFT not in got and TurnSegment.QUEUEING not in got
+    assert overlapped == [TurnSegment.LLM_TTFT]  # the gap before it is not a part
+    assert got[TurnSegment.LLM_FIRST_SENTENCE] == pytest.approx(0.92 - 0.48, abs=1e-6)
+    assert TurnSegment.UNACCOUNTED not in got
+    none: list[TurnSegment] = []
+    anatomy(full_marks(), overlapped=none)
+    assert none == []
 
 
 @pytest.mark.parametrize("missing", [

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from telemetry.semconv import Attr
+from telemetry.semconv import TURN_SEGMENT_OWNERS, Attr, TurnSegment
 from voxpulse_console.tracestore import Span, Trace
 from voxpulse_console.ui import auth, doors, filters
 from voxpulse_console.ui.callview import assign_lanes, build_call_view
@@ -323,6 +323,28 @@ def test_the_greeting_lane_shows_its_anatomy(simulated: tuple[Trace, Any]) -> No
     assert sum(p["ms"] for p in before["anatomy"]) == pytest.approx(before["ttfw_ms"], abs=1.0)
     # the timeline starts at the earliest span (the greeting's wait starts at the caller's join)
     assert min(lane["start_ms"] for lane in view["lanes"]) >= 0
+
+
+def test_a_turns_overlapped_parts_are_listed_and_only_known_ones(simulated: tuple[Trace, Any]) -> None:
+    """A part done in an earlier part's shadow (voice.turn.overlapped_segments: an LLM that ran ahead
+    of the end of turn) is named under the bar, with its owner; a name that is not a part is not shown."""
+    import dataclasses
+
+    trace, call = simulated
+    hostile = ("llm_ttft", "<img src=x onerror=alert(1)>", "end_of_turn", 7)
+    spans = tuple(
+        dataclasses.replace(s, attributes={**s.attributes, Attr.TURN_OVERLAPPED: hostile})
+        if s.attributes.get(Attr.STAGE) == "turn" and s.attributes.get(Attr.TURN_INDEX) == 0 else s
+        for s in trace.spans)
+    view = build_call_view(call.call_id, history=None, trace=Trace(trace.trace_id, spans), pii=False,
+                           objective_ms=3000)
+    lanes = {lane["key"]: lane for lane in view["lanes"]}
+    assert lanes["turn:0"]["overlapped"] == [
+        {"segment": "llm_ttft", "owner": "provider", "what": "the LLM's time to first token"},
+        {"segment": "end_of_turn", "owner": TURN_SEGMENT_OWNERS[TurnSegment.END_OF_TURN][0],
+         "what": TURN_SEGMENT_OWNERS[TurnSegment.END_OF_TURN][1]},
+    ]
+    assert lanes["turn:1"]["overlapped"] == []
 
 
 def test_call_view_from_the_trace_alone_and_with_the_history(simulated: tuple[Trace, Any]) -> None:

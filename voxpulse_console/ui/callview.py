@@ -494,6 +494,13 @@ def _turn_marks(turn_span: Span | None, spans: Sequence[Span], t0_ns: int) -> di
          "ms": round(float(ta[seg.attribute]) * 1000, 1)}
         for seg in TurnSegment if isinstance(ta.get(seg.attribute), int | float)
     ]
+    # the parts done in an earlier part's shadow (no bar: they cost no time); only known part names
+    shadowed = ta.get(Attr.TURN_OVERLAPPED)
+    known = {seg.value: seg for seg in TurnSegment}
+    overlapped = [
+        {"segment": known[v].value, "owner": TURN_SEGMENT_OWNERS[known[v]][0], "what": TURN_SEGMENT_OWNERS[known[v]][1]}
+        for v in (shadowed if isinstance(shadowed, list | tuple) else ()) if isinstance(v, str) and v in known
+    ]
     interruptions: list[dict[str, Any]] = []
     for t_ns, name, attrs in turn_span.events if turn_span is not None else ():
         if name in (EventName.INTERRUPTION, EventName.INTERRUPTION_YIELDED, EventName.INTERRUPTION_NOT_YIELDED):
@@ -508,8 +515,8 @@ def _turn_marks(turn_span: Span | None, spans: Sequence[Span], t0_ns: int) -> di
          "value": attrs.get(Attr.DATA_ERROR_VALUE)}
         for s in spans for _, name, attrs in s.events if name == EventName.DATA_ERROR
     ]
-    return {"anatomy": anatomy, "named_share": ta.get(Attr.TURN_NAMED_SHARE), "interruptions": interruptions,
-            "data_errors": errors}
+    return {"anatomy": anatomy, "overlapped": overlapped, "named_share": ta.get(Attr.TURN_NAMED_SHARE),
+            "interruptions": interruptions, "data_errors": errors}
 
 
 def _maybe_json(text: str) -> Any:

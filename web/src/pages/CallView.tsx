@@ -48,6 +48,7 @@ interface Lane {
   interrupted?: boolean;
   stats?: Record<string, number | null>;
   anatomy?: { segment: string; owner: string; what: string; ms: number }[];
+  overlapped?: { segment: string; owner: string; what: string }[]; // measured, done in an earlier part's shadow
   named_share?: number | null;
   interruptions?: { t_ms: number; event: string; direction: string | null; kind: string | null; yield_ms: number | null }[];
   data_errors?: { span: string; source: string | null; reason: string | null; value: unknown }[];
@@ -198,6 +199,11 @@ function Anatomy(props: { lane: Lane }) {
           </span>
         ))}
       </div>
+      {(props.lane.overlapped || []).length > 0 && (
+        <p class="muted small" data-testid="overlapped">
+          {t("cv.overlapped", { parts: (props.lane.overlapped || []).map((p) => p.segment).join(", ") })}
+        </p>
+      )}
     </figure>
   );
 }
