@@ -150,8 +150,7 @@ def present_insights(row: Mapping[str, Any], *, folder: Path | None, pii: bool, 
             "url": f"/api/calls/{quote(call_id, safe='')}/audio" if playable and can_play_audio else None,
             # the peaks the receiver kept; none for a recording stored before it kept them (the page decodes
             # the audio then); in a bucket the receiver has kept them since it could store there at all
-            "waveform_url": f"/api/calls/{quote(call_id, safe='')}/waveform"
-            if playable and can_play_audio and (in_bucket or _kept(folder, call_id, WAVEFORM_FILE) is not None)
+            "waveform_url": _waveform_url(call_id, folder, in_bucket=in_bucket) if playable and can_play_audio
             else None,
         },
     }
@@ -162,8 +161,15 @@ def waveform_preload(request: web.Request, call_id: str) -> str | None:
     recording and the receiver's folder holds its peaks (a bucket is not asked: the page asks for the
     peaks itself once the call says it has them)."""
     s = _session(request)
-    folder = _console(request).config.insights_dir
-    if s is None or not s.can_play_audio or _kept(folder, call_id, WAVEFORM_FILE) is None:
+    if s is None or not s.can_play_audio:
+        return None
+    return _waveform_url(call_id, _console(request).config.insights_dir, in_bucket=False)
+
+
+def _waveform_url(call_id: str, folder: Path | None, *, in_bucket: bool) -> str | None:
+    """The route of the call's peaks when they are kept: in the bucket (``in_bucket``: trusted, as the
+    row is) or in the receiver's folder; the caller has checked the audio permission."""
+    if not in_bucket and _kept(folder, call_id, WAVEFORM_FILE) is None:
         return None
     return f"/api/calls/{quote(call_id, safe='')}/waveform"
 

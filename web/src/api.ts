@@ -1,6 +1,6 @@
 // The console's JSON API: same-origin fetches with the session cookie; state changes carry the
 // CSRF token. A 401 sends the browser to the login page.
-import { takeEarly, takeReady } from "./prefetch";
+import { fetchJson, takeEarly, takeReady } from "./prefetch";
 import { leave } from "./router";
 
 let csrf = "";
@@ -30,7 +30,7 @@ export async function getJson<T>(path: string, params?: Record<string, string | 
   }
   const parsed = takeReady<T>(url);
   if (parsed !== undefined) return parsed;  // asked for as the page started, and already in
-  const ask = () => fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  const ask = () => fetchJson(url);
   const early = takeEarly(url);
   const r = await (early ? early.catch(ask) : ask());  // asked for early and failed: asked again
   if (r.status === 401) {

@@ -12,9 +12,14 @@ const ready = new Map<string, unknown>();
 const asked = new Set<string>();
 let preloads: Promise<unknown> = Promise.resolve();
 
+/** a GET of the console's JSON, as every page asks for it (early here, or later by api.getJson) */
+export function fetchJson(url: string): Promise<Response> {
+  return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+}
+
 function ask(url: string): Promise<unknown> {
   asked.add(url);
-  const p = fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  const p = fetchJson(url);
   early.set(url, p);
   p.catch(() => early.delete(url));
   // parsed from a copy, so that a fetch that takes the response early can still read it itself
