@@ -944,6 +944,11 @@ def render_markdown() -> str:
         "",
         "`queueing` is a gap no component measures; `unaccounted` is time whose measurement is missing (the",
         "answer's metrics never came, a crashed job): a turn with missing data still adds up.",
+        "A part done while an earlier one still ran (its moment no later than the end of the part before",
+        "it) cost the caller nothing and has no bar; the turn names it in"
+        f" `{Attr.TURN_OVERLAPPED}`: `llm_ttft` there means the LLM's first token came",
+        "before the end-of-turn decision (LiveKit's preemptive generation), `end_of_turn` that the final",
+        "transcript came after the decision. The console lists them under the turn's bar.",
         "",
         "The greeting (the agent's first speech after the caller joined, before any caller turn) gets the",
         f"same treatment on a `{SpanName.GREETING}` span: `{Attr.GREETING_TTFW}` runs from the caller's join",
