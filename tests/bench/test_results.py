@@ -42,7 +42,14 @@ def test_committed_results_are_small() -> None:
         assert path.stat().st_size <= MAX_BYTES, f"{path.name}: raw results, not a dump"
 
 
-@pytest.mark.parametrize("key", ["freshness", "realcalls", "insights"])
+COMMITTED = sorted(p.stem for p in RESULTS.glob("*.json") if not p.name.endswith(".meta.json"))
+
+
+def test_the_quoted_results_are_committed() -> None:
+    assert {"freshness", "realcalls", "insights", "spans"} <= set(COMMITTED), COMMITTED
+
+
+@pytest.mark.parametrize("key", COMMITTED)
 def test_report_section_is_generated_from_the_results(key: str) -> None:
     bench = next(b for b in runner.BENCHES if b.key == key)
     assert (RESULTS / f"{key}.meta.json").is_file(), "when and on which machine it was measured"
