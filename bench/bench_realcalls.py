@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import tempfile
@@ -37,6 +38,7 @@ from typing import Any
 import psutil
 
 from agent.realcalls import OtlpRecorder, StoreThread, Worker, call
+from telemetry import semconv
 from telemetry.semconv import Attr, SpanName, TurnSegment
 from voxpulse_console import stack
 from voxpulse_console.stack import MediaNamespace
@@ -107,8 +109,61 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1], 1)
 
 
+# --- where telemetry's CPU goes: the worker's Python stacks, sampled ------------------------------------
+
+# Who a sampled stack's CPU belongs to: the innermost frame that is one of these decides (telemetry's
+# wrappers sit above the agent's own work: a tool's HTTP call under a traced tool is the agent's).
+_OWNERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("livekit tracing", ("/livekit/agents/telemetry/",)),  # LiveKit's own spans (off with the SDK off)
+    ("voxpulse", (str(Path(semconv.__file__).resolve().parent) + "/",)),
+    ("opentelemetry sdk", ("/opentelemetry/",)),
+    ("agent and livekit", ("/agent/", "/livekit/")),  # the VAD's onnxruntime is under livekit's plugin
+)
+TELEMETRY_OWNERS = ("livekit tracing", "voxpulse", "opentelemetry sdk")
+
+
+def owner_of(stack: str) -> tuple[str, str]:
+    """(owner, the frame that decided) of one sampled stack ("frame;frame;...", root first; a frame
+    is "function (path)"). No frame of a known owner: "other" (the event loop, stdlib)."""
+    for frame in reversed(stack.split(";")):
+        for owner, marks in _OWNERS:
+            if any(m in frame for m in marks):
+                return owner, frame
+    return "other", ""
+
+
+def profile_summary(raw: str, top: int = 12) -> dict[str, Any]:
+    """Sampled stacks (a stack and its CPU ticks per line) as shares of the sampled CPU by owner, and
+    the telemetry frames that decided the most of it."""
+    by_owner: dict[str, int] = {}
+    frames: dict[str, int] = {}
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        owner, frame = owner_of(stack)
+        by_owner[owner] = by_owner.get(owner, 0) + int(count)
+        if owner in TELEMETRY_OWNERS:
+            key = f"{owner}: {frame.split(' (')[0]} ({frame.rsplit('/', 1)[-1].rstrip(')')})"
+            frames[key] = frames.get(key, 0) + int(count)
+    total = sum(by_owner.values())
+    pct = {k: round(100 * v / total, 2) for k, v in sorted(by_owner.items(), key=lambda kv: -kv[1])} if total else {}
+    return {"samples": total, "share_pct": pct,
+            "telemetry_pct": round(sum(pct.get(k, 0.0) for k in TELEMETRY_OWNERS), 2),
+            "top_telemetry": [(k, round(100 * v / total, 2)) for k, v in
+                              sorted(frames.items(), key=lambda kv: -kv[1])[:top]] if total else []}
+
+
+STACKS = Path(__file__).resolve().parent / "_stacks"  # sitecustomize.py: the in-process sampler
+
+
+def read_stacks(folder: Path) -> str:
+    """Every sampled process's counts (bench/_stacks/sitecustomize.py), as one raw text."""
+    return "".join(p.read_text(encoding="utf-8", errors="replace") for p in sorted(folder.glob("*.txt")))
+
+
 def run_level(level: int, waves: int, *, telemetry_on: bool, creds: dict[str, str],
-              ns: MediaNamespace) -> dict[str, Any]:
+              ns: MediaNamespace, profile: bool = False) -> dict[str, Any]:
     n = level * waves
     spec = [{"scenario": SCENARIOS[i % len(SCENARIOS)]} for i in range(n)]
     tmp = Path(tempfile.mkdtemp(prefix="vp-bench-rc-"))
@@ -120,6 +175,10 @@ def run_level(level: int, waves: int, *, telemetry_on: bool, creds: dict[str, st
                "OTEL_METRIC_EXPORT_INTERVAL": "5000"}
         if not telemetry_on:
             env["OTEL_SDK_DISABLED"] = "true"
+        if profile:  # every Python process of the worker samples its own stacks
+            (tmp / "stacks").mkdir()
+            env["VOXPULSE_BENCH_STACKS"] = str(tmp / "stacks")
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(STACKS), os.environ.get("PYTHONPATH")) if p)
         worker = Worker(env, log_path=tmp / "worker.log", media=ns).start()
         server_pid = _server_pid()
         meter = CpuMeter({"worker": worker.proc.pid if worker.proc else 0, "server": server_pid}).start()
@@ -135,6 +194,7 @@ def run_level(level: int, waves: int, *, telemetry_on: bool, creds: dict[str, st
                 _wait_jobs_exited(worker, len(spec), 60)
             cpu = meter.stop()
             worker.stop()
+            raw = read_stacks(tmp / "stacks") if profile else None
         log = worker.log_text()
         spans = rec.spans()
     turns = [t for r in results for t in r.turns]
@@ -149,6 +209,8 @@ def run_level(level: int, waves: int, *, telemetry_on: bool, creds: dict[str, st
     }
     out["cores"] = {k: round(v / wall, 2) for k, v in cpu.items()}
     out["worker_cpu_s_per_call"] = round(cpu.get("worker", 0.0) / n, 2)
+    if raw is not None:
+        out["profile"] = profile_summary(raw)
     if telemetry_on:
         out["pairs"] = _pairs(results, spans)
         out["greetings"] = _greetings(results, spans)
@@ -355,6 +417,16 @@ def to_markdown(result: dict[str, Any]) -> str:
         lines += ["", f"**Telemetry's share of the agent's CPU** at {share['level']} calls at once: "
                   f"{share['share_pct']} % (agent CPU per call {share['on_cpu_per_call_s']} s with telemetry, "
                   f"{share['off_cpu_per_call_s']} s with OTEL_SDK_DISABLED=true)."]
+    prof = result.get("profile")
+    if prof:
+        shares = ", ".join(f"{k} {v} %" for k, v in prof["share_pct"].items())
+        lines += ["", f"**Where the agent's CPU goes** ({prof['calls']} calls, {prof['level']} at once, in a run of "
+                  "their own: every Python thread of the worker's processes sampled every 20 ms and weighted by "
+                  f"the CPU it used since, {prof['samples']} ticks of 10 ms (bench/_stacks); a sample belongs to the "
+                  "innermost frame of a known owner, so a traced tool's own work is the agent's): "
+                  f"{shares}; telemetry in all {prof['telemetry_pct']} %. Its largest frames:", "",
+                  "| frame | % of the agent's samples |", "|---|---|"]
+        lines += [f"| `{name}` | {pct} |" for name, pct in prof["top_telemetry"]]
     lines += ["", "Scenarios " + ", ".join(SCENARIOS) + "; the local pipeline (Silero VAD, scripted STT, fake LLM, "
               "espeak-ng TTS); telemetry exported by OTLP to a sink. The server, the worker and the callers share the "
               "machine's 2 cores."]
@@ -367,6 +439,8 @@ def main() -> int:
     ap.add_argument("--waves", type=int, default=2)
     ap.add_argument("--quiet-calls", type=int, default=8, help="calls placed one at a time (level 1)")
     ap.add_argument("--share-level", type=int, default=5)
+    ap.add_argument("--profile-level", type=int, default=3,
+                    help="one more wave at this level with the worker's stacks sampled; 0: none")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
     why = stack.media_supported() or ""
@@ -390,6 +464,8 @@ def main() -> int:
                     for n in a.levels]
             off = run_level(a.share_level, a.waves, telemetry_on=False, creds=creds, ns=ns)
             rows.append(off)
+            profiled = (run_level(a.profile_level, 1, telemetry_on=True, creds=creds, ns=ns, profile=True)
+                        if a.profile_level else None)
         finally:
             if state is not None:
                 stack.down(["livekit"], state_dir=state)
@@ -405,7 +481,11 @@ def main() -> int:
         loaded = ", ".join(f"{k} at once {v['voxpulse']['abs_p95_ms']} ms" for k, v in acc.items()
                            if k not in ("1", "all"))
         an = acc["all"]["anatomy"]
-        result = {"rows": rows, "accuracy": acc, "telemetry_share": share, "anatomy_cost_us": anatomy_cost_us(),
+        profile = None
+        if profiled is not None:
+            profile = {"level": a.profile_level, "calls": profiled["calls"], **profiled["profile"]}
+        result = {"rows": rows, "accuracy": acc, "telemetry_share": share, "profile": profile,
+                  "anatomy_cost_us": anatomy_cost_us(),
                   "greetings": greeting_summary([r for r in rows if r["telemetry"]]),
                   "verdict": (f"|VoxPulse - caller| p95 {quiet} ms one call at a time (target <= 50 ms): "
                               f"{'met' if quiet is not None and quiet <= 50 else 'NOT met'} on this run; "
