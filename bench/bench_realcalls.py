@@ -114,7 +114,9 @@ def _pct(values: list[float], q: float) -> float | None:
 # Who a sampled stack's CPU belongs to: the innermost frame that is one of these decides (telemetry's
 # wrappers sit above the agent's own work: a tool's HTTP call under a traced tool is the agent's).
 _OWNERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("livekit tracing", ("/livekit/agents/telemetry/",)),  # LiveKit's own spans (off with the SDK off)
+    # LiveKit's telemetry package: its event-loop watchdog and health server run with the SDK off too
+    ("agent and livekit", ("/livekit/agents/telemetry/loop_monitor.py", "/livekit/agents/telemetry/http_server.py")),
+    ("livekit tracing", ("/livekit/agents/telemetry/",)),  # LiveKit's own spans and metrics
     ("voxpulse", (str(Path(semconv.__file__).resolve().parent) + "/",)),
     ("opentelemetry sdk", ("/opentelemetry/",)),
     ("agent and livekit", ("/agent/", "/livekit/")),  # the VAD's onnxruntime is under livekit's plugin
@@ -124,8 +126,13 @@ TELEMETRY_OWNERS = ("livekit tracing", "voxpulse", "opentelemetry sdk")
 
 def owner_of(stack: str) -> tuple[str, str]:
     """(owner, the frame that decided) of one sampled stack ("frame;frame;...", root first; a frame
-    is "function (path)"). No frame of a known owner: "other" (the event loop, stdlib)."""
-    for frame in reversed(stack.split(";")):
+    is "function (path)"). A stack inside an import is "module loading" (paid once per process, by
+    whoever imports first); no frame of a known owner: "other" (the event loop, stdlib)."""
+    frames = stack.split(";")
+    loading = next((f for f in reversed(frames) if f.startswith("<module> (") and "<frozen" not in f), None)
+    if loading is not None and any(f.startswith("_find_and_load (") for f in frames):
+        return "module loading", loading
+    for frame in reversed(frames):
         for owner, marks in _OWNERS:
             if any(m in frame for m in marks):
                 return owner, frame
@@ -427,6 +434,10 @@ def to_markdown(result: dict[str, Any]) -> str:
                   f"{shares}; telemetry in all {prof['telemetry_pct']} %. Its largest frames:", "",
                   "| frame | % of the agent's samples |", "|---|---|"]
         lines += [f"| `{name}` | {pct} |" for name, pct in prof["top_telemetry"]]
+        lines += ["", "`module loading` is the imports each new job process does (whoever imports a module first "
+                  "pays for it); `other` is mostly executor threads inside native code (the VAD's inference) and "
+                  "the event loop itself. Threads that Python did not start (a native library's own) are not "
+                  "sampled."]
     lines += ["", "Scenarios " + ", ".join(SCENARIOS) + "; the local pipeline (Silero VAD, scripted STT, fake LLM, "
               "espeak-ng TTS); telemetry exported by OTLP to a sink. The server, the worker and the callers share the "
               "machine's 2 cores."]

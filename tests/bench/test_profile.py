@@ -82,3 +82,12 @@ os.waitpid(pid, 0)
     total = sum(int(line.rpartition(" ")[2]) for line in raw.splitlines())
     assert spun >= 0.7 * total and spun >= 40, raw  # 0.9 s of CPU in 10 ms ticks, nearly all of it spin's
     assert not [line for line in raw.splitlines() if ";idle (" in line], raw
+
+
+def test_imports_and_livekits_watchdog_are_not_telemetrys() -> None:
+    boot = "_find_and_load (<frozen importlib._bootstrap>)"
+    sdk = f"<module> ({SITE}/opentelemetry/sdk/__init__.py)"
+    assert realcalls.owner_of(f"main (x.py);{boot};{sdk}") == ("module loading", sdk)
+    watchdog = f"_watchdog_main ({SITE}/livekit/agents/telemetry/loop_monitor.py)"
+    assert realcalls.owner_of(watchdog)[0] == "agent and livekit"
+    assert realcalls.owner_of(f"start_span ({SITE}/livekit/agents/telemetry/traces.py)")[0] == "livekit tracing"
