@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from .backends import PromClient, binary, closed_port, free_port, poll, wait_for
-from .repo import ROOT, load_script
+from .repo import ROOT, load_script, run_python
 from .require import required, unavailable
 from .services import database_url, drop_database, redis_url, setting, throwaway_database, with_database
 
@@ -30,6 +30,7 @@ __all__ = [
     "poll",
     "redis_url",
     "required",
+    "run_python",
     "setting",
     "throwaway_database",
     "unavailable",

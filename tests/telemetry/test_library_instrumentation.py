@@ -3,26 +3,13 @@ once where the process already has them, else the moment it imports them (teleme
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _python(code: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "VOXPULSE_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=60, check=False)
+from tests.support import run_python
 
 
 def test_configure_alone_does_not_import_asyncpg_or_redis() -> None:
     """An agent without a call history never loads them (the Redis instrumentor imports Redis: 3-4 %
     of a real-call job process's CPU)."""
-    done = _python("""
+    done = run_python("""
         import sys
         import telemetry
         telemetry.configure(exporter="console", metrics_exporter="none", setup_logs=False)
@@ -37,7 +24,7 @@ def test_a_library_imported_after_configure_is_instrumented_into_the_last_pipeli
     """Redis imported after two ``configure()`` calls: its commands' spans reach the last pipeline
     (the instrumentor's wrapper is on the client when the application first touches it); asyncpg,
     imported before, is instrumented at once."""
-    done = _python("""
+    done = run_python("""
         import sys
         import asyncpg  # already imported: instrumented by configure() itself
         import telemetry

@@ -3,11 +3,6 @@ private attribute the integration sets (the SDK span's ``_parent``) still means 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,21 +13,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from telemetry.livekit._tracing import _reparent
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _python(code: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "VOXPULSE_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=60, check=False)
+from tests.support import run_python
 
 
 def test_configure_alone_does_not_import_livekit() -> None:
     """``configure()`` in a process that never touches LiveKit leaves livekit-agents (over a second
     to import) and the integration unimported."""
-    done = _python("""
+    done = run_python("""
         import sys
         import telemetry
         telemetry.configure(exporter="console")
@@ -45,7 +32,7 @@ def test_configure_alone_does_not_import_livekit() -> None:
 def test_livekit_imported_after_configure_is_routed_into_the_pipeline() -> None:
     """The application imports livekit-agents after ``configure()``: LiveKit's own spans still
     reach the configured pipeline (and the last configured one, not an earlier one)."""
-    done = _python("""
+    done = run_python("""
         import sys
         import telemetry
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
