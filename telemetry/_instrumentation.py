@@ -22,7 +22,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from opentelemetry.trace import TracerProvider
 
@@ -31,16 +31,14 @@ from telemetry.redaction import ContentMode
 
 __all__ = ["instrument_libraries", "route_livekit"]
 
+T = TypeVar("T")
+
 # (the library, its instrumentor's module, the instrumentor's class)
 _INSTRUMENTORS: Final = (
     ("asyncpg", "opentelemetry.instrumentation.asyncpg", "AsyncPGInstrumentor"),
     ("redis", "opentelemetry.instrumentation.redis", "RedisInstrumentor"),
 )
 _LIVEKIT: Final = "livekit.agents"
-
-_libraries_lock = threading.Lock()
-_library_pending: dict[str, tuple[TracerProvider | None]] = {}  # library -> the provider given last
-_library_hooks: dict[str, _AfterImport] = {}
 
 
 def instrument_libraries(tracer_provider: TracerProvider | None) -> None:
@@ -52,44 +50,22 @@ def instrument_libraries(tracer_provider: TracerProvider | None) -> None:
     again replaces the pipeline); with ``None`` (the global provider) it is left as it is.
     """
     for library, module, _ in _INSTRUMENTORS:
-        if importlib.util.find_spec(module) is None:
-            continue
-        with _libraries_lock:
-            _library_pending[library] = (tracer_provider,)
-            if library not in sys.modules:
-                if library not in _library_hooks:
-                    hook = _AfterImport(library, functools.partial(_instrument_pending, library))
-                    _library_hooks[library] = hook
-                    sys.meta_path.insert(0, hook)
-                continue
-        _instrument_pending(library)
+        if importlib.util.find_spec(module) is not None:
+            _LIBRARIES[library].give(tracer_provider)
 
 
-def _instrument_pending(library: str) -> None:
-    with _libraries_lock:
-        pending = _library_pending.pop(library, None)
-        hook = _library_hooks.pop(library, None)
-        if hook is not None:
-            hook.remove()
-    if pending is None:
-        return
-    (tracer_provider,) = pending
-    module, cls_name = next((m, c) for lib, m, c in _INSTRUMENTORS if lib == library)
-    with internal_errors(f"{library}.instrument"):  # never into the application's import
-        instrumentor = getattr(importlib.import_module(module), cls_name)()
-        if instrumentor.is_instrumented_by_opentelemetry:
-            if tracer_provider is None:
-                return
-            instrumentor.uninstrument()
-        instrumentor.instrument(tracer_provider=tracer_provider)
+def _instrument(module: str, cls_name: str, tracer_provider: TracerProvider | None) -> None:
+    instrumentor = getattr(importlib.import_module(module), cls_name)()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        if tracer_provider is None:
+            return
+        instrumentor.uninstrument()
+    instrumentor.instrument(tracer_provider=tracer_provider)
 
 
 # ------------------------------------------------------------------------------------------------
 # LiveKit Agents
 # ------------------------------------------------------------------------------------------------
-_lock = threading.Lock()
-_pending: tuple[TracerProvider, ContentMode] | None = None  # what LiveKit is to be routed to
-_hook: _AfterImport | None = None
 
 
 def _in_livekit_job() -> bool:
@@ -106,30 +82,53 @@ def route_livekit(tracer_provider: TracerProvider, content: ContentMode) -> None
     in a LiveKit job process, now; else when the process imports it, to the provider given last;
     never where it is not imported (nor installed).
     """
-    global _pending, _hook
-    with _lock:
-        _pending = (tracer_provider, content)
-        if _LIVEKIT not in sys.modules and not _in_livekit_job():
-            if _hook is None:
-                _hook = _AfterImport(_LIVEKIT, _route_pending)
-                sys.meta_path.insert(0, _hook)
+    _LIVEKIT_ROUTE.give((tracer_provider, content), now=_in_livekit_job())
+
+
+def _route(pending: tuple[TracerProvider, ContentMode]) -> None:
+    from telemetry.livekit._tracing import _route_tracer
+
+    _route_tracer(*pending)
+
+
+# ------------------------------------------------------------------------------------------------
+# the one mechanism: a value applied once the process has imported a module
+# ------------------------------------------------------------------------------------------------
+
+
+class _WhenImported(Generic[T]):
+    """``apply(value)`` with the value given last: at once where module ``name`` is imported (or the
+    caller says ``now``), else right after the process first imports it (a one-shot import hook).
+    ``apply`` never raises into the application (contained at ``site``)."""
+
+    def __init__(self, name: str, apply: Callable[[T], None], site: str) -> None:
+        self.name = name
+        self.apply = apply
+        self.site = site
+        self._lock = threading.Lock()
+        self._pending: tuple[T] | None = None
+        self._hook: _AfterImport | None = None
+
+    def give(self, value: T, *, now: bool = False) -> None:
+        with self._lock:
+            self._pending = (value,)
+            if not now and self.name not in sys.modules:
+                if self._hook is None:
+                    self._hook = _AfterImport(self.name, self._apply_pending)
+                    sys.meta_path.insert(0, self._hook)
+                return
+        self._apply_pending()
+
+    def _apply_pending(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, None
+            if self._hook is not None:
+                self._hook.remove()
+                self._hook = None
+        if pending is None:
             return
-    _route_pending()
-
-
-def _route_pending() -> None:
-    global _pending, _hook
-    with _lock:
-        pending, _pending = _pending, None
-        if _hook is not None:
-            _hook.remove()
-            _hook = None
-    if pending is None:
-        return
-    with internal_errors("livekit.route"):  # never into the application's import
-        from telemetry.livekit._tracing import _route_tracer
-
-        _route_tracer(*pending)
+        with internal_errors(self.site):  # never into the application's import
+            self.apply(pending[0])
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):
@@ -170,3 +169,11 @@ class _AfterImport(importlib.abc.MetaPathFinder):
 
         loader.exec_module = exec_then_call  # type: ignore[method-assign]  # on this one loader object
         return spec
+
+
+_LIBRARIES: Final[dict[str, _WhenImported[TracerProvider | None]]] = {
+    library: _WhenImported(library, functools.partial(_instrument, module, cls_name), f"{library}.instrument")
+    for library, module, cls_name in _INSTRUMENTORS
+}
+_LIVEKIT_ROUTE: Final[_WhenImported[tuple[TracerProvider, ContentMode]]] = _WhenImported(
+    _LIVEKIT, _route, "livekit.route")
