@@ -381,8 +381,12 @@ async def _dispatch_state(lkapi: api.LiveKitAPI, room: str) -> str:
     jobs = [j for d in dispatches for j in d.state.jobs]
     if not jobs:
         return " (dispatched, but no worker took the job: none available or all reported full)"
+    # the server stores a job only once a worker accepted it (and it sent the assignment): its status
+    # (JS_RUNNING from the offer on) then says whether the worker reported the job failed or ended
     states = ", ".join(sorted({api.JobStatus.Name(j.state.status) for j in jobs}))
-    return f" (the job was assigned to a worker but its agent did not join; job status {states})"
+    who = ", ".join(sorted({j.state.participant_identity for j in jobs if j.state.participant_identity}))
+    return (f" (a worker accepted the job and was sent its assignment, but its agent did not join"
+            f"{f' as {who}' if who else ''}; job status {states})")
 
 
 async def run_calls(

@@ -122,6 +122,19 @@ class Worker:
     def tail(self, n: int) -> str:
         return "\n".join(self.log_text().splitlines()[-n:])
 
+    def job_log(self, room: str, n: int = 60) -> str:
+        """The last ``n`` log records of the job that served ``room``: the worker's lines naming the
+        room and every line of the job process that ran it, in order (what a failed call's report
+        shows of the agent's side)."""
+        records = self.records()
+        pids = {r.get("pid") for r in records if r.get("room") == room and r.get("job_id")}
+        worker = {r.get("pid") for r in records if _message(r) == "registered worker"}
+        mine = [r for r in records if r.get("room") == room or (r.get("pid") in pids - worker)]
+        return "\n".join(
+            f"{r.get('timestamp', '')} pid={r.get('pid')} {r.get('level', '')} {str(_message(r))[:300]}"
+            for r in mine[-n:]
+        ) or f"(no log record names room {room!r})"
+
     def stop(self, timeout_s: float = 30.0) -> int | None:
         """SIGTERM (the worker drains), then SIGKILL to the group after ``timeout_s``."""
         proc = self.proc

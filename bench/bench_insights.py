@@ -60,7 +60,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 REAL_CALL = ROOT / "tests" / "fixtures" / "livekit_observability_v0_real"
 ZERO_CODE = ROOT / "tests" / "realcalls" / "zero_code_agent.py"
-KEY, SECRET = "APIbench", "bench-only-not-a-secret-" + secrets.token_hex(12)
+KEY = "APIbench"
+SECRET = secrets.token_urlsafe(24)  # made anew each run: the bench's own LiveKit key pair, nothing kept
 PLAYABLE_TARGET_P95_S = 10.0
 PAINT_TARGET_P95_MS = 300.0
 BUSY_OTHER_CORES = 0.25

@@ -51,6 +51,16 @@ class LiveKit:
     api_key: str
     api_secret: str
     media: stack.MediaNamespace
+    state: Path  # the stack's state folder (its components' logs under logs/)
+
+    def server_log(self, room: str, n: int = 30) -> str:
+        """The LiveKit server's last ``n`` log lines naming ``room`` (its dispatch, job and
+        participants), for a failed call's report."""
+        try:
+            text = (self.state / "logs" / "livekit.log").read_text(errors="replace")
+        except OSError as e:
+            return f"(no LiveKit server log: {e})"
+        return "\n".join([line[:400] for line in text.splitlines() if f'"{room}"' in line][-n:])
 
 
 def require_media() -> None:
@@ -71,7 +81,7 @@ def livekit_stack(state: Path, names: list[str] | None = None, **up: Any) -> Ite
         stack.up(names, state_dir=state, wait_s=90, **up)
         env = stack.livekit_env(state)
         yield LiveKit(env["LIVEKIT_URL"], env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"],
-                      stack.media_namespace(state))
+                      stack.media_namespace(state), state)
     finally:
         stack.down(names, state_dir=state)
 
@@ -86,7 +96,7 @@ def lk_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKit]:
         if not env:
             _unavailable("a LiveKit server runs, but not this checkout's stack (no keys in its env file)")
         yield LiveKit(env["LIVEKIT_URL"], env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"],
-                      stack.media_namespace())
+                      stack.media_namespace(), stack.state_dir(None))
         return
     with livekit_stack(tmp_path_factory.mktemp("stack"), names) as lk:
         yield lk
@@ -171,6 +181,16 @@ def place(
                 media=lk.media)
 
 
+def failed_calls(results: list[CallerResult], worker: RunningWorker, lk: LiveKit) -> str:
+    """Each failed call's error with the agent's side of it (its job's log records) and the LiveKit
+    server's (the room's dispatch, job and participants); "" when none failed."""
+    return "\n\n".join(
+        f"{r.room}: {r.error}\n-- the agent's job:\n{worker.worker.job_log(r.room)}\n"
+        f"-- the LiveKit server:\n{lk.server_log(r.room)}"
+        for r in results if r.error
+    )
+
+
 def jobs_done(recorder: OtlpRecorder, room_sids: list[str], deadline_s: float = JOB_DEADLINE_S) -> bool:
     """Until the job root of each call reached the recorder (the job process has exited)."""
 
@@ -190,8 +210,8 @@ def first_calls(worker: RunningWorker, lk_stack: LiveKit, recorder: OtlpRecorder
         room_names=[PII_ROOM, sip_room, None],
         attributes=[None, {"sip.callID": SIP_CALL_ID, "sip.phoneNumber": PHONE}, None],
     )
-    errors = [(r.room, r.error) for r in results if r.error]
-    assert not errors, errors
+    failed = failed_calls(results, worker, lk_stack)
+    assert not failed, failed
     assert jobs_done(recorder, [r.room_sid for r in results]), (
         f"job roots missing; worker log:\n{worker.worker.tail(60)}")
     return Calls(results, t0)

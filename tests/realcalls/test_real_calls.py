@@ -441,11 +441,11 @@ def test_series_count_is_the_same_after_20_calls_as_after_2(
     metrics reach the collector through the worker's relay, one writer. Checked at the agent's OTLP
     boundary and in Prometheus (SDK and span metrics); the LiveKit server's own series carry no
     room, participant or job."""
-    from .conftest import jobs_done, place
+    from .conftest import failed_calls, jobs_done, place
 
     def settle(results: list[Any]) -> None:
-        errors = [r.error for r in results if r.error]
-        assert not errors, errors
+        failed = failed_calls(results, worker, lk_stack)
+        assert not failed, failed
         assert jobs_done(recorder, [r.room_sid for r in results]), worker.worker.tail(40)
 
     ours = f'{{job=~".*{worker.service}"}}'

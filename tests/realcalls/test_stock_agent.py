@@ -21,7 +21,7 @@ from telemetry.semconv import LIVEKIT_JOB_ROOT
 from tests.support import ROOT, wait_for
 from tests.support.backends import PROMETHEUS
 
-from .conftest import LiveKit, RunningWorker, jobs_done, place
+from .conftest import LiveKit, RunningWorker, failed_calls, jobs_done, place
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -64,7 +64,8 @@ def _prom(query: str) -> list[dict[str, Any]]:
 
 def _calls(stock: Stock, lk: LiveKit, n: int, concurrency: int) -> list[str]:
     results = place(stock.worker, lk, ["ask_operator"] * n, concurrency=concurrency, arrival_s=0.5)
-    assert not [r.error for r in results if r.error], [r.error for r in results if r.error]
+    failed = failed_calls(results, stock.worker, lk)
+    assert not failed, failed
     sids = [r.room_sid for r in results]
     assert jobs_done(stock.recorder, sids, 90), stock.worker.worker.tail(40)
     return sids

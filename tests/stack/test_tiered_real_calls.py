@@ -15,6 +15,7 @@ from agent.realcalls import OtlpRecorder
 from tests.realcalls.conftest import (
     LiveKit,
     RunningWorker,
+    failed_calls,
     jobs_done,
     livekit_stack,
     place,
@@ -66,7 +67,8 @@ def tiered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tiered]:
 def test_a_kept_real_call_is_stored_whole_and_none_in_part(tiered: Tiered) -> None:
     results = place(tiered.worker, tiered.lk, ["ask_operator", "order_status", "order_status"], concurrency=3,
                     arrival_s=0.5)
-    assert not [r.error for r in results if r.error], [r.error for r in results]
+    failed = failed_calls(results, tiered.worker, tiered.lk)
+    assert not failed, failed
     assert jobs_done(tiered.recorder, [r.room_sid for r in results]), tiered.worker.worker.tail(40)
     exported: dict[str, set[str]] = {}
     for r in results:
