@@ -9,8 +9,8 @@ LiveKit server; what they export reaches the stack on the host's loopback throug
         rec.wait_for(lambda r: len(r.roots()) == len(results), timeout=30)
 
 * :class:`Worker` -- ``python -m agent start`` with the local pipeline (``VOXPULSE_PROVIDERS=local``)
-  as a child process: waits until it registered with the server, stops it with SIGTERM (calls in
-  progress drain) and reports what its log said.
+  as a child process: waits until it registered with the server, stops it with SIGTERM to the
+  worker alone (calls in progress drain) and reports what its log said.
 * :class:`OtlpRecorder` -- an OTLP/HTTP endpoint that keeps every request the agent's exporters
   send (decoded: spans with their attributes, metric points with their exemplars) and forwards
   it unchanged to the real collector, so the stack sees exactly what it would have seen. It
@@ -136,22 +136,53 @@ class Worker:
         ) or f"(no log record names room {room!r})"
 
     def stop(self, timeout_s: float = 30.0) -> int | None:
-        """SIGTERM (the worker drains), then SIGKILL to the group after ``timeout_s``."""
+        """SIGTERM to the worker alone, as an orchestrator stops it: LiveKit's CLI drains (the calls
+        in progress end and each job process flushes its spans at exit), then closes its processes.
+        What it leaves in its process group (the metrics relay, LiveKit's forkserver) gets SIGTERM
+        once it is gone; SIGKILL to the group after ``timeout_s``.
+
+        Never SIGTERM to the group while the worker drains: the job processes ignore it, but the
+        forkserver they were forked from does not, and with it gone LiveKit reads every job process
+        as exited (code 255) and kills the calls in progress before their last spans are sent."""
         proc = self.proc
         if proc is None or proc.poll() is not None:
             return proc.returncode if proc is not None else None
-        os.killpg(proc.pid, signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
         try:
-            return proc.wait(timeout_s)
+            code = proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            _signal_group(proc.pid, signal.SIGKILL)
             return proc.wait(10)
+        _end_group(proc.pid, timeout_s=10.0)
+        return code
 
     def __enter__(self) -> Worker:
         return self.start()
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """``sig`` to process group ``pgid`` (0: none, only the check); False when no process is left in it."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _end_group(pgid: int, timeout_s: float) -> None:
+    """SIGTERM to what is left of process group ``pgid`` (the relay's last export), then SIGKILL
+    to whatever is still there after ``timeout_s``."""
+    if not _signal_group(pgid, signal.SIGTERM):
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not _signal_group(pgid, 0):
+            return
+        time.sleep(0.1)
+    _signal_group(pgid, signal.SIGKILL)
 
 
 def _message(record: Mapping[str, Any]) -> Any:
