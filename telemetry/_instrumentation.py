@@ -29,7 +29,7 @@ from opentelemetry.trace import TracerProvider
 from telemetry._errors import internal_errors
 from telemetry.redaction import ContentMode
 
-__all__ = ["instrument_libraries", "route_livekit"]
+__all__ = ["instrument_libraries", "preload_libraries", "route_livekit"]
 
 T = TypeVar("T")
 
@@ -52,6 +52,14 @@ def instrument_libraries(tracer_provider: TracerProvider | None) -> None:
     for library, module, _ in _INSTRUMENTORS:
         if importlib.util.find_spec(module) is not None:
             _LIBRARIES[library].give(tracer_provider)
+
+
+def preload_libraries() -> None:
+    """Imports the instrumentors (those installed) of the libraries the process has imported,
+    instrumenting nothing: what :func:`instrument_libraries` would load (``telemetry._setup.preload``)."""
+    for library, module, _ in _INSTRUMENTORS:
+        if library in sys.modules and importlib.util.find_spec(module) is not None:
+            importlib.import_module(module)
 
 
 def _instrument(module: str, cls_name: str, tracer_provider: TracerProvider | None) -> None:

@@ -49,7 +49,7 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from telemetry import _env
 from telemetry import metrics as _metrics
 from telemetry._env import Exporter, MetricsExporter, Protocol
-from telemetry._instrumentation import _in_livekit_job, instrument_libraries, route_livekit
+from telemetry._instrumentation import _in_livekit_job, instrument_libraries, preload_libraries, route_livekit
 from telemetry._processors import CallIdProcessor, ChangedPointsExporter, QueueingSpanProcessor, SafeExporter
 from telemetry._state import STATE, TRACER_NAME
 from telemetry.exceptions import TelemetryConfigError
@@ -58,7 +58,8 @@ from telemetry.sampling import KeptTraceExemplarFilter
 from telemetry.semconv import DISTRO, LIVEKIT_METER, LIVEKIT_METRIC_LABELS, Attr
 
 __all__ = [
-    "Signal", "Telemetry", "TelemetryConfig", "configure", "install", "metric_views", "otlp_exporter", "resolve",
+    "Signal", "Telemetry", "TelemetryConfig", "configure", "install", "metric_views", "otlp_exporter", "preload",
+    "resolve",
 ]
 
 Signal = Literal["traces", "metrics"]
@@ -613,6 +614,31 @@ def configure(
         # job_shutdown) end after the job's own code has returned: only this flush exports them.
         multiprocessing.util.Finalize(None, _at_exit, exitpriority=100)
     return handle
+
+
+def preload() -> None:
+    """Imports what ``configure()`` and a call's instrumentation import in a LiveKit job process
+    with this environment's settings, and creates nothing (no provider, thread, socket or file):
+    for a process that forks the job processes, so that each inherits the modules instead of
+    loading them (LiveKit's forkserver: ``telemetry.livekit._preload``). Raises what
+    :func:`resolve` raises on a malformed setting."""
+    config = resolve()
+    if config.disabled:
+        return
+    importlib.import_module("telemetry.livekit")  # instrument_session and its parts
+    if config.exporter == "otlp":
+        if config.protocol == "grpc":
+            importlib.import_module("opentelemetry.exporter.otlp.proto.grpc.trace_exporter")
+            importlib.import_module("opentelemetry.exporter.otlp.proto.grpc.metric_exporter")
+        else:
+            importlib.import_module("opentelemetry.exporter.otlp.proto.http.trace_exporter")
+        # the job processes' leg to the worker's metrics relay (OTLP/HTTP whatever the protocol)
+        importlib.import_module("opentelemetry.exporter.otlp.proto.http.metric_exporter")
+        importlib.import_module("telemetry.relay")
+    if _env.text(_env.DATABASE_URL):  # configure() loads the call history in a job process (see above)
+        with contextlib.suppress(ImportError):
+            importlib.import_module("telemetry.history")
+    preload_libraries()
 
 
 def _relay_endpoint(config: TelemetryConfig) -> str | None:

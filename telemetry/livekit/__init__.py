@@ -82,7 +82,9 @@ The package's modules (only this one is public):
 * ``_pricing``: the session's usage priced with a ``telemetry.pricing.PriceTable``;
 * ``_anatomy``: a turn's time to first word in parts that sum to it (``voice.turn.segment.*``);
 * ``_interruptions``: barge-ins, the agent talking over the caller, false interruptions;
-* ``_budgets``: latency budgets watched during the call, and the hook the agent acts with.
+* ``_budgets``: latency budgets watched during the call, and the hook the agent acts with;
+* ``_plugin``, ``_preload``: VoxPulse registered as a LiveKit plugin on import, so that LiveKit's
+  forkserver loads it once for every job process (nothing else of a plugin).
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ from __future__ import annotations
 # (importing _session imports _tracing, which registers the span hook for LiveKit's spans)
 from telemetry.livekit._budgets import BudgetBreach, BudgetHook, Budgets
 from telemetry.livekit._calllog import CallLog
+from telemetry.livekit._plugin import register as _register_plugin
 from telemetry.livekit._session import SessionInstrumentation, instrument_session
 from telemetry.livekit._ttfw import AUDIBLE_RMS
 from telemetry.livekit._turns import MeasuredTurn
@@ -104,3 +107,6 @@ __all__ = [
     "SessionInstrumentation",
     "instrument_session",
 ]
+
+# LiveKit's forkserver preloads VoxPulse for the job processes (``_plugin``, ``_preload``)
+_register_plugin()

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from agent.realcalls import OtlpRecorder, Worker
+from telemetry.livekit._plugin import PRELOAD
 from telemetry.semconv import LIVEKIT_JOB_ROOT
 from tests.support import ROOT, wait_for
 from tests.support.backends import PROMETHEUS
@@ -88,6 +89,9 @@ def test_a_stock_agent_one_trace_per_call_and_flat_series(stock: Stock, lk_stack
         rows = _prom(f'sum(voice_calls_total{{job=~".*{service}"}})')
         return float(rows[0]["value"][1]) if rows else 0.0
 
+    # import telemetry.livekit registered VoxPulse with LiveKit: its forkserver preloads it for the job processes
+    preloads = [r.get("packages") for r in stock.worker.worker.records() if r.get("message") == "preloading plugins"]
+    assert len(preloads) == 1 and PRELOAD in preloads[0], preloads
     first = _calls(stock, lk_stack, 2, 2)
     wait_for(lambda: calls_counted() >= 2, "2 calls in Prometheus", 90)
     after_2, inst_2 = series(), instances()
