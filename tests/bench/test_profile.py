@@ -88,6 +88,50 @@ def test_imports_and_livekits_watchdog_are_not_telemetrys() -> None:
     boot = "_find_and_load (<frozen importlib._bootstrap>)"
     sdk = f"<module> ({SITE}/opentelemetry/sdk/__init__.py)"
     assert realcalls.owner_of(f"main (x.py);{boot};{sdk}") == ("module loading", sdk)
+    # an import VoxPulse's code started, or one of VoxPulse's modules: telemetry's own cost
+    configure = f"configure ({OURS}/_setup.py)"
+    exporter = f"<module> ({SITE}/opentelemetry/exporter/otlp/proto/http/trace_exporter/__init__.py)"
+    assert realcalls.owner_of(f"prewarm (agent.py);{configure};{boot};{exporter}") == ("telemetry imports", exporter)
+    ours = f"<module> ({OURS}/__init__.py)"
+    assert realcalls.owner_of(f"<module> (agent.py);{boot};{ours};{boot};{sdk}") == ("telemetry imports", sdk)
+    # LiveKit importing the SDK for its own spans: LiveKit's import, whoever configures it later
+    lk = f"<module> ({SITE}/livekit/agents/telemetry/traces.py)"
+    assert realcalls.owner_of(f"<module> (agent.py);{boot};{lk};{boot};{sdk}") == ("module loading", sdk)
     watchdog = f"_watchdog_main ({SITE}/livekit/agents/telemetry/loop_monitor.py)"
     assert realcalls.owner_of(watchdog)[0] == "agent and livekit"
     assert realcalls.owner_of(f"start_span ({SITE}/livekit/agents/telemetry/traces.py)")[0] == "livekit tracing"
+
+
+def _row(level: int, on: bool, cpu: float) -> dict[str, object]:
+    return {"level": level, "telemetry": on, "worker_cpu_s_per_call": cpu}
+
+
+def test_share_pairs_alternate_and_reuse_the_levels_on_run() -> None:
+    """Each pair's runs back to back, the order alternating; the first pair's on run is the level's."""
+    rows: list[dict[str, object]] = [_row(1, True, 9.0), _row(5, True, 4.0)]
+    order: list[bool] = []
+
+    def run(on: bool) -> dict[str, object]:
+        order.append(on)
+        return _row(5, on, 4.0 if on else 3.9)
+
+    pairs = realcalls.share_pairs(rows, 5, 3, run)
+    assert order == [False, False, True, True, False]  # pair 1: the level's on, then off; pair 2: off-on; 3: on-off
+    assert pairs[0][0] is rows[1] and [on["telemetry"] for on, _ in pairs] == [True] * 3
+    assert [off["telemetry"] for _, off in pairs] == [False] * 3
+    assert len(rows) == 2 + 5
+
+
+def test_telemetry_share_is_the_median_of_the_pairs_and_judged_against_3_percent() -> None:
+    pairs = [(_row(5, True, 4.0), _row(5, False, 3.6)),   # 10 %
+             (_row(5, True, 4.0), _row(5, False, 3.96)),  # 1 %
+             (_row(5, True, 4.0), _row(5, False, 4.08))]  # -2 %: noise says less than nothing
+    share = realcalls.telemetry_share(pairs, 5)
+    assert share is not None
+    assert (share["share_pct"], share["min_pct"], share["max_pct"]) == (1.0, -2.0, 10.0)
+    assert [p["share_pct"] for p in share["pairs"]] == [10.0, 1.0, -2.0]
+    assert realcalls.share_verdict(share).endswith("(goal <= 3 %): met (pairs from -2.0 to 10.0 %)")
+    share["share_pct"] = 3.1
+    assert ": NOT met (" in realcalls.share_verdict(share)
+    assert realcalls.telemetry_share([], 5) is None
+    assert realcalls.share_verdict(None) == "telemetry's share of the agent's CPU: not measured"
