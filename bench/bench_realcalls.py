@@ -147,7 +147,8 @@ def owner_of(stack: str) -> tuple[str, str]:
     start = next((i for i, f in enumerate(frames) if f.startswith("_find_and_load (")), None)
     loading = next((f for f in reversed(frames) if f.startswith("<module> (") and "<frozen" not in f), None)
     if start is not None and loading is not None:
-        imported = next(f for f in frames[start:] if f.startswith("<module> (") and "<frozen" not in f)
+        # the first module the chain executes (none yet: still finding it, inside the import system)
+        imported = next((f for f in frames[start:] if f.startswith("<module> (") and "<frozen" not in f), "")
         ours = "voxpulse" in (_known_owner(frames[:start])[0], _known_owner([imported])[0])
         return ("telemetry imports" if ours else "module loading"), loading
     return _known_owner(frames)
@@ -302,13 +303,10 @@ def _greetings(results: list[Any], spans: list[Any]) -> list[dict[str, Any]]:
 def greeting_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The greetings of every level: VoxPulse - caller (mean, p95 abs), the wait's start, its parts."""
     out: dict[str, Any] = {}
-    for r in rows:
-        g = r.get("greetings") or []
-        if not g:
-            continue
+    for level, g in by_level(rows, "greetings").items():
         diffs = [x["voxpulse_ms"] - x["caller_ms"] for x in g]
         names = [seg.value for seg in TurnSegment if any(seg.value in x["parts_ms"] for x in g)]
-        out[str(r["level"])] = {
+        out[level] = {
             "calls": len(g), "caller_p50_ms": _pct([x["caller_ms"] for x in g], 50),
             "mean_diff_ms": round(statistics.fmean(diffs), 1), "abs_p95_ms": _pct([abs(d) for d in diffs], 95),
             "starts": sorted({str(x["start"]) for x in g}),
@@ -369,9 +367,19 @@ def _server_pid() -> int:
     return 0
 
 
+def by_level(rows: list[dict[str, Any]], key: str) -> dict[str, list[Any]]:
+    """``key``'s lists of every run at a level, put together (a level can have several runs: the
+    share pairs' runs with telemetry on), levels in their first run's order."""
+    out: dict[str, list[Any]] = {}
+    for r in rows:
+        if r.get(key):
+            out.setdefault(str(r["level"]), []).extend(r[key])
+    return out
+
+
 def accuracy_by_level(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The accuracy of every level with telemetry on, and of all of them together."""
-    out = {str(r["level"]): accuracy(r["pairs"]) for r in rows if r.get("pairs")}
+    """The accuracy of every level with telemetry on (all its runs), and of all of them together."""
+    out = {level: accuracy(pairs) for level, pairs in by_level(rows, "pairs").items()}
     out["all"] = accuracy([p for r in rows for p in r.get("pairs", [])])
     return out
 
@@ -508,6 +516,27 @@ def to_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def summarize(rows: list[dict[str, Any]], share: dict[str, Any] | None, profile: dict[str, Any] | None,
+              anatomy_us: float) -> dict[str, Any]:
+    """The result of the runs ``rows``: TTFW accuracy and greetings per level (every run with
+    telemetry on), telemetry's share, the profile, the verdict (``--summarize`` re-derives it from a
+    result's own runs)."""
+    acc = accuracy_by_level([r for r in rows if r["telemetry"]])
+    quiet = acc.get("1", acc["all"])["voxpulse"]["abs_p95_ms"]
+    loaded = ", ".join(f"{k} at once {v['voxpulse']['abs_p95_ms']} ms" for k, v in acc.items()
+                       if k not in ("1", "all"))
+    an = acc["all"]["anatomy"]
+    return {"rows": rows, "accuracy": acc, "telemetry_share": share, "profile": profile,
+            "anatomy_cost_us": anatomy_us,
+            "greetings": greeting_summary([r for r in rows if r["telemetry"]]),
+            "verdict": (f"{share_verdict(share)}; "
+                        f"|VoxPulse - caller| p95 {quiet} ms one call at a time (target <= 50 ms): "
+                        f"{'met' if quiet is not None and quiet <= 50 else 'NOT met'} on this run; "
+                        f"under load: {loaded or 'not run'}; anatomy: share named mean "
+                        f"{an['named_share_mean']} (goal >= 0.95), max |sum - TTFW| "
+                        f"{an['sum_minus_ttfw_max_ms']} ms (goal <= 1)")}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--levels", type=int, nargs="+", default=[1, 3, 5])
@@ -519,7 +548,15 @@ def main() -> int:
     ap.add_argument("--profile-level", type=int, default=3,
                     help="one more wave at this level with the worker's stacks sampled; 0: none")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--summarize", type=Path, default=None,
+                    help="no runs: the result of this JSON's own runs derived again (its rows, share, profile)")
     a = ap.parse_args()
+    if a.summarize is not None:
+        old = json.loads(a.summarize.read_text())
+        again = summarize(old["rows"], old["telemetry_share"], old["profile"], old["anatomy_cost_us"])
+        (a.json or a.summarize).write_text(json.dumps(again, indent=2))
+        print(to_markdown(again))
+        return 0
     why = stack.media_supported() or ""
     if why:
         why = f"no media namespace: {why}"
@@ -546,24 +583,10 @@ def main() -> int:
         finally:
             if state is not None:
                 stack.down(["livekit"], state_dir=state)
-        share = telemetry_share(pairs, a.share_level)
-        acc = accuracy_by_level([r for r in rows if r["telemetry"]])
-        quiet = acc.get("1", acc["all"])["voxpulse"]["abs_p95_ms"]
-        loaded = ", ".join(f"{k} at once {v['voxpulse']['abs_p95_ms']} ms" for k, v in acc.items()
-                           if k not in ("1", "all"))
-        an = acc["all"]["anatomy"]
         profile = None
         if profiled is not None:
             profile = {"level": a.profile_level, "calls": profiled["calls"], **profiled["profile"]}
-        result = {"rows": rows, "accuracy": acc, "telemetry_share": share, "profile": profile,
-                  "anatomy_cost_us": anatomy_cost_us(),
-                  "greetings": greeting_summary([r for r in rows if r["telemetry"]]),
-                  "verdict": (f"{share_verdict(share)}; "
-                              f"|VoxPulse - caller| p95 {quiet} ms one call at a time (target <= 50 ms): "
-                              f"{'met' if quiet is not None and quiet <= 50 else 'NOT met'} on this run; "
-                              f"under load: {loaded or 'not run'}; anatomy: share named mean "
-                              f"{an['named_share_mean']} (goal >= 0.95), max |sum - TTFW| "
-                              f"{an['sum_minus_ttfw_max_ms']} ms (goal <= 1)")}
+        result = summarize(rows, telemetry_share(pairs, a.share_level), profile, anatomy_cost_us())
     text = json.dumps(result, indent=2)
     if a.json:
         a.json.write_text(text)

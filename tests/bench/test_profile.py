@@ -94,6 +94,11 @@ def test_imports_and_livekits_watchdog_are_not_telemetrys() -> None:
     assert realcalls.owner_of(f"prewarm (agent.py);{configure};{boot};{exporter}") == ("telemetry imports", exporter)
     ours = f"<module> ({OURS}/__init__.py)"
     assert realcalls.owner_of(f"<module> (agent.py);{boot};{ours};{boot};{sdk}") == ("telemetry imports", sdk)
+    # still finding the module, inside the import system: the importer decides
+    finding = "_find_spec (<frozen importlib._bootstrap>)"
+    assert realcalls.owner_of(f"<module> (agent.py);{boot};{finding}") == ("module loading", "<module> (agent.py)")
+    assert realcalls.owner_of(f"<module> (agent.py);{configure};{boot};{finding}") == (
+        "telemetry imports", "<module> (agent.py)")
     # LiveKit importing the SDK for its own spans: LiveKit's import, whoever configures it later
     lk = f"<module> ({SITE}/livekit/agents/telemetry/traces.py)"
     assert realcalls.owner_of(f"<module> (agent.py);{boot};{lk};{boot};{sdk}") == ("module loading", sdk)
@@ -135,3 +140,26 @@ def test_telemetry_share_is_the_median_of_the_pairs_and_judged_against_3_percent
     assert ": NOT met (" in realcalls.share_verdict(share)
     assert realcalls.telemetry_share([], 5) is None
     assert realcalls.share_verdict(None) == "telemetry's share of the agent's CPU: not measured"
+
+
+def test_a_level_with_several_runs_is_judged_on_all_of_them() -> None:
+    """The share pairs add runs at the share level: its TTFW accuracy and greetings are those of
+    every run there, not of the last one."""
+    def turn(diff: float) -> dict[str, object]:
+        return {"voxpulse_ms": 1000.0 + diff, "at_agent_ms": 900.0, "livekit_e2e_ms": 700.0, "caller_ms": 1000.0,
+                "method": "probe", "parts_ms": {}, "parts_sum_ms": 1000.0 + diff, "named_share": 1.0}
+
+    def greeting(diff: float) -> dict[str, object]:
+        return {"voxpulse_ms": 500.0 + diff, "caller_ms": 500.0, "start": "joined", "parts_ms": {},
+                "parts_sum_ms": 500.0 + diff}
+
+    rows = [{"level": 1, "pairs": [turn(5.0)], "greetings": [greeting(1.0)]},
+            {"level": 5, "pairs": [turn(10.0), turn(-20.0)], "greetings": [greeting(2.0)]},
+            {"level": 5, "pairs": [turn(-400.0)], "greetings": [greeting(-3.0)]}]
+    acc = realcalls.accuracy_by_level(rows)
+    assert list(acc) == ["1", "5", "all"]
+    assert (acc["5"]["voxpulse"]["n"], acc["5"]["voxpulse"]["min_ms"], acc["5"]["voxpulse"]["max_ms"]) == (
+        3, -400.0, 10.0)
+    assert acc["all"]["voxpulse"]["n"] == 4
+    greetings = realcalls.greeting_summary(rows)
+    assert (greetings["5"]["calls"], greetings["5"]["mean_diff_ms"]) == (2, -0.5)

@@ -93,7 +93,8 @@ def test_realcalls_summaries_follow_from_their_rows() -> None:
     assert measured and all(r.get("pairs") for r in measured)
     assert realcalls.accuracy_by_level(measured) == result["accuracy"]
     assert realcalls.greeting_summary(measured) == result["greetings"]
-    assert {g["calls"] for g in result["greetings"].values()} <= {r["calls"] for r in measured}
+    for level, g in result["greetings"].items():  # a greeting per call at most, over the level's runs
+        assert 0 < g["calls"] <= sum(r["calls"] for r in measured if str(r["level"]) == level), level
 
 
 def test_insights_summaries_follow_from_their_rows() -> None:
