@@ -48,6 +48,9 @@ class OriginalTurn:
     ttfw_ms: float | None
     segments: dict[str, float] = field(default_factory=dict)
     tools: list[str] = field(default_factory=list)
+    # parts measured but done in an earlier part's shadow (``voice.turn.overlapped_segments``): they
+    # cost the turn no time (LiveKit's preemptive generation: the LLM ran during the end of turn)
+    overlapped: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -97,9 +100,12 @@ def turns_of(trace: Trace) -> list[OriginalTurn]:
                     for seg in TurnSegment if isinstance(a.get(seg.attribute), int | float)}
         tools = [str(s.attributes.get(Attr.TOOL_NAME)) for s in trace.spans
                  if s.attributes.get(Attr.STAGE) == Stage.TOOL.value and _under(s, t, by_id)]
+        shadowed = a.get(Attr.TURN_OVERLAPPED)
+        known = {seg.value for seg in TurnSegment}
+        overlapped = [v for v in (shadowed if isinstance(shadowed, list | tuple) else ()) if v in known]
         out.append(OriginalTurn(int(a.get(Attr.TURN_INDEX, 0)),
                                 round(float(ttfw) * 1000, 1) if isinstance(ttfw, int | float) else None,
-                                segments, sorted(tools)))
+                                segments, sorted(tools), overlapped))
     return out
 
 
@@ -201,18 +207,24 @@ async def from_stored_call(call_id: str, *, store: TraceStore, dsn: str | None) 
 
 
 def compare(original: Sequence[OriginalTurn], replayed: Sequence[OriginalTurn]) -> list[dict[str, Any]]:
-    """Per turn and part: the original's ms next to the replay's (``None`` where a side has none)."""
+    """Per turn and part: the original's ms next to the replay's (``None`` where a side has none),
+    and the sides where the part was done in an earlier part's shadow (``overlapped``: "original",
+    "replay" or both, "" for none) -- a part then missing from a side cost that turn no time."""
     rows = []
     by_index = {t.index: t for t in replayed}
     for o in original:
         r = by_index.get(o.index)
+        shadowed = {*o.overlapped, *(r.overlapped if r is not None else ())}
         parts = [seg.value for seg in TurnSegment
-                 if seg.value in o.segments or (r is not None and seg.value in r.segments)]
+                 if seg.value in o.segments or seg.value in shadowed or (r is not None and seg.value in r.segments)]
         for name in [*parts, "time_to_first_word"]:
             was = o.ttfw_ms if name == "time_to_first_word" else o.segments.get(name)
             now = None if r is None else (r.ttfw_ms if name == "time_to_first_word" else r.segments.get(name))
+            sides = [side for side, turn in (("original", o), ("replay", r))
+                     if turn is not None and name in turn.overlapped]
             rows.append({"turn": o.index, "part": name, "original_ms": was, "replay_ms": now,
-                         "delta_ms": round(now - was, 1) if was is not None and now is not None else None})
+                         "delta_ms": round(now - was, 1) if was is not None and now is not None else None,
+                         "overlapped": " and ".join(sides)})
     return rows
 
 
@@ -224,7 +236,9 @@ def _print(console: Console, rows: Sequence[Mapping[str, Any]], title: str) -> N
     for col in ("turn", "part", "original ms", "replay ms", "Δ ms"):
         table.add_column(col, justify="right" if "ms" in col else "left")
     for r in rows:
-        fmt = [("-" if r[k] is None else f"{r[k]:.0f}") for k in ("original_ms", "replay_ms", "delta_ms")]
+        shadowed = str(r.get("overlapped", ""))
+        fmt = [("overlapped" if k[:-3] in shadowed else "-") if r[k] is None else f"{r[k]:.0f}"
+               for k in ("original_ms", "replay_ms", "delta_ms")]
         bold = r["part"] == "time_to_first_word"
         table.add_row(str(r["turn"]), f"[bold]{r['part']}[/bold]" if bold else r["part"], *fmt)
     console.print(table)
