@@ -8,22 +8,17 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from agent.caller import CallerResult
-from agent.realcalls import OtlpRecorder
+from agent.realcalls import OtlpRecorder, _message
 from telemetry.semconv import SpanName
 from tests.support import wait_for
 
 from .conftest import LiveKit, failed_calls, place, running_worker
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
-
-
-def _message(record: dict[str, Any]) -> str:
-    return str(record.get("message", record.get("event", "")))
 
 
 def test_a_worker_stopped_mid_call_drains_it(lk_stack: LiveKit, recorder: OtlpRecorder, tmp_path: Path) -> None:
@@ -45,7 +40,7 @@ def test_a_worker_stopped_mid_call_drains_it(lk_stack: LiveKit, recorder: OtlpRe
     # the job process ended on its own (LiveKit logs its exit), no code 255 for it
     story = w.worker.job_log(call.room)
     assert [r for r in records if r.get("job_id") in jobs and _message(r) == "process exiting"], story
-    assert not [r for r in records if r.get("job_id") in jobs and "non-zero exit code" in _message(r)], story
+    assert not [r for r in records if r.get("job_id") in jobs and "non-zero exit code" in str(_message(r))], story
     # and its spans were exported before the worker exited: the job's root, the call's own root
     roots = {s.name for s in recorder.roots() if s.attributes.get("lk.room_sid") == call.room_sid}
     call_spans = [s for s in recorder.spans() if s.name == SpanName.CALL and s.call_id == call.room_sid]
