@@ -8,19 +8,19 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode, set_span_in_context
 
 from telemetry.semconv import Attr, SpanName
 from tests.support import unavailable
 from voxpulse_console import stack, tracestore
-from voxpulse_console.tracestore import JaegerTraceStore, TraceStoreError
+from voxpulse_console.tracestore import JaegerTraceStore, Trace, TraceStoreError
 
 from .conftest import LiveJaeger
 
@@ -165,6 +165,67 @@ async def test_calls_newest_and_slowest(jaeger: LiveJaeger, sent: Sent) -> None:
         assert [c.call_id for c in slow] == [by_start[2], by_start[1]]
         assert [c.call_id for c in await store.calls(start, end, min_duration_ms=1500, limit=1)] == [by_start[2]]
         assert await store.calls(start + 30, end + 30) == []
+
+
+def _send_many_calls(jaeger: LiveJaeger, n: int) -> tuple[str, int, dict[str, int]]:
+    """``n`` root ``call`` spans of a new service, 10 ms apart: the two oldest are the slowest
+    (9.5 and 9 s), three in the middle tie at 8 s, the rest last 0.5-5 s. Returns the service, the
+    first start (ns) and each call's duration (ms) by call_id."""
+    tag = uuid.uuid4().hex[:8]
+    service = f"vp-ts-many-{tag}"
+    t0 = time.time_ns() - 120 * S
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{jaeger.otlp_http}/v1/traces"),
+                                                   max_export_batch_size=256))
+    tracer = provider.get_tracer("voxpulse.test")
+    durations: dict[str, int] = {}
+    for i in range(n):
+        call_id = f"many-{tag}-{i}"
+        ms = {0: 9500, 1: 9000, n // 2: 8000, n // 2 + 1: 8000, n // 2 + 2: 8000}.get(i, 500 + (i * 37) % 4500)
+        start = t0 + i * S // 100
+        tracer.start_span(SpanName.CALL, start_time=start, attributes={Attr.CALL_ID: call_id}).end(
+            end_time=start + ms * 1_000_000)
+        durations[call_id] = ms
+    provider.shutdown()
+    return service, t0, durations
+
+
+async def test_the_slowest_calls_at_any_number_of_calls(jaeger: LiveJaeger) -> None:
+    """Jaeger answers a search newest first, a page at a time: the slowest calls here are the oldest
+    of 700, far behind the first page of any search, and three more tie."""
+    service, t0, durations = _send_many_calls(jaeger, 700)
+    start, end = t0 / S - 1, t0 / S + 60
+    ties = {c for c, ms in durations.items() if ms == 8000}
+    async with _CountingStore(jaeger.url, services=[service]) as store:
+        await eventually(lambda: _all_stored(store, service, start, end, len(durations)), "700 calls", 30)
+        store.searches.clear()
+        two = await store.calls(start, end, min_duration_ms=100, limit=2)
+        oldest = list(durations)[:2]
+        assert [(c.call_id, c.duration_ms) for c in two] == [(oldest[0], 9500), (oldest[1], 9000)]
+        assert 2 <= len(store.searches) <= 6, store.searches  # the floor rises: a handful of index reads, not a scan
+        five = await store.calls(start, end, min_duration_ms=100, limit=5)
+        assert [c.duration_ms for c in five] == [9500, 9000, 8000, 8000, 8000]
+        assert {c.call_id for c in five[2:]} == ties
+        four = await store.calls(start, end, min_duration_ms=100, limit=4)  # two of the three tied calls
+        assert [c.duration_ms for c in four] == [9500, 9000, 8000, 8000] and {c.call_id for c in four[2:]} < ties
+        assert [c.duration_ms for c in await store.calls(start, end, min_duration_ms=9200, limit=5)] == [9500]
+        assert await store.calls(start, end, min_duration_ms=9600, limit=5) == []
+
+
+class _CountingStore(JaegerTraceStore):
+    """Records each search's ``min_duration_ms``."""
+
+    def __init__(self, url: str, *, services: list[str]) -> None:
+        super().__init__(url, services=services)
+        self.searches: list[float | None] = []
+
+    async def search(self, service: str, **kw: Any) -> list[Trace]:
+        self.searches.append(kw.get("min_duration_ms"))
+        return await super().search(service, **kw)
+
+
+async def _all_stored(store: JaegerTraceStore, service: str, start: float, end: float, n: int) -> bool:
+    return len(await store.search(service, start_s=start, end_s=end, operation=SpanName.CALL, limit=n + 1)) == n
 
 
 async def test_ready_and_a_store_that_does_not_answer(store: JaegerTraceStore) -> None:

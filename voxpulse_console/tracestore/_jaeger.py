@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
@@ -29,6 +30,26 @@ __all__ = ["JaegerTraceStore", "trace_from_jaeger"]
 #: Tags Jaeger adds to every span when it converts OTLP; not attributes of the span.
 _INTERNAL_TAGS = frozenset({"internal.span.format"})
 _SEARCH_CONCURRENCY = 8
+#: a slowest-first search reads pages of this many times the calls asked for (100 to 1000)
+_SLOW_PAGE_FACTOR = 5
+#: at most this many searches per service for one slowest-first list (a page keeps ~1/5 of the rest)
+_SLOW_ROUNDS = 40
+
+
+class _HasTraceId(Protocol):
+    @property
+    def trace_id(self) -> str: ...
+
+
+_Found = TypeVar("_Found", bound=_HasTraceId)
+
+
+def _duration_us(call: CallTrace) -> int:
+    return round(call.duration_ms * 1000)
+
+
+def _slowest_first(call: CallTrace) -> tuple[int, int]:
+    return -_duration_us(call), -call.start_ns
 
 
 def _jaeger_value(tag: Mapping[str, Any]) -> Any:
@@ -110,9 +131,7 @@ class JaegerTraceStore(HttpTraceStore):
                 self._services_at = time.monotonic()
             return self._services
 
-    async def _over_services(
-        self, search: Callable[[str], Awaitable[list[Trace]]]
-    ) -> list[Trace]:
+    async def _over_services(self, search: Callable[[str], Awaitable[list[_Found]]]) -> list[_Found]:
         """``search(service)`` for every service (bounded concurrency); on no result with a list
         older than a second, once more over the services that have appeared since."""
         known = await self.services()
@@ -123,15 +142,16 @@ class JaegerTraceStore(HttpTraceStore):
         fresh = [s for s in await self.services(refresh=True) if s not in known]
         return await self._gather(search, fresh)
 
-    async def _gather(self, search: Callable[[str], Awaitable[list[Trace]]], services: Sequence[str]) -> list[Trace]:
+    async def _gather(self, search: Callable[[str], Awaitable[list[_Found]]],
+                      services: Sequence[str]) -> list[_Found]:
         limit = asyncio.Semaphore(_SEARCH_CONCURRENCY)
 
-        async def one(service: str) -> list[Trace]:
+        async def one(service: str) -> list[_Found]:
             async with limit:
                 return await search(service)
 
         results = await asyncio.gather(*(one(s) for s in services))
-        by_id: dict[str, Trace] = {}
+        by_id: dict[str, _Found] = {}
         for traces in results:
             for t in traces:
                 by_id.setdefault(t.trace_id, t)
@@ -163,7 +183,7 @@ class JaegerTraceStore(HttpTraceStore):
         if tags:
             params["tags"] = json.dumps(dict(tags), separators=(",", ":"), ensure_ascii=False)
         if min_duration_ms is not None:
-            params["minDuration"] = f"{min_duration_ms:g}ms"
+            params["minDuration"] = f"{max(0, math.ceil(min_duration_ms * 1000))}us"  # Jaeger keeps µs
         body = await self._get("/api/traces", params)
         return [trace_from_jaeger(doc) for doc in body.get("data") or []]
 
@@ -188,31 +208,66 @@ class JaegerTraceStore(HttpTraceStore):
     async def calls(
         self, start_s: float, end_s: float, *, min_duration_ms: float | None = None, limit: int = 20
     ) -> list[CallTrace]:
-        # slowest first: look at more than `limit` calls per service (Jaeger sorts by time, not duration)
-        per_service = limit if min_duration_ms is None else min(max(limit * 5, 100), 1000)
+        if min_duration_ms is None:
+            async def newest(service: str) -> list[Trace]:
+                return await self.search(service, start_s=start_s, end_s=end_s, operation=SpanName.CALL,
+                                         limit=limit)
 
-        async def search(service: str) -> list[Trace]:
-            return await self.search(
-                service, start_s=start_s, end_s=end_s, operation=SpanName.CALL,
-                min_duration_ms=min_duration_ms, limit=per_service,
-            )
+            found = self._call_roots(await self._over_services(newest), start_s, end_s, 0)
+            found.sort(key=lambda c: c.start_ns, reverse=True)
+            return found[:limit]
+        floor_us = max(0, math.ceil(min_duration_ms * 1000))
 
+        async def slowest(service: str) -> list[CallTrace]:
+            return await self._slowest_of(service, start_s, end_s, floor_us, limit)
+
+        found = await self._over_services(slowest)
+        found.sort(key=_slowest_first)
+        return found[:limit]
+
+    async def _slowest_of(self, service: str, start_s: float, end_s: float, floor_us: int,
+                          want: int) -> list[CallTrace]:
+        """The ``want`` slowest calls of one service at or over ``floor_us``, at any number of calls.
+
+        Jaeger answers a search with at most ``limit`` traces, newest first, not slowest first. So the
+        floor is raised until a search comes back short of its page (then it holds every call at or over
+        the floor): to the ``want``-th longest call of a full page, which at least ``want`` calls reach;
+        where that is the floor itself (ties), to one microsecond over it, the tied calls kept to fill
+        up. Each round keeps about ``want / page`` of the calls over the floor, so a million calls take
+        a handful of searches, each one read of Jaeger's duration index."""
+        page = min(max(want * _SLOW_PAGE_FACTOR, 100), 1000)
+        ties: list[CallTrace] = []
+        for _ in range(_SLOW_ROUNDS):
+            traces = await self.search(service, start_s=start_s, end_s=end_s, operation=SpanName.CALL,
+                                       min_duration_ms=floor_us / 1000, limit=page)
+            calls = sorted(self._call_roots(traces, start_s, end_s, floor_us), key=_slowest_first)
+            if len(traces) < page:  # every call at or over the floor
+                return (calls + ties)[:want]
+            if len(calls) < want:  # a full page, fewer than `want` roots in the window: no floor to raise to
+                return calls
+            nxt = _duration_us(calls[want - 1])
+            if nxt > floor_us:
+                floor_us, ties = nxt, []
+            else:
+                ties = [c for c in calls if _duration_us(c) == floor_us]
+                floor_us += 1
+        return calls[:want]
+
+    @staticmethod
+    def _call_roots(traces: Iterable[Trace], start_s: float, end_s: float, floor_us: int) -> list[CallTrace]:
+        """The calls (root ``call`` spans) of these traces that started in the window, at or over the floor."""
         found: list[CallTrace] = []
-        for trace in await self._over_services(search):
+        for trace in traces:
             root = next((s for s in trace.spans if s.name == SpanName.CALL and s.parent_id is None), None)
             root = root or next((s for s in trace.spans if s.name == SpanName.CALL), None)
             if root is None or not start_s * 1e9 <= root.start_ns <= end_s * 1e9:
                 continue
-            if min_duration_ms is not None and root.duration_ms < min_duration_ms:
-                continue
             call_id = root.attributes.get(Attr.CALL_ID)
-            found.append(CallTrace(trace.trace_id, str(call_id) if call_id else trace.call_id, root.start_ns,
-                                   root.duration_ms))
-        if min_duration_ms is not None:
-            found.sort(key=lambda c: c.duration_ms, reverse=True)
-        else:
-            found.sort(key=lambda c: c.start_ns, reverse=True)
-        return found[:limit]
+            call = CallTrace(trace.trace_id, str(call_id) if call_id else trace.call_id, root.start_ns,
+                             root.duration_ms)
+            if _duration_us(call) >= floor_us:
+                found.append(call)
+        return found
 
     def trace_link(self, trace_id: str) -> str:
         return f"{self.url}/api/traces/{trace_id_hex(trace_id)}"
