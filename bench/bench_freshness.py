@@ -50,6 +50,7 @@ from typing import Any
 import httpx
 import yaml
 
+from bench._machine import BUSY_OTHER_CORES, Machine, proc_cpu_s
 from telemetry._env import OTLP_HTTP_ENDPOINT
 from voxpulse_console.settings import DEFAULT_PROMETHEUS_URL
 
@@ -60,7 +61,6 @@ PROM_TARGET_P95_S = 10.0
 ALERT_EXTRA_S = 15.0  # a breach fires within its for: + this
 STORE_TARGET_P95_S = 5.0
 DEADLINE_S = 90.0
-BUSY_OTHER_CORES = 0.25
 COMPONENTS = ["jaeger", "otelcol", "prometheus"]
 # The settings before issue 23 (item 4): a 20 s flush behind a 15 s scrape, rules every 15 s, 1 s batch.
 PREVIOUS = {"flush": "20s", "scrape": "15s", "rule_interval": "15s", "batch": "1s"}
@@ -211,46 +211,6 @@ def _wait(cond: Callable[[], bool], deadline_s: float = DEADLINE_S, step_s: floa
 # --- CPU and the machine ----------------------------------------------------------------------------
 
 
-def _proc_cpu_s(pid: int | None) -> float:
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-def _machine_busy_s() -> float:
-    cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    vals = [int(v) for v in cpu]
-    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
-    return (sum(vals[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-class _Machine:
-    """The CPU the machine spent while a configuration ran, split into ours and everyone else's."""
-
-    def __init__(self, pids: Callable[[], list[int | None]]) -> None:
-        self._pids = pids
-        self._t0 = time.time()
-        self._busy0 = _machine_busy_s()
-        self._own0 = self._own()
-
-    def _own(self) -> float:
-        return sum(_proc_cpu_s(p) for p in self._pids()) + _proc_cpu_s(os.getpid())
-
-    def done(self) -> dict[str, Any]:
-        wall = time.time() - self._t0
-        busy = _machine_busy_s() - self._busy0
-        own = self._own() - self._own0
-        others = max(0.0, busy - own) / wall
-        load = Path("/proc/loadavg").read_text().split()[:3]
-        return {"seconds": round(wall, 1), "cores": os.cpu_count(), "loadavg_1_5_15": [float(x) for x in load],
-                "machine_busy_cores": round(busy / wall, 2), "this_bench_cores": round(own / wall, 2),
-                "other_processes_cores": round(others, 2), "busy": others > BUSY_OTHER_CORES}
-
-
 # --- one configuration ------------------------------------------------------------------------------
 
 
@@ -268,7 +228,7 @@ def _cost_window(http: httpx.Client, runner: asyncio.Runner, pids: dict[str, int
     head0 = prom_metric("prometheus_tsdb_head_series")
     created0 = prom_metric("prometheus_tsdb_head_series_created_total")
     appended0 = prom_metric("prometheus_tsdb_head_samples_appended_total")
-    cpu0 = {k: _proc_cpu_s(p) for k, p in pids.items()}
+    cpu0 = {k: proc_cpu_s(p) for k, p in pids.items()}
     t0 = time.time()
     n = 0
     while time.time() - t0 < seconds:
@@ -278,7 +238,7 @@ def _cost_window(http: httpx.Client, runner: asyncio.Runner, pids: dict[str, int
         if ahead > 0:
             time.sleep(ahead)
     wall = time.time() - t0
-    cpu = {k: round((_proc_cpu_s(p) - cpu0[k]) * 60 / wall, 2) for k, p in pids.items()}
+    cpu = {k: round((proc_cpu_s(p) - cpu0[k]) * 60 / wall, 2) for k, p in pids.items()}
     time.sleep(_seconds(flush))  # the last flush scraped before the series are counted
     head1 = prom_metric("prometheus_tsdb_head_series")
     created1 = prom_metric("prometheus_tsdb_head_series_created_total")
@@ -338,7 +298,7 @@ def _measure(label: str, tree: Path, state: Path, samples: int, store_samples: i
     os.environ["VOXPULSE_CONFIG_DIR"] = str(tree)
     stack.up(COMPONENTS, state_dir=state, wait_s=120, collectors=0)
     pids = {name: stack.pid(name, state_dir=state) for name in ("otelcol", "prometheus")}
-    machine = _Machine(lambda: [stack.pid(n, state_dir=state) for n in COMPONENTS])
+    machine = Machine(lambda: [stack.pid(n, state_dir=state) for n in COMPONENTS])
     service = f"vp-fresh-{uuid.uuid4().hex[:8]}"
     handle = telemetry.configure(service_name=service, exporter="otlp", endpoint=COLLECTOR,
                                  protocol="http/protobuf", metrics_exporter="none", setup_logs=False)

@@ -59,6 +59,18 @@ def test_report_section_is_generated_from_the_results(key: str) -> None:
         "run `python -m bench --report-only`")
 
 
+@pytest.mark.parametrize("bench", [b for b in runner.BENCHES if b.excerpt_in and b.key in COMMITTED],
+                         ids=lambda b: b.key)
+def test_documents_quote_the_results(bench: Any) -> None:
+    """A document's quoted figures are the block generated from the committed results."""
+    block = runner.excerpt(bench)
+    assert block is not None
+    for doc in bench.excerpt_in:
+        text = (ROOT / doc).read_text(encoding="utf-8")
+        assert block in text, (f"{doc}'s figures from bench/results/{bench.key}.json are missing or differ: "
+                               "run `python -m bench --report-only`")
+
+
 def test_freshness_summary_follows_from_its_rows() -> None:
     result = _freshness()
     assert [c["config"].split(" ")[0] for c in result["configs"]] == ["previous", "shipped"], (
