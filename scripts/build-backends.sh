@@ -6,6 +6,7 @@
 #   - LiveKit's media server (livekit-server), from its Go module with a plain `go install`;
 #   - telemetrygen, the OpenTelemetry load generator (bench/bench_scaling.py), from its module;
 #   - voxpulse-s3, the S3-compatible server of the insights receiver's S3 tests (s3server/: gofakes3, MIT);
+#   - voxpulse-cassandra, Apache Cassandra from Maven Central: the scale-out trace store option;
 #   - the Docker Compose CLI plugin, from its Go module, when a Docker CLI without it is installed
 #     (or with --with-compose): `docker compose config` needs no engine, and the tests run it;
 # and installs Prometheus, promtool, Alertmanager and amtool (and scripts/services.sh's PostgreSQL and
@@ -36,7 +37,7 @@ for arg in "$@"; do
     --with-linter) ;;  # accepted for old callers: the linter is always built now
     --with-compose) with_compose=1 ;;
     --only=*) only=${arg#--only=} ;;
-    *) echo "usage: $0 [--with-compose] [--only=otelcol|jaeger|livekit|linter|telemetrygen|s3server|compose|licences|debian]" >&2
+    *) echo "usage: $0 [--with-compose] [--only=otelcol|jaeger|livekit|linter|telemetrygen|s3server|cassandra|compose|licences|debian]" >&2
        exit 2 ;;
   esac
 done
@@ -197,6 +198,44 @@ if want s3server; then
     dir="$cache/build/voxpulse-s3-$k"; rm -rf "$dir"; mkdir -p "$dir"
     (cd "$root/s3server" && GOFLAGS=-mod=readonly go build -trimpath -ldflags "-s -w" -o "$dir/voxpulse-s3" .)
     install_bin voxpulse-s3 "$k" "$dir/voxpulse-s3"; rm -rf "$dir"
+  fi
+fi
+
+# voxpulse-cassandra: Apache Cassandra (Apache-2.0) from Maven Central, the scale-out trace store
+# option (`voxpulse stack up --trace-store cassandra`): cassandra/pom.xml's jars, fetched by Maven
+# with strict checksums into $cache/cassandra/<key>/lib, and a launcher holding
+# cassandra/jvm-server.options. A JVM, not a Go build: it needs java (17) and mvn.
+if want cassandra; then
+  k=$(key "$root/cassandra/pom.xml" "$root/cassandra/jvm-server.options" <(printf '%s launcher 1' "$CASSANDRA_VERSION"))
+  if ! cached voxpulse-cassandra "$k"; then
+    command -v java >/dev/null || die "java not found (Cassandra $CASSANDRA_VERSION runs on Java 17)"
+    command -v mvn >/dev/null || die "mvn not found (Cassandra's jars come from Maven Central)"
+    jv=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
+    [ "$jv" = 17 ] || [ "$jv" = 11 ] || die "java $jv: Cassandra $CASSANDRA_VERSION runs on Java 11 or 17"
+    log "voxpulse-cassandra: fetching Cassandra $CASSANDRA_VERSION from Maven Central (about 70 MB)"
+    lib="$cache/cassandra/$k/lib"; rm -rf "$lib.tmp"
+    mvn -q -B -C --no-transfer-progress -Dstyle.color=never -f "$root/cassandra/pom.xml" -Dmaven.repo.local="$cache/m2" \
+      -Dcassandra.version="$CASSANDRA_VERSION" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$lib.tmp"
+    ls "$lib.tmp"/cassandra-all-"$CASSANDRA_VERSION".jar >/dev/null || die "cassandra-all $CASSANDRA_VERSION not fetched"
+    rm -rf "$lib" && mv "$lib.tmp" "$lib"
+    jamm=$(ls "$lib"/jamm-*.jar | head -1)
+    opts=$(grep -v '^#' "$root/cassandra/jvm-server.options" | grep -v '^$' | tr '\n' ' ')
+    launcher="$cache/build/voxpulse-cassandra-$k"
+    cat > "$launcher" <<LAUNCHER
+#!/bin/sh
+# Cassandra $CASSANDRA_VERSION (scripts/build-backends.sh): voxpulse-cassandra STATE_DIR CONFIG_DIR
+# STATE_DIR holds the node's cassandra.yaml (the stack renders it there) and its data and log;
+# CONFIG_DIR is the project's cassandra/ folder (logback.xml). Heap: VOXPULSE_CASSANDRA_HEAP (1g).
+[ \$# = 2 ] || { echo "usage: \$0 STATE_DIR CONFIG_DIR" >&2; exit 2; }
+heap=\${VOXPULSE_CASSANDRA_HEAP:-1g}
+exec java -Xms\$heap -Xmx\$heap $opts -javaagent:$jamm \\
+  "-Dcassandra.config=file://\$1/cassandra.yaml" "-Dlogback.configurationFile=file://\$2/logback.xml" \\
+  "-Dcassandra.logdir=\$1" "-Dcassandra.storagedir=\$1" \\
+  -cp "$lib/*" org.apache.cassandra.service.CassandraDaemon
+LAUNCHER
+    chmod +x "$launcher"
+    install_bin voxpulse-cassandra "$k" "$launcher"; rm -f "$launcher"
   fi
 fi
 

@@ -271,6 +271,32 @@ def _expand_env(text: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\{env:([A-Z0-9_]+)(?::-([^}]*))?\}", lambda m: env.get(m.group(1), m.group(2) or ""), text)
 
 
+def test_jaeger_on_cassandra_layers_over_the_stacks_config(tmp_path: Path) -> None:
+    """jaeger/jaeger-cassandra.yaml over jaeger.yaml (--trace-store cassandra): valid for the binary;
+    the spans go to Cassandra and the query reads them there, the retention is the keyspace's TTL, and
+    the exporter's queue pushes back instead of dropping."""
+    jaeger = binary("jaeger")
+    overlay = JAEGER.parent / "jaeger-cassandra.yaml"
+    env = {"VOXPULSE_JAEGER_DATA": str(tmp_path), "VOXPULSE_JAEGER_RETENTION": "48h"}
+    proc = run([str(jaeger), "validate", f"--config=file:{JAEGER}", f"--config=file:{overlay}"], **env)
+    assert proc.returncode == 0, proc.stderr
+    cfg = yaml.safe_load(_expand_env(overlay.read_text(encoding="utf-8"), env))
+    (name,) = cfg["extensions"]["jaeger_storage"]["backends"]
+    cassandra = cfg["extensions"]["jaeger_storage"]["backends"][name]["cassandra"]
+    assert cfg["extensions"]["jaeger_query"]["storage"]["traces"] == name
+    exporter = cfg["exporters"]["jaeger_storage_exporter"]
+    assert exporter["trace_storage"] == name
+    assert exporter["queue"]["block_on_overflow"] is True
+    assert cassandra["schema"]["create"] is True and cassandra["schema"]["trace_ttl"] == "48h"
+    assert cassandra["schema"]["replication_factor"] == 1
+    assert cassandra["connection"]["servers"] == ["127.0.0.1:9042"]
+    from voxpulse_console import stack
+
+    node = yaml.safe_load((ROOT / "cassandra" / "cassandra.yaml").read_text(encoding="utf-8"))
+    assert node["native_transport_port"] == stack.CASSANDRA.ports[0]
+    assert node["listen_address"] == node["rpc_address"] == "127.0.0.1"  # the loopback only
+
+
 def test_jaeger_settings_the_stack_relies_on(tmp_path: Path) -> None:
     """Effective config: ports, storage in the state dir with a retention, self-tracing off, own
     metrics off the collector's ports, no batching before disk. The binary validates the file with

@@ -37,9 +37,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from voxpulse_console.stack._catalogue import (
+        CASSANDRA,
         COMPONENTS,
         LIVEKIT_COMPONENTS,
         OPTIONAL,
+        TRACE_STORES,
         Component,
         StackError,
         binaries,
@@ -69,6 +71,7 @@ if TYPE_CHECKING:
         start,
         status,
         stop,
+        trace_store,
         up,
     )
     from voxpulse_console.stack._topology import LISTEN as RING_LISTEN
@@ -82,6 +85,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     "cache_dir": ("_catalogue", "cache_dir"),
     "Component": ("_catalogue", "Component"),
     "COMPONENTS": ("_catalogue", "COMPONENTS"),
+    "CASSANDRA": ("_catalogue", "CASSANDRA"),
+    "TRACE_STORES": ("_catalogue", "TRACE_STORES"),
+    "trace_store": ("_supervisor", "trace_store"),
     "components": ("_supervisor", "components"),
     "ComponentStatus": ("_supervisor", "ComponentStatus"),
     "compose_command": ("_compose", "compose_command"),
@@ -134,6 +140,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "CASSANDRA",
     "COMPONENTS",
     "DEFAULT_STATE_DIR",
     "LIVEKIT_COMPONENTS",
@@ -141,6 +148,7 @@ __all__ = [
     "MEDIA_ADDRESS",
     "OPTIONAL",
     "RING_LISTEN",
+    "TRACE_STORES",
     "Component",
     "ComponentStatus",
     "MediaError",
@@ -172,5 +180,6 @@ __all__ = [
     "state_dir",
     "status",
     "stop",
+    "trace_store",
     "up",
 ]

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from voxpulse_console import settings
@@ -27,9 +27,9 @@ from voxpulse_console.stack import _media as media
 from voxpulse_console.stack._layout import env_file, state_path, textfile_dir
 from voxpulse_console.ui.config import DEFAULT_LISTEN as UI_LISTEN
 
-__all__ = ["COMPONENTS", "LIVEKIT_COMPONENTS", "LOOPBACK", "OPTIONAL", "Component", "StackError", "binaries",
-           "bind_env", "cache_dir", "ensure_built", "find_binary", "livekit_env",
-           "tool_names"]
+__all__ = ["CASSANDRA", "COMPONENTS", "LIVEKIT_COMPONENTS", "LOOPBACK", "OPTIONAL", "TRACE_STORES", "Component",
+           "StackError", "binaries", "bind_env", "cache_dir", "ensure_built", "find_binary", "livekit_env",
+           "on_cassandra", "tool_names"]
 
 class StackError(RuntimeError):
     """A component could not be started, did not become ready, or a binary is missing."""
@@ -57,6 +57,7 @@ class Component:
     # (the process's environment, up(bind=...)'s included) -> what follows from it, set last
     env_from_stack: Callable[[Mapping[str, str]], dict[str, str]] | None = None
     ready_check: Callable[[], bool] | None = None  # instead of ready_url (PostgreSQL: pg_isready)
+    waits_for: tuple[str, ...] = ()  # components started in the same `up` that must be ready first
 
 
 def _otelcol_argv(binary: Path, _state: Path) -> list[str]:
@@ -74,6 +75,64 @@ def _jaeger_argv(binary: Path, _state: Path) -> list[str]:
 
 def _jaeger_env(state: Path) -> dict[str, str]:
     return {"VOXPULSE_JAEGER_DATA": str(state / "data")}
+
+
+#: where Jaeger keeps the spans: Badger on the local disk (jaeger/jaeger.yaml), or Apache Cassandra,
+#: the store that scales out (jaeger/jaeger-cassandra.yaml over it, and a node of the stack's own)
+TRACE_STORES = ("badger", "cassandra")
+CQL_PORT = 9042
+
+
+def _jaeger_cassandra_argv(binary: Path, _state: Path) -> list[str]:
+    return [*_jaeger_argv(binary, _state), f"--config=file:{config_dir() / 'jaeger' / 'jaeger-cassandra.yaml'}"]
+
+
+def _cassandra_argv(binary: Path, cstate: Path) -> list[str]:
+    return [str(binary), str(cstate), str(config_dir() / "cassandra")]
+
+
+def _cassandra_prepare(state: Path) -> None:
+    """The node's cassandra.yaml in its state folder (cassandra/cassandra.yaml, ${STATE} filled in)."""
+    cstate = state / "cassandra"
+    cstate.mkdir(parents=True, exist_ok=True)
+    template = (config_dir() / "cassandra" / "cassandra.yaml").read_text(encoding="utf-8")
+    (cstate / "cassandra.yaml").write_text(template.replace("${STATE}", str(cstate)), encoding="utf-8")
+
+
+def _cql_ready() -> bool:
+    """Cassandra opens its CQL port once it serves clients."""
+    import socket
+
+    try:
+        with socket.create_connection((LOOPBACK, CQL_PORT), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+CASSANDRA = Component(
+    "cassandra",
+    ("voxpulse-cassandra",),
+    f"tcp://127.0.0.1:{CQL_PORT}",
+    (CQL_PORT, 7000),
+    _cassandra_argv,
+    description="Apache Cassandra, one node (Jaeger's span store with --trace-store cassandra; cassandra/)",
+    stop_timeout_s=30.0,
+    prepare=_cassandra_prepare,
+    ready_check=_cql_ready,
+)
+
+
+def on_cassandra(components: Mapping[str, Component]) -> dict[str, Component]:
+    """``components`` with Jaeger's spans in Cassandra: the node first, then Jaeger once it answers."""
+    out: dict[str, Component] = {}
+    for name, comp in components.items():
+        if name == "jaeger":
+            out[CASSANDRA.name] = CASSANDRA
+            comp = replace(comp, argv=_jaeger_cassandra_argv, waits_for=(CASSANDRA.name,),
+                           description="Jaeger v2 (traces in Cassandra, search by call_id)")
+        out[name] = comp
+    return out
 
 
 def prometheus_argv(binary: Path, state: Path) -> list[str]:
@@ -435,6 +494,7 @@ _TOOLS: dict[str, tuple[str, ...]] = {
     "docker-compose": ("docker-compose",),
     "telemetrygen": ("telemetrygen",),
     "s3server": ("voxpulse-s3",),
+    "cassandra": ("voxpulse-cassandra",),
 }
 
 

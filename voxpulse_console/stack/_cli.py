@@ -10,7 +10,15 @@ from collections.abc import Mapping, Sequence
 
 from voxpulse_console import settings
 from voxpulse_console.stack import _media as media
-from voxpulse_console.stack._catalogue import COMPONENTS, LOOPBACK, OPTIONAL, StackError, ensure_built, livekit_env
+from voxpulse_console.stack._catalogue import (
+    COMPONENTS,
+    LOOPBACK,
+    OPTIONAL,
+    TRACE_STORES,
+    StackError,
+    ensure_built,
+    livekit_env,
+)
 from voxpulse_console.stack._layout import DEFAULT_STATE_DIR, env_file, state_path
 from voxpulse_console.stack._services import SERVICES, write_env
 from voxpulse_console.stack._services import env_file as services_env_file
@@ -84,7 +92,7 @@ def _cmd(args: argparse.Namespace) -> int:
                     env["VOXPULSE_TRACE_SAMPLING_PERCENT"] = f"{args.sampling_percent:g}"
                 result = up(comps, state_dir=state_dir, wait_s=args.wait, env=env or None,
                             collectors=args.collectors, without_livekit=args.without_livekit,
-                            bind=args.bind, allow_plain_http=args.allow_plain_http)
+                            bind=args.bind, allow_plain_http=args.allow_plain_http, trace_store=args.trace_store)
                 for name, what in result.items():
                     print(f"{name}: {what}")
             _print_status(status(state_dir=state_dir))
@@ -227,6 +235,12 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         "--collectors", type=int, default=None, metavar="N",
         help=f"scale-out topology: a load-balancing collector and N processing collectors (1-{MAX_COLLECTORS}; "
         "0: one collector, the default); ports in docs/scaling.md",
+    )
+    sp.add_argument(
+        "--trace-store", choices=TRACE_STORES, default=None,
+        help="where Jaeger keeps the spans: badger (the local disk, the default) or cassandra (a Cassandra "
+        "node of the stack's own, the store that scales out; docs/scaling.md, section 5); kept until "
+        "`stack down`",
     )
     sp.add_argument(
         "--sampling-percent", type=float, default=None, metavar="P",

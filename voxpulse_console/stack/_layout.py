@@ -3,6 +3,7 @@
     <state>/                 ``voxpulse stack --state-dir``, else $VOXPULSE_STACK_DIR, else $VOXPULSE_STATE_DIR/stack
       env                    LiveKit's URL, key and secret (mode 0600)
       topology.json          the scale-out topology's processing collectors (absent: the single collector)
+      trace-store            where Jaeger keeps the spans: "cassandra" (absent: Badger, on the local disk)
       run/<name>.pid         the component's process: "<pid> <start time> <binary>"
       run/<name>.keeper      its keeper's process (the restarts: voxpulse_console.stack._keeper)
       logs/<name>.log        the component's output (and its keeper's restarts)
@@ -17,7 +18,7 @@ import os
 from pathlib import Path
 
 __all__ = ["DEFAULT_STATE_DIR", "component_dir", "env_file", "keeper_pidfile", "logfile", "pidfile", "ring_file",
-           "state_path", "textfile_dir", "topology_file"]
+           "state_path", "textfile_dir", "topology_file", "trace_store_file"]
 
 DEFAULT_STATE_DIR = Path(".voxpulse/stack")
 
@@ -59,6 +60,10 @@ def env_file(state: Path) -> Path:
 
 def topology_file(state: Path) -> Path:
     return state / "topology.json"
+
+
+def trace_store_file(state: Path) -> Path:
+    return state / "trace-store"
 
 
 def ring_file(state: Path) -> Path:

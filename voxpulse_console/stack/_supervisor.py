@@ -30,20 +30,30 @@ from voxpulse_console.stack._catalogue import (
     LIVEKIT_COMPONENTS,
     LOOPBACK,
     OPTIONAL,
+    TRACE_STORES,
     Component,
     StackError,
     bind_env,
     find_binary,
+    on_cassandra,
 )
 from voxpulse_console.stack._compose import compose, docker_available
 from voxpulse_console.stack._keeper import read_restarts, textfile
-from voxpulse_console.stack._layout import component_dir, keeper_pidfile, logfile, pidfile, state_path, topology_file
+from voxpulse_console.stack._layout import (
+    component_dir,
+    keeper_pidfile,
+    logfile,
+    pidfile,
+    state_path,
+    topology_file,
+    trace_store_file,
+)
 from voxpulse_console.stack._services import SERVICES
 from voxpulse_console.stack._services import components as service_components
 from voxpulse_console.stack._topology import MAX_COLLECTORS, read_topology, tiered, write_topology
 
 __all__ = ["ComponentStatus", "component_names", "components", "down", "in_media_namespace", "kill", "logs",
-           "media_namespace", "pid", "port_busy", "ready", "restart", "start", "status", "stop", "up"]
+           "media_namespace", "pid", "port_busy", "ready", "restart", "start", "status", "stop", "trace_store", "up"]
 
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -62,9 +72,40 @@ class ComponentStatus:
 
 
 def _components(state: Path | None) -> dict[str, Component]:
-    """The stack's own components for the topology in ``state`` (None: the single collector)."""
+    """The stack's own components for the topology and the trace store in ``state`` (None: the
+    single collector, Badger)."""
     n = 0 if state is None else read_topology(state)
-    return COMPONENTS if n == 0 else tiered(n)
+    comps = COMPONENTS if n == 0 else tiered(n)
+    return on_cassandra(comps) if state is not None and read_trace_store(state) == "cassandra" else comps
+
+
+def trace_store(*, state_dir: Path | str | None = None) -> str:
+    """Where the stack in ``state_dir`` keeps Jaeger's spans: one of :data:`TRACE_STORES` (``up(trace_store=...)``)."""
+    return read_trace_store(state_path(state_dir))
+
+
+def read_trace_store(state: Path) -> str:
+    """The trace store chosen for the stack in ``state`` (:data:`TRACE_STORES`; default Badger)."""
+    path = trace_store_file(state)
+    chosen = path.read_text(encoding="utf-8").strip() if path.is_file() else TRACE_STORES[0]
+    return chosen if chosen in TRACE_STORES else TRACE_STORES[0]
+
+
+def _choose_trace_store(state: Path, trace_store: str | None) -> None:
+    current = read_trace_store(state)
+    wanted = current if trace_store is None else trace_store
+    if wanted not in TRACE_STORES:
+        raise StackError(f"--trace-store {wanted!r}: one of {', '.join(TRACE_STORES)}")
+    if wanted == current:
+        return
+    running = [n for n in _components(state) if _running(state, n)]
+    if running:
+        raise StackError(f"the stack in {state} keeps its traces in {current}: `voxpulse stack down` first "
+                         f"({', '.join(running)})")
+    if wanted == TRACE_STORES[0]:
+        trace_store_file(state).unlink(missing_ok=True)
+    else:
+        trace_store_file(state).write_text(wanted + "\n", encoding="utf-8")
 
 
 def _all(state: Path | None) -> dict[str, Component]:
@@ -337,6 +378,7 @@ def up(
     without_livekit: bool = False,
     bind: str | None = None,
     allow_plain_http: bool = False,
+    trace_store: str | None = None,
 ) -> dict[str, str]:
     """Start the components that are not running and wait until each is ready.
 
@@ -358,6 +400,11 @@ def up(
     (``otelcol-1`` ...) and the ``collector-ring``; ``collectors=0`` the single collector. ``None``
     keeps the current topology (``down()`` of the whole stack forgets it: the single collector
     again). A running stack changes topology only after ``down()``.
+
+    ``trace_store="cassandra"`` keeps Jaeger's spans in Apache Cassandra (a node of the stack's own,
+    component ``cassandra``, started first) instead of Badger on the local disk (``"badger"``);
+    ``None`` keeps the current choice (``down()`` of the whole stack forgets it; the data of both stay
+    in the state folder).
     """
     if use_docker:
         if not docker_available():
@@ -367,6 +414,7 @@ def up(
     state = state_path(state_dir)
     state.mkdir(parents=True, exist_ok=True)
     _choose_topology(state, collectors)
+    _choose_trace_store(state, trace_store)
     everything = _all(state)
     result: dict[str, str] = {}
     started: list[str] = []
@@ -391,6 +439,9 @@ def up(
                 continue
             if everything[name].in_media and "media" in started:
                 _wait_ready(["media"], state, wait_s)  # its namespace first
+            first = [n for n in everything[name].waits_for if n in started]
+            if first:  # what it connects to at start (Jaeger: Cassandra) answers first
+                _wait_ready(first, state, wait_s, started=started)
             _spawn(everything[name], state, env)
             started.append(name)
             result[name] = "started"
@@ -518,6 +569,7 @@ def down(
             stopped.append(name)
     if components is None:  # the whole stack: the next `up` starts the topology it is asked for
         topology_file(state).unlink(missing_ok=True)
+        trace_store_file(state).unlink(missing_ok=True)
     return stopped
 
 
