@@ -110,12 +110,14 @@ def pids(state: Path) -> dict[str, int]:
 
 @contextmanager
 def tiered_stack(collectors: int, env: dict[str, str], components: Sequence[str] | None = None,
-                 per_component_env: dict[str, dict[str, str]] | None = None) -> Iterator[Path]:
+                 per_component_env: dict[str, dict[str, str]] | None = None,
+                 trace_store: str = "badger") -> Iterator[Path]:
     """A fresh native stack with ``collectors`` processing collectors, stopped afterwards."""
     with tempfile.TemporaryDirectory(prefix="vp-bench-scaling-") as tmp:
         state = Path(tmp)
         try:
-            stack.up([], state_dir=state, collectors=collectors)  # choose the topology only
+            # choose the topology and the trace store only
+            stack.up([], state_dir=state, collectors=collectors, trace_store=trace_store)
             names = list(components) if components is not None else list(stack.components(state_dir=state))
             for name in names:
                 stack.up([name], state_dir=state, wait_s=90,
@@ -480,8 +482,9 @@ def scaling(seconds: float, replay: Replay) -> list[dict[str, Any]]:
 
 # --- the trace store alone ------------------------------------------------------------------------
 
-STORE_STEPS = (500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000)
+STORE_STEPS = (250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000)
 STORE_SENDERS = 8
+STORE_DRAIN_S = 30.0
 
 
 def storage_bytes(pid: int) -> int:
@@ -497,62 +500,88 @@ def disk_bytes(folder: Path) -> int:
     return sum(f.stat().st_blocks * 512 for f in folder.rglob("*") if f.is_file())
 
 
-#: the stack's Jaeger as shipped (every write synced: an acknowledged span survives a crash), then
-#: with Badger's writes left to the page cache (VOXPULSE_JAEGER_SYNC_WRITES=false)
-STORE_VARIANTS = (("synced writes (shipped)", "true"), ("writes not synced", "false"))
+#: (title, trace store, Jaeger's environment): the stack's Jaeger as shipped (Badger, every write
+#: synced: an acknowledged span survives a crash), Badger with its writes left to the page cache
+#: (VOXPULSE_JAEGER_SYNC_WRITES=false), and Jaeger on the stack's one Cassandra node (--trace-store
+#: cassandra, the store that scales out by adding nodes)
+STORE_VARIANTS: tuple[tuple[str, str, dict[str, str]], ...] = (
+    ("Badger, synced writes (shipped)", "badger", {"VOXPULSE_JAEGER_SYNC_WRITES": "true"}),
+    ("Badger, writes not synced", "badger", {"VOXPULSE_JAEGER_SYNC_WRITES": "false"}),
+    ("Cassandra, one node", "cassandra", {}),
+)
 
 
 def trace_store(seconds: float, replay: Replay) -> list[dict[str, Any]]:
-    """Jaeger alone, as the stack runs it (jaeger/jaeger.yaml: Badger on the local disk), fed the
-    replayed calls straight at its OTLP port, stepped up until it no longer takes what it is
-    offered. Jaeger has no queue: an export is answered once its spans are written, so its limit
-    shows as the load generator falling behind its rate (what Jaeger acknowledged over the step's
-    whole duration), with its CPU and writes to storage measured over the same steps."""
-    return [_store_run(seconds, replay, title, sync) for title, sync in STORE_VARIANTS]
+    """Jaeger alone, as the stack runs it, fed the replayed calls straight at its OTLP port, stepped
+    up until it no longer stores what it is offered. On Badger Jaeger has no queue (an export is
+    answered once its spans are written); on Cassandra its exporter queues them (written by 16
+    consumers), so what counts is what Jaeger reports written over the step, with the CPU and the
+    writes to storage of every process of the store."""
+    return [_store_run(seconds, replay, title, store, env) for title, store, env in STORE_VARIANTS]
 
 
-def _store_run(seconds: float, replay: Replay, title: str, sync: str) -> dict[str, Any]:
+def _store_run(seconds: float, replay: Replay, title: str, store: str, env: dict[str, str]) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
-    stored_total = 0.0
-    with tiered_stack(0, {"VOXPULSE_JAEGER_SYNC_WRITES": sync}, ["jaeger"]) as state:
-        pid, data = pids(state)["jaeger"], component_dir(state, "jaeger") / "data"
+    names = ["cassandra", "jaeger"] if store == "cassandra" else ["jaeger"]
+    with tiered_stack(0, env, names, trace_store=store) as state:
+        procs = {n: p for n, p in pids(state).items() if n in names}
+        stored_start = _jaeger_stored()
         for rate in STORE_STEPS:
             duration = seconds + 4
             # concurrent exports, as the collectors' exporter sends them (10 consumers): Badger syncs the
             # writes that arrive together once; one thread per 500 spans/s keeps each thread's requests
             # (the replay's calls in one) ~1.5 s apart or closer
             threads = max(1, min(STORE_SENDERS, rate // 500))
-            io0, stored0, cpu0, t0 = storage_bytes(pid), _jaeger_stored(), cpu_s(pid), time.monotonic()
-            machine = Machine(lambda: [pid])
+            io0, cpu0 = {n: storage_bytes(p) for n, p in procs.items()}, {n: cpu_s(p) for n, p in procs.items()}
+            stored0, t0 = _jaeger_stored(), time.monotonic()
+            machine = Machine(lambda: procs.values())
             sent = blast(replay, "127.0.0.1:4417", duration, rate=rate, threads=threads)
+            _drained(STORE_DRAIN_S)  # what Jaeger's queue took is written (or the store is behind)
             took_s = time.monotonic() - t0
             stored = _jaeger_stored() - stored0
-            stored_total += stored
-            written = storage_bytes(pid) - io0
+            written = sum(storage_bytes(p) - io0[n] for n, p in procs.items())
             otlp = stored * len(replay.payload) / replay.spans
             steps.append({"offered": rate, "acknowledged_per_s": round(sent["acked"] / duration),
                           "failed": round(sent["failed"]), "stored": round(stored / took_s),
-                          "cpu_cores": round((cpu_s(pid) - cpu0) / took_s, 3), "rss_mb": round(rss_mb(pid), 1),
+                          "cpu_cores": {n: round((cpu_s(p) - cpu0[n]) / took_s, 3) for n, p in procs.items()},
+                          "rss_mb": {n: round(rss_mb(p), 1) for n, p in procs.items()},
                           "spans": round(stored),
                           "storage_bytes_per_span": round(written / stored) if stored else None,
                           "write_amplification": round(written / otlp, 1) if stored else None,
                           "other_cores": machine.done()["other_processes_cores"]})
             if not _store_took(steps[-1]):
                 break
-        stack.stop("jaeger", state_dir=state)  # Badger closes: its value log is cut to what it holds
+        time.sleep(5)  # what Jaeger's queue still holds is written
+        stored_total = _jaeger_stored() - stored_start
+        for name in reversed(names):  # closed: Badger's value log is cut to what it holds
+            stack.stop(name, state_dir=state)
+        data = component_dir(state, store if store == "cassandra" else "jaeger")
         disk = disk_bytes(data)
     took = [x for x in steps if _store_took(x)]
     calls = stored_total / replay.spans * replay.traces
-    return {"store": "jaeger-badger", "variant": title, "sync_writes": sync == "true",
-            "steps": steps, "sustained_spans_per_s": took[-1]["acknowledged_per_s"] if took else 0,
-            "max_spans_per_s": max(x["acknowledged_per_s"] for x in steps), "disk_bytes_at_end": disk,
+    return {"store": store, "variant": title, "env": env,
+            "steps": steps, "sustained_spans_per_s": took[-1]["stored"] if took else 0,
+            "max_spans_per_s": max(x["stored"] for x in steps), "disk_bytes_at_end": disk,
             "calls_stored": round(calls), "disk_kib_per_call": round(disk / calls / 1024, 1) if calls else None,
             "spans_per_call": round(replay.spans / replay.traces, 1),
             "otlp_bytes_per_span": round(len(replay.payload) / replay.spans)}
 
 
+def _drained(deadline_s: float) -> None:
+    """Waits until Jaeger has written every span its receiver accepted (its exporter's queue, on
+    Cassandra, holds whole requests: the written count moves a request at a time), or the deadline."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        m = scrape(JAEGER_METRICS)
+        if total(m, "otelcol_exporter_sent_spans") + total(m, "otelcol_exporter_send_failed_spans") >= total(
+                m, "otelcol_receiver_accepted_spans"):
+            return
+        time.sleep(0.25)
+
+
 def _store_took(step: dict[str, Any]) -> bool:
-    return bool(step["failed"] == 0 and step["acknowledged_per_s"] >= 0.95 * step["offered"])
+    """The store took the step's load: nothing refused, and written (not only queued) at its rate."""
+    return bool(step["failed"] == 0 and step["stored"] >= 0.95 * step["offered"])
 
 
 # --- fault ----------------------------------------------------------------------------------------
@@ -831,7 +860,7 @@ def _verdict(r: dict[str, Any]) -> str:
                      f"best) on {r['cores']} cores, "
                      + ("nothing refused or dropped" if not losses else f"REFUSED or dropped {losses} spans/s in all"))
     for st in r.get("store", []):
-        notes.append(f"Jaeger on Badger alone, {st['variant']}: {st['sustained_spans_per_s']} spans/s taken in full "
+        notes.append(f"Jaeger alone, {st['variant']}: {st['sustained_spans_per_s']} spans/s stored in full "
                      f"(at most {st['max_spans_per_s']}), {st['disk_kib_per_call']} KiB on disk per call")
     if f := r.get("fault"):
         d = f["while_dead"]
@@ -862,6 +891,10 @@ def _other(x: dict[str, Any]) -> str:
     if "other_cores" not in x:
         return "-"
     return f"{x['other_cores']:.2f}" + (" **busy**" if x["other_cores"] > BUSY_OTHER_CORES else "")
+
+
+def _per_process(v: dict[str, float] | float) -> dict[str, float]:
+    return v if isinstance(v, dict) else {"jaeger": v}
 
 
 def _busy_note(x: dict[str, Any]) -> str:
@@ -930,27 +963,33 @@ def to_markdown(r: dict[str, Any]) -> str:
         out.append("")
     if stores := r.get("store"):
         first = stores[0]
-        out += ["### The trace store alone: Jaeger on Badger (jaeger/jaeger.yaml), the replayed calls straight at "
-                "its OTLP port", "",
-                f"{first['spans_per_call']} spans per call, {first['otlp_bytes_per_span']} OTLP bytes per span. Jaeger "
-                "has no queue: an export is answered once its spans are written, so what it takes shows as the load "
-                "generator keeping its rate (acknowledged over the step). To storage: the bytes Jaeger caused to be "
-                "written to the disk per span stored (/proc/PID/io `write_bytes`: Badger writes its value log "
-                "through a memory map, so these are the pages it dirtied and synced); amplification: those bytes "
-                "over the spans' OTLP bytes.", "",
-                "| Badger | offered spans/s | acknowledged spans/s | failed | Jaeger CPU | RSS MB "
+        out += ["### The trace store alone: Jaeger (jaeger/jaeger.yaml) on Badger and on Cassandra "
+                "(--trace-store cassandra), the replayed calls straight at its OTLP port", "",
+                f"{first['spans_per_call']} spans per call, {first['otlp_bytes_per_span']} OTLP bytes per span, sent "
+                f"by up to {STORE_SENDERS} concurrent exports (the collectors' exporter sends 10). Stored: what Jaeger "
+                "reports written over the step (on Badger an export is answered once written; on Cassandra its "
+                "exporter queues the spans and 16 consumers write them). To storage: the bytes the store's "
+                "processes caused to be written to the disk per span stored (/proc/PID/io `write_bytes`; Badger "
+                "writes its value log through a memory map, so these are the pages it dirtied and synced); "
+                "amplification: those bytes over the spans' OTLP bytes.", "",
+                "| store | offered spans/s | acknowledged spans/s | stored spans/s | failed | CPU (cores) | RSS MB "
                 "| to storage, bytes per span | write amplification | other load |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+                "|---|---:|---:|---:|---:|---|---|---:|---:|---|"]
         for st in stores:
             for x in st["steps"]:
-                out.append(f"| {st['variant']} | {x['offered']} | {x['acknowledged_per_s']} | {x['failed']} | "
-                           f"{x['cpu_cores']:.2f} | {x['rss_mb']:.0f} | {x['storage_bytes_per_span']} | "
-                           f"{x['write_amplification']} | {_other(x)} |")
+                cpu = ", ".join(f"{n} {v:.2f}" for n, v in _per_process(x["cpu_cores"]).items())
+                rss = ", ".join(f"{n} {v:.0f}" for n, v in _per_process(x["rss_mb"]).items())
+                out.append(f"| {st['variant']} | {x['offered']} | {x['acknowledged_per_s']} | "
+                           f"{x.get('stored', x['acknowledged_per_s'])} | {x['failed']} | {cpu} | {rss} | "
+                           f"{x['storage_bytes_per_span']} | {x['write_amplification']} | {_other(x)} |")
         out.append("")
         for st in stores:
-            out.append(f"- {st['variant']}: taken in full up to **{st['sustained_spans_per_s']} spans/s** (at most "
-                       f"{st['max_spans_per_s']}); on disk after the run (Jaeger stopped, so Badger's value log is cut "
-                       f"to what it holds) {st['disk_bytes_at_end'] / 1e6:.1f} MB for {st['calls_stored']} calls, "
+            where = ("Cassandra's data folder, SSTables and commit log (stopped: what its memtables held is in "
+                     "the log)" if st["store"] == "cassandra" else "Badger's folder (stopped: its value log is cut "
+                     "to what it holds)")
+            out.append(f"- {st['variant']}: stored in full up to **{st['sustained_spans_per_s']} spans/s** (at most "
+                       f"{st['max_spans_per_s']}); on disk after the run, {where}: "
+                       f"{st['disk_bytes_at_end'] / 1e6:.1f} MB for {st['calls_stored']} calls, "
                        f"**{st['disk_kib_per_call']} KiB per call**.")
         out.append("")
     if f := r.get("fault"):
@@ -1022,7 +1061,7 @@ def excerpt(r: dict[str, Any]) -> str:
                     f"collectors, 10 % sampling, kept spans to a sink | {rates} spans/s (x{factor:.2f} from 1 to 3); "
                     f"{losses} refused or dropped; the collectors' CPU {cpu} cores |")
     for st in r.get("store", []):
-        rows.append(f"| Jaeger alone on Badger, {st['variant']} | **{st['sustained_spans_per_s']} spans/s** taken in "
+        rows.append(f"| Jaeger alone, {st['variant']} | **{st['sustained_spans_per_s']} spans/s** stored in "
                     f"full (at most {st['max_spans_per_s']}); **{st['disk_kib_per_call']} KiB on disk per call** "
                     f"({st['spans_per_call']} spans) |")
     if f := r.get("fault"):

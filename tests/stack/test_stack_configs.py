@@ -290,6 +290,10 @@ def test_jaeger_on_cassandra_layers_over_the_stacks_config(tmp_path: Path) -> No
     assert cassandra["schema"]["create"] is True and cassandra["schema"]["trace_ttl"] == "48h"
     assert cassandra["schema"]["replication_factor"] == 1
     assert cassandra["connection"]["servers"] == ["127.0.0.1:9042"]
+    # only what is searched is indexed: call_id (the console, Grafana), the slow turns (Grafana)
+    from telemetry.semconv import Attr
+
+    assert {Attr.CALL_ID, Attr.TURN_SLOW} <= set(cassandra["index"]["tag_whitelist"].split(","))
     from voxpulse_console import stack
 
     node = yaml.safe_load((ROOT / "cassandra" / "cassandra.yaml").read_text(encoding="utf-8"))
