@@ -37,6 +37,9 @@ export default defineConfig({
     assetsDir: "assets",
     assetsInlineLimit: 0,
     modulePreload: { polyfill: false },
+    // one stylesheet for both pages (the app and the login form share nearly all of it): one request fewer
+    // that blocks the first paint, of the six the browser sends the console at a time
+    cssCodeSplit: false,
     sourcemap: false,
     target: "es2022",
     rollupOptions: {

@@ -1,11 +1,20 @@
 import { locale, t } from "./i18n";
 
+// one formatter per locale and form, made once: toLocaleString with options builds a new one on every
+// call (ICU's set-up, a few ms each: the call page's first render formats two times, the calls list many)
+const timeFormats = new Map<string, Intl.DateTimeFormat>();
+
 export function fmtTime(epoch: number | null | undefined, withDate = true): string {
   if (epoch == null) return "—";
-  const d = new Date(epoch * 1000);
-  return d.toLocaleString(locale(), withDate
-    ? { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" }
-    : { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const key = `${locale()} ${withDate}`;
+  let f = timeFormats.get(key);
+  if (!f) {
+    f = new Intl.DateTimeFormat(locale(), withDate
+      ? { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" }
+      : { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+    timeFormats.set(key, f);
+  }
+  return f.format(new Date(epoch * 1000));
 }
 
 export function fmtMs(ms: number | null | undefined): string {

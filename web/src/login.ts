@@ -1,7 +1,4 @@
-import "@fontsource/ibm-plex-sans/latin-400.css";
-import "@fontsource/ibm-plex-sans/latin-600.css";
-import "@fontsource/ibm-plex-sans/cyrillic-400.css";
-import "@fontsource/ibm-plex-sans/cyrillic-600.css";
+import "./fonts.css";  // the console's faces, each with its subset's unicode-range (fonts.css)
 import "./styles.css";
 import { getLang, setLang, t } from "./i18n";
 

@@ -118,27 +118,32 @@ export function InsightPills(props: { ins: Insights }) {
   );
 }
 
-interface Decoded { channels: Float32Array[]; rate: number; duration: number; from: "peaks" | "audio" }
+/** the decoded audio's samples (full scale 1), or the kept peaks as they come (bytes, full scale 255) */
+interface Decoded { channels: Float32Array[] | Uint8Array[]; full: number; rate: number; duration: number; from: "peaks" | "audio" }
 
 /** waveform.json (voxpulse_console/insights/_waveform.py): per channel, base64 peaks 0-255 */
 interface KeptWaveform { per_second: number; channels: number; seconds: number; peaks: string[] }
 
+/** base64 to bytes: natively where the browser can (Uint8Array.fromBase64), else through atob */
+function bytesOf(b64: string): Uint8Array {
+  const native = Uint8Array as unknown as { fromBase64?: (s: string) => Uint8Array };
+  if (typeof native.fromBase64 === "function") return native.fromBase64(b64);
+  const raw = atob(b64);
+  const out = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
+  return out;
+}
+
 /** The kept peaks as a recording of `per_second` samples a second: peaks() draws either the same way. */
 function fromPeaks(w: KeptWaveform): Decoded | null {
   if (!w.peaks.length || !(w.per_second > 0)) return null;
-  const channels = w.peaks.map((b64) => {
-    const raw = atob(b64);
-    const out = new Float32Array(raw.length);
-    for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i) / 255;
-    return out;
-  });
-  return { channels, rate: w.per_second, duration: w.seconds, from: "peaks" };
+  return { channels: w.peaks.map(bytesOf), full: 255, rate: w.per_second, duration: w.seconds, from: "peaks" };
 }
 
-/** Per-pixel peak (max |sample|) of each channel over [axisStart, axisEnd] (ms on the call axis). */
+/** Per-pixel peak (max |sample|, 0-1) of each channel over [axisStart, axisEnd] (ms on the call axis). */
 function peaks(d: Decoded, width: number, offsetMs: number, axisStart: number, axisEnd: number): Float32Array[] {
   const span = Math.max(1, axisEnd - axisStart);
-  return d.channels.map((samples) => {
+  return (d.channels as ArrayLike<number>[]).map((samples) => {
     const out = new Float32Array(width);
     for (let x = 0; x < width; x++) {
       const t0 = axisStart + (x / width) * span - offsetMs;
@@ -150,7 +155,7 @@ function peaks(d: Decoded, width: number, offsetMs: number, axisStart: number, a
         const v = samples[i] < 0 ? -samples[i] : samples[i];
         if (v > m) m = v;
       }
-      out[x] = m;
+      out[x] = m / d.full;
     }
     return out;
   });
@@ -238,7 +243,7 @@ export function RecordingTimeline(props: {
         .then((ab) => {
           const channels: Float32Array[] = [];
           for (let i = 0; i < ab.numberOfChannels; i++) channels.push(ab.getChannelData(i));
-          return { channels, rate: ab.sampleRate, duration: ab.duration, from: "audio" as const };
+          return { channels, full: 1, rate: ab.sampleRate, duration: ab.duration, from: "audio" as const };
         }))
       .then((d) => { if (!stop) setDecoded(d); })
       .catch((e: unknown) => { if (!stop) setDecodeError(e instanceof Error ? e.message || e.name : String(e)); });
