@@ -207,7 +207,7 @@ def write_excerpts() -> None:
     """Rewrites every document's generated block from the results (a document without the markers
     is left alone: the test of the results names it)."""
     for bench in BENCHES:
-        block = excerpt(bench)
+        block = excerpt(bench) if bench.excerpt_in else None
         if block is None:
             continue
         start, end = excerpt_markers(bench.key)

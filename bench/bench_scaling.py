@@ -281,7 +281,8 @@ def _measured(state: Path, names: Sequence[str], own: Sequence[str], seconds: fl
         time.sleep(8)
         before = [scrape(u) for u in own]
         w = _window(state, names, extra, seconds,
-                    lambda: sum(total(scrape(u), "otelcol_receiver_accepted_spans") for u in own), _jaeger_stored)
+                    lambda: sum(total(scrape(u), "otelcol_receiver_accepted_spans") for u in own),
+                    _jaeger_stored if "jaeger" in names else None)
         after = [scrape(u) for u in own]
     finally:
         stop_load()
@@ -311,6 +312,20 @@ SATURATION_RUNS = (
 )
 #: the goal of issue 23: voice-shaped spans/s one collector takes on one core, refusing nothing
 PER_CORE_GOAL = 50_000
+_CONFIGS = {"single": ("config.yaml", "VOXPULSE_COLLECTOR_MEMORY_MIB"),
+            "processing": ("processing.yaml", "VOXPULSE_PROCESSING_MEMORY_MIB")}
+
+
+def shipped_memory_mib(kind: str) -> int:
+    """The memory limiter's limit a collector's shipped config sets when its variable is not set (read
+    from the file: the benchmark judges what ships)."""
+    import re
+
+    name, var = _CONFIGS[kind]
+    text = (Path(__file__).resolve().parents[1] / "otel-collector" / name).read_text(encoding="utf-8")
+    m = re.search(rf"limit_mib: \$\{{env:{var}:-(\d+)\}}", text)
+    assert m is not None, f"otel-collector/{name}: no memory_limiter limit_mib default"
+    return int(m.group(1))
 SINK_OTLP = "127.0.0.1:4419"
 SINK_CONFIG = """\
 receivers:
@@ -361,7 +376,7 @@ def saturation(seconds: float, replay: Replay) -> list[dict[str, Any]]:
         env = {"VOXPULSE_TRACE_SAMPLING_PERCENT": f"{percent:g}", "VOXPULSE_TRACE_STORE_OTLP": SINK_OTLP}
         collector_env = {"GOMAXPROCS": "1"}
         if memory_mib:
-            collector_env["VOXPULSE_COLLECTOR_MEMORY_MIB"] = str(memory_mib)
+            collector_env[_CONFIGS[kind][1]] = str(memory_mib)
         if kind == "single":
             name, endpoint, own, collectors = "otelcol", "127.0.0.1:4317", [LB_METRICS], 0
         else:
@@ -389,7 +404,8 @@ def saturation(seconds: float, replay: Replay) -> list[dict[str, Any]]:
                 took_all = step["refused_per_s"] == 0 and step["accepted"] >= 0.95 * rate
                 if not took_all or core >= SATURATED_CORE:
                     break
-        out.append({"collector": kind, "sampling_percent": percent, "memory_limit_mib": memory_mib or 512,
+        out.append({"collector": kind, "sampling_percent": percent,
+                    "memory_limit_mib": memory_mib or shipped_memory_mib(kind), "shipped_memory": memory_mib is None,
                     "store": "sink", "idle_rss_mb": round(idle_rss, 1), "steps": steps})
     return out
 
@@ -423,10 +439,20 @@ def summary(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _goal(s: dict[str, Any]) -> str:
+    """The per-core goal's verdict for a run at a shipped memory limit ("-" for a limit set for the run)."""
+    if not s.get("shipped_memory", True):
+        return "- (limit not shipped)"
+    return "met" if s["meets_per_core_goal"] else "NOT met"
+
+
 def _meets_goal(run: dict[str, Any]) -> bool:
-    """The goal: PER_CORE_GOAL spans/s taken on the one core, nothing refused, nothing dropped."""
-    return any(x["accepted"] >= PER_CORE_GOAL and x["refused_per_s"] == 0 and x["export_dropped_per_s"] == 0
-               and x["collector_cpu_cores"] <= 1.0 for x in run["steps"])
+    """The goal: PER_CORE_GOAL spans per CPU-second of the collector's one core, at a step it took
+    whole (nothing refused or dropped, >= 95 % of the offered rate) while using at least
+    CPU_BOUND_CORE of the core: a capacity measured at saturation, not extrapolated from a light load."""
+    return any(x["refused_per_s"] == 0 and x["export_dropped_per_s"] == 0 and x["accepted"] >= 0.95 * x["offered"]
+               and x["collector_cpu_cores"] >= CPU_BOUND_CORE
+               and x["accepted"] / x["collector_cpu_cores"] >= PER_CORE_GOAL for x in run["steps"])
 
 
 # --- scaling --------------------------------------------------------------------------------------
@@ -567,6 +593,15 @@ def _store_run(seconds: float, replay: Replay, title: str, store: str, env: dict
             "otlp_bytes_per_span": round(len(replay.payload) / replay.spans)}
 
 
+def _stored(st: dict[str, Any]) -> str:
+    """What a trace store took: its highest step stored in full, else what its lowest step stored."""
+    if st["sustained_spans_per_s"]:
+        return f"**{st['sustained_spans_per_s']} spans/s** stored in full (at most {st['max_spans_per_s']})"
+    first = st["steps"][0]
+    return (f"**under {first['offered']} spans/s**: the lowest step tried, {first['offered']} spans/s, stored "
+            f"{first['stored']}/s")
+
+
 def _drained(deadline_s: float) -> None:
     """Waits until Jaeger has written every span its receiver accepted (its exporter's queue, on
     Cassandra, holds whole requests: the written count moves a request at a time), or the deadline."""
@@ -618,7 +653,10 @@ def _settled(state: Path, collectors: Sequence[int], deadline_s: float) -> bool:
 def fault(seconds: float, replay: Replay, rate: float = 1500.0) -> dict[str, Any]:
     """Kill processing collector 2 of 3 under a steady load of replayed calls (100 % sampling); count
     the loss with it dead, then again once it is back (its export queue on disk delivered)."""
-    env = {"VOXPULSE_TRACE_SAMPLING_PERCENT": "100", "VOXPULSE_TRACE_DECISION_AFTER_ROOT": "5s"}
+    # the shipped decision wait (2 s after the root); Jaeger's writes left to the page cache so that
+    # the store keeps up with every span at 100 % (synced it stores ~1 000 spans/s here: the
+    # collectors' retries would then be the story, not the kill)
+    env = {"VOXPULSE_TRACE_SAMPLING_PERCENT": "100", "VOXPULSE_JAEGER_SYNC_WRITES": "false"}
     comps = ["jaeger", "otelcol-1", "otelcol-2", "otelcol-3", "otelcol", "collector-ring"]
     p2 = f"http://127.0.0.1:{stack.processing_ports(2).telemetry}/metrics"
     with tiered_stack(3, env, comps) as state:
@@ -809,11 +847,19 @@ def growth(levels: Sequence[int] = (10, 100, 1000)) -> list[dict[str, Any]]:
 # --- report ---------------------------------------------------------------------------------------
 
 
-def run(parts: Sequence[str], seconds: float, save: Path | None = None) -> dict[str, Any]:
-    """Runs the parts; with ``save``, the JSON is rewritten after each part (a crash keeps the rest)."""
-    result: dict[str, Any] = {"parts": list(parts), "cores": os.cpu_count()}
+def run(parts: Sequence[str], seconds: float, save: Path | None = None, *, merge: bool = False) -> dict[str, Any]:
+    """Runs the parts; with ``save``, the JSON is rewritten after each part (a crash keeps the rest).
+    ``merge``: the parts measured now replace theirs in ``save``'s results, the others are kept (each
+    part says when it was measured: ``measured_at``)."""
+    result: dict[str, Any] = {"parts": list(parts), "cores": os.cpu_count(), "measured_at": {}}
+    if merge and save is not None and save.exists():
+        result = {**json.loads(save.read_text()), "cores": os.cpu_count()}
+        result.setdefault("measured_at", {})
+        result["parts"] = [p for p in PARTS if p in set(result.get("parts", [])) | set(parts)]
 
-    def done() -> None:
+    def done(part: str) -> None:
+        result["measured_at"][part] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        result["verdict"] = _verdict(result)
         if save is not None:
             save.parent.mkdir(parents=True, exist_ok=True)
             save.write_text(json.dumps(result, indent=2))
@@ -821,22 +867,17 @@ def run(parts: Sequence[str], seconds: float, save: Path | None = None) -> dict[
     replay = Replay() if {"saturation", "scaling", "store", "fault"} & set(parts) else None
     if replay is not None:
         result["replay"] = {"spans": replay.spans, "traces": replay.traces, "bytes": len(replay.payload)}
-    if "saturation" in parts and replay is not None:
-        result["saturation"] = saturation(seconds, replay)
-        done()
-    if "scaling" in parts and replay is not None:
-        result["scaling"] = scaling(seconds, replay)
-        done()
-    if "store" in parts and replay is not None:
-        result["store"] = trace_store(seconds, replay)
-        done()
-    if "fault" in parts and replay is not None:
-        result["fault"] = fault(max(seconds, 30.0), replay)
-        done()
-    if "growth" in parts:
-        result["growth"] = growth()
-    result["verdict"] = _verdict(result)
-    done()
+    measure: dict[str, Callable[[], Any]] = {
+        "saturation": lambda: saturation(seconds, replay) if replay else None,
+        "scaling": lambda: scaling(seconds, replay) if replay else None,
+        "store": lambda: trace_store(seconds, replay) if replay else None,
+        "fault": lambda: fault(max(seconds, 30.0), replay) if replay else None,
+        "growth": growth,
+    }
+    for part in PARTS:
+        if part in parts:
+            result[part] = measure[part]()
+            done(part)
     return result
 
 
@@ -846,10 +887,11 @@ def _verdict(r: dict[str, Any]) -> str:
         s = {**run, **summary(run)}
         what = (f"{s['spans_per_s_per_core']} spans/s per core at CPU saturation" if s["cpu_saturated"]
                 else f"{s['sustained_spans_per_s']} spans/s sustained, then limited by {s['limit']}")
-        goal = (f"goal >= {PER_CORE_GOAL} spans/s on its core refusing nothing: "
-                f"{'met' if s['meets_per_core_goal'] else 'NOT met'}")
+        goal = (f" (goal >= {PER_CORE_GOAL} spans per CPU-second of its core, taken whole near saturation "
+                f"within its shipped memory limit: {'met' if s['meets_per_core_goal'] else 'NOT met'})"
+                if s.get("shipped_memory") else "")
         notes.append(f"one {_COLLECTOR_TITLE[s.get('collector', 'processing')]}, {s['sampling_percent']:g} % sampling, "
-                     f"{s['memory_limit_mib']} MiB: {what} ({goal})")
+                     f"{s['memory_limit_mib']} MiB: {what}{goal}")
     if r.get("scaling"):
         rates = ", ".join(f"{x['collectors']}: {x['spans_per_s']}" for x in r["scaling"] if x["generator"] == "replay")
         losses = sum(x["refused_per_s"] + x.get("export_dropped_per_s", 0) + x.get("lb_refused_per_s", 0)
@@ -860,14 +902,13 @@ def _verdict(r: dict[str, Any]) -> str:
                      f"best) on {r['cores']} cores, "
                      + ("nothing refused or dropped" if not losses else f"REFUSED or dropped {losses} spans/s in all"))
     for st in r.get("store", []):
-        notes.append(f"Jaeger alone, {st['variant']}: {st['sustained_spans_per_s']} spans/s stored in full "
-                     f"(at most {st['max_spans_per_s']}), {st['disk_kib_per_call']} KiB on disk per call")
+        notes.append(f"Jaeger alone, {st['variant']}: {_stored(st).replace('**', '')}, "
+                     f"{st['disk_kib_per_call']} KiB on disk per call")
     if f := r.get("fault"):
         d = f["while_dead"]
-        match = "equal to" if d["lost"] == d["lost_by_trace"] else "NOT equal to"
-        notes.append(f"a processing collector killed: {d['lost']} of {f['spans_acknowledged']} accepted spans lost "
-                     f"(accepted - stored), {match} the {d['lost_by_trace']} missing trace by trace "
-                     f"({d['traces_wholly_lost']} whole traces, held in its memory)")
+        notes.append(f"a processing collector killed: {d['lost_by_trace']} of {f['spans_acknowledged']} accepted "
+                     f"spans missing trace by trace ({d['traces_wholly_lost']} whole traces, held in its memory); "
+                     f"accepted - Jaeger's counter = {d['lost']} (the counter counts re-sent batches again)")
     if g := r.get("growth"):
         for shape, _, _ in GROWTH_SHAPES:
             rows = [x for x in g if x["agent"] == shape]
@@ -914,6 +955,8 @@ def _cores(c: dict[str, float], prefix: str) -> str:
 
 def to_markdown(r: dict[str, Any]) -> str:
     out: list[str] = []
+    if when := r.get("measured_at"):
+        out += ["Parts measured at: " + "; ".join(f"{part} {at}" for part, at in when.items()) + ".", ""]
     if rep := r.get("replay"):
         out += [f"Load: the project's simulator records {rep['traces']} ordinary calls ({rep['spans']} spans: LiveKit "
                 "AgentSessions with fake providers, instrumented by the library), sent again and again as one "
@@ -921,7 +964,9 @@ def to_markdown(r: dict[str, Any]) -> str:
                 "generator in the tier runs.", ""]
     if sat := r.get("saturation"):
         out += ["### One collector, one core (`GOMAXPROCS=1`), every shipped processor, kept spans to a sink", "",
-                f"Goal: >= {PER_CORE_GOAL} voice-shaped spans/s on the one core, nothing refused or dropped.", "",
+                f"Goal: >= {PER_CORE_GOAL} voice-shaped spans per CPU-second of the one core, at the shipped memory "
+                f"limit, at a step taken whole (nothing refused or dropped) with the collector using at least "
+                f"{CPU_BOUND_CORE} of its core.", "",
                 "| collector | sampling | memory limit | sustained spans/s (CPU) | at saturation: spans/s (CPU) "
                 "| spans/s per core | limit | KiB per span held | goal |",
                 "|---|---:|---:|---:|---:|---:|---|---:|---|"]
@@ -933,7 +978,7 @@ def to_markdown(r: dict[str, Any]) -> str:
                        f"({s['cpu_cores_at_sustained']:.2f}) | {s['saturation_spans_per_s']} "
                        f"({s['cpu_cores_at_saturation']:.2f}) | "
                        f"{s['spans_per_s_per_core'] if s['cpu_saturated'] else '- (not CPU-bound)'} | {s['limit']} | "
-                       f"{max(kib) if kib else '-'} | {'met' if s['meets_per_core_goal'] else 'NOT met'} |")
+                       f"{max(kib) if kib else '-'} | {_goal(s)} |")
         out += ["", "Each step (offered spans/s -> accepted, collector CPU cores, RSS, spans refused/s, "
                 "export queue):", ""]
         for s in sat:
@@ -999,6 +1044,8 @@ def to_markdown(r: dict[str, Any]) -> str:
         out += [f"### A processing collector killed under load (3 collectors, 100 % sampling, "
                 f"{f['offered_spans_per_s']:g} spans/s of replayed calls for {f['seconds']:g} s; SIGKILL of "
                 f"collector 2 after {f['killed_after_s']:g} s)", "",
+                "The shipped decision wait (2 s after the root); Jaeger's writes not synced, so that the store "
+                "keeps up with every span (it is measured apart above).", "",
                 "| accepted by the load-balancing tier's receivers (acknowledged) | stored (Jaeger's counter) "
                 "| stored (trace by trace) | lost = accepted - stored | lost (trace by trace) | traces touched "
                 "| traces wholly lost |",
@@ -1048,8 +1095,8 @@ def excerpt(r: dict[str, Any]) -> str:
         kib = f"; {s['kib_per_held_span']} KiB per span held for its decision" if s["kib_per_held_span"] else ""
         rows.append(f"| one {_COLLECTOR_TITLE[s.get('collector', 'processing')]}, one core, "
                     f"{s['sampling_percent']:g} % sampling, {s['memory_limit_mib']} MiB limit | {at}; RSS up to "
-                    f"{rss:.0f} MB{kib}; goal {PER_CORE_GOAL} spans/s on the core: "
-                    f"{'met' if s['meets_per_core_goal'] else 'NOT met'} |")
+                    f"{rss:.0f} MB{kib}; goal {PER_CORE_GOAL} spans per CPU-second within the shipped limit: "
+                    f"{_goal(s)} |")
     if sc := [x for x in r.get("scaling", []) if x["generator"] == "replay"]:
         rates = " -> ".join(f"{x['spans_per_s']}" for x in sc)
         lost = sum(x["refused_per_s"] + x.get("export_dropped_per_s", 0) + x.get("lb_refused_per_s", 0)
@@ -1061,14 +1108,14 @@ def excerpt(r: dict[str, Any]) -> str:
                     f"collectors, 10 % sampling, kept spans to a sink | {rates} spans/s (x{factor:.2f} from 1 to 3); "
                     f"{losses} refused or dropped; the collectors' CPU {cpu} cores |")
     for st in r.get("store", []):
-        rows.append(f"| Jaeger alone, {st['variant']} | **{st['sustained_spans_per_s']} spans/s** stored in "
-                    f"full (at most {st['max_spans_per_s']}); **{st['disk_kib_per_call']} KiB on disk per call** "
-                    f"({st['spans_per_call']} spans) |")
+        rows.append(f"| Jaeger alone, {st['variant']} | {_stored(st)}; **{st['disk_kib_per_call']} KiB on disk per "
+                    f"call** ({st['spans_per_call']} spans) |")
     if f := r.get("fault"):
         d = f["while_dead"]
         rows.append(f"| a processing collector SIGKILLed under {f['offered_spans_per_s']:g} spans/s (3 collectors, "
-                    f"100 %) | {d['lost']} of {f['spans_acknowledged']} accepted spans lost ({d['traces_wholly_lost']} "
-                    f"whole traces); the ring changed after {f['ring_reaction_s']} s |")
+                    f"100 %) | {d['lost_by_trace']} of {f['spans_acknowledged']} accepted spans missing trace by trace "
+                    f"({d['traces_wholly_lost']} whole traces, all held by the killed collector); the ring changed "
+                    f"after {f['ring_reaction_s']} s |")
     if g := r.get("growth"):
         for shape, _, _ in GROWTH_SHAPES:
             xs = [x for x in g if x["agent"] == shape]
@@ -1087,6 +1134,8 @@ def main() -> None:
     p.add_argument("--parts", default=",".join(PARTS))
     p.add_argument("--seconds", type=float, default=30.0, help="measurement window per run")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--merge", action="store_true",
+                   help="keep the other parts' results in --json, replace only the parts measured now")
     p.add_argument("--record", type=Path, default=None, help=argparse.SUPPRESS)  # Replay's child process
     p.add_argument("--calls", type=int, default=12, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -1097,7 +1146,7 @@ def main() -> None:
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise SystemExit(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
-    result = run(parts, args.seconds, args.json)
+    result = run(parts, args.seconds, args.json, merge=args.merge)
     print(to_markdown(result))
     print(result["verdict"], file=sys.stderr)
 

@@ -46,7 +46,7 @@ COMMITTED = sorted(p.stem for p in RESULTS.glob("*.json") if not p.name.endswith
 
 
 def test_the_quoted_results_are_committed() -> None:
-    assert {"freshness", "realcalls", "insights", "spans"} <= set(COMMITTED), COMMITTED
+    assert {"freshness", "realcalls", "insights", "spans", "scaling"} <= set(COMMITTED), COMMITTED
 
 
 @pytest.mark.parametrize("key", COMMITTED)
@@ -133,4 +133,18 @@ def test_insights_summaries_follow_from_their_rows() -> None:
     assert t["calls_stored"] == t["uploads"]["requests"], "each upload a call of its own (the warm-up is the first)"
     assert result["verdict"] == insights.verdict(result)
     if any(m["busy"] for _, m in insights._machines(result)):
+        assert "BUSY machine" in result["verdict"]
+
+
+def test_scaling_verdict_follows_from_its_rows() -> None:
+    """The scale-out verdict (per-core goal, tier, trace store, fault, growth, busy marks) is
+    recomputed from the raw steps it judges; every part is there, and says when it was measured."""
+    scaling = importlib.import_module("bench.bench_scaling")
+    result = json.loads((RESULTS / "scaling.json").read_text(encoding="utf-8"))
+    assert set(scaling.PARTS) <= set(result) and set(scaling.PARTS) <= set(result["measured_at"])
+    assert result["verdict"] == scaling._verdict(result)
+    for run in result["saturation"]:  # the shipped limits are what otel-collector/ ships now
+        if run["shipped_memory"]:
+            assert run["memory_limit_mib"] == scaling.shipped_memory_mib(run["collector"]), run["collector"]
+    if any(x.get("other_cores", 0) > 0.25 for run in result["saturation"] for x in run["steps"]):
         assert "BUSY machine" in result["verdict"]
