@@ -71,11 +71,11 @@ if TYPE_CHECKING:
         start,
         status,
         stop,
-        trace_store,
         up,
     )
     from voxpulse_console.stack._topology import LISTEN as RING_LISTEN
     from voxpulse_console.stack._topology import MAX_COLLECTORS, ProcessingPorts, processing_ports
+    from voxpulse_console.stack._trace_store import trace_store
 
 # Loaded on first use (PEP 562), so that ``python -m voxpulse_console.stack._keeper`` and ``._media`` (run by
 # a bare Python, without the venv's packages) import only what they need. name -> (module, attribute).
@@ -87,7 +87,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "COMPONENTS": ("_catalogue", "COMPONENTS"),
     "CASSANDRA": ("_catalogue", "CASSANDRA"),
     "TRACE_STORES": ("_catalogue", "TRACE_STORES"),
-    "trace_store": ("_supervisor", "trace_store"),
+    "trace_store": ("_trace_store", "trace_store"),
     "components": ("_supervisor", "components"),
     "ComponentStatus": ("_supervisor", "ComponentStatus"),
     "compose_command": ("_compose", "compose_command"),

@@ -30,7 +30,6 @@ from voxpulse_console.stack._catalogue import (
     LIVEKIT_COMPONENTS,
     LOOPBACK,
     OPTIONAL,
-    TRACE_STORES,
     Component,
     StackError,
     bind_env,
@@ -51,9 +50,10 @@ from voxpulse_console.stack._layout import (
 from voxpulse_console.stack._services import SERVICES
 from voxpulse_console.stack._services import components as service_components
 from voxpulse_console.stack._topology import MAX_COLLECTORS, read_topology, tiered, write_topology
+from voxpulse_console.stack._trace_store import choose_trace_store, read_trace_store
 
 __all__ = ["ComponentStatus", "component_names", "components", "down", "in_media_namespace", "kill", "logs",
-           "media_namespace", "pid", "port_busy", "ready", "restart", "start", "status", "stop", "trace_store", "up"]
+           "media_namespace", "pid", "port_busy", "ready", "restart", "start", "status", "stop", "up"]
 
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -77,35 +77,6 @@ def _components(state: Path | None) -> dict[str, Component]:
     n = 0 if state is None else read_topology(state)
     comps = COMPONENTS if n == 0 else tiered(n)
     return on_cassandra(comps) if state is not None and read_trace_store(state) == "cassandra" else comps
-
-
-def trace_store(*, state_dir: Path | str | None = None) -> str:
-    """Where the stack in ``state_dir`` keeps Jaeger's spans: one of :data:`TRACE_STORES` (``up(trace_store=...)``)."""
-    return read_trace_store(state_path(state_dir))
-
-
-def read_trace_store(state: Path) -> str:
-    """The trace store chosen for the stack in ``state`` (:data:`TRACE_STORES`; default Badger)."""
-    path = trace_store_file(state)
-    chosen = path.read_text(encoding="utf-8").strip() if path.is_file() else TRACE_STORES[0]
-    return chosen if chosen in TRACE_STORES else TRACE_STORES[0]
-
-
-def _choose_trace_store(state: Path, trace_store: str | None) -> None:
-    current = read_trace_store(state)
-    wanted = current if trace_store is None else trace_store
-    if wanted not in TRACE_STORES:
-        raise StackError(f"--trace-store {wanted!r}: one of {', '.join(TRACE_STORES)}")
-    if wanted == current:
-        return
-    running = [n for n in _components(state) if _running(state, n)]
-    if running:
-        raise StackError(f"the stack in {state} keeps its traces in {current}: `voxpulse stack down` first "
-                         f"({', '.join(running)})")
-    if wanted == TRACE_STORES[0]:
-        trace_store_file(state).unlink(missing_ok=True)
-    else:
-        trace_store_file(state).write_text(wanted + "\n", encoding="utf-8")
 
 
 def _all(state: Path | None) -> dict[str, Component]:
@@ -414,7 +385,7 @@ def up(
     state = state_path(state_dir)
     state.mkdir(parents=True, exist_ok=True)
     _choose_topology(state, collectors)
-    _choose_trace_store(state, trace_store)
+    choose_trace_store(state, trace_store, lambda: [n for n in _components(state) if _running(state, n)])
     everything = _all(state)
     result: dict[str, str] = {}
     started: list[str] = []
