@@ -57,6 +57,8 @@ from typing import Any
 
 import httpx
 
+from bench._machine import BUSY_OTHER_CORES, Machine, proc_cpu_s
+
 ROOT = Path(__file__).resolve().parent.parent
 REAL_CALL = ROOT / "tests" / "fixtures" / "livekit_observability_v0_real"
 ZERO_CODE = ROOT / "tests" / "realcalls" / "zero_code_agent.py"
@@ -64,7 +66,6 @@ KEY = "APIbench"
 SECRET = secrets.token_urlsafe(24)  # made anew each run: the bench's own LiveKit key pair, nothing kept
 PLAYABLE_TARGET_P95_S = 10.0
 PAINT_TARGET_P95_MS = 300.0
-BUSY_OTHER_CORES = 0.25
 RECEIVER_CPU = 1
 LOAD_CPU = 0
 
@@ -85,17 +86,12 @@ def stats(values: list[float]) -> dict[str, Any]:
             "max": round(max(values), 3) if values else None}
 
 
-def _proc_cpu_s(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _tree_cpu_s(pid: int) -> float:
+def _tree_cpu_s(pid: int | None) -> float:
+    """utime + stime of a process and all its children (0 for None or a process gone)."""
     import psutil
 
+    if pid is None:
+        return 0.0
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
@@ -109,35 +105,6 @@ def _tree_cpu_s(pid: int) -> float:
         except psutil.Error:
             continue
     return total
-
-
-def _machine_busy_s() -> float:
-    vals = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
-    return (sum(vals[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-class Machine:
-    """The CPU the machine spent during a measure, split into this benchmark's processes and the rest."""
-
-    def __init__(self, pids: Callable[[], list[int]]) -> None:
-        self._pids = pids
-        self._t0 = time.time()
-        self._busy0 = _machine_busy_s()
-        self._own0 = self._own()
-
-    def _own(self) -> float:
-        return sum(_tree_cpu_s(p) for p in self._pids()) + _proc_cpu_s(os.getpid())
-
-    def done(self) -> dict[str, Any]:
-        wall = max(1e-6, time.time() - self._t0)
-        busy = _machine_busy_s() - self._busy0
-        own = self._own() - self._own0
-        others = max(0.0, busy - own) / wall
-        load = Path("/proc/loadavg").read_text().split()[:3]
-        return {"seconds": round(wall, 1), "loadavg_1_5_15": [float(x) for x in load],
-                "this_bench_cores": round(own / wall, 2), "other_processes_cores": round(others, 2),
-                "busy": others > BUSY_OTHER_CORES}
 
 
 def token(key: str = KEY, secret: str = SECRET) -> str:
@@ -288,10 +255,10 @@ def throughput(dsn: str, *, uploads: int, trace_rounds: int, concurrency: int) -
                 warm = [(p, h, b) for p, h, b in upload_jobs[:1]] + trace_jobs[:len(traces)]
                 asyncio.run(_replay(url, warm, 1))
                 for name, jobs in (("uploads", upload_jobs), ("traces", trace_jobs)):
-                    machine = Machine(lambda: [sink_proc.pid])
-                    cpu0, t0 = _proc_cpu_s(proc.pid), time.perf_counter()
+                    machine = Machine(lambda: [sink_proc.pid], _tree_cpu_s)
+                    cpu0, t0 = proc_cpu_s(proc.pid), time.perf_counter()
                     statuses = asyncio.run(_replay(url, jobs, concurrency))
-                    wall, cpu = time.perf_counter() - t0, _proc_cpu_s(proc.pid) - cpu0
+                    wall, cpu = time.perf_counter() - t0, proc_cpu_s(proc.pid) - cpu0
                     m = machine.done()
                     m["this_bench_cores"] = round(m["this_bench_cores"] + cpu / wall, 2)
                     m["other_processes_cores"] = round(max(0.0, m["other_processes_cores"] - cpu / wall), 2)
@@ -360,7 +327,7 @@ def playable(dsn: str, *, calls: int) -> dict[str, Any]:
                             argv=[sys.executable, str(ZERO_CODE), "start"]).start()
             client = console.client(ADMIN)
             machine = Machine(lambda: [p for p in (rproc.pid, console.proc.pid, worker.proc.pid if worker.proc
-                                                   else 0) if p])
+                                                   else 0) if p], _tree_cpu_s)
             try:
                 for i in range(calls):
                     (res,) = call([{"scenario": "order_tyres"}], livekit=lk, agent_name=agent_name, concurrency=1,
@@ -611,7 +578,7 @@ def waveform(dsn: str, *, loads: int, old_loads: int, seconds: float, source: st
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            machine = Machine(lambda: [console.proc.pid, *(c.pid for c in _children())])
+            machine = Machine(lambda: [console.proc.pid, *(c.pid for c in _children())], _tree_cpu_s)
             try:
                 first = browser.new_context(viewport={"width": 1440, "height": 900}, locale="en-GB")
                 page = first.new_page()

@@ -47,7 +47,7 @@ from typing import Any
 
 import httpx
 
-from bench._machine import BUSY_OTHER_CORES, Machine
+from bench._machine import BUSY_OTHER_CORES, Machine, proc_cpu_s
 from telemetry._env import OTLP_HTTP_ENDPOINT
 from voxpulse_console import stack
 from voxpulse_console.settings import DEFAULT_PROMETHEUS_URL, DEFAULT_TRACE_STORE_URLS
@@ -57,7 +57,6 @@ PARTS = ("saturation", "scaling", "store", "fault", "growth")
 PROM = DEFAULT_PROMETHEUS_URL
 JAEGER_METRICS = "http://127.0.0.1:14269/metrics"
 LB_METRICS = "http://127.0.0.1:8888/metrics"
-TICK_S = os.sysconf("SC_CLK_TCK")
 SATURATED_CORE = 0.9
 # a collector that takes less than it is offered, refuses nothing and burns this much of its one
 # core is CPU-bound (the Go runtime's own threads keep GOMAXPROCS=1 a little under a full core)
@@ -71,12 +70,6 @@ TG_ATTRIBUTES = (
 
 
 # --- processes and counters -----------------------------------------------------------------------
-
-
-def cpu_s(pid: int) -> float:
-    """utime + stime of a process (all its threads), seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK_S
 
 
 def rss_mb(pid: int) -> float:
@@ -147,14 +140,14 @@ def _window(state: Path, names: Sequence[str], extra_pids: dict[str, int], secon
     and the other processes' load on the machine meanwhile."""
     procs = {**{n: p for n, p in pids(state).items() if n in names}, **extra_pids}
     machine = Machine(lambda: procs.values())
-    cpu0 = {n: cpu_s(p) for n, p in procs.items()}
+    cpu0 = {n: proc_cpu_s(p) for n, p in procs.items()}
     s0 = stored() if stored else 0.0
     c0, t0 = counter(), time.monotonic()
     time.sleep(seconds)
     c1, t1 = counter(), time.monotonic()
     s1 = stored() if stored else 0.0
     dt = t1 - t0
-    cpu = {n: round((cpu_s(p) - cpu0[n]) / dt, 3) for n, p in procs.items()}
+    cpu = {n: round((proc_cpu_s(p) - cpu0[n]) / dt, 3) for n, p in procs.items()}
     rss = {n: round(rss_mb(p), 1) for n, p in procs.items()}
     return {"rate": (c1 - c0) / dt, "stored_rate": (s1 - s0) / dt, "seconds": round(dt, 1), "cpu_cores": cpu,
             "rss_mb": rss, "other_cores": machine.done()["other_processes_cores"]}
@@ -558,7 +551,7 @@ def _store_run(seconds: float, replay: Replay, title: str, store: str, env: dict
             # writes that arrive together once; one thread per 500 spans/s keeps each thread's requests
             # (the replay's calls in one) ~1.5 s apart or closer
             threads = max(1, min(STORE_SENDERS, rate // 500))
-            io0, cpu0 = {n: storage_bytes(p) for n, p in procs.items()}, {n: cpu_s(p) for n, p in procs.items()}
+            io0, cpu0 = {n: storage_bytes(p) for n, p in procs.items()}, {n: proc_cpu_s(p) for n, p in procs.items()}
             stored0, t0 = _jaeger_stored(), time.monotonic()
             machine = Machine(lambda: procs.values())
             sent = blast(replay, "127.0.0.1:4417", duration, rate=rate, threads=threads)
@@ -569,7 +562,7 @@ def _store_run(seconds: float, replay: Replay, title: str, store: str, env: dict
             otlp = stored * len(replay.payload) / replay.spans
             steps.append({"offered": rate, "acknowledged_per_s": round(sent["acked"] / duration),
                           "failed": round(sent["failed"]), "stored": round(stored / took_s),
-                          "cpu_cores": {n: round((cpu_s(p) - cpu0[n]) / took_s, 3) for n, p in procs.items()},
+                          "cpu_cores": {n: round((proc_cpu_s(p) - cpu0[n]) / took_s, 3) for n, p in procs.items()},
                           "rss_mb": {n: round(rss_mb(p), 1) for n, p in procs.items()},
                           "spans": round(stored),
                           "storage_bytes_per_span": round(written / stored) if stored else None,
@@ -894,12 +887,9 @@ def _verdict(r: dict[str, Any]) -> str:
                      f"{s['memory_limit_mib']} MiB: {what}{goal}")
     if r.get("scaling"):
         rates = ", ".join(f"{x['collectors']}: {x['spans_per_s']}" for x in r["scaling"] if x["generator"] == "replay")
-        losses = sum(x["refused_per_s"] + x.get("export_dropped_per_s", 0) + x.get("lb_refused_per_s", 0)
-                     + x.get("lb_send_failed_per_s", 0) for x in r["scaling"])
-        base = next((x["spans_per_s"] for x in r["scaling"] if x["generator"] == "replay" and x["collectors"] == 1), 0)
-        top = max((x["spans_per_s"] for x in r["scaling"] if x["generator"] == "replay"), default=0)
-        notes.append(f"tier throughput by processing collectors ({rates} spans/s; x{top / base:.2f} from 1 to the "
-                     f"best) on {r['cores']} cores, "
+        losses = _tier_losses(r["scaling"])
+        notes.append(f"tier throughput by processing collectors ({rates} spans/s; x{_tier_factor(r['scaling']):.2f} "
+                     f"from 1 to the best) on {r['cores']} cores, "
                      + ("nothing refused or dropped" if not losses else f"REFUSED or dropped {losses} spans/s in all"))
     for st in r.get("store", []):
         notes.append(f"Jaeger alone, {st['variant']}: {_stored(st).replace('**', '')}, "
@@ -925,6 +915,19 @@ def _verdict(r: dict[str, Any]) -> str:
 
 
 _COLLECTOR_TITLE = {"single": "collector (config.yaml)", "processing": "processing collector (processing.yaml)"}
+
+
+def _tier_losses(rows: list[dict[str, Any]]) -> int:
+    """Spans/s the tier refused or dropped, both tiers, over every run (both generators)."""
+    return sum(x["refused_per_s"] + x.get("export_dropped_per_s", 0) + x.get("lb_refused_per_s", 0)
+               + x.get("lb_send_failed_per_s", 0) for x in rows)
+
+
+def _tier_factor(rows: list[dict[str, Any]]) -> float:
+    """The replayed load's best throughput over one processing collector's."""
+    replay = [x for x in rows if x["generator"] == "replay"]
+    base = next((x["spans_per_s"] for x in replay if x["collectors"] == 1), 0)
+    return max(x["spans_per_s"] for x in replay) / base if base else 0.0
 
 
 def _other(x: dict[str, Any]) -> str:
@@ -1099,14 +1102,13 @@ def excerpt(r: dict[str, Any]) -> str:
                     f"{_goal(s)} |")
     if sc := [x for x in r.get("scaling", []) if x["generator"] == "replay"]:
         rates = " -> ".join(f"{x['spans_per_s']}" for x in sc)
-        lost = sum(x["refused_per_s"] + x.get("export_dropped_per_s", 0) + x.get("lb_refused_per_s", 0)
-                   + x.get("lb_send_failed_per_s", 0) for x in sc)
-        factor = sc[-1]["spans_per_s"] / sc[0]["spans_per_s"] if sc[0]["spans_per_s"] else 0.0
         cpu = " -> ".join(f"{x['stack_cpu_cores']:.2f}" for x in sc)
+        lost = _tier_losses(r["scaling"])
         losses = "nothing" if not lost else f"{lost} spans/s"
         rows.append(f"| the tier on {r['cores']} cores: load-balancing collector + 1 -> 2 -> 3 processing "
-                    f"collectors, 10 % sampling, kept spans to a sink | {rates} spans/s (x{factor:.2f} from 1 to 3); "
-                    f"{losses} refused or dropped; the collectors' CPU {cpu} cores |")
+                    f"collectors, 10 % sampling, kept spans to a sink | {rates} spans/s "
+                    f"(x{_tier_factor(r['scaling']):.2f} from 1 to the best); {losses} refused or dropped, either "
+                    f"generator; the collectors' CPU {cpu} cores |")
     for st in r.get("store", []):
         rows.append(f"| Jaeger alone, {st['variant']} | {_stored(st)}; **{st['disk_kib_per_call']} KiB on disk per "
                     f"call** ({st['spans_per_call']} spans) |")
